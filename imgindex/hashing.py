@@ -1,0 +1,228 @@
+"""Hashing: pure functions from bytes to hashes.
+
+The perceptual pipeline turns an encoded image into a small, faithful picture
+before hashing it:
+
+1. identify the format from the bytes and refuse images above ``max_pixels``
+   before decoding anything (decompression bombs);
+2. decode cheaply: JPEGs are DCT-scaled while decoding (Pillow's draft mode)
+   to no less than the working size;
+3. apply the EXIF orientation, so a sideways-stored photo is upright;
+4. composite transparency onto a fixed white background (a transparent PNG
+   and its JPEG re-encode are the same picture to a person);
+5. shrink to at most ``work_size`` pixels a side;
+6. hash.
+
+This module knows nothing of files or the index: bytes in, values out.
+Failures raise :class:`ImageError` carrying the status to record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import warnings
+from dataclasses import asdict, dataclass
+from struct import error as struct_error  # Pillow plugins raise it on short headers
+from typing import Final
+
+import imagehash
+import numpy as np
+import PIL
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+#: Bump when a change to the pipeline changes perceptual hash values.
+PIPELINE_VERSION: Final = 1
+BACKGROUND: Final = (255, 255, 255)
+#: Pillow's own decompression-bomb limit, the default of ``--max-pixels``.
+DEFAULT_MAX_PIXELS: Final = Image.MAX_IMAGE_PIXELS or 89_478_485
+
+#: Formats recognised from their first bytes (see :func:`sniff_format`), mapped to
+#: the Pillow plugin that reads them.
+PILLOW_FORMATS: Final = {
+    "JPEG": "JPEG",
+    "PNG": "PNG",
+    "GIF": "GIF",
+    "WEBP": "WEBP",
+    "BMP": "BMP",
+    "TIFF": "TIFF",
+    "ICO": "ICO",
+    "AVIF": "AVIF",
+    "HEIF": "HEIF",
+}
+
+#: How many leading bytes :func:`sniff_format` needs.
+SNIFF_BYTES: Final = 32
+
+
+class ImageError(Exception):
+    """An image that cannot be hashed; ``status`` is what the index records."""
+
+    def __init__(self, status: str, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class HashSettings:
+    """Everything that changes perceptual hash values. Its :meth:`key` is stored in the index."""
+
+    algorithm: str = "phash"
+    hash_size: int = 8
+    highfreq_factor: int = 4
+    work_size: int = 256
+    max_pixels: int = DEFAULT_MAX_PIXELS
+
+    def key(self) -> str:
+        """A canonical description, including the library versions that affect the values."""
+        fields = asdict(self)
+        del fields["max_pixels"]  # decides whether to hash, not what the hash is
+        fields["pipeline"] = PIPELINE_VERSION
+        fields["pillow"] = ".".join(PIL.__version__.split(".")[:2])
+        fields["imagehash"] = imagehash.__version__
+        return json.dumps(fields, sort_keys=True, separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    width: int
+    height: int
+    phash: int  # signed 64-bit, as SQLite stores it
+
+
+def sha256(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()
+
+
+def sniff_format(head: bytes) -> str | None:
+    """The image format of a file from its first bytes, or None for anything else.
+
+    Content decides, never the name: crawl dumps have names without
+    extensions, with wrong ones, and non-images named ``.jpg``.
+    """
+    if head.startswith(b"\xff\xd8\xff"):
+        return "JPEG"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "PNG"
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return "GIF"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WEBP"
+    if head[:4] in (b"II*\x00", b"MM\x00*"):
+        return "TIFF"
+    if head[:2] == b"BM" and len(head) >= 18 and head[14:18] in _BMP_HEADER_SIZES:
+        return "BMP"
+    if head[:4] == b"\x00\x00\x01\x00" and len(head) >= 6 and 0 < int.from_bytes(head[4:6], "little") <= 64:
+        return "ICO"
+    if head[4:8] == b"ftyp":
+        brand = head[8:12]
+        if brand in (b"avif", b"avis"):
+            return "AVIF"
+        if brand in (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"):
+            return "HEIF"
+    return None
+
+
+_ORIENTATION: Final = 0x0112
+_BMP_HEADER_SIZES = {n.to_bytes(4, "little") for n in (12, 40, 52, 56, 64, 108, 124)}
+
+
+def readable_formats() -> dict[str, bool]:
+    """Which sniffed formats the installed Pillow (and plugins) can decode."""
+    Image.init()
+    return {fmt: plugin in Image.OPEN for fmt, plugin in PILLOW_FORMATS.items()}
+
+
+def decode(data: bytes, fmt: str | None, settings: HashSettings) -> tuple[Image.Image, int, int]:
+    """Decode ``data`` into a small upright RGB picture, and the original's oriented size."""
+    plugin = PILLOW_FORMATS.get(fmt) if fmt else None
+    Image.init()
+    if plugin is not None and plugin not in Image.OPEN:
+        raise ImageError("unsupported", f"no decoder for {fmt} installed")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            im = Image.open(io.BytesIO(data), formats=[plugin] if plugin else None)
+            width, height = im.size
+            if width * height > settings.max_pixels:
+                raise ImageError(
+                    "too_large",
+                    f"{width}x{height} = {width * height:,} pixels, above --max-pixels {settings.max_pixels:,}",
+                )
+            if im.format == "JPEG":
+                im.draft("RGB", (settings.work_size, settings.work_size))
+            im.load()
+        except ImageError:
+            raise
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+            raise ImageError("too_large", str(e)) from None
+        except UnidentifiedImageError:
+            raise ImageError("corrupt", f"not a readable {fmt or 'image'} file") from None
+        except (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, TypeError, struct_error) as e:
+            message = str(e) or type(e).__name__
+            status = "truncated" if _looks_truncated(e, message) else "corrupt"
+            raise ImageError(status, message) from None
+        except Exception as e:  # noqa: BLE001 - a decoder bug must not end the scan
+            raise ImageError("corrupt", f"{type(e).__name__}: {e}") from None
+    try:
+        if im.getexif().get(_ORIENTATION, 1) in (5, 6, 7, 8):
+            width, height = height, width
+        oriented = ImageOps.exif_transpose(im)
+    except Exception:  # noqa: BLE001 - a broken EXIF block: keep the stored orientation
+        oriented = im
+    picture = _flatten(oriented)
+    picture.thumbnail((settings.work_size, settings.work_size), Image.Resampling.LANCZOS, reducing_gap=3.0)
+    return picture, width, height
+
+
+def perceptual_hash(picture: Image.Image, settings: HashSettings) -> int:
+    """The 64-bit perceptual hash of a decoded picture, as a signed integer."""
+    if settings.algorithm == "phash":
+        value = imagehash.phash(picture, hash_size=settings.hash_size, highfreq_factor=settings.highfreq_factor)
+    elif settings.algorithm == "dhash":
+        value = imagehash.dhash(picture, hash_size=settings.hash_size)
+    else:
+        raise ValueError(f"unknown hash algorithm {settings.algorithm!r}")
+    return to_signed(int(str(value), 16))
+
+
+def image_info(data: bytes, fmt: str | None, settings: HashSettings) -> ImageInfo:
+    """Decode and hash: the whole perceptual pipeline."""
+    picture, width, height = decode(data, fmt, settings)
+    return ImageInfo(width, height, perceptual_hash(picture, settings))
+
+
+def to_signed(value: int) -> int:
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def to_unsigned(value: int) -> int:
+    return value + (1 << 64) if value < 0 else value
+
+
+def hash_hex(value: int) -> str:
+    return f"{to_unsigned(value):016x}"
+
+
+def _flatten(im: Image.Image) -> Image.Image:
+    """An RGB picture, with any transparency composited onto the background."""
+    if im.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        array = np.asarray(im, dtype=np.float64)
+        peak = 65535.0 if im.mode.startswith("I;16") or array.max(initial=0) > 255 else 255.0
+        im = Image.fromarray(np.clip(array * (255.0 / peak), 0, 255).astype(np.uint8), "L")
+    has_alpha = im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info
+    if has_alpha:
+        rgba = im.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (*BACKGROUND, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return im if im.mode == "RGB" else im.convert("RGB")
+
+
+def _looks_truncated(error: BaseException, message: str) -> bool:
+    lowered = message.lower()
+    return isinstance(error, EOFError) or any(
+        word in lowered
+        for word in ("truncated", "premature end", "unexpected end", "not enough data", "buffer is not large enough")
+    )

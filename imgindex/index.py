@@ -1,0 +1,460 @@
+"""The SQLite index: opening, migrating, writing and querying it.
+
+All SQL of the project lives here and in ``schema.sql``. Callers get plain
+Python values (bytes paths, ints, dataclasses) and never see a cursor.
+
+Writes are short ``BEGIN IMMEDIATE`` transactions in WAL mode with a generous
+busy timeout, so that ``scan``, ``watch`` and ``report`` can share one index.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import sqlite_utils
+
+SCHEMA_VERSION = 1
+#: ``PRAGMA application_id``: "imix" in ASCII.
+APPLICATION_ID = 0x696D6978
+BUSY_TIMEOUT_MS = 60_000
+
+#: Statuses of files that were recognised as images but could not be hashed.
+FAILED_STATUSES = ("truncated", "corrupt", "unsupported", "too_large", "unreadable")
+#: Every status a file row can have.
+STATUSES = ("ok", "not_image", "empty", *FAILED_STATUSES)
+
+NETWORK_FILESYSTEMS = frozenset(
+    {"nfs", "nfs4", "cifs", "smb3", "smbfs", "fuse.sshfs", "9p", "afs", "ceph", "glusterfs", "lustre"}
+)
+
+
+class IndexError_(Exception):
+    """Base class of errors opening or using the index (shown to the user as is)."""
+
+
+class NotAnIndexError(IndexError_):
+    pass
+
+
+class NewerIndexError(IndexError_):
+    pass
+
+
+def schema_sql() -> str:
+    """The text of ``schema.sql``: shipped in the package, or at the repository root."""
+    packaged = resources.files("imgindex").joinpath("schema.sql")
+    if packaged.is_file():
+        return packaged.read_text(encoding="utf-8")
+    return (Path(__file__).resolve().parent.parent / "schema.sql").read_text(encoding="utf-8")
+
+
+#: Migrations by the version they produce: a function that brings an index of
+#: the version before up to date (and ``schema.sql`` is changed to match). A new
+#: index is made from ``schema.sql`` alone and starts at SCHEMA_VERSION.
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {}
+
+
+def filesystem_type(path: str | os.PathLike[str]) -> str | None:
+    """The type of the filesystem holding ``path``, from /proc/mounts (Linux only)."""
+    try:
+        with open("/proc/mounts", encoding="utf-8", errors="replace") as f:
+            mounts = [line.split() for line in f]
+    except OSError:
+        return None
+    target = os.path.realpath(os.path.dirname(os.path.abspath(path)) or ".")
+    best, best_type = "", None
+    for fields in mounts:
+        if len(fields) < 3:
+            continue
+        mount_point = fields[1].replace("\\040", " ")
+        if (target == mount_point or target.startswith(mount_point.rstrip("/") + "/")) and len(mount_point) > len(best):
+            best, best_type = mount_point, fields[2]
+    return best_type
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """What the index knows of a file, enough to decide whether to read it again."""
+
+    id: int
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+    inode: int
+    status: str
+    params_id: int | None
+    read_ns: int
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    """A file's row as written after reading it."""
+
+    dir_id: int
+    name: bytes
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+    inode: int
+    device: int
+    status: str
+    error: str | None
+    format: str | None
+    sha256: bytes | None
+    width: int | None
+    height: int | None
+    phash: int | None
+    params_id: int | None
+    read_ns: int
+
+
+@dataclass(frozen=True)
+class Root:
+    id: int
+    path: bytes
+
+
+@dataclass(frozen=True)
+class ProblemFile:
+    path: bytes
+    kind: str  # a file status, or "directory" for a directory that could not be listed
+    error: str | None
+    format: str | None
+
+
+class Index:
+    """An open index. Use :func:`open_index` to get one."""
+
+    def __init__(self, conn: sqlite3.Connection, path: str) -> None:
+        self.conn = conn
+        self.path = path
+        self.db = sqlite_utils.Database(conn)
+        self._dir_ids: dict[bytes, int] = {}
+
+    # -- connection -----------------------------------------------------
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> Index:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """A short write transaction, taken at once so that it never deadlocks."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    @property
+    def schema_version(self) -> int:
+        return int(self.conn.execute("PRAGMA user_version").fetchone()[0])
+
+    def network_filesystem(self) -> str | None:
+        """The filesystem type when the index sits on a network filesystem, else None."""
+        fs = filesystem_type(self.path)
+        return fs if fs in NETWORK_FILESYSTEMS else None
+
+    # -- roots and directories -------------------------------------------
+
+    def roots(self) -> list[Root]:
+        return [Root(r[0], bytes(r[1])) for r in self.conn.execute("SELECT id, path FROM roots ORDER BY path")]
+
+    def ensure_root(self, path: bytes) -> Root:
+        """The root that ``path`` belongs to, registering it if it is new.
+
+        A path inside a known root is part of that root. A new root that
+        contains known roots takes over their directories.
+        """
+        for root in self.roots():
+            if path == root.path or path.startswith(root.path.rstrip(b"/") + b"/"):
+                return root
+        with self.write() as c:
+            root_id = c.execute("INSERT INTO roots (path, added_at) VALUES (?, ?)", (path, time.time())).lastrowid
+            assert root_id is not None
+            prefix = path.rstrip(b"/") + b"/"
+            inner = [
+                r[0]
+                for r in c.execute(
+                    "SELECT id FROM roots WHERE id != ? AND path >= ? AND path < ?",
+                    (root_id, prefix, _prefix_end(prefix)),
+                )
+            ]
+            for old in inner:
+                c.execute("UPDATE dirs SET root_id = ? WHERE root_id = ?", (root_id, old))
+                c.execute("DELETE FROM roots WHERE id = ?", (old,))
+        return Root(root_id, path)
+
+    def dir_id(self, path: bytes, root_id: int) -> int:
+        """The id of a directory's row, creating the row if needed."""
+        cached = self._dir_ids.get(path)
+        if cached is not None:
+            return cached
+        row = self.conn.execute("SELECT id FROM dirs WHERE path = ?", (path,)).fetchone()
+        if row is None:
+            with self.write() as c:
+                c.execute("INSERT OR IGNORE INTO dirs (root_id, path) VALUES (?, ?)", (root_id, path))
+            row = self.conn.execute("SELECT id FROM dirs WHERE path = ?", (path,)).fetchone()
+        self._dir_ids[path] = int(row[0])
+        return int(row[0])
+
+    def known_dir_id(self, path: bytes) -> int | None:
+        row = self.conn.execute("SELECT id FROM dirs WHERE path = ?", (path,)).fetchone()
+        return None if row is None else int(row[0])
+
+    def files_in_dir(self, dir_id: int) -> dict[bytes, StoredFile]:
+        rows = self.conn.execute(
+            "SELECT name, id, size, mtime_ns, ctime_ns, inode, status, params_id, read_ns FROM files WHERE dir_id = ?",
+            (dir_id,),
+        )
+        return {bytes(r[0]): StoredFile(*r[1:]) for r in rows}
+
+    def dirs_under(self, top: bytes) -> list[tuple[int, bytes]]:
+        """Known directories at or below ``top``."""
+        prefix = top.rstrip(b"/") + b"/"
+        rows = self.conn.execute(
+            "SELECT id, path FROM dirs WHERE path = ? OR (path >= ? AND path < ?)",
+            (top, prefix, _prefix_end(prefix)),
+        )
+        return [(int(r[0]), bytes(r[1])) for r in rows]
+
+    def record_listings(self, listed: Sequence[int], failed: Sequence[tuple[int, str]]) -> None:
+        """Record which directories were listed, and why others could not be."""
+        now = time.time()
+        with self.write() as c:
+            c.executemany("UPDATE dirs SET error = NULL, listed_at = ? WHERE id = ?", ((now, d) for d in listed))
+            c.executemany("UPDATE dirs SET error = ? WHERE id = ?", ((e, d) for d, e in failed))
+
+    def remove_files(self, ids: Iterable[int]) -> int:
+        ids = list(ids)
+        with self.write() as c:
+            c.executemany("DELETE FROM files WHERE id = ?", ((i,) for i in ids))
+        return len(ids)
+
+    def remove_named(self, names: Sequence[tuple[int, bytes]]) -> int:
+        """Remove the rows of files (by directory id and name) that turned out to be gone."""
+        with self.write() as c:
+            return sum(c.execute("DELETE FROM files WHERE dir_id = ? AND name = ?", n).rowcount for n in names)
+
+    def remove_dirs(self, dir_ids: Sequence[int]) -> int:
+        """Remove directories and their files; returns how many files went."""
+        removed = 0
+        with self.write() as c:
+            for d in dir_ids:
+                removed += c.execute("SELECT count(*) FROM files WHERE dir_id = ?", (d,)).fetchone()[0]
+                c.execute("DELETE FROM files WHERE dir_id = ?", (d,))
+                c.execute("DELETE FROM dirs WHERE id = ?", (d,))
+        self._dir_ids = {p: i for p, i in self._dir_ids.items() if i not in set(dir_ids)}
+        return removed
+
+    # -- files -----------------------------------------------------------
+
+    def write_files(self, records: Sequence[FileRecord]) -> None:
+        """Insert or update file rows, in one transaction."""
+        now = time.time()
+        with self.write() as c:
+            c.executemany(
+                "INSERT INTO files (dir_id, name, size, mtime_ns, ctime_ns, inode, device, status,"
+                " error, format, sha256, width, height, phash, params_id, read_ns, first_seen)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (dir_id, name) DO UPDATE SET size = excluded.size,"
+                " mtime_ns = excluded.mtime_ns, ctime_ns = excluded.ctime_ns, inode = excluded.inode,"
+                " device = excluded.device, status = excluded.status, error = excluded.error,"
+                " format = excluded.format, sha256 = coalesce(excluded.sha256, files.sha256),"
+                " width = excluded.width, height = excluded.height, phash = excluded.phash,"
+                " params_id = excluded.params_id, read_ns = excluded.read_ns",
+                (
+                    (
+                        r.dir_id,
+                        r.name,
+                        r.size,
+                        r.mtime_ns,
+                        r.ctime_ns,
+                        r.inode,
+                        r.device,
+                        r.status,
+                        r.error,
+                        r.format,
+                        r.sha256,
+                        r.width,
+                        r.height,
+                        r.phash,
+                        r.params_id,
+                        r.read_ns,
+                        now,
+                    )
+                    for r in records
+                ),
+            )
+
+    def params_id(self, key: str) -> int:
+        """The id of a set of hash settings, registering it if new."""
+        row = self.conn.execute("SELECT id FROM hash_params WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            with self.write() as c:
+                c.execute("INSERT OR IGNORE INTO hash_params (key, created_at) VALUES (?, ?)", (key, time.time()))
+            row = self.conn.execute("SELECT id FROM hash_params WHERE key = ?", (key,)).fetchone()
+        return int(row[0])
+
+    # -- scans -------------------------------------------------------------
+
+    def start_scan(self, roots: Sequence[bytes]) -> int:
+        with self.write() as c:
+            scan_id = c.execute(
+                "INSERT INTO scans (started_at, roots, state) VALUES (?, ?, 'running')",
+                (time.time(), json.dumps([os.fsdecode(r) for r in roots])),
+            ).lastrowid
+        assert scan_id is not None
+        return scan_id
+
+    def finish_scan(
+        self, scan_id: int, state: str, counts: dict[str, int], seconds: float, roots: Sequence[int]
+    ) -> None:
+        columns = ("files", "new", "changed", "unchanged", "removed", "hashed", "failed", "walk_errors")
+        with self.write() as c:
+            c.execute(
+                "UPDATE scans SET finished_at = ?, state = ?, seconds = ?, "
+                + ", ".join(f"{col} = ?" for col in columns)
+                + " WHERE id = ?",
+                (time.time(), state, seconds, *(counts.get(col, 0) for col in columns), scan_id),
+            )
+            c.executemany("UPDATE roots SET last_scan = ? WHERE id = ?", ((scan_id, r) for r in roots))
+
+    # -- queries -------------------------------------------------------------
+
+    def status_counts(self, root_ids: Sequence[int] | None = None) -> dict[str, int]:
+        sql = "SELECT status, count(*) FROM files"
+        params: tuple[int, ...] = ()
+        if root_ids is not None:
+            sql += f" JOIN dirs ON dirs.id = files.dir_id WHERE dirs.root_id IN ({','.join('?' * len(root_ids))})"
+            params = tuple(root_ids)
+        return {str(s): int(n) for s, n in self.conn.execute(sql + " GROUP BY status", params)}
+
+    def format_counts(self) -> dict[str, int]:
+        rows = self.conn.execute(
+            "SELECT format, count(*) FROM files WHERE format IS NOT NULL GROUP BY format ORDER BY count(*) DESC"
+        )
+        return {str(f): int(n) for f, n in rows}
+
+    def last_scans(self, limit: int = 5) -> list[dict[str, object]]:
+        rows = self.conn.execute(
+            "SELECT id, started_at, finished_at, roots, state, files, new, changed, unchanged, removed,"
+            " hashed, failed, walk_errors, seconds FROM scans ORDER BY id DESC LIMIT ?",
+            (limit,),
+        )
+        names = [d[0] for d in rows.description]
+        result = [dict(zip(names, r, strict=True)) for r in rows]
+        for r in result:
+            r["roots"] = json.loads(str(r["roots"]))
+        return result
+
+    def problems(self) -> Iterator[ProblemFile]:
+        """Directories that could not be listed, then files that could not be read or decoded."""
+        for path, error in self.conn.execute("SELECT path, error FROM dirs WHERE error IS NOT NULL ORDER BY path"):
+            yield ProblemFile(bytes(path), "directory", error, None)
+        marks = ",".join("?" * len(FAILED_STATUSES))
+        rows = self.conn.execute(
+            f"SELECT path, status, error, format FROM file_paths WHERE status IN ({marks}) ORDER BY path",
+            FAILED_STATUSES,
+        )
+        for path, status, error, fmt in rows:
+            yield ProblemFile(bytes(path), status, error, fmt)
+
+
+def _prefix_end(prefix: bytes) -> bytes:
+    """The smallest byte string greater than every string starting with ``prefix``."""
+    return prefix[:-1] + bytes([prefix[-1] + 1])
+
+
+def open_index(path: str | os.PathLike[str], *, create: bool = True) -> Index:
+    """Open (and create or migrate) the index at ``path``."""
+    path = os.fspath(path)
+    if not create and not os.path.exists(path):
+        raise IndexError_(f"no index at {path}: run 'imgindex scan DIR' first")
+    try:
+        conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+    except sqlite3.Error as e:
+        raise IndexError_(f"cannot open index {path}: {e}") from None
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        _check_and_migrate(conn, path)
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA foreign_keys = ON")
+    except sqlite3.DatabaseError as e:
+        conn.close()
+        raise NotAnIndexError(f"{path} is not an imgindex index ({e})") from None
+    except BaseException:
+        conn.close()
+        raise
+    return Index(conn, path)
+
+
+def _check_and_migrate(conn: sqlite3.Connection, path: str) -> None:
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    app_id = int(conn.execute("PRAGMA application_id").fetchone()[0])
+    has_tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] > 0
+    if has_tables and app_id != APPLICATION_ID:
+        raise NotAnIndexError(f"{path} is an SQLite database but not an imgindex index")
+    if version > SCHEMA_VERSION:
+        raise NewerIndexError(
+            f"{path} was written by a newer imgindex (schema version {version}; this one knows up to"
+            f" {SCHEMA_VERSION}): upgrade imgindex, or use another --db"
+        )
+    if version == SCHEMA_VERSION:
+        return
+    # Each step runs in its own transaction, taken before re-reading the
+    # version so that two processes opening a new index do not both migrate.
+    steps: list[tuple[int, Callable[[sqlite3.Connection], None]]]
+    if version == 0:
+        steps = [(SCHEMA_VERSION, _create)]
+    else:
+        steps = [(v, MIGRATIONS[v]) for v in range(version + 1, SCHEMA_VERSION + 1)]
+    for target, step in steps:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            current = int(conn.execute("PRAGMA user_version").fetchone()[0])
+            if current < target:
+                step(conn)
+                conn.execute(f"PRAGMA user_version = {target}")
+                conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+
+def _create(conn: sqlite3.Connection) -> None:
+    # executescript would commit the caller's transaction: run statement by statement.
+    for statement in _split_sql(schema_sql()):
+        conn.execute(statement)
+
+
+def _split_sql(script: str) -> list[str]:
+    """Split a script into complete statements (schema.sql has no triggers)."""
+    statements, current = [], ""
+    for line in script.splitlines(keepends=True):
+        if line.lstrip().startswith("--"):
+            continue
+        current += line
+        if sqlite3.complete_statement(current):
+            statements.append(current.strip())
+            current = ""
+    if current.strip():
+        statements.append(current.strip())
+    return statements

@@ -1,0 +1,486 @@
+"""The incremental scan: walk, compare with the index, hash what changed.
+
+1. Walk each root. For every directory listed, compare each file's stat data
+   with its row: unchanged rows are left alone, new and changed files (and
+   racily-clean ones, whose stat cannot be trusted yet) are queued for
+   hashing. Rows of files that are gone from a directory that *was* listed
+   leave the index; a directory that could not be listed keeps its rows.
+2. Hash the queue in worker processes (any :class:`concurrent.futures.Executor`
+   will do: a process pool by default). Results are written in short batched
+   transactions as they arrive, so an interruption loses at most the batch in
+   flight and the next scan carries on with what is left.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import hashlib
+import multiprocessing
+import os
+import signal
+import stat
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from PIL import Image
+
+from . import hashing
+from .hashing import HashSettings, ImageError
+from .index import FAILED_STATUSES, FileRecord, Index, Root, StoredFile
+from .walk import FileStat, join, walk
+
+#: A file's mtime or ctime this close to the moment it was read can change
+#: again within the same timestamp tick without its stat data changing, so
+#: such a row is checked once more by the next scan (git's "racy clean").
+RACY_WINDOW_NS = 2_000_000_000
+#: Files larger than this are hashed exactly but never decoded.
+MAX_READ_BYTES = 512 * 1024 * 1024
+#: How often a file that changes while being read is tried again.
+READ_ATTEMPTS = 3
+
+Mode = Literal["full", "phash"]
+
+
+class ScanError(Exception):
+    """A scan that cannot start (e.g. a root that is not a directory)."""
+
+
+@dataclass(frozen=True)
+class ScanOptions:
+    jobs: int | None = None  # worker processes; None: all cores
+    rehash: bool = False
+    follow_symlinks: bool = False
+    settings: HashSettings = field(default_factory=HashSettings)
+    batch_size: int = 500  # rows per write transaction
+    batch_seconds: float = 1.0  # ... or at least this often
+    chunk_size: int = 16  # files per task sent to a worker
+    racy_window_ns: int = RACY_WINDOW_NS
+
+
+@dataclass(frozen=True)
+class Task:
+    dir_id: int
+    name: bytes
+    path: bytes
+    stat: FileStat
+    mode: Mode
+    follow_symlinks: bool
+
+
+@dataclass
+class ScanProgress:
+    phase: Literal["walk", "hash"]
+    dirs: int = 0
+    files: int = 0
+    to_hash: int = 0
+    hashed: int = 0
+    last_path: bytes | None = None
+
+
+@dataclass
+class ScanSummary:
+    scan_id: int
+    roots: list[bytes]
+    files: int = 0
+    new: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    hashed: int = 0
+    rechecked: int = 0  # racily-clean files read again
+    failed: int = 0  # files that failed in this scan
+    by_status: dict[str, int] = field(default_factory=dict)  # the roots' whole state after the scan
+    walk_errors: list[tuple[bytes, str]] = field(default_factory=list)
+    skipped_symlinks: int = 0
+    skipped_special: int = 0
+    loops: list[bytes] = field(default_factory=list)
+    seconds: float = 0.0
+    interrupted: bool = False
+
+    @property
+    def images(self) -> int:
+        return sum(n for s, n in self.by_status.items() if s not in ("not_image", "empty"))
+
+    @property
+    def failures(self) -> dict[str, int]:
+        return {s: self.by_status[s] for s in FAILED_STATUSES if self.by_status.get(s)}
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "scan_id": self.scan_id,
+            "roots": [os.fsdecode(r) for r in self.roots],
+            "files": self.files,
+            "images": self.images,
+            "by_status": dict(sorted(self.by_status.items())),
+            "new": self.new,
+            "changed": self.changed,
+            "unchanged": self.unchanged,
+            "removed": self.removed,
+            "hashed": self.hashed,
+            "rechecked": self.rechecked,
+            "failed": self.failed,
+            "walk_errors": [{"path": display_path(p), "error": e} for p, e in self.walk_errors],
+            "skipped_symlinks": self.skipped_symlinks,
+            "skipped_special": self.skipped_special,
+            "symlink_loops": [display_path(p) for p in self.loops],
+            "seconds": round(self.seconds, 3),
+            "interrupted": self.interrupted,
+        }
+
+
+class ScanInterrupted(Exception):
+    """Raised when a scan is stopped (Ctrl-C, SIGTERM) after committing what it had."""
+
+    def __init__(self, summary: ScanSummary) -> None:
+        super().__init__("scan interrupted")
+        self.summary = summary
+
+
+def display_path(path: bytes) -> str:
+    """A path for people: bytes that are not UTF-8 are shown as ``\\xNN`` escapes."""
+    return path.decode("utf-8", "backslashreplace")
+
+
+ProgressCallback = Callable[[ScanProgress], None]
+
+
+def scan(
+    index: Index,
+    roots: Sequence[str | bytes | os.PathLike[str]],
+    options: ScanOptions | None = None,
+    *,
+    progress: ProgressCallback | None = None,
+    executor: cf.Executor | None = None,
+) -> ScanSummary:
+    """Bring the index up to date with ``roots``; see the module docstring."""
+    options = options or ScanOptions()
+    tops = [_normalise_root(r) for r in roots]
+    start = time.monotonic()
+    params_id = index.params_id(options.settings.key())
+    scan_id = index.start_scan(tops)
+    summary = ScanSummary(scan_id, tops)
+    root_objs = [index.ensure_root(top) for top in tops]
+    report = ScanProgress("walk")
+    state = "failed"
+    try:
+        tasks: list[Task] = []
+        for top, root in zip(tops, root_objs, strict=True):
+            tasks.extend(_walk_root(index, top, root, options, params_id, summary, report, progress))
+        report.phase, report.to_hash = "hash", len(tasks)
+        if progress:
+            progress(report)
+        _hash_all(index, tasks, options, params_id, summary, report, progress, executor)
+        state = "done"
+    except KeyboardInterrupt:
+        state = "interrupted"
+        summary.interrupted = True
+    finally:
+        summary.seconds = time.monotonic() - start
+        summary.by_status = index.status_counts([r.id for r in root_objs])
+        counts = {
+            "files": summary.files,
+            "new": summary.new,
+            "changed": summary.changed,
+            "unchanged": summary.unchanged,
+            "removed": summary.removed,
+            "hashed": summary.hashed,
+            "failed": summary.failed,
+            "walk_errors": len(summary.walk_errors),
+        }
+        index.finish_scan(scan_id, state, counts, summary.seconds, [r.id for r in root_objs])
+    if summary.interrupted:
+        raise ScanInterrupted(summary)
+    return summary
+
+
+def _normalise_root(root: str | bytes | os.PathLike[str]) -> bytes:
+    path = os.fsencode(root)
+    path = os.path.abspath(path)
+    if len(path) > 1:
+        path = path.rstrip(b"/")
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        raise ScanError(f"cannot scan {display_path(path)}: {e.strerror or e}") from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise ScanError(f"cannot scan {display_path(path)}: not a directory")
+    return path
+
+
+def _needs_reading(prev: StoredFile, options: ScanOptions, params_id: int) -> Mode | Literal["racy"] | None:
+    """Why an unchanged-looking row must be read again, or None."""
+    if options.rehash:
+        return "full"
+    if prev.status == "ok" and prev.params_id != params_id:
+        return "phash"
+    if prev.status in ("too_large", "unsupported"):
+        return "full"  # cheap to check again: the limit or the installed decoders may have changed
+    return None
+
+
+def _walk_root(
+    index: Index,
+    top: bytes,
+    root: Root,
+    options: ScanOptions,
+    params_id: int,
+    summary: ScanSummary,
+    report: ScanProgress,
+    progress: ProgressCallback | None,
+) -> list[Task]:
+    tasks: list[Task] = []
+    listed: dict[bytes, int] = {}
+    failed: dict[bytes, int] = {}
+    gone: list[int] = []
+    for listing in walk(top, follow_symlinks=options.follow_symlinks):
+        dir_id = index.dir_id(listing.path, root.id)
+        summary.skipped_symlinks += listing.skipped_symlinks
+        summary.skipped_special += listing.skipped_special
+        summary.loops.extend(listing.loops)
+        report.dirs += 1
+        if listing.error is not None:
+            failed[listing.path] = dir_id
+            summary.walk_errors.append((listing.path, listing.error))
+            continue
+        listed[listing.path] = dir_id
+        stored = index.files_in_dir(dir_id)
+        for name, st in listing.files:
+            summary.files += 1
+            prev = stored.pop(name, None)
+            mode: Mode | None
+            if prev is None:
+                summary.new += 1
+                mode = "full"
+            elif not st.same_as(prev.size, prev.mtime_ns, prev.ctime_ns, prev.inode):
+                summary.changed += 1
+                mode = "full"
+            else:
+                summary.unchanged += 1
+                reason = _needs_reading(prev, options, params_id)
+                if reason is None and max(st.mtime_ns, st.ctime_ns) + options.racy_window_ns >= prev.read_ns:
+                    reason = "racy"
+                if reason == "racy":
+                    summary.rechecked += 1
+                    reason = "full"
+                mode = reason
+            if mode is not None:
+                tasks.append(Task(dir_id, name, join(listing.path, name), st, mode, options.follow_symlinks))
+        gone.extend(f.id for f in stored.values())
+        report.files = summary.files
+        report.last_path = listing.path
+        if progress:
+            progress(report)
+    index.record_listings(list(listed.values()), [(failed[p], e) for p, e in summary.walk_errors if p in failed])
+    summary.removed += index.remove_files(gone)
+    summary.removed += index.remove_dirs(_vanished_dirs(index, top, listed, failed))
+    return tasks
+
+
+def _vanished_dirs(index: Index, top: bytes, listed: dict[bytes, int], failed: dict[bytes, int]) -> list[int]:
+    """Known directories under ``top`` that a successful listing shows are gone.
+
+    A directory not met by this walk is gone when its nearest met ancestor was
+    listed; when that ancestor could not be listed, nothing is known and its
+    rows stay.
+    """
+    vanished = []
+    for dir_id, path in index.dirs_under(top):
+        if path in listed or path in failed:
+            continue
+        parent = path
+        while len(parent) > len(top):
+            parent = os.path.dirname(parent)
+            if parent in listed:
+                vanished.append(dir_id)
+                break
+            if parent in failed:
+                break
+    return vanished
+
+
+# -- hashing -------------------------------------------------------------------
+
+
+class SerialExecutor(cf.Executor):
+    """Runs each task at once in this process: ``--jobs 1``, and debugging."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> cf.Future[Any]:
+        future: cf.Future[Any] = cf.Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as e:  # noqa: BLE001 - handed to the caller through the future
+            future.set_exception(e)
+        return future
+
+
+def default_jobs() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def make_executor(jobs: int) -> cf.Executor:
+    """The default executor: a pool of worker processes (or this process for one job)."""
+    if jobs <= 1:
+        return SerialExecutor()
+    # forkserver, not fork: the caller may have threads (watch mode) and an open index.
+    context = multiprocessing.get_context(
+        "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+    )
+    return cf.ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_worker_init)
+
+
+def _worker_init() -> None:
+    # The parent handles Ctrl-C and SIGTERM: it commits and then stops the pool.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _hash_all(
+    index: Index,
+    tasks: list[Task],
+    options: ScanOptions,
+    params_id: int,
+    summary: ScanSummary,
+    report: ScanProgress,
+    progress: ProgressCallback | None,
+    executor: cf.Executor | None,
+) -> None:
+    if not tasks:
+        return
+    jobs = options.jobs or default_jobs()
+    own_executor = executor is None
+    pool = executor if executor is not None else make_executor(jobs)
+    pending: list[FileRecord] = []
+    gone: list[Task] = []
+    last_flush = time.monotonic()
+    in_flight: dict[cf.Future[list[FileRecord | None]], list[Task]] = {}
+    max_in_flight = max(2, jobs * 3)
+    interrupted = False
+
+    def flush() -> None:
+        nonlocal last_flush
+        if pending:
+            index.write_files(pending)
+            pending.clear()
+        if gone:
+            summary.removed += index.remove_named([(t.dir_id, t.name) for t in gone])
+            gone.clear()
+        last_flush = time.monotonic()
+
+    def collect(done: set[cf.Future[list[FileRecord | None]]]) -> None:
+        for future in done:
+            chunk = in_flight.pop(future)
+            for task, record in zip(chunk, future.result(), strict=True):
+                if record is None:
+                    gone.append(task)
+                    continue
+                pending.append(record)
+                summary.hashed += 1
+                if record.status in FAILED_STATUSES:
+                    summary.failed += 1
+                report.hashed += 1
+                report.last_path = task.path
+        if len(pending) >= options.batch_size or time.monotonic() - last_flush >= options.batch_seconds:
+            flush()
+        if progress:
+            progress(report)
+
+    try:
+        for chunk in _chunks(tasks, options.chunk_size):
+            while len(in_flight) >= max_in_flight:
+                done, _ = cf.wait(in_flight, return_when=cf.FIRST_COMPLETED)
+                collect(done)
+            in_flight[pool.submit(hash_chunk, chunk, options.settings, params_id)] = chunk
+        while in_flight:
+            done, _ = cf.wait(in_flight, return_when=cf.FIRST_COMPLETED)
+            collect(done)
+    except KeyboardInterrupt:
+        interrupted = True
+        raise
+    finally:
+        # Keep what finished; results still in flight are read again next time.
+        flush()
+        if own_executor:
+            pool.shutdown(wait=not interrupted, cancel_futures=True)
+
+
+def _chunks(tasks: list[Task], size: int) -> Iterator[list[Task]]:
+    for i in range(0, len(tasks), size):
+        yield tasks[i : i + size]
+
+
+def hash_chunk(tasks: list[Task], settings: HashSettings, params_id: int) -> list[FileRecord | None]:
+    """Read and hash a few files (runs in a worker). None for a file that has vanished."""
+    Image.MAX_IMAGE_PIXELS = max(settings.max_pixels, hashing.DEFAULT_MAX_PIXELS)
+    return [read_file(task, settings, params_id) for task in tasks]
+
+
+def read_file(task: Task, settings: HashSettings, params_id: int) -> FileRecord | None:
+    """Read one file and describe it as a row. Never raises for a bad file."""
+    read_ns = time.time_ns()
+    st = task.stat
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    if not task.follow_symlinks:
+        flags |= getattr(os, "O_NOFOLLOW", 0)
+
+    def record(status: str, error: str | None = None, **values: Any) -> FileRecord:
+        return FileRecord(
+            task.dir_id, task.name, st.size, st.mtime_ns, st.ctime_ns, st.inode, st.device,
+            status, error, values.get("format"), values.get("sha256"), values.get("width"),
+            values.get("height"), values.get("phash"), values.get("params_id"), read_ns,
+        )  # fmt: skip
+
+    for _attempt in range(READ_ATTEMPTS):
+        read_ns = time.time_ns()
+        try:
+            fd = os.open(task.path, flags)
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            return record("unreadable", e.strerror or str(e))
+        try:
+            with os.fdopen(fd, "rb", buffering=0) as f:
+                before = os.fstat(fd)
+                st = FileStat.of(before)
+                if not stat.S_ISREG(before.st_mode):
+                    return record("unreadable", "not a regular file")
+                if before.st_size == 0:
+                    return record("empty", "zero-byte file")
+                head = f.read(hashing.SNIFF_BYTES)
+                fmt = hashing.sniff_format(head)
+                if fmt is None:
+                    return record("not_image")
+                if before.st_size > MAX_READ_BYTES:
+                    digest = hashlib.sha256(head)
+                    while block := f.read(1 << 20):
+                        digest.update(block)
+                    return record(
+                        "too_large", f"{before.st_size:,} bytes, above {MAX_READ_BYTES:,}",
+                        format=fmt, sha256=digest.digest(),
+                    )  # fmt: skip
+                data = head + _read_all(f)
+                after = FileStat.of(os.fstat(fd))
+        except OSError as e:
+            return record("unreadable", e.strerror or str(e))
+        if after != st:
+            continue  # changed while being read: try again
+        digest_bytes = None if task.mode == "phash" else hashing.sha256(data)
+        try:
+            info = hashing.image_info(data, fmt, settings)
+        except ImageError as e:
+            return record(e.status, e.reason, format=fmt, sha256=digest_bytes)
+        return record(
+            "ok", None, format=fmt, sha256=digest_bytes, width=info.width, height=info.height,
+            phash=info.phash, params_id=params_id,
+        )  # fmt: skip
+    return record("unreadable", f"kept changing while being read ({READ_ATTEMPTS} attempts)")
+
+
+def _read_all(f: Any) -> bytes:
+    chunks = []
+    while block := f.read(1 << 20):
+        chunks.append(block)
+    return b"".join(chunks)

@@ -1,0 +1,85 @@
+-- imgindex schema. This file is the one source of the index's schema: a new
+-- index is created by running it whole, and PRAGMA user_version records which
+-- version it is. When it changes, bump SCHEMA_VERSION in imgindex/index.py and
+-- add a migration there that brings an index of the previous version to this.
+--
+-- Paths are stored as raw bytes (os.fsencode), never decoded: crawl dumps
+-- hold names that are not UTF-8.
+
+-- A tree that has been scanned. Reports span every root in the index.
+CREATE TABLE IF NOT EXISTS roots (
+    id          INTEGER PRIMARY KEY,
+    path        BLOB NOT NULL UNIQUE,   -- absolute, as given (symlinks not resolved)
+    added_at    REAL NOT NULL,          -- unix time
+    last_scan   INTEGER REFERENCES scans(id) ON DELETE SET NULL
+);
+
+-- Every directory met under a root, with the outcome of its last listing.
+CREATE TABLE IF NOT EXISTS dirs (
+    id          INTEGER PRIMARY KEY,
+    root_id     INTEGER NOT NULL REFERENCES roots(id) ON DELETE CASCADE,
+    path        BLOB NOT NULL UNIQUE,
+    error       TEXT,                   -- why it could not be listed, NULL when it could
+    listed_at   REAL                    -- unix time of the last successful listing
+);
+CREATE INDEX IF NOT EXISTS dirs_root ON dirs(root_id);
+
+-- Settings that produce perceptual hashes. A row's hash is current only when
+-- its params_id names the settings in use; otherwise the next scan recomputes
+-- the perceptual hash (the exact hash stays).
+CREATE TABLE IF NOT EXISTS hash_params (
+    id          INTEGER PRIMARY KEY,
+    key         TEXT NOT NULL UNIQUE,   -- canonical JSON of the settings and versions
+    created_at  REAL NOT NULL
+);
+
+-- Every file met under a root, image or not, so that a rescan never re-reads a
+-- file whose stat data has not changed.
+CREATE TABLE IF NOT EXISTS files (
+    id          INTEGER PRIMARY KEY,
+    dir_id      INTEGER NOT NULL REFERENCES dirs(id) ON DELETE CASCADE,
+    name        BLOB NOT NULL,
+    size        INTEGER NOT NULL,
+    mtime_ns    INTEGER NOT NULL,
+    ctime_ns    INTEGER NOT NULL,
+    inode       INTEGER NOT NULL,
+    device      INTEGER NOT NULL,
+    -- ok | not_image | empty | truncated | corrupt | unsupported | too_large | unreadable
+    status      TEXT NOT NULL,
+    error       TEXT,                   -- the reason, for every status but ok and not_image
+    format      TEXT,                   -- detected from content: JPEG, PNG, GIF, WEBP, ...
+    sha256      BLOB,                   -- 32 bytes, for every file recognised as an image
+    width       INTEGER,
+    height      INTEGER,
+    phash       INTEGER,                -- 64-bit perceptual hash, stored as a signed integer
+    params_id   INTEGER REFERENCES hash_params(id),
+    read_ns     INTEGER NOT NULL,       -- wall clock when the file was read (racy-clean check)
+    first_seen  REAL NOT NULL,          -- unix time; last seen is its directory's listed_at
+    UNIQUE (dir_id, name)
+);
+CREATE INDEX IF NOT EXISTS files_sha256 ON files(sha256) WHERE sha256 IS NOT NULL;
+CREATE INDEX IF NOT EXISTS files_status ON files(status);
+
+-- One row per scan: when it ran, on which roots, what it found.
+CREATE TABLE IF NOT EXISTS scans (
+    id          INTEGER PRIMARY KEY,
+    started_at  REAL NOT NULL,
+    finished_at REAL,
+    roots       TEXT NOT NULL,          -- JSON list of root paths (display form)
+    state       TEXT NOT NULL,          -- running | done | interrupted | failed
+    files       INTEGER NOT NULL DEFAULT 0,
+    new         INTEGER NOT NULL DEFAULT 0,
+    changed     INTEGER NOT NULL DEFAULT 0,
+    unchanged   INTEGER NOT NULL DEFAULT 0,
+    removed     INTEGER NOT NULL DEFAULT 0,
+    hashed      INTEGER NOT NULL DEFAULT 0,
+    failed      INTEGER NOT NULL DEFAULT 0,
+    walk_errors INTEGER NOT NULL DEFAULT 0,
+    seconds     REAL
+);
+
+-- Full paths, for queries and reports.
+CREATE VIEW IF NOT EXISTS file_paths AS
+    SELECT files.*, dirs.root_id AS root_id, dirs.listed_at AS last_seen,
+           CAST(dirs.path || X'2F' || files.name AS BLOB) AS path
+    FROM files JOIN dirs ON dirs.id = files.dir_id;
