@@ -36,9 +36,10 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
-# No markup: paths from crawls contain brackets.
-out = Console(highlight=False, soft_wrap=True, markup=False)
+# Results go to stdout with typer.echo; progress and messages to stderr, without
+# markup: paths from crawls contain brackets.
 err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
 
 DbOption = Annotated[
@@ -56,7 +57,7 @@ QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing 
 
 def _version(value: bool) -> None:
     if value:
-        out.print(f"imgindex {__version__}")
+        typer.echo(f"imgindex {__version__}")
         raise typer.Exit()
 
 
@@ -96,10 +97,12 @@ def _stop_on_sigterm() -> None:
 
 @app.command("scan")
 def scan_command(
-    roots: Annotated[list[Path], typer.Argument(help="Directories to index (recursively).", show_default=False)],
+    roots: Annotated[
+        list[Path], typer.Argument(help="Directories to index (recursively).", show_default=False, metavar="DIR")
+    ],
     db: DbOption = Path("imgindex.db"),
     jobs: Annotated[
-        int | None, typer.Option("--jobs", "-j", min=1, help="Worker processes [default: all cores].")
+        int | None, typer.Option("--jobs", "-j", min=1, help="Worker processes (default: all cores).")
     ] = None,
     rehash: Annotated[bool, typer.Option("--rehash", help="Read and hash every file, changed or not.")] = False,
     follow_symlinks: Annotated[
@@ -112,7 +115,7 @@ def scan_command(
     as_json: JsonOption = False,
     quiet: QuietOption = False,
 ) -> None:
-    """Index new and changed files under ROOTS; unchanged files are not read again."""
+    """Index new and changed files under each DIR; unchanged files are not read again."""
     options = ScanOptions(
         jobs=jobs,
         rehash=rehash,
@@ -148,7 +151,7 @@ def _print_summary(summary: ScanSummary, as_json: bool, quiet: bool) -> None:
         return
     for path, error in summary.walk_errors:
         err.print(f"could not read directory {display_path(path)}: {error}")
-    out.print(format_summary(summary))
+    typer.echo(format_summary(summary))
 
 
 def format_summary(s: ScanSummary) -> str:
@@ -253,19 +256,19 @@ def stats_command(db: DbOption = Path("imgindex.db"), as_json: JsonOption = Fals
     if as_json:
         print(json.dumps(data))
         return
-    out.print(f"index: {data['index']} (schema {data['schema_version']})")
-    out.print("roots: " + (", ".join(data["roots"]) or "none"))
-    out.print(f"files: {data['files']:,}, images: {data['images']:,}")
-    out.print("by status: " + ", ".join(f"{k} {v:,}" for k, v in data["by_status"].items()))
-    out.print("by format: " + ", ".join(f"{k} {v:,}" for k, v in data["by_format"].items()))
+    typer.echo(f"index: {data['index']} (schema {data['schema_version']})")
+    typer.echo("roots: " + (", ".join(data["roots"]) or "none"))
+    typer.echo(f"files: {data['files']:,}, images: {data['images']:,}")
+    typer.echo("by status: " + ", ".join(f"{k} {v:,}" for k, v in data["by_status"].items()))
+    typer.echo("by format: " + ", ".join(f"{k} {v:,}" for k, v in data["by_format"].items()))
     readable = data["readable_formats"]
-    out.print(
+    typer.echo(
         "decoders: "
         + ", ".join(k for k, v in readable.items() if v)
         + ("; missing: " + ", ".join(k for k, v in readable.items() if not v) if not all(readable.values()) else "")
     )
     for s in data["last_scans"][:1]:
-        out.print(
+        typer.echo(
             f"last scan: #{s['id']} {s['state']}, {s['files']:,} files, {s['new']:,} new, {s['changed']:,} changed,"
             f" {s['removed']:,} removed, {s['hashed']:,} read, {s['failed']:,} failed, {s['seconds'] or 0:.1f} s"
         )
@@ -295,7 +298,7 @@ def errors_command(
         )
         return
     for p in rows:
-        out.print(f"{p.kind}\t{display_path(p.path)}\t{p.error or ''}")
+        typer.echo(f"{p.kind}\t{display_path(p.path)}\t{p.error or ''}")
     if not rows:
         err.print("no errors")
 

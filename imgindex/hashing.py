@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 import warnings
 from dataclasses import asdict, dataclass
 from struct import error as struct_error  # Pillow plugins raise it on short headers
@@ -143,6 +144,7 @@ def decode(data: bytes, fmt: str | None, settings: HashSettings) -> tuple[Image.
         raise ImageError("unsupported", f"no decoder for {fmt} installed")
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
+        stage = "header"  # an error reading the header means corrupt; one while decoding may mean truncated
         try:
             im = Image.open(io.BytesIO(data), formats=[plugin] if plugin else None)
             width, height = im.size
@@ -151,19 +153,26 @@ def decode(data: bytes, fmt: str | None, settings: HashSettings) -> tuple[Image.
                     "too_large",
                     f"{width}x{height} = {width * height:,} pixels, above --max-pixels {settings.max_pixels:,}",
                 )
+            stage = "pixels"
             if im.format == "JPEG":
                 im.draft("RGB", (settings.work_size, settings.work_size))
             im.load()
         except ImageError:
             raise
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-            raise ImageError("too_large", str(e)) from None
+            # Pillow's own guard, which fires while reading the header of very large images.
+            pixels = re.search(r"\((\d+) pixels\)", str(e))
+            size = f"{int(pixels.group(1)):,} pixels" if pixels else "too many pixels"
+            raise ImageError("too_large", f"{size}, above --max-pixels {settings.max_pixels:,}") from None
         except UnidentifiedImageError:
             raise ImageError("corrupt", f"not a readable {fmt or 'image'} file") from None
         except (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, TypeError, struct_error) as e:
             message = str(e) or type(e).__name__
-            status = "truncated" if _looks_truncated(e, message) else "corrupt"
-            raise ImageError(status, message) from None
+            if _looks_truncated(data, fmt, stage, e, message):
+                raise ImageError("truncated", f"file ends early, after {len(data):,} bytes ({message})") from None
+            raise ImageError(
+                "corrupt", message if stage == "pixels" else f"bad {fmt or 'image'} header: {message}"
+            ) from None
         except Exception as e:  # noqa: BLE001 - a decoder bug must not end the scan
             raise ImageError("corrupt", f"{type(e).__name__}: {e}") from None
     try:
@@ -220,9 +229,17 @@ def _flatten(im: Image.Image) -> Image.Image:
     return im if im.mode == "RGB" else im.convert("RGB")
 
 
-def _looks_truncated(error: BaseException, message: str) -> bool:
+#: The bytes a complete file of these formats ends with (possibly followed by padding).
+_END_MARKERS: Final = {"JPEG": b"\xff\xd9", "PNG": b"IEND\xaeB`\x82", "GIF": b"\x3b"}
+
+
+def _looks_truncated(data: bytes, fmt: str | None, stage: str, error: BaseException, message: str) -> bool:
+    """Was a failure caused by the file ending early (an interrupted download)?"""
+    marker = _END_MARKERS.get(fmt or "")
+    if marker is not None:
+        return marker not in data[-64:]
     lowered = message.lower()
-    return isinstance(error, EOFError) or any(
-        word in lowered
-        for word in ("truncated", "premature end", "unexpected end", "not enough data", "buffer is not large enough")
+    return stage == "pixels" and (
+        isinstance(error, EOFError)
+        or any(word in lowered for word in ("truncated", "premature end", "unexpected end", "not enough data"))
     )

@@ -310,7 +310,7 @@ class SerialExecutor(cf.Executor):
         future: cf.Future[Any] = cf.Future()
         try:
             future.set_result(fn(*args, **kwargs))
-        except BaseException as e:  # noqa: BLE001 - handed to the caller through the future
+        except Exception as e:  # noqa: BLE001 - handed to the caller through the future
             future.set_exception(e)
         return future
 

@@ -1,0 +1,96 @@
+"""Shared fixtures: real temp trees, real images made with Pillow, real index files."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+from typer.testing import CliRunner
+
+from imgindex.index import Index, open_index
+from imgindex.scan import ScanOptions, ScanSummary, scan
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def picture(seed: int, size: tuple[int, int] = (96, 72)) -> Image.Image:
+    """A photo-like RGB picture that differs clearly from other seeds."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    yy, xx = np.mgrid[0:h, 0:w]
+    base = np.stack(
+        [
+            (np.sin(xx / rng.uniform(4, 20) + rng.uniform(0, 6)) + 1) * 127,
+            (np.cos(yy / rng.uniform(4, 20) + rng.uniform(0, 6)) + 1) * 127,
+            (xx + yy) * 255.0 / (w + h),
+        ],
+        axis=-1,
+    )
+    image = Image.fromarray(base.astype(np.uint8), "RGB")
+    draw = ImageDraw.Draw(image)
+    for _ in range(4):
+        x, y = int(rng.integers(0, w - 10)), int(rng.integers(0, h - 10))
+        colour = tuple(int(c) for c in rng.integers(0, 255, 3))
+        draw.rectangle([x, y, x + int(rng.integers(5, w // 2)), y + int(rng.integers(5, h // 2))], fill=colour)
+    return image
+
+
+def encode(image: Image.Image, fmt: str = "JPEG", **params: object) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **params)
+    return buffer.getvalue()
+
+
+def write(path: Path, data: bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    root = tmp_path / "dump"
+    root.mkdir()
+    return root
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "index.db"
+
+
+@pytest.fixture
+def index(db_path: Path) -> Iterator[Index]:
+    idx = open_index(db_path)
+    yield idx
+    idx.close()
+
+
+#: Tests that check incrementality write files and scan them at once, so the
+#: racy-clean window (which makes the next scan re-read just-written files) is
+#: turned off there; the tests of that rule turn it back on.
+QUICK = ScanOptions(jobs=1, racy_window_ns=0)
+
+
+def run_scan(index: Index, *roots: Path | bytes, options: ScanOptions = QUICK) -> ScanSummary:
+    return scan(index, list(roots), options)
+
+
+@pytest.fixture
+def cli() -> CliRunner:
+    return CliRunner()
+
+
+def run_module(*args: str, check: bool = False, **kwargs: object) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m imgindex`` in a real process."""
+    env = {**os.environ, **kwargs.pop("env", {})}  # type: ignore[dict-item]
+    return subprocess.run(
+        [sys.executable, "-m", "imgindex", *args], capture_output=True, text=True, check=check, env=env, **kwargs
+    )  # type: ignore[call-overload]

@@ -1,0 +1,201 @@
+"""The pure hashing pipeline: sniffing, decoding, perceptual hashes, failures."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from PIL import Image
+
+from imgindex import hashing
+from imgindex.hashing import HashSettings, ImageError, hash_hex, image_info, sniff_format
+
+from .conftest import FIXTURES, encode, picture
+
+SETTINGS = HashSettings()
+
+
+def info(name: str) -> hashing.ImageInfo:
+    data = (FIXTURES / name).read_bytes()
+    return image_info(data, sniff_format(data[: hashing.SNIFF_BYTES]), SETTINGS)
+
+
+def distance(a: int, b: int) -> int:
+    return bin(hashing.to_unsigned(a) ^ hashing.to_unsigned(b)).count("1")
+
+
+# Pinned values: a Pillow, imagehash or numpy upgrade that changes them must be
+# noticed (and PIPELINE_VERSION or the settings key must then change).
+PINNED = {
+    "exif_rotated.jpg": ("9d35641bd6cac34a", 64, 48),
+    "upright.png": ("9f35641bd2cac34a", 64, 48),
+    "alpha.png": ("e2869e79817a817e", 64, 64),
+    "alpha_on_white.jpg": ("e2869e79817a817e", 64, 64),
+    "animated.gif": ("e897871a9a617927", 48, 48),
+    "cmyk.jpg": ("9f35641bd2cac34a", 64, 48),
+    "palette_transparency.png": ("aa0080008a008800", 32, 32),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PINNED))
+def test_pinned_perceptual_hashes(name: str) -> None:
+    result = info(name)
+    assert (hash_hex(result.phash), result.width, result.height) == PINNED[name]
+
+
+def test_exif_orientation_is_applied() -> None:
+    rotated, upright = info("exif_rotated.jpg"), info("upright.png")
+    assert (rotated.width, rotated.height) == (64, 48)  # stored as 48x64
+    assert distance(rotated.phash, upright.phash) <= 4
+    raw = Image.open(FIXTURES / "exif_rotated.jpg")
+    assert raw.size == (48, 64)
+    ignored = hashing.perceptual_hash(raw.convert("RGB"), SETTINGS)
+    assert distance(ignored, upright.phash) > 16
+
+
+def test_transparency_is_flattened_onto_white() -> None:
+    assert distance(info("alpha.png").phash, info("alpha_on_white.jpg").phash) <= 2
+    # Dropping alpha instead would show the hidden black and hash far away.
+    dropped = hashing.perceptual_hash(Image.open(FIXTURES / "alpha.png").convert("RGB"), SETTINGS)
+    assert distance(dropped, info("alpha_on_white.jpg").phash) > 16
+
+
+def test_gif_first_frame_counts() -> None:
+    gif = Image.open(FIXTURES / "animated.gif")
+    frames = []
+    for i in range(3):
+        gif.seek(i)
+        frames.append(hashing.perceptual_hash(gif.convert("RGB"), SETTINGS))
+    result = info("animated.gif").phash
+    assert result == frames[0]
+    assert distance(result, frames[1]) > 16
+
+
+def test_cmyk_jpeg_decodes_to_the_same_picture() -> None:
+    assert Image.open(FIXTURES / "cmyk.jpg").mode == "CMYK"
+    assert distance(info("cmyk.jpg").phash, info("upright.png").phash) <= 4
+
+
+def test_jpeg_draft_decoding_matches_full_decoding() -> None:
+    big = picture(7, (1600, 1200))
+    data = encode(big, "JPEG", quality=90)
+    fast = image_info(data, "JPEG", SETTINGS)
+    full = hashing.perceptual_hash(big, SETTINGS)
+    assert (fast.width, fast.height) == (1600, 1200)
+    assert distance(fast.phash, full) <= 4
+
+
+@pytest.mark.parametrize(
+    ("fmt", "params"),
+    [("PNG", {}), ("GIF", {}), ("WEBP", {"quality": 90}), ("BMP", {}), ("TIFF", {}), ("ICO", {}), ("AVIF", {})],
+)
+def test_formats_are_sniffed_and_hash_alike(fmt: str, params: dict[str, object]) -> None:
+    image = picture(3, (64, 64))
+    data = encode(image, fmt, **params)
+    assert sniff_format(data[: hashing.SNIFF_BYTES]) == fmt
+    reference = image_info(encode(image, "PNG"), "PNG", SETTINGS).phash
+    assert distance(image_info(data, fmt, SETTINGS).phash, reference) <= 8
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"",
+        b"<html><body>",
+        b'{"a": 1}',
+        b"\x1f\x8b\x08\x00",
+        b"%PDF-1.7",
+        b"BM not really a bitmap",
+        b"RIFF\0\0\0\0WAVE",
+    ],
+)
+def test_non_images_are_not_sniffed(head: bytes) -> None:
+    assert sniff_format(head) is None
+
+
+def test_heif_brand_is_sniffed() -> None:
+    assert sniff_format(b"\0\0\0\x18ftypheic\0\0\0\0mif1heic") == "HEIF"
+    assert sniff_format(b"\0\0\0\x1cftypavif\0\0\0\0avifmif1") == "AVIF"
+
+
+def test_truncated_image_is_an_error_not_a_partial_hash() -> None:
+    data = encode(picture(1, (256, 192)), "JPEG", quality=90)
+    with pytest.raises(ImageError) as caught:
+        image_info(data[: len(data) // 2], "JPEG", SETTINGS)
+    assert caught.value.status == "truncated"
+    png = encode(picture(1, (256, 192)), "PNG")
+    with pytest.raises(ImageError) as caught:
+        image_info(png[: len(png) // 2], "PNG", SETTINGS)
+    assert caught.value.status == "truncated"
+
+
+def test_corrupt_image() -> None:
+    """Complete files (their end marker is there) with damaged contents."""
+    png = b"\x89PNG\r\n\x1a\n" + b"garbage" * 20 + b"\0\0\0\0IEND\xaeB`\x82"
+    jpeg = encode(picture(1, (64, 64)), "JPEG")
+    damaged = jpeg[:20] + bytes(len(jpeg) - 22) + jpeg[-2:]
+    for data, fmt in ((png, "PNG"), (damaged, "JPEG")):
+        with pytest.raises(ImageError) as caught:
+            image_info(data, fmt, SETTINGS)
+        assert caught.value.status == "corrupt", fmt
+
+
+def test_download_cut_in_the_header_is_truncated() -> None:
+    jpeg = encode(picture(1, (200, 100)), "JPEG")
+    with pytest.raises(ImageError) as caught:
+        image_info(jpeg[:300], "JPEG", SETTINGS)
+    assert caught.value.status == "truncated"
+
+
+def test_too_large_is_refused_before_decoding() -> None:
+    # A 20000 x 20000 PNG that compresses to almost nothing: a decompression bomb.
+    bomb = encode(Image.new("L", (20000, 20000)), "PNG", optimize=False)
+    with pytest.raises(ImageError) as caught:
+        image_info(bomb, "PNG", SETTINGS)
+    assert caught.value.status == "too_large"
+    assert "400,000,000 pixels" in caught.value.reason
+    small_limit = HashSettings(max_pixels=1000)
+    with pytest.raises(ImageError) as caught:
+        image_info(encode(picture(2, (64, 64)), "PNG"), "PNG", small_limit)
+    assert caught.value.status == "too_large"
+
+
+def test_sixteen_bit_png_is_scaled_not_clipped() -> None:
+    image = picture(5, (64, 64)).convert("L")
+    wide = Image.frombytes("I;16", image.size, bytes(b for v in image.tobytes() for b in (v, v)))
+    assert wide.mode == "I;16"
+    data = encode(wide, "PNG")
+    assert (
+        distance(image_info(data, "PNG", SETTINGS).phash, image_info(encode(image, "PNG"), "PNG", SETTINGS).phash) <= 4
+    )
+
+
+def test_settings_key_names_what_changes_hash_values() -> None:
+    key = json.loads(HashSettings().key())
+    assert key["algorithm"] == "phash"
+    assert key["pipeline"] == hashing.PIPELINE_VERSION
+    assert {"pillow", "imagehash", "hash_size", "work_size"} <= set(key)
+    assert "max_pixels" not in key
+    assert HashSettings(max_pixels=5).key() == HashSettings().key()
+    assert HashSettings(algorithm="dhash").key() != HashSettings().key()
+
+
+def test_unsupported_format_without_decoder() -> None:
+    # A HEIF file with no HEIF plugin installed: recognised, but not decodable.
+    if hashing.readable_formats()["HEIF"]:
+        pytest.skip("a HEIF decoder is installed here")
+    with pytest.raises(ImageError) as caught:
+        image_info(b"\0\0\0\x18ftypheic\0\0\0\0mif1heic" + b"\0" * 100, "HEIF", SETTINGS)
+    assert caught.value.status == "unsupported"
+
+
+def test_sha256_is_of_the_bytes() -> None:
+    assert hashing.sha256(b"abc").hex() == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+
+
+def test_image_open_is_restricted_to_the_sniffed_format() -> None:
+    # A JPEG named and sniffed as PNG data would be misread; the sniffed format wins.
+    data = encode(picture(9, (32, 32)), "JPEG")
+    with pytest.raises(ImageError) as caught:
+        image_info(data, "PNG", SETTINGS)
+    assert caught.value.status == "corrupt"

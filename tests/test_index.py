@@ -1,0 +1,140 @@
+"""Opening, creating and migrating the index file."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from imgindex import index as index_module
+from imgindex.index import (
+    APPLICATION_ID,
+    SCHEMA_VERSION,
+    IndexError_,
+    NewerIndexError,
+    NotAnIndexError,
+    open_index,
+    schema_sql,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_new_index_has_schema_version_application_id_and_wal(db_path: Path) -> None:
+    with open_index(db_path) as idx:
+        assert idx.schema_version == SCHEMA_VERSION
+        assert set(idx.db.table_names()) >= {"roots", "dirs", "files", "scans", "hash_params"}
+        assert "file_paths" in idx.db.view_names()
+    with sqlite3.connect(db_path) as raw:
+        assert raw.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
+        assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_schema_comes_from_schema_sql(db_path: Path) -> None:
+    assert schema_sql() == (ROOT / "schema.sql").read_text(encoding="utf-8")
+    with open_index(db_path) as idx:
+        created = {r[0] for r in idx.conn.execute("SELECT name FROM sqlite_master WHERE sql IS NOT NULL")}
+    named = set()
+    for statement in index_module._split_sql(schema_sql()):
+        words = statement.replace("(", " ").split()
+        named.add(words[words.index("EXISTS") + 1])
+    assert named == created
+
+
+def test_index_written_by_a_newer_version_is_refused(db_path: Path) -> None:
+    open_index(db_path).close()
+    with sqlite3.connect(db_path) as raw:
+        raw.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    with pytest.raises(NewerIndexError, match="newer imgindex"):
+        open_index(db_path)
+
+
+def test_other_sqlite_databases_and_other_files_are_refused(tmp_path: Path) -> None:
+    other = tmp_path / "other.db"
+    with sqlite3.connect(other) as raw:
+        raw.execute("CREATE TABLE t (x)")
+    with pytest.raises(NotAnIndexError, match="not an imgindex index"):
+        open_index(other)
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(b"this is not a database at all" * 100)
+    with pytest.raises(NotAnIndexError):
+        open_index(garbage)
+
+
+def test_missing_index_is_not_created_when_only_reading(tmp_path: Path) -> None:
+    with pytest.raises(IndexError_, match="no index"):
+        open_index(tmp_path / "nothing.db", create=False)
+    assert not (tmp_path / "nothing.db").exists()
+
+
+def test_migrations_run_in_order_each_in_a_transaction(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    open_index(db_path).close()
+    calls = []
+
+    def add_column(conn: sqlite3.Connection) -> None:
+        calls.append(SCHEMA_VERSION + 1)
+        conn.execute("ALTER TABLE roots ADD COLUMN note TEXT")
+
+    monkeypatch.setattr(index_module, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
+    monkeypatch.setitem(index_module.MIGRATIONS, SCHEMA_VERSION + 1, add_column)
+    with open_index(db_path) as idx:
+        assert idx.schema_version == SCHEMA_VERSION + 1
+        assert "note" in idx.db["roots"].columns_dict
+    with open_index(db_path):
+        pass
+    assert calls == [SCHEMA_VERSION + 1]
+
+
+def test_failed_migration_leaves_the_index_as_it_was(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    open_index(db_path).close()
+
+    def broken(conn: sqlite3.Connection) -> None:
+        conn.execute("ALTER TABLE roots ADD COLUMN note TEXT")
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(index_module, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
+    monkeypatch.setitem(index_module.MIGRATIONS, SCHEMA_VERSION + 1, broken)
+    with pytest.raises(RuntimeError):
+        open_index(db_path)
+    monkeypatch.undo()
+    with open_index(db_path) as idx:
+        assert idx.schema_version == SCHEMA_VERSION
+        assert "note" not in idx.db["roots"].columns_dict
+
+
+def test_many_processes_creating_one_index_at_once(db_path: Path) -> None:
+    code = "import sys; from imgindex.index import open_index; open_index(sys.argv[1]).close()"
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(db_path)], stderr=subprocess.PIPE) for _ in range(6)]
+    for p in procs:
+        _, stderr = p.communicate(timeout=60)
+        assert p.returncode == 0, stderr.decode()
+    with open_index(db_path) as idx:
+        assert idx.schema_version == SCHEMA_VERSION
+
+
+def test_wheel_ships_schema_sql(tmp_path: Path) -> None:
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(ROOT),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    import zipfile
+
+    (wheel,) = tmp_path.glob("imgindex-*.whl")
+    with zipfile.ZipFile(wheel) as z:
+        assert z.read("imgindex/schema.sql").decode() == schema_sql()
+        assert "imgindex/py.typed" in z.namelist()
