@@ -21,8 +21,23 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
 from . import __version__
+from .export import ExportError, ExportSummary, Link, export
 from .hashing import DEFAULT_MAX_PIXELS, HashSettings, readable_formats
 from .index import Index, IndexError_, open_index
+from .report import (
+    DEFAULT_KEEP,
+    DEFAULT_THRESHOLD,
+    KEEP_RULES,
+    Report,
+    ReportError,
+    ReportOptions,
+    atomic_text_file,
+    build_report,
+    parse_keep,
+    summary_line,
+    write_csv,
+    write_json,
+)
 from .scan import ScanError, ScanInterrupted, ScanOptions, ScanProgress, ScanSummary, display_path, scan
 
 EXIT_OK = 0
@@ -53,6 +68,7 @@ DbOption = Annotated[
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")]
+JobsOption = Annotated[int | None, typer.Option("--jobs", "-j", min=1, help="Worker processes (default: all cores).")]
 
 
 def _version(value: bool) -> None:
@@ -123,12 +139,23 @@ def scan_command(
         settings=HashSettings(max_pixels=max_pixels),
         batch_size=batch_size,
     )
-    _stop_on_sigterm()
     index = _open(db)
+    try:
+        summary = _run_scan(index, roots, options, as_json=as_json, quiet=quiet)
+    finally:
+        index.close()
+    _print_summary(summary, as_json, quiet)
+    if summary.failures or summary.walk_errors:
+        raise typer.Exit(EXIT_PARTIAL)
+
+
+def _run_scan(index: Index, roots: list[Path], options: ScanOptions, *, as_json: bool, quiet: bool) -> ScanSummary:
+    """Scan with progress; an interrupted scan prints what it did and exits 130."""
+    _stop_on_sigterm()
     reporter = _ProgressReporter(enabled=not quiet)
     try:
         with reporter:
-            summary = scan(index, [os.fsencode(r) for r in roots], options, progress=reporter.update)
+            return scan(index, [os.fsencode(r) for r in roots], options, progress=reporter.update)
     except ScanError as e:
         raise fail(str(e)) from None
     except ScanInterrupted as e:
@@ -136,11 +163,6 @@ def scan_command(
             err.print("Interrupted: what was indexed so far is kept; run the scan again to finish.")
         _print_summary(e.summary, as_json, quiet)
         raise typer.Exit(EXIT_INTERRUPTED) from None
-    finally:
-        index.close()
-    _print_summary(summary, as_json, quiet)
-    if summary.failures or summary.walk_errors:
-        raise typer.Exit(EXIT_PARTIAL)
 
 
 def _print_summary(summary: ScanSummary, as_json: bool, quiet: bool) -> None:
@@ -233,6 +255,230 @@ class _ProgressReporter:
                 err.print(f"hashing: {p.hashed:,}/{p.to_hash:,}")
 
 
+# -- reports ----------------------------------------------------------------------
+
+DEFAULT_KEEP_TEXT = ",".join(DEFAULT_KEEP)
+ExactOption = Annotated[bool, typer.Option("--exact", help="Group byte-identical images (same SHA-256).")]
+NearOption = Annotated[
+    bool, typer.Option("--near", help="Group images whose perceptual hashes are within --threshold bits.")
+]
+ThresholdOption = Annotated[
+    int | None,
+    typer.Option(
+        "--threshold",
+        "-t",
+        min=0,
+        max=32,
+        help="Near mode: the largest Hamming distance between a kept image and its duplicates"
+        f" (default {DEFAULT_THRESHOLD}).",
+    ),
+]
+KeepOption = Annotated[
+    str,
+    typer.Option(
+        "--keep",
+        help=f"Which image of a group to keep: rules in order, from {', '.join(KEEP_RULES)}"
+        " (the default rules not named follow).",
+    ),
+]
+PreferOption = Annotated[
+    list[Path] | None, typer.Option("--prefer", help="Keep images under this directory when a group has one there.")
+]
+RootOption = Annotated[
+    list[Path] | None, typer.Option("--root", help="Only images under this directory (default: every root).")
+]
+
+
+def _report_options(
+    exact: bool,
+    near: bool,
+    threshold: int | None,
+    keep: str,
+    prefer: list[Path] | None,
+    under: list[Path] | None,
+    duplicates_only: bool = False,
+) -> ReportOptions:
+    if exact == near:
+        raise fail("choose one of --exact and --near")
+    try:
+        return ReportOptions(
+            mode="near" if near else "exact",
+            threshold=threshold,
+            keep=parse_keep(keep),
+            prefer=tuple(_abs_bytes(p) for p in prefer or ()),
+            under=tuple(_abs_bytes(p) for p in under or ()),
+            duplicates_only=duplicates_only,
+        )
+    except ReportError as e:
+        raise fail(str(e)) from None
+
+
+def _abs_bytes(path: Path) -> bytes:
+    result = os.path.abspath(os.fsencode(path))
+    return result.rstrip(b"/") if len(result) > 1 else result
+
+
+def _write_report(report: Report, output: str, fmt: str) -> None:
+    writer = write_csv if fmt == "csv" else write_json
+    if output == "-":
+        writer(report, sys.stdout)
+        sys.stdout.flush()
+        return
+    try:
+        with atomic_text_file(output) as f:
+            writer(report, f)
+    except OSError as e:
+        raise fail(f"cannot write {output}: {e.strerror or e}") from None
+
+
+@app.command("report")
+def report_command(
+    exact: ExactOption = False,
+    near: NearOption = False,
+    output: Annotated[str, typer.Option("--output", "-o", help="Where to write the report; - for stdout.")] = "-",
+    fmt: Annotated[str, typer.Option("--format", "-f", help="json or csv.")] = "json",
+    threshold: ThresholdOption = None,
+    keep: KeepOption = DEFAULT_KEEP_TEXT,
+    prefer: PreferOption = None,
+    root: RootOption = None,
+    duplicates_only: Annotated[
+        bool, typer.Option("--duplicates-only", help="List only kept images that have duplicates.")
+    ] = False,
+    db: DbOption = Path("imgindex.db"),
+    quiet: QuietOption = False,
+) -> None:
+    """Write the exact or near duplicates in the index as JSON or CSV (a query: no image is read)."""
+    if fmt not in ("json", "csv"):
+        raise fail("--format must be json or csv")
+    options = _report_options(exact, near, threshold, keep, prefer, root, duplicates_only)
+    index = _open(db, create=False)
+    try:
+        report = build_report(index, options)
+        _write_report(report, output, fmt)
+    finally:
+        index.close()
+    if not quiet:
+        _echo_counts(report, to_stderr=output == "-")
+
+
+def _echo_counts(report: Report, *, to_stderr: bool) -> None:
+    typer.echo(summary_line(report), err=to_stderr)
+
+
+@app.command("export")
+def export_command(
+    out_dir: Annotated[Path, typer.Argument(help="Where to put the kept images.", metavar="OUT_DIR")],
+    exact: ExactOption = False,
+    near: NearOption = False,
+    duplicates_dir: Annotated[
+        Path | None,
+        typer.Option("--duplicates-dir", help="Also put each group with duplicates in a folder here, for review."),
+    ] = None,
+    link: Annotated[str, typer.Option("--link", help="copy, hardlink or symlink.")] = "copy",
+    force: Annotated[
+        bool, typer.Option("--force", help="Add to non-empty directories (existing files are never overwritten).")
+    ] = False,
+    threshold: ThresholdOption = None,
+    keep: KeepOption = DEFAULT_KEEP_TEXT,
+    prefer: PreferOption = None,
+    root: RootOption = None,
+    db: DbOption = Path("imgindex.db"),
+    quiet: QuietOption = False,
+) -> None:
+    """Copy (or link) the kept images into OUT_DIR, keeping their layout under each root."""
+    if link not in ("copy", "hardlink", "symlink"):
+        raise fail("--link must be copy, hardlink or symlink")
+    options = _report_options(exact, near, threshold, keep, prefer, root)
+    index = _open(db, create=False)
+    try:
+        report = build_report(index, options)
+        summary = _export(report, out_dir, duplicates_dir, link, force)  # type: ignore[arg-type]
+    finally:
+        index.close()
+    if not quiet:
+        _echo_counts(report, to_stderr=False)
+        _echo_export(summary)
+    if summary.missing:
+        raise typer.Exit(EXIT_PARTIAL)
+
+
+def _export(report: Report, out_dir: Path | None, dups: Path | None, link: Link, force: bool) -> ExportSummary:
+    try:
+        return export(report, out_dir, duplicates_dir=dups, link=link, force=force)
+    except ExportError as e:
+        raise fail(str(e)) from None
+
+
+def _echo_export(summary: ExportSummary) -> None:
+    if summary.out_dir is not None:
+        typer.echo(f"exported {summary.kept:,} kept images to {summary.out_dir}")
+    if summary.duplicates_dir is not None:
+        typer.echo(f"put {summary.groups:,} groups ({summary.duplicates:,} duplicates) in {summary.duplicates_dir}")
+    if summary.existing:
+        typer.echo(f"left {len(summary.existing):,} existing files alone")
+    for path, error in summary.missing:
+        err.print(f"could not export {display_path(path)}: {error}")
+
+
+@app.command("dedup")
+def dedup_command(
+    dump_dir: Annotated[Path, typer.Argument(help="The directory of images (e.g. a crawl dump).", metavar="DUMP_DIR")],
+    exact_duplicates: Annotated[
+        bool, typer.Option("--exact_duplicates", "-e", help="Exact duplicates (the default).")
+    ] = False,
+    near_duplicates: Annotated[bool, typer.Option("--near_duplicates", "-n", help="Near duplicates.")] = False,
+    output_json: Annotated[Path, typer.Option("--output_json", "-o", help="Where to write the JSON report.")] = Path(
+        "image_locations.json"
+    ),
+    output_dir: Annotated[
+        Path | None, typer.Option("--output_dir", "-d", help="Copy the deduplicated images here.")
+    ] = None,
+    show_duplicates: Annotated[
+        bool,
+        typer.Option(
+            "--show_duplicates",
+            "-s",
+            help="Also put each group of duplicates in a folder for review: OUTPUT_DIR/_duplicates"
+            " (./_duplicates without -d).",
+        ),
+    ] = False,
+    threshold: ThresholdOption = None,
+    keep: KeepOption = DEFAULT_KEEP_TEXT,
+    force: Annotated[
+        bool, typer.Option("--force", help="Add to a non-empty OUTPUT_DIR (existing files are never overwritten).")
+    ] = False,
+    jobs: Annotated[
+        int | None, typer.Option("--jobs", "-j", min=1, help="Worker processes (default: all cores).")
+    ] = None,
+    db: DbOption = Path("imgindex.db"),
+    quiet: QuietOption = False,
+) -> None:
+    """Scan DUMP_DIR, then report and export its duplicates in one go (the original tool's interface)."""
+    if exact_duplicates and near_duplicates:
+        raise fail("choose one of -e/--exact_duplicates and -n/--near_duplicates")
+    options = _report_options(not near_duplicates, near_duplicates, threshold, keep, None, [dump_dir])
+    index = _open(db)
+    try:
+        summary = _run_scan(index, [dump_dir], ScanOptions(jobs=jobs), as_json=False, quiet=quiet)
+        if not quiet:
+            typer.echo(format_summary(summary))
+        report = build_report(index, options)
+        _write_report(report, str(output_json), "json")
+        dups = None
+        if show_duplicates:
+            dups = output_dir / "_duplicates" if output_dir is not None else Path("_duplicates")
+        exported = _export(report, output_dir, dups, "copy", force) if output_dir or dups else None
+    finally:
+        index.close()
+    if not quiet:
+        _echo_counts(report, to_stderr=False)
+        typer.echo(f"wrote {output_json}")
+        if exported is not None:
+            _echo_export(exported)
+    if summary.failures or summary.walk_errors or (exported is not None and exported.missing):
+        raise typer.Exit(EXIT_PARTIAL)
+
+
 @app.command("stats")
 def stats_command(db: DbOption = Path("imgindex.db"), as_json: JsonOption = False) -> None:
     """Counts by status and format, the roots, the last scans and the decoders installed."""
@@ -309,3 +555,8 @@ def run() -> None:  # the console script
     except BrokenPipeError:  # `imgindex errors | head`
         sys.stderr.close()
         sys.exit(EXIT_ERROR)
+    except SystemExit as e:
+        # Usage errors exit 1 like other fatal errors (the parser's own code is 2).
+        if e.code == 2:
+            sys.exit(EXIT_ERROR)
+        raise

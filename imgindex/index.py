@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import NamedTuple
 
 import sqlite_utils
 
@@ -114,6 +115,22 @@ class FileRecord:
     phash: int | None
     params_id: int | None
     read_ns: int
+
+
+class ImageRow(NamedTuple):
+    """What a report needs of an image, without its path (fetched later, only for output)."""
+
+    id: int
+    root_id: int
+    sha256: bytes
+    phash: int | None
+    width: int | None
+    height: int | None
+    size: int
+    mtime_ns: int
+    path_length: int
+    format: str | None
+    preferred: int
 
 
 @dataclass(frozen=True)
@@ -363,6 +380,34 @@ class Index:
             r["roots"] = json.loads(str(r["roots"]))
         return result
 
+    def image_rows(self, under: Sequence[bytes] = (), prefer: Sequence[bytes] = ()) -> Iterator[ImageRow]:
+        """Every file recognised as an image (it has an exact hash), ordered by directory and name.
+
+        ``under`` keeps only images below those directories; ``prefer`` marks
+        images below those directories.
+        """
+        where, params = _below("dirs.path", under)
+        flag, flag_params = _below("dirs.path", prefer)
+        sql = (
+            "SELECT files.id, dirs.root_id, files.sha256, files.phash, files.width, files.height, files.size,"
+            f" files.mtime_ns, length(dirs.path) + 1 + length(files.name), files.format, {flag if prefer else '0'}"
+            " FROM files JOIN dirs ON dirs.id = files.dir_id WHERE files.sha256 IS NOT NULL"
+            + (f" AND {where}" if under else "")
+            + " ORDER BY dirs.path, files.name"
+        )
+        yield from map(ImageRow._make, self.conn.execute(sql, (*flag_params, *params) if prefer else params))
+
+    def paths(self, ids: Sequence[int]) -> dict[int, bytes]:
+        """Full paths of files by id."""
+        result: dict[int, bytes] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            rows = self.conn.execute(
+                f"SELECT id, path FROM file_paths WHERE id IN ({','.join('?' * len(chunk))})", tuple(chunk)
+            )
+            result.update((int(i), bytes(p)) for i, p in rows)
+        return result
+
     def problems(self) -> Iterator[ProblemFile]:
         """Directories that could not be listed, then files that could not be read or decoded."""
         for path, error in self.conn.execute("SELECT path, error FROM dirs WHERE error IS NOT NULL ORDER BY path"):
@@ -374,6 +419,16 @@ class Index:
         )
         for path, status, error, fmt in rows:
             yield ProblemFile(bytes(path), status, error, fmt)
+
+
+def _below(column: str, tops: Sequence[bytes]) -> tuple[str, tuple[bytes, ...]]:
+    """An SQL condition: ``column`` (a directory path) is one of ``tops`` or below one."""
+    terms, params = [], []
+    for top in tops:
+        prefix = top.rstrip(b"/") + b"/"
+        terms.append(f"({column} = ? OR ({column} >= ? AND {column} < ?))")
+        params += [top, prefix, _prefix_end(prefix)]
+    return "(" + " OR ".join(terms or ["0"]) + ")", tuple(params)
 
 
 def _prefix_end(prefix: bytes) -> bytes:

@@ -1,0 +1,331 @@
+"""Duplicate reports: queries over the index, never re-reading image files.
+
+:func:`build_report` groups the indexed images (exactly, by SHA-256, or
+nearly, by perceptual-hash distance) and chooses which image of each group
+to keep; :func:`write_json` and :func:`write_csv` stream the result.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from . import __version__
+from .hashing import hash_hex
+from .index import Index
+from .near import as_unsigned, group_by_leaders
+
+Mode = Literal["exact", "near"]
+
+#: Measured on the sample dump and the report benchmark's corpus: planted near
+#: duplicates (re-encodes, resizes, small edits) of photos lie at distance 0-8,
+#: unrelated pictures at 18 and more. See the README.
+DEFAULT_THRESHOLD = 10
+MAX_THRESHOLD = 32
+
+#: Rules for choosing the image to keep, each as (column, best first is "descending"?).
+KEEP_RULES: dict[str, tuple[str, bool]] = {
+    "resolution": ("pixels", True),
+    "size": ("size", True),
+    "oldest": ("mtime_ns", False),
+    "newest": ("mtime_ns", True),
+    "shortest": ("path_length", False),
+}
+DEFAULT_KEEP = ("resolution", "size", "oldest", "shortest")
+
+
+class ReportError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class ReportOptions:
+    mode: Mode = "exact"
+    threshold: int | None = None  # near mode only; None: DEFAULT_THRESHOLD
+    keep: tuple[str, ...] = DEFAULT_KEEP
+    prefer: tuple[bytes, ...] = ()
+    under: tuple[bytes, ...] = ()  # only images below these directories
+    duplicates_only: bool = False
+
+    def __post_init__(self) -> None:
+        unknown = [r for r in self.keep if r not in KEEP_RULES]
+        if unknown:
+            raise ReportError(f"unknown --keep rule {unknown[0]!r}; choose from {', '.join(KEEP_RULES)}")
+        if self.mode == "exact" and self.threshold is not None:
+            raise ReportError("--threshold applies to --near reports only")
+        if self.threshold is not None and not 0 <= self.threshold <= MAX_THRESHOLD:
+            raise ReportError(f"--threshold must be between 0 and {MAX_THRESHOLD}")
+
+    @property
+    def effective_threshold(self) -> int | None:
+        if self.mode == "exact":
+            return None
+        return DEFAULT_THRESHOLD if self.threshold is None else self.threshold
+
+
+@dataclass(frozen=True)
+class Image:
+    id: int
+    root_id: int
+    path: bytes
+    sha256: bytes
+    phash: int | None
+    width: int | None
+    height: int | None
+    size: int
+    format: str | None
+
+
+@dataclass(frozen=True)
+class Group:
+    """A kept image and its duplicates (each with its distance to the kept one; 0 for exact copies)."""
+
+    kept: Image
+    duplicates: list[tuple[Image, int]]
+
+
+@dataclass
+class Report:
+    index: Index
+    options: ReportOptions
+    roots: list[bytes]
+    root_paths: dict[int, bytes]
+    initial_image_count: int
+    final_image_count: int
+    group_count: int
+    duplicate_count: int
+    # Per image (rows in path order); the groups as runs of `members`.
+    _rows: dict[str, npt.NDArray[Any]] = field(repr=False)
+    _formats: list[str | None] = field(repr=False)
+    _members: npt.NDArray[np.int64] = field(repr=False)
+    _member_distance: npt.NDArray[np.uint8] = field(repr=False)
+    _starts: npt.NDArray[np.int64] = field(repr=False)
+
+    def groups(self, batch: int = 1000) -> Iterator[Group]:
+        """The groups in the order of their kept image's path; paths are fetched a batch at a time."""
+        only_duplicates = self.options.duplicates_only
+        bounds = list(zip(self._starts[:-1].tolist(), self._starts[1:].tolist(), strict=True))
+        if only_duplicates:
+            bounds = [(a, b) for a, b in bounds if b - a > 1]
+        for first in range(0, len(bounds), batch):
+            chunk = bounds[first : first + batch]
+            rows = self._members[chunk[0][0] : chunk[-1][1]] if chunk else self._members[:0]
+            paths = self.index.paths(self._rows["id"][rows].tolist())
+            for a, b in chunk:
+                members = self._members[a:b].tolist()
+                images = [self._image(r, paths) for r in members]
+                distances = self._member_distance[a:b].tolist()
+                yield Group(images[0], list(zip(images[1:], distances[1:], strict=True)))
+
+    def _image(self, row: int, paths: dict[int, bytes]) -> Image:
+        r = self._rows
+        file_id = int(r["id"][row])
+        return Image(
+            id=file_id,
+            root_id=int(r["root_id"][row]),
+            path=paths[file_id],
+            sha256=r["sha256"][row].tobytes(),
+            phash=int(r["phash"][row]) if r["has_hash"][row] else None,
+            width=int(r["width"][row]) if r["width"][row] >= 0 else None,
+            height=int(r["height"][row]) if r["height"][row] >= 0 else None,
+            size=int(r["size"][row]),
+            format=self._formats[row],
+        )
+
+
+def build_report(index: Index, options: ReportOptions) -> Report:
+    """Group the indexed images and choose which to keep; see the README for the rules."""
+    raw = list(index.image_rows(options.under, options.prefer))
+    n = len(raw)
+    columns = list(zip(*raw, strict=True)) if raw else [()] * 11
+    rows: dict[str, npt.NDArray[Any]] = {
+        "id": np.array(columns[0], dtype=np.int64),
+        "root_id": np.array(columns[1], dtype=np.int64),
+        # 32 raw bytes per row (not numpy's "S32", which drops trailing NUL bytes).
+        "sha256": np.frombuffer(b"".join(columns[2]), dtype=np.uint8).reshape(n, 32),
+        "has_hash": np.array([p is not None for p in columns[3]], dtype=bool),
+        "phash": np.array([0 if p is None else p for p in columns[3]], dtype=np.int64),
+        "width": np.array([-1 if w is None else w for w in columns[4]], dtype=np.int64),
+        "height": np.array([-1 if h is None else h for h in columns[5]], dtype=np.int64),
+        "size": np.array(columns[6], dtype=np.int64),
+        "mtime_ns": np.array(columns[7], dtype=np.int64),
+        "path_length": np.array(columns[8], dtype=np.int64),
+        "preferred": np.array(columns[10], dtype=bool),
+    }
+    formats: list[str | None] = list(columns[9])
+    del raw, columns
+    rows["pixels"] = np.where(rows["width"] >= 0, rows["width"] * rows["height"], -1)
+
+    # Rank every image: --prefer first, then the --keep rules, then path order (the row order).
+    keys: list[npt.NDArray[Any]] = [-rows["preferred"].astype(np.int64)]
+    for rule in options.keep:
+        column, descending = KEEP_RULES[rule]
+        keys.append(-rows[column] if descending else rows[column])
+    keys.append(np.arange(n))
+    order = np.lexsort(keys[::-1]) if n else np.empty(0, np.int64)
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(n)
+
+    # Byte-identical files form one unit; a unit is represented by its best image.
+    _, unit_of_row = np.unique(rows["sha256"].view(np.dtype((np.void, 32))).reshape(n), return_inverse=True)
+    unit_of_row = unit_of_row.reshape(-1)
+    unit_count = int(unit_of_row.max()) + 1 if n else 0
+    best_rank = np.full(unit_count, n, dtype=np.int64)
+    np.minimum.at(best_rank, unit_of_row, rank)
+    best_row = order[best_rank] if n else np.empty(0, np.int64)
+    unit_order = np.argsort(best_rank, kind="stable")
+    grouping = group_by_leaders(
+        unit_order,
+        as_unsigned(rows["phash"][best_row]),
+        rows["has_hash"][best_row],
+        options.effective_threshold,
+    )
+
+    # Lay the groups out as runs: each run starts with its kept image, then the
+    # duplicates by distance and rank; runs ordered by the kept image's path.
+    leader_unit = grouping.leader[unit_of_row]
+    kept_row = best_row[leader_unit]
+    distance = grouping.distance[unit_of_row]
+    is_kept = kept_row == np.arange(n)
+    members = np.lexsort((rank, distance, ~is_kept, kept_row)) if n else np.empty(0, np.int64)
+    starts = np.flatnonzero(is_kept[members]).astype(np.int64)
+    starts = np.append(starts, n)
+    kept_count = int(is_kept.sum())
+    group_sizes = np.diff(starts)
+
+    root_paths = {r.id: r.path for r in index.roots()}
+    used_roots = sorted({root_paths[int(r)] for r in np.unique(rows["root_id"])}) if n else []
+    return Report(
+        index=index,
+        options=options,
+        roots=used_roots if n else sorted(root_paths.values()),
+        root_paths=root_paths,
+        initial_image_count=n,
+        final_image_count=kept_count,
+        group_count=int((group_sizes > 1).sum()),
+        duplicate_count=n - kept_count,
+        _rows=rows,
+        _formats=formats,
+        _members=members,
+        _member_distance=distance[members] if n else np.empty(0, np.uint8),
+        _starts=starts,
+    )
+
+
+# -- output --------------------------------------------------------------------
+
+
+def path_fields(path: bytes) -> dict[str, str]:
+    """A path for JSON: ``path`` decodes with surrogateescape (``os.fsencode`` gives the bytes back);
+    names that are not UTF-8 also get ``path_b64``, the raw bytes, for other languages."""
+    fields = {"path": os.fsdecode(path)}
+    try:
+        path.decode("utf-8")
+    except UnicodeDecodeError:
+        fields["path_b64"] = base64.b64encode(path).decode("ascii")
+    return fields
+
+
+def _image_json(image: Image) -> dict[str, Any]:
+    return {
+        **path_fields(image.path),
+        "sha256": image.sha256.hex(),
+        "phash": None if image.phash is None else hash_hex(image.phash),
+    }
+
+
+def write_json(report: Report, out: IO[str]) -> None:
+    """Stream the report as JSON: the header first, then one image at a time."""
+    near = report.options.mode == "near"
+    header = {
+        "imgindex_version": __version__,
+        "mode": report.options.mode,
+        "hash": "phash",
+        "threshold": report.options.effective_threshold,
+        "roots": [os.fsdecode(r) for r in report.roots],
+        "initial_image_count": report.initial_image_count,
+        "final_image_count": report.final_image_count,
+        "group_count": report.group_count,
+        "duplicate_count": report.duplicate_count,
+    }
+    out.write(json.dumps(header)[:-1] + ', "images": [')
+    first = True
+    for group in report.groups():
+        entry = _image_json(group.kept)
+        entry.update(width=group.kept.width, height=group.kept.height, size=group.kept.size)
+        duplicates = []
+        for image, distance in group.duplicates:
+            item = _image_json(image)
+            if near:
+                item["distance"] = distance
+            duplicates.append(item)
+        entry["duplicates"] = duplicates
+        out.write(("\n" if first else ",\n") + json.dumps(entry))
+        first = False
+    out.write("\n]}\n")
+
+
+def write_csv(report: Report, out: IO[str]) -> None:
+    """One row per duplicate: group number, kept path, duplicate path, distance (empty in exact mode)."""
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["group", "kept_path", "duplicate_path", "distance"])
+    near = report.options.mode == "near"
+    number = 0
+    for group in report.groups():
+        if not group.duplicates:
+            continue
+        number += 1
+        for image, distance in group.duplicates:
+            writer.writerow([number, os.fsdecode(group.kept.path), os.fsdecode(image.path), distance if near else ""])
+
+
+@contextmanager
+def atomic_text_file(path: str | os.PathLike[str]) -> Iterator[IO[str]]:
+    """Write a text file whole or not at all: a temp file beside it, renamed into place.
+
+    Names that are not UTF-8 are written back as their original bytes
+    (surrogateescape), so CSV output round-trips.
+    """
+    target = Path(path)
+    fd, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or ".")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape", newline="") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(temp, 0o666 & ~_umask())
+        os.replace(temp, target)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def parse_keep(text: str) -> tuple[str, ...]:
+    """``--keep oldest,resolution``: the given rules first, then the default ones not named."""
+    given = tuple(part.strip() for part in text.split(",") if part.strip())
+    return given + tuple(r for r in DEFAULT_KEEP if r not in given)
+
+
+def summary_line(report: Report) -> str:
+    return (
+        f"initial image count: {report.initial_image_count:,}\n"
+        f"final image count: {report.final_image_count:,}"
+        f" ({report.duplicate_count:,} duplicates in {report.group_count:,} groups)"
+    )
