@@ -39,6 +39,7 @@ from .report import (
     write_json,
 )
 from .scan import ScanError, ScanInterrupted, ScanOptions, ScanProgress, ScanSummary, display_path, scan
+from .watch import Watcher, WatchEvent, WatchOptions
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -477,6 +478,87 @@ def dedup_command(
             _echo_export(exported)
     if summary.failures or summary.walk_errors or (exported is not None and exported.missing):
         raise typer.Exit(EXIT_PARTIAL)
+
+
+@app.command("watch")
+def watch_command(
+    roots: Annotated[list[Path], typer.Argument(help="Directories to follow.", show_default=False, metavar="DIR")],
+    db: DbOption = Path("imgindex.db"),
+    settle: Annotated[
+        float,
+        typer.Option(
+            "--settle", min=0.0, help="Seconds a file must stay unchanged when no close event says it is complete."
+        ),
+    ] = 2.0,
+    reconcile: Annotated[
+        float,
+        typer.Option("--reconcile", min=0.0, help="Seconds between walks that catch what events missed; 0: none."),
+    ] = 300.0,
+    polling: Annotated[
+        bool, typer.Option("--polling", help="Use no file-system events, only walks (for NFS/SMB mounts).")
+    ] = False,
+    poll_interval: Annotated[
+        float, typer.Option("--poll-interval", min=0.1, help="Seconds between walks with --polling.")
+    ] = 10.0,
+    report_near: Annotated[
+        Path | None, typer.Option("--report-near", help="Rewrite this near-duplicate JSON report after each batch.")
+    ] = None,
+    report_exact: Annotated[
+        Path | None, typer.Option("--report-exact", help="Rewrite this exact-duplicate JSON report after each batch.")
+    ] = None,
+    threshold: ThresholdOption = None,
+    jobs: JobsOption = None,
+    follow_symlinks: Annotated[
+        bool, typer.Option("--follow-symlinks", help="Follow symbolic links (loops are detected).")
+    ] = False,
+    json_log: Annotated[bool, typer.Option("--json-log", help="Print one JSON object per event.")] = False,
+    batch_seconds: Annotated[float, typer.Option("--batch-seconds", min=0.0, hidden=True)] = 0.25,
+    quiet: QuietOption = False,
+) -> None:
+    """Keep the index current while files are written under each DIR, until Ctrl-C or SIGTERM."""
+    options = WatchOptions(
+        scan=ScanOptions(jobs=jobs, follow_symlinks=follow_symlinks),
+        settle=settle,
+        reconcile=reconcile,
+        polling=polling,
+        poll_interval=poll_interval,
+        report_near=report_near,
+        report_exact=report_exact,
+        threshold=threshold,
+        batch_seconds=batch_seconds,
+    )
+    index = _open(db)
+
+    def show(event: WatchEvent) -> None:
+        if json_log:
+            print(json.dumps(event.to_json()), flush=True)
+        elif event.kind == "warning":
+            err.print(f"Warning: {event.message}")
+        elif not quiet:
+            typer.echo(format_watch_event(event))
+
+    try:
+        watcher = Watcher(index, [_abs_bytes(r) for r in roots], options, show)
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: watcher.stop())
+        watcher.run()
+    except ScanError as e:
+        raise fail(str(e)) from None
+    finally:
+        index.close()
+
+
+def format_watch_event(event: WatchEvent) -> str:
+    totals = f"{event.images:,} images, {event.files:,} files indexed"
+    newest = f" (newest: {display_path(event.newest)})" if event.newest else ""
+    if event.kind == "batch":
+        return f"indexed {event.indexed:,}, removed {event.removed:,}{newest}; {totals}"
+    if event.kind in ("scan", "reconcile"):
+        label = "scanned" if event.kind == "scan" else "reconciled"
+        return f"{label}: read {event.indexed:,}, removed {event.removed:,}{newest}; {totals}; watching"
+    if event.kind == "stopped":
+        return f"stopped; {totals}"
+    return event.message or event.kind
 
 
 @app.command("stats")

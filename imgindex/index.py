@@ -198,9 +198,9 @@ class Index:
         A path inside a known root is part of that root. A new root that
         contains known roots takes over their directories.
         """
-        for root in self.roots():
-            if path == root.path or path.startswith(root.path.rstrip(b"/") + b"/"):
-                return root
+        known = self.root_of(path)
+        if known is not None:
+            return known
         with self.write() as c:
             root_id = c.execute("INSERT INTO roots (path, added_at) VALUES (?, ?)", (path, time.time())).lastrowid
             assert root_id is not None
@@ -216,6 +216,13 @@ class Index:
                 c.execute("UPDATE dirs SET root_id = ? WHERE root_id = ?", (root_id, old))
                 c.execute("DELETE FROM roots WHERE id = ?", (old,))
         return Root(root_id, path)
+
+    def root_of(self, path: bytes) -> Root | None:
+        """The known root that ``path`` is at or below, if any."""
+        for root in self.roots():
+            if path == root.path or path.startswith(root.path.rstrip(b"/") + b"/"):
+                return root
+        return None
 
     def dir_id(self, path: bytes, root_id: int) -> int:
         """The id of a directory's row, creating the row if needed."""
@@ -240,6 +247,14 @@ class Index:
             (dir_id,),
         )
         return {bytes(r[0]): StoredFile(*r[1:]) for r in rows}
+
+    def file_row(self, dir_id: int, name: bytes) -> StoredFile | None:
+        row = self.conn.execute(
+            "SELECT id, size, mtime_ns, ctime_ns, inode, status, params_id, read_ns FROM files"
+            " WHERE dir_id = ? AND name = ?",
+            (dir_id, name),
+        ).fetchone()
+        return None if row is None else StoredFile(*row)
 
     def dirs_under(self, top: bytes) -> list[tuple[int, bytes]]:
         """Known directories at or below ``top``."""

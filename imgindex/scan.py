@@ -20,7 +20,7 @@ import os
 import signal
 import stat
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -57,6 +57,7 @@ class ScanOptions:
     batch_seconds: float = 1.0  # ... or at least this often
     chunk_size: int = 16  # files per task sent to a worker
     racy_window_ns: int = RACY_WINDOW_NS
+    settle_ns: int = 0  # leave files modified this recently for later (watch mode)
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,8 @@ class ScanSummary:
     skipped_symlinks: int = 0
     skipped_special: int = 0
     loops: list[bytes] = field(default_factory=list)
+    deferred: list[bytes] = field(default_factory=list)  # too recently modified: left for later
+    last_path: bytes | None = None  # the last file read
     seconds: float = 0.0
     interrupted: bool = False
 
@@ -156,22 +159,16 @@ def scan(
 ) -> ScanSummary:
     """Bring the index up to date with ``roots``; see the module docstring."""
     options = options or ScanOptions()
-    tops = [_normalise_root(r) for r in roots]
+    tops = [normalise_root(r) for r in roots]
     start = time.monotonic()
-    params_id = index.params_id(options.settings.key())
-    scan_id = index.start_scan(tops)
-    summary = ScanSummary(scan_id, tops)
+    planner = _Planner(index, options, ScanSummary(index.start_scan(tops), tops), progress)
+    summary = planner.summary
     root_objs = [index.ensure_root(top) for top in tops]
-    report = ScanProgress("walk")
     state = "failed"
     try:
-        tasks: list[Task] = []
         for top, root in zip(tops, root_objs, strict=True):
-            tasks.extend(_walk_root(index, top, root, options, params_id, summary, report, progress))
-        report.phase, report.to_hash = "hash", len(tasks)
-        if progress:
-            progress(report)
-        _hash_all(index, tasks, options, params_id, summary, report, progress, executor)
+            planner.walk(top, root)
+        _hash_all(index, planner.tasks, options, planner.params_id, summary, planner.report, progress, executor)
         state = "done"
     except KeyboardInterrupt:
         state = "interrupted"
@@ -189,13 +186,53 @@ def scan(
             "failed": summary.failed,
             "walk_errors": len(summary.walk_errors),
         }
-        index.finish_scan(scan_id, state, counts, summary.seconds, [r.id for r in root_objs])
+        index.finish_scan(summary.scan_id, state, counts, summary.seconds, [r.id for r in root_objs])
     if summary.interrupted:
         raise ScanInterrupted(summary)
     return summary
 
 
-def _normalise_root(root: str | bytes | os.PathLike[str]) -> bytes:
+def refresh(
+    index: Index,
+    paths: Iterable[bytes],
+    options: ScanOptions | None = None,
+    *,
+    written: bool = False,
+    executor: cf.Executor | None = None,
+) -> ScanSummary:
+    """Bring the index up to date with some paths under known roots (files or directories,
+    present or gone), by the same rules as :func:`scan`. Paths outside every root are ignored.
+
+    ``written`` says the files were just written and closed: they are read
+    even if their stat data looks unchanged (a coarse clock can hide a
+    rewrite), and ``options.settle_ns`` does not hold them back.
+    """
+    options = options or ScanOptions()
+    start = time.monotonic()
+    planner = _Planner(index, options, ScanSummary(0, []), None, written=written)
+    for path in dict.fromkeys(paths):  # each once, in order
+        root = index.root_of(path)
+        if root is None:
+            continue
+        try:
+            st = os.stat(path) if options.follow_symlinks else os.lstat(path)
+        except FileNotFoundError:
+            planner.forget(path)
+            continue
+        except OSError as e:
+            planner.summary.walk_errors.append((path, e.strerror or str(e)))
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            planner.walk(path, root)
+        elif stat.S_ISREG(st.st_mode):
+            directory, name = os.path.split(path)
+            planner.file(index.dir_id(directory, root.id), directory, name, FileStat.of(st), None)
+    _hash_all(index, planner.tasks, options, planner.params_id, planner.summary, planner.report, None, executor)
+    planner.summary.seconds = time.monotonic() - start
+    return planner.summary
+
+
+def normalise_root(root: str | bytes | os.PathLike[str]) -> bytes:
     path = os.fsencode(root)
     path = os.path.abspath(path)
     if len(path) > 1:
@@ -209,8 +246,117 @@ def _normalise_root(root: str | bytes | os.PathLike[str]) -> bytes:
     return path
 
 
-def _needs_reading(prev: StoredFile, options: ScanOptions, params_id: int) -> Mode | Literal["racy"] | None:
-    """Why an unchanged-looking row must be read again, or None."""
+class _Planner:
+    """Compares what is on disk with the index and decides what to read and what to forget.
+
+    Unchanged rows are left alone; removals are written at once; files to read
+    are collected in ``tasks``.
+    """
+
+    def __init__(
+        self,
+        index: Index,
+        options: ScanOptions,
+        summary: ScanSummary,
+        progress: ProgressCallback | None,
+        *,
+        written: bool = False,
+    ) -> None:
+        self.index = index
+        self.options = options
+        self.summary = summary
+        self.progress = progress
+        self.params_id = index.params_id(options.settings.key())
+        self.report = ScanProgress("walk")
+        self.tasks: list[Task] = []
+        self.written = written
+        self.settle_before_ns = 0 if written or not options.settle_ns else time.time_ns() - options.settle_ns
+
+    def walk(self, top: bytes, root: Root) -> None:
+        """Every file at or below ``top``; rows of files gone from a listed directory are removed."""
+        listed: dict[bytes, int] = {}
+        failed: dict[bytes, int] = {}
+        errors: list[tuple[int, str]] = []
+        gone: list[int] = []
+        summary = self.summary
+        for listing in walk(top, follow_symlinks=self.options.follow_symlinks):
+            dir_id = self.index.dir_id(listing.path, root.id)
+            summary.skipped_symlinks += listing.skipped_symlinks
+            summary.skipped_special += listing.skipped_special
+            summary.loops.extend(listing.loops)
+            self.report.dirs += 1
+            if listing.error is not None:
+                failed[listing.path] = dir_id
+                errors.append((dir_id, listing.error))
+                summary.walk_errors.append((listing.path, listing.error))
+                continue
+            listed[listing.path] = dir_id
+            stored = self.index.files_in_dir(dir_id)
+            for name, st in listing.files:
+                self.file(dir_id, listing.path, name, st, stored.pop(name, None), looked_up=True)
+            gone.extend(f.id for f in stored.values())
+            self.report.files = summary.files
+            self.report.last_path = listing.path
+            if self.progress:
+                self.progress(self.report)
+        self.index.record_listings(list(listed.values()), errors)
+        summary.removed += self.index.remove_files(gone)
+        summary.removed += self.index.remove_dirs(_vanished_dirs(self.index, top, listed, failed))
+        self.report.phase, self.report.to_hash = "hash", len(self.tasks)
+        if self.progress:
+            self.progress(self.report)
+
+    def file(
+        self,
+        dir_id: int,
+        directory: bytes,
+        name: bytes,
+        st: FileStat,
+        prev: StoredFile | None,
+        *,
+        looked_up: bool = False,
+    ) -> None:
+        """Decide whether one file must be read (``prev``: its row, if ``looked_up`` already)."""
+        summary = self.summary
+        if not looked_up:
+            prev = self.index.file_row(dir_id, name)
+        if (
+            self.settle_before_ns
+            and st.mtime_ns > self.settle_before_ns
+            and (prev is None or not st.same_as(prev.size, prev.mtime_ns, prev.ctime_ns, prev.inode))
+        ):
+            summary.deferred.append(join(directory, name))  # may still be being written
+            return
+        summary.files += 1
+        mode: Mode | None
+        if prev is None:
+            summary.new += 1
+            mode = "full"
+        elif not st.same_as(prev.size, prev.mtime_ns, prev.ctime_ns, prev.inode):
+            summary.changed += 1
+            mode = "full"
+        else:
+            summary.unchanged += 1
+            mode = "full" if self.written else _needs_reading(prev, self.options, self.params_id)
+            if mode is None and max(st.mtime_ns, st.ctime_ns) + self.options.racy_window_ns >= prev.read_ns:
+                summary.rechecked += 1
+                mode = "full"
+        if mode is not None:
+            self.tasks.append(Task(dir_id, name, join(directory, name), st, mode, self.options.follow_symlinks))
+
+    def forget(self, path: bytes) -> None:
+        """A path that is gone: drop its row, or its directory's rows, if its parent can be seen."""
+        directory, name = os.path.split(path)
+        if not os.path.isdir(directory):
+            return  # the parent is gone too (its own event handles it) or cannot be seen: keep
+        dir_id = self.index.known_dir_id(directory)
+        if dir_id is not None:
+            self.summary.removed += self.index.remove_named([(dir_id, name)])
+        self.summary.removed += self.index.remove_dirs([d for d, _ in self.index.dirs_under(path)])
+
+
+def _needs_reading(prev: StoredFile, options: ScanOptions, params_id: int) -> Mode | None:
+    """Why an unchanged file must be read again, or None."""
     if options.rehash:
         return "full"
     if prev.status == "ok" and prev.params_id != params_id:
@@ -218,64 +364,6 @@ def _needs_reading(prev: StoredFile, options: ScanOptions, params_id: int) -> Mo
     if prev.status in ("too_large", "unsupported"):
         return "full"  # cheap to check again: the limit or the installed decoders may have changed
     return None
-
-
-def _walk_root(
-    index: Index,
-    top: bytes,
-    root: Root,
-    options: ScanOptions,
-    params_id: int,
-    summary: ScanSummary,
-    report: ScanProgress,
-    progress: ProgressCallback | None,
-) -> list[Task]:
-    tasks: list[Task] = []
-    listed: dict[bytes, int] = {}
-    failed: dict[bytes, int] = {}
-    gone: list[int] = []
-    for listing in walk(top, follow_symlinks=options.follow_symlinks):
-        dir_id = index.dir_id(listing.path, root.id)
-        summary.skipped_symlinks += listing.skipped_symlinks
-        summary.skipped_special += listing.skipped_special
-        summary.loops.extend(listing.loops)
-        report.dirs += 1
-        if listing.error is not None:
-            failed[listing.path] = dir_id
-            summary.walk_errors.append((listing.path, listing.error))
-            continue
-        listed[listing.path] = dir_id
-        stored = index.files_in_dir(dir_id)
-        for name, st in listing.files:
-            summary.files += 1
-            prev = stored.pop(name, None)
-            mode: Mode | None
-            if prev is None:
-                summary.new += 1
-                mode = "full"
-            elif not st.same_as(prev.size, prev.mtime_ns, prev.ctime_ns, prev.inode):
-                summary.changed += 1
-                mode = "full"
-            else:
-                summary.unchanged += 1
-                reason = _needs_reading(prev, options, params_id)
-                if reason is None and max(st.mtime_ns, st.ctime_ns) + options.racy_window_ns >= prev.read_ns:
-                    reason = "racy"
-                if reason == "racy":
-                    summary.rechecked += 1
-                    reason = "full"
-                mode = reason
-            if mode is not None:
-                tasks.append(Task(dir_id, name, join(listing.path, name), st, mode, options.follow_symlinks))
-        gone.extend(f.id for f in stored.values())
-        report.files = summary.files
-        report.last_path = listing.path
-        if progress:
-            progress(report)
-    index.record_listings(list(listed.values()), [(failed[p], e) for p, e in summary.walk_errors if p in failed])
-    summary.removed += index.remove_files(gone)
-    summary.removed += index.remove_dirs(_vanished_dirs(index, top, listed, failed))
-    return tasks
 
 
 def _vanished_dirs(index: Index, top: bytes, listed: dict[bytes, int], failed: dict[bytes, int]) -> list[int]:
@@ -382,7 +470,7 @@ def _hash_all(
                 if record.status in FAILED_STATUSES:
                     summary.failed += 1
                 report.hashed += 1
-                report.last_path = task.path
+                report.last_path = summary.last_path = task.path
         if len(pending) >= options.batch_size or time.monotonic() - last_flush >= options.batch_seconds:
             flush()
         if progress:

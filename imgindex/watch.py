@@ -1,0 +1,319 @@
+"""Following a growing tree: keep the index current as files are written.
+
+Events are hints, not truth: on each, the path is looked at again and the
+same code that ``scan`` uses (:func:`imgindex.scan.refresh`) decides what to
+do. A file is read once it is complete: at once when the platform reports it
+closed after writing, otherwise once its mtime is ``settle`` seconds old. A
+periodic reconciling walk catches what events missed (a queue overflow, a
+watch limit, a network filesystem that sends no events).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from watchdog.events import (
+    DirCreatedEvent,
+    DirDeletedEvent,
+    DirMovedEvent,
+    FileAttribEvent,
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
+from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver
+
+from .index import FAILED_STATUSES, Index
+from .report import ReportOptions, atomic_text_file, build_report, write_json
+from .scan import ScanOptions, ScanSummary, default_jobs, make_executor, normalise_root, refresh, scan
+
+EventKind = Literal["scan", "batch", "reconcile", "report", "warning", "stopped"]
+
+#: Events worth a look. Opening and closing without writing (our own reads do
+#: that) and directory modifications (a file event says more) are not.
+EVENTS: list[type[FileSystemEvent]] = [
+    FileCreatedEvent,
+    FileModifiedEvent,
+    FileAttribEvent,
+    FileClosedEvent,
+    FileDeletedEvent,
+    FileMovedEvent,
+    DirCreatedEvent,
+    DirDeletedEvent,
+    DirMovedEvent,
+]
+
+
+@dataclass(frozen=True)
+class WatchOptions:
+    scan: ScanOptions = field(default_factory=ScanOptions)
+    settle: float = 2.0  # seconds a file's mtime must be old when no close event says it is complete
+    reconcile: float = 300.0  # seconds between reconciling walks; 0: none (but see polling)
+    polling: bool = False  # no events at all: walk every `poll_interval` seconds
+    poll_interval: float = 10.0
+    batch_seconds: float = 0.25  # gather events this long before acting on them
+    report_near: Path | None = None
+    report_exact: Path | None = None
+    threshold: int | None = None
+
+
+@dataclass
+class WatchEvent:
+    """What happened, for the command line to show (one line, or one JSON object)."""
+
+    kind: EventKind
+    indexed: int = 0  # files read and written in this step
+    removed: int = 0
+    newest: bytes | None = None
+    images: int = 0  # running total in the index
+    files: int = 0
+    failed: int = 0
+    message: str | None = None
+    time: float = field(default_factory=time.time)
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"event": self.kind, "time": round(self.time, 3)}
+        if self.kind in ("scan", "batch", "reconcile", "stopped"):
+            data.update(indexed=self.indexed, removed=self.removed, images=self.images, files=self.files)
+            data["failed"] = self.failed
+            data["newest"] = None if self.newest is None else os.fsdecode(self.newest)
+        if self.message:
+            data["message"] = self.message
+        return data
+
+
+class _Stop:
+    """Put in the queue to wake the loop up when it is told to stop."""
+
+
+class _Overflow:
+    """Put in the queue when events were lost."""
+
+
+class _Handler(FileSystemEventHandler):
+    def __init__(self, events: queue.Queue[Any]) -> None:
+        self.events = events
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        self.events.put(event)
+
+
+class _OverflowLog(logging.Handler):
+    """watchdog reports a kernel queue overflow only in its log: turn that into a reconcile."""
+
+    def __init__(self, events: queue.Queue[Any]) -> None:
+        super().__init__(logging.WARNING)
+        self.events = events
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "overflow" in record.getMessage().lower():
+            self.events.put(_Overflow())
+
+
+class Watcher:
+    """Keeps an index current with ``roots`` until :meth:`stop` is called."""
+
+    def __init__(
+        self,
+        index: Index,
+        roots: Sequence[bytes],
+        options: WatchOptions,
+        on_event: Callable[[WatchEvent], None],
+        *,
+        executor: cf.Executor | None = None,
+    ) -> None:
+        self.index = index
+        self.roots = [normalise_root(r) for r in roots]  # refuses what is not a directory
+        self.options = options
+        self.scan_options = replace(options.scan, settle_ns=int(options.settle * 1e9))
+        # Paths named by events: a rewrite after our read brings another event, so
+        # the racy-clean re-read (for walks, which have no events) is not needed.
+        self.event_options = replace(self.scan_options, racy_window_ns=0)
+        self.on_event = on_event
+        self.events: queue.Queue[Any] = queue.Queue()
+        self._stopping = threading.Event()
+        self._own_executor = executor is None
+        self.executor = executor or make_executor(options.scan.jobs or default_jobs())
+        self.deferred: dict[bytes, float] = {}  # path -> when to look again (monotonic)
+
+    def stop(self) -> None:
+        """Ask the loop to finish (safe from a signal handler or another thread)."""
+        self._stopping.set()
+        self.events.put(_Stop())
+
+    def run(self) -> None:
+        observer = None
+        log_handler = _OverflowLog(self.events)
+        watchdog_log = logging.getLogger("watchdog")
+        watchdog_log.addHandler(log_handler)
+        try:
+            # Watch first, then walk: what changes during the walk is queued, not missed.
+            observer = None if self.options.polling else self._start_observer()
+            self._full_walk("scan")
+            self._loop(observer is not None)
+        finally:
+            watchdog_log.removeHandler(log_handler)
+            if observer is not None:
+                observer.stop()
+                observer.join(timeout=10)
+            if self._own_executor:
+                self.executor.shutdown(wait=True, cancel_futures=True)
+            stopped = self._counted("stopped")
+            if self.deferred:
+                stopped.message = f"{len(self.deferred):,} files still being written were left for the next scan"
+            self.on_event(stopped)
+
+    # -- the loop ---------------------------------------------------------------
+
+    def _start_observer(self) -> BaseObserver | None:
+        observer = Observer()
+        handler = _Handler(self.events)
+        try:
+            for root in self.roots:
+                observer.schedule(handler, os.fsdecode(root), recursive=True, event_filter=EVENTS)
+            observer.start()
+        except OSError as e:
+            observer.stop()
+            interval = self._walk_interval(fallback=True)
+            self.on_event(
+                WatchEvent(
+                    "warning",
+                    message=f"cannot watch for events ({e.strerror or e}): falling back to a walk every"
+                    f" {interval:g} s; raise fs.inotify.max_user_watches to watch big trees",
+                )
+            )
+            return None
+        return observer
+
+    def _walk_interval(self, fallback: bool) -> float:
+        if self.options.polling or fallback:
+            return self.options.poll_interval if self.options.polling else (self.options.reconcile or 60.0)
+        return self.options.reconcile
+
+    def _loop(self, have_events: bool) -> None:
+        interval = self._walk_interval(fallback=not have_events)
+        next_walk = time.monotonic() + interval if interval > 0 else float("inf")
+        closed: set[bytes] = set()  # complete: hash now
+        maybe: set[bytes] = set()  # created, modified, gone, new directories: look again
+        first_event = 0.0
+        while not self._stopping.is_set():
+            now = time.monotonic()
+            deadlines = [next_walk]
+            if closed or maybe:
+                deadlines.append(first_event + self.options.batch_seconds)
+            if self.deferred:
+                deadlines.append(min(self.deferred.values()))
+            timeout = max(0.0, min(deadlines) - now)
+            try:
+                item = self.events.get(timeout=None if timeout == float("inf") else timeout)
+            except queue.Empty:
+                item = None
+            walk_now = False
+            while item is not None:
+                if isinstance(item, _Overflow):
+                    walk_now = True
+                elif isinstance(item, FileSystemEvent):
+                    if not (closed or maybe):
+                        first_event = time.monotonic()
+                    self._classify(item, closed, maybe)
+                try:
+                    item = self.events.get_nowait()
+                except queue.Empty:
+                    item = None
+            now = time.monotonic()
+            due = [p for p, t in self.deferred.items() if t <= now]
+            for p in due:
+                del self.deferred[p]
+            maybe.update(due)
+            if (closed or maybe) and (now - first_event >= self.options.batch_seconds or self._stopping.is_set()):
+                self._batch(closed, maybe)
+                closed, maybe = set(), set()
+            if walk_now or now >= next_walk:
+                self._full_walk("reconcile")
+                next_walk = time.monotonic() + interval if interval > 0 else float("inf")
+        # Stopping: commit what is pending; files still settling get one settle
+        # time to finish (they are complete if unchanged by then).
+        if closed or maybe:
+            self._batch(closed, maybe)
+        if self.deferred:
+            time.sleep(max(0.0, min(max(self.deferred.values()) - time.monotonic(), self.options.settle)))
+            last = set(self.deferred)
+            self.deferred.clear()
+            self._batch(set(), last)
+
+    def _classify(self, event: FileSystemEvent, closed: set[bytes], maybe: set[bytes]) -> None:
+        src = os.fsencode(event.src_path)
+        if isinstance(event, FileClosedEvent):
+            closed.add(src)
+            maybe.discard(src)
+            self.deferred.pop(src, None)
+        elif isinstance(event, (FileMovedEvent, DirMovedEvent)):
+            maybe.add(src)  # gone from here
+            dest = os.fsencode(event.dest_path)
+            if isinstance(event, FileMovedEvent):
+                closed.add(dest)  # a rename moves a whole file
+            else:
+                maybe.add(dest)  # walked, files settled by age
+        elif src not in closed:
+            maybe.add(src)
+
+    def _batch(self, closed: set[bytes], maybe: set[bytes]) -> None:
+        done = refresh(self.index, sorted(closed), self.event_options, written=True, executor=self.executor)
+        rest = refresh(self.index, sorted(maybe - closed), self.event_options, executor=self.executor)
+        look_again = time.monotonic() + self.options.settle
+        for path in rest.deferred:
+            self.deferred[path] = look_again
+        indexed = done.hashed + rest.hashed
+        removed = done.removed + rest.removed
+        if indexed or removed:
+            newest = rest.last_path or done.last_path
+            self.on_event(self._counted("batch", indexed, removed, newest))
+            self._write_reports()
+
+    def _full_walk(self, kind: EventKind) -> None:
+        summary: ScanSummary = scan(self.index, self.roots, self.scan_options, executor=self.executor)
+        look_again = time.monotonic() + self.options.settle
+        for path in summary.deferred:
+            self.deferred[path] = look_again
+        self.on_event(self._counted(kind, summary.hashed, summary.removed, summary.last_path))
+        for path, error in summary.walk_errors:
+            self.on_event(WatchEvent("warning", message=f"could not read directory {os.fsdecode(path)}: {error}"))
+        if kind == "scan" or summary.hashed or summary.removed:
+            self._write_reports()
+
+    def _counted(self, kind: EventKind, indexed: int = 0, removed: int = 0, newest: bytes | None = None) -> WatchEvent:
+        """An event with the index's running totals."""
+        counts = self.index.status_counts()
+        return WatchEvent(
+            kind,
+            indexed=indexed,
+            removed=removed,
+            newest=newest,
+            files=sum(counts.values()),
+            images=sum(n for s, n in counts.items() if s not in ("not_image", "empty")),
+            failed=sum(n for s, n in counts.items() if s in FAILED_STATUSES),
+        )
+
+    def _write_reports(self) -> None:
+        for mode, target in (("near", self.options.report_near), ("exact", self.options.report_exact)):
+            if target is None:
+                continue
+            threshold = self.options.threshold if mode == "near" else None
+            report = build_report(self.index, ReportOptions(mode=mode, threshold=threshold))  # type: ignore[arg-type]
+            with atomic_text_file(target) as f:
+                write_json(report, f)
+            self.on_event(WatchEvent("report", message=f"wrote {target}"))
