@@ -245,7 +245,13 @@ class _ProgressReporter:
             else:
                 task = self.progress.tasks[0]
                 rate = f"{task.speed:,.0f} files/s" if task.speed else ""
-                self.progress.update(self.task, description="hashing", total=p.to_hash, completed=p.hashed, rate=rate)
+                self.progress.update(
+                    self.task,
+                    description=f"hashing ({p.files:,} files walked)",
+                    total=p.to_hash,
+                    completed=p.hashed,
+                    rate=rate,
+                )
             return
         now = time.monotonic()
         if now - self.last_line >= 5.0:
@@ -253,7 +259,7 @@ class _ProgressReporter:
             if p.phase == "walk":
                 err.print(f"walking: {p.files:,} files in {p.dirs:,} directories")
             else:
-                err.print(f"hashing: {p.hashed:,}/{p.to_hash:,}")
+                err.print(f"hashing: {p.hashed:,}/{p.to_hash:,} ({p.files:,} files walked)")
 
 
 # -- reports ----------------------------------------------------------------------

@@ -7,10 +7,11 @@ before hashing it:
    before decoding anything (decompression bombs);
 2. decode cheaply: JPEGs are DCT-scaled while decoding (Pillow's draft mode)
    to no less than the working size;
-3. apply the EXIF orientation, so a sideways-stored photo is upright;
-4. composite transparency onto a fixed white background (a transparent PNG
+3. shrink to at most ``work_size`` pixels a side (a box reduce, then Lanczos;
+   transparency is resized premultiplied);
+4. apply the EXIF orientation, so a sideways-stored photo is upright;
+5. composite transparency onto a fixed white background (a transparent PNG
    and its JPEG re-encode are the same picture to a person);
-5. shrink to at most ``work_size`` pixels a side;
 6. hash.
 
 This module knows nothing of files or the index: bytes in, values out.
@@ -31,10 +32,10 @@ from typing import Final
 import imagehash
 import numpy as np
 import PIL
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 #: Bump when a change to the pipeline changes perceptual hash values.
-PIPELINE_VERSION: Final = 1
+PIPELINE_VERSION: Final = 2
 BACKGROUND: Final = (255, 255, 255)
 #: Pillow's own decompression-bomb limit, the default of ``--max-pixels``.
 DEFAULT_MAX_PIXELS: Final = Image.MAX_IMAGE_PIXELS or 89_478_485
@@ -127,6 +128,16 @@ def sniff_format(head: bytes) -> str | None:
 
 
 _ORIENTATION: Final = 0x0112
+#: EXIF orientation -> the transpose that makes the picture upright.
+_TRANSPOSE: Final = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 _BMP_HEADER_SIZES = {n.to_bytes(4, "little") for n in (12, 40, 52, 56, 64, 108, 124)}
 
 
@@ -176,14 +187,17 @@ def decode(data: bytes, fmt: str | None, settings: HashSettings) -> tuple[Image.
         except Exception as e:  # noqa: BLE001 - a decoder bug must not end the scan
             raise ImageError("corrupt", f"{type(e).__name__}: {e}") from None
     try:
-        if im.getexif().get(_ORIENTATION, 1) in (5, 6, 7, 8):
-            width, height = height, width
-        oriented = ImageOps.exif_transpose(im)
+        orientation = int(im.getexif().get(_ORIENTATION, 1))
     except Exception:  # noqa: BLE001 - a broken EXIF block: keep the stored orientation
-        oriented = im
-    picture = _flatten(oriented)
-    picture.thumbnail((settings.work_size, settings.work_size), Image.Resampling.LANCZOS, reducing_gap=3.0)
-    return picture, width, height
+        orientation = 1
+    if orientation in (5, 6, 7, 8):
+        width, height = height, width
+    # Shrink first (a box reduce, then Lanczos), then orient and flatten the small picture.
+    picture = _resizable(im)
+    picture.thumbnail((settings.work_size, settings.work_size), Image.Resampling.LANCZOS, reducing_gap=1.0)
+    if orientation in _TRANSPOSE:
+        picture = picture.transpose(_TRANSPOSE[orientation])
+    return _flatten(picture), width, height
 
 
 def perceptual_hash(picture: Image.Image, settings: HashSettings) -> int:
@@ -215,14 +229,22 @@ def hash_hex(value: int) -> str:
     return f"{to_unsigned(value):016x}"
 
 
-def _flatten(im: Image.Image) -> Image.Image:
-    """An RGB picture, with any transparency composited onto the background."""
+def _resizable(im: Image.Image) -> Image.Image:
+    """The picture in a mode that resizes faithfully: L, LA, RGB or RGBA."""
     if im.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
         array = np.asarray(im, dtype=np.float64)
         peak = 65535.0 if im.mode.startswith("I;16") or array.max(initial=0) > 255 else 255.0
-        im = Image.fromarray(np.clip(array * (255.0 / peak), 0, 255).astype(np.uint8), "L")
-    has_alpha = im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info
-    if has_alpha:
+        return Image.fromarray(np.clip(array * (255.0 / peak), 0, 255).astype(np.uint8), "L")
+    if "transparency" in im.info or im.mode in ("PA", "RGBa", "La"):
+        return im.convert("RGBA")
+    if im.mode in ("L", "LA", "RGB", "RGBA"):
+        return im
+    return im.convert("RGB")  # CMYK, YCbCr, P, 1, ...
+
+
+def _flatten(im: Image.Image) -> Image.Image:
+    """An RGB picture, with any transparency composited onto the background."""
+    if im.mode in ("RGBA", "LA"):
         rgba = im.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (*BACKGROUND, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")

@@ -237,6 +237,25 @@ class Index:
         self._dir_ids[path] = int(row[0])
         return int(row[0])
 
+    def add_dirs(self, paths: Sequence[bytes], root_id: int) -> None:
+        """Make sure directories have rows, creating the missing ones in one transaction."""
+        missing = [p for p in paths if p not in self._dir_ids]
+        if not missing:
+            return
+        with self.write() as c:
+            c.executemany("INSERT OR IGNORE INTO dirs (root_id, path) VALUES (?, ?)", ((root_id, p) for p in missing))
+        for start in range(0, len(missing), 500):
+            chunk = missing[start : start + 500]
+            rows = self.conn.execute(f"SELECT id, path FROM dirs WHERE path IN ({','.join('?' * len(chunk))})", chunk)
+            self._dir_ids.update((bytes(p), int(i)) for i, p in rows)
+
+    def preload_dirs(self, top: bytes) -> None:
+        """Read the ids of the known directories under ``top`` in one query."""
+        self._dir_ids.update((p, i) for i, p in self.dirs_under(top))
+
+    def forget_dir_ids(self) -> None:
+        self._dir_ids.clear()
+
     def known_dir_id(self, path: bytes) -> int | None:
         row = self.conn.execute("SELECT id FROM dirs WHERE path = ?", (path,)).fetchone()
         return None if row is None else int(row[0])

@@ -47,7 +47,8 @@ def pairs_within(hashes: U64, threshold: int) -> tuple[I64, I64, npt.NDArray[np.
         rest = hashes[None, start + 1 :]
         d = np.bitwise_count(block ^ rest)  # (rows, n - start - 1); column c is hash start + 1 + c
         # Keep only j > i: in row r (hash start + r) that is columns c >= r.
-        r_idx, c_idx = np.nonzero(d <= threshold)
+        flat = np.flatnonzero(d.ravel() <= threshold)  # faster than a 2-D nonzero
+        r_idx, c_idx = np.divmod(flat, d.shape[1])
         keep = c_idx >= r_idx
         r_idx, c_idx = r_idx[keep], c_idx[keep]
         found_i.append((r_idx + start).astype(np.int64))

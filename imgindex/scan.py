@@ -166,9 +166,9 @@ def scan(
     root_objs = [index.ensure_root(top) for top in tops]
     state = "failed"
     try:
-        for top, root in zip(tops, root_objs, strict=True):
-            planner.walk(top, root)
-        _hash_all(index, planner.tasks, options, planner.params_id, summary, planner.report, progress, executor)
+        # Hashing starts while the walk goes on: tasks are handed over directory by directory.
+        tasks = planner.tasks_of(zip(tops, root_objs, strict=True))
+        _hash_all(index, tasks, options, planner.params_id, summary, planner.report, progress, executor)
         state = "done"
     except KeyboardInterrupt:
         state = "interrupted"
@@ -223,11 +223,12 @@ def refresh(
             planner.summary.walk_errors.append((path, e.strerror or str(e)))
             continue
         if stat.S_ISDIR(st.st_mode):
-            planner.walk(path, root)
+            for _ in planner.walk(path, root):
+                pass
         elif stat.S_ISREG(st.st_mode):
             directory, name = os.path.split(path)
             planner.file(index.dir_id(directory, root.id), directory, name, FileStat.of(st), None)
-    _hash_all(index, planner.tasks, options, planner.params_id, planner.summary, planner.report, None, executor)
+    _hash_all(index, planner.take(), options, planner.params_id, planner.summary, planner.report, None, executor)
     planner.summary.seconds = time.monotonic() - start
     return planner.summary
 
@@ -268,17 +269,31 @@ class _Planner:
         self.progress = progress
         self.params_id = index.params_id(options.settings.key())
         self.report = ScanProgress("walk")
+        index.forget_dir_ids()  # another process may have removed directories since
         self.tasks: list[Task] = []
         self.written = written
         self.settle_before_ns = 0 if written or not options.settle_ns else time.time_ns() - options.settle_ns
 
-    def walk(self, top: bytes, root: Root) -> None:
-        """Every file at or below ``top``; rows of files gone from a listed directory are removed."""
+    def tasks_of(self, tops: Iterable[tuple[bytes, Root]]) -> Iterator[Task]:
+        """The files to read under each top, handed out after each directory listed."""
+        for top, root in tops:
+            for _ in self.walk(top, root):
+                yield from self.take()
+        yield from self.take()
+
+    def take(self) -> list[Task]:
+        tasks, self.tasks = self.tasks, []
+        return tasks
+
+    def walk(self, top: bytes, root: Root) -> Iterator[None]:
+        """Every file at or below ``top``, yielding after each directory; when the walk is
+        complete, rows of files gone from a listed directory are removed."""
         listed: dict[bytes, int] = {}
         failed: dict[bytes, int] = {}
         errors: list[tuple[int, str]] = []
         gone: list[int] = []
         summary = self.summary
+        self.index.preload_dirs(top)
         for listing in walk(top, follow_symlinks=self.options.follow_symlinks):
             dir_id = self.index.dir_id(listing.path, root.id)
             summary.skipped_symlinks += listing.skipped_symlinks
@@ -291,6 +306,7 @@ class _Planner:
                 summary.walk_errors.append((listing.path, listing.error))
                 continue
             listed[listing.path] = dir_id
+            self.index.add_dirs(listing.subdirs, root.id)  # one transaction for all the new ones
             stored = self.index.files_in_dir(dir_id)
             for name, st in listing.files:
                 self.file(dir_id, listing.path, name, st, stored.pop(name, None), looked_up=True)
@@ -299,12 +315,10 @@ class _Planner:
             self.report.last_path = listing.path
             if self.progress:
                 self.progress(self.report)
+            yield
         self.index.record_listings(list(listed.values()), errors)
         summary.removed += self.index.remove_files(gone)
         summary.removed += self.index.remove_dirs(_vanished_dirs(self.index, top, listed, failed))
-        self.report.phase, self.report.to_hash = "hash", len(self.tasks)
-        if self.progress:
-            self.progress(self.report)
 
     def file(
         self,
@@ -343,6 +357,7 @@ class _Planner:
                 mode = "full"
         if mode is not None:
             self.tasks.append(Task(dir_id, name, join(directory, name), st, mode, self.options.follow_symlinks))
+            self.report.to_hash += 1
 
     def forget(self, path: bytes) -> None:
         """A path that is gone: drop its row, or its directory's rows, if its parent can be seen."""
@@ -428,7 +443,7 @@ def _worker_init() -> None:
 
 def _hash_all(
     index: Index,
-    tasks: list[Task],
+    tasks: Iterable[Task],
     options: ScanOptions,
     params_id: int,
     summary: ScanSummary,
@@ -436,11 +451,9 @@ def _hash_all(
     progress: ProgressCallback | None,
     executor: cf.Executor | None,
 ) -> None:
-    if not tasks:
-        return
     jobs = options.jobs or default_jobs()
     own_executor = executor is None
-    pool = executor if executor is not None else make_executor(jobs)
+    pool: cf.Executor | None = executor  # the default pool starts with the first task
     pending: list[FileRecord] = []
     gone: list[Task] = []
     last_flush = time.monotonic()
@@ -478,6 +491,9 @@ def _hash_all(
 
     try:
         for chunk in _chunks(tasks, options.chunk_size):
+            if pool is None:
+                pool = make_executor(jobs)
+            report.phase = "hash"
             while len(in_flight) >= max_in_flight:
                 done, _ = cf.wait(in_flight, return_when=cf.FIRST_COMPLETED)
                 collect(done)
@@ -491,13 +507,19 @@ def _hash_all(
     finally:
         # Keep what finished; results still in flight are read again next time.
         flush()
-        if own_executor:
+        if own_executor and pool is not None:
             pool.shutdown(wait=not interrupted, cancel_futures=True)
 
 
-def _chunks(tasks: list[Task], size: int) -> Iterator[list[Task]]:
-    for i in range(0, len(tasks), size):
-        yield tasks[i : i + size]
+def _chunks(tasks: Iterable[Task], size: int) -> Iterator[list[Task]]:
+    chunk: list[Task] = []
+    for task in tasks:
+        chunk.append(task)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def hash_chunk(tasks: list[Task], settings: HashSettings, params_id: int) -> list[FileRecord | None]:

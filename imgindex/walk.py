@@ -38,6 +38,7 @@ class Listing:
 
     path: bytes
     files: list[tuple[bytes, FileStat]] = field(default_factory=list)
+    subdirs: list[bytes] = field(default_factory=list)  # full paths, walked after this one
     error: str | None = None
     skipped_symlinks: int = 0
     skipped_special: int = 0
@@ -66,28 +67,32 @@ def walk(top: bytes, *, follow_symlinks: bool = False) -> Iterator[Listing]:
     while stack:
         directory = stack.pop()
         listing = Listing(directory)
-        subdirs: list[bytes] = []
         try:
             with os.scandir(directory) as entries:
                 for entry in entries:
-                    _classify(entry, listing, subdirs, visited, follow_symlinks)
+                    _classify(entry, listing, visited, follow_symlinks)
         except OSError as e:
             listing.files.clear()
+            listing.subdirs.clear()
             listing.error = e.strerror or str(e)
             yield listing
             continue
+        listing.subdirs.sort()
         yield listing
-        stack.extend(sorted(subdirs, reverse=True))
+        stack.extend(reversed(listing.subdirs))
 
 
 def _classify(
     entry: os.DirEntry[bytes],
     listing: Listing,
-    subdirs: list[bytes],
     visited: set[tuple[int, int]],
     follow_symlinks: bool,
 ) -> None:
+    subdirs = listing.subdirs
     try:
+        if not follow_symlinks and entry.is_dir(follow_symlinks=False):
+            subdirs.append(entry.path)  # the type from the listing: no stat needed
+            return
         if entry.is_symlink():
             if not follow_symlinks:
                 listing.skipped_symlinks += 1

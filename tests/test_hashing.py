@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import pytest
@@ -199,3 +200,32 @@ def test_image_open_is_restricted_to_the_sniffed_format() -> None:
     with pytest.raises(ImageError) as caught:
         image_info(data, "PNG", SETTINGS)
     assert caught.value.status == "corrupt"
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_every_exif_orientation_matches_pillows_own(orientation: int) -> None:
+    from PIL import ImageOps
+
+    stored = picture(12, (300, 200))
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    data = encode(stored, "PNG", exif=exif.tobytes())
+    reference = ImageOps.exif_transpose(Image.open(io.BytesIO(data)))
+    result = image_info(data, "PNG", SETTINGS)
+    assert (result.width, result.height) == reference.size
+    assert distance(result.phash, hashing.perceptual_hash(reference.convert("RGB"), SETTINGS)) <= 2
+
+
+def test_large_transparent_png_is_flattened_after_shrinking() -> None:
+    shape = picture(13, (900, 900)).convert("RGBA")
+    alpha = Image.new("L", shape.size, 0)
+    alpha.paste(255, (200, 200, 700, 700))
+    shape.putalpha(alpha)
+    on_white = Image.alpha_composite(Image.new("RGBA", shape.size, (255, 255, 255, 255)), shape).convert("RGB")
+    assert (
+        distance(
+            image_info(encode(shape, "PNG"), "PNG", SETTINGS).phash,
+            image_info(encode(on_white, "JPEG"), "JPEG", SETTINGS).phash,
+        )
+        <= 4
+    )
