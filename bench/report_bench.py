@@ -48,9 +48,10 @@ import subprocess
 import sys
 import tempfile
 import time
-import types
 from pathlib import Path
 from typing import Any
+
+import peers  # bench/peers.py: this script runs as bench/<name>.py
 
 # The targets.
 TARGET_RATIO = 20.0  # imagededup find_duplicates time over imgindex's near report time
@@ -66,22 +67,9 @@ DEFAULT_THRESHOLD = 10
 def run_imagededup(encodings: str, threshold: int, out: str, workers: int) -> None:
     """Load ``{name: 16-hex-digit hash}``, run find_duplicates on it, write the result, print a JSON line."""
     start = time.perf_counter()
-    # Stand-ins for the modules that import torch/torchvision; PHash never uses them.
-    for name, attrs in {
-        "imagededup.methods.cnn": ("CNN",),
-        "imagededup.utils.models": ("CustomModel", "MobilenetV3", "DEFAULT_MODEL_NAME"),
-        "imagededup.utils.data_generator": ("img_dataloader",),
-    }.items():
-        module = types.ModuleType(name)
-        module.__dict__.update(dict.fromkeys(attrs))
-        sys.modules[name] = module
-    import logging
     import warnings
 
-    from imagededup.methods import PHash  # type: ignore[import-untyped]
-
-    assert "torch" not in sys.modules
-    logging.getLogger("imagededup").setLevel(logging.ERROR)
+    PHash = peers.imagededup_phash()
     warnings.simplefilter("ignore")  # "num_enc_workers has no effect" with an encoding map
     imported = time.perf_counter()
     with open(encodings, encoding="utf-8") as f:

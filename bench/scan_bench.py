@@ -38,10 +38,11 @@ import subprocess
 import sys
 import threading
 import time
-import types
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+import peers  # bench/peers.py: this script runs as bench/<name>.py
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_OUT = HERE / "out"
@@ -484,22 +485,9 @@ def imagededup_argv(root: Path, workers: int | None) -> list[str]:
 def run_imagededup(root: str, workers: int | None) -> None:
     """The imagededup side (a child process): hash ``root`` with PHash, print a JSON line."""
     start = time.perf_counter()
-    # Stand-ins for the modules that import torch/torchvision; hashing never uses them.
-    for name, attrs in {
-        "imagededup.methods.cnn": ("CNN",),
-        "imagededup.utils.models": ("CustomModel", "MobilenetV3", "DEFAULT_MODEL_NAME"),
-        "imagededup.utils.data_generator": ("img_dataloader",),
-    }.items():
-        module = types.ModuleType(name)
-        module.__dict__.update(dict.fromkeys(attrs))
-        sys.modules[name] = module
-    import logging
     from multiprocessing import cpu_count
 
-    from imagededup.methods import PHash
-
-    assert "torch" not in sys.modules
-    logging.getLogger("imagededup").setLevel(logging.ERROR)  # one warning per non-image otherwise
+    PHash = peers.imagededup_phash()
     imported = time.perf_counter()
     hashes = PHash(verbose=False).encode_images(image_dir=root, recursive=True, num_enc_workers=workers or cpu_count())
     done = time.perf_counter()
