@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 import time
+import warnings
 from pathlib import Path
 from types import FrameType
 from typing import Annotated, Any
@@ -533,6 +534,9 @@ def watch_command(
         threshold=threshold,
         batch_seconds=batch_seconds,
     )
+    # watchdog warns (with the state of every watch) when a tree is created faster
+    # than it registers it; the watch is right all the same.
+    warnings.filterwarnings("ignore", "Callback with id", RuntimeWarning)
     index = _open(db)
 
     def show(event: WatchEvent) -> None:

@@ -41,6 +41,10 @@ from .index import FAILED_STATUSES, Index
 from .report import ReportOptions, atomic_text_file, build_report, write_json
 from .scan import ScanOptions, ScanSummary, default_jobs, make_executor, normalise_root, refresh, scan
 
+#: Seconds a file found in a newly created (and already watched) directory must
+#: be unchanged before it is read, when no close event says it is complete.
+QUICK_SETTLE = 0.5
+
 EventKind = Literal["scan", "batch", "reconcile", "report", "warning", "stopped"]
 
 #: Events worth a look. Opening and closing without writing (our own reads do
@@ -143,6 +147,9 @@ class Watcher:
         # Paths named by events: a rewrite after our read brings another event, so
         # the racy-clean re-read (for walks, which have no events) is not needed.
         self.event_options = replace(self.scan_options, racy_window_ns=0)
+        self.dir_options = replace(self.event_options, settle_ns=int(min(options.settle, QUICK_SETTLE) * 1e9))
+        self.quick: set[bytes] = set()  # deferred files found by walking a new, watched directory
+        self.observing = False
         self.on_event = on_event
         self.events: queue.Queue[Any] = queue.Queue()
         self._stopping = threading.Event()
@@ -163,6 +170,7 @@ class Watcher:
         try:
             # Watch first, then walk: what changes during the walk is queued, not missed.
             observer = None if self.options.polling else self._start_observer()
+            self.observing = observer is not None
             self._full_walk("scan")
             self._loop(observer is not None)
         finally:
@@ -261,6 +269,7 @@ class Watcher:
             closed.add(src)
             maybe.discard(src)
             self.deferred.pop(src, None)
+            self.quick.discard(src)
         elif isinstance(event, (FileMovedEvent, DirMovedEvent)):
             maybe.add(src)  # gone from here
             dest = os.fsencode(event.dest_path)
@@ -272,15 +281,30 @@ class Watcher:
             maybe.add(src)
 
     def _batch(self, closed: set[bytes], maybe: set[bytes]) -> None:
-        done = refresh(self.index, sorted(closed), self.event_options, written=True, executor=self.executor)
-        rest = refresh(self.index, sorted(maybe - closed), self.event_options, executor=self.executor)
+        steps = [refresh(self.index, sorted(closed), self.event_options, written=True, executor=self.executor)]
+        maybe = maybe - closed
+        if self.observing:
+            # A new directory is watched before its event is sent, so a file in it
+            # still being written will send its own close event, and one already
+            # closed never will: files found by walking it wait only a short settle.
+            quick = {p for p in maybe if p in self.quick or os.path.isdir(p)}
+            self.quick -= quick
+            step = refresh(self.index, sorted(quick), self.dir_options, executor=self.executor)
+            steps.append(step)
+            look_again = time.monotonic() + self.dir_options.settle_ns / 1e9
+            for path in step.deferred:
+                self.deferred[path] = look_again
+                self.quick.add(path)
+            maybe -= quick | set(step.deferred)
+        rest = refresh(self.index, sorted(maybe), self.event_options, executor=self.executor)
+        steps.append(rest)
         look_again = time.monotonic() + self.options.settle
         for path in rest.deferred:
             self.deferred[path] = look_again
-        indexed = done.hashed + rest.hashed
-        removed = done.removed + rest.removed
+        indexed = sum(step.hashed for step in steps)
+        removed = sum(step.removed for step in steps)
         if indexed or removed:
-            newest = rest.last_path or done.last_path
+            newest = next((step.last_path for step in reversed(steps) if step.last_path), None)
             self.on_event(self._counted("batch", indexed, removed, newest))
             self._write_reports()
 
