@@ -16,7 +16,9 @@ CREATE TABLE IF NOT EXISTS roots (
 
 -- Every directory met under a root, with the outcome of its last listing.
 CREATE TABLE IF NOT EXISTS dirs (
-    id          INTEGER PRIMARY KEY,
+    -- AUTOINCREMENT: an id is never reused, so a stale id held by another
+    -- process fails instead of naming a different directory.
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
     root_id     INTEGER NOT NULL REFERENCES roots(id) ON DELETE CASCADE,
     path        BLOB NOT NULL UNIQUE,
     error       TEXT,                   -- why it could not be listed, NULL when it could
@@ -81,5 +83,6 @@ CREATE TABLE IF NOT EXISTS scans (
 -- Full paths, for queries and reports.
 CREATE VIEW IF NOT EXISTS file_paths AS
     SELECT files.*, dirs.root_id AS root_id, dirs.listed_at AS last_seen,
-           CAST(dirs.path || X'2F' || files.name AS BLOB) AS path
+           CAST(CASE WHEN dirs.path = X'2F' THEN X'2F' || files.name
+                     ELSE dirs.path || X'2F' || files.name END AS BLOB) AS path
     FROM files JOIN dirs ON dirs.id = files.dir_id;

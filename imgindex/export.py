@@ -57,6 +57,8 @@ def export(
     group with duplicates into a folder of ``duplicates_dir``, kept image first."""
     targets = [d for d in (out_dir, duplicates_dir) if d is not None]
     for target in targets:
+        _refuse_inside_roots(report, target)
+    for target in targets:
         _prepare(target, force)
     if link == "hardlink":
         _check_same_filesystem(report, targets)
@@ -79,6 +81,18 @@ def _prepare(target: Path, force: bool) -> None:
     if target.is_dir() and any(target.iterdir()) and not force:
         raise ExportError(f"{target} is not empty: use --force to add to it (existing files are never overwritten)")
     target.mkdir(parents=True, exist_ok=True)
+
+
+def _refuse_inside_roots(report: Report, target: Path) -> None:
+    """Copies inside an indexed root would be indexed, and reported as duplicates, by the next scan."""
+    real = os.path.realpath(os.fsencode(target.absolute()))
+    for root in report.root_paths.values():
+        top = os.path.realpath(root)
+        if real == top or real.startswith(top.rstrip(b"/") + b"/"):
+            raise ExportError(
+                f"{target} is inside the indexed directory {os.fsdecode(root)}: its copies would be indexed as"
+                " duplicates by the next scan; choose a directory outside it"
+            )
 
 
 def _check_same_filesystem(report: Report, targets: list[Path]) -> None:

@@ -178,6 +178,15 @@ class Index:
             raise
         self.conn.execute("COMMIT")
 
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Reads that see one state of the index, whatever other processes write meanwhile."""
+        self.conn.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self.conn.execute("COMMIT")
+
     @property
     def schema_version(self) -> int:
         return int(self.conn.execute("PRAGMA user_version").fetchone()[0])
@@ -202,8 +211,8 @@ class Index:
         if known is not None:
             return known
         with self.write() as c:
-            root_id = c.execute("INSERT INTO roots (path, added_at) VALUES (?, ?)", (path, time.time())).lastrowid
-            assert root_id is not None
+            c.execute("INSERT OR IGNORE INTO roots (path, added_at) VALUES (?, ?)", (path, time.time()))
+            root_id = int(c.execute("SELECT id FROM roots WHERE path = ?", (path,)).fetchone()[0])
             prefix = path.rstrip(b"/") + b"/"
             inner = [
                 r[0]
@@ -310,7 +319,8 @@ class Index:
                 removed += c.execute("SELECT count(*) FROM files WHERE dir_id = ?", (d,)).fetchone()[0]
                 c.execute("DELETE FROM files WHERE dir_id = ?", (d,))
                 c.execute("DELETE FROM dirs WHERE id = ?", (d,))
-        self._dir_ids = {p: i for p, i in self._dir_ids.items() if i not in set(dir_ids)}
+        dropped = set(dir_ids)
+        self._dir_ids = {p: i for p, i in self._dir_ids.items() if i not in dropped}
         return removed
 
     # -- files -----------------------------------------------------------
@@ -319,6 +329,18 @@ class Index:
         """Insert or update file rows, in one transaction."""
         now = time.time()
         with self.write() as c:
+            wanted = sorted({r.dir_id for r in records})
+            live = {
+                int(row[0])
+                for start in range(0, len(wanted), 500)
+                for row in c.execute(
+                    f"SELECT id FROM dirs WHERE id IN ({','.join('?' * len(wanted[start : start + 500]))})",
+                    wanted[start : start + 500],
+                )
+            }
+            if len(live) < len(wanted):  # another process removed a directory meanwhile
+                records = [r for r in records if r.dir_id in live]
+                self._dir_ids.clear()
             c.executemany(
                 "INSERT INTO files (dir_id, name, size, mtime_ns, ctime_ns, inode, device, status,"
                 " error, format, sha256, width, height, phash, params_id, read_ns, first_seen)"
@@ -326,7 +348,10 @@ class Index:
                 " ON CONFLICT (dir_id, name) DO UPDATE SET size = excluded.size,"
                 " mtime_ns = excluded.mtime_ns, ctime_ns = excluded.ctime_ns, inode = excluded.inode,"
                 " device = excluded.device, status = excluded.status, error = excluded.error,"
-                " format = excluded.format, sha256 = coalesce(excluded.sha256, files.sha256),"
+                " format = excluded.format,"
+                # A perceptual-only re-read of an unchanged image carries no exact hash: keep it.
+                " sha256 = CASE WHEN excluded.status = 'ok' AND excluded.sha256 IS NULL"
+                " THEN files.sha256 ELSE excluded.sha256 END,"
                 " width = excluded.width, height = excluded.height, phash = excluded.phash,"
                 " params_id = excluded.params_id, read_ns = excluded.read_ns",
                 (

@@ -19,6 +19,7 @@ import multiprocessing
 import os
 import signal
 import stat
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -156,19 +157,27 @@ def scan(
     *,
     progress: ProgressCallback | None = None,
     executor: cf.Executor | None = None,
+    stop: threading.Event | None = None,
 ) -> ScanSummary:
-    """Bring the index up to date with ``roots``; see the module docstring."""
+    """Bring the index up to date with ``roots``; see the module docstring.
+
+    Setting ``stop`` (or Ctrl-C) ends the scan early, as :class:`ScanInterrupted`,
+    after committing what was read.
+    """
     options = options or ScanOptions()
-    tops = [normalise_root(r) for r in roots]
+    tops = _outermost(normalise_root(r) for r in roots)
+    _refuse_aliases(index, tops)
     start = time.monotonic()
-    planner = _Planner(index, options, ScanSummary(index.start_scan(tops), tops), progress)
+    planner = _Planner(index, options, ScanSummary(index.start_scan(tops), tops), progress, stop=stop)
     summary = planner.summary
-    root_objs = [index.ensure_root(top) for top in tops]
+    for top in tops:
+        index.ensure_root(top)
+    root_objs = [index.ensure_root(top) for top in tops]  # after all are registered: the root holding each
     state = "failed"
     try:
         # Hashing starts while the walk goes on: tasks are handed over directory by directory.
         tasks = planner.tasks_of(zip(tops, root_objs, strict=True))
-        _hash_all(index, tasks, options, planner.params_id, summary, planner.report, progress, executor)
+        _hash_all(index, tasks, options, planner.params_id, summary, planner.report, progress, executor, stop)
         state = "done"
     except KeyboardInterrupt:
         state = "interrupted"
@@ -233,11 +242,39 @@ def refresh(
     return planner.summary
 
 
+def _outermost(tops: Iterable[bytes]) -> list[bytes]:
+    """Each directory once, leaving out those inside another one given."""
+    unique = sorted(set(tops))
+    return [t for t in unique if not any(_inside(t, other) for other in unique if other != t)]
+
+
+def _inside(path: bytes, top: bytes) -> bool:
+    return path == top or path.startswith(top.rstrip(b"/") + b"/")
+
+
+def _refuse_aliases(index: Index, tops: list[bytes]) -> None:
+    """A new root that is a known one seen through a symlink would list every file twice."""
+    known = index.roots()
+    for top in tops:
+        if index.root_of(top) is not None:
+            continue
+        real = os.path.realpath(top)
+        for root in known:
+            if _inside(root.path, top):
+                continue  # a new root holding a known one takes it over
+            other = os.path.realpath(root.path)
+            if _inside(real, other) or _inside(other, real):
+                raise ScanError(
+                    f"cannot scan {display_path(top)}: it is {display_path(root.path)} (or overlaps it) through a"
+                    " symbolic link; scan the indexed path instead"
+                )
+
+
 def normalise_root(root: str | bytes | os.PathLike[str]) -> bytes:
     path = os.fsencode(root)
-    path = os.path.abspath(path)
-    if len(path) > 1:
-        path = path.rstrip(b"/")
+    path = os.path.normpath(os.path.abspath(path))
+    if path.startswith(b"//"):  # POSIX keeps a leading "//"; it names the same directory here
+        path = b"/" + path.lstrip(b"/")
     try:
         st = os.stat(path)
     except OSError as e:
@@ -262,8 +299,10 @@ class _Planner:
         progress: ProgressCallback | None,
         *,
         written: bool = False,
+        stop: threading.Event | None = None,
     ) -> None:
         self.index = index
+        self.stop = stop
         self.options = options
         self.summary = summary
         self.progress = progress
@@ -295,6 +334,8 @@ class _Planner:
         summary = self.summary
         self.index.preload_dirs(top)
         for listing in walk(top, follow_symlinks=self.options.follow_symlinks):
+            if self.stop is not None and self.stop.is_set():
+                raise KeyboardInterrupt
             dir_id = self.index.dir_id(listing.path, root.id)
             summary.skipped_symlinks += listing.skipped_symlinks
             summary.skipped_special += listing.skipped_special
@@ -336,7 +377,8 @@ class _Planner:
             prev = self.index.file_row(dir_id, name)
         if (
             self.settle_before_ns
-            and st.mtime_ns > self.settle_before_ns
+            # Written lately; an mtime in the future was set afterwards (wget -N), not by writing.
+            and self.settle_before_ns < st.mtime_ns <= self.settle_before_ns + self.options.settle_ns + 10**9
             and (prev is None or not st.same_as(prev.size, prev.mtime_ns, prev.ctime_ns, prev.inode))
         ):
             summary.deferred.append(join(directory, name))  # may still be being written
@@ -352,7 +394,7 @@ class _Planner:
         else:
             summary.unchanged += 1
             mode = "full" if self.written else _needs_reading(prev, self.options, self.params_id)
-            if mode is None and max(st.mtime_ns, st.ctime_ns) + self.options.racy_window_ns >= prev.read_ns:
+            if mode is None and _racy(st, prev.read_ns, self.options.racy_window_ns):
                 summary.rechecked += 1
                 mode = "full"
         if mode is not None:
@@ -368,6 +410,18 @@ class _Planner:
         if dir_id is not None:
             self.summary.removed += self.index.remove_named([(dir_id, name)])
         self.summary.removed += self.index.remove_dirs([d for d, _ in self.index.dirs_under(path)])
+
+
+def _racy(st: FileStat, read_ns: int, window_ns: int) -> bool:
+    """Could the file have changed after it was read without its stat data changing?
+
+    Yes when it changed within ``window_ns`` of the reading. An mtime later
+    than that (set by ``wget -N`` or ``curl -R`` from a clock ahead of ours)
+    says nothing about when the file was written: its ctime does.
+    """
+    if st.ctime_ns + window_ns >= read_ns:
+        return True
+    return read_ns - window_ns <= st.mtime_ns <= read_ns + window_ns
 
 
 def _needs_reading(prev: StoredFile, options: ScanOptions, params_id: int) -> Mode | None:
@@ -396,7 +450,9 @@ def _vanished_dirs(index: Index, top: bytes, listed: dict[bytes, int], failed: d
         while len(parent) > len(top):
             parent = os.path.dirname(parent)
             if parent in listed:
-                vanished.append(dir_id)
+                # Made after its parent was listed (and indexed by another process)?
+                if not os.path.lexists(path):
+                    vanished.append(dir_id)
                 break
             if parent in failed:
                 break
@@ -439,6 +495,7 @@ def make_executor(jobs: int) -> cf.Executor:
 def _worker_init() -> None:
     # The parent handles Ctrl-C and SIGTERM: it commits and then stops the pool.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a service manager signals the whole group
 
 
 def _hash_all(
@@ -450,6 +507,7 @@ def _hash_all(
     report: ScanProgress,
     progress: ProgressCallback | None,
     executor: cf.Executor | None,
+    stop: threading.Event | None = None,
 ) -> None:
     jobs = options.jobs or default_jobs()
     own_executor = executor is None
@@ -491,6 +549,8 @@ def _hash_all(
 
     try:
         for chunk in _chunks(tasks, options.chunk_size):
+            if stop is not None and stop.is_set():
+                raise KeyboardInterrupt
             if pool is None:
                 pool = make_executor(jobs)
             report.phase = "hash"

@@ -36,7 +36,12 @@ def test_new_index_has_schema_version_application_id_and_wal(db_path: Path) -> N
 def test_schema_comes_from_schema_sql(db_path: Path) -> None:
     assert schema_sql() == (ROOT / "schema.sql").read_text(encoding="utf-8")
     with open_index(db_path) as idx:
-        created = {r[0] for r in idx.conn.execute("SELECT name FROM sqlite_master WHERE sql IS NOT NULL")}
+        created = {
+            r[0]
+            for r in idx.conn.execute(
+                "SELECT name FROM sqlite_master WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite_%'"
+            )
+        }
     named = set()
     for statement in index_module._split_sql(schema_sql()):
         words = statement.replace("(", " ").split()

@@ -332,3 +332,10 @@ def test_dedup_near_with_output_dir_and_duplicates(corpus: dict[str, Path], tmp_
 def test_dedup_flags_conflict(tree: Path, tmp_path: Path) -> None:
     code, _, stderr = invoke("dedup", tree, "-e", "-n", "--db", tmp_path / "x.db")
     assert code == 1 and "choose one" in stderr
+
+
+def test_export_refuses_a_directory_inside_an_indexed_root(corpus: dict[str, Path], db_path: Path, tree: Path) -> None:
+    scanned(tree, db_path)
+    code, _, stderr = invoke("export", tree / "unique", "--exact", "--db", db_path)
+    assert code == 1 and "inside the indexed directory" in stderr
+    assert not (tree / "unique").exists()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -12,7 +14,7 @@ import pytest
 from imgindex import hashing
 from imgindex.hashing import HashSettings
 from imgindex.index import Index
-from imgindex.scan import ScanError, ScanOptions, scan
+from imgindex.scan import RACY_WINDOW_NS, ScanError, ScanOptions, scan
 
 from .conftest import QUICK, encode, picture, run_scan, write
 
@@ -236,3 +238,70 @@ def test_index_is_a_plain_sqlite_file_others_can_read(tree: Path, index: Index, 
     run_scan(index, tree)
     with sqlite3.connect(db_path) as other:
         assert other.execute("SELECT count(*) FROM files WHERE status = 'ok'").fetchone()[0] == 2
+
+
+def test_a_file_that_stops_being_an_image_loses_its_hash(tree: Path, index: Index) -> None:
+    image = encode(picture(1), "PNG")
+    write(tree / "a.png", image)
+    b = write(tree / "b.png", image)
+    run_scan(index, tree)
+    b.write_bytes(b"<html>404 not found</html>")
+    run_scan(index, tree)
+    found = {Path(p).name: r for p, r in rows(index).items()}
+    assert found["b.png"][:3] == ("not_image", None, None)
+    assert len(list(index.image_rows())) == 1
+
+
+def test_roots_given_twice_or_nested_on_one_command_line(tmp_path: Path, index: Index) -> None:
+    make_images(tmp_path / "nest" / "b", 2)
+    make_images(tmp_path / "nest", 1, start=5)
+    summary = run_scan(index, tmp_path / "nest" / "b", tmp_path / "nest", f"{tmp_path}//nest/")  # type: ignore[arg-type]
+    assert (summary.files, summary.new) == (3, 3)
+    assert [os.fsdecode(r.path) for r in index.roots()] == [str(tmp_path / "nest")]
+
+
+def test_a_known_root_seen_through_a_symlink_is_refused(tmp_path: Path, index: Index) -> None:
+    make_images(tmp_path / "dump", 1)
+    (tmp_path / "alias").symlink_to(tmp_path / "dump")
+    run_scan(index, tmp_path / "dump")
+    with pytest.raises(ScanError, match="symbolic link"):
+        run_scan(index, tmp_path / "alias")
+
+
+def test_future_mtimes_are_not_read_again_and_again(tree: Path, index: Index) -> None:
+    path = write(tree / "from-a-fast-clock.png", encode(picture(2), "PNG"))
+    tomorrow = time.time_ns() + 86400 * 10**9
+    os.utime(path, ns=(tomorrow, tomorrow))
+    careful = replace(QUICK, racy_window_ns=RACY_WINDOW_NS)
+    run_scan(index, tree, options=careful)
+    time.sleep(0.05)
+    # ctime is fresh, so one re-check is due; after that the file is trusted.
+    run_scan(index, tree, options=replace(careful, racy_window_ns=10**6))
+    assert run_scan(index, tree, options=replace(careful, racy_window_ns=10**6)).hashed == 0
+
+
+def test_directory_made_after_its_parent_was_listed_is_kept(tree: Path, index: Index) -> None:
+    from imgindex.scan import _vanished_dirs
+
+    make_images(tree / "late", 1)
+    run_scan(index, tree)
+    late_ids = {index.known_dir_id(os.fsencode(tree / "late")), index.known_dir_id(os.fsencode(tree / "late" / "00"))}
+    top = os.fsencode(tree)
+    # As if the walk listed the root before "late" was made: it is on disk, so it stays.
+    assert _vanished_dirs(index, top, {top: 1}, {}) == []
+    shutil.rmtree(tree / "late")
+    assert set(_vanished_dirs(index, top, {top: 1}, {})) == late_ids
+
+
+def test_rows_for_a_directory_another_process_removed_are_dropped(tree: Path, index: Index, db_path: Path) -> None:
+    from imgindex.index import FileRecord, open_index
+
+    make_images(tree / "gone", 1)
+    run_scan(index, tree)
+    dir_id = index.known_dir_id(os.fsencode(tree / "gone"))
+    assert dir_id is not None
+    with open_index(db_path) as other:
+        other.remove_dirs([dir_id])
+    record = FileRecord(dir_id, b"x", 1, 1, 1, 1, 1, "not_image", None, None, None, None, None, None, None, 1)
+    index.write_files([record])  # no foreign-key error: the row is dropped
+    assert index.conn.execute("SELECT count(*) FROM files WHERE dir_id = ?", (dir_id,)).fetchone()[0] == 0
