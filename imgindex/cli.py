@@ -7,6 +7,7 @@ done is kept).
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -19,6 +20,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
 from . import __version__
@@ -89,7 +91,7 @@ def main(
 
 
 def fail(message: str, code: int = EXIT_ERROR) -> typer.Exit:
-    err.print(f"[red]Error:[/red] {message}", markup=True)
+    err.print(f"[red]Error:[/red] {escape(message)}", markup=True)
     return typer.Exit(code)
 
 
@@ -329,8 +331,11 @@ def _abs_bytes(path: Path) -> bytes:
 def _write_report(report: Report, output: str, fmt: str) -> None:
     writer = write_csv if fmt == "csv" else write_json
     if output == "-":
-        writer(report, sys.stdout)
-        sys.stdout.flush()
+        # Paths that are not UTF-8 go out as their original bytes, as in a file.
+        stdout = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", errors="surrogateescape", newline="")
+        writer(report, stdout)
+        stdout.flush()
+        stdout.detach()
         return
     try:
         with atomic_text_file(output) as f:
@@ -361,8 +366,9 @@ def report_command(
     options = _report_options(exact, near, threshold, keep, prefer, root, duplicates_only)
     index = _open(db, create=False)
     try:
-        report = build_report(index, options)
-        _write_report(report, output, fmt)
+        with index.snapshot():  # one state of the index, while scans write
+            report = build_report(index, options)
+            _write_report(report, output, fmt)
     finally:
         index.close()
     if not quiet:
@@ -399,8 +405,9 @@ def export_command(
     options = _report_options(exact, near, threshold, keep, prefer, root)
     index = _open(db, create=False)
     try:
-        report = build_report(index, options)
-        summary = _export(report, out_dir, duplicates_dir, link, force)  # type: ignore[arg-type]
+        with index.snapshot():
+            report = build_report(index, options)
+            summary = _export(report, out_dir, duplicates_dir, link, force)  # type: ignore[arg-type]
     finally:
         index.close()
     if not quiet:
@@ -470,12 +477,14 @@ def dedup_command(
         summary = _run_scan(index, [dump_dir], ScanOptions(jobs=jobs), as_json=False, quiet=quiet)
         if not quiet:
             typer.echo(format_summary(summary))
-        report = build_report(index, options)
-        _write_report(report, str(output_json), "json")
+        with index.snapshot():
+            report = build_report(index, options)
+            _write_report(report, str(output_json), "json")
         dups = None
         if show_duplicates:
             dups = output_dir / "_duplicates" if output_dir is not None else Path("_duplicates")
-        exported = _export(report, output_dir, dups, "copy", force) if output_dir or dups else None
+        with index.snapshot():
+            exported = _export(report, output_dir, dups, "copy", force) if output_dir or dups else None
     finally:
         index.close()
     if not quiet:

@@ -39,7 +39,7 @@ from watchdog.observers.api import BaseObserver
 
 from .index import FAILED_STATUSES, Index
 from .report import ReportOptions, atomic_text_file, build_report, write_json
-from .scan import ScanOptions, ScanSummary, default_jobs, make_executor, normalise_root, refresh, scan
+from .scan import ScanInterrupted, ScanOptions, ScanSummary, default_jobs, make_executor, normalise_root, refresh, scan
 
 #: Seconds a file found in a newly created (and already watched) directory must
 #: be unchanged before it is read, when no close event says it is complete.
@@ -109,7 +109,7 @@ class _Overflow:
 
 
 class _Handler(FileSystemEventHandler):
-    def __init__(self, events: queue.Queue[Any]) -> None:
+    def __init__(self, events: queue.SimpleQueue[Any]) -> None:
         self.events = events
 
     def on_any_event(self, event: FileSystemEvent) -> None:
@@ -119,7 +119,7 @@ class _Handler(FileSystemEventHandler):
 class _OverflowLog(logging.Handler):
     """watchdog reports a kernel queue overflow only in its log: turn that into a reconcile."""
 
-    def __init__(self, events: queue.Queue[Any]) -> None:
+    def __init__(self, events: queue.SimpleQueue[Any]) -> None:
         super().__init__(logging.WARNING)
         self.events = events
 
@@ -151,7 +151,7 @@ class Watcher:
         self.quick: set[bytes] = set()  # deferred files found by walking a new, watched directory
         self.observing = False
         self.on_event = on_event
-        self.events: queue.Queue[Any] = queue.Queue()
+        self.events: queue.SimpleQueue[Any] = queue.SimpleQueue()  # put() is safe in a signal handler
         self._stopping = threading.Event()
         self._own_executor = executor is None
         self.executor = executor or make_executor(options.scan.jobs or default_jobs())
@@ -309,7 +309,12 @@ class Watcher:
             self._write_reports()
 
     def _full_walk(self, kind: EventKind) -> None:
-        summary: ScanSummary = scan(self.index, self.roots, self.scan_options, executor=self.executor)
+        try:
+            summary: ScanSummary = scan(
+                self.index, self.roots, self.scan_options, executor=self.executor, stop=self._stopping
+            )
+        except ScanInterrupted:
+            return  # stopping: what was read is committed
         look_again = time.monotonic() + self.options.settle
         for path in summary.deferred:
             self.deferred[path] = look_again
@@ -337,7 +342,11 @@ class Watcher:
             if target is None:
                 continue
             threshold = self.options.threshold if mode == "near" else None
-            report = build_report(self.index, ReportOptions(mode=mode, threshold=threshold))  # type: ignore[arg-type]
-            with atomic_text_file(target) as f:
-                write_json(report, f)
+            try:
+                with self.index.snapshot(), atomic_text_file(target) as f:
+                    report = build_report(self.index, ReportOptions(mode=mode, threshold=threshold))  # type: ignore[arg-type]
+                    write_json(report, f)
+            except OSError as e:
+                self.on_event(WatchEvent("warning", message=f"cannot write {target}: {e.strerror or e}"))
+                continue
             self.on_event(WatchEvent("report", message=f"wrote {target}"))

@@ -271,3 +271,25 @@ def test_concurrent_scans_of_one_index(tmp_path: Path) -> None:
     with open_index(db) as idx:
         assert idx.status_counts() == {"ok": 120}
         assert len(idx.roots()) == 2
+
+
+def test_error_messages_show_brackets_as_they_are(cli: CliRunner, tmp_path: Path, db_path: Path) -> None:
+    code, _, err = invoke(cli, "scan", tmp_path / "missing[/b]dir [red]x", "--db", db_path)
+    assert code == 1
+    assert "missing[/b]dir [red]x" in err
+
+
+def test_csv_to_stdout_keeps_non_utf8_bytes(tree: Path, db_path: Path) -> None:
+    data = encode(picture(3), "JPEG")
+    for name in (b"a\xff.jpg", b"b.jpg"):
+        with open(os.path.join(os.fsencode(tree), name), "wb") as f:
+            f.write(data)
+    assert run_module("scan", str(tree), "--db", str(db_path), "-q").returncode == 0
+    result = subprocess.run(
+        [sys.executable, "-m", "imgindex", "report", "--exact", "-f", "csv", "--db", str(db_path)],
+        capture_output=True,
+        env={**os.environ, "PYTHONIOENCODING": "utf-8:strict"},
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert os.path.join(os.fsencode(tree), b"a\xff.jpg") in result.stdout

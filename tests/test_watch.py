@@ -36,7 +36,10 @@ def wait_for(condition: Callable[[], bool], what: str, timeout: float = DEADLINE
 
 def rows(db: Path) -> dict[bytes, tuple[str, bytes | None]]:
     with sqlite3.connect(db, timeout=30) as conn:
-        return {bytes(p): (s, sha) for p, s, sha in conn.execute("SELECT path, status, sha256 FROM file_paths")}
+        try:
+            return {bytes(p): (s, sha) for p, s, sha in conn.execute("SELECT path, status, sha256 FROM file_paths")}
+        except sqlite3.OperationalError:  # the index is not created yet
+            return {}
 
 
 class Running:
@@ -226,3 +229,35 @@ def test_watch_refuses_a_missing_directory(tmp_path: Path) -> None:
     result = run_module("watch", str(tmp_path / "missing"), "--db", str(tmp_path / "i.db"))
     assert result.returncode == 1
     assert "cannot scan" in result.stderr
+
+
+def test_sigterm_stops_the_initial_scan_promptly(tree: Path, db_path: Path) -> None:
+    blobs = [encode(picture(i, (640, 480)), "PNG" if i % 2 else "JPEG") for i in range(40)]
+    for i in range(800):
+        write(tree / f"{i % 20:02d}" / f"p{i}", blobs[i % 40])
+    old = time.time_ns() - 3600 * 10**9
+    for path in tree.rglob("p*"):
+        os.utime(path, ns=(old, old))  # settled: the scan reads them at once
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "imgindex", "watch", str(tree), "--db", str(db_path), "-j", "1", "--json-log"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    wait_for(lambda: len(rows(db_path)) > 0, "the first committed rows")
+    proc.send_signal(signal.SIGTERM)
+    start = time.monotonic()
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 0, stderr
+    assert time.monotonic() - start < 10
+    assert 0 < len(rows(db_path)) < 800, "the scan finished before it could be stopped: make the tree bigger"
+
+
+def test_unwritable_report_is_a_warning_not_a_crash(
+    tree: Path, tmp_path: Path, db_path: Path, start_watcher: Callable[..., Running]
+) -> None:
+    running = start_watcher(report_near=tmp_path / "no" / "such" / "dir" / "near.json")
+    assert any(e.kind == "warning" and "cannot write" in (e.message or "") for e in running.events)
+    write(tree / "a.png", encode(picture(1), "PNG"))
+    wait_for(lambda: len(rows(db_path)) == 1, "indexing to go on")
+    assert running.thread.is_alive()
