@@ -61,10 +61,11 @@ SNIFF_BYTES: Final = 32
 class ImageError(Exception):
     """An image that cannot be hashed; ``status`` is what the index records."""
 
-    def __init__(self, status: str, reason: str) -> None:
+    def __init__(self, status: str, reason: str, size: tuple[int, int] | None = None) -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
+        self.size = size  # width and height, when known (too_large)
 
 
 @dataclass(frozen=True)
@@ -163,6 +164,7 @@ def decode(data: bytes, fmt: str | None, settings: HashSettings) -> tuple[Image.
                 raise ImageError(
                     "too_large",
                     f"{width}x{height} = {width * height:,} pixels, above --max-pixels {settings.max_pixels:,}",
+                    (width, height),
                 )
             stage = "pixels"
             if im.format == "JPEG":

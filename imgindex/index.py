@@ -93,6 +93,13 @@ class StoredFile:
     status: str
     params_id: int | None
     read_ns: int
+    width: int | None
+    height: int | None
+    format: str | None
+
+
+#: The columns of a StoredFile, in order.
+_STORED = "id, size, mtime_ns, ctime_ns, inode, status, params_id, read_ns, width, height, format"
 
 
 @dataclass(frozen=True)
@@ -271,15 +278,14 @@ class Index:
 
     def files_in_dir(self, dir_id: int) -> dict[bytes, StoredFile]:
         rows = self.conn.execute(
-            "SELECT name, id, size, mtime_ns, ctime_ns, inode, status, params_id, read_ns FROM files WHERE dir_id = ?",
+            f"SELECT name, {_STORED} FROM files WHERE dir_id = ?",
             (dir_id,),
         )
         return {bytes(r[0]): StoredFile(*r[1:]) for r in rows}
 
     def file_row(self, dir_id: int, name: bytes) -> StoredFile | None:
         row = self.conn.execute(
-            "SELECT id, size, mtime_ns, ctime_ns, inode, status, params_id, read_ns FROM files"
-            " WHERE dir_id = ? AND name = ?",
+            f"SELECT {_STORED} FROM files WHERE dir_id = ? AND name = ?",
             (dir_id, name),
         ).fetchone()
         return None if row is None else StoredFile(*row)

@@ -430,8 +430,10 @@ def _needs_reading(prev: StoredFile, options: ScanOptions, params_id: int) -> Mo
         return "full"
     if prev.status == "ok" and prev.params_id != params_id:
         return "phash"
-    if prev.status in ("too_large", "unsupported"):
-        return "full"  # cheap to check again: the limit or the installed decoders may have changed
+    if prev.status == "too_large" and prev.width and prev.height:
+        return "full" if prev.width * prev.height <= options.settings.max_pixels else None  # --max-pixels raised
+    if prev.status == "unsupported" and hashing.readable_formats().get(prev.format or ""):
+        return "full"  # a decoder was installed since
     return None
 
 
@@ -641,7 +643,8 @@ def read_file(task: Task, settings: HashSettings, params_id: int) -> FileRecord 
         try:
             info = hashing.image_info(data, fmt, settings)
         except ImageError as e:
-            return record(e.status, e.reason, format=fmt, sha256=digest_bytes)
+            width, height = e.size or (None, None)
+            return record(e.status, e.reason, format=fmt, sha256=digest_bytes, width=width, height=height)
         return record(
             "ok", None, format=fmt, sha256=digest_bytes, width=info.width, height=info.height,
             phash=info.phash, params_id=params_id,

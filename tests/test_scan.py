@@ -305,3 +305,14 @@ def test_rows_for_a_directory_another_process_removed_are_dropped(tree: Path, in
     record = FileRecord(dir_id, b"x", 1, 1, 1, 1, 1, "not_image", None, None, None, None, None, None, None, 1)
     index.write_files([record])  # no foreign-key error: the row is dropped
     assert index.conn.execute("SELECT count(*) FROM files WHERE dir_id = ?", (dir_id,)).fetchone()[0] == 0
+
+
+def test_too_large_and_unsupported_files_are_not_read_again_for_nothing(tree: Path, index: Index) -> None:
+    write(tree / "big.png", encode(picture(2, (300, 300)), "PNG"))
+    write(tree / "photo.heic", b"\0\0\0\x18ftypheic\0\0\0\0mif1heic" + b"\0" * 64)
+    limited = replace(QUICK, settings=HashSettings(max_pixels=1000))
+    run_scan(index, tree, options=limited)
+    again = run_scan(index, tree, options=limited)
+    expected = 0 if not hashing.readable_formats()["HEIF"] else 1
+    assert again.hashed == expected
+    assert {r[0] for r in rows(index).values()} >= {"too_large"}
