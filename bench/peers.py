@@ -1,11 +1,22 @@
-"""Importing the peers the benchmarks compare imgindex with."""
+"""The tools the benchmarks run: imgindex itself, and the peers it is compared with."""
 
 from __future__ import annotations
 
 import logging
+import shutil
 import sys
 import types
+from pathlib import Path
 from typing import Any
+
+
+def imgindex_command() -> list[str]:
+    """How to run imgindex: the script beside this Python, on the PATH, or as a module."""
+    script = Path(sys.executable).parent / "imgindex"
+    if script.exists():
+        return [str(script)]
+    found = shutil.which("imgindex")
+    return [found] if found else [sys.executable, "-m", "imgindex"]
 
 
 def imagededup_phash() -> Any:

@@ -239,14 +239,6 @@ def true_pairs(hashes: list[int], threshold: int) -> set[tuple[int, int]]:
 # ---------------------------------------------------------------------------
 
 
-def imgindex_command() -> list[str]:
-    script = Path(sys.executable).parent / "imgindex"
-    if script.exists():
-        return [str(script)]
-    found = shutil.which("imgindex")
-    return [found] if found else [sys.executable, "-m", "imgindex"]
-
-
 def timed(argv: list[str]) -> tuple[float, str]:
     start = time.perf_counter()
     done = subprocess.run(argv, capture_output=True, text=True)
@@ -377,7 +369,7 @@ def _bench(args: argparse.Namespace, workdir: Path) -> int:
          f" {len(corpus['copies'])} exact copies, {len(truth)} pairs within {t} bits"
          f" ({truth_cross} between unrelated images)")  # fmt: skip
 
-    cli = imgindex_command()
+    cli = peers.imgindex_command()
     near_json, exact_json, dedup_json = workdir / "near.json", workdir / "exact.json", workdir / "imagededup.json"
     commands = {
         "imgindex_near": [*cli, "report", "--near", "--threshold", str(t), "--db", str(db), "-o", str(near_json)],

@@ -61,6 +61,8 @@ import zlib
 from pathlib import Path
 from typing import Any
 
+import peers  # bench/peers.py: this script runs as bench/watch_bench.py
+
 # The targets.
 TARGET_LOST = 0
 TARGET_STEADY_P95_OVER_SETTLE = 1.0  # steady-phase p95 latency <= settle + this many seconds
@@ -218,15 +220,6 @@ def run_writer(spec_path: str) -> None:
 # ---------------------------------------------------------------------------
 # The watcher and its process tree
 # ---------------------------------------------------------------------------
-
-
-def imgindex_command() -> list[str]:
-    """The imgindex console script next to this interpreter, else ``python -m imgindex``."""
-    script = Path(sys.executable).with_name("imgindex")
-    if script.exists():
-        return [str(script)]
-    found = shutil.which("imgindex")
-    return [found] if found else [sys.executable, "-m", "imgindex"]
 
 
 class WatcherOutput:
@@ -542,7 +535,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     if args.burst > args.files:
         args.burst = args.files
-    argv = [*imgindex_command(), "watch", str(tree), "--db", str(db), "--json-log", "--settle", f"{args.settle:g}"]
+    argv = [
+        *peers.imgindex_command(),
+        "watch",
+        str(tree),
+        "--db",
+        str(db),
+        "--json-log",
+        "--settle",
+        f"{args.settle:g}",
+    ]
     if args.jobs:
         argv += ["-j", str(args.jobs)]
     if args.reconcile is not None:

@@ -72,6 +72,7 @@ DbOption = Annotated[
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")]
+FollowOption = Annotated[bool, typer.Option("--follow-symlinks", help="Follow symbolic links (loops are detected).")]
 JobsOption = Annotated[int | None, typer.Option("--jobs", "-j", min=1, help="Worker processes (default: all cores).")]
 
 
@@ -121,13 +122,9 @@ def scan_command(
         list[Path], typer.Argument(help="Directories to index (recursively).", show_default=False, metavar="DIR")
     ],
     db: DbOption = Path("imgindex.db"),
-    jobs: Annotated[
-        int | None, typer.Option("--jobs", "-j", min=1, help="Worker processes (default: all cores).")
-    ] = None,
+    jobs: JobsOption = None,
     rehash: Annotated[bool, typer.Option("--rehash", help="Read and hash every file, changed or not.")] = False,
-    follow_symlinks: Annotated[
-        bool, typer.Option("--follow-symlinks", help="Follow symbolic links (loops are detected).")
-    ] = False,
+    follow_symlinks: FollowOption = False,
     max_pixels: Annotated[
         int, typer.Option("--max-pixels", min=1, help="Record larger images as too_large instead of decoding them.")
     ] = DEFAULT_MAX_PIXELS,
@@ -462,9 +459,7 @@ def dedup_command(
     force: Annotated[
         bool, typer.Option("--force", help="Add to a non-empty OUTPUT_DIR (existing files are never overwritten).")
     ] = False,
-    jobs: Annotated[
-        int | None, typer.Option("--jobs", "-j", min=1, help="Worker processes (default: all cores).")
-    ] = None,
+    jobs: JobsOption = None,
     db: DbOption = Path("imgindex.db"),
     quiet: QuietOption = False,
 ) -> None:
@@ -524,9 +519,7 @@ def watch_command(
     ] = None,
     threshold: ThresholdOption = None,
     jobs: JobsOption = None,
-    follow_symlinks: Annotated[
-        bool, typer.Option("--follow-symlinks", help="Follow symbolic links (loops are detected).")
-    ] = False,
+    follow_symlinks: FollowOption = False,
     json_log: Annotated[bool, typer.Option("--json-log", help="Print one JSON object per event.")] = False,
     batch_seconds: Annotated[float, typer.Option("--batch-seconds", min=0.0, hidden=True)] = 0.25,
     quiet: QuietOption = False,

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -30,15 +29,10 @@ from typing import Any
 import make_corpus  # bench/quality/make_corpus.py: this script runs as bench/quality/run.py
 import score
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import peers
+
 DEFAULT_WORKDIR = Path(__file__).resolve().parent.parent / "out" / "quality-run"
-
-
-def imgindex_command() -> list[str]:
-    script = Path(sys.executable).parent / "imgindex"
-    if script.exists():
-        return [str(script)]
-    found = shutil.which("imgindex")
-    return [found] if found else [sys.executable, "-m", "imgindex"]
 
 
 def timed(argv: list[str], ok: tuple[int, ...] = (0,)) -> tuple[float, str, str]:
@@ -84,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     db = workdir / "index.db"
     for stale in (db, workdir / "index.db-wal", workdir / "index.db-shm"):
         stale.unlink(missing_ok=True)
-    cli = imgindex_command()
+    cli = peers.imgindex_command()
 
     scan = [*cli, "scan", "--db", str(db), "--json", str(labels.root)]
     if args.jobs:
