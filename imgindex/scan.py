@@ -100,6 +100,7 @@ class ScanSummary:
     loops: list[bytes] = field(default_factory=list)
     deferred: list[bytes] = field(default_factory=list)  # too recently modified: left for later
     last_path: bytes | None = None  # the last file read
+    worker_deaths: int = 0  # worker processes that died (their files were read again one by one)
     seconds: float = 0.0
     interrupted: bool = False
 
@@ -131,6 +132,7 @@ class ScanSummary:
             "symlink_loops": [display_path(p) for p in self.loops],
             "seconds": round(self.seconds, 3),
             "interrupted": self.interrupted,
+            "worker_deaths": self.worker_deaths,
         }
 
 
@@ -156,7 +158,7 @@ def scan(
     options: ScanOptions | None = None,
     *,
     progress: ProgressCallback | None = None,
-    executor: cf.Executor | None = None,
+    executor: Executor | None = None,
     stop: threading.Event | None = None,
 ) -> ScanSummary:
     """Bring the index up to date with ``roots``; see the module docstring.
@@ -207,7 +209,7 @@ def refresh(
     options: ScanOptions | None = None,
     *,
     written: bool = False,
-    executor: cf.Executor | None = None,
+    executor: Executor | None = None,
 ) -> ScanSummary:
     """Bring the index up to date with some paths under known roots (files or directories,
     present or gone), by the same rules as :func:`scan`. Paths outside every root are ignored.
@@ -497,7 +499,47 @@ def make_executor(jobs: int) -> cf.Executor:
 def _worker_init() -> None:
     # The parent handles Ctrl-C and SIGTERM: it commits and then stops the pool.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a service manager signals the whole group
+    # SIGTERM keeps its default: the pool terminates its workers with it when one dies.
+
+
+class Workers:
+    """The default executor: started on first use, restarted when a worker process dies."""
+
+    def __init__(self, jobs: int | None = None) -> None:
+        self.jobs = jobs or default_jobs()
+        self._pool: cf.Executor | None = None
+
+    def get(self) -> cf.Executor:
+        if self._pool is None:
+            self._pool = make_executor(self.jobs)
+        return self._pool
+
+    def restart(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+
+    def shutdown(self, wait: bool = True) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=wait, cancel_futures=True)
+            self._pool = None
+
+
+class _Given(Workers):
+    """An executor the caller gave (e.g. a cluster's): used as it is, never restarted."""
+
+    def __init__(self, executor: cf.Executor) -> None:
+        super().__init__(1)
+        self._pool = executor
+
+    def restart(self) -> None:
+        raise cf.BrokenExecutor("the executor given to scan() broke")
+
+    def shutdown(self, wait: bool = True) -> None:
+        pass
+
+
+Executor = cf.Executor | Workers
 
 
 def _hash_all(
@@ -508,17 +550,20 @@ def _hash_all(
     summary: ScanSummary,
     report: ScanProgress,
     progress: ProgressCallback | None,
-    executor: cf.Executor | None,
+    executor: Executor | None,
     stop: threading.Event | None = None,
 ) -> None:
-    jobs = options.jobs or default_jobs()
-    own_executor = executor is None
-    pool: cf.Executor | None = executor  # the default pool starts with the first task
+    if isinstance(executor, Workers):
+        workers, own = executor, False
+    elif executor is not None:
+        workers, own = _Given(executor), False
+    else:
+        workers, own = Workers(options.jobs), True
     pending: list[FileRecord] = []
     gone: list[Task] = []
     last_flush = time.monotonic()
     in_flight: dict[cf.Future[list[FileRecord | None]], list[Task]] = {}
-    max_in_flight = max(2, jobs * 3)
+    max_in_flight = max(2, workers.jobs * 3)
     interrupted = False
 
     def flush() -> None:
@@ -531,35 +576,68 @@ def _hash_all(
             gone.clear()
         last_flush = time.monotonic()
 
+    def accept(chunk: list[Task], records: list[FileRecord | None]) -> None:
+        for task, record in zip(chunk, records, strict=True):
+            if record is None:
+                gone.append(task)
+                continue
+            pending.append(record)
+            summary.hashed += 1
+            if record.status in FAILED_STATUSES:
+                summary.failed += 1
+            report.hashed += 1
+            report.last_path = summary.last_path = task.path
+
+    def isolate(suspects: list[Task]) -> None:
+        """After a worker died: each file of the chunks it took down, alone in a fresh pool."""
+        summary.worker_deaths += 1
+        for future, chunk in list(in_flight.items()):  # the rest went down with it
+            del in_flight[future]
+            try:
+                accept(chunk, future.result())
+            except cf.BrokenExecutor:
+                suspects += chunk
+        workers.restart()
+        for task in suspects:
+            if stop is not None and stop.is_set():
+                raise KeyboardInterrupt
+            try:
+                accept([task], workers.get().submit(hash_chunk, [task], options.settings, params_id).result())
+            except cf.BrokenExecutor:
+                summary.worker_deaths += 1
+                accept([task], [crashed_record(task)])
+                workers.restart()
+
     def collect(done: set[cf.Future[list[FileRecord | None]]]) -> None:
+        suspects: list[Task] = []
         for future in done:
             chunk = in_flight.pop(future)
-            for task, record in zip(chunk, future.result(), strict=True):
-                if record is None:
-                    gone.append(task)
-                    continue
-                pending.append(record)
-                summary.hashed += 1
-                if record.status in FAILED_STATUSES:
-                    summary.failed += 1
-                report.hashed += 1
-                report.last_path = summary.last_path = task.path
+            try:
+                accept(chunk, future.result())
+            except cf.BrokenExecutor:
+                suspects += chunk
+        if suspects:
+            isolate(suspects)
         if len(pending) >= options.batch_size or time.monotonic() - last_flush >= options.batch_seconds:
             flush()
         if progress:
             progress(report)
 
+    def submit(chunk: list[Task]) -> None:
+        try:
+            in_flight[workers.get().submit(hash_chunk, chunk, options.settings, params_id)] = chunk
+        except cf.BrokenExecutor:  # it broke since the last results came in
+            isolate(list(chunk))
+
     try:
         for chunk in _chunks(tasks, options.chunk_size):
             if stop is not None and stop.is_set():
                 raise KeyboardInterrupt
-            if pool is None:
-                pool = make_executor(jobs)
             report.phase = "hash"
             while len(in_flight) >= max_in_flight:
                 done, _ = cf.wait(in_flight, return_when=cf.FIRST_COMPLETED)
                 collect(done)
-            in_flight[pool.submit(hash_chunk, chunk, options.settings, params_id)] = chunk
+            submit(chunk)
         while in_flight:
             done, _ = cf.wait(in_flight, return_when=cf.FIRST_COMPLETED)
             collect(done)
@@ -569,8 +647,25 @@ def _hash_all(
     finally:
         # Keep what finished; results still in flight are read again next time.
         flush()
-        if own_executor and pool is not None:
-            pool.shutdown(wait=not interrupted, cancel_futures=True)
+        if own:
+            workers.shutdown(wait=not interrupted)
+
+
+def crashed_record(task: Task) -> FileRecord:
+    """A file on which a worker process died (a decoder crash): recorded as corrupt, with its exact hash."""
+    fmt = digest = None
+    try:
+        with open(task.path, "rb") as f:
+            data = f.read(MAX_READ_BYTES)
+        fmt, digest = hashing.sniff_format(data[: hashing.SNIFF_BYTES]), hashing.sha256(data)
+    except OSError:
+        pass
+    st = task.stat
+    return FileRecord(
+        task.dir_id, task.name, st.size, st.mtime_ns, st.ctime_ns, st.inode, st.device,
+        "corrupt", "the decoder crashed on this file (its worker process died)", fmt, digest,
+        None, None, None, None, time.time_ns(),
+    )  # fmt: skip
 
 
 def _chunks(tasks: Iterable[Task], size: int) -> Iterator[list[Task]]:

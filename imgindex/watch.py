@@ -10,7 +10,6 @@ watch limit, a network filesystem that sends no events).
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import logging
 import os
 import queue
@@ -39,7 +38,7 @@ from watchdog.observers.api import BaseObserver
 
 from .index import FAILED_STATUSES, Index
 from .report import ReportOptions, atomic_text_file, build_report, write_json
-from .scan import ScanInterrupted, ScanOptions, ScanSummary, default_jobs, make_executor, normalise_root, refresh, scan
+from .scan import Executor, ScanInterrupted, ScanOptions, ScanSummary, Workers, normalise_root, refresh, scan
 
 #: Seconds a file found in a newly created (and already watched) directory must
 #: be unchanged before it is read, when no close event says it is complete.
@@ -138,7 +137,7 @@ class Watcher:
         options: WatchOptions,
         on_event: Callable[[WatchEvent], None],
         *,
-        executor: cf.Executor | None = None,
+        executor: Executor | None = None,
     ) -> None:
         self.index = index
         self.roots = [normalise_root(r) for r in roots]  # refuses what is not a directory
@@ -154,7 +153,7 @@ class Watcher:
         self.events: queue.SimpleQueue[Any] = queue.SimpleQueue()  # put() is safe in a signal handler
         self._stopping = threading.Event()
         self._own_executor = executor is None
-        self.executor = executor or make_executor(options.scan.jobs or default_jobs())
+        self.executor: Executor = executor or Workers(options.scan.jobs)
         self.deferred: dict[bytes, float] = {}  # path -> when to look again (monotonic)
 
     def stop(self) -> None:
@@ -179,7 +178,7 @@ class Watcher:
                 observer.stop()
                 observer.join(timeout=10)
             if self._own_executor:
-                self.executor.shutdown(wait=True, cancel_futures=True)
+                self.executor.shutdown(wait=True)
             stopped = self._counted("stopped")
             if self.deferred:
                 stopped.message = f"{len(self.deferred):,} files still being written were left for the next scan"

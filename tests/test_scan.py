@@ -316,3 +316,45 @@ def test_too_large_and_unsupported_files_are_not_read_again_for_nothing(tree: Pa
     expected = 0 if not hashing.readable_formats()["HEIF"] else 1
     assert again.hashed == expected
     assert {r[0] for r in rows(index).values()} >= {"too_large"}
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        found.append(int(entry))
+            except (OSError, IndexError, ValueError):
+                pass
+    return found
+
+
+def test_a_worker_that_dies_does_not_end_the_scan(tree: Path, index: Index) -> None:
+    """Fault injection: a worker process is killed mid-scan (as a decoder crash would kill it)."""
+    import signal
+    import threading
+
+    blobs = [encode(picture(i, (640, 480)), "JPEG") for i in range(10)]
+    for i in range(300):
+        write(tree / f"{i % 10}" / f"{i}.jpg", blobs[i % 10])
+    killed: list[int] = []
+
+    def kill_a_worker() -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not killed:
+            workers = [w for server in _children(os.getpid()) for w in _children(server)]
+            if workers:
+                os.kill(workers[0], signal.SIGKILL)
+                killed.append(workers[0])
+            time.sleep(0.01)
+
+    thread = threading.Thread(target=kill_a_worker)
+    thread.start()
+    summary = run_scan(index, tree, options=replace(QUICK, jobs=2, chunk_size=4))
+    thread.join()
+    assert killed, "no worker process was seen"
+    assert summary.worker_deaths >= 1
+    assert summary.by_status == {"ok": 300}
+    assert summary.hashed == 300
