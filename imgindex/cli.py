@@ -421,13 +421,16 @@ def _export(report: Report, out_dir: Path | None, dups: Path | None, link: Link,
         raise fail(str(e)) from None
 
 
-def _echo_export(summary: ExportSummary) -> None:
+def _echo_export(summary: ExportSummary, to_stderr: bool = False) -> None:
     if summary.out_dir is not None:
-        typer.echo(f"exported {summary.kept:,} kept images to {summary.out_dir}")
+        typer.echo(f"exported {summary.kept:,} kept images to {summary.out_dir}", err=to_stderr)
     if summary.duplicates_dir is not None:
-        typer.echo(f"put {summary.groups:,} groups ({summary.duplicates:,} duplicates) in {summary.duplicates_dir}")
+        typer.echo(
+            f"put {summary.groups:,} groups ({summary.duplicates:,} duplicates) in {summary.duplicates_dir}",
+            err=to_stderr,
+        )
     if summary.existing:
-        typer.echo(f"left {len(summary.existing):,} existing files alone")
+        typer.echo(f"left {len(summary.existing):,} existing files alone", err=to_stderr)
     for path, error in summary.missing:
         err.print(f"could not export {display_path(path)}: {error}")
 
@@ -467,26 +470,27 @@ def dedup_command(
     if exact_duplicates and near_duplicates:
         raise fail("choose one of -e/--exact_duplicates and -n/--near_duplicates")
     options = _report_options(not near_duplicates, near_duplicates, threshold, keep, None, [dump_dir])
+    to_stderr = str(output_json) == "-"  # stdout carries the report then
     index = _open(db)
     try:
         summary = _run_scan(index, [dump_dir], ScanOptions(jobs=jobs), as_json=False, quiet=quiet)
         if not quiet:
-            typer.echo(format_summary(summary))
-        with index.snapshot():
-            report = build_report(index, options)
-            _write_report(report, str(output_json), "json")
+            typer.echo(format_summary(summary), err=to_stderr)
         dups = None
         if show_duplicates:
             dups = output_dir / "_duplicates" if output_dir is not None else Path("_duplicates")
-        with index.snapshot():
+        with index.snapshot():  # the report and the export see one state of the index
+            report = build_report(index, options)
+            _write_report(report, str(output_json), "json")
             exported = _export(report, output_dir, dups, "copy", force) if output_dir or dups else None
     finally:
         index.close()
     if not quiet:
-        _echo_counts(report, to_stderr=False)
-        typer.echo(f"wrote {output_json}")
+        _echo_counts(report, to_stderr=to_stderr)
+        if not to_stderr:
+            typer.echo(f"wrote {output_json}")
         if exported is not None:
-            _echo_export(exported)
+            _echo_export(exported, to_stderr=to_stderr)
     if summary.failures or summary.walk_errors or (exported is not None and exported.missing):
         raise typer.Exit(EXIT_PARTIAL)
 

@@ -339,3 +339,10 @@ def test_export_refuses_a_directory_inside_an_indexed_root(corpus: dict[str, Pat
     code, _, stderr = invoke("export", tree / "unique", "--exact", "--db", db_path)
     assert code == 1 and "inside the indexed directory" in stderr
     assert not (tree / "unique").exists()
+
+
+def test_dedup_report_to_stdout_is_pure_json(corpus: dict[str, Path], tmp_path: Path) -> None:
+    result = run_module("dedup", str(corpus["a"].parents[2]), "-o", "-", "--db", str(tmp_path / "i.db"))
+    assert result.returncode == 3
+    assert json.loads(result.stdout)["mode"] == "exact"
+    assert "final image count: 9" in result.stderr
