@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import hashlib
 import multiprocessing
 import os
@@ -515,9 +516,16 @@ class Workers:
         return self._pool
 
     def restart(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
+        """Drop a broken pool. Its remaining workers are killed: one started while it broke
+        can be missed by the pool's own clean-up, which then waits for it for ever."""
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        processes = list((getattr(pool, "_processes", None) or {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            with contextlib.suppress(Exception):
+                process.kill()
 
     def shutdown(self, wait: bool = True) -> None:
         if self._pool is not None:
