@@ -611,7 +611,7 @@ def _hash_all(
                 raise KeyboardInterrupt
             try:
                 accept([task], workers.get().submit(hash_chunk, [task], options.settings, params_id).result())
-            except cf.BrokenExecutor:
+            except (cf.BrokenExecutor, OSError):
                 summary.worker_deaths += 1
                 accept([task], [crashed_record(task)])
                 workers.restart()
@@ -634,7 +634,9 @@ def _hash_all(
     def submit(chunk: list[Task]) -> None:
         try:
             in_flight[workers.get().submit(hash_chunk, chunk, options.settings, params_id)] = chunk
-        except cf.BrokenExecutor:  # it broke since the last results came in
+        # It broke since the last results came in (a pool caught breaking while it
+        # starts a worker can also say so with an OSError).
+        except (cf.BrokenExecutor, OSError):
             isolate(list(chunk))
 
     try:
