@@ -257,15 +257,23 @@ def _read_manifest(tree: Path) -> dict[str, Any] | None:
         return None
 
 
-def build_image_tree(tree: Path, jpegs: int, pngs: int, seed: int, workers: int) -> dict[str, Any]:
-    """The image tree (built unless a complete one with the same parameters is there)."""
-    params = {"kind": "images", "version": GENERATOR_VERSION, "jpegs": jpegs, "pngs": pngs, "seed": seed}
+def _reused(tree: Path, params: dict[str, Any]) -> dict[str, Any] | None:
+    """The manifest of a complete tree built with ``params``; otherwise the tree is cleared for a rebuild."""
     manifest = _read_manifest(tree)
     if manifest and manifest.get("params") == params:
         manifest["reused"] = True
         return manifest
     if tree.exists():
         shutil.rmtree(tree)
+    return None
+
+
+def build_image_tree(tree: Path, jpegs: int, pngs: int, seed: int, workers: int) -> dict[str, Any]:
+    """The image tree (built unless a complete one with the same parameters is there)."""
+    params = {"kind": "images", "version": GENERATOR_VERSION, "jpegs": jpegs, "pngs": pngs, "seed": seed}
+    reused = _reused(tree, params)
+    if reused is not None:
+        return reused
     tree.mkdir(parents=True)
     jobs = [("jpeg", seed, n, str(tree)) for n in range(jpegs)] + [("png", seed, n, str(tree)) for n in range(pngs)]
     start = time.perf_counter()
@@ -304,12 +312,9 @@ def build_image_tree(tree: Path, jpegs: int, pngs: int, seed: int, workers: int)
 def build_small_tree(tree: Path, count: int, seed: int, workers: int, image_share: float) -> dict[str, Any]:
     """The small-file tree (built unless a complete one with the same parameters is there)."""
     params = {"kind": "small", "version": GENERATOR_VERSION, "files": count, "seed": seed, "image_share": image_share}
-    manifest = _read_manifest(tree)
-    if manifest and manifest.get("params") == params:
-        manifest["reused"] = True
-        return manifest
-    if tree.exists():
-        shutil.rmtree(tree)
+    reused = _reused(tree, params)
+    if reused is not None:
+        return reused
     files = tree / "files"
     files.mkdir(parents=True)
     start = time.perf_counter()
