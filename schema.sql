@@ -61,6 +61,7 @@ CREATE TABLE IF NOT EXISTS files (
 );
 CREATE INDEX IF NOT EXISTS files_sha256 ON files(sha256) WHERE sha256 IS NOT NULL;
 CREATE INDEX IF NOT EXISTS files_status ON files(status);
+CREATE INDEX IF NOT EXISTS files_phash ON files(phash) WHERE phash IS NOT NULL;
 
 -- One row per scan: when it ran, on which roots, what it found.
 CREATE TABLE IF NOT EXISTS scans (
@@ -78,6 +79,30 @@ CREATE TABLE IF NOT EXISTS scans (
     failed      INTEGER NOT NULL DEFAULT 0,
     walk_errors INTEGER NOT NULL DEFAULT 0,
     seconds     REAL
+);
+
+-- Near pairs, kept up to date by scan and watch so that a near report is a
+-- query: every two distinct perceptual hashes of indexed images that differ
+-- in at most meta.near_max_distance bits. Pairs are between hash values, not
+-- files, so a thousand copies of one picture cost one hash. near_hashes lists
+-- the values whose pairs are all stored; a value in files but not here (a scan
+-- stopped before updating the pairs) is searched by the next update, or in
+-- memory by a report meanwhile.
+CREATE TABLE IF NOT EXISTS near_hashes (
+    hash        INTEGER PRIMARY KEY     -- a files.phash value
+);
+CREATE TABLE IF NOT EXISTS near_pairs (
+    a           INTEGER NOT NULL,       -- the smaller hash (as a signed integer)
+    b           INTEGER NOT NULL,
+    distance    INTEGER NOT NULL,       -- Hamming distance, 1 to meta.near_max_distance
+    PRIMARY KEY (a, b)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS near_pairs_b ON near_pairs(b);
+
+-- Settings of the index as a whole (near_max_distance, ...).
+CREATE TABLE IF NOT EXISTS meta (
+    key         TEXT PRIMARY KEY,
+    value       TEXT NOT NULL
 );
 
 -- Full paths, for queries and reports.

@@ -27,6 +27,8 @@ from . import __version__
 from .export import ExportError, ExportSummary, Link, export
 from .hashing import DEFAULT_MAX_PIXELS, HashSettings, readable_formats
 from .index import Index, IndexError_, open_index
+from .pairs import stored_max_distance
+from .query import query
 from .report import (
     DEFAULT_KEEP,
     DEFAULT_THRESHOLD,
@@ -577,6 +579,39 @@ def format_watch_event(event: WatchEvent) -> str:
     return event.message or event.kind
 
 
+@app.command("query")
+def query_command(
+    images: Annotated[list[Path], typer.Argument(help="Image files to look up.", show_default=False, metavar="IMAGE")],
+    threshold: ThresholdOption = None,
+    db: DbOption = Path("imgindex.db"),
+    as_json: JsonOption = False,
+) -> None:
+    """Which indexed images are exact or near duplicates of each IMAGE (they are not added)."""
+    t = DEFAULT_THRESHOLD if threshold is None else threshold
+    index = _open(db, create=False)
+    try:
+        with index.snapshot():
+            results = query(index, [os.fsencode(p) for p in images], t)
+    finally:
+        index.close()
+    if as_json:
+        print(json.dumps({"threshold": t, "queries": [r.to_json() for r in results]}))
+    else:
+        for r in results:
+            name = display_path(r.path)
+            if r.status != "ok":
+                typer.echo(f"{name}: {r.status.replace('_', ' ')}" + (f" ({r.error})" if r.error else ""))
+                if r.sha256 is None:
+                    continue
+            count = len(r.matches)
+            typer.echo(f"{name}: " + (f"{count:,} match{'es' if count != 1 else ''}" if count else "no match"))
+            for m in r.matches:
+                kind = "exact  " if m.exact else f"near {m.distance:>2}"
+                typer.echo(f"  {kind}  {display_path(m.path)}")
+    if any(r.failed for r in results):
+        raise typer.Exit(EXIT_PARTIAL)
+
+
 @app.command("stats")
 def stats_command(db: DbOption = Path("imgindex.db"), as_json: JsonOption = False) -> None:
     """Counts by status and format, the roots, the last scans and the decoders installed."""
@@ -594,6 +629,7 @@ def stats_command(db: DbOption = Path("imgindex.db"), as_json: JsonOption = Fals
             "readable_formats": readable_formats(),
             "hash_settings": json.loads(HashSettings().key()),
             "last_scans": index.last_scans(),
+            "near_pairs": {"max_distance": stored_max_distance(index), "pairs": index.near_pair_count()},
         }
     finally:
         index.close()
@@ -611,6 +647,9 @@ def stats_command(db: DbOption = Path("imgindex.db"), as_json: JsonOption = Fals
         + ", ".join(k for k, v in readable.items() if v)
         + ("; missing: " + ", ".join(k for k, v in readable.items() if not v) if not all(readable.values()) else "")
     )
+    near = data["near_pairs"]
+    if near["max_distance"] is not None:
+        typer.echo(f"near pairs: {near['pairs']:,} stored, up to distance {near['max_distance']}")
     for s in data["last_scans"][:1]:
         typer.echo(
             f"last scan: #{s['id']} {s['state']}, {s['files']:,} files, {s['new']:,} new, {s['changed']:,} changed,"

@@ -20,9 +20,11 @@ from importlib import resources
 from pathlib import Path
 from typing import NamedTuple
 
+import numpy as np
+import numpy.typing as npt
 import sqlite_utils
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: ``PRAGMA application_id``: "imix" in ASCII.
 APPLICATION_ID = 0x696D6978
 BUSY_TIMEOUT_MS = 60_000
@@ -60,7 +62,13 @@ def schema_sql() -> str:
 #: Migrations by the version they produce: a function that brings an index of
 #: the version before up to date (and ``schema.sql`` is changed to match). A new
 #: index is made from ``schema.sql`` alone and starts at SCHEMA_VERSION.
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {}
+def _add_near_pairs(conn: sqlite3.Connection) -> None:
+    """Version 2 adds the near-pair tables, meta and an index on files.phash: all
+    ``IF NOT EXISTS`` in schema.sql, so running it again adds just those."""
+    _create(conn)
+
+
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {2: _add_near_pairs}
 
 
 def filesystem_type(path: str | os.PathLike[str]) -> str | None:
@@ -417,6 +425,101 @@ class Index:
             )
             c.executemany("UPDATE roots SET last_scan = ? WHERE id = ?", ((scan_id, r) for r in roots))
 
+    # -- near pairs ------------------------------------------------------------
+
+    def meta(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def image_hashes(self) -> npt.NDArray[np.int64]:
+        """Every distinct perceptual hash of an indexed image, sorted (as signed integers)."""
+        rows = self.conn.execute("SELECT DISTINCT phash FROM files WHERE phash IS NOT NULL ORDER BY phash")
+        return _int_column(rows)
+
+    def near_hashes(self) -> npt.NDArray[np.int64]:
+        """The hashes whose near pairs are all stored, sorted."""
+        return _int_column(self.conn.execute("SELECT hash FROM near_hashes ORDER BY hash"))
+
+    def reset_near_pairs(self, max_distance: int) -> None:
+        """Forget every stored pair, and record the distance up to which pairs will be kept."""
+        with self.write() as c:
+            c.execute("DELETE FROM near_pairs")
+            c.execute("DELETE FROM near_hashes")
+            c.execute(
+                "INSERT INTO meta (key, value) VALUES ('near_max_distance', ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (str(max_distance),),
+            )
+
+    def add_near_pairs(
+        self, a: npt.NDArray[np.int64], b: npt.NDArray[np.int64], distance: npt.NDArray[np.uint8], batch: int = 200_000
+    ) -> None:
+        """Store pairs (``a < b``), a batch per transaction; pairs already there are kept."""
+        for start in range(0, len(a), batch):
+            rows = zip(
+                a[start : start + batch].tolist(),
+                b[start : start + batch].tolist(),
+                distance[start : start + batch].tolist(),
+                strict=True,
+            )
+            with self.write() as c:
+                c.executemany("INSERT OR IGNORE INTO near_pairs (a, b, distance) VALUES (?, ?, ?)", rows)
+
+    def add_near_hashes(self, hashes: npt.NDArray[np.int64], batch: int = 200_000) -> None:
+        """Mark hashes as having all their pairs stored (call after :meth:`add_near_pairs`)."""
+        for start in range(0, len(hashes), batch):
+            with self.write() as c:
+                c.executemany(
+                    "INSERT OR IGNORE INTO near_hashes (hash) VALUES (?)",
+                    ((h,) for h in hashes[start : start + batch].tolist()),
+                )
+
+    def remove_near_hashes(self, hashes: npt.NDArray[np.int64], batch: int = 50_000) -> int:
+        """Forget hashes no image has any more, and their pairs; returns the pairs removed."""
+        removed = 0
+        for start in range(0, len(hashes), batch):
+            chunk = [(h,) for h in hashes[start : start + batch].tolist()]
+            with self.write() as c:
+                before = c.total_changes
+                c.executemany("DELETE FROM near_pairs WHERE a = ?", chunk)
+                c.executemany("DELETE FROM near_pairs WHERE b = ?", chunk)
+                removed += c.total_changes - before
+                c.executemany("DELETE FROM near_hashes WHERE hash = ?", chunk)
+        return removed
+
+    def near_pairs(
+        self, max_distance: int
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.uint8]]:
+        """Stored pairs within ``max_distance``: ``(a, b, distance)``."""
+        rows = self.conn.execute("SELECT a, b, distance FROM near_pairs WHERE distance <= ?", (max_distance,))
+        table = np.array(rows.fetchall(), dtype=np.int64).reshape(-1, 3)
+        return table[:, 0].copy(), table[:, 1].copy(), table[:, 2].astype(np.uint8)
+
+    def near_pair_count(self) -> int:
+        return int(self.conn.execute("SELECT count(*) FROM near_pairs").fetchone()[0])
+
+    def files_with_hashes(self, hashes: Sequence[int]) -> list[tuple[int, int]]:
+        """``(file id, phash)`` of the indexed images with one of these perceptual hashes."""
+        result: list[tuple[int, int]] = []
+        for start in range(0, len(hashes), 500):
+            chunk = list(hashes[start : start + 500])
+            rows = self.conn.execute(
+                f"SELECT id, phash FROM files WHERE phash IN ({','.join('?' * len(chunk))})", chunk
+            )
+            result += [(int(i), int(h)) for i, h in rows]
+        return result
+
+    def files_with_sha256(self, digests: Sequence[bytes]) -> list[tuple[int, bytes]]:
+        """``(file id, sha256)`` of the indexed files with one of these exact hashes."""
+        result: list[tuple[int, bytes]] = []
+        for start in range(0, len(digests), 500):
+            chunk = list(digests[start : start + 500])
+            rows = self.conn.execute(
+                f"SELECT id, sha256 FROM files WHERE sha256 IN ({','.join('?' * len(chunk))})", chunk
+            )
+            result += [(int(i), bytes(d)) for i, d in rows]
+        return result
+
     # -- queries -------------------------------------------------------------
 
     def status_counts(self, root_ids: Sequence[int] | None = None) -> dict[str, int]:
@@ -473,6 +576,18 @@ class Index:
             result.update((int(i), bytes(p)) for i, p in rows)
         return result
 
+    def file_info(self, ids: Sequence[int]) -> dict[int, tuple[bytes, int | None, int | None]]:
+        """Full path, width and height of files by id."""
+        result: dict[int, tuple[bytes, int | None, int | None]] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            rows = self.conn.execute(
+                f"SELECT id, path, width, height FROM file_paths WHERE id IN ({','.join('?' * len(chunk))})",
+                tuple(chunk),
+            )
+            result.update((int(i), (bytes(p), w, h)) for i, p, w, h in rows)
+        return result
+
     def problems(self) -> Iterator[ProblemFile]:
         """Directories that could not be listed, then files that could not be read or decoded."""
         for path, error in self.conn.execute("SELECT path, error FROM dirs WHERE error IS NOT NULL ORDER BY path"):
@@ -484,6 +599,10 @@ class Index:
         )
         for path, status, error, fmt in rows:
             yield ProblemFile(bytes(path), status, error, fmt)
+
+
+def _int_column(rows: Iterable[tuple[int]]) -> npt.NDArray[np.int64]:
+    return np.fromiter((r[0] for r in rows), dtype=np.int64)
 
 
 def _below(column: str, tops: Sequence[bytes]) -> tuple[str, tuple[bytes, ...]]:

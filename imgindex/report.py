@@ -25,6 +25,7 @@ from . import __version__
 from .hashing import hash_hex
 from .index import Index
 from .near import as_unsigned, group_by_leaders
+from .pairs import pairs_among
 
 Mode = Literal["exact", "near"]
 
@@ -185,12 +186,13 @@ def build_report(index: Index, options: ReportOptions) -> Report:
     np.minimum.at(best_rank, unit_of_row, rank)
     best_row = order[best_rank] if n else np.empty(0, np.int64)
     unit_order = np.argsort(best_rank, kind="stable")
-    grouping = group_by_leaders(
-        unit_order,
-        as_unsigned(rows["phash"][best_row]),
-        rows["has_hash"][best_row],
-        options.effective_threshold,
-    )
+    unit_hashes = as_unsigned(rows["phash"][best_row])
+    unit_has_hash = rows["has_hash"][best_row]
+    threshold = options.effective_threshold
+    hash_pairs = None
+    if threshold is not None:
+        hash_pairs = pairs_among(index, np.unique(unit_hashes[unit_has_hash]), threshold)
+    grouping = group_by_leaders(unit_order, unit_hashes, unit_has_hash, threshold, hash_pairs)
 
     # Lay the groups out as runs: each run starts with its kept image, then the
     # duplicates by distance and rank; runs ordered by the kept image's path.

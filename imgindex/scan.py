@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 from PIL import Image
 
-from . import hashing
+from . import hashing, pairs
 from .hashing import HashSettings, ImageError
 from .index import FAILED_STATUSES, FileRecord, Index, Root, StoredFile
 from .walk import FileStat, join, walk
@@ -60,6 +60,7 @@ class ScanOptions:
     chunk_size: int = 16  # files per task sent to a worker
     racy_window_ns: int = RACY_WINDOW_NS
     settle_ns: int = 0  # leave files modified this recently for later (watch mode)
+    update_pairs: bool = True  # bring the stored near pairs up to date at the end
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,7 @@ class ScanSummary:
     deferred: list[bytes] = field(default_factory=list)  # too recently modified: left for later
     last_path: bytes | None = None  # the last file read
     worker_deaths: int = 0  # worker processes that died (their files were read again one by one)
+    near_pairs: pairs.PairsUpdate | None = None  # the stored near pairs brought up to date
     seconds: float = 0.0
     interrupted: bool = False
 
@@ -134,6 +136,7 @@ class ScanSummary:
             "seconds": round(self.seconds, 3),
             "interrupted": self.interrupted,
             "worker_deaths": self.worker_deaths,
+            "near_pairs": self.near_pairs.to_json() if self.near_pairs else None,
         }
 
 
@@ -181,6 +184,8 @@ def scan(
         # Hashing starts while the walk goes on: tasks are handed over directory by directory.
         tasks = planner.tasks_of(zip(tops, root_objs, strict=True))
         _hash_all(index, tasks, options, planner.params_id, summary, planner.report, progress, executor, stop)
+        if options.update_pairs and not (stop and stop.is_set()):
+            summary.near_pairs = pairs.update(index, stop=stop.is_set if stop else None)
         state = "done"
     except KeyboardInterrupt:
         state = "interrupted"

@@ -36,6 +36,7 @@ from watchdog.events import (
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 
+from . import pairs
 from .index import FAILED_STATUSES, Index
 from .report import ReportOptions, atomic_text_file, build_report, write_json
 from .scan import Executor, ScanInterrupted, ScanOptions, ScanSummary, Workers, normalise_root, refresh, scan
@@ -43,6 +44,8 @@ from .scan import Executor, ScanInterrupted, ScanOptions, ScanSummary, Workers, 
 #: Seconds a file found in a newly created (and already watched) directory must
 #: be unchanged before it is read, when no close event says it is complete.
 QUICK_SETTLE = 0.5
+#: Least time between two updates of the stored near pairs while watching.
+PAIRS_GAP = 5.0
 
 EventKind = Literal["scan", "batch", "reconcile", "report", "warning", "stopped"]
 
@@ -155,6 +158,12 @@ class Watcher:
         self._own_executor = executor is None
         self.executor: Executor = executor or Workers(options.scan.jobs)
         self.deferred: dict[bytes, float] = {}  # path -> when to look again (monotonic)
+        # The stored near pairs are brought up to date after batches, but no more
+        # often than every PAIRS_GAP seconds or four times what the last update took
+        # (reports search what is not stored yet in memory, so they never wait).
+        self.pairs_due: float | None = None
+        self.pairs_gap = PAIRS_GAP
+        self.pairs_done = 0.0
 
     def stop(self) -> None:
         """Ask the loop to finish (safe from a signal handler or another thread)."""
@@ -224,6 +233,8 @@ class Watcher:
                 deadlines.append(first_event + self.options.batch_seconds)
             if self.deferred:
                 deadlines.append(min(self.deferred.values()))
+            if self.pairs_due is not None:
+                deadlines.append(self.pairs_due)
             timeout = max(0.0, min(deadlines) - now)
             try:
                 item = self.events.get(timeout=None if timeout == float("inf") else timeout)
@@ -252,6 +263,8 @@ class Watcher:
             if walk_now or now >= next_walk:
                 self._full_walk("reconcile")
                 next_walk = time.monotonic() + interval if interval > 0 else float("inf")
+            if self.pairs_due is not None and time.monotonic() >= self.pairs_due:
+                self._update_pairs()
         # Stopping: commit what is pending; files still settling get one settle
         # time to finish (they are complete if unchanged by then).
         if closed or maybe:
@@ -261,6 +274,8 @@ class Watcher:
             last = set(self.deferred)
             self.deferred.clear()
             self._batch(set(), last)
+        if self.pairs_due is not None:
+            self._update_pairs()
 
     def _classify(self, event: FileSystemEvent, closed: set[bytes], maybe: set[bytes]) -> None:
         src = os.fsencode(event.src_path)
@@ -306,6 +321,15 @@ class Watcher:
             newest = next((step.last_path for step in reversed(steps) if step.last_path), None)
             self.on_event(self._counted("batch", indexed, removed, newest))
             self._write_reports()
+            if self.pairs_due is None:
+                self.pairs_due = self.pairs_done + self.pairs_gap
+
+    def _update_pairs(self) -> None:
+        start = time.monotonic()
+        pairs.update(self.index)
+        self.pairs_done = time.monotonic()
+        self.pairs_gap = max(PAIRS_GAP, 4 * (self.pairs_done - start))
+        self.pairs_due = None
 
     def _full_walk(self, kind: EventKind) -> None:
         try:
@@ -314,6 +338,7 @@ class Watcher:
             )
         except ScanInterrupted:
             return  # stopping: what was read is committed
+        self.pairs_done, self.pairs_due = time.monotonic(), None  # the scan updated the pairs
         look_again = time.monotonic() + self.options.settle
         for path in summary.deferred:
             self.deferred[path] = look_again

@@ -89,3 +89,91 @@ def test_units_without_a_hash_stay_alone() -> None:
     hashes = np.zeros(3, dtype=np.uint64)
     g = near.group_by_leaders(np.arange(3), hashes, np.array([True, False, True]), 10)
     assert g.leader.tolist() == [0, 1, 0]
+
+
+def clustered(seed: int, n: int) -> np.ndarray:
+    """Enough hashes for the indexed search to be chosen, in families of near variants."""
+    rng = np.random.default_rng(seed)
+    sources = rng.integers(0, 2**64, n // 3, dtype=np.uint64)
+    variants = sources[rng.integers(0, len(sources), n - len(sources))]
+    for _ in range(14):
+        flip = np.uint64(1) << rng.integers(0, 64, len(variants)).astype(np.uint64)
+        variants = variants ^ np.where(rng.random(len(variants)) < 0.4, flip, np.uint64(0))
+    return np.concatenate([sources, variants, variants[:40]])  # and some equal hashes
+
+
+@pytest.mark.parametrize(("threshold", "n"), [(0, 6000), (1, 6000), (3, 6000), (6, 6000), (10, 6000), (12, 20_000)])
+def test_indexed_search_matches_brute_force(threshold: int, n: int) -> None:
+    hashes = clustered(threshold, n)
+    assert near.plan(len(hashes), len(hashes), threshold).blocks  # the indexed search is what runs
+    found = near.pairs_within(hashes, threshold)
+    expected = near.pairs_within_brute_force(hashes, threshold)
+    for a, b in zip(found, expected, strict=True):
+        assert np.array_equal(a, b)
+    assert len(expected[0]) > 40
+
+
+@pytest.mark.parametrize("threshold", [4, 10])
+def test_pairs_from_queries_finds_each_pair_with_a_query_once(threshold: int) -> None:
+    hashes = clustered(7, 5000)
+    rng = np.random.default_rng(3)
+    queries = rng.choice(len(hashes), 700, replace=False)
+    i, j, d = near.pairs_from(hashes, queries, threshold)
+    bi, bj, bd = near.pairs_within_brute_force(hashes, threshold)
+    q = set(queries.tolist())
+    expected = {
+        ((a, b) if a in q else (b, a)): dist
+        for a, b, dist in zip(bi.tolist(), bj.tolist(), bd.tolist(), strict=True)
+        if a in q or b in q
+    }
+    got = {(a, b): dist for a, b, dist in zip(i.tolist(), j.tolist(), d.tolist(), strict=True)}
+    assert len(got) == len(i)  # no pair twice
+    assert got == expected
+    assert expected
+
+
+def test_search_memory_is_bounded_by_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    hashes = clustered(11, 4000)
+    whole = near.pairs_within(hashes, 10)
+    monkeypatch.setattr(near, "CANDIDATE_CHUNK", 5)  # a handful of candidates at a time
+    chunked = near.pairs_within(hashes, 10)
+    for a, b in zip(whole, chunked, strict=True):
+        assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("threshold", range(17))
+def test_every_plan_obeys_the_pigeonhole_rule(threshold: int) -> None:
+    for n in (3000, 100_000, 1_000_000):
+        blocks = near.plan(n, n, threshold).blocks
+        if blocks:
+            assert sum(a + 1 for _, _, a in blocks) == threshold + 1
+            assert all(a >= 0 for _, _, a in blocks)
+            spans = sorted((shift, shift + width) for shift, width, _ in blocks)
+            assert all(a[1] <= b[0] for a, b in itertools.pairwise(spans))  # disjoint bits
+            assert spans[-1][1] <= 64
+
+
+def test_grouping_from_given_pairs_is_the_grouping_from_a_search() -> None:
+    rng = np.random.default_rng(8)
+    hashes = clustered(8, 3000)
+    order = rng.permutation(len(hashes)).astype(np.int64)
+    has = rng.random(len(hashes)) < 0.95
+    searched = near.group_by_leaders(order, hashes, has, 8)
+    values = np.unique(hashes[has])
+    i, j, d = near.pairs_within(values, 10)  # stored up to 10, grouped at 8
+    extra = np.array([1, 2], dtype=np.uint64)  # pairs of values no unit has are ignored
+    given = near.group_by_leaders(
+        order, hashes, has, 8, (np.append(values[i], extra), np.append(values[j], extra[::-1]), np.append(d, [2, 2]))
+    )
+    assert np.array_equal(searched.leader, given.leader)
+    assert np.array_equal(searched.distance, given.distance)
+    assert (searched.leader != np.arange(len(hashes))).sum() > 100
+
+
+def test_many_copies_of_one_hash_are_one_search_node() -> None:
+    # Ten thousand files of one spacer GIF and its near variants: grouped without 50 million pairs.
+    hashes = np.concatenate([np.full(10_000, 0xF0F0, dtype=np.uint64), np.array([0xF0F1, 0xFFFF_0000], np.uint64)])
+    g = near.group_by_leaders(np.arange(len(hashes)), hashes, np.ones(len(hashes), bool), 4)
+    assert (g.leader[:10_001] == 0).all()
+    assert g.distance[10_000] == 1
+    assert g.leader[10_001] == 10_001

@@ -261,3 +261,33 @@ def test_unwritable_report_is_a_warning_not_a_crash(
     write(tree / "a.png", encode(picture(1), "PNG"))
     wait_for(lambda: len(rows(db_path)) == 1, "indexing to go on")
     assert running.thread.is_alive()
+
+
+def stored_hashes(db: Path) -> set[int]:
+    with sqlite3.connect(db, timeout=30) as conn:
+        return {int(h) for (h,) in conn.execute("SELECT hash FROM near_hashes")}
+
+
+def image_hashes(db: Path) -> set[int]:
+    with sqlite3.connect(db, timeout=30) as conn:
+        return {int(h) for (h,) in conn.execute("SELECT DISTINCT phash FROM files WHERE phash IS NOT NULL")}
+
+
+def test_watch_keeps_the_stored_near_pairs_up_to_date(
+    tree: Path, db_path: Path, start_watcher: Callable[..., Running], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from imgindex import watch
+
+    monkeypatch.setattr(watch, "PAIRS_GAP", 0.2)
+    write(tree / "first.png", encode(picture(1), "PNG"))
+    running = start_watcher()
+    wait_for(lambda: stored_hashes(db_path) == image_hashes(db_path) != set(), "the first file's hash")
+    for n in range(2, 6):
+        write(tree / "new" / f"{n}.png", encode(picture(n), "PNG"))
+    wait_for(lambda: len(image_hashes(db_path)) == 5, "the new files to be indexed")
+    wait_for(lambda: stored_hashes(db_path) == image_hashes(db_path), "the pairs to be updated")
+    (tree / "first.png").unlink()
+    wait_for(lambda: len(image_hashes(db_path)) == 4, "the removal")
+    wait_for(lambda: stored_hashes(db_path) == image_hashes(db_path), "the removed hash to be dropped")
+    running.watcher.stop()
+    running.thread.join(timeout=30)

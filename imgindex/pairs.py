@@ -1,0 +1,116 @@
+"""The stored near pairs: keeping them up to date, and reading them back.
+
+The index keeps every pair of distinct perceptual hashes within
+:data:`MAX_DISTANCE` bits (tables ``near_hashes`` and ``near_pairs``), so a
+near report is a query, and adding a thousand images searches a thousand
+hashes against the rest instead of all pairs again. :func:`update` runs after
+each scan and watch batch; :func:`pairs_among` gives a report the pairs it
+needs, searching in memory whatever is not stored yet (an update that did not
+run, or a threshold above the stored maximum).
+
+An update reads, searches outside any transaction, then writes pairs before
+marking their hashes as stored, so whatever stops it, or whatever another
+process writes meanwhile, the next update finds the difference again: a
+hash is in ``near_hashes`` only once all its pairs are stored.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from .index import Index
+from .near import U64, as_signed, as_unsigned, pairs_from, pairs_within
+
+#: The largest distance of a stored pair: reports up to this threshold are
+#: queries over stored pairs; above it they search all hashes in memory.
+MAX_DISTANCE = 10
+_KEY = "near_max_distance"
+
+
+@dataclass(frozen=True)
+class PairsUpdate:
+    hashes: int  # distinct perceptual hashes in the index
+    added: int  # hashes searched and stored by this update
+    removed: int  # hashes no image has any more, forgotten with their pairs
+    pairs_added: int
+    pairs_removed: int
+    rebuilt: bool  # everything was searched again (first update, or a new maximum distance)
+    seconds: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "seconds": round(self.seconds, 3)}
+
+
+def stored_max_distance(index: Index) -> int | None:
+    value = index.meta(_KEY)
+    return None if value is None else int(value)
+
+
+def update(index: Index, max_distance: int = MAX_DISTANCE, *, stop: Callable[[], bool] | None = None) -> PairsUpdate:
+    """Bring the stored pairs up to date with the images in the index."""
+    start = time.perf_counter()
+    with index.snapshot():
+        present = index.image_hashes()
+        stored = index.near_hashes()
+    rebuilt = stored_max_distance(index) != max_distance
+    if rebuilt:
+        stored = stored[:0]
+    added = np.setdiff1d(present, stored, assume_unique=True)
+    removed = np.setdiff1d(stored, present, assume_unique=True)
+    if not rebuilt and len(removed) > len(present):
+        rebuilt, added, removed = True, present, stored[:0]  # cheaper to start again than to delete
+    if rebuilt:
+        index.reset_near_pairs(max_distance)
+
+    pairs_removed = index.remove_near_hashes(removed) if len(removed) else 0
+    pairs_added = 0
+    if len(added) and not (stop and stop()):
+        hashes = as_unsigned(present)
+        if len(added) == len(present):
+            i, j, d = pairs_within(hashes, max_distance)
+        else:
+            i, j, d = pairs_from(hashes, np.searchsorted(present, added), max_distance)
+        a = np.minimum(present[i], present[j])
+        b = np.maximum(present[i], present[j])
+        index.add_near_pairs(a, b, d)
+        index.add_near_hashes(added)
+        pairs_added = len(a)
+    else:
+        added = added[:0]
+    return PairsUpdate(
+        hashes=len(present),
+        added=len(added),
+        removed=len(removed),
+        pairs_added=pairs_added,
+        pairs_removed=pairs_removed,
+        rebuilt=rebuilt,
+        seconds=time.perf_counter() - start,
+    )
+
+
+def pairs_among(index: Index, values: U64, threshold: int) -> tuple[U64, U64, npt.NDArray[np.uint8]]:
+    """Every pair of ``values`` (distinct, sorted perceptual hashes) within ``threshold``.
+
+    Stored pairs when the threshold allows it, plus a search in memory for
+    the values whose pairs are not stored; a search over all values otherwise.
+    Call inside the caller's snapshot so that it sees one state of the index.
+    """
+    signed = as_signed(values)
+    stored_max = stored_max_distance(index)
+    if stored_max is None or threshold > stored_max:
+        i, j, d = pairs_within(values, threshold)
+        return values[i], values[j], d
+    a, b, d = index.near_pairs(threshold)
+    missing = np.flatnonzero(~np.isin(signed, index.near_hashes(), assume_unique=True))
+    if len(missing):
+        i, j, dd = pairs_from(values, missing, threshold)
+        a = np.concatenate([a, signed[i]])
+        b = np.concatenate([b, signed[j]])
+        d = np.concatenate([d, dd])
+    return as_unsigned(a), as_unsigned(b), d

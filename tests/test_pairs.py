@@ -1,0 +1,162 @@
+"""The stored near pairs: kept up to date by scans, read back by reports, healed after interruptions."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import ImageEnhance
+
+from imgindex import pairs
+from imgindex.index import SCHEMA_VERSION, Index, open_index
+from imgindex.near import as_unsigned, pairs_within_brute_force
+from imgindex.report import ReportOptions, build_report
+
+from .conftest import encode, picture, run_scan, write
+
+
+def family_tree(tree: Path, sources: range) -> None:
+    """Each source picture with variants at various distances (re-encode, brightness, crops)."""
+    for s in sources:
+        image = picture(s, (160, 120))
+        write(tree / f"{s:02d}" / "a.png", encode(image, "PNG"))
+        write(tree / f"{s:02d}" / "b", encode(image, "JPEG", quality=55))
+        write(tree / "copies" / f"{s}.png", encode(image, "PNG"))  # byte-identical to a.png
+        write(tree / f"{s:02d}" / "bright.jpg", encode(ImageEnhance.Brightness(image).enhance(1.3), "JPEG"))
+        write(tree / f"{s:02d}" / "crop.png", encode(image.crop((4, 3, 156, 117)), "PNG"))
+        write(tree / f"{s:02d}" / "crop2.png", encode(image.crop((8, 6, 152, 114)), "PNG"))
+
+
+def stored(index: Index) -> set[tuple[int, int, int]]:
+    a, b, d = index.near_pairs(64)
+    return set(zip(a.tolist(), b.tolist(), d.tolist(), strict=True))
+
+
+def expected_pairs(index: Index, max_distance: int) -> set[tuple[int, int, int]]:
+    values = index.image_hashes()
+    i, j, d = pairs_within_brute_force(as_unsigned(values), max_distance)
+    return {
+        (min(int(values[x]), int(values[y])), max(int(values[x]), int(values[y])), int(z))
+        for x, y, z in zip(i.tolist(), j.tolist(), d.tolist(), strict=True)
+    }
+
+
+def groups(index: Index, threshold: int = 10) -> list[list[int]]:
+    with index.snapshot():
+        report = build_report(index, ReportOptions(mode="near", threshold=threshold))
+        return [[group.kept.id, *sorted(i.id for i, _ in group.duplicates)] for group in report.groups()]
+
+
+def test_scan_stores_exactly_the_pairs_within_the_maximum(tree: Path, index: Index) -> None:
+    family_tree(tree, range(12))
+    summary = run_scan(index, tree)
+    assert summary.near_pairs is not None and summary.near_pairs.rebuilt
+    assert pairs.stored_max_distance(index) == pairs.MAX_DISTANCE
+    found = stored(index)
+    assert found == expected_pairs(index, pairs.MAX_DISTANCE)
+    assert found, "the variants should be near each other"
+    assert set(index.near_hashes().tolist()) == set(index.image_hashes().tolist())
+
+
+def test_new_and_removed_images_update_only_their_pairs(tree: Path, index: Index) -> None:
+    family_tree(tree, range(8))
+    run_scan(index, tree)
+    before = index.image_hashes()
+    family_tree(tree, range(8, 11))
+    summary = run_scan(index, tree)
+    update = summary.near_pairs
+    assert update is not None and not update.rebuilt
+    assert update.added == len(np.setdiff1d(index.image_hashes(), before)) > 0
+    assert stored(index) == expected_pairs(index, pairs.MAX_DISTANCE)
+
+    for name in ("a.png", "b", "bright.jpg", "crop.png", "crop2.png"):
+        (tree / "03" / name).unlink()
+    (tree / "copies" / "3.png").unlink()
+    summary = run_scan(index, tree)
+    assert summary.near_pairs is not None and summary.near_pairs.removed >= 1
+    assert summary.near_pairs.pairs_removed >= 1
+    assert stored(index) == expected_pairs(index, pairs.MAX_DISTANCE)
+    assert set(index.near_hashes().tolist()) == set(index.image_hashes().tolist())
+
+
+def test_report_from_stored_pairs_equals_a_search_over_all(tree: Path, index: Index) -> None:
+    family_tree(tree, range(10))
+    run_scan(index, tree)
+    from_stored = groups(index)
+    assert any(len(g) > 2 for g in from_stored)
+    with index.write() as c:  # as if no update had ever run: the report searches in memory
+        c.execute("DELETE FROM near_pairs")
+        c.execute("DELETE FROM near_hashes")
+    assert groups(index) == from_stored
+    with index.write() as c:  # and no stored maximum at all
+        c.execute("DELETE FROM meta")
+    assert groups(index) == from_stored
+
+
+def test_a_threshold_above_the_stored_maximum_searches_all_hashes(tree: Path, index: Index) -> None:
+    family_tree(tree, range(10))
+    run_scan(index, tree)
+    values = as_unsigned(index.image_hashes())
+    a, b, d = pairs.pairs_among(index, values, pairs.MAX_DISTANCE + 6)
+    i, j, _dd = pairs_within_brute_force(values, pairs.MAX_DISTANCE + 6)
+    expected = set(zip(values[i].tolist(), values[j].tolist(), strict=True))
+    assert set(zip(a.tolist(), b.tolist(), strict=True)) == expected
+    assert (d > pairs.MAX_DISTANCE).any()
+
+
+def test_an_update_stopped_halfway_is_finished_by_the_next(tree: Path, index: Index) -> None:
+    family_tree(tree, range(10))
+    run_scan(index, tree)
+    complete = stored(index)
+    expected = groups(index)
+    # Stopped after writing some pairs but before marking their hashes as stored.
+    some = sorted(index.near_hashes().tolist())[::2]
+    with index.write() as c:
+        c.executemany("DELETE FROM near_hashes WHERE hash = ?", [(h,) for h in some])
+        c.executemany("DELETE FROM near_pairs WHERE a = ? AND distance > 3", [(h,) for h in some])
+    assert groups(index) == expected  # the report searches what is missing in memory
+    update = pairs.update(index)
+    assert update.added == len(some)
+    assert stored(index) == complete
+
+
+def test_a_new_maximum_distance_rebuilds_the_pairs(tree: Path, index: Index) -> None:
+    family_tree(tree, range(10))
+    run_scan(index, tree)
+    update = pairs.update(index, max_distance=4)
+    assert update.rebuilt
+    assert stored(index) == expected_pairs(index, 4)
+    assert pairs.stored_max_distance(index) == 4
+
+
+def test_a_version_1_index_gains_the_pair_tables(db_path: Path, tree: Path) -> None:
+    family_tree(tree, range(4))
+    with open_index(db_path) as idx:
+        run_scan(idx, tree)
+    raw = sqlite3.connect(db_path)
+    raw.executescript(
+        "DROP TABLE near_pairs; DROP TABLE near_hashes; DROP TABLE meta; DROP INDEX files_phash;"
+        " PRAGMA user_version = 1;"
+    )
+    raw.close()
+    with open_index(db_path) as idx:
+        assert idx.schema_version == SCHEMA_VERSION == 2
+        assert stored(idx) == set()
+        images = len(groups(idx))  # a report works before any update
+        summary = run_scan(idx, tree)
+        assert summary.near_pairs is not None and summary.near_pairs.rebuilt
+        assert len(groups(idx)) == images
+
+
+@pytest.mark.parametrize("copies", [3000])
+def test_thousands_of_copies_of_one_picture_are_one_hash(tree: Path, index: Index, copies: int) -> None:
+    spacer = encode(picture(1, (24, 24)), "GIF")
+    for n in range(copies):
+        write(tree / f"{n % 50}" / f"spacer{n}.gif", spacer)
+    summary = run_scan(index, tree)
+    assert summary.near_pairs is not None and summary.near_pairs.hashes == 1
+    assert index.near_pair_count() == 0
+    [group] = groups(index)
+    assert len(group) == copies
