@@ -500,24 +500,21 @@ class Index:
 
     def files_with_hashes(self, hashes: Sequence[int]) -> list[tuple[int, int]]:
         """``(file id, phash)`` of the indexed images with one of these perceptual hashes."""
-        result: list[tuple[int, int]] = []
-        for start in range(0, len(hashes), 500):
-            chunk = list(hashes[start : start + 500])
-            rows = self.conn.execute(
-                f"SELECT id, phash FROM files WHERE phash IN ({','.join('?' * len(chunk))})", chunk
-            )
-            result += [(int(i), int(h)) for i, h in rows]
-        return result
+        return [(i, int(h)) for i, h in self._files_where("phash", hashes)]
 
     def files_with_sha256(self, digests: Sequence[bytes]) -> list[tuple[int, bytes]]:
         """``(file id, sha256)`` of the indexed files with one of these exact hashes."""
-        result: list[tuple[int, bytes]] = []
-        for start in range(0, len(digests), 500):
-            chunk = list(digests[start : start + 500])
-            rows = self.conn.execute(
-                f"SELECT id, sha256 FROM files WHERE sha256 IN ({','.join('?' * len(chunk))})", chunk
-            )
-            result += [(int(i), bytes(d)) for i, d in rows]
+        return [(i, bytes(d)) for i, d in self._files_where("sha256", digests)]
+
+    def _files_where(self, column: str, values: Sequence[object]) -> list[tuple[int, object]]:
+        result: list[tuple[int, object]] = []
+        for start in range(0, len(values), 500):
+            chunk = list(values[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            result += [
+                (int(i), v)
+                for i, v in self.conn.execute(f"SELECT id, {column} FROM files WHERE {column} IN ({marks})", chunk)
+            ]
         return result
 
     # -- queries -------------------------------------------------------------
