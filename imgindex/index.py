@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -506,8 +506,8 @@ class Index:
         """``(file id, sha256)`` of the indexed files with one of these exact hashes."""
         return [(i, bytes(d)) for i, d in self._files_where("sha256", digests)]
 
-    def _files_where(self, column: str, values: Sequence[object]) -> list[tuple[int, object]]:
-        result: list[tuple[int, object]] = []
+    def _files_where(self, column: str, values: Sequence[Any]) -> list[tuple[int, Any]]:
+        result: list[tuple[int, Any]] = []
         for start in range(0, len(values), 500):
             chunk = list(values[start : start + 500])
             marks = ",".join("?" * len(chunk))
