@@ -427,10 +427,6 @@ class Index:
 
     # -- near pairs ------------------------------------------------------------
 
-    def meta(self, key: str) -> str | None:
-        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return None if row is None else str(row[0])
-
     def image_hashes(self) -> npt.NDArray[np.int64]:
         """Every distinct perceptual hash of an indexed image, sorted (as signed integers)."""
         rows = self.conn.execute("SELECT DISTINCT phash FROM files WHERE phash IS NOT NULL ORDER BY phash")
@@ -440,16 +436,31 @@ class Index:
         """The hashes whose near pairs are all stored, sorted."""
         return _int_column(self.conn.execute("SELECT hash FROM near_hashes ORDER BY hash"))
 
-    def reset_near_pairs(self, max_distance: int) -> None:
-        """Forget every stored pair, and record the distance up to which pairs will be kept."""
+    def near_state(self) -> tuple[int | None, int]:
+        """The distance up to which pairs are kept (None before the first update), and the
+        generation of the stored pairs, which every reset changes."""
+        rows = dict(
+            self.conn.execute("SELECT key, value FROM meta WHERE key IN ('near_max_distance', 'near_generation')")
+        )
+        max_distance = rows.get("near_max_distance")
+        return (None if max_distance is None else int(max_distance)), int(rows.get("near_generation", 0))
+
+    def reset_near_pairs(self, max_distance: int, generation: int) -> int | None:
+        """Forget every stored pair and record the distance up to which pairs will be kept.
+
+        Only if the pairs are still of ``generation`` (another process may have
+        reset them meanwhile): returns the new generation, or None.
+        """
         with self.write() as c:
+            if self.near_state()[1] != generation:
+                return None
             c.execute("DELETE FROM near_pairs")
             c.execute("DELETE FROM near_hashes")
-            c.execute(
-                "INSERT INTO meta (key, value) VALUES ('near_max_distance', ?)"
-                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                (str(max_distance),),
+            c.executemany(
+                "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                [("near_max_distance", str(max_distance)), ("near_generation", str(generation + 1))],
             )
+        return generation + 1
 
     def add_near_pairs(
         self, a: npt.NDArray[np.int64], b: npt.NDArray[np.int64], distance: npt.NDArray[np.uint8], batch: int = 200_000
@@ -465,14 +476,21 @@ class Index:
             with self.write() as c:
                 c.executemany("INSERT OR IGNORE INTO near_pairs (a, b, distance) VALUES (?, ?, ?)", rows)
 
-    def add_near_hashes(self, hashes: npt.NDArray[np.int64], batch: int = 200_000) -> None:
-        """Mark hashes as having all their pairs stored (call after :meth:`add_near_pairs`)."""
+    def add_near_hashes(self, hashes: npt.NDArray[np.int64], generation: int, batch: int = 200_000) -> bool:
+        """Mark hashes as having all their pairs stored (call after :meth:`add_near_pairs`).
+
+        Marks nothing if the pairs were reset since ``generation`` (their pairs
+        may have been deleted): returns whether all were marked.
+        """
         for start in range(0, len(hashes), batch):
             with self.write() as c:
+                if self.near_state()[1] != generation:
+                    return False
                 c.executemany(
                     "INSERT OR IGNORE INTO near_hashes (hash) VALUES (?)",
                     ((h,) for h in hashes[start : start + batch].tolist()),
                 )
+        return True
 
     def remove_near_hashes(self, hashes: npt.NDArray[np.int64], batch: int = 50_000) -> int:
         """Forget hashes no image has any more, and their pairs; returns the pairs removed."""

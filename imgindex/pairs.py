@@ -30,7 +30,6 @@ from .near import U64, as_signed, as_unsigned, pairs_from, pairs_within
 #: The largest distance of a stored pair: reports up to this threshold are
 #: queries over stored pairs; above it they search all hashes in memory.
 MAX_DISTANCE = 10
-_KEY = "near_max_distance"
 
 
 @dataclass(frozen=True)
@@ -48,25 +47,30 @@ class PairsUpdate:
 
 
 def stored_max_distance(index: Index) -> int | None:
-    value = index.meta(_KEY)
-    return None if value is None else int(value)
+    return index.near_state()[0]
 
 
 def update(index: Index, max_distance: int = MAX_DISTANCE, *, stop: Callable[[], bool] | None = None) -> PairsUpdate:
     """Bring the stored pairs up to date with the images in the index."""
     start = time.perf_counter()
-    with index.snapshot():
-        present = index.image_hashes()
-        stored = index.near_hashes()
-    rebuilt = stored_max_distance(index) != max_distance
-    if rebuilt:
-        stored = stored[:0]
-    added = np.setdiff1d(present, stored, assume_unique=True)
-    removed = np.setdiff1d(stored, present, assume_unique=True)
-    if not rebuilt and len(removed) > len(present):
-        rebuilt, added, removed = True, present, stored[:0]  # cheaper to start again than to delete
-    if rebuilt:
-        index.reset_near_pairs(max_distance)
+    for _attempt in range(3):  # again if another process resets the pairs under us
+        with index.snapshot():
+            present = index.image_hashes()
+            stored = index.near_hashes()
+            stored_max, generation = index.near_state()
+        rebuilt = stored_max != max_distance
+        if rebuilt:
+            stored = stored[:0]
+        added = np.setdiff1d(present, stored, assume_unique=True)
+        removed = np.setdiff1d(stored, present, assume_unique=True)
+        if not rebuilt and len(removed) > len(present):
+            rebuilt, added, removed = True, present, stored[:0]  # cheaper to start again than to delete
+        if rebuilt:
+            new_generation = index.reset_near_pairs(max_distance, generation)
+            if new_generation is None:
+                continue
+            generation = new_generation
+        break
 
     pairs_removed = index.remove_near_hashes(removed) if len(removed) else 0
     pairs_added = 0
@@ -79,8 +83,9 @@ def update(index: Index, max_distance: int = MAX_DISTANCE, *, stop: Callable[[],
         a = np.minimum(present[i], present[j])
         b = np.maximum(present[i], present[j])
         index.add_near_pairs(a, b, d)
-        index.add_near_hashes(added)
         pairs_added = len(a)
+        if not index.add_near_hashes(added, generation):
+            added = added[:0]  # reset meanwhile by another process: the next update searches them
     else:
         added = added[:0]
     return PairsUpdate(
@@ -103,6 +108,8 @@ def pairs_among(index: Index, values: U64, threshold: int) -> tuple[U64, U64, np
     """
     signed = as_signed(values)
     stored_max = stored_max_distance(index)
+    # The same pair can come both from storage and from the search (an update that
+    # stored pairs but had not marked their hashes yet): the grouping takes either.
     if stored_max is None or threshold > stored_max:
         i, j, d = pairs_within(values, threshold)
         return values[i], values[j], d

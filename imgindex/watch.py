@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -326,7 +327,13 @@ class Watcher:
 
     def _update_pairs(self) -> None:
         start = time.monotonic()
-        pairs.update(self.index)
+        try:
+            pairs.update(self.index, stop=self._stopping.is_set)
+        except sqlite3.Error as e:  # e.g. the index stayed locked: try again later
+            self.on_event(WatchEvent("warning", message=f"could not update the near pairs: {e}"))
+            self.pairs_gap = min(max(PAIRS_GAP, 2 * self.pairs_gap), 600.0)
+            self.pairs_due = time.monotonic() + self.pairs_gap
+            return
         self.pairs_done = time.monotonic()
         self.pairs_gap = max(PAIRS_GAP, 4 * (self.pairs_done - start))
         self.pairs_due = None

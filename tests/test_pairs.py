@@ -160,3 +160,20 @@ def test_thousands_of_copies_of_one_picture_are_one_hash(tree: Path, index: Inde
     assert index.near_pair_count() == 0
     [group] = groups(index)
     assert len(group) == copies
+
+
+def test_hashes_are_not_marked_stored_after_another_process_reset_the_pairs(
+    tree: Path, db_path: Path, index: Index
+) -> None:
+    family_tree(tree, range(6))
+    run_scan(index, tree)
+    _, generation = index.near_state()
+    with open_index(db_path) as other:  # another process starts the pairs again meanwhile
+        assert other.reset_near_pairs(pairs.MAX_DISTANCE, generation) == generation + 1
+    values = index.image_hashes()
+    assert not index.add_near_hashes(values, generation)  # our pairs may have been deleted: mark nothing
+    assert len(index.near_hashes()) == 0
+    assert index.reset_near_pairs(pairs.MAX_DISTANCE, generation) is None  # nor reset on top of theirs
+    update = pairs.update(index)  # the next update finds them all again
+    assert update.added == len(values)
+    assert stored(index) == expected_pairs(index, pairs.MAX_DISTANCE)

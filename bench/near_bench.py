@@ -1,0 +1,303 @@
+"""Near-duplicate search at crawl scale: stored pairs for 100k and 1M images, incremental adds, reports.
+
+    python bench/near_bench.py [--sizes 100000,1000000] [--json OUT]
+
+Builds synthetic indexes (real SQLite files made through imgindex's own index
+API, no image decoded) whose perceptual hashes are distributed like those of
+the quality corpus (bench/quality/), then measures, each step in its own
+process (time and peak resident memory of that process):
+
+- ``pairs``: bringing the stored near pairs up to date from nothing
+  (``imgindex.pairs.update``), for every size;
+- ``brute``: all pairs by comparing everything, at the sizes up to ``--brute``,
+  and whether its pairs are exactly the stored ones;
+- ``add``: 1,000 new images added to the largest index, then the update;
+- ``report``: ``imgindex report --near -o out.json`` on the largest index,
+  the whole command;
+- ``imagededup``: imagededup's ``find_duplicates`` over the same hashes at
+  ``--imagededup`` images (it compares all pairs, so its time grows with N²).
+
+The hashes: 35 % of images belong to families of 2-8 near variants whose
+distances to their source follow the planted variants of the quality corpus
+(0 bits for 69 %, 2 for 15 %, then a tail to 26); 2 % are low-detail
+pictures, whose hashes are the flat picture's with up to 3 of its 8 lowest
+frequency bits flipped (few distinct values, as in the corpus, where 20 files
+lie within 6 bits of the flat hash with 7 distinct hashes); 3 % are exact
+copies of another file; the rest are unrelated hashes whose bits are drawn
+with the per-bit frequencies measured on the corpus (the top bit, pHash's
+DC term, is always set).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import peers
+
+from imgindex import pairs
+from imgindex.hashing import HashSettings
+from imgindex.index import FileRecord, open_index
+from imgindex.near import as_signed, as_unsigned, pairs_within_brute_force
+
+OUT = Path(__file__).resolve().parent / "out" / "near"
+
+#: Distances of the planted (non-mirror, non-rotation) variants to their source
+#: in the quality corpus (877 pairs, pHash), as {distance: count}.
+VARIANT_DISTANCES = {
+    0: 605, 2: 128, 4: 31, 5: 2, 6: 31, 8: 25, 9: 1, 10: 13, 12: 15, 13: 1, 14: 4,
+    15: 6, 16: 5, 18: 2, 20: 2, 22: 4, 23: 1, 26: 1,
+}  # fmt: skip
+#: How often each bit (0 = lowest) is set in the corpus's hashes.
+BIT_FREQUENCY = [
+    0.44, 0.42, 0.48, 0.47, 0.38, 0.49, 0.52, 0.46, 0.45, 0.49, 0.43, 0.45, 0.44, 0.4, 0.47, 0.58,
+    0.5, 0.48, 0.45, 0.44, 0.49, 0.48, 0.43, 0.54, 0.43, 0.43, 0.45, 0.45, 0.49, 0.48, 0.47, 0.51,
+    0.47, 0.41, 0.48, 0.46, 0.46, 0.55, 0.43, 0.47, 0.39, 0.4, 0.47, 0.42, 0.51, 0.35, 0.46, 0.66,
+    0.47, 0.49, 0.44, 0.43, 0.47, 0.38, 0.46, 0.66, 0.51, 0.57, 0.48, 0.57, 0.44, 0.65, 0.44, 1.0,
+]  # fmt: skip
+FLAT = np.uint64(1 << 63)  # the pHash of a one-colour picture
+#: Bits of the lowest DCT frequencies after the DC term (pHash is row-major 8x8).
+LOW_FREQUENCY_BITS = np.array([62, 61, 60, 55, 54, 53, 47, 46], dtype=np.uint64)
+THRESHOLD = 10
+
+
+def unrelated(rng: np.random.Generator, n: int) -> np.ndarray:
+    bits = rng.random((n, 64)) < np.array(BIT_FREQUENCY)
+    return (bits.astype(np.uint64) << np.arange(64, dtype=np.uint64)).sum(axis=1, dtype=np.uint64)
+
+
+def flip(rng: np.random.Generator, hashes: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Each hash with ``counts`` distinct random bits flipped."""
+    keys = rng.random((len(hashes), 64)).argsort(axis=1)
+    masks = (keys < counts[:, None]).astype(np.uint64) << np.arange(64, dtype=np.uint64)
+    return hashes ^ masks.sum(axis=1, dtype=np.uint64)
+
+
+def synthetic_hashes(n: int, seed: int) -> np.ndarray:
+    """``n`` perceptual hashes (unsigned), shuffled; see the module docstring."""
+    rng = np.random.default_rng(seed)
+    n_family, n_flat, n_copy = int(n * 0.35), int(n * 0.02), int(n * 0.03)
+    sizes = rng.integers(2, 9, n_family)
+    sizes = sizes[: np.searchsorted(np.cumsum(sizes), n_family)]
+    sources = unrelated(rng, len(sizes))
+    family_of = np.repeat(np.arange(len(sizes)), sizes - 1)
+    values, weights = zip(*VARIANT_DISTANCES.items(), strict=True)
+    p = np.array(weights, float) / sum(weights)
+    variants = flip(rng, sources[family_of], rng.choice(values, len(family_of), p=p))
+    low = rng.random((n_flat, len(LOW_FREQUENCY_BITS))).argsort(axis=1) < rng.integers(0, 4, n_flat)[:, None]
+    flat = FLAT ^ (low.astype(np.uint64) << LOW_FREQUENCY_BITS).sum(axis=1, dtype=np.uint64)
+    rest = n - len(sources) - len(variants) - n_flat - n_copy
+    base = np.concatenate([sources, variants, flat, unrelated(rng, rest)])
+    copies = base[rng.integers(0, len(base), n_copy)]
+    return rng.permutation(np.concatenate([base, copies]))
+
+
+def build_index(db: Path, hashes: np.ndarray, *, first: int = 0) -> None:
+    """Rows for ``hashes`` in a real index (1,000 files a directory), as a scan would write them."""
+    with open_index(db) as index:
+        root = index.ensure_root(b"/synthetic/dump")
+        params = index.params_id(HashSettings().key())
+        signed = as_signed(hashes).tolist()
+        for start in range(0, len(signed), 50_000):
+            numbers = range(first + start, first + min(start + 50_000, len(signed)))
+            dirs = sorted({b"/synthetic/dump/%05d" % (k // 1000) for k in numbers})
+            index.add_dirs(dirs, root.id)
+            index.write_files(
+                [
+                    FileRecord(
+                        index.dir_id(b"/synthetic/dump/%05d" % (k // 1000), root.id),
+                        b"%d.jpg" % k,
+                        20_000 + k % 5000,
+                        1_700_000_000 * 10**9,
+                        1_700_000_000 * 10**9,
+                        k,
+                        1,
+                        "ok",
+                        None,
+                        "JPEG",
+                        hashlib.sha256(b"%d" % signed[k - first]).digest(),
+                        640,
+                        480,
+                        signed[k - first],
+                        params,
+                        time.time_ns(),
+                    )
+                    for k in numbers
+                ]
+            )
+
+
+def peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# -- steps, each run in a process of its own -----------------------------------------
+
+
+def step_pairs(db: str, brute: bool) -> dict[str, Any]:
+    with open_index(db) as index:
+        start = time.perf_counter()
+        update = pairs.update(index)
+        seconds = time.perf_counter() - start
+        result: dict[str, Any] = {"seconds": seconds, "update": update.to_json(), "peak_mb": peak_mb()}
+        if brute:
+            values = index.image_hashes()
+            start = time.perf_counter()
+            i, j, d = pairs_within_brute_force(as_unsigned(values), pairs.MAX_DISTANCE)
+            result["brute_seconds"] = time.perf_counter() - start
+            a, b, dist = index.near_pairs(pairs.MAX_DISTANCE)
+            stored = set(zip(a.tolist(), b.tolist(), dist.tolist(), strict=True))
+            lo, hi = np.minimum(values[i], values[j]), np.maximum(values[i], values[j])
+            result["brute_pairs"] = len(i)
+            result["identical"] = stored == set(zip(lo.tolist(), hi.tolist(), d.tolist(), strict=True))
+    return result
+
+
+def step_add(db: str, n: int, seed: int) -> dict[str, Any]:
+    rng = np.random.default_rng(seed)
+    with open_index(db) as index:
+        existing = as_unsigned(index.image_hashes())
+        count = int(index.conn.execute("SELECT max(inode) FROM files").fetchone()[0]) + 1
+    # Half near variants of indexed images, half unrelated: what a day of crawling adds.
+    variants = flip(rng, existing[rng.integers(0, len(existing), n // 2)], rng.integers(1, 9, n // 2))
+    new = np.concatenate([variants, unrelated(rng, n - n // 2)])
+    start = time.perf_counter()
+    build_index(Path(db), new, first=count)
+    written = time.perf_counter() - start
+    with open_index(db) as index:
+        start = time.perf_counter()
+        update = pairs.update(index)
+        seconds = time.perf_counter() - start
+    return {"seconds": seconds, "rows_written_seconds": written, "update": update.to_json(), "peak_mb": peak_mb()}
+
+
+def step_imagededup(n: int, seed: int) -> dict[str, Any]:
+    phash = peers.imagededup_phash()()
+    hashes = synthetic_hashes(n, seed)
+    encodings = {f"{k}.jpg": f"{int(h):016x}" for k, h in enumerate(hashes.tolist())}
+    start = time.perf_counter()
+    found = phash.find_duplicates(encoding_map=encodings, max_distance_threshold=THRESHOLD)
+    seconds = time.perf_counter() - start
+    theirs = {tuple(sorted((int(a[:-4]), int(b[:-4])))) for a, dups in found.items() for b in dups}
+    i, j, _ = pairs_within_brute_force(hashes, THRESHOLD)
+    ours = set(zip(i.tolist(), j.tolist(), strict=True))
+    return {"seconds": seconds, "pairs": len(theirs), "same_pairs_as_brute_force": theirs == ours, "peak_mb": peak_mb()}
+
+
+STEPS = {"pairs": step_pairs, "add": step_add, "imagededup": step_imagededup}
+
+
+def run_step(*args: str) -> dict[str, Any]:
+    """A step in a fresh process: its JSON result, with its wall time and peak memory from wait4."""
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, __file__, "_step", *args], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"step {args} failed ({proc.returncode})")
+    result: dict[str, Any] = json.loads(out) if out.strip() else {}
+    result["process_seconds"] = time.perf_counter() - start
+    result["process_peak_mb"] = usage.ru_maxrss / 1024
+    return result
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["_step"]:
+        name, *rest = argv[1:]
+        if name == "pairs":
+            result = step_pairs(rest[0], rest[1] == "1")
+        elif name == "add":
+            result = step_add(rest[0], int(rest[1]), int(rest[2]))
+        else:
+            result = step_imagededup(int(rest[0]), int(rest[1]))
+        print(json.dumps(result))
+        return 0
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="100000,1000000", help="index sizes, comma-separated")
+    parser.add_argument("--add", type=int, default=1000, help="images added to the largest index")
+    parser.add_argument("--brute", type=int, default=100_000, help="compare with brute force up to this size")
+    parser.add_argument("--imagededup", type=int, default=20_000, help="imagededup's size (0: skip)")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--workdir", type=Path, default=OUT)
+    parser.add_argument("--json", type=Path, metavar="OUT")
+    args = parser.parse_args(argv)
+    sizes = [int(s) for s in args.sizes.split(",")]
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    results: dict[str, Any] = {"cpus": os.cpu_count(), "threshold": THRESHOLD, "max_distance": pairs.MAX_DISTANCE}
+    rows = []
+    for n in sizes:
+        db = args.workdir / f"index-{n}.db"
+        for stale in (db, Path(f"{db}-wal"), Path(f"{db}-shm")):
+            stale.unlink(missing_ok=True)
+        log(f"building a synthetic index of {n:,} images")
+        start = time.perf_counter()
+        build_index(db, synthetic_hashes(n, args.seed))
+        build_seconds = time.perf_counter() - start
+        log(f"pairs for {n:,}")
+        step = run_step("pairs", str(db), "1" if n <= args.brute else "0")
+        step["index_build_seconds"] = build_seconds
+        results[f"pairs_{n}"] = step
+        rows.append((f"all pairs, {n:,} images", step["seconds"], step["process_peak_mb"]))
+        if "brute_seconds" in step:
+            rows.append((f"brute force, {n:,} (identical: {step['identical']})", step["brute_seconds"], None))
+    largest = args.workdir / f"index-{sizes[-1]}.db"
+    if args.add:
+        log(f"adding {args.add:,} images to {sizes[-1]:,}")
+        step = run_step("add", str(largest), str(args.add), str(args.seed + 1))
+        results["add"] = step
+        rows.append((f"add {args.add:,} to {sizes[-1]:,}", step["seconds"], step["process_peak_mb"]))
+    log(f"imgindex report --near on {sizes[-1]:,}")
+    report = [
+        *peers.imgindex_command(),
+        "report",
+        "--near",
+        "--db",
+        str(largest),
+        "-o",
+        str(args.workdir / "near.json"),
+    ]
+    start = time.perf_counter()
+    proc = subprocess.Popen(report, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - start
+    assert os.waitstatus_to_exitcode(status) == 0, report
+    results["report"] = {"command": report, "seconds": seconds, "process_peak_mb": usage.ru_maxrss / 1024}
+    rows.append((f"report --near, {sizes[-1]:,} (whole command)", seconds, usage.ru_maxrss / 1024))
+    if args.imagededup:
+        log(f"imagededup find_duplicates on {args.imagededup:,}")
+        step = run_step("imagededup", str(args.imagededup), str(args.seed))
+        results["imagededup"] = step
+        rows.append((f"imagededup find_duplicates, {args.imagededup:,}", step["seconds"], step["process_peak_mb"]))
+
+    print(
+        f"near-pair benchmark, threshold {THRESHOLD}, pairs stored up to {pairs.MAX_DISTANCE} ({os.cpu_count()} CPUs)"
+    )
+    print(f"{'step':<52} {'seconds':>9} {'peak MB':>9}")
+    for name, secs, mb in rows:
+        print(f"{name:<52} {secs:>9.2f} {'' if mb is None else f'{mb:,.0f}':>9}")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
