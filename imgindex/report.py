@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import itertools
 import json
 import os
 import tempfile
@@ -22,7 +23,6 @@ import numpy as np
 import numpy.typing as npt
 
 from . import __version__
-from .hashing import hash_hex
 from .index import Index
 from .near import as_unsigned, group_by_leaders
 from .pairs import pairs_among
@@ -109,33 +109,38 @@ class Report:
     # Per image (rows in path order); the groups as runs of `members`.
     _rows: dict[str, npt.NDArray[Any]] = field(repr=False)
     _formats: list[str | None] = field(repr=False)
+    _names: list[bytes] = field(repr=False)
+    _dir_paths: dict[int, bytes] = field(repr=False)
     _members: npt.NDArray[np.int64] = field(repr=False)
     _member_distance: npt.NDArray[np.uint8] = field(repr=False)
     _starts: npt.NDArray[np.int64] = field(repr=False)
 
-    def groups(self, batch: int = 1000) -> Iterator[Group]:
-        """The groups in the order of their kept image's path; paths are fetched a batch at a time."""
-        only_duplicates = self.options.duplicates_only
-        bounds = list(zip(self._starts[:-1].tolist(), self._starts[1:].tolist(), strict=True))
-        if only_duplicates:
-            bounds = [(a, b) for a, b in bounds if b - a > 1]
-        for first in range(0, len(bounds), batch):
-            chunk = bounds[first : first + batch]
-            rows = self._members[chunk[0][0] : chunk[-1][1]] if chunk else self._members[:0]
-            paths = self.index.paths(self._rows["id"][rows].tolist())
-            for a, b in chunk:
-                members = self._members[a:b].tolist()
-                images = [self._image(r, paths) for r in members]
-                distances = self._member_distance[a:b].tolist()
-                yield Group(images[0], list(zip(images[1:], distances[1:], strict=True)))
+    def runs(self) -> Iterator[tuple[list[int], list[int]]]:
+        """Each group as the rows of its members (kept image first) and their distances,
+        in the order of the kept images' paths."""
+        starts = self._starts.tolist()
+        members = self._members.tolist()
+        distances = self._member_distance.tolist()
+        for a, b in itertools.pairwise(starts):
+            if b - a > 1 or not self.options.duplicates_only:
+                yield members[a:b], distances[a:b]
 
-    def _image(self, row: int, paths: dict[int, bytes]) -> Image:
+    def path(self, row: int) -> bytes:
+        directory = self._dir_paths[int(self._rows["dir_id"][row])]
+        return (b"" if directory == b"/" else directory) + b"/" + self._names[row]
+
+    def groups(self) -> Iterator[Group]:
+        """The groups in the order of their kept image's path."""
+        for rows, distances in self.runs():
+            images = [self._image(r) for r in rows]
+            yield Group(images[0], list(zip(images[1:], distances[1:], strict=True)))
+
+    def _image(self, row: int) -> Image:
         r = self._rows
-        file_id = int(r["id"][row])
         return Image(
-            id=file_id,
+            id=int(r["id"][row]),
             root_id=int(r["root_id"][row]),
-            path=paths[file_id],
+            path=self.path(row),
             sha256=r["sha256"][row].tobytes(),
             phash=int(r["phash"][row]) if r["has_hash"][row] else None,
             width=int(r["width"][row]) if r["width"][row] >= 0 else None,
@@ -147,9 +152,9 @@ class Report:
 
 def build_report(index: Index, options: ReportOptions) -> Report:
     """Group the indexed images and choose which to keep; see the README for the rules."""
-    raw = list(index.image_rows(options.under, options.prefer))
+    raw = index.image_rows(options.under, options.prefer)
     n = len(raw)
-    columns = list(zip(*raw, strict=True)) if raw else [()] * 11
+    columns = list(zip(*raw, strict=True)) if raw else [()] * 13
     rows: dict[str, npt.NDArray[Any]] = {
         "id": np.array(columns[0], dtype=np.int64),
         "root_id": np.array(columns[1], dtype=np.int64),
@@ -163,8 +168,10 @@ def build_report(index: Index, options: ReportOptions) -> Report:
         "mtime_ns": np.array(columns[7], dtype=np.int64),
         "path_length": np.array(columns[8], dtype=np.int64),
         "preferred": np.array(columns[10], dtype=bool),
+        "dir_id": np.array(columns[11], dtype=np.int64),
     }
     formats: list[str | None] = list(columns[9])
+    names: list[bytes] = list(columns[12])
     del raw, columns
     rows["pixels"] = np.where(rows["width"] >= 0, rows["width"] * rows["height"], -1)
 
@@ -219,6 +226,8 @@ def build_report(index: Index, options: ReportOptions) -> Report:
         duplicate_count=n - kept_count,
         _rows=rows,
         _formats=formats,
+        _names=names,
+        _dir_paths=index.dir_paths(),
         _members=members,
         _member_distance=distance[members] if n else np.empty(0, np.uint8),
         _starts=starts,
@@ -239,14 +248,6 @@ def path_fields(path: bytes) -> dict[str, str]:
     return fields
 
 
-def _image_json(image: Image) -> dict[str, Any]:
-    return {
-        **path_fields(image.path),
-        "sha256": image.sha256.hex(),
-        "phash": None if image.phash is None else hash_hex(image.phash),
-    }
-
-
 def write_json(report: Report, out: IO[str]) -> None:
     """Stream the report as JSON: the header first, then one image at a time."""
     near = report.options.mode == "near"
@@ -262,19 +263,39 @@ def write_json(report: Report, out: IO[str]) -> None:
         "duplicate_count": report.duplicate_count,
     }
     out.write(json.dumps(header)[:-1] + ', "images": [')
-    first = True
-    for group in report.groups():
-        entry = _image_json(group.kept)
-        entry.update(width=group.kept.width, height=group.kept.height, size=group.kept.size)
-        duplicates = []
-        for image, distance in group.duplicates:
-            item = _image_json(image)
-            if near:
-                item["distance"] = distance
-            duplicates.append(item)
-        entry["duplicates"] = duplicates
-        out.write(("\n" if first else ",\n") + json.dumps(entry))
-        first = False
+    # Entries are formatted directly from plain lists: a report can list millions of
+    # images, and a dict (or numpy scalar) per value costs more than the rest.
+    r = report._rows
+    sha_hex = r["sha256"].tobytes().hex()
+    phash = [
+        f'"{p & 0xFFFF_FFFF_FFFF_FFFF:016x}"' if h else "null"
+        for p, h in zip(r["phash"].tolist(), r["has_hash"].tolist(), strict=True)
+    ]
+    width, height, size = r["width"].tolist(), r["height"].tolist(), r["size"].tolist()
+    dirs = [b"" if d == b"/" else d for d in map(report._dir_paths.__getitem__, r["dir_id"].tolist())]
+    names = report._names
+
+    def image(row: int) -> str:
+        fields = path_fields(dirs[row] + b"/" + names[row])
+        text = f'"path": {json.dumps(fields["path"])}, '
+        if "path_b64" in fields:
+            text += f'"path_b64": "{fields["path_b64"]}", '
+        return text + f'"sha256": "{sha_hex[64 * row : 64 * row + 64]}", "phash": {phash[row]}'
+
+    separator = "\n"
+    for rows, distances in report.runs():
+        kept = rows[0]
+        duplicates = ", ".join(
+            "{" + image(row) + (f', "distance": {d}' if near else "") + "}"
+            for row, d in zip(rows[1:], distances[1:], strict=True)
+        )
+        w, h = width[kept], height[kept]
+        out.write(
+            f"{separator}{{{image(kept)}, "
+            f'"width": {w if w >= 0 else "null"}, "height": {h if h >= 0 else "null"}, '
+            f'"size": {size[kept]}, "duplicates": [{duplicates}]}}'
+        )
+        separator = ",\n"
     out.write("\n]}\n")
 
 
