@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import faulthandler
 import io
 import os
 import subprocess
@@ -18,6 +19,16 @@ from imgindex.index import Index, open_index
 from imgindex.scan import ScanOptions, ScanSummary, scan
 
 FIXTURES = Path(__file__).parent / "fixtures"
+#: A test still running after this long is hung: print every thread's stack and
+#: end the run, so that a hang costs minutes and leaves a trace, not the CI's hour.
+HANG_SECONDS = 300
+
+
+@pytest.fixture(autouse=True)
+def _hang_guard() -> Iterator[None]:
+    faulthandler.dump_traceback_later(HANG_SECONDS, exit=True)
+    yield
+    faulthandler.cancel_dump_traceback_later()
 
 
 def picture(seed: int, size: tuple[int, int] = (96, 72)) -> Image.Image:
