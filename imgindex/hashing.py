@@ -32,7 +32,7 @@ from typing import Final
 import imagehash
 import numpy as np
 import PIL
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageChops, UnidentifiedImageError
 
 #: Bump when a change to the pipeline changes perceptual hash values.
 PIPELINE_VERSION: Final = 2
@@ -211,6 +211,44 @@ def perceptual_hash(picture: Image.Image, settings: HashSettings) -> int:
     else:
         raise ValueError(f"unknown hash algorithm {settings.algorithm!r}")
     return to_signed(int(str(value), 16))
+
+
+#: Per-channel difference from the corner colour below which a pixel is border.
+TRIM_TOLERANCE: Final = 24
+#: A trimmed picture keeps at least this many pixels a side (else it is not trimmed).
+TRIM_MIN_SIDE: Final = 4
+#: A picture's descriptor: a 16x16 grey thumbnail, then an 8x8 RGB one (uint8).
+GREY_SIDE: Final = 16
+COLOUR_SIDE: Final = 8
+DESCRIPTOR_BYTES: Final = GREY_SIDE * GREY_SIDE + COLOUR_SIDE * COLOUR_SIDE * 3
+
+
+def trim_box(picture: Image.Image) -> tuple[int, int, int, int] | None:
+    """The box inside a uniform border (of the colour of most corners), or None without one.
+
+    Crops and padded thumbnails of one picture differ mostly in their borders;
+    hashing what is inside them as well makes those copies meet.
+    """
+    rgb = picture if picture.mode == "RGB" else picture.convert("RGB")
+    w, h = rgb.size
+    corners = np.asarray(rgb, dtype=np.int16)[[0, 0, -1, -1], [0, -1, 0, -1]]  # (4, 3)
+    background = tuple(np.round(np.median(corners, axis=0)).astype(int).tolist())
+    difference = ImageChops.difference(rgb, Image.new("RGB", rgb.size, background))
+    r, g, b = difference.split()
+    mask = ImageChops.lighter(ImageChops.lighter(r, g), b).point(lambda v: 255 if v > TRIM_TOLERANCE else 0)
+    box = mask.getbbox()
+    if box is None or box == (0, 0, w, h):
+        return None
+    if box[2] - box[0] < TRIM_MIN_SIDE or box[3] - box[1] < TRIM_MIN_SIDE:
+        return None
+    return box
+
+
+def descriptor(picture: Image.Image) -> bytes:
+    """Tiny thumbnails that verify a hash match: 16x16 grey and 8x8 RGB (``DESCRIPTOR_BYTES``)."""
+    grey = picture.convert("L").resize((GREY_SIDE, GREY_SIDE), Image.Resampling.BOX)
+    colour = picture.convert("RGB").resize((COLOUR_SIDE, COLOUR_SIDE), Image.Resampling.BOX)
+    return grey.tobytes() + colour.tobytes()
 
 
 def image_info(data: bytes, fmt: str | None, settings: HashSettings) -> ImageInfo:

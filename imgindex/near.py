@@ -252,6 +252,50 @@ def _indexed(hashes: U64, q: I64, threshold: int, blocks: tuple[tuple[int, int, 
     return _concat(found)
 
 
+#: Verification of a hash match on the pictures' descriptors (see hashing.descriptor).
+GREY_CORRELATION = 0.80  # Pearson correlation of the 16x16 grey thumbnails, at least
+COLOURFUL = 5.0  # mean chroma of the 8x8 thumbnail from which a picture counts as colourful
+COLOUR_DIFFERENCE = 30.0  # RMS chroma difference of two colourful pictures, at most
+GREY_COPY_CORRELATION = 0.95  # a grey picture against a colourful one needs this correlation
+_GREY = 16 * 16
+
+
+def similar(a: npt.NDArray[np.uint8], b: npt.NDArray[np.uint8]) -> npt.NDArray[np.bool_]:
+    """Do descriptors ``a[i]`` and ``b[i]`` show the same picture? Rows of ``DESCRIPTOR_BYTES``.
+
+    The grey thumbnails must correlate; two colourful pictures must also agree
+    in colour (flags with the same stripes in other colours, tinted icons),
+    while a grey copy of a colourful picture must correlate more closely
+    instead. A flat picture (no grey variance) matches nothing this way.
+    """
+    grey_a = a[:, :_GREY].astype(np.float32)
+    grey_b = b[:, :_GREY].astype(np.float32)
+    grey_a -= grey_a.mean(axis=1, keepdims=True)
+    grey_b -= grey_b.mean(axis=1, keepdims=True)
+    norm = np.sqrt((grey_a * grey_a).sum(axis=1) * (grey_b * grey_b).sum(axis=1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        correlation = np.where(norm > 0, (grey_a * grey_b).sum(axis=1) / norm, -1.0)
+    chroma_a, chroma_b = _chroma(a[:, _GREY:]), _chroma(b[:, _GREY:])
+    colourful_a = np.hypot(chroma_a[..., 0], chroma_a[..., 1]).mean(axis=1) >= COLOURFUL
+    colourful_b = np.hypot(chroma_b[..., 0], chroma_b[..., 1]).mean(axis=1) >= COLOURFUL
+    difference = np.sqrt(((chroma_a - chroma_b) ** 2).sum(axis=2).mean(axis=1))
+    both = colourful_a & colourful_b
+    one = colourful_a ^ colourful_b
+    accepted: npt.NDArray[np.bool_] = (
+        (correlation >= GREY_CORRELATION)
+        & (~both | (difference <= COLOUR_DIFFERENCE))
+        & (~one | (correlation >= GREY_COPY_CORRELATION))
+    )
+    return accepted
+
+
+def _chroma(rgb: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
+    """Opponent colours (R - G, (R + G) / 2 - B) of each pixel: shape (n, pixels, 2)."""
+    pixels = rgb.astype(np.float32).reshape(len(rgb), -1, 3)
+    r, g, b = pixels[..., 0], pixels[..., 1], pixels[..., 2]
+    return np.stack([r - g, (r + g) / 2 - b], axis=-1)
+
+
 @dataclass(frozen=True)
 class Grouping:
     """``leader[u]`` is the unit that heads unit ``u``'s group (itself for a leader);

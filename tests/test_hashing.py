@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -229,3 +230,54 @@ def test_large_transparent_png_is_flattened_after_shrinking() -> None:
         )
         <= 4
     )
+
+
+def small(image: Image.Image, fmt: str = "PNG", **params: object) -> Image.Image:
+    """The picture the pipeline hashes, from the encoded image."""
+    return hashing.decode(encode(image, fmt, **params), fmt, HashSettings())[0]
+
+
+def test_trim_box_finds_the_picture_inside_a_uniform_border() -> None:
+    inner = picture(5, (120, 80))
+    padded = Image.new("RGB", (160, 120), (255, 255, 255))
+    padded.paste(inner, (20, 30))
+    assert hashing.trim_box(padded) == (20, 30, 140, 110)
+    assert hashing.trim_box(inner) is None  # no border
+    assert hashing.trim_box(Image.new("RGB", (50, 50), (9, 9, 9))) is None  # nothing but border
+    speck = Image.new("RGB", (50, 50), (255, 255, 255))
+    speck.putpixel((25, 25), (0, 0, 0))
+    assert hashing.trim_box(speck) is None  # what is left would be under 4 px a side
+
+
+def test_descriptors_accept_copies_and_refuse_other_pictures() -> None:
+    from PIL import ImageEnhance
+
+    from imgindex.near import similar
+
+    source = picture(7, (200, 150))
+    copies = [
+        small(source, "JPEG", quality=60),
+        small(source.convert("L").convert("RGB")),  # a grey copy of a colour picture
+        small(ImageEnhance.Brightness(source).enhance(1.15)),
+        small(source.resize((100, 75))),
+    ]
+    others = [small(picture(8, (200, 150))), small(picture(9, (150, 200)))]
+    red = Image.new("RGB", (90, 60), (255, 255, 255))
+    red.paste((220, 20, 30), (0, 0, 90, 30))
+    blue = Image.new("RGB", (90, 60), (255, 255, 255))
+    blue.paste((20, 40, 200), (0, 0, 90, 30))
+    flat = Image.new("RGB", (64, 64), (120, 130, 140))
+
+    def row(image: Image.Image) -> np.ndarray:
+        data = hashing.descriptor(image)
+        assert len(data) == hashing.DESCRIPTOR_BYTES
+        return np.frombuffer(data, dtype=np.uint8)[None, :]
+
+    base = row(small(source))
+    for copy in copies:
+        assert similar(base, row(copy))[0]
+    for other in others:
+        assert not similar(base, row(other))[0]
+    assert similar(row(red), row(red))[0]
+    assert not similar(row(red), row(blue))[0]  # same stripes, other colours
+    assert not similar(row(flat), row(flat))[0]  # a flat picture is matched by its bytes only
