@@ -20,6 +20,7 @@ comparing everything, use the all-pairs comparison instead.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from itertools import combinations
@@ -296,6 +297,10 @@ def _chroma(rgb: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
     return np.stack([r - g, (r + g) / 2 - b], axis=-1)
 
 
+#: ``check(leader, candidates) -> accepted``: units in, one bool per candidate out.
+Check = Callable[[int, I64], npt.NDArray[np.bool_]]
+
+
 @dataclass(frozen=True)
 class Grouping:
     """``leader[u]`` is the unit that heads unit ``u``'s group (itself for a leader);
@@ -311,6 +316,7 @@ def group_by_leaders(
     has_hash: npt.NDArray[np.bool_],
     threshold: int | None,
     hash_pairs: tuple[U64, U64, U8] | None = None,
+    check: Check | None = None,
 ) -> Grouping:
     """Group units greedily around leaders, best first.
 
@@ -326,6 +332,10 @@ def group_by_leaders(
     ``hash_pairs`` gives the pairs of distinct hash values within the
     threshold (or more) when they are known already, e.g. stored in the index;
     pairs naming values no unit has are ignored. Without it they are searched.
+
+    ``check(leader, candidates)`` (units) says which candidates within the
+    threshold really join the leader (e.g. :func:`similar` on their
+    descriptors); those refused stay free for later leaders.
     """
     n = len(order)
     leader = np.arange(n, dtype=np.int64)
@@ -372,6 +382,10 @@ def group_by_leaders(
     dst_list = dst.tolist()
     dist_list = dist.tolist()
     node_list = node_of_unit.tolist()
+    if check is not None:
+        _group_checked(order[~alone[order]].tolist(), leader_list, distance_list, members_of, unit_first_list,
+                       edge_first_list, dst_list, dist_list, node_list, check)  # fmt: skip
+        return Grouping(np.array(leader_list, dtype=np.int64), np.array(distance_list, dtype=np.uint8))
     emptied = [False] * nodes
     for u in order[~alone[order]].tolist():
         if leader_list[u] >= 0:
@@ -393,6 +407,43 @@ def group_by_leaders(
                     leader_list[m] = u
                     distance_list[m] = dd
     return Grouping(np.array(leader_list, dtype=np.int64), np.array(distance_list, dtype=np.uint8))
+
+
+def _group_checked(
+    units: list[int],
+    leader: list[int],
+    distance: list[int],
+    members_of: list[int],
+    unit_first: list[int],
+    edge_first: list[int],
+    dst: list[int],
+    dist: list[int],
+    node_of: list[int],
+    check: Check,
+) -> None:
+    """:func:`group_by_leaders` with a check: a node keeps the units its leaders refused."""
+    remaining: dict[int, list[int]] = {}
+    for u in units:
+        if leader[u] >= 0:
+            continue
+        leader[u] = u
+        node = node_of[u]
+        candidates: list[int] = []
+        gaps: list[int] = []
+        for other, d in [(node, 0), *zip(dst[edge_first[node] : edge_first[node + 1]],
+                                         dist[edge_first[node] : edge_first[node + 1]], strict=True)]:  # fmt: skip
+            free = [m for m in remaining.get(other, members_of[unit_first[other] : unit_first[other + 1]])
+                    if leader[m] < 0]  # fmt: skip
+            remaining[other] = free
+            candidates += free
+            gaps += [d] * len(free)
+        if not candidates:
+            continue
+        accepted = check(u, np.array(candidates, dtype=np.int64))
+        for m, d, ok in zip(candidates, gaps, accepted.tolist(), strict=True):
+            if ok:
+                leader[m] = u
+                distance[m] = d
 
 
 def _as_nodes(values: U64, hash_pairs: tuple[U64, U64, U8], threshold: int) -> Pairs:

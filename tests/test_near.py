@@ -177,3 +177,42 @@ def test_many_copies_of_one_hash_are_one_search_node() -> None:
     assert (g.leader[:10_001] == 0).all()
     assert g.distance[10_000] == 1
     assert g.leader[10_001] == 10_001
+
+
+def test_a_check_that_accepts_everything_changes_nothing() -> None:
+    rng = np.random.default_rng(21)
+    hashes = clustered(21, 2500)
+    order = rng.permutation(len(hashes)).astype(np.int64)
+    has = np.ones(len(hashes), bool)
+    plain = near.group_by_leaders(order, hashes, has, 9)
+    checked = near.group_by_leaders(order, hashes, has, 9, check=lambda u, c: np.ones(len(c), bool))
+    assert np.array_equal(plain.leader, checked.leader)
+    assert np.array_equal(plain.distance, checked.distance)
+
+
+def test_units_a_check_refuses_stay_free_for_later_leaders() -> None:
+    rng = np.random.default_rng(22)
+    hashes = clustered(22, 2500)
+    n = len(hashes)
+    order = rng.permutation(n).astype(np.int64)
+    position = np.empty(n, np.int64)
+    position[order] = np.arange(n)
+
+    def accepts(leader: int, candidates: np.ndarray) -> np.ndarray:
+        return (leader + candidates) % 3 != 0  # a deterministic, arbitrary verdict
+
+    g = near.group_by_leaders(order, hashes, np.ones(n, bool), 9, check=accepts)
+    d = np.bitwise_count(hashes[:, None] ^ hashes[None, :])
+    leaders = np.flatnonzero(g.leader == np.arange(n))
+    for m in range(n):
+        lead = int(g.leader[m])
+        if lead != m:  # a member: accepted by its leader, within the threshold, after it in order
+            assert accepts(lead, np.array([m]))[0]
+            assert d[lead, m] == g.distance[m] <= 9
+            assert position[lead] < position[m]
+        # No leader before its own, within the threshold, would have accepted it.
+        earlier = leaders[(position[leaders] < position[lead]) & (d[leaders, m] <= 9)]
+        assert not any(accepts(int(e), np.array([m]))[0] for e in earlier)
+    unchecked = near.group_by_leaders(order, hashes, np.ones(n, bool), 9)
+    assert (g.leader != np.arange(n)).sum() > 100  # groups were made
+    assert len(leaders) > (unchecked.leader == np.arange(n)).sum()  # and refusals made more of them
