@@ -590,17 +590,6 @@ class Index:
         """Every directory's path by id."""
         return {int(i): bytes(p) for i, p in self.conn.execute("SELECT id, path FROM dirs")}
 
-    def paths(self, ids: Sequence[int]) -> dict[int, bytes]:
-        """Full paths of files by id."""
-        result: dict[int, bytes] = {}
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            rows = self.conn.execute(
-                f"SELECT id, path FROM file_paths WHERE id IN ({','.join('?' * len(chunk))})", tuple(chunk)
-            )
-            result.update((int(i), bytes(p)) for i, p in rows)
-        return result
-
     def file_info(self, ids: Sequence[int]) -> dict[int, tuple[bytes, int | None, int | None]]:
         """Full path, width and height of files by id."""
         result: dict[int, tuple[bytes, int | None, int | None]] = {}

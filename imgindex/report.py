@@ -109,8 +109,8 @@ class Report:
     # Per image (rows in path order); the groups as runs of `members`.
     _rows: dict[str, npt.NDArray[Any]] = field(repr=False)
     _formats: list[str | None] = field(repr=False)
+    _dirs: list[bytes] = field(repr=False)  # each image's directory ("" for the root "/")
     _names: list[bytes] = field(repr=False)
-    _dir_paths: dict[int, bytes] = field(repr=False)
     _members: npt.NDArray[np.int64] = field(repr=False)
     _member_distance: npt.NDArray[np.uint8] = field(repr=False)
     _starts: npt.NDArray[np.int64] = field(repr=False)
@@ -126,8 +126,7 @@ class Report:
                 yield members[a:b], distances[a:b]
 
     def path(self, row: int) -> bytes:
-        directory = self._dir_paths[int(self._rows["dir_id"][row])]
-        return (b"" if directory == b"/" else directory) + b"/" + self._names[row]
+        return self._dirs[row] + b"/" + self._names[row]
 
     def groups(self) -> Iterator[Group]:
         """The groups in the order of their kept image's path."""
@@ -168,9 +167,10 @@ def build_report(index: Index, options: ReportOptions) -> Report:
         "mtime_ns": np.array(columns[7], dtype=np.int64),
         "path_length": np.array(columns[8], dtype=np.int64),
         "preferred": np.array(columns[10], dtype=bool),
-        "dir_id": np.array(columns[11], dtype=np.int64),
     }
     formats: list[str | None] = list(columns[9])
+    dir_paths = {i: b"" if p == b"/" else p for i, p in index.dir_paths().items()}
+    dirs = [dir_paths[d] for d in columns[11]]
     names: list[bytes] = list(columns[12])
     del raw, columns
     rows["pixels"] = np.where(rows["width"] >= 0, rows["width"] * rows["height"], -1)
@@ -226,8 +226,8 @@ def build_report(index: Index, options: ReportOptions) -> Report:
         duplicate_count=n - kept_count,
         _rows=rows,
         _formats=formats,
+        _dirs=dirs,
         _names=names,
-        _dir_paths=index.dir_paths(),
         _members=members,
         _member_distance=distance[members] if n else np.empty(0, np.uint8),
         _starts=starts,
@@ -272,8 +272,7 @@ def write_json(report: Report, out: IO[str]) -> None:
         for p, h in zip(r["phash"].tolist(), r["has_hash"].tolist(), strict=True)
     ]
     width, height, size = r["width"].tolist(), r["height"].tolist(), r["size"].tolist()
-    dirs = [b"" if d == b"/" else d for d in map(report._dir_paths.__getitem__, r["dir_id"].tolist())]
-    names = report._names
+    dirs, names = report._dirs, report._names  # Report.path, without a call per image
 
     def image(row: int) -> str:
         fields = path_fields(dirs[row] + b"/" + names[row])
