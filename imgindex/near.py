@@ -5,17 +5,18 @@ Pure numpy: arrays in, arrays out; nothing here knows of files or SQLite.
 The search is exact: :func:`pairs_within` and :func:`pairs_from` return the
 same pairs as comparing every pair, found by *multi-index hashing* (Norouzi
 et al., "Fast search in Hamming space with multi-index hashing", CVPR 2012).
-Each hash is cut into four 16-bit blocks. If two hashes differ in at most
-``k`` bits and block ``b`` is allowed ``a[b]`` differing bits with
-``sum(a[b] + 1) > k``, then by pigeonhole some block differs in at most its
-allowance. So for each block the hashes are bucketed by its 16-bit value,
-each hash looks up the buckets of every value within the allowance of its
-own (137 values for an allowance of 2), and the candidates found are checked
-on all 64 bits. A pair close on several blocks is kept only from the first
-such block, so no pair is reported twice. Memory stays bounded: candidates
-are handled a few million at a time, and no N×N matrix is ever made. Small
-inputs, and thresholds so large that the lookups would cost more than
-comparing everything, use the all-pairs comparison instead.
+Each hash is cut into 3 or 4 blocks (:data:`LAYOUTS`, chosen by :func:`plan`
+for the input's size). If two hashes differ in at most ``k`` bits and block
+``b`` is allowed ``a[b]`` differing bits with ``sum(a[b] + 1) > k``, then by
+pigeonhole some block differs in at most its allowance. So for each block the
+hashes are bucketed by its value, each hash looks up the buckets of every
+value within the allowance of its own (137 values of a 16-bit block for an
+allowance of 2), and the candidates found are checked on all 64 bits. A
+pair close on several blocks is kept only from the first such block, so no
+pair is reported twice. Memory stays bounded: candidates are handled a few
+million at a time, and no N×N matrix is ever made. Small inputs, and
+thresholds so large that the lookups would cost more than comparing
+everything, use the all-pairs comparison instead.
 """
 
 from __future__ import annotations
@@ -83,8 +84,7 @@ def pairs_from(hashes: U64, queries: npt.ArrayLike | None, threshold: int) -> Pa
         i, j, d = _indexed(hashes, q, threshold, how.blocks, all_queries=queries is None)
     else:
         i, j, d = _all_pairs(hashes, q, threshold, all_queries=queries is None)
-    order = np.lexsort((j, i))
-    return i[order], j[order], d[order]
+    return _sorted(i, j, d)
 
 
 def pairs_within_brute_force(hashes: U64, threshold: int) -> Pairs:
@@ -92,7 +92,10 @@ def pairs_within_brute_force(hashes: U64, threshold: int) -> Pairs:
     hashes = np.ascontiguousarray(hashes, dtype=np.uint64)
     if len(hashes) < 2:
         return _empty()
-    i, j, d = _all_pairs(hashes, np.arange(len(hashes), dtype=np.int64), threshold, all_queries=True)
+    return _sorted(*_all_pairs(hashes, np.arange(len(hashes), dtype=np.int64), threshold, all_queries=True))
+
+
+def _sorted(i: I64, j: I64, d: U8) -> Pairs:
     order = np.lexsort((j, i))
     return i[order], j[order], d[order]
 
@@ -116,17 +119,13 @@ class Plan:
     cost_ns: float
 
 
+@cache
 def plan(n: int, queries: int, threshold: int) -> Plan:
     """The cheapest way to find every pair within ``threshold`` among ``n`` hashes for ``queries`` of them.
 
     For a layout, the allowances ``a`` must satisfy ``sum(a + 1) == threshold + 1``
     (pigeonhole); -1 leaves a block out.
     """
-    return _plan(n, queries, threshold)
-
-
-@cache
-def _plan(n: int, queries: int, threshold: int) -> Plan:
     best = Plan((), queries * float(n) * _COMPARE_NS)
     for widths in LAYOUTS:
         for allowed in _allowance_choices(len(widths), threshold):
@@ -372,8 +371,9 @@ def group_by_leaders(
     alone[hashed] = lonely[node_of_hashed]
     leader[alone] = np.flatnonzero(alone)
 
-    # The rest in order. A node is emptied by the first leader on or next to it:
-    # all its ungrouped units join that leader, so no node is visited twice.
+    # The rest in order. Each leader looks at the free units on its hash and on the
+    # neighbouring ones; what it leaves (those the check refused) is kept per node,
+    # so a node whose units have all been taken costs nothing to visit again.
     leader_list = leader.tolist()
     distance_list = [0] * n
     members_of = by_node.tolist()
@@ -382,77 +382,56 @@ def group_by_leaders(
     dst_list = dst.tolist()
     dist_list = dist.tolist()
     node_list = node_of_unit.tolist()
-    if check is not None:
-        _group_checked(order[~alone[order]].tolist(), leader_list, distance_list, members_of, unit_first_list,
-                       edge_first_list, dst_list, dist_list, node_list, check)  # fmt: skip
-        return Grouping(np.array(leader_list, dtype=np.int64), np.array(distance_list, dtype=np.uint8))
-    emptied = [False] * nodes
+    free: list[list[int] | None] = [None] * nodes  # a visited node's units not grouped yet
+    taken: list[int] = []  # (shared, never changed) what a node keeps once all are grouped
     for u in order[~alone[order]].tolist():
         if leader_list[u] >= 0:
             continue
         leader_list[u] = u
         node = node_list[u]
-        visits = [(node, 0)]
-        visits += zip(
-            dst_list[edge_first_list[node] : edge_first_list[node + 1]],
-            dist_list[edge_first_list[node] : edge_first_list[node + 1]],
-            strict=True,
-        )
-        for other, dd in visits:
-            if emptied[other]:
-                continue
-            emptied[other] = True
-            for m in members_of[unit_first_list[other] : unit_first_list[other + 1]]:
-                if leader_list[m] < 0:
-                    leader_list[m] = u
-                    distance_list[m] = dd
-    return Grouping(np.array(leader_list, dtype=np.int64), np.array(distance_list, dtype=np.uint8))
-
-
-def _group_checked(
-    units: list[int],
-    leader: list[int],
-    distance: list[int],
-    members_of: list[int],
-    unit_first: list[int],
-    edge_first: list[int],
-    dst: list[int],
-    dist: list[int],
-    node_of: list[int],
-    check: Check,
-) -> None:
-    """:func:`group_by_leaders` with a check: a node keeps the units its leaders refused."""
-    remaining: dict[int, list[int]] = {}
-    for u in units:
-        if leader[u] >= 0:
+        lo, hi = edge_first_list[node], edge_first_list[node + 1]
+        checking: list[tuple[int, int, list[int]]] = []  # (node, distance, free units) for the check
+        for other, gap in [(node, 0), *zip(dst_list[lo:hi], dist_list[lo:hi], strict=True)]:
+            units = free[other]
+            if units is None:
+                units = members_of[unit_first_list[other] : unit_first_list[other + 1]]
+            elif not units:
+                continue  # emptied, or listed twice
+            free[other] = taken
+            if check is None:  # every free unit joins
+                for m in units:
+                    if leader_list[m] < 0:
+                        leader_list[m] = u
+                        distance_list[m] = gap
+            else:
+                checking.append((other, gap, [m for m in units if leader_list[m] < 0]))
+        if check is None:
             continue
-        leader[u] = u
-        node = node_of[u]
-        candidates: list[int] = []
-        gaps: list[int] = []
-        for other, d in [(node, 0), *zip(dst[edge_first[node] : edge_first[node + 1]],
-                                         dist[edge_first[node] : edge_first[node + 1]], strict=True)]:  # fmt: skip
-            free = [m for m in remaining.get(other, members_of[unit_first[other] : unit_first[other + 1]])
-                    if leader[m] < 0]  # fmt: skip
-            remaining[other] = free
-            candidates += free
-            gaps += [d] * len(free)
+        candidates = [m for _, _, units in checking for m in units]
         if not candidates:
             continue
-        accepted = check(u, np.array(candidates, dtype=np.int64))
-        for m, d, ok in zip(candidates, gaps, accepted.tolist(), strict=True):
-            if ok:
-                leader[m] = u
-                distance[m] = d
+        verdicts = iter(check(u, np.array(candidates, dtype=np.int64)).tolist())
+        for other, gap, units in checking:
+            refused = []
+            for m in units:
+                if next(verdicts):
+                    leader_list[m] = u
+                    distance_list[m] = gap
+                else:
+                    refused.append(m)
+            free[other] = refused
+    return Grouping(np.array(leader_list, dtype=np.int64), np.array(distance_list, dtype=np.uint8))
 
 
 def _as_nodes(values: U64, hash_pairs: tuple[U64, U64, U8], threshold: int) -> Pairs:
     """Pairs of hash values as pairs of indices into the sorted ``values``, keeping those within threshold."""
-    a, b, d = (np.asarray(x) for x in hash_pairs)
-    a = np.asarray(a, dtype=np.uint64)
-    b = np.asarray(b, dtype=np.uint64)
-    keep = np.asarray(d) <= threshold
-    a, b, d = a[keep], b[keep], np.asarray(d, dtype=np.uint8)[keep]
+    a, b, d = (
+        np.asarray(hash_pairs[0], np.uint64),
+        np.asarray(hash_pairs[1], np.uint64),
+        np.asarray(hash_pairs[2], np.uint8),
+    )
+    keep = d <= threshold
+    a, b, d = a[keep], b[keep], d[keep]
     ia = np.minimum(np.searchsorted(values, a), len(values) - 1)
     ib = np.minimum(np.searchsorted(values, b), len(values) - 1)
     known = (values[ia] == a) & (values[ib] == b) & (ia != ib)

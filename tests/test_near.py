@@ -216,3 +216,22 @@ def test_units_a_check_refuses_stay_free_for_later_leaders() -> None:
     unchecked = near.group_by_leaders(order, hashes, np.ones(n, bool), 9)
     assert (g.leader != np.arange(n)).sum() > 100  # groups were made
     assert len(leaders) > (unchecked.leader == np.arange(n)).sum()  # and refusals made more of them
+
+
+def test_pairs_given_twice_do_not_change_a_checked_grouping() -> None:
+    # Stored pairs and a search in memory can both list a pair (see pairs.pairs_among).
+    rng = np.random.default_rng(23)
+    hashes = clustered(23, 2000)
+    order = rng.permutation(len(hashes)).astype(np.int64)
+    has = np.ones(len(hashes), bool)
+    values = np.unique(hashes)
+    i, j, d = near.pairs_within(values, 9)
+    twice = (np.concatenate([values[i], values[i]]), np.concatenate([values[j], values[j]]), np.concatenate([d, d]))
+
+    def accepts(leader: int, candidates: np.ndarray) -> np.ndarray:
+        return (leader * 7 + candidates) % 4 != 0
+
+    once = near.group_by_leaders(order, hashes, has, 9, (values[i], values[j], d), check=accepts)
+    doubled = near.group_by_leaders(order, hashes, has, 9, twice, check=accepts)
+    assert np.array_equal(once.leader, doubled.leader)
+    assert np.array_equal(once.distance, doubled.distance)
