@@ -195,19 +195,25 @@ def step_imagededup(n: int, seed: int) -> dict[str, Any]:
     return {"seconds": seconds, "pairs": len(theirs), "same_pairs_as_brute_force": theirs == ours, "peak_mb": peak_mb()}
 
 
-def run_step(*args: str) -> dict[str, Any]:
-    """A step in a fresh process: its JSON result, with its wall time and peak memory from wait4."""
+def run_process(argv: list[str]) -> tuple[float, float, str]:
+    """Run a command: its wall time, its peak resident memory in MB (from wait4) and its stdout."""
     start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, __file__, "_step", *args], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     out = proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
-        raise SystemExit(f"step {args} failed ({proc.returncode})")
+        raise SystemExit(f"{' '.join(argv)} failed ({proc.returncode})")
+    return time.perf_counter() - start, usage.ru_maxrss / 1024, out
+
+
+def run_step(*args: str) -> dict[str, Any]:
+    """A step in a fresh process: its JSON result, with its wall time and peak memory."""
+    seconds, peak_mb, out = run_process([sys.executable, __file__, "_step", *args])
     result: dict[str, Any] = json.loads(out) if out.strip() else {}
-    result["process_seconds"] = time.perf_counter() - start
-    result["process_peak_mb"] = usage.ru_maxrss / 1024
+    result["process_seconds"] = seconds
+    result["process_peak_mb"] = peak_mb
     return result
 
 
@@ -275,13 +281,9 @@ def main(argv: list[str] | None = None) -> int:
         "-o",
         str(args.workdir / "near.json"),
     ]
-    start = time.perf_counter()
-    proc = subprocess.Popen(report, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - start
-    assert os.waitstatus_to_exitcode(status) == 0, report
-    results["report"] = {"command": report, "seconds": seconds, "process_peak_mb": usage.ru_maxrss / 1024}
-    rows.append((f"report --near, {sizes[-1]:,} (whole command)", seconds, usage.ru_maxrss / 1024))
+    seconds, peak_mb, _ = run_process([*report, "--quiet"])
+    results["report"] = {"command": report, "seconds": seconds, "process_peak_mb": peak_mb}
+    rows.append((f"report --near, {sizes[-1]:,} (whole command)", seconds, peak_mb))
     if args.imagededup:
         log(f"imagededup find_duplicates on {args.imagededup:,}")
         step = run_step("imagededup", str(args.imagededup), str(args.seed))
