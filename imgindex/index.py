@@ -270,10 +270,8 @@ class Index:
             return
         with self.write() as c:
             c.executemany("INSERT OR IGNORE INTO dirs (root_id, path) VALUES (?, ?)", ((root_id, p) for p in missing))
-        for start in range(0, len(missing), 500):
-            chunk = missing[start : start + 500]
-            rows = self.conn.execute(f"SELECT id, path FROM dirs WHERE path IN ({','.join('?' * len(chunk))})", chunk)
-            self._dir_ids.update((bytes(p), int(i)) for i, p in rows)
+        rows = _select_in(self.conn, "SELECT id, path FROM dirs WHERE path IN ({marks})", missing)
+        self._dir_ids.update((bytes(p), int(i)) for i, p in rows)
 
     def preload_dirs(self, top: bytes) -> None:
         """Read the ids of the known directories under ``top`` in one query."""
@@ -346,14 +344,7 @@ class Index:
         now = time.time()
         with self.write() as c:
             wanted = sorted({r.dir_id for r in records})
-            live = {
-                int(row[0])
-                for start in range(0, len(wanted), 500)
-                for row in c.execute(
-                    f"SELECT id FROM dirs WHERE id IN ({','.join('?' * len(wanted[start : start + 500]))})",
-                    wanted[start : start + 500],
-                )
-            }
+            live = {int(row[0]) for row in _select_in(c, "SELECT id FROM dirs WHERE id IN ({marks})", wanted)}
             if len(live) < len(wanted):  # another process removed a directory meanwhile
                 records = [r for r in records if r.dir_id in live]
                 self._dir_ids.clear()
@@ -520,22 +511,17 @@ class Index:
 
     def files_with_hashes(self, hashes: Sequence[int]) -> list[tuple[int, int]]:
         """``(file id, phash)`` of the indexed images with one of these perceptual hashes."""
-        return [(i, int(h)) for i, h in self._files_where("phash", hashes)]
+        return [
+            (int(i), int(h))
+            for i, h in _select_in(self.conn, "SELECT id, phash FROM files WHERE phash IN ({marks})", hashes)
+        ]
 
     def files_with_sha256(self, digests: Sequence[bytes]) -> list[tuple[int, bytes]]:
         """``(file id, sha256)`` of the indexed files with one of these exact hashes."""
-        return [(i, bytes(d)) for i, d in self._files_where("sha256", digests)]
-
-    def _files_where(self, column: str, values: Sequence[Any]) -> list[tuple[int, Any]]:
-        result: list[tuple[int, Any]] = []
-        for start in range(0, len(values), 500):
-            chunk = list(values[start : start + 500])
-            marks = ",".join("?" * len(chunk))
-            result += [
-                (int(i), v)
-                for i, v in self.conn.execute(f"SELECT id, {column} FROM files WHERE {column} IN ({marks})", chunk)
-            ]
-        return result
+        return [
+            (int(i), bytes(d))
+            for i, d in _select_in(self.conn, "SELECT id, sha256 FROM files WHERE sha256 IN ({marks})", digests)
+        ]
 
     # -- queries -------------------------------------------------------------
 
@@ -592,15 +578,8 @@ class Index:
 
     def file_info(self, ids: Sequence[int]) -> dict[int, tuple[bytes, int | None, int | None]]:
         """Full path, width and height of files by id."""
-        result: dict[int, tuple[bytes, int | None, int | None]] = {}
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            rows = self.conn.execute(
-                f"SELECT id, path, width, height FROM file_paths WHERE id IN ({','.join('?' * len(chunk))})",
-                tuple(chunk),
-            )
-            result.update((int(i), (bytes(p), w, h)) for i, p, w, h in rows)
-        return result
+        rows = _select_in(self.conn, "SELECT id, path, width, height FROM file_paths WHERE id IN ({marks})", ids)
+        return {int(i): (bytes(p), w, h) for i, p, w, h in rows}
 
     def problems(self) -> Iterator[ProblemFile]:
         """Directories that could not be listed, then files that could not be read or decoded."""
@@ -613,6 +592,14 @@ class Index:
         )
         for path, status, error, fmt in rows:
             yield ProblemFile(bytes(path), status, error, fmt)
+
+
+def _select_in(conn: sqlite3.Connection, sql: str, values: Sequence[Any]) -> Iterator[Any]:
+    """The rows of ``sql``, whose ``IN ({marks})`` takes every value: 500 values a query,
+    below SQLite's limit on the parameters of one statement."""
+    for start in range(0, len(values), 500):
+        chunk = list(values[start : start + 500])
+        yield from conn.execute(sql.format(marks=",".join("?" * len(chunk))), chunk)
 
 
 def _int_column(rows: Iterable[tuple[int]]) -> npt.NDArray[np.int64]:
