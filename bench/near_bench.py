@@ -217,10 +217,6 @@ def run_step(*args: str) -> dict[str, Any]:
     return result
 
 
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["_step"]:
@@ -254,11 +250,11 @@ def main(argv: list[str] | None = None) -> int:
         db = args.workdir / f"index-{n}.db"
         for stale in (db, Path(f"{db}-wal"), Path(f"{db}-shm")):
             stale.unlink(missing_ok=True)
-        log(f"building a synthetic index of {n:,} images")
+        peers.log(f"building a synthetic index of {n:,} images")
         # Every step in a process of its own, this one included: a child's peak memory
         # as the kernel counts it starts from its parent's size at fork.
         build_seconds = run_step("build", str(db), str(n), str(args.seed))["seconds"]
-        log(f"pairs for {n:,}")
+        peers.log(f"pairs for {n:,}")
         step = run_step("pairs", str(db), "1" if n <= args.brute else "0")
         step["index_build_seconds"] = build_seconds
         results[f"pairs_{n}"] = step
@@ -267,11 +263,11 @@ def main(argv: list[str] | None = None) -> int:
             rows.append((f"brute force, {n:,} (identical: {step['identical']})", step["brute_seconds"], None))
     largest = args.workdir / f"index-{sizes[-1]}.db"
     if args.add:
-        log(f"adding {args.add:,} images to {sizes[-1]:,}")
+        peers.log(f"adding {args.add:,} images to {sizes[-1]:,}")
         step = run_step("add", str(largest), str(args.add), str(args.seed + 1))
         results["add"] = step
         rows.append((f"add {args.add:,} to {sizes[-1]:,}", step["seconds"], step["process_peak_mb"]))
-    log(f"imgindex report --near on {sizes[-1]:,}")
+    peers.log(f"imgindex report --near on {sizes[-1]:,}")
     report = [
         *peers.imgindex_command(),
         "report",
@@ -285,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     results["report"] = {"command": report, "seconds": seconds, "process_peak_mb": peak_mb}
     rows.append((f"report --near, {sizes[-1]:,} (whole command)", seconds, peak_mb))
     if args.imagededup:
-        log(f"imagededup find_duplicates on {args.imagededup:,}")
+        peers.log(f"imagededup find_duplicates on {args.imagededup:,}")
         step = run_step("imagededup", str(args.imagededup), str(args.seed))
         results["imagededup"] = step
         rows.append((f"imagededup find_duplicates, {args.imagededup:,}", step["seconds"], step["process_peak_mb"]))

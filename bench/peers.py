@@ -1,10 +1,12 @@
-"""The tools the benchmarks run: imgindex itself, and the peers it is compared with."""
+"""The tools the benchmarks run (imgindex itself, and the peers it is compared with), and how they are run."""
 
 from __future__ import annotations
 
 import logging
 import shutil
+import subprocess
 import sys
+import time
 import types
 from pathlib import Path
 from typing import Any
@@ -39,3 +41,18 @@ def imagededup_phash() -> Any:
     assert "torch" not in sys.modules
     logging.getLogger("imagededup").setLevel(logging.ERROR)  # one warning per non-image otherwise
     return PHash
+
+
+def log(message: str) -> None:
+    """A progress line on stderr, with the time."""
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def timed(argv: list[str], ok: tuple[int, ...] = (0,)) -> tuple[float, str, str]:
+    """Run a command to its end: wall seconds, stdout and stderr; exit if its code is not in ``ok``."""
+    start = time.perf_counter()
+    done = subprocess.run(argv, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if done.returncode not in ok:
+        raise SystemExit(f"{' '.join(argv)} failed ({done.returncode}):\n{done.stdout}{done.stderr}")
+    return seconds, done.stdout, done.stderr

@@ -44,7 +44,6 @@ import os
 import platform
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -239,15 +238,6 @@ def true_pairs(hashes: list[int], threshold: int) -> set[tuple[int, int]]:
 # ---------------------------------------------------------------------------
 
 
-def timed(argv: list[str]) -> tuple[float, str]:
-    start = time.perf_counter()
-    done = subprocess.run(argv, capture_output=True, text=True)
-    seconds = time.perf_counter() - start
-    if done.returncode != 0:
-        raise SystemExit(f"{' '.join(argv)} failed ({done.returncode}):\n{done.stdout}{done.stderr}")
-    return seconds, done.stdout
-
-
 def _count(text: str, label: str) -> int | None:
     for line in text.splitlines():
         if line.startswith(label + ":"):
@@ -347,14 +337,10 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
 def _bench(args: argparse.Namespace, workdir: Path) -> int:
     n, t = args.n, args.threshold
     load_before = os.getloadavg()
-    _log(f"building a synthetic index of {n:,} images in {workdir}")
+    peers.log(f"building a synthetic index of {n:,} images in {workdir}")
     corpus = make_corpus(n, args.seed, args.variant_share, args.copy_share, args.variants_can_win)
     root = workdir / "dump"
     db = workdir / "index.db"
@@ -365,7 +351,7 @@ def _bench(args: argparse.Namespace, workdir: Path) -> int:
     truth = true_pairs(corpus["phash"], t)
     family = corpus["family"]
     truth_cross = sum(1 for a, b in truth if family[a] != family[b])
-    _log(f"index built in {build_seconds:.1f} s; {len(corpus['planted'])} planted near pairs,"
+    peers.log(f"index built in {build_seconds:.1f} s; {len(corpus['planted'])} planted near pairs,"
          f" {len(corpus['copies'])} exact copies, {len(truth)} pairs within {t} bits"
          f" ({truth_cross} between unrelated images)")  # fmt: skip
 
@@ -383,7 +369,7 @@ def _bench(args: argparse.Namespace, workdir: Path) -> int:
     names = list(commands)
     for r in range(args.repeat):
         for name in names[r % len(names) :] + names[: r % len(names)]:  # rotate the order each round
-            seconds, out = timed(commands[name])
+            seconds, out, _ = peers.timed(commands[name])
             run: dict[str, Any] = {"round": r + 1, "wall_seconds": round(seconds, 3)}
             if name == "imagededup":
                 run.update(json.loads(out.strip().splitlines()[-1]))
@@ -392,7 +378,7 @@ def _bench(args: argparse.Namespace, workdir: Path) -> int:
                 run["final_image_count"] = _count(out, "final image count")
             runs[name].append(run)
             shown = f"find_duplicates {run['seconds']:.2f} s, " if name == "imagededup" else ""
-            _log(f"round {r + 1}: {name}: {shown}wall {seconds:.2f} s")
+            peers.log(f"round {r + 1}: {name}: {shown}wall {seconds:.2f} s")
 
     # Scoring, on the last run's outputs.
     index_of = {os.fsdecode(os.fsencode(root)) + "/" + rel: i for i, rel in enumerate(corpus["rel"])}

@@ -277,7 +277,7 @@ def build_image_tree(tree: Path, jpegs: int, pngs: int, seed: int, workers: int)
     tree.mkdir(parents=True)
     jobs = [("jpeg", seed, n, str(tree)) for n in range(jpegs)] + [("png", seed, n, str(tree)) for n in range(pngs)]
     start = time.perf_counter()
-    _log(f"generating {jpegs} JPEGs and {pngs} PNGs in {tree} ({workers} processes)...")
+    peers.log(f"generating {jpegs} JPEGs and {pngs} PNGs in {tree} ({workers} processes)...")
     import multiprocessing
 
     with multiprocessing.get_context("fork").Pool(workers) as pool:
@@ -318,7 +318,7 @@ def build_small_tree(tree: Path, count: int, seed: int, workers: int, image_shar
     files = tree / "files"
     files.mkdir(parents=True)
     start = time.perf_counter()
-    _log(f"generating {count:,} small files in {files} ({workers} processes)...")
+    peers.log(f"generating {count:,} small files in {files} ({workers} processes)...")
     import multiprocessing
 
     jobs = [(str(files), seed, i, count, workers, image_share) for i in range(workers)]
@@ -513,10 +513,6 @@ def run_imagededup(root: str, workers: int | None) -> None:
 # ---------------------------------------------------------------------------
 
 
-def _log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
 def warm_and_settle(root: Path, settle: float, read: bool) -> int:
     """Walk ``root`` (reading every file when ``read``) so both peers find a warm page cache;
     then wait until its newest mtime/ctime is ``settle`` seconds old (imgindex's racy-clean rule).
@@ -534,7 +530,7 @@ def warm_and_settle(root: Path, settle: float, read: bool) -> int:
                         pass
     wait = newest / 1e9 + settle - time.time()
     if wait > 0:
-        _log(f"waiting {wait:.1f} s so that the newest file is {settle} s old")
+        peers.log(f"waiting {wait:.1f} s so that the newest file is {settle} s old")
         time.sleep(wait)
     return count
 
@@ -689,7 +685,7 @@ def main(argv: list[str] | None = None) -> int:
             text=True,
         )
         if probe.stdout.strip() != "True":
-            _log("imagededup is not installed: skipping it (see bench/README.md)")
+            peers.log("imagededup is not installed: skipping it (see bench/README.md)")
             peer_ok = False
     scratch = args.out / "runs"
     shutil.rmtree(scratch, ignore_errors=True)
@@ -722,7 +718,7 @@ def main(argv: list[str] | None = None) -> int:
             subsets = {"jpeg": tree / "jpeg", "mix": tree / "mix"}
             if not n_jpeg:
                 del subsets["jpeg"]
-        _log(f"image tree: {tree} ({'reused' if manifest.get('reused') else 'new'})")
+        peers.log(f"image tree: {tree} ({'reused' if manifest.get('reused') else 'new'})")
         files_on_disk: dict[str, int] = {}
         for name, root in subsets.items():
             files_on_disk[name] = warm_and_settle(root, args.settle, read=not args.no_warm)
@@ -739,7 +735,7 @@ def main(argv: list[str] | None = None) -> int:
             finished: list[float] = []
             for i in range(args.repeat):
                 db = scratch / f"{name}-{i}.db"
-                _log(f"cold scan of {name} ({n_files} files), run {i + 1}/{args.repeat}: imgindex")
+                peers.log(f"cold scan of {name} ({n_files} files), run {i + 1}/{args.repeat}: imgindex")
                 run = measure(Run("imgindex", name, "cold", i), imgindex_argv(root, db, args.jobs), scratch / "w")
                 run.inner_seconds = run.result.get("seconds")
                 finished.append(time.monotonic())
@@ -748,7 +744,7 @@ def main(argv: list[str] | None = None) -> int:
                 if expected:
                     check_imgindex(run, n_files, expected, problems)
                 if peer_ok:
-                    _log(f"cold scan of {name}, run {i + 1}/{args.repeat}: imagededup")
+                    peers.log(f"cold scan of {name}, run {i + 1}/{args.repeat}: imagededup")
                     run = measure(
                         Run("imagededup", name, "cold", i),
                         imagededup_argv(root, args.imagededup_workers),
@@ -764,7 +760,7 @@ def main(argv: list[str] | None = None) -> int:
             rescans = []
             for i, db in enumerate(dbs):
                 settle_after(finished[i], args.settle)
-                _log(f"no-change rescan of {name}, run {i + 1}/{args.repeat}")
+                peers.log(f"no-change rescan of {name}, run {i + 1}/{args.repeat}")
                 run = measure(Run("imgindex", name, "rescan", i), imgindex_argv(root, db, args.jobs), scratch / "w")
                 run.inner_seconds = run.result.get("seconds")
                 rescans.append(run)
@@ -789,7 +785,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_small:
         stree = args.rescan_tree or args.out / f"small-{args.rescan_files}-s{args.seed}"
         small = build_small_tree(stree, args.rescan_files, args.seed, args.gen_workers, args.rescan_image_share)
-        _log(f"small-file tree: {stree} ({'reused' if small.get('reused') else 'new'})")
+        peers.log(f"small-file tree: {stree} ({'reused' if small.get('reused') else 'new'})")
         root = stree / "files"
         n_files = warm_and_settle(root, args.settle, read=not args.no_warm)
         results["trees"]["small"] = {"path": str(root), **small, "files": n_files}
@@ -797,14 +793,14 @@ def main(argv: list[str] | None = None) -> int:
         colds, rescans = [], []
         for i in range(args.repeat):
             db = scratch / f"small-{i}.db"
-            _log(f"cold scan of {n_files:,} small files, run {i + 1}/{args.repeat}")
+            peers.log(f"cold scan of {n_files:,} small files, run {i + 1}/{args.repeat}")
             run = measure(Run("imgindex", "small", "cold", i), imgindex_argv(root, db, args.jobs), scratch / "w")
             run.inner_seconds = run.result.get("seconds")
             done = time.monotonic()
             colds.append(run)
             check_imgindex(run, n_files, expected, problems)
             settle_after(done, args.settle)
-            _log(f"no-change rescan of {n_files:,} small files, run {i + 1}/{args.repeat}")
+            peers.log(f"no-change rescan of {n_files:,} small files, run {i + 1}/{args.repeat}")
             run = measure(Run("imgindex", "small", "rescan", i), imgindex_argv(root, db, args.jobs), scratch / "w")
             run.inner_seconds = run.result.get("seconds")
             rescans.append(run)

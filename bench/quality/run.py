@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -33,19 +32,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import peers
 
 DEFAULT_WORKDIR = Path(__file__).resolve().parent.parent / "out" / "quality-run"
-
-
-def timed(argv: list[str], ok: tuple[int, ...] = (0,)) -> tuple[float, str, str]:
-    start = time.perf_counter()
-    done = subprocess.run(argv, capture_output=True, text=True)
-    seconds = time.perf_counter() - start
-    if done.returncode not in ok:
-        raise SystemExit(f"{' '.join(argv)} failed ({done.returncode}):\n{done.stdout}{done.stderr}")
-    return seconds, done.stdout, done.stderr
-
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,12 +50,12 @@ def main(argv: list[str] | None = None) -> int:
     labels_path = args.out / "labels.json"
     options = (args.sources, args.seed, args.variant_share, args.distractor_scale)
     if args.rebuild or not make_corpus.options_match(labels_path, *options):
-        log(f"building the corpus in {args.out}")
+        peers.log(f"building the corpus in {args.out}")
         start = time.perf_counter()
-        make_corpus.build(args.out, *options, log=log)
+        make_corpus.build(args.out, *options, log=peers.log)
         seconds["build_corpus"] = time.perf_counter() - start
     else:
-        log(f"using the corpus in {args.out}")
+        peers.log(f"using the corpus in {args.out}")
     labels = score.load_labels(labels_path)
     n_files = len(labels.files)
 
@@ -83,21 +69,21 @@ def main(argv: list[str] | None = None) -> int:
     scan = [*cli, "scan", "--db", str(db), "--json", str(labels.root)]
     if args.jobs:
         scan[2:2] = ["--jobs", str(args.jobs)]
-    log("imgindex scan")
-    seconds["imgindex_scan"], out, _ = timed(scan, ok=(0, 3))
+    peers.log("imgindex scan")
+    seconds["imgindex_scan"], out, _ = peers.timed(scan, ok=(0, 3))
     summary = json.loads(out.strip().splitlines()[-1])
 
     near = workdir / "near.json"
     report = [*cli, "report", "--near", "--db", str(db), "-o", str(near)]
     if args.threshold is not None:
         report += ["--threshold", str(args.threshold)]
-    log("imgindex report --near")
-    seconds["imgindex_report"], _, _ = timed(report)
+    peers.log("imgindex report --near")
+    seconds["imgindex_report"], _, _ = peers.timed(report)
     scores = {"imgindex": score.score(labels, score.imgindex_found(near, labels))}
 
     extra: dict[str, Any] = {"commands": {"scan": scan, "report": report}, "scan_summary": summary}
     if not args.no_imagededup:
-        log("imagededup encode_images + find_duplicates")
+        peers.log("imagededup encode_images + find_duplicates")
         encodings, duplicates, dd = score.run_imagededup(labels.root, args.imagededup_threshold)
         seconds["imagededup_encode"], seconds["imagededup_find"] = dd["encode"], dd["find"]
         found = score.imagededup_found(encodings, duplicates, args.imagededup_threshold, labels)
