@@ -53,15 +53,28 @@ CREATE TABLE IF NOT EXISTS files (
     sha256      BLOB,                   -- 32 bytes, for every file recognised as an image
     width       INTEGER,
     height      INTEGER,
-    phash       INTEGER,                -- 64-bit perceptual hash, stored as a signed integer
+    phash       INTEGER,                -- 64-bit perceptual hash (dHash), stored as a signed integer
     params_id   INTEGER REFERENCES hash_params(id),
     read_ns     INTEGER NOT NULL,       -- wall clock when the file was read (racy-clean check)
     first_seen  REAL NOT NULL,          -- unix time; last seen is its directory's listed_at
+    -- The perceptual hash of the picture inside its uniform border, NULL when it
+    -- has none (added in version 3, so it comes last).
+    trim_hash   INTEGER,
     UNIQUE (dir_id, name)
 );
 CREATE INDEX IF NOT EXISTS files_sha256 ON files(sha256) WHERE sha256 IS NOT NULL;
 CREATE INDEX IF NOT EXISTS files_status ON files(status);
 CREATE INDEX IF NOT EXISTS files_phash ON files(phash) WHERE phash IS NOT NULL;
+CREATE INDEX IF NOT EXISTS files_trim_hash ON files(trim_hash) WHERE trim_hash IS NOT NULL;
+
+-- Tiny thumbnails of each hashed image (see imgindex/hashing.py: descriptor), read
+-- by near reports to verify hash matches. Apart from files so that the rows a
+-- report walks stay small; only the images that have a near match are read.
+CREATE TABLE IF NOT EXISTS descriptors (
+    file_id     INTEGER PRIMARY KEY REFERENCES files(id) ON DELETE CASCADE,
+    picture     BLOB NOT NULL,          -- of the whole picture
+    trimmed     BLOB                    -- of the picture inside its border, when files.trim_hash is set
+);
 
 -- One row per scan: when it ran, on which roots, what it found.
 CREATE TABLE IF NOT EXISTS scans (
@@ -82,14 +95,14 @@ CREATE TABLE IF NOT EXISTS scans (
 );
 
 -- Near pairs, kept up to date by scan and watch so that a near report is a
--- query: every two distinct perceptual hashes of indexed images that differ
--- in at most meta.near_max_distance bits. Pairs are between hash values, not
+-- query: every two distinct perceptual hashes of indexed images (phash or
+-- trim_hash) that differ in at most meta.near_max_distance bits. Pairs are between hash values, not
 -- files, so a thousand copies of one picture cost one hash. near_hashes lists
 -- the values whose pairs are all stored; a value in files but not here (a scan
 -- stopped before updating the pairs) is searched by the next update, or in
 -- memory by a report meanwhile.
 CREATE TABLE IF NOT EXISTS near_hashes (
-    hash        INTEGER PRIMARY KEY     -- a files.phash value
+    hash        INTEGER PRIMARY KEY     -- a files.phash or files.trim_hash value
 );
 CREATE TABLE IF NOT EXISTS near_pairs (
     a           INTEGER NOT NULL,       -- the smaller hash (as a signed integer)

@@ -269,7 +269,10 @@ class _ProgressReporter:
 DEFAULT_KEEP_TEXT = ",".join(DEFAULT_KEEP)
 ExactOption = Annotated[bool, typer.Option("--exact", help="Group byte-identical images (same SHA-256).")]
 NearOption = Annotated[
-    bool, typer.Option("--near", help="Group images whose perceptual hashes are within --threshold bits.")
+    bool,
+    typer.Option(
+        "--near", help="Group images whose perceptual hashes are within --threshold bits and whose thumbnails agree."
+    ),
 ]
 ThresholdOption = Annotated[
     int | None,
@@ -293,6 +296,13 @@ KeepOption = Annotated[
 PreferOption = Annotated[
     list[Path] | None, typer.Option("--prefer", help="Keep images under this directory when a group has one there.")
 ]
+RotationsOption = Annotated[
+    bool,
+    typer.Option(
+        "--rotations",
+        help="Near mode: also match mirrored and quarter-turned copies (a little slower; a few more false matches).",
+    ),
+]
 RootOption = Annotated[
     list[Path] | None, typer.Option("--root", help="Only images under this directory (default: every root).")
 ]
@@ -306,6 +316,7 @@ def _report_options(
     prefer: list[Path] | None,
     under: list[Path] | None,
     duplicates_only: bool = False,
+    rotations: bool = False,
 ) -> ReportOptions:
     if exact == near:
         raise fail("choose one of --exact and --near")
@@ -317,6 +328,7 @@ def _report_options(
             prefer=tuple(_abs_bytes(p) for p in prefer or ()),
             under=tuple(_abs_bytes(p) for p in under or ()),
             duplicates_only=duplicates_only,
+            rotations=rotations,
         )
     except ReportError as e:
         raise fail(str(e)) from None
@@ -350,6 +362,7 @@ def report_command(
     output: Annotated[str, typer.Option("--output", "-o", help="Where to write the report; - for stdout.")] = "-",
     fmt: Annotated[str, typer.Option("--format", "-f", help="json or csv.")] = "json",
     threshold: ThresholdOption = None,
+    rotations: RotationsOption = False,
     keep: KeepOption = DEFAULT_KEEP_TEXT,
     prefer: PreferOption = None,
     root: RootOption = None,
@@ -362,7 +375,7 @@ def report_command(
     """Write the exact or near duplicates in the index as JSON or CSV (a query: no image is read)."""
     if fmt not in ("json", "csv"):
         raise fail("--format must be json or csv")
-    options = _report_options(exact, near, threshold, keep, prefer, root, duplicates_only)
+    options = _report_options(exact, near, threshold, keep, prefer, root, duplicates_only, rotations)
     index = _open(db, create=False)
     try:
         with index.snapshot():  # one state of the index, while scans write
@@ -392,6 +405,7 @@ def export_command(
         bool, typer.Option("--force", help="Add to non-empty directories (existing files are never overwritten).")
     ] = False,
     threshold: ThresholdOption = None,
+    rotations: RotationsOption = False,
     keep: KeepOption = DEFAULT_KEEP_TEXT,
     prefer: PreferOption = None,
     root: RootOption = None,
@@ -401,7 +415,7 @@ def export_command(
     """Copy (or link) the kept images into OUT_DIR, keeping their layout under each root."""
     if link not in ("copy", "hardlink", "symlink"):
         raise fail("--link must be copy, hardlink or symlink")
-    options = _report_options(exact, near, threshold, keep, prefer, root)
+    options = _report_options(exact, near, threshold, keep, prefer, root, rotations=rotations)
     index = _open(db, create=False)
     try:
         with index.snapshot():
@@ -460,6 +474,7 @@ def dedup_command(
         ),
     ] = False,
     threshold: ThresholdOption = None,
+    rotations: RotationsOption = False,
     keep: KeepOption = DEFAULT_KEEP_TEXT,
     force: Annotated[
         bool, typer.Option("--force", help="Add to a non-empty OUTPUT_DIR (existing files are never overwritten).")
@@ -471,7 +486,9 @@ def dedup_command(
     """Scan DUMP_DIR, then report and export its duplicates in one go (the original tool's interface)."""
     if exact_duplicates and near_duplicates:
         raise fail("choose one of -e/--exact_duplicates and -n/--near_duplicates")
-    options = _report_options(not near_duplicates, near_duplicates, threshold, keep, None, [dump_dir])
+    options = _report_options(
+        not near_duplicates, near_duplicates, threshold, keep, None, [dump_dir], rotations=rotations
+    )
     to_stderr = str(output_json) == "-"  # stdout carries the report then
     index = _open(db)
     try:

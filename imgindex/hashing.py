@@ -12,7 +12,10 @@ before hashing it:
 4. apply the EXIF orientation, so a sideways-stored photo is upright;
 5. composite transparency onto a fixed white background (a transparent PNG
    and its JPEG re-encode are the same picture to a person);
-6. hash.
+6. hash (a 64-bit dHash) and describe (tiny thumbnails that verify a hash
+   match), both of the whole picture and, when it has a uniform border, of
+   what is inside the border (crops and padded thumbnails differ mostly
+   there).
 
 This module knows nothing of files or the index: bytes in, values out.
 Failures raise :class:`ImageError` carrying the status to record.
@@ -27,15 +30,16 @@ import re
 import warnings
 from dataclasses import asdict, dataclass
 from struct import error as struct_error  # Pillow plugins raise it on short headers
-from typing import Final
+from typing import Any, Final
 
 import imagehash
 import numpy as np
+import numpy.typing as npt
 import PIL
 from PIL import Image, ImageChops, UnidentifiedImageError
 
-#: Bump when a change to the pipeline changes perceptual hash values.
-PIPELINE_VERSION: Final = 2
+#: Bump when a change to the pipeline changes perceptual hash values or descriptors.
+PIPELINE_VERSION: Final = 3
 BACKGROUND: Final = (255, 255, 255)
 #: Pillow's own decompression-bomb limit, the default of ``--max-pixels``.
 DEFAULT_MAX_PIXELS: Final = Image.MAX_IMAGE_PIXELS or 89_478_485
@@ -72,7 +76,7 @@ class ImageError(Exception):
 class HashSettings:
     """Everything that changes perceptual hash values. Its :meth:`key` is stored in the index."""
 
-    algorithm: str = "phash"
+    algorithm: str = "dhash"
     hash_size: int = 8
     highfreq_factor: int = 4
     work_size: int = 256
@@ -93,6 +97,10 @@ class ImageInfo:
     width: int
     height: int
     phash: int  # signed 64-bit, as SQLite stores it
+    descriptor: bytes  # DESCRIPTOR_BYTES
+    # The same of the picture inside its uniform border, when it has one.
+    trim_hash: int | None = None
+    trim_descriptor: bytes | None = None
 
 
 def sha256(data: bytes) -> bytes:
@@ -251,10 +259,82 @@ def descriptor(picture: Image.Image) -> bytes:
     return grey.tobytes() + colour.tobytes()
 
 
+#: The 8 orientations of a picture (identity first): its mirror images and quarter turns.
+ORIENTATIONS: Final = 8
+
+
+def orient(squares: npt.NDArray[Any], k: int) -> npt.NDArray[Any]:
+    """Orientation ``k`` (0-7) of square arrays, shape ``(n, side, side[, channels])``.
+
+    The orientations are identity, left-right mirror, top-bottom mirror,
+    quarter, half and three-quarter turns, transpose and transverse, so a
+    mirrored or turned copy of a picture has (near enough) an orientation of
+    the original's thumbnails as its own.
+    """
+    if not 0 <= k < ORIENTATIONS:
+        raise ValueError(f"orientation {k} is not 0-7")
+    turned = np.rot90(squares, k - 2, axes=(1, 2)) if 3 <= k <= 5 else squares
+    if k == 1:
+        turned = squares[:, :, ::-1]
+    elif k == 2:
+        turned = squares[:, ::-1]
+    elif k == 6:
+        turned = np.swapaxes(squares, 1, 2)
+    elif k == 7:
+        turned = np.swapaxes(squares[:, ::-1, ::-1], 1, 2)
+    return np.ascontiguousarray(turned)
+
+
+def orient_descriptors(descriptors: npt.NDArray[np.uint8], k: int) -> npt.NDArray[np.uint8]:
+    """Descriptors (rows of ``DESCRIPTOR_BYTES``) of the pictures in orientation ``k``."""
+    n = len(descriptors)
+    grey = descriptors[:, : GREY_SIDE * GREY_SIDE].reshape(n, GREY_SIDE, GREY_SIDE)
+    colour = descriptors[:, GREY_SIDE * GREY_SIDE :].reshape(n, COLOUR_SIDE, COLOUR_SIDE, 3)
+    return np.concatenate([orient(grey, k).reshape(n, -1), orient(colour, k).reshape(n, -1)], axis=1)
+
+
+def orientation_hashes(descriptors: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint64]:
+    """A 64-bit difference hash of each orientation of each picture, from its descriptor: ``(n, 8)``.
+
+    A mirrored or turned copy's first hash is close to one of the original's
+    others. Made from the 16x16 grey thumbnail (box-averaged to 8 rows of 9,
+    each bit telling whether a cell is brighter than the one to its left), so
+    a report can match orientations without decoding anything again.
+    """
+    n = len(descriptors)
+    grey = descriptors[:, : GREY_SIDE * GREY_SIDE].reshape(n, GREY_SIDE, GREY_SIDE).astype(np.float32)
+    rows, columns = _box_weights(GREY_SIDE, 8), _box_weights(GREY_SIDE, 9)
+    weights = np.uint64(1) << np.arange(63, -1, -1, dtype=np.uint64)
+    hashes = np.empty((n, ORIENTATIONS), dtype=np.uint64)
+    for k in range(ORIENTATIONS):
+        cells = np.einsum("ij,njk,lk->nil", rows, orient(grey, k), columns)
+        bits = (cells[:, :, 1:] > cells[:, :, :-1]).reshape(n, 64)
+        hashes[:, k] = (bits.astype(np.uint64) * weights).sum(axis=1, dtype=np.uint64)
+    return hashes
+
+
+def _box_weights(size: int, cells: int) -> npt.NDArray[np.float32]:
+    """``(cells, size)``: each row averages the pixels under one of ``cells`` equal spans."""
+    edges = np.arange(cells + 1) * size / cells
+    starts, ends = np.arange(size), np.arange(size) + 1
+    overlap = np.clip(np.minimum(ends, edges[1:, None]) - np.maximum(starts, edges[:-1, None]), 0, None)
+    weights: npt.NDArray[np.float32] = (overlap / overlap.sum(axis=1, keepdims=True)).astype(np.float32)
+    return weights
+
+
 def image_info(data: bytes, fmt: str | None, settings: HashSettings) -> ImageInfo:
-    """Decode and hash: the whole perceptual pipeline."""
+    """Decode, hash and describe: the whole perceptual pipeline."""
     picture, width, height = decode(data, fmt, settings)
-    return ImageInfo(width, height, perceptual_hash(picture, settings))
+    box = trim_box(picture)
+    trimmed = picture.crop(box) if box else None
+    return ImageInfo(
+        width,
+        height,
+        perceptual_hash(picture, settings),
+        descriptor(picture),
+        perceptual_hash(trimmed, settings) if trimmed else None,
+        descriptor(trimmed) if trimmed else None,
+    )
 
 
 def to_signed(value: int) -> int:

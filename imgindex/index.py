@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -24,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 import sqlite_utils
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: ``PRAGMA application_id``: "imix" in ASCII.
 APPLICATION_ID = 0x696D6978
 BUSY_TIMEOUT_MS = 60_000
@@ -61,14 +62,22 @@ def schema_sql() -> str:
 
 #: Migrations by the version they produce: a function that brings an index of
 #: the version before up to date (and ``schema.sql`` is changed to match). A new
-#: index is made from ``schema.sql`` alone and starts at SCHEMA_VERSION.
+#: index is made from ``schema.sql`` alone and starts at SCHEMA_VERSION. A
+#: migration creates its tables and indexes from their statements in
+#: ``schema.sql`` (:func:`_create_objects`), so the schema has one source.
 def _add_near_pairs(conn: sqlite3.Connection) -> None:
-    """Version 2 adds the near-pair tables, meta and an index on files.phash: all
-    ``IF NOT EXISTS`` in schema.sql, so running it again adds just those."""
-    _create(conn)
+    """Version 2 adds the near-pair tables, meta and an index on files.phash."""
+    _create_objects(conn, {"near_hashes", "near_pairs", "near_pairs_b", "meta", "files_phash"})
 
 
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {2: _add_near_pairs}
+def _add_descriptors(conn: sqlite3.Connection) -> None:
+    """Version 3 adds files.trim_hash and the descriptors table. The hash settings
+    changed with it, so the next scan re-reads every image to fill them."""
+    conn.execute("ALTER TABLE files ADD COLUMN trim_hash INTEGER")
+    _create_objects(conn, {"files_trim_hash", "descriptors"})
+
+
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {2: _add_near_pairs, 3: _add_descriptors}
 
 
 def filesystem_type(path: str | os.PathLike[str]) -> str | None:
@@ -130,6 +139,9 @@ class FileRecord:
     phash: int | None
     params_id: int | None
     read_ns: int
+    trim_hash: int | None = None
+    descriptor: bytes | None = None  # hashing.descriptor of the picture (with phash)
+    trim_descriptor: bytes | None = None  # ... and of the picture inside its border (with trim_hash)
 
 
 class ImageRow(NamedTuple):
@@ -148,6 +160,7 @@ class ImageRow(NamedTuple):
     preferred: int
     dir_id: int
     name: bytes
+    trim_hash: int | None
 
 
 @dataclass(frozen=True)
@@ -350,8 +363,8 @@ class Index:
                 self._dir_ids.clear()
             c.executemany(
                 "INSERT INTO files (dir_id, name, size, mtime_ns, ctime_ns, inode, device, status,"
-                " error, format, sha256, width, height, phash, params_id, read_ns, first_seen)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " error, format, sha256, width, height, phash, params_id, read_ns, first_seen, trim_hash)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (dir_id, name) DO UPDATE SET size = excluded.size,"
                 " mtime_ns = excluded.mtime_ns, ctime_ns = excluded.ctime_ns, inode = excluded.inode,"
                 " device = excluded.device, status = excluded.status, error = excluded.error,"
@@ -360,7 +373,7 @@ class Index:
                 " sha256 = CASE WHEN excluded.status = 'ok' AND excluded.sha256 IS NULL"
                 " THEN files.sha256 ELSE excluded.sha256 END,"
                 " width = excluded.width, height = excluded.height, phash = excluded.phash,"
-                " params_id = excluded.params_id, read_ns = excluded.read_ns",
+                " params_id = excluded.params_id, read_ns = excluded.read_ns, trim_hash = excluded.trim_hash",
                 (
                     (
                         r.dir_id,
@@ -380,9 +393,20 @@ class Index:
                         r.params_id,
                         r.read_ns,
                         now,
+                        r.trim_hash,
                     )
                     for r in records
                 ),
+            )
+            # Each row's descriptors are replaced, or dropped when it has none now.
+            key = "(SELECT id FROM files WHERE dir_id = ? AND name = ?)"
+            c.executemany(
+                f"INSERT OR REPLACE INTO descriptors (file_id, picture, trimmed) VALUES ({key}, ?, ?)",
+                ((r.dir_id, r.name, r.descriptor, r.trim_descriptor) for r in records if r.descriptor is not None),
+            )
+            c.executemany(
+                f"DELETE FROM descriptors WHERE file_id = {key}",
+                ((r.dir_id, r.name) for r in records if r.descriptor is None),
             )
 
     def params_id(self, key: str) -> int:
@@ -421,8 +445,12 @@ class Index:
     # -- near pairs ------------------------------------------------------------
 
     def image_hashes(self) -> npt.NDArray[np.int64]:
-        """Every distinct perceptual hash of an indexed image, sorted (as signed integers)."""
-        rows = self.conn.execute("SELECT DISTINCT phash FROM files WHERE phash IS NOT NULL ORDER BY phash")
+        """Every distinct perceptual hash of an indexed image (of the whole picture or of
+        what is inside its border), sorted (as signed integers)."""
+        rows = self.conn.execute(
+            "SELECT phash FROM files WHERE phash IS NOT NULL"
+            " UNION SELECT trim_hash FROM files WHERE trim_hash IS NOT NULL ORDER BY 1"
+        )
         return _int_column(rows)
 
     def near_hashes(self) -> npt.NDArray[np.int64]:
@@ -509,12 +537,17 @@ class Index:
     def near_pair_count(self) -> int:
         return int(self.conn.execute("SELECT count(*) FROM near_pairs").fetchone()[0])
 
-    def files_with_hashes(self, hashes: Sequence[int]) -> list[tuple[int, int]]:
-        """``(file id, phash)`` of the indexed images with one of these perceptual hashes."""
-        return [
-            (int(i), int(h))
-            for i, h in _select_in(self.conn, "SELECT id, phash FROM files WHERE phash IN ({marks})", hashes)
-        ]
+    def files_with_hashes(self, hashes: Sequence[int]) -> list[tuple[int, int | None, int | None]]:
+        """``(file id, phash, trim_hash)`` of the indexed images with one of these hashes as either."""
+        sql = "SELECT id, phash, trim_hash FROM files WHERE phash IN ({marks}) OR trim_hash IN ({marks})"
+        return [(int(i), h, t) for i, h, t in _select_in(self.conn, sql, hashes, repeat=2)]
+
+    def descriptors(self, ids: Sequence[int]) -> dict[int, tuple[bytes, bytes | None]]:
+        """The descriptors of files by id (of the whole picture, and of its inside when
+        trimmed): files without (not hashed yet by this version) are left out."""
+        sql = "SELECT file_id, picture, trimmed FROM descriptors WHERE file_id IN ({marks})"
+        rows = _select_in(self.conn, sql, ids)
+        return {int(i): (bytes(p), None if t is None else bytes(t)) for i, p, t in rows}
 
     def files_with_sha256(self, digests: Sequence[bytes]) -> list[tuple[int, bytes]]:
         """``(file id, sha256)`` of the indexed files with one of these exact hashes."""
@@ -563,7 +596,7 @@ class Index:
         sql = (
             "SELECT files.id, dirs.root_id, files.sha256, files.phash, files.width, files.height, files.size,"
             f" files.mtime_ns, length(dirs.path) + 1 + length(files.name), files.format, {flag if prefer else '0'},"
-            " files.dir_id, files.name"
+            " files.dir_id, files.name, files.trim_hash"
             # Directories in path order, each one's files by name through the UNIQUE (dir_id, name)
             # index: no sort; "+" keeps SQLite off the sha256 index (a random read per row).
             " FROM dirs JOIN files ON files.dir_id = dirs.id WHERE +files.sha256 IS NOT NULL"
@@ -594,12 +627,12 @@ class Index:
             yield ProblemFile(bytes(path), status, error, fmt)
 
 
-def _select_in(conn: sqlite3.Connection, sql: str, values: Sequence[Any]) -> Iterator[Any]:
-    """The rows of ``sql``, whose ``IN ({marks})`` takes every value: 500 values a query,
-    below SQLite's limit on the parameters of one statement."""
+def _select_in(conn: sqlite3.Connection, sql: str, values: Sequence[Any], repeat: int = 1) -> Iterator[Any]:
+    """The rows of ``sql``, whose ``IN ({marks})`` (``repeat`` times) takes every value:
+    500 values a query, below SQLite's limit on the parameters of one statement."""
     for start in range(0, len(values), 500):
         chunk = list(values[start : start + 500])
-        yield from conn.execute(sql.format(marks=",".join("?" * len(chunk))), chunk)
+        yield from conn.execute(sql.format(marks=",".join("?" * len(chunk))), chunk * repeat)
 
 
 def _int_column(rows: Iterable[tuple[int]]) -> npt.NDArray[np.int64]:
@@ -683,6 +716,18 @@ def _create(conn: sqlite3.Connection) -> None:
     # executescript would commit the caller's transaction: run statement by statement.
     for statement in _split_sql(schema_sql()):
         conn.execute(statement)
+
+
+def _create_objects(conn: sqlite3.Connection, names: set[str]) -> None:
+    """Run the ``CREATE ... IF NOT EXISTS`` statements of schema.sql that make these objects."""
+    made = set()
+    for statement in _split_sql(schema_sql()):
+        match = re.match(r"CREATE (?:TABLE|INDEX|VIEW) IF NOT EXISTS (\w+)", statement)
+        if match and match.group(1) in names:
+            conn.execute(statement)
+            made.add(match.group(1))
+    if made != names:
+        raise RuntimeError(f"schema.sql does not create {sorted(names - made)}")
 
 
 def _split_sql(script: str) -> list[str]:

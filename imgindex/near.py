@@ -21,7 +21,7 @@ everything, use the all-pairs comparison instead.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from itertools import combinations
@@ -260,7 +260,9 @@ GREY_COPY_CORRELATION = 0.95  # a grey picture against a colourful one needs thi
 _GREY = 16 * 16
 
 
-def similar(a: npt.NDArray[np.uint8], b: npt.NDArray[np.uint8]) -> npt.NDArray[np.bool_]:
+def similar(
+    a: npt.NDArray[np.uint8], b: npt.NDArray[np.uint8], grey_correlation: float = GREY_CORRELATION
+) -> npt.NDArray[np.bool_]:
     """Do descriptors ``a[i]`` and ``b[i]`` show the same picture? Rows of ``DESCRIPTOR_BYTES``.
 
     The grey thumbnails must correlate; two colourful pictures must also agree
@@ -282,9 +284,9 @@ def similar(a: npt.NDArray[np.uint8], b: npt.NDArray[np.uint8]) -> npt.NDArray[n
     both = colourful_a & colourful_b
     one = colourful_a ^ colourful_b
     accepted: npt.NDArray[np.bool_] = (
-        (correlation >= GREY_CORRELATION)
+        (correlation >= grey_correlation)
         & (~both | (difference <= COLOUR_DIFFERENCE))
-        & (~one | (correlation >= GREY_COPY_CORRELATION))
+        & (~one | (correlation >= max(grey_correlation, GREY_COPY_CORRELATION)))
     )
     return accepted
 
@@ -296,8 +298,31 @@ def _chroma(rgb: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
     return np.stack([r - g, (r + g) / 2 - b], axis=-1)
 
 
-#: ``check(leader, candidates) -> accepted``: units in, one bool per candidate out.
-Check = Callable[[int, I64], npt.NDArray[np.bool_]]
+#: A gap meaning "not within the threshold in this kind of hash".
+NOT_NEAR = 255
+
+#: ``check(leader, candidates, gaps) -> verified``: units in, and each candidate's
+#: distance to the leader in each kind of hash (``(kinds, m)``, :data:`NOT_NEAR`
+#: where it is not within that kind's threshold); out, for each kind and
+#: candidate, whether the match in that kind holds (``(kinds, m)`` bools).
+Check = Callable[[int, I64, U8], npt.NDArray[np.bool_]]
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One kind of hash that makes units candidates for one group.
+
+    ``hashes[u]`` is unit ``u``'s hash (when ``has_hash[u]``); two units are
+    candidates when their hashes are within ``threshold``. ``pairs``, when
+    known already (e.g. stored in the index), are the pairs of distinct hash
+    values within the threshold (or more); pairs naming values no unit has
+    are ignored. Without them they are searched.
+    """
+
+    hashes: U64
+    has_hash: npt.NDArray[np.bool_]
+    threshold: int
+    pairs: tuple[U64, U64, U8] | None = None
 
 
 @dataclass(frozen=True)
@@ -309,117 +334,132 @@ class Grouping:
     distance: U8
 
 
-def group_by_leaders(
-    order: I64,
-    hashes: U64,
-    has_hash: npt.NDArray[np.bool_],
-    threshold: int | None,
-    hash_pairs: tuple[U64, U64, U8] | None = None,
-    check: Check | None = None,
-) -> Grouping:
+@dataclass
+class _Graph:
+    """One kind's units per distinct hash value (node) and neighbour nodes, as lists."""
+
+    node_of_unit: list[int]  # -1 without a hash
+    members: list[int]  # units, by node
+    member_first: list[int]
+    edge_first: list[int]
+    neighbour: list[int]
+    gap: list[int]
+    lonely: npt.NDArray[np.bool_]  # per unit: alone on its node, with no neighbour node (or no hash)
+
+
+def _graph(n: int, kind: Kind) -> _Graph:
+    hashed = np.flatnonzero(kind.has_hash)
+    values, node_of_hashed = np.unique(kind.hashes[hashed], return_inverse=True)
+    node_of_hashed = node_of_hashed.reshape(-1)
+    nodes = len(values)
+    if kind.pairs is None:
+        a, b, d = pairs_within(values, kind.threshold)
+    else:
+        a, b, d = _as_nodes(values, kind.pairs, kind.threshold)
+    by_node = hashed[np.argsort(node_of_hashed, kind="stable")]
+    member_first = np.zeros(nodes + 1, dtype=np.int64)
+    np.cumsum(np.bincount(node_of_hashed, minlength=nodes), out=member_first[1:])
+    src = np.concatenate([a, b])
+    by_src = np.argsort(src, kind="stable")
+    edge_first = np.zeros(nodes + 1, dtype=np.int64)
+    np.cumsum(np.bincount(src, minlength=nodes), out=edge_first[1:])
+    node_of_unit = np.full(n, -1, dtype=np.int64)
+    node_of_unit[hashed] = node_of_hashed
+    lonely = np.ones(n, dtype=bool)
+    lonely[hashed] = ((np.diff(member_first) == 1) & (np.diff(edge_first) == 0))[node_of_hashed]
+    return _Graph(
+        node_of_unit.tolist(),
+        by_node.tolist(),
+        member_first.tolist(),
+        edge_first.tolist(),
+        np.concatenate([b, a])[by_src].tolist(),
+        np.concatenate([d, d])[by_src].tolist(),
+        lonely,
+    )
+
+
+def group_by_leaders(order: I64, kinds: Sequence[Kind], check: Check | None = None) -> Grouping:
     """Group units greedily around leaders, best first.
 
     ``order`` lists the units best first. Each unit not yet grouped becomes a
-    leader, and every ungrouped unit within ``threshold`` of it joins its group.
-    So every member is within the threshold of its leader (no chains), the
-    leader is the best unit of its group, and the result depends only on
-    ``order`` and the hashes. Units without a hash (or ``threshold`` None)
-    stay alone.
+    leader, and every ungrouped unit that is a candidate in some kind (its
+    hash of that kind within that kind's threshold of the leader's) joins its
+    group. So every member is near its leader (no chains), the leader is the
+    best unit of its group, and the result depends only on ``order`` and the
+    hashes. A unit's distance is the smallest of its kinds' that made it join.
+    Units without any hash stay alone.
 
     The search runs over distinct hash values, not units, so ten thousand
     copies of one picture cost one hash, not fifty million pairs.
-    ``hash_pairs`` gives the pairs of distinct hash values within the
-    threshold (or more) when they are known already, e.g. stored in the index;
-    pairs naming values no unit has are ignored. Without it they are searched.
 
-    ``check(leader, candidates)`` (units) says which candidates within the
-    threshold really join the leader (e.g. :func:`similar` on their
-    descriptors); those refused stay free for later leaders.
+    ``check`` says which candidates really join the leader, and by which
+    kinds (e.g. :func:`similar` on their descriptors); those refused stay
+    free for later leaders.
     """
     n = len(order)
     leader = np.arange(n, dtype=np.int64)
     distance = np.zeros(n, dtype=np.uint8)
-    if threshold is None or n == 0 or not has_hash.any():
+    kinds = [k for k in kinds if k.has_hash.any()]
+    if n == 0 or not kinds:
         return Grouping(leader, distance)
-    leader[:] = -1
-    hashed = np.flatnonzero(has_hash)
-    values, node_of_hashed = np.unique(hashes[hashed], return_inverse=True)
-    node_of_hashed = node_of_hashed.reshape(-1)
-    nodes = len(values)
-    if hash_pairs is None:
-        a, b, d = pairs_within(values, threshold)
-    else:
-        a, b, d = _as_nodes(values, hash_pairs, threshold)
-
-    # Units per node and neighbour nodes, as CSR arrays.
-    by_node = hashed[np.argsort(node_of_hashed, kind="stable")]
-    unit_first = np.zeros(nodes + 1, dtype=np.int64)
-    np.cumsum(np.bincount(node_of_hashed, minlength=nodes), out=unit_first[1:])
-    src = np.concatenate([a, b])
-    dst = np.concatenate([b, a])
-    dist = np.concatenate([d, d])
-    by_src = np.argsort(src, kind="stable")
-    dst, dist = dst[by_src], dist[by_src]
-    edge_first = np.zeros(nodes + 1, dtype=np.int64)
-    np.cumsum(np.bincount(src, minlength=nodes), out=edge_first[1:])
-
-    node_of_unit = np.full(n, -1, dtype=np.int64)
-    node_of_unit[hashed] = node_of_hashed
-    # A unit alone on its hash with no neighbour leads its own group: settle those at once.
-    lonely = (np.diff(unit_first) == 1) & (np.diff(edge_first) == 0)
-    alone = node_of_unit < 0
-    alone[hashed] = lonely[node_of_hashed]
-    leader[alone] = np.flatnonzero(alone)
+    graphs = [_graph(n, kind) for kind in kinds]
+    # A unit alone on its hash with no neighbour, in every kind, leads its own group: settle those at once.
+    alone = np.logical_and.reduce([g.lonely for g in graphs])
+    leader[~alone] = -1
 
     # The rest in order. Each leader looks at the free units on its hash and on the
-    # neighbouring ones; what it leaves (those the check refused) is kept per node,
-    # so a node whose units have all been taken costs nothing to visit again.
+    # neighbouring ones, in each kind; what it leaves (those the check refused) is
+    # kept per node, so a node whose units have all been taken costs nothing to
+    # visit again.
     leader_list = leader.tolist()
     distance_list = [0] * n
-    members_of = by_node.tolist()
-    unit_first_list = unit_first.tolist()
-    edge_first_list = edge_first.tolist()
-    dst_list = dst.tolist()
-    dist_list = dist.tolist()
-    node_list = node_of_unit.tolist()
-    free: list[list[int] | None] = [None] * nodes  # a visited node's units not grouped yet
+    free: list[list[list[int] | None]] = [[None] * (len(g.member_first) - 1) for g in graphs]
     taken: list[int] = []  # (shared, never changed) what a node keeps once all are grouped
     for u in order[~alone[order]].tolist():
         if leader_list[u] >= 0:
             continue
         leader_list[u] = u
-        node = node_list[u]
-        lo, hi = edge_first_list[node], edge_first_list[node + 1]
-        checking: list[tuple[int, int, list[int]]] = []  # (node, distance, free units) for the check
-        for other, gap in [(node, 0), *zip(dst_list[lo:hi], dist_list[lo:hi], strict=True)]:
-            units = free[other]
-            if units is None:
-                units = members_of[unit_first_list[other] : unit_first_list[other + 1]]
-            elif not units:
-                continue  # emptied, or listed twice
-            free[other] = taken
-            if check is None:  # every free unit joins
+        visited: list[tuple[int, int, list[int]]] = []  # (kind, node, units still free) for the check
+        gaps: dict[int, list[int]] = {}  # candidate -> its gap in each kind
+        for k, graph in enumerate(graphs):
+            node = graph.node_of_unit[u]
+            if node < 0:
+                continue
+            lo, hi = graph.edge_first[node], graph.edge_first[node + 1]
+            for other, gap in [(node, 0), *zip(graph.neighbour[lo:hi], graph.gap[lo:hi], strict=True)]:
+                units = free[k][other]
+                if units is None:
+                    units = graph.members[graph.member_first[other] : graph.member_first[other + 1]]
+                elif not units:
+                    continue  # emptied, or listed twice
+                free[k][other] = taken
+                if check is None:  # every free unit joins
+                    for m in units:
+                        if leader_list[m] < 0:
+                            leader_list[m] = u
+                            distance_list[m] = gap
+                        elif leader_list[m] == u and m != u and gap < distance_list[m]:
+                            distance_list[m] = gap  # nearer in this kind
+                    continue
+                units = [m for m in units if leader_list[m] < 0]
+                visited.append((k, other, units))
                 for m in units:
-                    if leader_list[m] < 0:
-                        leader_list[m] = u
-                        distance_list[m] = gap
-            else:
-                checking.append((other, gap, [m for m in units if leader_list[m] < 0]))
-        if check is None:
+                    row = gaps.get(m)
+                    if row is None:
+                        row = gaps[m] = [NOT_NEAR] * len(graphs)
+                    row[k] = min(row[k], gap)
+        if check is None or not gaps:
             continue
-        candidates = [m for _, _, units in checking for m in units]
-        if not candidates:
-            continue
-        verdicts = iter(check(u, np.array(candidates, dtype=np.int64)).tolist())
-        for other, gap, units in checking:
-            refused = []
-            for m in units:
-                if next(verdicts):
-                    leader_list[m] = u
-                    distance_list[m] = gap
-                else:
-                    refused.append(m)
-            free[other] = refused
+        candidates = np.fromiter(gaps, dtype=np.int64, count=len(gaps))
+        gap_array = np.array(list(gaps.values()), dtype=np.uint8).T.reshape(len(graphs), -1)
+        verified = check(u, candidates, gap_array)
+        joined = np.where(verified, gap_array, NOT_NEAR).min(axis=0)
+        for m, gap in zip(candidates.tolist(), joined.tolist(), strict=True):
+            if gap != NOT_NEAR:
+                leader_list[m] = u
+                distance_list[m] = gap
+        for k, other, units in visited:
+            free[k][other] = [m for m in units if leader_list[m] < 0]
     return Grouping(np.array(leader_list, dtype=np.int64), np.array(distance_list, dtype=np.uint8))
 
 

@@ -2,7 +2,8 @@
 
 Each file is read and hashed as a scan would (same statuses for bad files),
 then matched against the index: byte-identical files by SHA-256, near
-duplicates by perceptual-hash distance over the distinct hashes indexed.
+duplicates as a near report matches them (hashes of the whole picture, or of
+what is inside its border, within the threshold, and descriptors that agree).
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from .hashing import HashSettings, hash_hex
-from .index import Index
-from .near import as_unsigned, pairs_from
+from .index import FileRecord, Index
+from .near import as_unsigned, pairs_from, similar
 from .report import path_fields
 from .scan import Task, read_file
 from .walk import FileStat
@@ -48,6 +49,7 @@ class QueryResult:
     sha256: bytes | None = None
     phash: int | None = None
     matches: list[Match] = field(default_factory=list)
+    record: FileRecord | None = field(default=None, repr=False)
 
     @property
     def failed(self) -> bool:
@@ -74,7 +76,7 @@ def read_query(path: bytes, settings: HashSettings) -> QueryResult:
     record = read_file(Task(0, os.path.basename(path), path, FileStat.of(st), "full", True), settings, 0)
     if record is None:
         return QueryResult(path, "unreadable", "vanished while being read")
-    return QueryResult(path, record.status, record.error, record.sha256, record.phash)
+    return QueryResult(path, record.status, record.error, record.sha256, record.phash, record=record)
 
 
 def query(
@@ -91,26 +93,12 @@ def query(
     for file_id, digest in index.files_with_sha256(digests):
         exact_ids.setdefault(digest, set()).add(file_id)
 
-    near_ids: dict[int, dict[int, int]] = {}  # query hash -> {file id: distance}
-    hashed = sorted({r.phash for r in results if r.phash is not None})
-    if hashed:
-        indexed = index.image_hashes()
-        values = np.concatenate([indexed, np.array(hashed, dtype=np.int64)])
-        queries = np.arange(len(indexed), len(values))
-        i, j, d = pairs_from(as_unsigned(values), queries, threshold)
-        inside = j < len(indexed)  # pairs between two query files are not matches
-        found: dict[int, dict[int, int]] = {}
-        for qi, other, dist in zip(i[inside].tolist(), j[inside].tolist(), d[inside].tolist(), strict=True):
-            found.setdefault(int(values[other]), {})[int(values[qi])] = dist
-        for file_id, value in index.files_with_hashes(sorted(found)):
-            for qhash, dist in found[value].items():
-                near_ids.setdefault(qhash, {})[file_id] = dist
-
-    wanted = {i for ids in exact_ids.values() for i in ids} | {i for m in near_ids.values() for i in m}
+    near_ids = _near_matches(index, [r.record for r in results], threshold)
+    wanted = {i for ids in exact_ids.values() for i in ids} | {i for m in near_ids for i in m}
     info = index.file_info(sorted(wanted))
-    for r in results:
+    for number, r in enumerate(results):
         exact = exact_ids.get(r.sha256, set()) if r.sha256 else set()
-        near = dict(near_ids.get(r.phash, {})) if r.phash is not None else {}
+        near = dict(near_ids[number])
         for file_id in exact:
             near.setdefault(file_id, 0)
         matches = []
@@ -119,3 +107,51 @@ def query(
             matches.append(Match(path, 0 if file_id in exact else dist, file_id in exact, width, height))
         r.matches = sorted(matches, key=lambda m: (not m.exact, m.distance, m.path))
     return results
+
+
+def _near_matches(index: Index, records: Sequence[FileRecord | None], threshold: int) -> list[dict[int, int]]:
+    """The near matches of each record: ``{file id: distance}``."""
+    found: list[dict[int, int]] = [{} for _ in records]
+    hashed = [(n, r) for n, r in enumerate(records) if r is not None and r.phash is not None]
+    if not hashed:
+        return found
+    # What each query hash is near among the distinct hashes indexed.
+    mine = sorted({h for _, r in hashed for h in _hashes(r.phash, r.trim_hash) if h is not None})
+    indexed = index.image_hashes()
+    values = np.concatenate([indexed, np.array(mine, dtype=np.int64)])
+    _, j, _ = pairs_from(as_unsigned(values), np.arange(len(indexed), len(values)), threshold)
+    near_values = sorted({int(v) for v in values[j[j < len(indexed)]].tolist()})
+    files = index.files_with_hashes(near_values)
+    stored = index.descriptors([f[0] for f in files])
+    for number, r in hashed:
+        whole, inside = _hashes(r.phash, r.trim_hash)
+        for file_id, their_whole, their_trim in files:
+            their_inside = their_trim if their_trim is not None else their_whole
+            gaps = [
+                _distance(whole, their_whole),  # the whole pictures
+                _distance(inside, their_inside),  # what is inside their borders
+            ]
+            theirs = stored.get(file_id)
+            verified = []
+            for kind, gap in enumerate(gaps):
+                if gap > threshold:
+                    continue
+                if theirs is None or r.descriptor is None:  # hashed before descriptors: the hash decides
+                    verified.append(gap)
+                    continue
+                a = r.descriptor if kind == 0 else (r.trim_descriptor or r.descriptor)
+                b = theirs[0] if kind == 0 else (theirs[1] or theirs[0])
+                if similar(np.frombuffer(a, np.uint8)[None], np.frombuffer(b, np.uint8)[None])[0]:
+                    verified.append(gap)
+            if verified:
+                found[number][file_id] = min(verified)
+    return found
+
+
+def _hashes(phash: int | None, trim_hash: int | None) -> tuple[int | None, int | None]:
+    """A picture's hash, and that of what is inside its border (itself without one)."""
+    return phash, phash if trim_hash is None else trim_hash
+
+
+def _distance(a: int | None, b: int | None) -> int:
+    return 64 if a is None or b is None else ((a ^ b) & 0xFFFF_FFFF_FFFF_FFFF).bit_count()

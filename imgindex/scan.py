@@ -713,6 +713,7 @@ def read_file(task: Task, settings: HashSettings, params_id: int) -> FileRecord 
             task.dir_id, task.name, st.size, st.mtime_ns, st.ctime_ns, st.inode, st.device,
             status, error, values.get("format"), values.get("sha256"), values.get("width"),
             values.get("height"), values.get("phash"), values.get("params_id"), read_ns,
+            values.get("trim_hash"), values.get("descriptor"), values.get("trim_descriptor"),
         )  # fmt: skip
 
     for _attempt in range(READ_ATTEMPTS):
@@ -757,7 +758,8 @@ def read_file(task: Task, settings: HashSettings, params_id: int) -> FileRecord 
             return record(e.status, e.reason, format=fmt, sha256=digest_bytes, width=width, height=height)
         return record(
             "ok", None, format=fmt, sha256=digest_bytes, width=info.width, height=info.height,
-            phash=info.phash, params_id=params_id,
+            phash=info.phash, params_id=params_id, trim_hash=info.trim_hash, descriptor=info.descriptor,
+            trim_descriptor=info.trim_descriptor,
         )  # fmt: skip
     return record("unreadable", f"kept changing while being read ({READ_ATTEMPTS} attempts)")
 

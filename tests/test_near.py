@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -60,15 +61,32 @@ def test_pairs_within_trivial_sizes() -> None:
     assert (i.tolist(), j.tolist(), d.tolist()) == ([0], [1], [0])
 
 
+def group(
+    order: np.ndarray,
+    hashes: np.ndarray,
+    has: np.ndarray,
+    threshold: int,
+    pairs: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    check: Callable[[int, np.ndarray], np.ndarray] | None = None,
+) -> near.Grouping:
+    """Grouping by one kind of hash, with a check that gives one verdict per candidate."""
+
+    def verdicts(leader: int, candidates: np.ndarray, gaps: np.ndarray) -> np.ndarray:
+        assert check is not None
+        return np.tile(check(leader, candidates), (len(gaps), 1))
+
+    return near.group_by_leaders(order, [near.Kind(hashes, has, threshold, pairs)], verdicts if check else None)
+
+
 def test_grouping_has_no_chains_and_leaders_are_best() -> None:
     # 0 ~ 1 (distance 3), 1 ~ 2 (distance 3), 0 and 2 at distance 6: a chain at threshold 4.
     hashes = np.array([0b0, 0b111, 0b111111, 0xFFFF_FFFF_0000_0000], dtype=np.uint64)
     order = np.array([1, 0, 2, 3])  # 1 is best
-    g = near.group_by_leaders(order, hashes, np.ones(4, bool), 4)
+    g = group(order, hashes, np.ones(4, bool), 4)
     assert g.leader.tolist() == [1, 1, 1, 3]
     assert g.distance.tolist() == [3, 0, 3, 0]
     order = np.array([0, 1, 2, 3])  # 0 is best: 2 is too far from 0, so it leads its own group
-    g = near.group_by_leaders(order, hashes, np.ones(4, bool), 4)
+    g = group(order, hashes, np.ones(4, bool), 4)
     assert g.leader.tolist() == [0, 0, 2, 3]
 
 
@@ -77,7 +95,7 @@ def test_grouping_every_member_within_threshold_of_its_leader() -> None:
     values = planted(rng, 400, 120, 12)
     hashes = np.array(values, dtype=np.uint64)
     order = rng.permutation(len(values)).astype(np.int64)
-    g = near.group_by_leaders(order, hashes, np.ones(len(values), bool), 10)
+    g = group(order, hashes, np.ones(len(values), bool), 10)
     for u, lead in enumerate(g.leader.tolist()):
         assert bin(values[u] ^ values[lead]).count("1") == g.distance[u] <= 10
         assert g.leader[lead] == lead
@@ -87,7 +105,7 @@ def test_grouping_every_member_within_threshold_of_its_leader() -> None:
 
 def test_units_without_a_hash_stay_alone() -> None:
     hashes = np.zeros(3, dtype=np.uint64)
-    g = near.group_by_leaders(np.arange(3), hashes, np.array([True, False, True]), 10)
+    g = group(np.arange(3), hashes, np.array([True, False, True]), 10)
     assert g.leader.tolist() == [0, 1, 0]
 
 
@@ -158,11 +176,11 @@ def test_grouping_from_given_pairs_is_the_grouping_from_a_search() -> None:
     hashes = clustered(8, 3000)
     order = rng.permutation(len(hashes)).astype(np.int64)
     has = rng.random(len(hashes)) < 0.95
-    searched = near.group_by_leaders(order, hashes, has, 8)
+    searched = group(order, hashes, has, 8)
     values = np.unique(hashes[has])
     i, j, d = near.pairs_within(values, 10)  # stored up to 10, grouped at 8
     extra = np.array([1, 2], dtype=np.uint64)  # pairs of values no unit has are ignored
-    given = near.group_by_leaders(
+    given = group(
         order, hashes, has, 8, (np.append(values[i], extra), np.append(values[j], extra[::-1]), np.append(d, [2, 2]))
     )
     assert np.array_equal(searched.leader, given.leader)
@@ -173,7 +191,7 @@ def test_grouping_from_given_pairs_is_the_grouping_from_a_search() -> None:
 def test_many_copies_of_one_hash_are_one_search_node() -> None:
     # Ten thousand files of one spacer GIF and its near variants: grouped without 50 million pairs.
     hashes = np.concatenate([np.full(10_000, 0xF0F0, dtype=np.uint64), np.array([0xF0F1, 0xFFFF_0000], np.uint64)])
-    g = near.group_by_leaders(np.arange(len(hashes)), hashes, np.ones(len(hashes), bool), 4)
+    g = group(np.arange(len(hashes)), hashes, np.ones(len(hashes), bool), 4)
     assert (g.leader[:10_001] == 0).all()
     assert g.distance[10_000] == 1
     assert g.leader[10_001] == 10_001
@@ -184,8 +202,8 @@ def test_a_check_that_accepts_everything_changes_nothing() -> None:
     hashes = clustered(21, 2500)
     order = rng.permutation(len(hashes)).astype(np.int64)
     has = np.ones(len(hashes), bool)
-    plain = near.group_by_leaders(order, hashes, has, 9)
-    checked = near.group_by_leaders(order, hashes, has, 9, check=lambda u, c: np.ones(len(c), bool))
+    plain = group(order, hashes, has, 9)
+    checked = group(order, hashes, has, 9, check=lambda u, c: np.ones(len(c), bool))
     assert np.array_equal(plain.leader, checked.leader)
     assert np.array_equal(plain.distance, checked.distance)
 
@@ -201,7 +219,7 @@ def test_units_a_check_refuses_stay_free_for_later_leaders() -> None:
     def accepts(leader: int, candidates: np.ndarray) -> np.ndarray:
         return (leader + candidates) % 3 != 0  # a deterministic, arbitrary verdict
 
-    g = near.group_by_leaders(order, hashes, np.ones(n, bool), 9, check=accepts)
+    g = group(order, hashes, np.ones(n, bool), 9, check=accepts)
     d = np.bitwise_count(hashes[:, None] ^ hashes[None, :])
     leaders = np.flatnonzero(g.leader == np.arange(n))
     for m in range(n):
@@ -213,7 +231,7 @@ def test_units_a_check_refuses_stay_free_for_later_leaders() -> None:
         # No leader before its own, within the threshold, would have accepted it.
         earlier = leaders[(position[leaders] < position[lead]) & (d[leaders, m] <= 9)]
         assert not any(accepts(int(e), np.array([m]))[0] for e in earlier)
-    unchecked = near.group_by_leaders(order, hashes, np.ones(n, bool), 9)
+    unchecked = group(order, hashes, np.ones(n, bool), 9)
     assert (g.leader != np.arange(n)).sum() > 100  # groups were made
     assert len(leaders) > (unchecked.leader == np.arange(n)).sum()  # and refusals made more of them
 
@@ -231,7 +249,29 @@ def test_pairs_given_twice_do_not_change_a_checked_grouping() -> None:
     def accepts(leader: int, candidates: np.ndarray) -> np.ndarray:
         return (leader * 7 + candidates) % 4 != 0
 
-    once = near.group_by_leaders(order, hashes, has, 9, (values[i], values[j], d), check=accepts)
-    doubled = near.group_by_leaders(order, hashes, has, 9, twice, check=accepts)
+    once = group(order, hashes, has, 9, (values[i], values[j], d), check=accepts)
+    doubled = group(order, hashes, has, 9, twice, check=accepts)
     assert np.array_equal(once.leader, doubled.leader)
     assert np.array_equal(once.distance, doubled.distance)
+
+
+def test_a_unit_near_in_either_kind_joins_at_its_nearest_verified_distance() -> None:
+    # Kind 0: whole pictures; kind 1: what is inside their borders.
+    whole = np.array([0x0, 0xFF, 0xFFFF_0000, 0xFFFF_FFFF_FFFF], dtype=np.uint64)
+    inside = np.array([0x0, 0x1, 0xF, 0xFFFF_FFFF_0000_0000], dtype=np.uint64)
+    has = np.ones(4, bool)
+    kinds = [near.Kind(whole, has, 8), near.Kind(inside, has, 8)]
+    g = near.group_by_leaders(np.arange(4), kinds)
+    # 1 is near 0 in both kinds (8 and 1 bits): the nearer counts; 2 only inside (4 bits); 3 in neither.
+    assert g.leader.tolist() == [0, 0, 0, 3]
+    assert g.distance.tolist() == [0, 1, 4, 0]
+
+    def only_whole(leader: int, candidates: np.ndarray, gaps: np.ndarray) -> np.ndarray:
+        assert gaps.shape == (2, len(candidates))
+        verified = np.zeros(gaps.shape, bool)
+        verified[0] = True  # the check refuses every match of the insides
+        return verified
+
+    g = near.group_by_leaders(np.arange(4), kinds, only_whole)
+    assert g.leader.tolist() == [0, 0, 2, 3]  # 2 was near only inside: refused, so it leads
+    assert g.distance.tolist() == [0, 8, 0, 0]  # 1 joined by the whole picture, at 8

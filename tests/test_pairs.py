@@ -49,6 +49,12 @@ def groups(index: Index, threshold: int = 10) -> list[list[int]]:
         return [[group.kept.id, *sorted(i.id for i, _ in group.duplicates)] for group in report.groups()]
 
 
+def path_groups(index: Index) -> list[list[bytes]]:
+    with index.snapshot():
+        report = build_report(index, ReportOptions(mode="near"))
+        return [[group.kept.path, *sorted(i.path for i, _ in group.duplicates)] for group in report.groups()]
+
+
 def test_scan_stores_exactly_the_pairs_within_the_maximum(tree: Path, index: Index) -> None:
     family_tree(tree, range(12))
     summary = run_scan(index, tree)
@@ -138,16 +144,25 @@ def test_a_version_1_index_gains_the_pair_tables(db_path: Path, tree: Path) -> N
     raw = sqlite3.connect(db_path)
     raw.executescript(
         "DROP TABLE near_pairs; DROP TABLE near_hashes; DROP TABLE meta; DROP INDEX files_phash;"
-        " PRAGMA user_version = 1;"
+        " DROP TABLE descriptors; DROP INDEX files_trim_hash; ALTER TABLE files DROP COLUMN trim_hash;"
+        # Hashed with settings of that time: the next scan computes the perceptual values again.
+        " UPDATE hash_params SET key = 'older settings'; PRAGMA user_version = 1;"
     )
     raw.close()
     with open_index(db_path) as idx:
-        assert idx.schema_version == SCHEMA_VERSION == 2
+        assert idx.schema_version == SCHEMA_VERSION == 3
         assert stored(idx) == set()
-        images = len(groups(idx))  # a report works before any update
+        before = groups(idx)  # a report works before any update, matching by hash alone
         summary = run_scan(idx, tree)
+        assert summary.hashed == summary.files > 0
         assert summary.near_pairs is not None and summary.near_pairs.rebuilt
-        assert len(groups(idx)) == images
+        count = idx.conn.execute("SELECT count(*) FROM descriptors").fetchone()[0]
+        assert count == summary.files
+        assert len(before) <= len(groups(idx))  # verified on descriptors now: no fewer groups
+        migrated = path_groups(idx)
+    with open_index(db_path.with_name("fresh.db")) as fresh:
+        run_scan(fresh, tree)
+        assert path_groups(fresh) == migrated  # as if made by this version
 
 
 @pytest.mark.parametrize("copies", [3000])

@@ -82,7 +82,7 @@ def groups(data: dict[str, object], files: dict[str, Path]) -> dict[str, set[str
 def test_exact_report(corpus: dict[str, Path], db_path: Path) -> None:
     scanned(corpus["a"].parents[2], db_path)
     data = report(db_path, "--exact")
-    assert data["mode"] == "exact" and data["threshold"] is None and data["hash"] == "phash"
+    assert data["mode"] == "exact" and data["threshold"] is None and data["hash"] == "dhash"
     # 10 files recognised as images (the truncated one included), one exact copy.
     assert (data["initial_image_count"], data["final_image_count"]) == (10, 9)
     assert (data["group_count"], data["duplicate_count"]) == (1, 1)

@@ -93,13 +93,13 @@ def test_changed_hash_settings_recompute_perceptual_hashes_only(tree: Path, inde
     run_scan(index, tree)
     before = rows(index)
     index.conn.execute("UPDATE files SET sha256 = X'00'")  # a marker: the exact hash must not be recomputed
-    summary = run_scan(index, tree, options=replace(QUICK, settings=HashSettings(algorithm="dhash")))
+    summary = run_scan(index, tree, options=replace(QUICK, settings=HashSettings(algorithm="phash")))
     assert summary.hashed == 4
     after = rows(index)
     for path, row in after.items():
         assert row[2] == "00"
         assert row[3] != before[path][3]
-    assert run_scan(index, tree, options=replace(QUICK, settings=HashSettings(algorithm="dhash"))).hashed == 0
+    assert run_scan(index, tree, options=replace(QUICK, settings=HashSettings(algorithm="phash"))).hashed == 0
 
 
 def test_images_are_recognised_by_content_not_name(tree: Path, index: Index) -> None:

@@ -8,7 +8,8 @@
 2. ``imgindex scan`` of it into a fresh index in ``--workdir`` (default
    ``bench/out/quality-run``);
 3. ``imgindex report --near`` (``--threshold`` passed through; imgindex's own
-   default when not given);
+   default when not given), and the same with ``--rotations`` (column
+   "+rotations");
 4. imagededup's PHash on the same corpus (``encode_images`` with
    ``recursive=True``, ``find_duplicates`` at ``--imagededup-threshold``, 10);
 5. scores both with score.py and prints the tables, with the time of each step
@@ -80,8 +81,18 @@ def main(argv: list[str] | None = None) -> int:
     peers.log("imgindex report --near")
     seconds["imgindex_report"], _, _ = peers.timed(report)
     scores = {"imgindex": score.score(labels, score.imgindex_found(near, labels))}
+    turned = workdir / "near-rotations.json"
+    rotations = [*cli, "report", "--near", "--rotations", "--db", str(db), "-o", str(turned)]
+    if args.threshold is not None:
+        rotations += ["--threshold", str(args.threshold)]
+    peers.log("imgindex report --near --rotations")
+    seconds["imgindex_report_rotations"], _, _ = peers.timed(rotations)
+    scores["+rotations"] = score.score(labels, score.imgindex_found(turned, labels))
 
-    extra: dict[str, Any] = {"commands": {"scan": scan, "report": report}, "scan_summary": summary}
+    extra: dict[str, Any] = {
+        "commands": {"scan": scan, "report": report, "report_rotations": rotations},
+        "scan_summary": summary,
+    }
     if not args.no_imagededup:
         peers.log("imagededup encode_images + find_duplicates")
         encodings, duplicates, dd = score.run_imagededup(labels.root, args.imagededup_threshold)
