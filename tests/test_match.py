@@ -1,0 +1,135 @@
+"""What a near report matches: hashes of the picture and of its inside, checked on thumbnails."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from imgindex import hashing
+from imgindex.index import Index
+from imgindex.query import query
+from imgindex.report import ReportOptions, build_report
+
+from .conftest import encode, picture, run_scan, write
+
+
+def info(data: bytes) -> hashing.ImageInfo:
+    return hashing.image_info(data, hashing.sniff_format(data[: hashing.SNIFF_BYTES]), hashing.HashSettings())
+
+
+def distance(a: int, b: int) -> int:
+    return (hashing.to_unsigned(a) ^ hashing.to_unsigned(b)).bit_count()
+
+
+def near_groups(index: Index, **options: object) -> set[frozenset[str]]:
+    """The groups with duplicates, as sets of file names."""
+    with index.snapshot():
+        report = build_report(index, ReportOptions(mode="near", **options))  # type: ignore[arg-type]
+        return {
+            frozenset(Path(i.path.decode()).name for i in [group.kept, *(d for d, _ in group.duplicates)])
+            for group in report.groups()
+            if group.duplicates
+        }
+
+
+def padded(image: Image.Image, canvas: tuple[int, int], scale: float) -> Image.Image:
+    """A smaller copy of ``image`` in the middle of a white canvas (a padded thumbnail)."""
+    small = image.resize((int(image.width * scale), int(image.height * scale)))
+    out = Image.new("RGB", canvas, (255, 255, 255))
+    out.paste(small, ((canvas[0] - small.width) // 2, (canvas[1] - small.height) // 2))
+    return out
+
+
+def stripes(top: tuple[int, int, int], bottom: tuple[int, int, int], size: tuple[int, int] = (180, 120)) -> Image.Image:
+    image = Image.new("RGB", size, top)
+    ImageDraw.Draw(image).rectangle([0, size[1] // 2, size[0], size[1]], fill=bottom)
+    return image
+
+
+def test_a_padded_thumbnail_matches_its_picture_by_what_is_inside_its_border(tree: Path, index: Index) -> None:
+    source = picture(7, (240, 180))
+    original = encode(source, "PNG")
+    thumb = encode(padded(source, (200, 200), 0.5), "JPEG", quality=85)
+    a, b = info(original), info(thumb)
+    assert distance(a.phash, b.phash) > 10  # the whole pictures are far apart
+    assert a.trim_hash is None and b.trim_hash is not None
+    assert distance(a.phash, b.trim_hash) <= 10  # the original is its own inside
+    write(tree / "a" / "original.png", original)
+    write(tree / "b" / "thumb.jpg", thumb)
+    write(tree / "c" / "other.png", encode(padded(picture(8, (240, 180)), (200, 200), 0.5), "PNG"))
+    run_scan(index, tree)
+    assert near_groups(index) == {frozenset({"original.png", "thumb.jpg"})}
+    [result] = query(index, [str(tree / "b" / "thumb.jpg").encode()], 10)
+    assert {Path(m.path.decode()).name for m in result.matches} == {"original.png", "thumb.jpg"}
+
+
+def test_the_same_layout_in_other_colours_is_not_a_duplicate(tree: Path, index: Index) -> None:
+    red = stripes((255, 255, 255), (220, 30, 30))
+    blue = stripes((255, 255, 255), (30, 30, 220))
+    assert distance(info(encode(red, "PNG")).phash, info(encode(blue, "PNG")).phash) <= 10
+    write(tree / "flags" / "red.png", encode(red, "PNG"))
+    write(tree / "flags" / "red.jpg", encode(red, "JPEG", quality=80))
+    write(tree / "flags" / "blue.png", encode(blue, "PNG"))
+    # One-colour pictures have nothing to compare but their colour: they group by their bytes only.
+    write(tree / "flat" / "white.png", encode(Image.new("RGB", (50, 50), (255, 255, 255)), "PNG"))
+    write(tree / "flat" / "white.gif", encode(Image.new("RGB", (50, 50), (255, 255, 255)), "GIF"))
+    write(tree / "flat" / "grey.png", encode(Image.new("RGB", (50, 50), (128, 128, 128)), "PNG"))
+    run_scan(index, tree)
+    assert near_groups(index) == {frozenset({"red.png", "red.jpg"})}
+    [result] = query(index, [str(tree / "flags" / "blue.png").encode()], 10)
+    assert [Path(m.path.decode()).name for m in result.matches] == ["blue.png"]
+
+
+def test_mirrored_and_turned_copies_match_only_with_rotations(tree: Path, index: Index) -> None:
+    source = picture(11, (240, 160))
+    write(tree / "a" / "source.png", encode(source, "PNG"))
+    write(tree / "a" / "mirror.jpg", encode(source.transpose(Image.Transpose.FLIP_LEFT_RIGHT), "JPEG", quality=85))
+    write(tree / "a" / "turned.jpg", encode(source.transpose(Image.Transpose.ROTATE_90), "JPEG", quality=85))
+    write(tree / "b" / "other.png", encode(picture(12, (240, 160)), "PNG"))
+    write(tree / "b" / "other-turned.png", encode(picture(13, (240, 160)).transpose(Image.Transpose.ROTATE_90), "PNG"))
+    run_scan(index, tree)
+    assert near_groups(index) == set()
+    assert near_groups(index, rotations=True) == {frozenset({"source.png", "mirror.jpg", "turned.jpg"})}
+
+
+def test_orientation_hashes_follow_the_thumbnails() -> None:
+    data = encode(picture(14, (200, 120)), "PNG")
+    upright = hashing.orientation_hashes(hashing.orient_descriptors(_row(info(data).descriptor), 0))
+    for k in range(hashing.ORIENTATIONS):
+        turned = hashing.orient_descriptors(_row(info(data).descriptor), k)
+        # Orientation k of a picture's thumbnails hashes as the picture's k-th hash ...
+        assert hashing.orientation_hashes(turned)[0, 0] == upright[0, k]
+    mirrored = encode(picture(14, (200, 120)).transpose(Image.Transpose.FLIP_LEFT_RIGHT), "PNG")
+    # ... and a mirrored copy's own thumbnails are close to the mirror orientation's.
+    copy = hashing.orientation_hashes(_row(info(mirrored).descriptor))
+    assert (int(copy[0, 0]) ^ int(upright[0, 1])).bit_count() <= 4
+
+
+def _row(descriptor: bytes) -> np.ndarray:
+    return np.frombuffer(descriptor, dtype=np.uint8)[None]
+
+
+def test_descriptors_follow_their_files(tree: Path, index: Index) -> None:
+    write(tree / "plain.png", encode(picture(15), "PNG"))
+    write(tree / "framed.png", encode(padded(picture(16), (140, 140), 0.8), "PNG"))
+    write(tree / "gone.png", encode(picture(17), "PNG"))
+    run_scan(index, tree)
+
+    def stored() -> dict[str, tuple[bool, bool]]:
+        rows = index.conn.execute(
+            "SELECT file_paths.path, d.picture IS NOT NULL, d.trimmed IS NOT NULL, file_paths.trim_hash IS NOT NULL"
+            " FROM descriptors d JOIN file_paths ON file_paths.id = d.file_id"
+        )
+        result = {}
+        for path, picture_, trimmed, trim_hash in rows:
+            assert trimmed == trim_hash  # a trimmed descriptor exactly when there is a trimmed hash
+            result[Path(bytes(path).decode()).name] = (bool(picture_), bool(trimmed))
+        return result
+
+    assert stored() == {"plain.png": (True, False), "framed.png": (True, True), "gone.png": (True, False)}
+    write(tree / "plain.png", b"<html>not an image any more</html>")
+    (tree / "gone.png").unlink()
+    run_scan(index, tree)
+    assert stored() == {"framed.png": (True, True)}
