@@ -302,14 +302,16 @@ def orientation_hashes(descriptors: npt.NDArray[np.uint8]) -> npt.NDArray[np.uin
     a report can match orientations without decoding anything again.
     """
     n = len(descriptors)
-    grey = descriptors[:, : GREY_SIDE * GREY_SIDE].reshape(n, GREY_SIDE, GREY_SIDE).astype(np.float32)
     rows, columns = _box_weights(GREY_SIDE, 8), _box_weights(GREY_SIDE, 9)
     weights = np.uint64(1) << np.arange(63, -1, -1, dtype=np.uint64)
     hashes = np.empty((n, ORIENTATIONS), dtype=np.uint64)
-    for k in range(ORIENTATIONS):
-        cells = np.einsum("ij,njk,lk->nil", rows, orient(grey, k), columns)
-        bits = (cells[:, :, 1:] > cells[:, :, :-1]).reshape(n, 64)
-        hashes[:, k] = (bits.astype(np.uint64) * weights).sum(axis=1, dtype=np.uint64)
+    for start in range(0, n, 1 << 16):  # a few MB at a time
+        part = descriptors[start : start + (1 << 16), : GREY_SIDE * GREY_SIDE]
+        grey = part.reshape(-1, GREY_SIDE, GREY_SIDE).astype(np.float32)
+        for k in range(ORIENTATIONS):
+            cells = np.einsum("ij,njk,lk->nil", rows, orient(grey, k), columns)
+            bits = (cells[:, :, 1:] > cells[:, :, :-1]).reshape(len(grey), 64)
+            hashes[start : start + len(grey), k] = (bits.astype(np.uint64) * weights).sum(axis=1, dtype=np.uint64)
     return hashes
 
 

@@ -278,64 +278,86 @@ def _near_grouping(
         trim_counts = np.unique(inside[has_hash], return_counts=True)
         linked = np.union1d(linked, np.union1d(counts[0][counts[1] > 1], trim_counts[0][trim_counts[1] > 1]))
         wanted = np.flatnonzero(has_hash & (np.isin(whole, linked) | np.isin(inside, linked)))
-    file_ids = rows["id"][best_row[wanted]].tolist()
-    found = index.descriptors(file_ids)
-    slot = np.full(len(best_row), -1, dtype=np.int64)
-    pictures = np.zeros((len(found) + 1, DESCRIPTOR_BYTES), dtype=np.uint8)  # the last slot: none
-    trimmed = np.zeros_like(pictures)
-    count = 0
-    for unit, file_id in zip(wanted.tolist(), file_ids, strict=True):
-        pair = found.get(file_id)
-        if pair is None:
-            continue
-        slot[unit] = count
-        pictures[count] = np.frombuffer(pair[0], dtype=np.uint8)
-        trimmed[count] = np.frombuffer(pair[1] if pair[1] is not None else pair[0], dtype=np.uint8)
-        count += 1
-    del found
+    thumbs = _Thumbnails(index, wanted, rows["id"][best_row[wanted]], len(best_row))
+    slot, pictures = thumbs.slot, thumbs.pictures
 
     if options.rotations:
         described = slot >= 0
-        turned = orientation_hashes(pictures[:count])
+        turned = orientation_hashes(pictures[:-1])
         upright = np.zeros(len(best_row), dtype=np.uint64)
         upright[described] = turned[slot[described], 0]
         kinds.append(Kind(upright, described, ROTATION_THRESHOLD, _turned_pairs(turned)))
+        del turned
     rotation_kind = len(kinds) - 1 if options.rotations else -1
 
     def check(leader: int, candidates: npt.NDArray[np.int64], gaps: npt.NDArray[np.uint8]) -> npt.NDArray[np.bool_]:
         verified = np.zeros(gaps.shape, dtype=bool)
-        at = slot[candidates]
-        here = slot[leader]
-        if here < 0:  # no descriptor: the hash decides
+        if slot[leader] < 0:  # no descriptor: the hash decides
             verified[:] = gaps != NOT_NEAR
             if rotation_kind >= 0:
                 verified[rotation_kind] = False
             return verified
-        blind = at < 0
-        at = np.where(blind, len(pictures) - 1, at)
+        blind = slot[candidates] < 0
         for k in range(len(kinds)):
             near = gaps[k] != NOT_NEAR
             if k == rotation_kind:
                 near &= ~blind
+                mine = pictures[slot[leader]][None]
                 for turn in range(1, ORIENTATIONS):
                     todo = near & ~verified[k]
                     if not todo.any():
                         break
-                    theirs = orient_descriptors(pictures[at[todo]], turn)
-                    mine = np.broadcast_to(pictures[here], theirs.shape)
-                    verified[k, todo] = similar(mine, theirs, ROTATION_CORRELATION)
+                    theirs = orient_descriptors(pictures[slot[candidates[todo]]], turn)
+                    verified[k, todo] = similar(np.broadcast_to(mine, theirs.shape), theirs, ROTATION_CORRELATION)
                 continue
-            source = trimmed if k == 1 else pictures
             if k == 1:  # the inside of pictures without a border is the whole: verified as kind 0
                 same = near & ~has_trim[candidates] & (not has_trim[leader]) & (gaps[0] == gaps[1])
                 verified[k, same] = verified[0, same]
                 near &= ~same
             if near.any():
-                mine = np.broadcast_to(source[here], (int(near.sum()), DESCRIPTOR_BYTES))
-                verified[k, near] = similar(mine, source[at[near]]) | blind[near]
+                rows_of = thumbs.inside if k == 1 else thumbs.whole
+                theirs = rows_of(candidates[near])
+                mine = np.broadcast_to(rows_of(np.array([leader])), theirs.shape)
+                verified[k, near] = similar(mine, theirs) | blind[near]
         return verified
 
     return group_by_leaders(unit_order, kinds, check)
+
+
+class _Thumbnails:
+    """The descriptors of some units (:func:`hashing.descriptor`), read from the index at once."""
+
+    def __init__(self, index: Index, units: npt.NDArray[np.int64], file_ids: npt.NDArray[np.int64], n: int) -> None:
+        found = index.descriptors(file_ids.tolist())
+        described, whole, framed, insides = [], [], [], []
+        for unit, file_id in zip(units.tolist(), file_ids.tolist(), strict=True):
+            pair = found.pop(file_id, None)
+            if pair is None:
+                continue  # indexed before descriptors existed
+            described.append(unit)
+            whole.append(pair[0])
+            if pair[1] is not None:
+                framed.append(unit)
+                insides.append(pair[1])
+        blank = bytes(DESCRIPTOR_BYTES)  # the last row: where a unit has none (never compared)
+        #: Row of each unit in ``pictures``; -1 without a descriptor.
+        self.slot = np.full(n, -1, dtype=np.int64)
+        self.slot[described] = np.arange(len(described))
+        self.pictures = np.frombuffer(b"".join([*whole, blank]), dtype=np.uint8).reshape(-1, DESCRIPTOR_BYTES)
+        self._inside_slot = np.full(n, -1, dtype=np.int64)
+        self._inside_slot[framed] = np.arange(len(framed))
+        self._insides = np.frombuffer(b"".join([*insides, blank]), dtype=np.uint8).reshape(-1, DESCRIPTOR_BYTES)
+
+    def whole(self, units: npt.NDArray[np.int64]) -> npt.NDArray[np.uint8]:
+        """Descriptors of the units' whole pictures (the blank row where there is none)."""
+        rows: npt.NDArray[np.uint8] = self.pictures[self.slot[units]]
+        return rows
+
+    def inside(self, units: npt.NDArray[np.int64]) -> npt.NDArray[np.uint8]:
+        """Descriptors of what is inside the units' borders (the whole picture's without one)."""
+        at = self._inside_slot[units]
+        rows: npt.NDArray[np.uint8] = np.where((at >= 0)[:, None], self._insides[at], self.whole(units))
+        return rows
 
 
 def _turned_pairs(turned: npt.NDArray[np.uint64]) -> tuple[Any, Any, Any]:
