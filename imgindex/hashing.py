@@ -309,7 +309,7 @@ def orientation_hashes(descriptors: npt.NDArray[np.uint8]) -> npt.NDArray[np.uin
         part = descriptors[start : start + (1 << 16), : GREY_SIDE * GREY_SIDE]
         grey = part.reshape(-1, GREY_SIDE, GREY_SIDE).astype(np.float32)
         for k in range(ORIENTATIONS):
-            cells = np.einsum("ij,njk,lk->nil", rows, orient(grey, k), columns)
+            cells = rows @ orient(grey, k) @ columns.T  # (n, 8, 9)
             bits = (cells[:, :, 1:] > cells[:, :, :-1]).reshape(len(grey), 64)
             hashes[start : start + len(grey), k] = (bits.astype(np.uint64) * weights).sum(axis=1, dtype=np.uint64)
     return hashes

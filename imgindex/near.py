@@ -257,45 +257,91 @@ GREY_CORRELATION = 0.80  # Pearson correlation of the 16x16 grey thumbnails, at 
 COLOURFUL = 5.0  # mean chroma of the 8x8 thumbnail from which a picture counts as colourful
 COLOUR_DIFFERENCE = 30.0  # RMS chroma difference of two colourful pictures, at most
 GREY_COPY_CORRELATION = 0.95  # a grey picture against a colourful one needs this correlation
+#: Below this standard deviation (grey levels, in the 16x16 thumbnail) a picture is blank or
+#: one colour: its thumbnail cannot confirm a match, so it matches by its bytes only. (On the
+#: quality corpus, one-colour pictures are at 0 and the faintest real ones, low-contrast
+#: textures and line art, at 0.6 and up.)
+LOW_DETAIL = 0.25
 _GREY = 16 * 16
+_CHROMA = 8 * 8 * 2
 
 
-def similar(
-    a: npt.NDArray[np.uint8], b: npt.NDArray[np.uint8], grey_correlation: float = GREY_CORRELATION
+@dataclass(frozen=True)
+class Thumbnails:
+    """Descriptors made ready to compare (see :func:`thumbnails`): per picture, its grey
+    thumbnail centred and scaled to unit length (zero for a flat picture), its colours as
+    opponent-colour pairs, and whether it is colourful. Half-precision: 768 bytes a picture."""
+
+    grey: npt.NDArray[np.float16]  # (n, 256)
+    chroma: npt.NDArray[np.float16]  # (n, 128): (R - G, (R + G) / 2 - B) per pixel of the 8x8
+    colourful: npt.NDArray[np.bool_]  # (n,)
+    detail: npt.NDArray[np.float32]  # (n,): standard deviation of the grey thumbnail, in grey levels
+
+
+def thumbnails(descriptors: npt.NDArray[np.uint8]) -> Thumbnails:
+    """Rows of ``DESCRIPTOR_BYTES`` made ready for :func:`agree`."""
+    n = len(descriptors)
+    grey = np.empty((n, _GREY), dtype=np.float16)
+    chroma = np.empty((n, _CHROMA), dtype=np.float16)
+    colourful = np.empty(n, dtype=bool)
+    detail = np.empty(n, dtype=np.float32)
+    for start in range(0, n, 1 << 16):  # bounded float32 temporaries
+        part = descriptors[start : start + (1 << 16)]
+        g = part[:, :_GREY].astype(np.float32)
+        g -= g.mean(axis=1, keepdims=True)
+        norm = np.sqrt((g * g).sum(axis=1, keepdims=True))
+        grey[start : start + len(part)] = np.divide(g, norm, out=np.zeros_like(g), where=norm > 0)
+        detail[start : start + len(part)] = norm[:, 0] / np.sqrt(_GREY)
+        rgb = part[:, _GREY:].astype(np.float32).reshape(len(part), -1, 3)
+        r, gg, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+        pairs = np.stack([r - gg, (r + gg) / 2 - b], axis=-1)  # (m, 64, 2)
+        chroma[start : start + len(part)] = pairs.reshape(len(part), -1)
+        colourful[start : start + len(part)] = np.hypot(pairs[..., 0], pairs[..., 1]).mean(axis=1) >= COLOURFUL
+    return Thumbnails(grey, chroma, colourful, detail)
+
+
+def agree(
+    a: Thumbnails, i: int, b: Thumbnails, js: npt.ArrayLike, grey_correlation: float = GREY_CORRELATION
 ) -> npt.NDArray[np.bool_]:
-    """Do descriptors ``a[i]`` and ``b[i]`` show the same picture? Rows of ``DESCRIPTOR_BYTES``.
+    """Does picture ``i`` of ``a`` show the same picture as each picture ``js`` of ``b``?
 
     The grey thumbnails must correlate; two colourful pictures must also agree
     in colour (flags with the same stripes in other colours, tinted icons),
     while a grey copy of a colourful picture must correlate more closely
     instead. A flat picture (no grey variance) matches nothing this way.
     """
-    grey_a = a[:, :_GREY].astype(np.float32)
-    grey_b = b[:, :_GREY].astype(np.float32)
-    grey_a -= grey_a.mean(axis=1, keepdims=True)
-    grey_b -= grey_b.mean(axis=1, keepdims=True)
-    norm = np.sqrt((grey_a * grey_a).sum(axis=1) * (grey_b * grey_b).sum(axis=1))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        correlation = np.where(norm > 0, (grey_a * grey_b).sum(axis=1) / norm, -1.0)
-    chroma_a, chroma_b = _chroma(a[:, _GREY:]), _chroma(b[:, _GREY:])
-    colourful_a = np.hypot(chroma_a[..., 0], chroma_a[..., 1]).mean(axis=1) >= COLOURFUL
-    colourful_b = np.hypot(chroma_b[..., 0], chroma_b[..., 1]).mean(axis=1) >= COLOURFUL
-    difference = np.sqrt(((chroma_a - chroma_b) ** 2).sum(axis=2).mean(axis=1))
-    both = colourful_a & colourful_b
-    one = colourful_a ^ colourful_b
+    js = np.asarray(js, dtype=np.int64)
+    correlation = b.grey[js].astype(np.float32) @ a.grey[i].astype(np.float32)
+    difference = b.chroma[js].astype(np.float32) - a.chroma[i].astype(np.float32)
+    return _verdict(correlation, difference, a.colourful[i], b.colourful[js], grey_correlation)
+
+
+def similar(
+    a: npt.NDArray[np.uint8], b: npt.NDArray[np.uint8], grey_correlation: float = GREY_CORRELATION
+) -> npt.NDArray[np.bool_]:
+    """Do descriptors ``a[k]`` and ``b[k]`` show the same picture (see :func:`agree`)?"""
+    ta, tb = thumbnails(a), thumbnails(b)
+    correlation = (ta.grey.astype(np.float32) * tb.grey.astype(np.float32)).sum(axis=1)
+    difference = tb.chroma.astype(np.float32) - ta.chroma.astype(np.float32)
+    return _verdict(correlation, difference, ta.colourful, tb.colourful, grey_correlation)
+
+
+def _verdict(
+    correlation: npt.NDArray[np.float32],
+    difference: npt.NDArray[np.float32],
+    colourful_a: npt.ArrayLike,
+    colourful_b: npt.ArrayLike,
+    grey_correlation: float,
+) -> npt.NDArray[np.bool_]:
+    rms = np.sqrt((difference * difference).sum(axis=1) / (_CHROMA // 2))
+    both = np.logical_and(colourful_a, colourful_b)
+    one = np.logical_xor(colourful_a, colourful_b)
     accepted: npt.NDArray[np.bool_] = (
         (correlation >= grey_correlation)
-        & (~both | (difference <= COLOUR_DIFFERENCE))
+        & (~both | (rms <= COLOUR_DIFFERENCE))
         & (~one | (correlation >= max(grey_correlation, GREY_COPY_CORRELATION)))
     )
     return accepted
-
-
-def _chroma(rgb: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
-    """Opponent colours (R - G, (R + G) / 2 - B) of each pixel: shape (n, pixels, 2)."""
-    pixels = rgb.astype(np.float32).reshape(len(rgb), -1, 3)
-    r, g, b = pixels[..., 0], pixels[..., 1], pixels[..., 2]
-    return np.stack([r - g, (r + g) / 2 - b], axis=-1)
 
 
 #: A gap meaning "not within the threshold in this kind of hash".
@@ -393,7 +439,7 @@ def group_by_leaders(order: I64, kinds: Sequence[Kind], check: Check | None = No
     copies of one picture cost one hash, not fifty million pairs.
 
     ``check`` says which candidates really join the leader, and by which
-    kinds (e.g. :func:`similar` on their descriptors); those refused stay
+    kinds (e.g. :func:`agree` on their descriptors); those refused stay
     free for later leaders.
     """
     n = len(order)

@@ -1,12 +1,14 @@
 """The stored near pairs: keeping them up to date, and reading them back.
 
 The index keeps every pair of distinct perceptual hashes within
-:data:`MAX_DISTANCE` bits (tables ``near_hashes`` and ``near_pairs``), so a
-near report is a query, and adding a thousand images searches a thousand
-hashes against the rest instead of all pairs again. :func:`update` runs after
-each scan and watch batch; :func:`pairs_among` gives a report the pairs it
-needs, searching in memory whatever is not stored yet (an update that did not
-run, or a threshold above the stored maximum).
+:data:`MAX_DISTANCE` bits (tables ``near_hashes`` and ``near_pairs``), among
+the hashes of whole pictures and of what is inside their borders alike (a
+report picks the pairs of each kind it needs), so a near report is a query,
+and adding a thousand images searches a thousand hashes against the rest
+instead of all pairs again. :func:`update` runs after each scan and watch
+batch; :func:`pairs_among` gives a report the pairs it needs, searching in
+memory whatever is not stored yet (an update that did not run, or a
+threshold above the stored maximum).
 
 An update reads, searches outside any transaction, then writes pairs before
 marking their hashes as stored, so whatever stops it, or whatever another

@@ -25,7 +25,18 @@ import numpy.typing as npt
 from . import __version__
 from .hashing import DESCRIPTOR_BYTES, ORIENTATIONS, orient_descriptors, orientation_hashes
 from .index import Index
-from .near import NOT_NEAR, Kind, as_unsigned, group_by_leaders, pairs_from, similar
+from .near import (
+    LOW_DETAIL,
+    NOT_NEAR,
+    Grouping,
+    Kind,
+    Thumbnails,
+    agree,
+    as_unsigned,
+    group_by_leaders,
+    pairs_from,
+    thumbnails,
+)
 from .pairs import pairs_among
 
 Mode = Literal["exact", "near"]
@@ -248,7 +259,7 @@ def _near_grouping(
     rows: dict[str, npt.NDArray[Any]],
     best_row: npt.NDArray[np.int64],
     unit_order: npt.NDArray[np.int64],
-) -> Any:
+) -> Grouping:
     """Group units by their hashes, each match verified on the pictures' descriptors.
 
     Two units are candidates when their hashes of the whole picture are within
@@ -256,7 +267,7 @@ def _near_grouping(
     a border counts as its own inside); with ``--rotations`` also when one's
     hash is within :data:`ROTATION_THRESHOLD` of an orientation of the other's.
     A candidate joins only if the descriptors of the pictures that matched
-    agree (:func:`near.similar`). Images hashed before descriptors existed
+    agree (:func:`near.agree`). Images hashed before descriptors existed
     (an index not rescanned since) are matched by their hashes alone.
     """
     has_hash = rows["has_hash"][best_row]
@@ -265,9 +276,6 @@ def _near_grouping(
     inside = np.where(has_trim, as_unsigned(rows["trim_hash"][best_row]), whole)
     values = np.unique(np.concatenate([whole[has_hash], inside[has_hash]]))
     stored = pairs_among(index, values, threshold)
-    kinds = [Kind(whole, has_hash, threshold, stored)]
-    if has_trim.any():
-        kinds.append(Kind(inside, has_hash, threshold, stored))
 
     # Descriptors of the units that have a candidate (all of them for --rotations).
     if options.rotations:
@@ -278,12 +286,27 @@ def _near_grouping(
         trim_counts = np.unique(inside[has_hash], return_counts=True)
         linked = np.union1d(linked, np.union1d(counts[0][counts[1] > 1], trim_counts[0][trim_counts[1] > 1]))
         wanted = np.flatnonzero(has_hash & (np.isin(whole, linked) | np.isin(inside, linked)))
-    thumbs = _Thumbnails(index, wanted, rows["id"][best_row[wanted]], len(best_row))
-    slot, pictures = thumbs.slot, thumbs.pictures
+    thumbs = _Thumbnails(index, wanted, rows["id"][best_row[wanted]], len(best_row), keep=options.rotations)
+    slot, inside_slot = thumbs.slot, thumbs.inside_slot
+
+    # A blank or one-colour picture has nothing its thumbnail could confirm a match by: it
+    # matches by its bytes only. (Left out here, thousands of blank images of different
+    # sizes are not compared with each other in vain.)
+    usable = has_hash & ~((slot >= 0) & (thumbs.whole.detail[slot] < LOW_DETAIL))
+    kinds = [Kind(whole, usable, threshold, stored)]
+    if has_trim.any():
+        # Insides: only matches that involve a picture with a border are new here (for two
+        # pictures without, the insides are the wholes), so only the pairs that touch one.
+        framed = np.unique(inside[has_trim & usable])
+        a, b, d = stored
+        touch = np.isin(a, framed) | np.isin(b, framed)
+        reach = np.union1d(framed, np.concatenate([a[touch], b[touch]]))
+        kinds.append(Kind(inside, usable & np.isin(inside, reach), threshold, (a[touch], b[touch], d[touch])))
+    inside_kind = len(kinds) - 1 if has_trim.any() else -1
 
     if options.rotations:
-        described = slot >= 0
-        turned = orientation_hashes(pictures[:-1])
+        described = (slot >= 0) & usable
+        turned = orientation_hashes(thumbs.descriptors)
         upright = np.zeros(len(best_row), dtype=np.uint64)
         upright[described] = turned[slot[described], 0]
         kinds.append(Kind(upright, described, ROTATION_THRESHOLD, _turned_pairs(turned)))
@@ -302,32 +325,39 @@ def _near_grouping(
             near = gaps[k] != NOT_NEAR
             if k == rotation_kind:
                 near &= ~blind
-                mine = pictures[slot[leader]][None]
                 for turn in range(1, ORIENTATIONS):
                     todo = near & ~verified[k]
                     if not todo.any():
                         break
-                    theirs = orient_descriptors(pictures[slot[candidates[todo]]], turn)
-                    verified[k, todo] = similar(np.broadcast_to(mine, theirs.shape), theirs, ROTATION_CORRELATION)
+                    theirs = thumbnails(orient_descriptors(thumbs.descriptors[slot[candidates[todo]]], turn))
+                    mine = slot[leader]
+                    verified[k, todo] = agree(
+                        thumbs.whole, mine, theirs, np.arange(int(todo.sum())), ROTATION_CORRELATION
+                    )
                 continue
-            if k == 1:  # the inside of pictures without a border is the whole: verified as kind 0
-                same = near & ~has_trim[candidates] & (not has_trim[leader]) & (gaps[0] == gaps[1])
+            if k == inside_kind:  # the inside of pictures without a border is the whole: verified as kind 0
+                same = near & (inside_slot[candidates] < 0) & (inside_slot[leader] < 0) & (gaps[0] == gaps[k])
                 verified[k, same] = verified[0, same]
                 near &= ~same
-            if near.any():
-                rows_of = thumbs.inside if k == 1 else thumbs.whole
-                theirs = rows_of(candidates[near])
-                mine = np.broadcast_to(rows_of(np.array([leader])), theirs.shape)
-                verified[k, near] = similar(mine, theirs) | blind[near]
+            if not near.any():
+                continue
+            if k != inside_kind:
+                verified[k, near] = agree(thumbs.whole, slot[leader], thumbs.whole, slot[candidates[near]])
+            else:  # insides: a picture without a border is its own inside
+                mine, theirs = thumbs.inside(np.array([leader])), thumbs.inside(candidates[near])
+                verified[k, near] = agree(mine, 0, theirs, np.arange(int(near.sum())))
+            verified[k, near] |= blind[near]
         return verified
 
     return group_by_leaders(unit_order, kinds, check)
 
 
 class _Thumbnails:
-    """The descriptors of some units (:func:`hashing.descriptor`), read from the index at once."""
+    """The descriptors of some units, read from the index at once and made ready to compare."""
 
-    def __init__(self, index: Index, units: npt.NDArray[np.int64], file_ids: npt.NDArray[np.int64], n: int) -> None:
+    def __init__(
+        self, index: Index, units: npt.NDArray[np.int64], file_ids: npt.NDArray[np.int64], n: int, *, keep: bool
+    ) -> None:
         found = index.descriptors(file_ids.tolist())
         described, whole, framed, insides = [], [], [], []
         for unit, file_id in zip(units.tolist(), file_ids.tolist(), strict=True):
@@ -339,25 +369,38 @@ class _Thumbnails:
             if pair[1] is not None:
                 framed.append(unit)
                 insides.append(pair[1])
-        blank = bytes(DESCRIPTOR_BYTES)  # the last row: where a unit has none (never compared)
-        #: Row of each unit in ``pictures``; -1 without a descriptor.
+        #: Row of each unit in ``whole`` (and ``descriptors``); -1 without a descriptor.
         self.slot = np.full(n, -1, dtype=np.int64)
         self.slot[described] = np.arange(len(described))
-        self.pictures = np.frombuffer(b"".join([*whole, blank]), dtype=np.uint8).reshape(-1, DESCRIPTOR_BYTES)
-        self._inside_slot = np.full(n, -1, dtype=np.int64)
-        self._inside_slot[framed] = np.arange(len(framed))
-        self._insides = np.frombuffer(b"".join([*insides, blank]), dtype=np.uint8).reshape(-1, DESCRIPTOR_BYTES)
+        #: Row of each unit in the insides; -1 for a picture without a border (or a descriptor).
+        self.inside_slot = np.full(n, -1, dtype=np.int64)
+        self.inside_slot[framed] = np.arange(len(framed))
+        # Each array ends with a blank row, where a slot of -1 lands (never accepted: flat).
+        pictures = _rows(whole)
+        self.whole = thumbnails(pictures)
+        self._insides = thumbnails(_rows(insides))
+        #: The raw descriptors of the whole pictures (by ``slot``; without the blank row),
+        #: when asked to ``keep`` them (for orientations).
+        self.descriptors = pictures[:-1] if keep else pictures[:0]
 
-    def whole(self, units: npt.NDArray[np.int64]) -> npt.NDArray[np.uint8]:
-        """Descriptors of the units' whole pictures (the blank row where there is none)."""
-        rows: npt.NDArray[np.uint8] = self.pictures[self.slot[units]]
-        return rows
+    def inside(self, units: npt.NDArray[np.int64]) -> Thumbnails:
+        """What is inside the units' borders (the whole picture for one without a border)."""
+        at = self.inside_slot[units]
+        framed = (at >= 0)[:, None]
+        whole = self.slot[units]
+        return Thumbnails(
+            np.where(framed, self._insides.grey[at], self.whole.grey[whole]),
+            np.where(framed, self._insides.chroma[at], self.whole.chroma[whole]),
+            np.where(framed[:, 0], self._insides.colourful[at], self.whole.colourful[whole]),
+            np.where(framed[:, 0], self._insides.detail[at], self.whole.detail[whole]),
+        )
 
-    def inside(self, units: npt.NDArray[np.int64]) -> npt.NDArray[np.uint8]:
-        """Descriptors of what is inside the units' borders (the whole picture's without one)."""
-        at = self._inside_slot[units]
-        rows: npt.NDArray[np.uint8] = np.where((at >= 0)[:, None], self._insides[at], self.whole(units))
-        return rows
+
+def _rows(descriptors: list[bytes]) -> npt.NDArray[np.uint8]:
+    """The descriptors as rows, then a blank one."""
+    return np.frombuffer(b"".join([*descriptors, bytes(DESCRIPTOR_BYTES)]), dtype=np.uint8).reshape(
+        -1, DESCRIPTOR_BYTES
+    )
 
 
 def _turned_pairs(turned: npt.NDArray[np.uint64]) -> tuple[Any, Any, Any]:
