@@ -262,6 +262,9 @@ GREY_COPY_CORRELATION = 0.95  # a grey picture against a colourful one needs thi
 #: quality corpus, one-colour pictures are at 0 and the faintest real ones, low-contrast
 #: textures and line art, at 0.6 and up.)
 LOW_DETAIL = 0.25
+#: Two pictures with borders whose whole thumbnails agree must also have insides that
+#: correlate this much (different pictures padded onto one canvas agree by the canvas).
+FRAMED_INSIDE_CORRELATION = 0.3
 _GREY = 16 * 16
 _CHROMA = 8 * 8 * 2
 
@@ -276,6 +279,9 @@ class Thumbnails:
     chroma: npt.NDArray[np.float16]  # (n, 128): (R - G, (R + G) / 2 - B) per pixel of the 8x8
     colourful: npt.NDArray[np.bool_]  # (n,)
     detail: npt.NDArray[np.float32]  # (n,): standard deviation of the grey thumbnail, in grey levels
+
+    def rows(self, at: npt.NDArray[np.int64]) -> Thumbnails:
+        return Thumbnails(self.grey[at], self.chroma[at], self.colourful[at], self.detail[at])
 
 
 def thumbnails(descriptors: npt.NDArray[np.uint8]) -> Thumbnails:
@@ -311,9 +317,16 @@ def agree(
     instead. A flat picture (no grey variance) matches nothing this way.
     """
     js = np.asarray(js, dtype=np.int64)
-    correlation = b.grey[js].astype(np.float32) @ a.grey[i].astype(np.float32)
     difference = b.chroma[js].astype(np.float32) - a.chroma[i].astype(np.float32)
-    return _verdict(correlation, difference, a.colourful[i], b.colourful[js], grey_correlation)
+    return _verdict(correlation(a, i, b, js), difference, a.colourful[i], b.colourful[js], grey_correlation)
+
+
+def correlation(a: Thumbnails, i: int, b: Thumbnails, js: npt.ArrayLike) -> npt.NDArray[np.float32]:
+    """The correlation of picture ``i`` of ``a``'s grey thumbnail with each of pictures ``js`` of ``b``."""
+    result: npt.NDArray[np.float32] = b.grey[np.asarray(js, dtype=np.int64)].astype(np.float32) @ a.grey[i].astype(
+        np.float32
+    )
+    return result
 
 
 def similar(
@@ -324,6 +337,52 @@ def similar(
     correlation = (ta.grey.astype(np.float32) * tb.grey.astype(np.float32)).sum(axis=1)
     difference = tb.chroma.astype(np.float32) - ta.chroma.astype(np.float32)
     return _verdict(correlation, difference, ta.colourful, tb.colourful, grey_correlation)
+
+
+@dataclass(frozen=True)
+class Pictures:
+    """Thumbnails of some pictures: of the whole picture, and of what is inside its
+    border (the whole picture's again where it has no border, ``framed`` False)."""
+
+    whole: Thumbnails
+    inside: Thumbnails
+    framed: npt.NDArray[np.bool_]
+
+    @classmethod
+    def of(cls, whole: npt.NDArray[np.uint8], inside: npt.NDArray[np.uint8], framed: npt.NDArray[np.bool_]) -> Pictures:
+        """From descriptor rows (``inside`` holds the whole picture's where not ``framed``)."""
+        return cls(thumbnails(whole), thumbnails(inside), framed)
+
+    def rows(self, at: npt.NDArray[np.int64]) -> Pictures:
+        return Pictures(self.whole.rows(at), self.inside.rows(at), self.framed[at])
+
+
+def confirm(
+    mine: Pictures,
+    theirs: Pictures,
+    near_whole: npt.NDArray[np.bool_],
+    near_inside: npt.NDArray[np.bool_],
+    grey_correlation: float = GREY_CORRELATION,
+    inside_correlation: float = FRAMED_INSIDE_CORRELATION,
+) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
+    """Which hash matches of picture 0 of ``mine`` with each of ``theirs`` their thumbnails confirm.
+
+    ``near_whole``/``near_inside``: whose hashes of the whole picture / of the
+    inside are within the threshold. A match of the whole pictures needs the
+    whole thumbnails to agree (:func:`agree`) and, when both pictures have a
+    border, their insides to correlate (at least ``inside_correlation``: a
+    border shared by different pictures padded onto one canvas makes their
+    wholes agree); a match of the insides needs the insides to agree. A picture (or inside) with almost no detail
+    (:data:`LOW_DETAIL`) confirms nothing.
+    """
+    every = np.arange(len(theirs.framed))
+    insides = agree(mine.inside, 0, theirs.inside, every, grey_correlation)
+    insides &= (mine.inside.detail[0] >= LOW_DETAIL) & (theirs.inside.detail >= LOW_DETAIL)
+    wholes = agree(mine.whole, 0, theirs.whole, every, grey_correlation)
+    wholes &= (mine.whole.detail[0] >= LOW_DETAIL) & (theirs.whole.detail >= LOW_DETAIL)
+    both = mine.framed[0] & theirs.framed
+    wholes &= ~both | (correlation(mine.inside, 0, theirs.inside, every) >= inside_correlation)
+    return near_whole & wholes, near_inside & insides
 
 
 def _verdict(
@@ -398,7 +457,9 @@ def _graph(n: int, kind: Kind) -> _Graph:
     values, node_of_hashed = np.unique(kind.hashes[hashed], return_inverse=True)
     node_of_hashed = node_of_hashed.reshape(-1)
     nodes = len(values)
-    if kind.pairs is None:
+    if nodes == 0:
+        a, b, d = _empty()
+    elif kind.pairs is None:
         a, b, d = pairs_within(values, kind.threshold)
     else:
         a, b, d = _as_nodes(values, kind.pairs, kind.threshold)
@@ -431,8 +492,8 @@ def group_by_leaders(order: I64, kinds: Sequence[Kind], check: Check | None = No
     leader, and every ungrouped unit that is a candidate in some kind (its
     hash of that kind within that kind's threshold of the leader's) joins its
     group. So every member is near its leader (no chains), the leader is the
-    best unit of its group, and the result depends only on ``order`` and the
-    hashes. A unit's distance is the smallest of its kinds' that made it join.
+    best unit of its group, and the result depends only on ``order``, the
+    hashes and the check. A unit's distance is the smallest of its kinds' that made it join.
     Units without any hash stay alone.
 
     The search runs over distinct hash values, not units, so ten thousand
@@ -445,8 +506,7 @@ def group_by_leaders(order: I64, kinds: Sequence[Kind], check: Check | None = No
     n = len(order)
     leader = np.arange(n, dtype=np.int64)
     distance = np.zeros(n, dtype=np.uint8)
-    kinds = [k for k in kinds if k.has_hash.any()]
-    if n == 0 or not kinds:
+    if n == 0 or not any(k.has_hash.any() for k in kinds):
         return Grouping(leader, distance)
     graphs = [_graph(n, kind) for kind in kinds]
     # A unit alone on its hash with no neighbour, in every kind, leads its own group: settle those at once.

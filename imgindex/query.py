@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
-from .hashing import HashSettings, hash_hex
+from .hashing import DESCRIPTOR_BYTES, HashSettings, hash_hex
 from .index import FileRecord, Index
-from .near import as_unsigned, pairs_from, similar
+from .near import NOT_NEAR, Pictures, as_unsigned, confirm, distances, pairs_from
 from .report import path_fields
 from .scan import Task, read_file
 from .walk import FileStat
@@ -116,42 +117,46 @@ def _near_matches(index: Index, records: Sequence[FileRecord | None], threshold:
     if not hashed:
         return found
     # What each query hash is near among the distinct hashes indexed.
-    mine = sorted({h for _, r in hashed for h in _hashes(r.phash, r.trim_hash) if h is not None})
+    queried = sorted({h for _, r in hashed for h in _hashes(r.phash, r.trim_hash) if h is not None})
     indexed = index.image_hashes()
-    values = np.concatenate([indexed, np.array(mine, dtype=np.int64)])
+    values = np.concatenate([indexed, np.array(queried, dtype=np.int64)])
     _, j, _ = pairs_from(as_unsigned(values), np.arange(len(indexed), len(values)), threshold)
     near_values = sorted({int(v) for v in values[j[j < len(indexed)]].tolist()})
-    files = index.files_with_hashes(near_values)
-    stored = index.descriptors([f[0] for f in files])
+    candidates = index.files_with_hashes(near_values)
+    stored = index.descriptors([f[0] for f in candidates])
+    # Files without descriptors were hashed by an older imgindex (perhaps another kind of
+    # hash) and not rescanned since: nothing to match them by.
+    files = [(i, w, w if t is None else t) for i, w, t in candidates if i in stored and w is not None]
+    if not files:
+        return found
+    ids = [f[0] for f in files]
+    their_whole = as_unsigned([f[1] for f in files])
+    their_inside = as_unsigned([f[2] for f in files])
+    theirs = Pictures.of(
+        _rows([stored[i][0] for i in ids]),
+        _rows([stored[i][1] or stored[i][0] for i in ids]),
+        np.array([stored[i][1] is not None for i in ids], dtype=bool),
+    )
     for number, r in hashed:
         whole, inside = _hashes(r.phash, r.trim_hash)
-        for file_id, their_whole, their_trim in files:
-            their_inside = their_trim if their_trim is not None else their_whole
-            gaps = [
-                _distance(whole, their_whole),  # the whole pictures
-                _distance(inside, their_inside),  # what is inside their borders
-            ]
-            theirs = stored.get(file_id)
-            verified = []
-            for kind, gap in enumerate(gaps):
-                if gap > threshold:
-                    continue
-                if theirs is None or r.descriptor is None:  # hashed before descriptors: the hash decides
-                    verified.append(gap)
-                    continue
-                a = r.descriptor if kind == 0 else (r.trim_descriptor or r.descriptor)
-                b = theirs[0] if kind == 0 else (theirs[1] or theirs[0])
-                if similar(np.frombuffer(a, np.uint8)[None], np.frombuffer(b, np.uint8)[None])[0]:
-                    verified.append(gap)
-            if verified:
-                found[number][file_id] = min(verified)
+        if r.descriptor is None or whole is None or inside is None:
+            continue
+        mine = Pictures.of(
+            _rows([r.descriptor]), _rows([r.trim_descriptor or r.descriptor]), np.array([r.trim_descriptor is not None])
+        )
+        by_whole = distances(their_whole, as_unsigned([whole]))
+        by_inside = distances(their_inside, as_unsigned([inside]))
+        whole_ok, inside_ok = confirm(mine, theirs, by_whole <= threshold, by_inside <= threshold)
+        gap = np.minimum(np.where(whole_ok, by_whole, NOT_NEAR), np.where(inside_ok, by_inside, NOT_NEAR))
+        for k in np.flatnonzero(gap != NOT_NEAR).tolist():
+            found[number][ids[k]] = int(gap[k])
     return found
+
+
+def _rows(descriptors: list[bytes]) -> npt.NDArray[np.uint8]:
+    return np.frombuffer(b"".join(descriptors), dtype=np.uint8).reshape(-1, DESCRIPTOR_BYTES)
 
 
 def _hashes(phash: int | None, trim_hash: int | None) -> tuple[int | None, int | None]:
     """A picture's hash, and that of what is inside its border (itself without one)."""
     return phash, phash if trim_hash is None else trim_hash
-
-
-def _distance(a: int | None, b: int | None) -> int:
-    return 64 if a is None or b is None else ((a ^ b) & 0xFFFF_FFFF_FFFF_FFFF).bit_count()

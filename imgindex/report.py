@@ -30,9 +30,10 @@ from .near import (
     NOT_NEAR,
     Grouping,
     Kind,
+    Pictures,
     Thumbnails,
-    agree,
     as_unsigned,
+    confirm,
     group_by_leaders,
     pairs_from,
     thumbnails,
@@ -49,6 +50,8 @@ MAX_THRESHOLD = 32
 #: orientation's of another, and the grey correlation their thumbnails need.
 ROTATION_THRESHOLD = 8
 ROTATION_CORRELATION = 0.90
+#: ... and, for two pictures with borders, the correlation of their insides.
+ROTATION_INSIDE_CORRELATION = 0.6
 
 #: Rules for choosing the image to keep, each as (column, best first is "descending"?).
 KEEP_RULES: dict[str, tuple[str, bool]] = {
@@ -287,66 +290,69 @@ def _near_grouping(
         linked = np.union1d(linked, np.union1d(counts[0][counts[1] > 1], trim_counts[0][trim_counts[1] > 1]))
         wanted = np.flatnonzero(has_hash & (np.isin(whole, linked) | np.isin(inside, linked)))
     thumbs = _Thumbnails(index, wanted, rows["id"][best_row[wanted]], len(best_row), keep=options.rotations)
-    slot, inside_slot = thumbs.slot, thumbs.inside_slot
+    slot = thumbs.slot
 
-    # A blank or one-colour picture has nothing its thumbnail could confirm a match by: it
-    # matches by its bytes only. (Left out here, thousands of blank images of different
-    # sizes are not compared with each other in vain.)
-    usable = has_hash & ~((slot >= 0) & (thumbs.whole.detail[slot] < LOW_DETAIL))
+    # A blank or one-colour picture (or inside) has nothing its thumbnail could confirm a
+    # match by: it matches by its bytes only. (Left out here, thousands of blank images of
+    # different sizes are not compared with each other in vain.)
+    whole_detail, inside_detail = thumbs.detail()
+    usable = has_hash & (whole_detail >= LOW_DETAIL)
     kinds = [Kind(whole, usable, threshold, stored)]
+    inside_kind = rotation_kind = -1
     if has_trim.any():
         # Insides: only matches that involve a picture with a border are new here (for two
         # pictures without, the insides are the wholes), so only the pairs that touch one.
-        framed = np.unique(inside[has_trim & usable])
+        usable_inside = has_hash & (inside_detail >= LOW_DETAIL)
+        framed = np.unique(inside[has_trim & usable_inside])
         a, b, d = stored
         touch = np.isin(a, framed) | np.isin(b, framed)
         reach = np.union1d(framed, np.concatenate([a[touch], b[touch]]))
-        kinds.append(Kind(inside, usable & np.isin(inside, reach), threshold, (a[touch], b[touch], d[touch])))
-    inside_kind = len(kinds) - 1 if has_trim.any() else -1
-
+        inside_kind = len(kinds)
+        kinds.append(Kind(inside, usable_inside & np.isin(inside, reach), threshold, (a[touch], b[touch], d[touch])))
     if options.rotations:
         described = (slot >= 0) & usable
         turned = orientation_hashes(thumbs.descriptors)
         upright = np.zeros(len(best_row), dtype=np.uint64)
         upright[described] = turned[slot[described], 0]
-        kinds.append(Kind(upright, described, ROTATION_THRESHOLD, _turned_pairs(turned)))
+        rotation_threshold = min(threshold, ROTATION_THRESHOLD)
+        rotation_kind = len(kinds)
+        kinds.append(Kind(upright, described, rotation_threshold, _turned_pairs(turned, rotation_threshold)))
         del turned
-    rotation_kind = len(kinds) - 1 if options.rotations else -1
 
     def check(leader: int, candidates: npt.NDArray[np.int64], gaps: npt.NDArray[np.uint8]) -> npt.NDArray[np.bool_]:
         verified = np.zeros(gaps.shape, dtype=bool)
-        if slot[leader] < 0:  # no descriptor: the hash decides
-            verified[:] = gaps != NOT_NEAR
+        blind = slot[candidates] < 0
+        if slot[leader] < 0:
+            # Hashed before descriptors existed (an index not rescanned since): the hashes decide,
+            # between two such pictures only (newer pictures' hashes may be of another kind).
+            verified[:] = (gaps != NOT_NEAR) & blind
             if rotation_kind >= 0:
                 verified[rotation_kind] = False
             return verified
-        blind = slot[candidates] < 0
-        for k in range(len(kinds)):
-            near = gaps[k] != NOT_NEAR
-            if k == rotation_kind:
-                near &= ~blind
-                for turn in range(1, ORIENTATIONS):
-                    todo = near & ~verified[k]
-                    if not todo.any():
-                        break
-                    theirs = thumbnails(orient_descriptors(thumbs.descriptors[slot[candidates[todo]]], turn))
-                    mine = slot[leader]
-                    verified[k, todo] = agree(
-                        thumbs.whole, mine, theirs, np.arange(int(todo.sum())), ROTATION_CORRELATION
-                    )
-                continue
-            if k == inside_kind:  # the inside of pictures without a border is the whole: verified as kind 0
-                same = near & (inside_slot[candidates] < 0) & (inside_slot[leader] < 0) & (gaps[0] == gaps[k])
-                verified[k, same] = verified[0, same]
-                near &= ~same
-            if not near.any():
-                continue
-            if k != inside_kind:
-                verified[k, near] = agree(thumbs.whole, slot[leader], thumbs.whole, slot[candidates[near]])
-            else:  # insides: a picture without a border is its own inside
-                mine, theirs = thumbs.inside(np.array([leader])), thumbs.inside(candidates[near])
-                verified[k, near] = agree(mine, 0, theirs, np.arange(int(near.sum())))
-            verified[k, near] |= blind[near]
+        seen = np.flatnonzero(~blind)
+        if not len(seen):
+            return verified
+        mine, theirs = thumbs.pictures(np.array([leader])), thumbs.pictures(candidates[seen])
+        near_inside = gaps[inside_kind, seen] != NOT_NEAR if inside_kind >= 0 else np.zeros(len(seen), bool)
+        verified[0, seen], inside_ok = confirm(mine, theirs, gaps[0, seen] != NOT_NEAR, near_inside)
+        if inside_kind >= 0:
+            verified[inside_kind, seen] = inside_ok
+        if rotation_kind >= 0:
+            todo = seen[gaps[rotation_kind, seen] != NOT_NEAR]
+            for turn in range(1, ORIENTATIONS):
+                if not len(todo):
+                    break
+                everywhere = np.ones(len(todo), bool)
+                ok, _ = confirm(
+                    mine,
+                    thumbs.turned(candidates[todo], turn),
+                    everywhere,
+                    ~everywhere,
+                    ROTATION_CORRELATION,
+                    inside_correlation=ROTATION_INSIDE_CORRELATION,
+                )
+                verified[rotation_kind, todo[ok]] = True
+                todo = todo[~ok]
         return verified
 
     return group_by_leaders(unit_order, kinds, check)
@@ -369,49 +375,70 @@ class _Thumbnails:
             if pair[1] is not None:
                 framed.append(unit)
                 insides.append(pair[1])
-        #: Row of each unit in ``whole`` (and ``descriptors``); -1 without a descriptor.
+        #: Row of each unit in the whole pictures' arrays; -1 without a descriptor.
         self.slot = np.full(n, -1, dtype=np.int64)
         self.slot[described] = np.arange(len(described))
-        #: Row of each unit in the insides; -1 for a picture without a border (or a descriptor).
-        self.inside_slot = np.full(n, -1, dtype=np.int64)
-        self.inside_slot[framed] = np.arange(len(framed))
+        # Row of each unit in the insides' arrays; -1 for a picture without a border (or a descriptor).
+        self._inside_slot = np.full(n, -1, dtype=np.int64)
+        self._inside_slot[framed] = np.arange(len(framed))
         # Each array ends with a blank row, where a slot of -1 lands (never accepted: flat).
-        pictures = _rows(whole)
+        pictures, inside_pictures = _rows(whole), _rows(insides)
         self.whole = thumbnails(pictures)
-        self._insides = thumbnails(_rows(insides))
+        self._insides = thumbnails(inside_pictures)
         #: The raw descriptors of the whole pictures (by ``slot``; without the blank row),
-        #: when asked to ``keep`` them (for orientations).
+        #: when asked to ``keep`` them (for orientations); the insides' likewise.
         self.descriptors = pictures[:-1] if keep else pictures[:0]
+        self._inside_descriptors = inside_pictures if keep else inside_pictures[:0]
 
-    def inside(self, units: npt.NDArray[np.int64]) -> Thumbnails:
-        """What is inside the units' borders (the whole picture for one without a border)."""
-        at = self.inside_slot[units]
-        framed = (at >= 0)[:, None]
-        whole = self.slot[units]
-        return Thumbnails(
-            np.where(framed, self._insides.grey[at], self.whole.grey[whole]),
-            np.where(framed, self._insides.chroma[at], self.whole.chroma[whole]),
-            np.where(framed[:, 0], self._insides.colourful[at], self.whole.colourful[whole]),
-            np.where(framed[:, 0], self._insides.detail[at], self.whole.detail[whole]),
+    def detail(self) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+        """Each unit's detail (:class:`near.Thumbnails`) of its whole picture and of its inside;
+        infinite for a unit without a descriptor (its hashes decide)."""
+        whole = np.where(self.slot >= 0, self.whole.detail[self.slot], np.inf).astype(np.float32)
+        inside = np.where(self._inside_slot >= 0, self._insides.detail[self._inside_slot], whole)
+        return whole, inside
+
+    def pictures(self, units: npt.NDArray[np.int64]) -> Pictures:
+        """The thumbnails of these units (which have descriptors)."""
+        at = self._inside_slot[units]
+        framed = at >= 0
+        whole = self.whole.rows(self.slot[units])
+        inside = self._insides.rows(at)
+        where = framed[:, None]
+        return Pictures(
+            whole,
+            Thumbnails(
+                np.where(where, inside.grey, whole.grey),
+                np.where(where, inside.chroma, whole.chroma),
+                np.where(framed, inside.colourful, whole.colourful),
+                np.where(framed, inside.detail, whole.detail),
+            ),
+            framed,
         )
+
+    def turned(self, units: npt.NDArray[np.int64], turn: int) -> Pictures:
+        """The thumbnails of these units in orientation ``turn`` (needs ``keep``)."""
+        whole = self.descriptors[self.slot[units]]
+        at = self._inside_slot[units]
+        framed = at >= 0
+        inside = np.where(framed[:, None], self._inside_descriptors[at], whole)
+        return Pictures.of(orient_descriptors(whole, turn), orient_descriptors(inside, turn), framed)
 
 
 def _rows(descriptors: list[bytes]) -> npt.NDArray[np.uint8]:
     """The descriptors as rows, then a blank one."""
-    return np.frombuffer(b"".join([*descriptors, bytes(DESCRIPTOR_BYTES)]), dtype=np.uint8).reshape(
-        -1, DESCRIPTOR_BYTES
-    )
+    joined = b"".join([*descriptors, bytes(DESCRIPTOR_BYTES)])
+    return np.frombuffer(joined, dtype=np.uint8).reshape(-1, DESCRIPTOR_BYTES)
 
 
-def _turned_pairs(turned: npt.NDArray[np.uint64]) -> tuple[Any, Any, Any]:
+def _turned_pairs(turned: npt.NDArray[np.uint64], threshold: int) -> tuple[Any, Any, Any]:
     """Pairs of upright hashes (column 0 of ``turned``) where one is within
-    ROTATION_THRESHOLD of another picture's hash in another orientation."""
+    ``threshold`` of another picture's hash in another orientation."""
     n = len(turned)
     if n < 2:
         empty = np.empty(0, np.uint64)
         return empty, empty, np.empty(0, np.uint8)
     flat = np.concatenate([turned[:, 0], turned[:, 1:].T.reshape(-1)])
-    i, j, d = pairs_from(flat, np.arange(n), ROTATION_THRESHOLD)
+    i, j, d = pairs_from(flat, np.arange(n), threshold)
     keep = j >= n  # an upright hash against a turned one
     i, other, d = i[keep], (j[keep] - n) % n, d[keep]
     return turned[i, 0], turned[other, 0], d

@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, PngImagePlugin
 
 from imgindex import hashing
 from imgindex.index import Index
+from imgindex.near import LOW_DETAIL, thumbnails
 from imgindex.query import query
 from imgindex.report import ReportOptions, build_report
 
@@ -133,3 +134,61 @@ def test_descriptors_follow_their_files(tree: Path, index: Index) -> None:
     (tree / "gone.png").unlink()
     run_scan(index, tree)
     assert stored() == {"framed.png": (True, True)}
+
+
+def test_different_pictures_padded_onto_one_canvas_are_not_duplicates(tree: Path, index: Index) -> None:
+    # Product shots on one white canvas: the shared border makes the whole thumbnails agree.
+    for n in range(4):
+        source = picture(20 + n, (200, 150))
+        write(tree / f"p{n}a.png", encode(padded(source, (260, 260), 0.7), "PNG"))
+        write(tree / f"p{n}b.jpg", encode(padded(source, (300, 240), 0.6), "JPEG", quality=85))
+    run_scan(index, tree)
+    expected = {frozenset({f"p{n}a.png", f"p{n}b.jpg"}) for n in range(4)}
+    assert near_groups(index) == expected
+    assert near_groups(index, rotations=True) == expected
+    [result] = query(index, [str(tree / "p0b.jpg").encode()], 10)
+    assert {Path(m.path.decode()).name for m in result.matches} == {"p0a.png", "p0b.jpg"}
+
+
+def test_rotations_keep_to_a_lower_threshold(tree: Path, index: Index) -> None:
+    source = picture(31, (240, 160))
+    write(tree / "source.png", encode(source, "PNG"))
+    mirror = source.transpose(Image.Transpose.FLIP_LEFT_RIGHT).resize((120, 80))
+    write(tree / "mirror.jpg", encode(mirror, "JPEG", quality=50))  # 4 bits from the source's mirror hash
+    run_scan(index, tree)
+    with index.snapshot():
+        found = {}
+        for threshold in (0, 2, 10):
+            report = build_report(index, ReportOptions(mode="near", threshold=threshold, rotations=True))
+            found[threshold] = [d for group in report.groups() for _, d in group.duplicates]
+    assert found == {0: [], 2: [], 10: [4]}
+
+
+def test_near_blank_pictures_match_by_their_bytes_only_in_reports_and_queries(tree: Path, index: Index) -> None:
+    faint = Image.new("RGB", (200, 200), (250, 250, 250))
+    ImageDraw.Draw(faint).rectangle([101, 101, 103, 103], fill=(200, 200, 200))  # a speck: next to no detail
+    detail = thumbnails(np.frombuffer(info(encode(faint, "PNG")).descriptor, np.uint8)[None]).detail[0]
+    assert 0 < detail < LOW_DETAIL  # the speck is seen, but too faint to confirm anything
+    text = PngImagePlugin.PngInfo()
+    text.add_text("Comment", "same pixels, other bytes")
+    write(tree / "faint.png", encode(faint, "PNG"))
+    write(tree / "faint-text.png", encode(faint, "PNG", pnginfo=text))
+    write(tree / "faint-copy.png", encode(faint, "PNG"))  # the same bytes as faint.png
+    run_scan(index, tree)
+    assert near_groups(index) == {frozenset({"faint.png", "faint-copy.png"})}
+    [result] = query(index, [str(tree / "faint-text.png").encode()], 10)
+    assert [Path(m.path.decode()).name for m in result.matches] == ["faint-text.png"]
+
+
+def test_pictures_without_descriptors_match_each_other_by_hash_only(tree: Path, index: Index) -> None:
+    source = picture(41, (200, 150))
+    for name, quality in (("a.jpg", 90), ("b.jpg", 80), ("c.jpg", 70), ("d.jpg", 60)):
+        write(tree / name, encode(source, "JPEG", quality=quality))
+    run_scan(index, tree)
+    assert near_groups(index) == {frozenset({"a.jpg", "b.jpg", "c.jpg", "d.jpg"})}
+    # As if a and b (the best, so leaders) had been indexed by an older version, whose hashes
+    # may be of another kind: they match each other by hash, and nothing else.
+    index.conn.execute(
+        "DELETE FROM descriptors WHERE file_id IN (SELECT id FROM files WHERE name IN (X'612e6a7067', X'622e6a7067'))"
+    )
+    assert near_groups(index) == {frozenset({"a.jpg", "b.jpg"}), frozenset({"c.jpg", "d.jpg"})}

@@ -275,3 +275,21 @@ def test_a_unit_near_in_either_kind_joins_at_its_nearest_verified_distance() -> 
     g = near.group_by_leaders(np.arange(4), kinds, only_whole)
     assert g.leader.tolist() == [0, 0, 2, 3]  # 2 was near only inside: refused, so it leads
     assert g.distance.tolist() == [0, 8, 0, 0]  # 1 joined by the whole picture, at 8
+
+
+def test_a_kind_without_hashes_keeps_its_place_in_the_check() -> None:
+    hashes = np.array([0x0, 0x3, 0xFFFF_0000_0000_0000], dtype=np.uint64)
+    has = np.ones(3, bool)
+    kinds = [near.Kind(hashes, has, 4), near.Kind(hashes, np.zeros(3, bool), 4), near.Kind(hashes, has, 4)]
+    seen = []
+
+    def check(leader: int, candidates: np.ndarray, gaps: np.ndarray) -> np.ndarray:
+        seen.append(gaps.copy())
+        verified = np.zeros(gaps.shape, bool)
+        verified[2] = gaps[2] != near.NOT_NEAR  # only the last kind confirms
+        return verified
+
+    g = near.group_by_leaders(np.arange(3), kinds, check)
+    assert g.leader.tolist() == [0, 0, 2]
+    assert g.distance.tolist() == [0, 2, 0]
+    assert seen and all(gaps.shape[0] == 3 and (gaps[1] == near.NOT_NEAR).all() for gaps in seen)
