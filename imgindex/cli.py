@@ -300,7 +300,8 @@ RotationsOption = Annotated[
     bool,
     typer.Option(
         "--rotations",
-        help="Near mode: also match mirrored and quarter-turned copies (a little slower; a few more false matches).",
+        help="Near mode: also match mirrored and quarter-turned copies (slower on large indexes; a few more false"
+        " matches).",
     ),
 ]
 RootOption = Annotated[

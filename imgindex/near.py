@@ -372,17 +372,29 @@ def confirm(
     whole thumbnails to agree (:func:`agree`) and, when both pictures have a
     border, their insides to correlate (at least ``inside_correlation``: a
     border shared by different pictures padded onto one canvas makes their
-    wholes agree); a match of the insides needs the insides to agree. A picture (or inside) with almost no detail
-    (:data:`LOW_DETAIL`) confirms nothing.
+    wholes agree); a match of the insides needs the insides to agree. A
+    picture (or inside) with almost no detail (:data:`LOW_DETAIL`) confirms
+    nothing.
     """
-    every = np.arange(len(theirs.framed))
-    insides = agree(mine.inside, 0, theirs.inside, every, grey_correlation)
-    insides &= (mine.inside.detail[0] >= LOW_DETAIL) & (theirs.inside.detail >= LOW_DETAIL)
-    wholes = agree(mine.whole, 0, theirs.whole, every, grey_correlation)
-    wholes &= (mine.whole.detail[0] >= LOW_DETAIL) & (theirs.whole.detail >= LOW_DETAIL)
+    wholes, _ = _against(mine.whole, theirs.whole, grey_correlation)
+    if not mine.framed[0] and not theirs.framed.any():  # the insides are the wholes
+        return near_whole & wholes, near_inside & wholes
+    insides, inside_correlations = _against(mine.inside, theirs.inside, grey_correlation)
     both = mine.framed[0] & theirs.framed
-    wholes &= ~both | (correlation(mine.inside, 0, theirs.inside, every) >= inside_correlation)
+    wholes &= ~both | (inside_correlations >= inside_correlation)
     return near_whole & wholes, near_inside & insides
+
+
+def _against(
+    a: Thumbnails, b: Thumbnails, grey_correlation: float
+) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.float32]]:
+    """Picture 0 of ``a`` against every picture of ``b``: :func:`agree` with the detail guard,
+    and the correlations."""
+    correlations: npt.NDArray[np.float32] = b.grey.astype(np.float32) @ a.grey[0].astype(np.float32)
+    difference = b.chroma.astype(np.float32) - a.chroma[0].astype(np.float32)
+    accepted = _verdict(correlations, difference, a.colourful[0], b.colourful, grey_correlation)
+    accepted &= (a.detail[0] >= LOW_DETAIL) & (b.detail >= LOW_DETAIL)
+    return accepted, correlations
 
 
 def _verdict(

@@ -31,7 +31,6 @@ from .near import (
     Grouping,
     Kind,
     Pictures,
-    Thumbnails,
     as_unsigned,
     confirm,
     group_by_leaders,
@@ -381,10 +380,14 @@ class _Thumbnails:
         # Row of each unit in the insides' arrays; -1 for a picture without a border (or a descriptor).
         self._inside_slot = np.full(n, -1, dtype=np.int64)
         self._inside_slot[framed] = np.arange(len(framed))
-        # Each array ends with a blank row, where a slot of -1 lands (never accepted: flat).
+        # One array of thumbnails: the whole pictures', the insides', then a blank row (never
+        # accepted: flat), where units without descriptors point.
         pictures, inside_pictures = _rows(whole), _rows(insides)
-        self.whole = thumbnails(pictures)
-        self._insides = thumbnails(inside_pictures)
+        self._all = thumbnails(np.concatenate([pictures[:-1], inside_pictures]))
+        blank = len(self._all.grey) - 1
+        self._whole_row = np.where(self.slot >= 0, self.slot, blank)
+        #: Row in ``_all`` of each unit's inside: its whole picture's without a border.
+        self._inside_row = np.where(self._inside_slot >= 0, len(described) + self._inside_slot, self._whole_row)
         #: The raw descriptors of the whole pictures (by ``slot``; without the blank row),
         #: when asked to ``keep`` them (for orientations); the insides' likewise.
         self.descriptors = pictures[:-1] if keep else pictures[:0]
@@ -393,27 +396,15 @@ class _Thumbnails:
     def detail(self) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
         """Each unit's detail (:class:`near.Thumbnails`) of its whole picture and of its inside;
         infinite for a unit without a descriptor (its hashes decide)."""
-        whole = np.where(self.slot >= 0, self.whole.detail[self.slot], np.inf).astype(np.float32)
-        inside = np.where(self._inside_slot >= 0, self._insides.detail[self._inside_slot], whole)
+        known = self.slot >= 0
+        whole = np.where(known, self._all.detail[self._whole_row], np.inf).astype(np.float32)
+        inside = np.where(known, self._all.detail[self._inside_row], np.inf).astype(np.float32)
         return whole, inside
 
     def pictures(self, units: npt.NDArray[np.int64]) -> Pictures:
         """The thumbnails of these units (which have descriptors)."""
-        at = self._inside_slot[units]
-        framed = at >= 0
-        whole = self.whole.rows(self.slot[units])
-        inside = self._insides.rows(at)
-        where = framed[:, None]
-        return Pictures(
-            whole,
-            Thumbnails(
-                np.where(where, inside.grey, whole.grey),
-                np.where(where, inside.chroma, whole.chroma),
-                np.where(framed, inside.colourful, whole.colourful),
-                np.where(framed, inside.detail, whole.detail),
-            ),
-            framed,
-        )
+        whole, framed = self._all.rows(self._whole_row[units]), self._inside_slot[units] >= 0
+        return Pictures(whole, self._all.rows(self._inside_row[units]) if framed.any() else whole, framed)
 
     def turned(self, units: npt.NDArray[np.int64], turn: int) -> Pictures:
         """The thumbnails of these units in orientation ``turn`` (needs ``keep``)."""
