@@ -40,6 +40,7 @@ from .report import (
     build_report,
     parse_keep,
     summary_line,
+    unconfirmed_warning,
     write_csv,
     write_json,
 )
@@ -390,6 +391,9 @@ def report_command(
 
 def _echo_counts(report: Report, *, to_stderr: bool) -> None:
     typer.echo(summary_line(report), err=to_stderr)
+    warning = unconfirmed_warning(report)
+    if warning:
+        typer.echo(warning, err=True)
 
 
 @app.command("export")

@@ -126,6 +126,9 @@ class Report:
     final_image_count: int
     group_count: int
     duplicate_count: int
+    # Near mode: images with a near candidate but no thumbnails (indexed by an older version,
+    # not rescanned since), so matched by hash alone.
+    unconfirmed_count: int
     # Per image (rows in path order); the groups as runs of `members`.
     _rows: dict[str, npt.NDArray[Any]] = field(repr=False)
     _formats: list[str | None] = field(repr=False)
@@ -217,9 +220,9 @@ def build_report(index: Index, options: ReportOptions) -> Report:
     unit_order = np.argsort(best_rank, kind="stable")
     threshold = options.effective_threshold
     if threshold is None:
-        grouping = group_by_leaders(unit_order, [])
+        grouping, unconfirmed = group_by_leaders(unit_order, []), 0
     else:
-        grouping = _near_grouping(index, options, threshold, rows, best_row, unit_order)
+        grouping, unconfirmed = _near_grouping(index, options, threshold, rows, best_row, unit_order)
 
     # Lay the groups out as runs: each run starts with its kept image, then the
     # duplicates by distance and rank; runs ordered by the kept image's path.
@@ -244,6 +247,7 @@ def build_report(index: Index, options: ReportOptions) -> Report:
         final_image_count=kept_count,
         group_count=int((group_sizes > 1).sum()),
         duplicate_count=n - kept_count,
+        unconfirmed_count=unconfirmed,
         _rows=rows,
         _formats=formats,
         _dirs=dirs,
@@ -261,7 +265,7 @@ def _near_grouping(
     rows: dict[str, npt.NDArray[Any]],
     best_row: npt.NDArray[np.int64],
     unit_order: npt.NDArray[np.int64],
-) -> Grouping:
+) -> tuple[Grouping, int]:
     """Group units by their hashes, each match verified on the pictures' descriptors.
 
     Two units are candidates when their hashes of the whole picture are within
@@ -270,7 +274,8 @@ def _near_grouping(
     hash is within :data:`ROTATION_THRESHOLD` of an orientation of the other's.
     A candidate joins only if the descriptors of the pictures that matched
     agree (:func:`near.agree`). Images hashed before descriptors existed
-    (an index not rescanned since) are matched by their hashes alone.
+    (an index not rescanned since) are matched by their hashes alone, and
+    between themselves only; their number is returned with the grouping.
     """
     has_hash = rows["has_hash"][best_row]
     whole = as_unsigned(rows["phash"][best_row])
@@ -354,7 +359,8 @@ def _near_grouping(
                 todo = todo[~ok]
         return verified
 
-    return group_by_leaders(unit_order, kinds, check)
+    unconfirmed = int(np.count_nonzero(thumbs.slot[wanted] < 0))
+    return group_by_leaders(unit_order, kinds, check), unconfirmed
 
 
 class _Thumbnails:
@@ -552,4 +558,14 @@ def summary_line(report: Report) -> str:
         f"initial image count: {report.initial_image_count:,}\n"
         f"final image count: {report.final_image_count:,}"
         f" ({report.duplicate_count:,} duplicates in {report.group_count:,} groups)"
+    )
+
+
+def unconfirmed_warning(report: Report) -> str | None:
+    """A note when some images could only be matched by hash (an index not rescanned since an upgrade)."""
+    if not report.unconfirmed_count:
+        return None
+    return (
+        f"warning: {report.unconfirmed_count:,} images have no thumbnails yet (indexed by an older imgindex):"
+        " they were matched by hash alone, and only with each other; run 'imgindex scan' to read them again"
     )

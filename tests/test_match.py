@@ -6,8 +6,10 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, PngImagePlugin
+from typer.testing import CliRunner
 
 from imgindex import hashing
+from imgindex.cli import app
 from imgindex.index import Index
 from imgindex.near import LOW_DETAIL, thumbnails
 from imgindex.query import query
@@ -192,3 +194,9 @@ def test_pictures_without_descriptors_match_each_other_by_hash_only(tree: Path, 
         "DELETE FROM descriptors WHERE file_id IN (SELECT id FROM files WHERE name IN (X'612e6a7067', X'622e6a7067'))"
     )
     assert near_groups(index) == {frozenset({"a.jpg", "b.jpg"}), frozenset({"c.jpg", "d.jpg"})}
+    with index.snapshot():
+        assert build_report(index, ReportOptions(mode="near")).unconfirmed_count == 2
+        assert build_report(index, ReportOptions(mode="exact")).unconfirmed_count == 0
+    result = CliRunner().invoke(app, ["report", "--near", "--db", index.path, "-o", str(tree / "near.json")])
+    assert result.exit_code == 0
+    assert "2 images have no thumbnails yet" in result.stderr and "imgindex scan" in result.stderr
