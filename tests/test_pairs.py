@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import ImageEnhance
+from PIL import Image, ImageEnhance
 
 from imgindex import pairs
 from imgindex.index import SCHEMA_VERSION, Index, open_index
@@ -191,4 +191,23 @@ def test_hashes_are_not_marked_stored_after_another_process_reset_the_pairs(
     assert index.reset_near_pairs(pairs.MAX_DISTANCE, generation) is None  # nor reset on top of theirs
     update = pairs.update(index)  # the next update finds them all again
     assert update.added == len(values)
+    assert stored(index) == expected_pairs(index, pairs.MAX_DISTANCE)
+
+
+def test_hashes_of_insides_are_paired_and_forgotten_like_the_others(tree: Path, index: Index) -> None:
+    family_tree(tree, range(4))
+    for s in range(3):  # pictures in a white frame: their insides have hashes of their own
+        framed = Image.new("RGB", (200, 160), (255, 255, 255))
+        framed.paste(picture(50 + s, (140, 100)), (30, 30))
+        write(tree / "framed" / f"{s}.png", encode(framed, "PNG"))
+    run_scan(index, tree)
+    insides = {int(h) for (h,) in index.conn.execute("SELECT trim_hash FROM files WHERE trim_hash IS NOT NULL")}
+    assert len(insides) == 3
+    assert insides <= set(index.near_hashes().tolist())
+    assert stored(index) == expected_pairs(index, pairs.MAX_DISTANCE)
+    for s in range(3):
+        (tree / "framed" / f"{s}.png").unlink()
+    run_scan(index, tree)
+    assert not insides & set(index.image_hashes().tolist())
+    assert not insides & set(index.near_hashes().tolist())  # forgotten with their pairs
     assert stored(index) == expected_pairs(index, pairs.MAX_DISTANCE)
