@@ -49,8 +49,6 @@ MAX_THRESHOLD = 32
 #: orientation's of another, and the grey correlation their thumbnails need.
 ROTATION_THRESHOLD = 8
 ROTATION_CORRELATION = 0.90
-#: ... and, for two pictures with borders, the correlation of their insides.
-ROTATION_INSIDE_CORRELATION = 0.6
 
 #: Rules for choosing the image to keep, each as (column, best first is "descending"?).
 KEEP_RULES: dict[str, tuple[str, bool]] = {
@@ -348,12 +346,7 @@ def _near_grouping(
                     break
                 everywhere = np.ones(len(todo), bool)
                 ok, _ = confirm(
-                    mine,
-                    thumbs.turned(candidates[todo], turn),
-                    everywhere,
-                    ~everywhere,
-                    ROTATION_CORRELATION,
-                    inside_correlation=ROTATION_INSIDE_CORRELATION,
+                    mine, thumbs.turned(candidates[todo], turn), everywhere, ~everywhere, ROTATION_CORRELATION
                 )
                 verified[rotation_kind, todo[ok]] = True
                 todo = todo[~ok]

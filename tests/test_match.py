@@ -139,17 +139,20 @@ def test_descriptors_follow_their_files(tree: Path, index: Index) -> None:
 
 
 def test_different_pictures_padded_onto_one_canvas_are_not_duplicates(tree: Path, index: Index) -> None:
-    # Product shots on one white canvas: the shared border makes the whole thumbnails agree.
-    for n in range(4):
-        source = picture(20 + n, (200, 150))
-        write(tree / f"p{n}a.png", encode(padded(source, (260, 260), 0.7), "PNG"))
-        write(tree / f"p{n}b.jpg", encode(padded(source, (300, 240), 0.6), "JPEG", quality=85))
+    # Product shots on a white canvas, small on a large one or large on a smaller one: the
+    # shared canvas makes the whole thumbnails agree.
+    kinds = {"small": ((400, 400), 0.4), "large": ((320, 320), 0.7)}
+    for n in range(24):
+        kind = "small" if n % 2 else "large"
+        image = padded(picture(20 + n, (200, 150)), *kinds[kind])
+        write(tree / f"{kind}{n}.png", encode(image, "PNG"))
+        write(tree / f"{kind}{n}.jpg", encode(image, "JPEG", quality=80))
     run_scan(index, tree)
-    expected = {frozenset({f"p{n}a.png", f"p{n}b.jpg"}) for n in range(4)}
+    expected = {frozenset({f"{k}{n}.png", f"{k}{n}.jpg"}) for n in range(24) for k in ["small" if n % 2 else "large"]}
     assert near_groups(index) == expected
     assert near_groups(index, rotations=True) == expected
-    [result] = query(index, [str(tree / "p0b.jpg").encode()], 10)
-    assert {Path(m.path.decode()).name for m in result.matches} == {"p0a.png", "p0b.jpg"}
+    [result] = query(index, [str(tree / "small1.jpg").encode()], 10)
+    assert {Path(m.path.decode()).name for m in result.matches} == {"small1.png", "small1.jpg"}
 
 
 def test_rotations_keep_to_a_lower_threshold(tree: Path, index: Index) -> None:

@@ -30,6 +30,7 @@ What is counted:
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import os
@@ -334,11 +335,47 @@ def _kind(labels: Labels, rel: str) -> str:
     return labels.category(rel) if rel in labels.files else "unlabelled"
 
 
+@functools.cache
+def _turned_families(root: Path, sources: tuple[tuple[str, str], ...]) -> frozenset[frozenset[str]]:
+    """Pairs of families whose sources are one picture mirrored or turned (e.g. matplotlib's
+    back and forward icons): grouping them is right for a tool that matches orientations."""
+    import make_corpus  # bench/quality/make_corpus.py
+    from PIL import Image
+
+    pictures = {family: Image.open(root / rel) for family, rel in sources}
+    turns = [*Image.Transpose]
+    same = set()
+    for (fa, a), (fb, b) in combinations(pictures.items(), 2):
+        if any(a.size in (b.size, b.size[::-1]) and make_corpus.looks_the_same(a, b.transpose(t)) for t in turns):
+            same.add(frozenset((fa, fb)))
+    return frozenset(same)
+
+
+def turned_families(labels: Labels) -> frozenset[frozenset[str]]:
+    """:func:`_turned_families` of the corpus's package sources (the procedural ones are all different)."""
+    sources = tuple(
+        sorted(
+            (str(info["source"]), rel)
+            for rel, info in labels.files.items()
+            if info["transform"] == "source" and info["category"] == "package"
+        )
+    )
+    return _turned_families(labels.root, sources)
+
+
 def false_pairs(labels: Labels, found: Found, pairs: set[tuple[str, str]]) -> dict[str, Any]:
-    """Pairs put together that are not of one family, by the categories of their two files."""
+    """Pairs put together that are not of one family, by the categories of their two files.
+
+    Pairs of two families whose sources are one picture mirrored or turned are not
+    counted (``turned_sources`` says how many there were)."""
     rows = []
+    turned = turned_families(labels)
+    skipped = 0
     for a, b in sorted(pairs):
         if a in labels.files and b in labels.files and labels.family(a) == labels.family(b):
+            continue
+        if a in labels.files and b in labels.files and frozenset((labels.family(a), labels.family(b))) in turned:
+            skipped += 1
             continue
         ta = labels.files.get(a, {}).get("template")
         tb = labels.files.get(b, {}).get("template")
@@ -358,6 +395,7 @@ def false_pairs(labels: Labels, found: Found, pairs: set[tuple[str, str]]) -> di
             involving[k] += 1
     return {
         "count": len(rows),
+        "turned_sources": skipped,
         "same_template": sum(r["same_template"] for r in rows),
         "by_kinds": dict(by_kinds.most_common()),
         "involving": dict(involving.most_common()),
@@ -426,6 +464,10 @@ def format_tables(labels: Labels, scores: dict[str, dict[str, Any]], header: lis
         lines.append(row)
     lines.append(
         f"  {'  within one template':{width}} {'':>6}" + "".join(f" {fp[t]['same_template']:>11,}" for t in tools)
+    )
+    lines.append(
+        f"  {'  (not counted: sources mirrored/turned)':{width}} {'':>6}"
+        + "".join(f" {fp[t]['turned_sources']:>11,}" for t in tools)
     )
     lines.append("  by the kinds of the two files:")
     kinds: Counter[str] = Counter()
