@@ -288,11 +288,9 @@ class Thumbnails:
     chroma: npt.NDArray[np.float16]  # (n, 128): (R - G, (R + G) / 2 - B) per pixel of the 8x8
     colourful: npt.NDArray[np.bool_]  # (n,)
     detail: npt.NDArray[np.float32]  # (n,): standard deviation of the grey thumbnail, in grey levels
-    #: (n, 256): the cells that differ from the picture's background (the median of its corners)
-    foreground: npt.NDArray[np.bool_]
 
     def rows(self, at: npt.NDArray[np.int64]) -> Thumbnails:
-        return Thumbnails(self.grey[at], self.chroma[at], self.colourful[at], self.detail[at], self.foreground[at])
+        return Thumbnails(self.grey[at], self.chroma[at], self.colourful[at], self.detail[at])
 
 
 def thumbnails(descriptors: npt.NDArray[np.uint8]) -> Thumbnails:
@@ -302,19 +300,9 @@ def thumbnails(descriptors: npt.NDArray[np.uint8]) -> Thumbnails:
     chroma = np.empty((n, _CHROMA), dtype=np.float16)
     colourful = np.empty(n, dtype=bool)
     detail = np.empty(n, dtype=np.float32)
-    foreground = np.empty((n, _GREY), dtype=bool)
     for start in range(0, n, 1 << 16):  # bounded float32 temporaries
         part = descriptors[start : start + (1 << 16)]
         g = part[:, :_GREY].astype(np.float32)
-        background = np.median(g[:, _CORNERS], axis=1, keepdims=True)
-        differs = (np.abs(g - background) > FOREGROUND_TOLERANCE).reshape(-1, 16, 16)
-        # Only cells inside the foreground: those on its edge follow the shape of the canvas.
-        inner = differs.copy()
-        inner[:, 1:] &= differs[:, :-1]
-        inner[:, :-1] &= differs[:, 1:]
-        inner[:, :, 1:] &= differs[:, :, :-1]
-        inner[:, :, :-1] &= differs[:, :, 1:]
-        foreground[start : start + len(part)] = inner.reshape(-1, _GREY)
         g -= g.mean(axis=1, keepdims=True)
         norm = np.sqrt((g * g).sum(axis=1, keepdims=True))
         grey[start : start + len(part)] = np.divide(g, norm, out=np.zeros_like(g), where=norm > 0)
@@ -324,7 +312,7 @@ def thumbnails(descriptors: npt.NDArray[np.uint8]) -> Thumbnails:
         pairs = np.stack([r - gg, (r + gg) / 2 - b], axis=-1)  # (m, 64, 2)
         chroma[start : start + len(part)] = pairs.reshape(len(part), -1)
         colourful[start : start + len(part)] = np.hypot(pairs[..., 0], pairs[..., 1]).mean(axis=1) >= COLOURFUL
-    return Thumbnails(grey, chroma, colourful, detail, foreground)
+    return Thumbnails(grey, chroma, colourful, detail)
 
 
 def agree(
@@ -411,11 +399,27 @@ def confirm(
     return near_whole & wholes, near_inside & insides
 
 
+def _foreground(t: Thumbnails) -> npt.NDArray[np.bool_]:
+    """(n, 256): the cells of each grey thumbnail inside the areas that differ from its
+    background (the median of its corners) by more than FOREGROUND_TOLERANCE grey levels."""
+    grey = t.grey.astype(np.float32)  # centred, and scaled by 1 / (16 * detail)
+    levels = np.abs(grey - np.median(grey[:, _CORNERS], axis=1, keepdims=True)) * (16 * t.detail[:, None])
+    differs = (levels > FOREGROUND_TOLERANCE).reshape(-1, 16, 16)
+    # Only cells inside the foreground: those on its edge follow the shape of the canvas.
+    inner = differs.copy()
+    inner[:, 1:] &= differs[:, :-1]
+    inner[:, :-1] &= differs[:, 1:]
+    inner[:, :, 1:] &= differs[:, :, :-1]
+    inner[:, :, :-1] &= differs[:, :, 1:]
+    result: npt.NDArray[np.bool_] = inner.reshape(-1, _GREY)
+    return result
+
+
 def _foreground_correlation(a: Thumbnails, b: Thumbnails) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_]]:
     """The correlation of picture 0 of ``a``'s grey thumbnail with each of ``b``'s over the
     cells that are foreground in either: what is on a shared canvas, not the canvas; and
     where there were enough such cells to tell (elsewhere the correlation is 1)."""
-    mask = a.foreground[0] | b.foreground  # (m, 256)
+    mask = _foreground(a.rows(np.array([0])))[0] | _foreground(b)  # (m, 256)
     x = np.where(mask, a.grey[0].astype(np.float32), 0)
     y = np.where(mask, b.grey.astype(np.float32), 0)
     count = mask.sum(axis=1)
