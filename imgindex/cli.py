@@ -630,6 +630,13 @@ def query_command(
             for m in r.matches:
                 kind = "exact  " if m.exact else f"near {m.distance:>2}"
                 typer.echo(f"  {kind}  {display_path(m.path)}")
+    unconfirmed = sum(r.unconfirmed for r in results)
+    if unconfirmed:
+        typer.echo(
+            f"warning: {unconfirmed:,} indexed images near by hash have no thumbnails yet (indexed by an older"
+            " imgindex), so were not matched; run 'imgindex scan' to read them again",
+            err=True,
+        )
     if any(r.failed for r in results):
         raise typer.Exit(EXIT_PARTIAL)
 

@@ -50,6 +50,9 @@ class QueryResult:
     sha256: bytes | None = None
     phash: int | None = None
     matches: list[Match] = field(default_factory=list)
+    # Indexed images near by hash but without thumbnails (an index not rescanned since an
+    # upgrade): not matched, as their hash may be of another kind.
+    unconfirmed: int = 0
     record: FileRecord | None = field(default=None, repr=False)
 
     @property
@@ -65,6 +68,7 @@ class QueryResult:
             "sha256": self.sha256.hex() if self.sha256 else None,
             "phash": None if self.phash is None else hash_hex(self.phash),
             "matches": [m.to_json() for m in self.matches],
+            "unconfirmed": self.unconfirmed,
         }
 
 
@@ -94,10 +98,11 @@ def query(
     for file_id, digest in index.files_with_sha256(digests):
         exact_ids.setdefault(digest, set()).add(file_id)
 
-    near_ids = _near_matches(index, [r.record for r in results], threshold)
+    near_ids, unconfirmed = _near_matches(index, [r.record for r in results], threshold)
     wanted = {i for ids in exact_ids.values() for i in ids} | {i for m in near_ids for i in m}
     info = index.file_info(sorted(wanted))
     for number, r in enumerate(results):
+        r.unconfirmed = unconfirmed[number]
         exact = exact_ids.get(r.sha256, set()) if r.sha256 else set()
         near = dict(near_ids[number])
         for file_id in exact:
@@ -110,12 +115,16 @@ def query(
     return results
 
 
-def _near_matches(index: Index, records: Sequence[FileRecord | None], threshold: int) -> list[dict[int, int]]:
-    """The near matches of each record: ``{file id: distance}``."""
+def _near_matches(
+    index: Index, records: Sequence[FileRecord | None], threshold: int
+) -> tuple[list[dict[int, int]], list[int]]:
+    """The near matches of each record (``{file id: distance}``), and how many indexed images
+    without thumbnails each one's hashes are near (not matched)."""
     found: list[dict[int, int]] = [{} for _ in records]
+    unconfirmed = [0] * len(records)
     hashed = [(n, r) for n, r in enumerate(records) if r is not None and r.phash is not None]
     if not hashed:
-        return found
+        return found, unconfirmed
     # What each query hash is near among the distinct hashes indexed.
     queried = sorted({h for _, r in hashed for h in _hashes(r.phash, r.trim_hash) if h is not None})
     indexed = index.image_hashes()
@@ -127,8 +136,16 @@ def _near_matches(index: Index, records: Sequence[FileRecord | None], threshold:
     # Files without descriptors were hashed by an older imgindex (perhaps another kind of
     # hash) and not rescanned since: nothing to match them by.
     files = [(i, w, w if t is None else t) for i, w, t in candidates if i in stored and w is not None]
+    unknown = [(w, w if t is None else t) for i, w, t in candidates if i not in stored and w is not None]
+    for number, r in hashed:
+        whole, inside = _hashes(r.phash, r.trim_hash)
+        unconfirmed[number] = sum(
+            1
+            for w, t in unknown
+            if whole is not None and inside is not None and min(_bits(whole ^ w), _bits(inside ^ t)) <= threshold
+        )
     if not files:
-        return found
+        return found, unconfirmed
     ids = [f[0] for f in files]
     their_whole = as_unsigned([f[1] for f in files])
     their_inside = as_unsigned([f[2] for f in files])
@@ -150,7 +167,11 @@ def _near_matches(index: Index, records: Sequence[FileRecord | None], threshold:
         gap = np.minimum(np.where(whole_ok, by_whole, NOT_NEAR), np.where(inside_ok, by_inside, NOT_NEAR))
         for k in np.flatnonzero(gap != NOT_NEAR).tolist():
             found[number][ids[k]] = int(gap[k])
-    return found
+    return found, unconfirmed
+
+
+def _bits(value: int) -> int:
+    return (value & 0xFFFF_FFFF_FFFF_FFFF).bit_count()
 
 
 def _rows(descriptors: list[bytes]) -> npt.NDArray[np.uint8]:

@@ -203,3 +203,8 @@ def test_pictures_without_descriptors_match_each_other_by_hash_only(tree: Path, 
     result = CliRunner().invoke(app, ["report", "--near", "--db", index.path, "-o", str(tree / "near.json")])
     assert result.exit_code == 0
     assert "2 images have no thumbnails yet" in result.stderr and "imgindex scan" in result.stderr
+    [found] = query(index, [str(tree / "c.jpg").encode()], 10)
+    assert {Path(m.path.decode()).name for m in found.matches} == {"c.jpg", "d.jpg"}
+    assert found.unconfirmed == 2  # a and b: near by hash, but not matched
+    result = CliRunner().invoke(app, ["query", "--db", index.path, str(tree / "c.jpg")])
+    assert "2 indexed images near by hash have no thumbnails" in result.stderr
