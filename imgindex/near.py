@@ -266,12 +266,14 @@ LOW_DETAIL = 0.25
 #: pictures makes them agree) must also correlate this much over their foreground: the
 #: cells inside the areas that differ from their background (the median of the corners)
 #: by more than FOREGROUND_TOLERANCE grey levels in either, when there are at least
-#: FOREGROUND_CELLS of them; with fewer, their insides must agree at
-#: FRAMED_INSIDE_CORRELATION (and in colour). Measured on the quality corpus and on
+#: FOREGROUND_CELLS of them, both with FOREGROUND_CONTRAST; otherwise their insides must
+#: agree at FRAMED_INSIDE_CORRELATION (and in colour), unless one of them is nearly flat
+#: (a one-colour product), when the wholes decide. Measured on the quality corpus and on
 #: pictures padded onto one canvas.
 FOREGROUND_CORRELATION = 0.9
 FOREGROUND_TOLERANCE = 16
 FOREGROUND_CELLS = 16
+FOREGROUND_CONTRAST = 4.0  # grey levels of spread in each foreground, or in each inside, to compare them by
 FRAMED_INSIDE_CORRELATION = 0.7
 _GREY = 16 * 16
 _CORNERS = [0, 15, 240, 255]  # of the 16x16 grey thumbnail
@@ -395,7 +397,10 @@ def confirm(
         # must correlate too, or, with too little foreground to tell, their insides agree.
         similar, _ = _against(mine.inside, theirs.inside, min(grey_correlation, FRAMED_INSIDE_CORRELATION))
         foreground, judged = _foreground_correlation(mine.whole, theirs.whole)
-        wholes &= ~both | np.where(judged, foreground >= FOREGROUND_CORRELATION, similar)
+        # Flat insides (a one-colour product on a canvas) have no structure to compare beyond
+        # what the wholes showed: the wholes decide.
+        flat = (mine.inside.detail[0] < FOREGROUND_CONTRAST) | (theirs.inside.detail < FOREGROUND_CONTRAST)
+        wholes &= ~both | np.where(judged, foreground >= FOREGROUND_CORRELATION, similar | flat)
     return near_whole & wholes, near_inside & insides
 
 
@@ -404,7 +409,8 @@ def _foreground(t: Thumbnails) -> npt.NDArray[np.bool_]:
     background (the median of its corners) by more than FOREGROUND_TOLERANCE grey levels."""
     grey = t.grey.astype(np.float32)  # centred, and scaled by 1 / (16 * detail)
     levels = np.abs(grey - np.median(grey[:, _CORNERS], axis=1, keepdims=True)) * (16 * t.detail[:, None])
-    differs = (levels > FOREGROUND_TOLERANCE).reshape(-1, 16, 16)
+    # (Levels are whole or half numbers, recovered to within about 0.1 from half precision.)
+    differs = (levels > FOREGROUND_TOLERANCE + 0.25).reshape(-1, 16, 16)
     # Only cells inside the foreground: those on its edge follow the shape of the canvas.
     inner = differs.copy()
     inner[:, 1:] &= differs[:, :-1]
@@ -428,7 +434,12 @@ def _foreground_correlation(a: Thumbnails, b: Thumbnails) -> tuple[npt.NDArray[n
     covariance = (x * y).sum(axis=1) - sx * sy / safe
     variances = ((x * x).sum(axis=1) - sx * sx / safe) * ((y * y).sum(axis=1) - sy * sy / safe)
     result = np.ones(len(count), dtype=np.float32)
-    judged = (count >= FOREGROUND_CELLS) & (variances > 1e-12)
+    # Enough cells, and structure in both: their spread in grey levels (the thumbnails are
+    # centred and scaled by 1 / (16 * detail)).
+    spread_a = np.sqrt(np.maximum((x * x).sum(axis=1) - sx * sx / safe, 0) / safe) * (16 * a.detail[0])
+    spread_b = np.sqrt(np.maximum((y * y).sum(axis=1) - sy * sy / safe, 0) / safe) * (16 * b.detail)
+    judged = (count >= FOREGROUND_CELLS) & (np.minimum(spread_a, spread_b) >= FOREGROUND_CONTRAST)
+    judged &= variances > 0
     result[judged] = covariance[judged] / np.sqrt(variances[judged])
     return result, judged
 

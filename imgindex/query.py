@@ -18,7 +18,7 @@ import numpy.typing as npt
 
 from .hashing import DESCRIPTOR_BYTES, HashSettings, hash_hex
 from .index import FileRecord, Index
-from .near import NOT_NEAR, Pictures, as_unsigned, confirm, distances, pairs_from
+from .near import LOW_DETAIL, NOT_NEAR, Pictures, as_unsigned, confirm, distances, pairs_from, thumbnails
 from .report import path_fields
 from .scan import Task, read_file
 from .walk import FileStat
@@ -102,8 +102,8 @@ def query(
     wanted = {i for ids in exact_ids.values() for i in ids} | {i for m in near_ids for i in m}
     info = index.file_info(sorted(wanted))
     for number, r in enumerate(results):
-        r.unconfirmed = unconfirmed[number]
         exact = exact_ids.get(r.sha256, set()) if r.sha256 else set()
+        r.unconfirmed = len(unconfirmed[number] - exact)
         near = dict(near_ids[number])
         for file_id in exact:
             near.setdefault(file_id, 0)
@@ -117,11 +117,11 @@ def query(
 
 def _near_matches(
     index: Index, records: Sequence[FileRecord | None], threshold: int
-) -> tuple[list[dict[int, int]], list[int]]:
-    """The near matches of each record (``{file id: distance}``), and how many indexed images
-    without thumbnails each one's hashes are near (not matched)."""
+) -> tuple[list[dict[int, int]], list[set[int]]]:
+    """The near matches of each record (``{file id: distance}``), and the indexed images
+    without thumbnails that each one's hashes are near (not matched)."""
     found: list[dict[int, int]] = [{} for _ in records]
-    unconfirmed = [0] * len(records)
+    unconfirmed: list[set[int]] = [set() for _ in records]
     hashed = [(n, r) for n, r in enumerate(records) if r is not None and r.phash is not None]
     if not hashed:
         return found, unconfirmed
@@ -136,14 +136,14 @@ def _near_matches(
     # Files without descriptors were hashed by an older imgindex (perhaps another kind of
     # hash) and not rescanned since: nothing to match them by.
     files = [(i, w, w if t is None else t) for i, w, t in candidates if i in stored and w is not None]
-    unknown = [(w, w if t is None else t) for i, w, t in candidates if i not in stored and w is not None]
+    unknown = [(i, w, w if t is None else t) for i, w, t in candidates if i not in stored and w is not None]
     for number, r in hashed:
         whole, inside = _hashes(r.phash, r.trim_hash)
-        unconfirmed[number] = sum(
-            1
-            for w, t in unknown
-            if whole is not None and inside is not None and min(_bits(whole ^ w), _bits(inside ^ t)) <= threshold
-        )
+        if whole is None or inside is None or r.descriptor is None:
+            continue
+        if thumbnails(np.frombuffer(r.descriptor, np.uint8)[None]).detail[0] < LOW_DETAIL:
+            continue  # a blank picture matches by its bytes only, thumbnails or not
+        unconfirmed[number] = {i for i, w, t in unknown if min(_bits(whole ^ w), _bits(inside ^ t)) <= threshold}
     if not files:
         return found, unconfirmed
     ids = [f[0] for f in files]

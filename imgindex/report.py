@@ -283,14 +283,12 @@ def _near_grouping(
     stored = pairs_among(index, values, threshold)
 
     # Descriptors of the units that have a candidate (all of them for --rotations).
-    if options.rotations:
-        wanted = np.flatnonzero(has_hash)
-    else:
-        linked = np.unique(np.concatenate([stored[0], stored[1]]))
-        counts = np.unique(whole[has_hash], return_counts=True)
-        trim_counts = np.unique(inside[has_hash], return_counts=True)
-        linked = np.union1d(linked, np.union1d(counts[0][counts[1] > 1], trim_counts[0][trim_counts[1] > 1]))
-        wanted = np.flatnonzero(has_hash & (np.isin(whole, linked) | np.isin(inside, linked)))
+    paired = np.unique(np.concatenate([stored[0], stored[1]]))
+    counts = np.unique(whole[has_hash], return_counts=True)
+    trim_counts = np.unique(inside[has_hash], return_counts=True)
+    paired = np.union1d(paired, np.union1d(counts[0][counts[1] > 1], trim_counts[0][trim_counts[1] > 1]))
+    linked = has_hash & (np.isin(whole, paired) | np.isin(inside, paired))
+    wanted = np.flatnonzero(has_hash if options.rotations else linked)
     thumbs = _Thumbnails(index, wanted, rows["id"][best_row[wanted]], len(best_row), keep=options.rotations)
     slot = thumbs.slot
 
@@ -352,7 +350,7 @@ def _near_grouping(
                 todo = todo[~ok]
         return verified
 
-    unconfirmed = int(np.count_nonzero(thumbs.slot[wanted] < 0))
+    unconfirmed = int(np.count_nonzero(linked & (thumbs.slot < 0)))
     return group_by_leaders(unit_order, kinds, check), unconfirmed
 
 
@@ -559,6 +557,6 @@ def unconfirmed_warning(report: Report) -> str | None:
     if not report.unconfirmed_count:
         return None
     return (
-        f"warning: {report.unconfirmed_count:,} images have no thumbnails yet (indexed by an older imgindex):"
+        f"warning: {report.unconfirmed_count:,} distinct images have no thumbnails yet (indexed by an older imgindex):"
         " they were matched by hash alone, and only with each other; run 'imgindex scan' to read them again"
     )

@@ -155,6 +155,24 @@ def test_different_pictures_padded_onto_one_canvas_are_not_duplicates(tree: Path
     assert {Path(m.path.decode()).name for m in result.matches} == {"small1.png", "small1.jpg"}
 
 
+def test_copies_of_a_one_colour_product_on_a_canvas_still_match(tree: Path, index: Index) -> None:
+    # Faint shading only: inside its border the picture has no structure to compare.
+    yy, xx = np.mgrid[0:150, 0:200]
+    for name, (r, g, b) in (("tan", (1.0, 0.9, 0.7)), ("blue", (0.4, 0.5, 1.0))):
+        shade = 120 + 2 * np.sin(xx / 25.0) * np.cos(yy / 30.0)
+        product = Image.fromarray(np.stack([shade * r, shade * g, shade * b], -1).clip(0, 255).astype(np.uint8))
+        canvas = Image.new("RGB", (400, 400), (255, 255, 255))
+        canvas.paste(product, (100, 125))
+        write(tree / f"{name}.png", encode(canvas, "PNG"))
+        write(tree / f"{name}-q60.jpg", encode(canvas, "JPEG", quality=60))
+        write(tree / f"{name}.webp", encode(canvas, "WEBP", quality=80))
+    run_scan(index, tree)
+    assert near_groups(index) == {
+        frozenset({"tan.png", "tan-q60.jpg", "tan.webp"}),
+        frozenset({"blue.png", "blue-q60.jpg", "blue.webp"}),
+    }
+
+
 def test_rotations_keep_to_a_lower_threshold(tree: Path, index: Index) -> None:
     source = picture(31, (240, 160))
     write(tree / "source.png", encode(source, "PNG"))
@@ -202,9 +220,16 @@ def test_pictures_without_descriptors_match_each_other_by_hash_only(tree: Path, 
         assert build_report(index, ReportOptions(mode="exact")).unconfirmed_count == 0
     result = CliRunner().invoke(app, ["report", "--near", "--db", index.path, "-o", str(tree / "near.json")])
     assert result.exit_code == 0
-    assert "2 images have no thumbnails yet" in result.stderr and "imgindex scan" in result.stderr
+    assert "2 distinct images have no thumbnails yet" in result.stderr and "imgindex scan" in result.stderr
     [found] = query(index, [str(tree / "c.jpg").encode()], 10)
     assert {Path(m.path.decode()).name for m in found.matches} == {"c.jpg", "d.jpg"}
     assert found.unconfirmed == 2  # a and b: near by hash, but not matched
+    [itself] = query(index, [str(tree / "a.jpg").encode()], 10)  # read afresh, so with thumbnails
+    assert {(Path(m.path.decode()).name, m.exact) for m in itself.matches} == {
+        ("a.jpg", True),
+        ("c.jpg", False),
+        ("d.jpg", False),
+    }
+    assert itself.unconfirmed == 1  # b; a is matched by its bytes
     result = CliRunner().invoke(app, ["query", "--db", index.path, str(tree / "c.jpg")])
     assert "2 indexed images near by hash have no thumbnails" in result.stderr

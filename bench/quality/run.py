@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         rotations += ["--threshold", str(args.threshold)]
     peers.log("imgindex report --near --rotations")
     seconds["imgindex_report_rotations"], _, _ = peers.timed(rotations)
-    scores["+rotations"] = score.score(labels, score.imgindex_found(turned, labels))
+    scores["+rotations"] = score.score(labels, score.imgindex_found(turned, labels), orientations=True)
 
     extra: dict[str, Any] = {
         "commands": {"scan": scan, "report": report, "report_rotations": rotations},

@@ -228,8 +228,9 @@ def _recall(found: int, total: int) -> float | None:
     return found / total if total else None
 
 
-def score(labels: Labels, found: Found) -> dict[str, Any]:
-    """Everything the tables show, for one tool."""
+def score(labels: Labels, found: Found, orientations: bool = False) -> dict[str, Any]:
+    """Everything the tables show, for one tool (``orientations``: it matches mirrored and
+    turned copies, so grouping two sources that are one picture turned is not false)."""
     per: dict[str, dict[str, Any]] = {}
     missed: list[dict[str, Any]] = []
     by_category: dict[str, list[int]] = defaultdict(lambda: [0, 0])
@@ -303,8 +304,8 @@ def score(labels: Labels, found: Found) -> dict[str, Any]:
             }
             for g in sorted(found.groups, key=len, reverse=True)[:3]
         ],
-        "false_pairs": false_pairs(labels, found, found.pairs),
-        "false_links": false_pairs(labels, found, found.links),
+        "false_pairs": false_pairs(labels, found, found.pairs, orientations),
+        "false_links": false_pairs(labels, found, found.links, orientations),
         "missed": missed,
     }
 
@@ -363,13 +364,15 @@ def turned_families(labels: Labels) -> frozenset[frozenset[str]]:
     return _turned_families(labels.root, sources)
 
 
-def false_pairs(labels: Labels, found: Found, pairs: set[tuple[str, str]]) -> dict[str, Any]:
+def false_pairs(
+    labels: Labels, found: Found, pairs: set[tuple[str, str]], orientations: bool = False
+) -> dict[str, Any]:
     """Pairs put together that are not of one family, by the categories of their two files.
 
-    Pairs of two families whose sources are one picture mirrored or turned are not
-    counted (``turned_sources`` says how many there were)."""
+    For a tool that matches ``orientations``, pairs of two families whose sources are one
+    picture mirrored or turned are not counted (``turned_sources`` says how many there were)."""
     rows = []
-    turned = turned_families(labels)
+    turned = turned_families(labels) if orientations else frozenset()
     skipped = 0
     for a, b in sorted(pairs):
         if a in labels.files and b in labels.files and labels.family(a) == labels.family(b):
