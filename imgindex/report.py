@@ -271,7 +271,7 @@ def _near_grouping(
     a border counts as its own inside); with ``--rotations`` also when one's
     hash is within :data:`ROTATION_THRESHOLD` of an orientation of the other's.
     A candidate joins only if the descriptors of the pictures that matched
-    agree (:func:`near.agree`). Images hashed before descriptors existed
+    confirm it (:func:`near.confirm`). Images hashed before descriptors existed
     (an index not rescanned since) are matched by their hashes alone, and
     between themselves only; their number is returned with the grouping.
     """
