@@ -296,7 +296,7 @@ class Thumbnails:
 
 
 def thumbnails(descriptors: npt.NDArray[np.uint8]) -> Thumbnails:
-    """Rows of ``DESCRIPTOR_BYTES`` made ready for :func:`agree`."""
+    """Rows of ``DESCRIPTOR_BYTES`` made ready for :func:`confirm`."""
     n = len(descriptors)
     grey = np.empty((n, _GREY), dtype=np.float16)
     chroma = np.empty((n, _CHROMA), dtype=np.float16)
@@ -317,33 +317,13 @@ def thumbnails(descriptors: npt.NDArray[np.uint8]) -> Thumbnails:
     return Thumbnails(grey, chroma, colourful, detail)
 
 
-def agree(
-    a: Thumbnails, i: int, b: Thumbnails, js: npt.ArrayLike, grey_correlation: float = GREY_CORRELATION
-) -> npt.NDArray[np.bool_]:
-    """Does picture ``i`` of ``a`` show the same picture as each picture ``js`` of ``b``?
-
-    The grey thumbnails must correlate; two colourful pictures must also agree
-    in colour (flags with the same stripes in other colours, tinted icons),
-    while a grey copy of a colourful picture must correlate more closely
-    instead. A flat picture (no grey variance) matches nothing this way.
-    """
-    js = np.asarray(js, dtype=np.int64)
-    difference = b.chroma[js].astype(np.float32) - a.chroma[i].astype(np.float32)
-    return _verdict(correlation(a, i, b, js), difference, a.colourful[i], b.colourful[js], grey_correlation)
-
-
-def correlation(a: Thumbnails, i: int, b: Thumbnails, js: npt.ArrayLike) -> npt.NDArray[np.float32]:
-    """The correlation of picture ``i`` of ``a``'s grey thumbnail with each of pictures ``js`` of ``b``."""
-    result: npt.NDArray[np.float32] = b.grey[np.asarray(js, dtype=np.int64)].astype(np.float32) @ a.grey[i].astype(
-        np.float32
-    )
-    return result
-
-
 def similar(
     a: npt.NDArray[np.uint8], b: npt.NDArray[np.uint8], grey_correlation: float = GREY_CORRELATION
 ) -> npt.NDArray[np.bool_]:
-    """Do descriptors ``a[k]`` and ``b[k]`` show the same picture (see :func:`agree`)?"""
+    """Do descriptors ``a[k]`` and ``b[k]`` show the same picture? The grey thumbnails must
+    correlate; two colourful pictures must also agree in colour (flags with the same stripes
+    in other colours, tinted icons), while a grey copy of a colourful picture must correlate
+    more closely instead. A flat picture (no grey variance) matches nothing this way."""
     ta, tb = thumbnails(a), thumbnails(b)
     correlation = (ta.grey.astype(np.float32) * tb.grey.astype(np.float32)).sum(axis=1)
     difference = tb.chroma.astype(np.float32) - ta.chroma.astype(np.float32)
@@ -364,9 +344,6 @@ class Pictures:
         """From descriptor rows (``inside`` holds the whole picture's where not ``framed``)."""
         return cls(thumbnails(whole), thumbnails(inside), framed)
 
-    def rows(self, at: npt.NDArray[np.int64]) -> Pictures:
-        return Pictures(self.whole.rows(at), self.inside.rows(at), self.framed[at])
-
 
 def confirm(
     mine: Pictures,
@@ -379,7 +356,7 @@ def confirm(
 
     ``near_whole``/``near_inside``: whose hashes of the whole picture / of the
     inside are within the threshold. A match of the whole pictures needs the
-    whole thumbnails to agree (:func:`agree`) and, when both pictures have a
+    whole thumbnails to agree (as in :func:`similar`) and, when both pictures have a
     border, their foregrounds to correlate (:data:`FOREGROUND_CORRELATION`),
     or with too little foreground to tell, their insides to agree at
     :data:`FRAMED_INSIDE_CORRELATION` (a canvas shared by different pictures
@@ -447,8 +424,8 @@ def _foreground_correlation(a: Thumbnails, b: Thumbnails) -> tuple[npt.NDArray[n
 def _against(
     a: Thumbnails, b: Thumbnails, grey_correlation: float
 ) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.float32]]:
-    """Picture 0 of ``a`` against every picture of ``b``: :func:`agree` with the detail guard,
-    and the correlations."""
+    """Picture 0 of ``a`` against every picture of ``b``: the rule of :func:`similar` with the
+    detail guard, and the correlations."""
     correlations: npt.NDArray[np.float32] = b.grey.astype(np.float32) @ a.grey[0].astype(np.float32)
     difference = b.chroma.astype(np.float32) - a.chroma[0].astype(np.float32)
     accepted = _verdict(correlations, difference, a.colourful[0], b.colourful, grey_correlation)
@@ -571,7 +548,7 @@ def group_by_leaders(order: I64, kinds: Sequence[Kind], check: Check | None = No
     copies of one picture cost one hash, not fifty million pairs.
 
     ``check`` says which candidates really join the leader, and by which
-    kinds (e.g. :func:`agree` on their descriptors); those refused stay
+    kinds (e.g. :func:`confirm` on their descriptors); those refused stay
     free for later leaders.
     """
     n = len(order)
