@@ -28,6 +28,7 @@ import io
 import json
 import re
 import warnings
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from struct import error as struct_error  # Pillow plugins raise it on short headers
 from typing import Any, Final
@@ -257,6 +258,11 @@ def descriptor(picture: Image.Image) -> bytes:
     grey = picture.convert("L").resize((GREY_SIDE, GREY_SIDE), Image.Resampling.BOX)
     colour = picture.convert("RGB").resize((COLOUR_SIDE, COLOUR_SIDE), Image.Resampling.BOX)
     return grey.tobytes() + colour.tobytes()
+
+
+def descriptor_rows(descriptors: Sequence[bytes]) -> npt.NDArray[np.uint8]:
+    """Descriptors (each ``DESCRIPTOR_BYTES``) as the rows of one array."""
+    return np.frombuffer(b"".join(descriptors), dtype=np.uint8).reshape(-1, DESCRIPTOR_BYTES)
 
 
 #: The 8 orientations of a picture (identity first): its mirror images and quarter turns.

@@ -317,19 +317,6 @@ def thumbnails(descriptors: npt.NDArray[np.uint8]) -> Thumbnails:
     return Thumbnails(grey, chroma, colourful, detail)
 
 
-def similar(
-    a: npt.NDArray[np.uint8], b: npt.NDArray[np.uint8], grey_correlation: float = GREY_CORRELATION
-) -> npt.NDArray[np.bool_]:
-    """Do descriptors ``a[k]`` and ``b[k]`` show the same picture? The grey thumbnails must
-    correlate; two colourful pictures must also agree in colour (flags with the same stripes
-    in other colours, tinted icons), while a grey copy of a colourful picture must correlate
-    more closely instead. A flat picture (no grey variance) matches nothing this way."""
-    ta, tb = thumbnails(a), thumbnails(b)
-    correlation = (ta.grey.astype(np.float32) * tb.grey.astype(np.float32)).sum(axis=1)
-    difference = tb.chroma.astype(np.float32) - ta.chroma.astype(np.float32)
-    return _verdict(correlation, difference, ta.colourful, tb.colourful, grey_correlation)
-
-
 @dataclass(frozen=True)
 class Pictures:
     """Thumbnails of some pictures: of the whole picture, and of what is inside its
@@ -356,7 +343,7 @@ def confirm(
 
     ``near_whole``/``near_inside``: whose hashes of the whole picture / of the
     inside are within the threshold. A match of the whole pictures needs the
-    whole thumbnails to agree (as in :func:`similar`) and, when both pictures have a
+    whole thumbnails to agree (:func:`_verdict`) and, when both pictures have a
     border, their foregrounds to correlate (:data:`FOREGROUND_CORRELATION`),
     or with too little foreground to tell, their insides to agree at
     :data:`FRAMED_INSIDE_CORRELATION` (a canvas shared by different pictures
@@ -424,8 +411,8 @@ def _foreground_correlation(a: Thumbnails, b: Thumbnails) -> tuple[npt.NDArray[n
 def _against(
     a: Thumbnails, b: Thumbnails, grey_correlation: float
 ) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.float32]]:
-    """Picture 0 of ``a`` against every picture of ``b``: the rule of :func:`similar` with the
-    detail guard, and the correlations."""
+    """Picture 0 of ``a`` against every picture of ``b``: :func:`_verdict` with the detail
+    guard, and the correlations."""
     correlations: npt.NDArray[np.float32] = b.grey.astype(np.float32) @ a.grey[0].astype(np.float32)
     difference = b.chroma.astype(np.float32) - a.chroma[0].astype(np.float32)
     accepted = _verdict(correlations, difference, a.colourful[0], b.colourful, grey_correlation)
@@ -440,6 +427,10 @@ def _verdict(
     colourful_b: npt.ArrayLike,
     grey_correlation: float,
 ) -> npt.NDArray[np.bool_]:
+    """Do two pictures' thumbnails show the same picture, given their grey correlation and
+    opponent-colour difference? The grey thumbnails must correlate; two colourful pictures
+    must also agree in colour (flags with the same stripes in other colours, tinted icons),
+    while a grey copy of a colourful picture must correlate more closely instead."""
     rms = np.sqrt((difference * difference).sum(axis=1) / (_CHROMA // 2))
     both = np.logical_and(colourful_a, colourful_b)
     one = np.logical_xor(colourful_a, colourful_b)

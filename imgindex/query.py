@@ -14,11 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
-from .hashing import DESCRIPTOR_BYTES, HashSettings, hash_hex
+from .hashing import HashSettings, descriptor_rows, hash_hex
 from .index import FileRecord, Index
-from .near import LOW_DETAIL, NOT_NEAR, Pictures, as_unsigned, confirm, distances, pairs_from, thumbnails
+from .near import LOW_DETAIL, NOT_NEAR, Pictures, as_unsigned, confirm, distances, pairs_from
 from .report import path_fields
 from .scan import Task, read_file
 from .walk import FileStat
@@ -137,30 +136,28 @@ def _near_matches(
     # hash) and not rescanned since: nothing to match them by.
     files = [(i, w, w if t is None else t) for i, w, t in candidates if i in stored and w is not None]
     unknown = [(i, w, w if t is None else t) for i, w, t in candidates if i not in stored and w is not None]
-    for number, r in hashed:
-        whole, inside = _hashes(r.phash, r.trim_hash)
-        if whole is None or inside is None or r.descriptor is None:
-            continue
-        if thumbnails(np.frombuffer(r.descriptor, np.uint8)[None]).detail[0] < LOW_DETAIL:
-            continue  # a blank picture matches by its bytes only, thumbnails or not
-        unconfirmed[number] = {i for i, w, t in unknown if min(_bits(whole ^ w), _bits(inside ^ t)) <= threshold}
-    if not files:
-        return found, unconfirmed
     ids = [f[0] for f in files]
-    their_whole = as_unsigned([f[1] for f in files])
-    their_inside = as_unsigned([f[2] for f in files])
     theirs = Pictures.of(
-        _rows([stored[i][0] for i in ids]),
-        _rows([stored[i][1] or stored[i][0] for i in ids]),
+        descriptor_rows([stored[i][0] for i in ids]),
+        descriptor_rows([stored[i][1] or stored[i][0] for i in ids]),
         np.array([stored[i][1] is not None for i in ids], dtype=bool),
     )
+    their_whole, their_inside = as_unsigned([f[1] for f in files]), as_unsigned([f[2] for f in files])
+    unknown_whole, unknown_inside = as_unsigned([u[1] for u in unknown]), as_unsigned([u[2] for u in unknown])
     for number, r in hashed:
         whole, inside = _hashes(r.phash, r.trim_hash)
         if r.descriptor is None or whole is None or inside is None:
             continue
         mine = Pictures.of(
-            _rows([r.descriptor]), _rows([r.trim_descriptor or r.descriptor]), np.array([r.trim_descriptor is not None])
+            descriptor_rows([r.descriptor]),
+            descriptor_rows([r.trim_descriptor or r.descriptor]),
+            np.array([r.trim_descriptor is not None]),
         )
+        if mine.whole.detail[0] >= LOW_DETAIL:  # a blank picture matches by its bytes only, thumbnails or not
+            gap = np.minimum(
+                distances(unknown_whole, as_unsigned([whole])), distances(unknown_inside, as_unsigned([inside]))
+            )
+            unconfirmed[number] = {unknown[k][0] for k in np.flatnonzero(gap <= threshold).tolist()}
         by_whole = distances(their_whole, as_unsigned([whole]))
         by_inside = distances(their_inside, as_unsigned([inside]))
         whole_ok, inside_ok = confirm(mine, theirs, by_whole <= threshold, by_inside <= threshold)
@@ -168,14 +165,6 @@ def _near_matches(
         for k in np.flatnonzero(gap != NOT_NEAR).tolist():
             found[number][ids[k]] = int(gap[k])
     return found, unconfirmed
-
-
-def _bits(value: int) -> int:
-    return (value & 0xFFFF_FFFF_FFFF_FFFF).bit_count()
-
-
-def _rows(descriptors: list[bytes]) -> npt.NDArray[np.uint8]:
-    return np.frombuffer(b"".join(descriptors), dtype=np.uint8).reshape(-1, DESCRIPTOR_BYTES)
 
 
 def _hashes(phash: int | None, trim_hash: int | None) -> tuple[int | None, int | None]:

@@ -23,8 +23,8 @@ import numpy as np
 import numpy.typing as npt
 
 from . import __version__
-from .hashing import DESCRIPTOR_BYTES, ORIENTATIONS, orient_descriptors, orientation_hashes
-from .index import Index
+from .hashing import DESCRIPTOR_BYTES, ORIENTATIONS, descriptor_rows, orient_descriptors, orientation_hashes
+from .index import ImageRow, Index
 from .near import (
     LOW_DETAIL,
     NOT_NEAR,
@@ -174,7 +174,7 @@ def build_report(index: Index, options: ReportOptions) -> Report:
     """Group the indexed images and choose which to keep; see the README for the rules."""
     raw = index.image_rows(options.under, options.prefer)
     n = len(raw)
-    columns = list(zip(*raw, strict=True)) if raw else [()] * 14
+    columns = list(zip(*raw, strict=True)) if raw else [()] * len(ImageRow._fields)
     rows: dict[str, npt.NDArray[Any]] = {
         "id": np.array(columns[0], dtype=np.int64),
         "root_id": np.array(columns[1], dtype=np.int64),
@@ -379,14 +379,15 @@ class _Thumbnails:
         self._inside_slot[framed] = np.arange(len(framed))
         # One array of thumbnails: the whole pictures', the insides', then a blank row (never
         # accepted: flat), where units without descriptors point.
-        pictures, inside_pictures = _rows(whole), _rows(insides)
+        blank = bytes(DESCRIPTOR_BYTES)
+        pictures, inside_pictures = descriptor_rows([*whole, blank]), descriptor_rows([*insides, blank])
         self._all = thumbnails(np.concatenate([pictures[:-1], inside_pictures]))
-        blank = len(self._all.grey) - 1
-        self._whole_row = np.where(self.slot >= 0, self.slot, blank)
+        blank_row = len(self._all.grey) - 1
+        self._whole_row = np.where(self.slot >= 0, self.slot, blank_row)
         #: Row in ``_all`` of each unit's inside: its whole picture's without a border.
         self._inside_row = np.where(self._inside_slot >= 0, len(described) + self._inside_slot, self._whole_row)
         #: The raw descriptors of the whole pictures (by ``slot``; without the blank row),
-        #: when asked to ``keep`` them (for orientations); the insides' likewise.
+        #: when asked to ``keep`` them (for orientations); the insides' with theirs.
         self.descriptors = pictures[:-1] if keep else pictures[:0]
         self._inside_descriptors = inside_pictures if keep else inside_pictures[:0]
 
@@ -410,12 +411,6 @@ class _Thumbnails:
         framed = at >= 0
         inside = np.where(framed[:, None], self._inside_descriptors[at], whole)
         return Pictures.of(orient_descriptors(whole, turn), orient_descriptors(inside, turn), framed)
-
-
-def _rows(descriptors: list[bytes]) -> npt.NDArray[np.uint8]:
-    """The descriptors as rows, then a blank one."""
-    joined = b"".join([*descriptors, bytes(DESCRIPTOR_BYTES)])
-    return np.frombuffer(joined, dtype=np.uint8).reshape(-1, DESCRIPTOR_BYTES)
 
 
 def _turned_pairs(turned: npt.NDArray[np.uint64], threshold: int) -> tuple[Any, Any, Any]:
