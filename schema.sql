@@ -1,7 +1,8 @@
 -- imgindex schema. This file is the one source of the index's schema: a new
 -- index is created by running it whole, and PRAGMA user_version records which
--- version it is. When it changes, bump SCHEMA_VERSION in imgindex/index.py and
--- add a migration there that brings an index of the previous version to this.
+-- version it is. When it changes, bump SCHEMA_VERSION in
+-- imgindex/storage/database.py and add a migration there that brings an index
+-- of the previous version to this.
 --
 -- Paths are stored as raw bytes (os.fsencode), never decoded: crawl dumps
 -- hold names that are not UTF-8.
@@ -96,21 +97,25 @@ CREATE TABLE IF NOT EXISTS scans (
 
 -- Near pairs, kept up to date by scan and watch so that a near report is a
 -- query: every two distinct perceptual hashes of indexed images (phash or
--- trim_hash) that differ in at most meta.near_max_distance bits. Pairs are between hash values, not
--- files, so a thousand copies of one picture cost one hash. near_hashes lists
--- the values whose pairs are all stored; a value in files but not here (a scan
--- stopped before updating the pairs) is searched by the next update, or in
--- memory by a report meanwhile.
+-- trim_hash) of one kind that differ in at most meta.near_max_distance bits.
+-- Pairs are between hash values, not files, so a thousand copies of one
+-- picture cost one hash. near_hashes lists the values whose pairs are all
+-- stored; a value in files but not here (a scan stopped before updating the
+-- pairs) is searched by the next update, or in memory by a report meanwhile.
+-- kind names the hash (imgindex/kinds.py): values of two kinds never pair.
 CREATE TABLE IF NOT EXISTS near_hashes (
-    hash        INTEGER PRIMARY KEY     -- a files.phash or files.trim_hash value
-);
+    kind        TEXT NOT NULL,          -- the kind of hash, e.g. dhash
+    hash        INTEGER NOT NULL,       -- a files.phash or files.trim_hash value
+    PRIMARY KEY (kind, hash)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS near_pairs (
+    kind        TEXT NOT NULL,
     a           INTEGER NOT NULL,       -- the smaller hash (as a signed integer)
     b           INTEGER NOT NULL,
     distance    INTEGER NOT NULL,       -- Hamming distance, 1 to meta.near_max_distance
-    PRIMARY KEY (a, b)
+    PRIMARY KEY (kind, a, b)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS near_pairs_b ON near_pairs(b);
+CREATE INDEX IF NOT EXISTS near_pairs_b ON near_pairs(kind, b);
 
 -- Settings of the index as a whole (near_max_distance, ...).
 CREATE TABLE IF NOT EXISTS meta (

@@ -55,8 +55,8 @@ import peers
 
 from imgindex import pairs
 from imgindex.hashing import HashSettings
-from imgindex.index import FileRecord, open_index
-from imgindex.near import as_signed, as_unsigned, pairs_within_brute_force
+from imgindex.match.search import as_signed, as_unsigned, pairs_within_brute_force
+from imgindex.storage import FileRecord, open_index
 
 OUT = Path(__file__).resolve().parent / "out" / "near"
 
@@ -131,8 +131,8 @@ def build_index(db: Path, hashes: np.ndarray, *, first: int = 0) -> None:
     framed = rng.random(len(hashes)) < 0.1
     insides = flip(rng, hashes, rng.integers(0, 7, len(hashes)))
     with open_index(db) as index:
-        root = index.ensure_root(b"/synthetic/dump")
-        params = index.params_id(HashSettings().key())
+        root = index.catalog.ensure_root(b"/synthetic/dump")
+        params = index.catalog.params_id(HashSettings().key())
         signed = as_signed(hashes).tolist()
         inside_signed = as_signed(insides).tolist()
         for start in range(0, len(signed), 50_000):
@@ -141,11 +141,11 @@ def build_index(db: Path, hashes: np.ndarray, *, first: int = 0) -> None:
             whole = descriptors_of(hashes[start:stop], first + start)
             inside = descriptors_of(insides[start:stop], first + start + 1)
             dirs = sorted({b"/synthetic/dump/%05d" % (k // 1000) for k in numbers})
-            index.add_dirs(dirs, root.id)
-            index.write_files(
+            index.catalog.add_dirs(dirs, root.id)
+            index.catalog.write_files(
                 [
                     FileRecord(
-                        index.dir_id(b"/synthetic/dump/%05d" % (k // 1000), root.id),
+                        index.catalog.dir_id(b"/synthetic/dump/%05d" % (k // 1000), root.id),
                         b"%d.jpg" % k,
                         20_000 + k % 5000,
                         1_700_000_000 * 10**9,
@@ -184,11 +184,11 @@ def step_pairs(db: str, brute: bool) -> dict[str, Any]:
         seconds = time.perf_counter() - start
         result: dict[str, Any] = {"seconds": seconds, "update": update.to_json(), "peak_mb": peak_mb()}
         if brute:
-            values = index.image_hashes()
+            values = index.images.hashes()
             start = time.perf_counter()
             i, j, d = pairs_within_brute_force(as_unsigned(values), pairs.MAX_DISTANCE)
             result["brute_seconds"] = time.perf_counter() - start
-            a, b, dist = index.near_pairs(pairs.MAX_DISTANCE)
+            a, b, dist = index.pairs.pairs(pairs.KIND, pairs.MAX_DISTANCE)
             stored = set(zip(a.tolist(), b.tolist(), dist.tolist(), strict=True))
             lo, hi = np.minimum(values[i], values[j]), np.maximum(values[i], values[j])
             result["brute_pairs"] = len(i)
@@ -199,8 +199,8 @@ def step_pairs(db: str, brute: bool) -> dict[str, Any]:
 def step_add(db: str, n: int, seed: int) -> dict[str, Any]:
     rng = np.random.default_rng(seed)
     with open_index(db) as index:
-        existing = as_unsigned(index.image_hashes())
-        count = int(index.conn.execute("SELECT max(inode) FROM files").fetchone()[0]) + 1
+        existing = as_unsigned(index.images.hashes())
+        count = int(index.db.conn.execute("SELECT max(inode) FROM files").fetchone()[0]) + 1
     # Half near variants of indexed images, half unrelated: what a day of crawling adds.
     variants = flip(rng, existing[rng.integers(0, len(existing), n // 2)], rng.integers(1, 9, n // 2))
     new = np.concatenate([variants, unrelated(rng, n - n // 2)])

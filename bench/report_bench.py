@@ -5,7 +5,7 @@ One run does it all:
 1. builds a synthetic index of ``--n`` images without decoding any image:
    random 64-bit perceptual hashes, some sources with 1-3 planted near
    duplicates (1-8 bits away), some exact copies (same SHA-256, same hash),
-   written through ``imgindex.index`` into a fresh SQLite file, with paths laid
+   written through ``imgindex.storage`` into a fresh SQLite file, with paths laid
    out like a crawl dump (``<root>/ab/cd/name``);
 2. times, alternating the tools, ``imgindex report --near`` and ``imgindex
    report --exact`` end to end as subprocesses, and imagededup's
@@ -186,19 +186,19 @@ def make_corpus(n: int, seed: int, variant_share: float, copy_share: float, vari
 
 def build_index(db: Path, root: Path, corpus: dict[str, Any]) -> float:
     """Write the corpus into a fresh index at ``db`` through imgindex's API; returns seconds taken."""
-    from imgindex.index import FileRecord, open_index
+    from imgindex.storage import FileRecord, open_index
 
     start = time.perf_counter()
     for suffix in ("", "-wal", "-shm"):
         Path(f"{db}{suffix}").unlink(missing_ok=True)
     root_bytes = os.fsencode(root)
     with open_index(db) as index:
-        root_id = index.ensure_root(root_bytes).id
-        params = index.params_id(json.dumps({"synthetic": "report_bench", "hash": "phash"}, sort_keys=True))
+        root_id = index.catalog.ensure_root(root_bytes).id
+        params = index.catalog.params_id(json.dumps({"synthetic": "report_bench", "hash": "phash"}, sort_keys=True))
         records: list[FileRecord] = []
         for i, rel in enumerate(corpus["rel"]):
             directory, _, name = rel.rpartition("/")
-            dir_id = index.dir_id(root_bytes + b"/" + os.fsencode(directory), root_id)
+            dir_id = index.catalog.dir_id(root_bytes + b"/" + os.fsencode(directory), root_id)
             mtime = corpus["mtime_ns"][i]
             records.append(
                 FileRecord(
@@ -209,16 +209,16 @@ def build_index(db: Path, root: Path, corpus: dict[str, Any]) -> float:
                 )
             )  # fmt: skip
             if len(records) >= 5000:
-                index.write_files(records)
+                index.catalog.write_files(records)
                 records = []
         if records:
-            index.write_files(records)
-        index.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            index.catalog.write_files(records)
+        index.db.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     return time.perf_counter() - start
 
 
 def true_pairs(hashes: list[int], threshold: int) -> set[tuple[int, int]]:
-    """Every pair ``i < j`` within ``threshold`` bits (plain numpy, independent of imgindex.near)."""
+    """Every pair ``i < j`` within ``threshold`` bits (plain numpy, independent of imgindex.match)."""
     import numpy as np
 
     h = np.array(hashes, dtype=np.uint64)

@@ -1,8 +1,11 @@
-"""The command line: parses, calls the library, formats, maps errors to exit codes.
+"""The command line: parses options, calls the library, prints what it returns.
 
-Exit codes: 0 all fine; 1 usage or fatal error; 3 some files or directories
-could not be read or decoded (the rest was indexed); 130 interrupted (what was
-done is kept).
+Every command is a few lines of wiring: options in, one library call, text
+out (rendered by :mod:`imgindex.render`). Errors are :class:`ImgindexError`
+s carrying their exit code, turned into a message and that code in one
+place (:class:`_Commands`). Exit codes: 0 all fine; 1 usage or fatal error;
+3 some files or directories could not be read or decoded (the rest was
+indexed); 130 interrupted (what was done is kept).
 """
 
 from __future__ import annotations
@@ -12,8 +15,9 @@ import json
 import os
 import signal
 import sys
-import time
 import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 from typing import Annotated, Any
@@ -21,48 +25,50 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
+from typer.core import TyperGroup
 
-from . import __version__
-from .export import ExportError, ExportSummary, Link, export
+from . import __version__, render
+from .dedup import dedup
+from .display import display_path
+from .errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, ImgindexError, OutputError, UsageError
+from .export import export
+from .formats import atomic_text_file, writer
 from .hashing import DEFAULT_MAX_PIXELS, HashSettings, readable_formats
-from .index import Index, IndexError_, open_index
 from .pairs import stored_max_distance
 from .query import query
-from .report import (
-    DEFAULT_KEEP,
-    DEFAULT_THRESHOLD,
-    KEEP_RULES,
-    Report,
-    ReportError,
-    ReportOptions,
-    atomic_text_file,
-    build_report,
-    parse_keep,
-    summary_line,
-    unconfirmed_warning,
-    write_csv,
-    write_json,
-)
-from .scan import ScanError, ScanInterrupted, ScanOptions, ScanProgress, ScanSummary, display_path, scan
+from .report import DEFAULT_KEEP, DEFAULT_THRESHOLD, KEEP_RULES, Report, ReportOptions, build_report, parse_keep
+from .scan import ScanInterrupted, ScanOptions, ScanSummary, scan
+from .statuses import image_count
+from .storage import Index, open_index
 from .watch import Watcher, WatchEvent, WatchOptions
 
-EXIT_OK = 0
-EXIT_ERROR = 1
-EXIT_PARTIAL = 3
-EXIT_INTERRUPTED = 130
+__all__ = ["EXIT_ERROR", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_PARTIAL", "app", "run"]
+
+# Results go to stdout with typer.echo; progress and messages to stderr, without
+# markup: paths from crawls contain brackets.
+err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
+
+
+class _Commands(TyperGroup):
+    """The one error handler: any :class:`ImgindexError` becomes a message and its exit code."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ImgindexError as e:
+            err.print(f"[red]Error:[/red] {escape(str(e))}", markup=True)
+            raise typer.Exit(e.exit_code) from None
+
 
 app = typer.Typer(
     name="imgindex",
+    cls=_Commands,
     help="Keep an incremental index of the images in a directory tree and find duplicates in it.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-# Results go to stdout with typer.echo; progress and messages to stderr, without
-# markup: paths from crawls contain brackets.
-err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
 
 DbOption = Annotated[
     Path,
@@ -94,16 +100,9 @@ def main(
     """Keep an incremental index of the images in a directory tree and find duplicates in it."""
 
 
-def fail(message: str, code: int = EXIT_ERROR) -> typer.Exit:
-    err.print(f"[red]Error:[/red] {escape(message)}", markup=True)
-    return typer.Exit(code)
-
-
 def _open(db: Path, *, create: bool = True) -> Index:
-    try:
-        index = open_index(db, create=create)
-    except IndexError_ as e:
-        raise fail(str(e)) from None
+    """The index (use it in ``with``), with a warning when it sits on a network filesystem."""
+    index = open_index(db, create=create)
     fs = index.network_filesystem()
     if fs:
         err.print(f"Warning: the index {db} is on a network filesystem ({fs}); SQLite locking may be unreliable there.")
@@ -117,6 +116,32 @@ def _stop_on_sigterm() -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, handler)
+
+
+@contextmanager
+def _scanning(*, as_json: bool, quiet: bool) -> Iterator[render.ScanProgressDisplay]:
+    """Progress while a scan runs; an interrupted scan prints what it did and exits 130."""
+    _stop_on_sigterm()
+    display = render.ScanProgressDisplay(err, enabled=not quiet)
+    try:
+        with display:
+            yield display
+    except ScanInterrupted as e:
+        if not quiet:
+            err.print("Interrupted: what was indexed so far is kept; run the scan again to finish.")
+        _print_summary(e.summary, as_json, quiet)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+
+
+def _print_summary(summary: ScanSummary, as_json: bool, quiet: bool) -> None:
+    if as_json:
+        print(json.dumps(summary.to_json()))
+        return
+    if quiet:
+        return
+    for line in render.walk_errors(summary):
+        err.print(line)
+    typer.echo(render.scan_summary(summary))
 
 
 @app.command("scan")
@@ -143,126 +168,11 @@ def scan_command(
         settings=HashSettings(max_pixels=max_pixels),
         batch_size=batch_size,
     )
-    index = _open(db)
-    try:
-        summary = _run_scan(index, roots, options, as_json=as_json, quiet=quiet)
-    finally:
-        index.close()
+    with _open(db) as index, _scanning(as_json=as_json, quiet=quiet) as display:
+        summary = scan(index, [os.fsencode(r) for r in roots], options, progress=display.update)
     _print_summary(summary, as_json, quiet)
     if summary.failures or summary.walk_errors:
         raise typer.Exit(EXIT_PARTIAL)
-
-
-def _run_scan(index: Index, roots: list[Path], options: ScanOptions, *, as_json: bool, quiet: bool) -> ScanSummary:
-    """Scan with progress; an interrupted scan prints what it did and exits 130."""
-    _stop_on_sigterm()
-    reporter = _ProgressReporter(enabled=not quiet)
-    try:
-        with reporter:
-            return scan(index, [os.fsencode(r) for r in roots], options, progress=reporter.update)
-    except ScanError as e:
-        raise fail(str(e)) from None
-    except ScanInterrupted as e:
-        if not quiet:
-            err.print("Interrupted: what was indexed so far is kept; run the scan again to finish.")
-        _print_summary(e.summary, as_json, quiet)
-        raise typer.Exit(EXIT_INTERRUPTED) from None
-
-
-def _print_summary(summary: ScanSummary, as_json: bool, quiet: bool) -> None:
-    if as_json:
-        print(json.dumps(summary.to_json()))
-        return
-    if quiet:
-        return
-    for path, error in summary.walk_errors:
-        err.print(f"could not read directory {display_path(path)}: {error}")
-    typer.echo(format_summary(summary))
-
-
-def format_summary(s: ScanSummary) -> str:
-    """One line, e.g. ``12,326 files: 12,256 images (3,102 new, 0 changed), 70 not images,
-    14 failed: 9 truncated, 5 corrupt — 41.2 s``."""
-    statuses = s.by_status
-    total = sum(statuses.values())
-    parts = [f"{total:,} files: {s.images:,} images ({s.new:,} new, {s.changed:,} changed)"]
-    parts.append(f"{statuses.get('not_image', 0):,} not images")
-    if statuses.get("empty"):
-        parts.append(f"{statuses['empty']:,} empty")
-    failures = s.failures
-    if failures:
-        parts.append(
-            f"{sum(failures.values()):,} failed: "
-            + ", ".join(f"{n:,} {k.replace('_', ' ')}" for k, n in failures.items())
-        )
-    text = ", ".join(parts)
-    extras = []
-    if s.removed:
-        extras.append(f"{s.removed:,} removed")
-    if s.hashed:
-        extras.append(f"{s.hashed:,} read")
-    if s.walk_errors:
-        extras.append(f"{len(s.walk_errors):,} unreadable director{'y' if len(s.walk_errors) == 1 else 'ies'}")
-    if s.skipped_symlinks:
-        extras.append(f"{s.skipped_symlinks:,} symlinks not followed")
-    if extras:
-        text += "; " + ", ".join(extras)
-    return f"{text} — {s.seconds:.1f} s"
-
-
-class _ProgressReporter:
-    """A progress bar on a terminal, a line every few seconds otherwise."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-        self.tty = err.is_terminal
-        self.progress: Progress | None = None
-        self.task: TaskID | None = None
-        self.last_line = time.monotonic()
-
-    def __enter__(self) -> _ProgressReporter:
-        if self.enabled and self.tty:
-            self.progress = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("{task.fields[rate]}"),
-                TimeRemainingColumn(),
-                console=err,
-                transient=True,
-            )
-            self.progress.start()
-            self.task = self.progress.add_task("walking", total=None, rate="")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.progress is not None:
-            self.progress.stop()
-
-    def update(self, p: ScanProgress) -> None:
-        if not self.enabled:
-            return
-        if self.progress is not None and self.task is not None:
-            if p.phase == "walk":
-                self.progress.update(self.task, description=f"walking: {p.files:,} files in {p.dirs:,} dirs", rate="")
-            else:
-                task = self.progress.tasks[0]
-                rate = f"{task.speed:,.0f} files/s" if task.speed else ""
-                self.progress.update(
-                    self.task,
-                    description=f"hashing ({p.files:,} files walked)",
-                    total=p.to_hash,
-                    completed=p.hashed,
-                    rate=rate,
-                )
-            return
-        now = time.monotonic()
-        if now - self.last_line >= 5.0:
-            self.last_line = now
-            if p.phase == "walk":
-                err.print(f"walking: {p.files:,} files in {p.dirs:,} directories")
-            else:
-                err.print(f"hashing: {p.hashed:,}/{p.to_hash:,} ({p.files:,} files walked)")
 
 
 # -- reports ----------------------------------------------------------------------
@@ -321,19 +231,16 @@ def _report_options(
     rotations: bool = False,
 ) -> ReportOptions:
     if exact == near:
-        raise fail("choose one of --exact and --near")
-    try:
-        return ReportOptions(
-            mode="near" if near else "exact",
-            threshold=threshold,
-            keep=parse_keep(keep),
-            prefer=tuple(_abs_bytes(p) for p in prefer or ()),
-            under=tuple(_abs_bytes(p) for p in under or ()),
-            duplicates_only=duplicates_only,
-            rotations=rotations,
-        )
-    except ReportError as e:
-        raise fail(str(e)) from None
+        raise UsageError("choose one of --exact and --near")
+    return ReportOptions(
+        mode="near" if near else "exact",
+        threshold=threshold,
+        keep=parse_keep(keep),
+        prefer=tuple(_abs_bytes(p) for p in prefer or ()),
+        under=tuple(_abs_bytes(p) for p in under or ()),
+        duplicates_only=duplicates_only,
+        rotations=rotations,
+    )
 
 
 def _abs_bytes(path: Path) -> bytes:
@@ -341,20 +248,39 @@ def _abs_bytes(path: Path) -> bytes:
     return result.rstrip(b"/") if len(result) > 1 else result
 
 
-def _write_report(report: Report, output: str, fmt: str) -> None:
-    writer = write_csv if fmt == "csv" else write_json
-    if output == "-":
-        # Paths that are not UTF-8 go out as their original bytes, as in a file.
-        stdout = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", errors="surrogateescape", newline="")
-        writer(report, stdout)
-        stdout.flush()
-        stdout.detach()
-        return
-    try:
-        with atomic_text_file(output) as f:
-            writer(report, f)
-    except OSError as e:
-        raise fail(f"cannot write {output}: {e.strerror or e}") from None
+def _report_writer(output: str, fmt: str) -> Callable[[Report], None]:
+    """Writes a report in ``fmt`` to ``output`` (a file, written atomically, or - for stdout)."""
+    write = writer(fmt)
+
+    def to_output(report: Report) -> None:
+        if output == "-":
+            # Paths that are not UTF-8 go out as their original bytes, as in a file.
+            stdout = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", errors="surrogateescape", newline="")
+            write(report, stdout)
+            stdout.flush()
+            stdout.detach()
+            return
+        try:
+            with atomic_text_file(output) as f:
+                write(report, f)
+        except OSError as e:
+            raise OutputError(f"cannot write {output}: {e.strerror or e}") from None
+
+    return to_output
+
+
+def _echo_counts(report: Report, *, to_stderr: bool) -> None:
+    typer.echo(render.report_counts(report), err=to_stderr)
+    warning = render.unconfirmed_warning(report)
+    if warning:
+        typer.echo(warning, err=True)
+
+
+def _echo_export(lines: list[str], problems: list[str], to_stderr: bool = False) -> None:
+    for line in lines:
+        typer.echo(line, err=to_stderr)
+    for line in problems:
+        err.print(line)
 
 
 @app.command("report")
@@ -375,25 +301,13 @@ def report_command(
     quiet: QuietOption = False,
 ) -> None:
     """Write the exact or near duplicates in the index as JSON or CSV (a query: no image is read)."""
-    if fmt not in ("json", "csv"):
-        raise fail("--format must be json or csv")
+    write = _report_writer(output, fmt)
     options = _report_options(exact, near, threshold, keep, prefer, root, duplicates_only, rotations)
-    index = _open(db, create=False)
-    try:
-        with index.snapshot():  # one state of the index, while scans write
-            report = build_report(index, options)
-            _write_report(report, output, fmt)
-    finally:
-        index.close()
+    with _open(db, create=False) as index, index.snapshot():  # one state of the index, while scans write
+        report = build_report(index, options)
+        write(report)
     if not quiet:
         _echo_counts(report, to_stderr=output == "-")
-
-
-def _echo_counts(report: Report, *, to_stderr: bool) -> None:
-    typer.echo(summary_line(report), err=to_stderr)
-    warning = unconfirmed_warning(report)
-    if warning:
-        typer.echo(warning, err=True)
 
 
 @app.command("export")
@@ -419,41 +333,16 @@ def export_command(
 ) -> None:
     """Copy (or link) the kept images into OUT_DIR, keeping their layout under each root."""
     if link not in ("copy", "hardlink", "symlink"):
-        raise fail("--link must be copy, hardlink or symlink")
+        raise UsageError("--link must be copy, hardlink or symlink")
     options = _report_options(exact, near, threshold, keep, prefer, root, rotations=rotations)
-    index = _open(db, create=False)
-    try:
-        with index.snapshot():
-            report = build_report(index, options)
-            summary = _export(report, out_dir, duplicates_dir, link, force)  # type: ignore[arg-type]
-    finally:
-        index.close()
+    with _open(db, create=False) as index, index.snapshot():
+        report = build_report(index, options)
+        summary = export(report, out_dir, duplicates_dir=duplicates_dir, link=link, force=force)  # type: ignore[arg-type]
     if not quiet:
         _echo_counts(report, to_stderr=False)
-        _echo_export(summary)
+        _echo_export(render.export_lines(summary), render.export_problems(summary))
     if summary.missing:
         raise typer.Exit(EXIT_PARTIAL)
-
-
-def _export(report: Report, out_dir: Path | None, dups: Path | None, link: Link, force: bool) -> ExportSummary:
-    try:
-        return export(report, out_dir, duplicates_dir=dups, link=link, force=force)
-    except ExportError as e:
-        raise fail(str(e)) from None
-
-
-def _echo_export(summary: ExportSummary, to_stderr: bool = False) -> None:
-    if summary.out_dir is not None:
-        typer.echo(f"exported {summary.kept:,} kept images to {summary.out_dir}", err=to_stderr)
-    if summary.duplicates_dir is not None:
-        typer.echo(
-            f"put {summary.groups:,} groups ({summary.duplicates:,} duplicates) in {summary.duplicates_dir}",
-            err=to_stderr,
-        )
-    if summary.existing:
-        typer.echo(f"left {len(summary.existing):,} existing files alone", err=to_stderr)
-    for path, error in summary.missing:
-        err.print(f"could not export {display_path(path)}: {error}")
 
 
 @app.command("dedup")
@@ -490,32 +379,37 @@ def dedup_command(
 ) -> None:
     """Scan DUMP_DIR, then report and export its duplicates in one go (the original tool's interface)."""
     if exact_duplicates and near_duplicates:
-        raise fail("choose one of -e/--exact_duplicates and -n/--near_duplicates")
+        raise UsageError("choose one of -e/--exact_duplicates and -n/--near_duplicates")
     options = _report_options(
         not near_duplicates, near_duplicates, threshold, keep, None, [dump_dir], rotations=rotations
     )
     to_stderr = str(output_json) == "-"  # stdout carries the report then
-    index = _open(db)
-    try:
-        summary = _run_scan(index, [dump_dir], ScanOptions(jobs=jobs), as_json=False, quiet=quiet)
+
+    def scanned(summary: ScanSummary) -> None:
         if not quiet:
-            typer.echo(format_summary(summary), err=to_stderr)
-        dups = None
-        if show_duplicates:
-            dups = output_dir / "_duplicates" if output_dir is not None else Path("_duplicates")
-        with index.snapshot():  # the report and the export see one state of the index
-            report = build_report(index, options)
-            _write_report(report, str(output_json), "json")
-            exported = _export(report, output_dir, dups, "copy", force) if output_dir or dups else None
-    finally:
-        index.close()
+            typer.echo(render.scan_summary(summary), err=to_stderr)
+
+    with _open(db) as index, _scanning(as_json=False, quiet=quiet) as display:
+        done = dedup(
+            index,
+            dump_dir,
+            options,
+            _report_writer(str(output_json), "json"),
+            scan_options=ScanOptions(jobs=jobs),
+            output_dir=output_dir,
+            show_duplicates=show_duplicates,
+            force=force,
+            progress=display.update,
+            scanned=scanned,
+        )
     if not quiet:
-        _echo_counts(report, to_stderr=to_stderr)
+        _echo_counts(done.report, to_stderr=to_stderr)
         if not to_stderr:
             typer.echo(f"wrote {output_json}")
-        if exported is not None:
-            _echo_export(exported, to_stderr=to_stderr)
-    if summary.failures or summary.walk_errors or (exported is not None and exported.missing):
+        if done.export is not None:
+            _echo_export(render.export_lines(done.export), render.export_problems(done.export), to_stderr=to_stderr)
+    summary = done.scan
+    if summary.failures or summary.walk_errors or (done.export is not None and done.export.missing):
         raise typer.Exit(EXIT_PARTIAL)
 
 
@@ -567,7 +461,6 @@ def watch_command(
     # watchdog warns (with the state of every watch) when a tree is created faster
     # than it registers it; the watch is right all the same.
     warnings.filterwarnings("ignore", "Callback with id", RuntimeWarning)
-    index = _open(db)
 
     def show(event: WatchEvent) -> None:
         if json_log:
@@ -575,68 +468,35 @@ def watch_command(
         elif event.kind == "warning":
             err.print(f"Warning: {event.message}")
         elif not quiet:
-            typer.echo(format_watch_event(event))
+            typer.echo(render.watch_event(event))
 
-    try:
+    with _open(db) as index:
         watcher = Watcher(index, [_abs_bytes(r) for r in roots], options, show)
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: watcher.stop())
         watcher.run()
-    except ScanError as e:
-        raise fail(str(e)) from None
-    finally:
-        index.close()
-
-
-def format_watch_event(event: WatchEvent) -> str:
-    totals = f"{event.images:,} images, {event.files:,} files indexed"
-    newest = f" (newest: {display_path(event.newest)})" if event.newest else ""
-    if event.kind == "batch":
-        return f"indexed {event.indexed:,}, removed {event.removed:,}{newest}; {totals}"
-    if event.kind in ("scan", "reconcile"):
-        label = "scanned" if event.kind == "scan" else "reconciled"
-        return f"{label}: read {event.indexed:,}, removed {event.removed:,}{newest}; {totals}; watching"
-    if event.kind == "stopped":
-        return f"stopped; {totals}"
-    return event.message or event.kind
 
 
 @app.command("query")
 def query_command(
     images: Annotated[list[Path], typer.Argument(help="Image files to look up.", show_default=False, metavar="IMAGE")],
     threshold: ThresholdOption = None,
+    rotations: RotationsOption = False,
     db: DbOption = Path("imgindex.db"),
     as_json: JsonOption = False,
 ) -> None:
     """Which indexed images are exact or near duplicates of each IMAGE (they are not added)."""
     t = DEFAULT_THRESHOLD if threshold is None else threshold
-    index = _open(db, create=False)
-    try:
-        with index.snapshot():
-            results = query(index, [os.fsencode(p) for p in images], t)
-    finally:
-        index.close()
+    with _open(db, create=False) as index, index.snapshot():
+        results = query(index, [os.fsencode(p) for p in images], t, rotations=rotations)
     if as_json:
         print(json.dumps({"threshold": t, "queries": [r.to_json() for r in results]}))
     else:
-        for r in results:
-            name = display_path(r.path)
-            if r.status != "ok":
-                typer.echo(f"{name}: {r.status.replace('_', ' ')}" + (f" ({r.error})" if r.error else ""))
-                if r.sha256 is None:
-                    continue
-            count = len(r.matches)
-            typer.echo(f"{name}: " + (f"{count:,} match{'es' if count != 1 else ''}" if count else "no match"))
-            for m in r.matches:
-                kind = "exact  " if m.exact else f"near {m.distance:>2}"
-                typer.echo(f"  {kind}  {display_path(m.path)}")
-    unconfirmed = sum(r.unconfirmed for r in results)
-    if unconfirmed:
-        typer.echo(
-            f"warning: {unconfirmed:,} indexed images near by hash have no thumbnails yet (indexed by an older"
-            " imgindex), so were not matched; run 'imgindex scan' to read them again",
-            err=True,
-        )
+        for line in render.query_lines(results):
+            typer.echo(line)
+    warning = render.query_unconfirmed_warning(results)
+    if warning:
+        typer.echo(warning, err=True)
     if any(r.failed for r in results):
         raise typer.Exit(EXIT_PARTIAL)
 
@@ -644,46 +504,28 @@ def query_command(
 @app.command("stats")
 def stats_command(db: DbOption = Path("imgindex.db"), as_json: JsonOption = False) -> None:
     """Counts by status and format, the roots, the last scans and the decoders installed."""
-    index = _open(db, create=False)
-    try:
-        statuses = index.status_counts()
+    with _open(db, create=False) as index:
+        catalog = index.catalog
+        statuses = catalog.status_counts()
         data: dict[str, Any] = {
             "index": str(db),
             "schema_version": index.schema_version,
-            "roots": [display_path(r.path) for r in index.roots()],
+            "roots": [display_path(r.path) for r in catalog.roots()],
             "files": sum(statuses.values()),
-            "images": sum(n for s, n in statuses.items() if s not in ("not_image", "empty")),
+            "images": image_count(statuses),
             "by_status": dict(sorted(statuses.items())),
-            "by_format": index.format_counts(),
+            "by_format": catalog.format_counts(),
             "readable_formats": readable_formats(),
             "hash_settings": json.loads(HashSettings().key()),
-            "last_scans": index.last_scans(),
-            "near_pairs": {"max_distance": stored_max_distance(index), "pairs": index.near_pair_count()},
+            "last_scans": catalog.last_scans(),
+            "near_pairs": {"max_distance": stored_max_distance(index), "pairs": index.pairs.count()},
+            "tables": index.db.table_counts(),
         }
-    finally:
-        index.close()
     if as_json:
         print(json.dumps(data))
         return
-    typer.echo(f"index: {data['index']} (schema {data['schema_version']})")
-    typer.echo("roots: " + (", ".join(data["roots"]) or "none"))
-    typer.echo(f"files: {data['files']:,}, images: {data['images']:,}")
-    typer.echo("by status: " + ", ".join(f"{k} {v:,}" for k, v in data["by_status"].items()))
-    typer.echo("by format: " + ", ".join(f"{k} {v:,}" for k, v in data["by_format"].items()))
-    readable = data["readable_formats"]
-    typer.echo(
-        "decoders: "
-        + ", ".join(k for k, v in readable.items() if v)
-        + ("; missing: " + ", ".join(k for k, v in readable.items() if not v) if not all(readable.values()) else "")
-    )
-    near = data["near_pairs"]
-    if near["max_distance"] is not None:
-        typer.echo(f"near pairs: {near['pairs']:,} stored, up to distance {near['max_distance']}")
-    for s in data["last_scans"][:1]:
-        typer.echo(
-            f"last scan: #{s['id']} {s['state']}, {s['files']:,} files, {s['new']:,} new, {s['changed']:,} changed,"
-            f" {s['removed']:,} removed, {s['hashed']:,} read, {s['failed']:,} failed, {s['seconds'] or 0:.1f} s"
-        )
+    for line in render.stats_lines(data):
+        typer.echo(line)
 
 
 @app.command("errors")
@@ -693,15 +535,12 @@ def errors_command(
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="Show at most this many.")] = None,
 ) -> None:
     """Files that could not be read or decoded, and directories that could not be listed, with the reason."""
-    index = _open(db, create=False)
     rows = []
-    try:
-        for i, problem in enumerate(index.problems()):
+    with _open(db, create=False) as index:
+        for i, problem in enumerate(index.catalog.problems()):
             if limit is not None and i >= limit:
                 break
             rows.append(problem)
-    finally:
-        index.close()
     if as_json:
         print(
             json.dumps(

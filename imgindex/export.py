@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from .errors import ExportError
 from .report import Group, Image, Report
 
 Link = Literal["copy", "hardlink", "symlink"]
@@ -28,10 +29,6 @@ EXTENSIONS = {
     "AVIF": (b".avif",),
     "HEIF": (b".heic", b".heif"),
 }
-
-
-class ExportError(Exception):
-    pass
 
 
 @dataclass

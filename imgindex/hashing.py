@@ -39,6 +39,8 @@ import numpy.typing as npt
 import PIL
 from PIL import Image, ImageChops, UnidentifiedImageError
 
+from . import kinds
+
 #: Bump when a change to the pipeline changes perceptual hash values or descriptors.
 PIPELINE_VERSION: Final = 3
 BACKGROUND: Final = (255, 255, 255)
@@ -89,7 +91,7 @@ class HashSettings:
         del fields["max_pixels"]  # decides whether to hash, not what the hash is
         fields["pipeline"] = PIPELINE_VERSION
         fields["pillow"] = ".".join(PIL.__version__.split(".")[:2])
-        fields["imagehash"] = imagehash.__version__
+        fields["imagehash"] = imagehash.__version__  # the pHash kind is its
         return json.dumps(fields, sort_keys=True, separators=(",", ":"))
 
 
@@ -212,14 +214,8 @@ def decode(data: bytes, fmt: str | None, settings: HashSettings) -> tuple[Image.
 
 
 def perceptual_hash(picture: Image.Image, settings: HashSettings) -> int:
-    """The 64-bit perceptual hash of a decoded picture, as a signed integer."""
-    if settings.algorithm == "phash":
-        value = imagehash.phash(picture, hash_size=settings.hash_size, highfreq_factor=settings.highfreq_factor)
-    elif settings.algorithm == "dhash":
-        value = imagehash.dhash(picture, hash_size=settings.hash_size)
-    else:
-        raise ValueError(f"unknown hash algorithm {settings.algorithm!r}")
-    return to_signed(int(str(value), 16))
+    """The perceptual hash of a decoded picture (of the kind the settings name), as a signed integer."""
+    return kinds.get(settings.algorithm).picture(picture)
 
 
 #: Per-channel difference from the corner colour below which a pixel is border.
@@ -299,35 +295,24 @@ def orient_descriptors(descriptors: npt.NDArray[np.uint8], k: int) -> npt.NDArra
     return np.concatenate([orient(grey, k).reshape(n, -1), orient(colour, k).reshape(n, -1)], axis=1)
 
 
-def orientation_hashes(descriptors: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint64]:
-    """A 64-bit difference hash of each orientation of each picture, from its descriptor: ``(n, 8)``.
+def orientation_hashes(descriptors: npt.NDArray[np.uint8], kind: str = "dhash") -> npt.NDArray[np.uint64]:
+    """The hash of each orientation of each picture, from its descriptor: ``(n, 8)``.
 
     A mirrored or turned copy's first hash is close to one of the original's
-    others. Made from the 16x16 grey thumbnail (box-averaged to 8 rows of 9,
-    each bit telling whether a cell is brighter than the one to its left), so
+    others. Made by the kind's own function over the 16x16 grey thumbnail, so
     a report can match orientations without decoding anything again.
     """
+    function = kinds.get(kind).grey
+    if function is None:
+        raise ValueError(f"the {kind} hash has no function over thumbnails: it cannot match orientations")
     n = len(descriptors)
-    rows, columns = _box_weights(GREY_SIDE, 8), _box_weights(GREY_SIDE, 9)
-    weights = np.uint64(1) << np.arange(63, -1, -1, dtype=np.uint64)
     hashes = np.empty((n, ORIENTATIONS), dtype=np.uint64)
     for start in range(0, n, 1 << 16):  # a few MB at a time
         part = descriptors[start : start + (1 << 16), : GREY_SIDE * GREY_SIDE]
         grey = part.reshape(-1, GREY_SIDE, GREY_SIDE).astype(np.float32)
         for k in range(ORIENTATIONS):
-            cells = rows @ orient(grey, k) @ columns.T  # (n, 8, 9)
-            bits = (cells[:, :, 1:] > cells[:, :, :-1]).reshape(len(grey), 64)
-            hashes[start : start + len(grey), k] = (bits.astype(np.uint64) * weights).sum(axis=1, dtype=np.uint64)
+            hashes[start : start + len(grey), k] = function(orient(grey, k))
     return hashes
-
-
-def _box_weights(size: int, cells: int) -> npt.NDArray[np.float32]:
-    """``(cells, size)``: each row averages the pixels under one of ``cells`` equal spans."""
-    edges = np.arange(cells + 1) * size / cells
-    starts, ends = np.arange(size), np.arange(size) + 1
-    overlap = np.clip(np.minimum(ends, edges[1:, None]) - np.maximum(starts, edges[:-1, None]), 0, None)
-    weights: npt.NDArray[np.float32] = (overlap / overlap.sum(axis=1, keepdims=True)).astype(np.float32)
-    return weights
 
 
 def image_info(data: bytes, fmt: str | None, settings: HashSettings) -> ImageInfo:
@@ -343,18 +328,6 @@ def image_info(data: bytes, fmt: str | None, settings: HashSettings) -> ImageInf
         perceptual_hash(trimmed, settings) if trimmed else None,
         descriptor(trimmed) if trimmed else None,
     )
-
-
-def to_signed(value: int) -> int:
-    return value - (1 << 64) if value >= 1 << 63 else value
-
-
-def to_unsigned(value: int) -> int:
-    return value + (1 << 64) if value < 0 else value
-
-
-def hash_hex(value: int) -> str:
-    return f"{to_unsigned(value):016x}"
 
 
 def _resizable(im: Image.Image) -> Image.Image:

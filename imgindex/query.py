@@ -15,12 +15,14 @@ from typing import Any
 
 import numpy as np
 
-from .hashing import HashSettings, descriptor_rows, hash_hex
-from .index import FileRecord, Index
-from .near import LOW_DETAIL, NOT_NEAR, Pictures, as_unsigned, confirm, distances, pairs_from
-from .report import path_fields
-from .scan import Task, read_file
-from .walk import FileStat
+from .formats import path_fields
+from .hashing import HashSettings
+from .kinds import hash_hex
+from .match.matcher import Matcher, Units
+from .reading import Reading, read_item
+from .sources import FileStat
+from .sources.directory import DirectorySource
+from .storage import Index
 
 
 @dataclass(frozen=True)
@@ -52,7 +54,7 @@ class QueryResult:
     # Indexed images near by hash but without thumbnails (an index not rescanned since an
     # upgrade): not matched, as their hash may be of another kind.
     unconfirmed: int = 0
-    record: FileRecord | None = field(default=None, repr=False)
+    reading: Reading | None = field(default=None, repr=False)
 
     @property
     def failed(self) -> bool:
@@ -77,14 +79,19 @@ def read_query(path: bytes, settings: HashSettings) -> QueryResult:
         st = os.stat(path)
     except OSError as e:
         return QueryResult(path, "unreadable", e.strerror or str(e))
-    record = read_file(Task(0, os.path.basename(path), path, FileStat.of(st), "full", True), settings, 0)
-    if record is None:
+    reading = read_item(DirectorySource(follow_symlinks=True), path, FileStat.of(st), "full", settings)
+    if reading is None:
         return QueryResult(path, "unreadable", "vanished while being read")
-    return QueryResult(path, record.status, record.error, record.sha256, record.phash, record=record)
+    return QueryResult(path, reading.status, reading.error, reading.sha256, reading.phash, reading=reading)
 
 
 def query(
-    index: Index, paths: Sequence[bytes], threshold: int, settings: HashSettings | None = None
+    index: Index,
+    paths: Sequence[bytes],
+    threshold: int,
+    settings: HashSettings | None = None,
+    *,
+    rotations: bool = False,
 ) -> list[QueryResult]:
     """The indexed images that are exact or near (within ``threshold``) duplicates of each file.
 
@@ -94,12 +101,12 @@ def query(
     results = [read_query(p, settings) for p in paths]
     exact_ids: dict[bytes, set[int]] = {}
     digests = sorted({r.sha256 for r in results if r.sha256})
-    for file_id, digest in index.files_with_sha256(digests):
+    for file_id, digest in index.images.with_sha256(digests):
         exact_ids.setdefault(digest, set()).add(file_id)
 
-    near_ids, unconfirmed = _near_matches(index, [r.record for r in results], threshold)
+    near_ids, unconfirmed = _near_matches(index, [r.reading for r in results], threshold, rotations)
     wanted = {i for ids in exact_ids.values() for i in ids} | {i for m in near_ids for i in m}
-    info = index.file_info(sorted(wanted))
+    info = index.images.file_info(sorted(wanted))
     for number, r in enumerate(results):
         exact = exact_ids.get(r.sha256, set()) if r.sha256 else set()
         r.unconfirmed = len(unconfirmed[number] - exact)
@@ -115,58 +122,40 @@ def query(
 
 
 def _near_matches(
-    index: Index, records: Sequence[FileRecord | None], threshold: int
+    index: Index, readings: Sequence[Reading | None], threshold: int, rotations: bool
 ) -> tuple[list[dict[int, int]], list[set[int]]]:
-    """The near matches of each record (``{file id: distance}``), and the indexed images
-    without thumbnails that each one's hashes are near (not matched)."""
-    found: list[dict[int, int]] = [{} for _ in records]
-    unconfirmed: list[set[int]] = [set() for _ in records]
-    hashed = [(n, r) for n, r in enumerate(records) if r is not None and r.phash is not None]
-    if not hashed:
+    """The near matches of each reading (``{file id: distance}``) by the matcher, and the
+    indexed images without thumbnails that each one's hashes are near (not matched).
+
+    The units are the files looked up and the indexed files near them by hash (every
+    indexed image with ``rotations``, whose orientations are made from thumbnails)."""
+    found: list[dict[int, int]] = [{} for _ in readings]
+    unconfirmed: list[set[int]] = [set() for _ in readings]
+    probes = [(n, r) for n, r in enumerate(readings) if r is not None and r.phash is not None and r.descriptor]
+    if not probes:
         return found, unconfirmed
-    # What each query hash is near among the distinct hashes indexed.
-    queried = sorted({h for _, r in hashed for h in _hashes(r.phash, r.trim_hash) if h is not None})
-    indexed = index.image_hashes()
-    values = np.concatenate([indexed, np.array(queried, dtype=np.int64)])
-    _, j, _ = pairs_from(as_unsigned(values), np.arange(len(indexed), len(values)), threshold)
-    near_values = sorted({int(v) for v in values[j[j < len(indexed)]].tolist()})
-    candidates = index.files_with_hashes(near_values)
-    stored = index.descriptors([f[0] for f in candidates])
-    # Files without descriptors were hashed by an older imgindex (perhaps another kind of
-    # hash) and not rescanned since: nothing to match them by.
-    files = [(i, w, w if t is None else t) for i, w, t in candidates if i in stored and w is not None]
-    unknown = [(i, w, w if t is None else t) for i, w, t in candidates if i not in stored and w is not None]
-    ids = [f[0] for f in files]
-    theirs = Pictures.of(
-        descriptor_rows([stored[i][0] for i in ids]),
-        descriptor_rows([stored[i][1] or stored[i][0] for i in ids]),
-        np.array([stored[i][1] is not None for i in ids], dtype=bool),
+    indexed: list[tuple[int, int | None, int | None]]
+    if rotations:
+        indexed = list(index.images.hashed_files())
+    else:
+        hashes = [h for _, r in probes for h in (r.phash, r.trim_hash) if h is not None]
+        indexed = index.images.with_hashes(Matcher.near_values(index, hashes, threshold))
+    n = len(probes)
+    file_ids = np.array([-1] * n + [i for i, _, _ in indexed], dtype=np.int64)
+    whole = [r.phash for _, r in probes] + [h for _, h, _ in indexed]
+    trims = [r.trim_hash for _, r in probes] + [t for _, _, t in indexed]
+    units = Units(
+        file_id=file_ids,
+        has_hash=np.array([h is not None for h in whole], dtype=bool),
+        phash=np.array([0 if h is None else h for h in whole], dtype=np.int64),
+        has_trim=np.array([t is not None for t in trims], dtype=bool),
+        trim_hash=np.array([0 if t is None else t for t in trims], dtype=np.int64),
+        given={u: (r.descriptor, r.trim_descriptor) for u, (_, r) in enumerate(probes) if r.descriptor},
     )
-    their_whole, their_inside = as_unsigned([f[1] for f in files]), as_unsigned([f[2] for f in files])
-    unknown_whole, unknown_inside = as_unsigned([u[1] for u in unknown]), as_unsigned([u[2] for u in unknown])
-    for number, r in hashed:
-        whole, inside = _hashes(r.phash, r.trim_hash)
-        if r.descriptor is None or whole is None or inside is None:
-            continue
-        mine = Pictures.of(
-            descriptor_rows([r.descriptor]),
-            descriptor_rows([r.trim_descriptor or r.descriptor]),
-            np.array([r.trim_descriptor is not None]),
-        )
-        if mine.whole.detail[0] >= LOW_DETAIL:  # a blank picture matches by its bytes only, thumbnails or not
-            gap = np.minimum(
-                distances(unknown_whole, as_unsigned([whole])), distances(unknown_inside, as_unsigned([inside]))
-            )
-            unconfirmed[number] = {unknown[k][0] for k in np.flatnonzero(gap <= threshold).tolist()}
-        by_whole = distances(their_whole, as_unsigned([whole]))
-        by_inside = distances(their_inside, as_unsigned([inside]))
-        whole_ok, inside_ok = confirm(mine, theirs, by_whole <= threshold, by_inside <= threshold)
-        gap = np.minimum(np.where(whole_ok, by_whole, NOT_NEAR), np.where(inside_ok, by_inside, NOT_NEAR))
-        for k in np.flatnonzero(gap != NOT_NEAR).tolist():
-            found[number][ids[k]] = int(gap[k])
+    matcher = Matcher(index, units, threshold, rotations=rotations, focus=np.arange(n))
+    for unit, (number, _) in enumerate(probes):
+        for other, gap in matcher.matches(unit).items():
+            if other >= n:
+                found[number][int(file_ids[other])] = gap
+        unconfirmed[number] = {int(file_ids[u]) for u in matcher.blind_candidates(unit) if u >= n}
     return found, unconfirmed
-
-
-def _hashes(phash: int | None, trim_hash: int | None) -> tuple[int | None, int | None]:
-    """A picture's hash, and that of what is inside its border (itself without one)."""
-    return phash, phash if trim_hash is None else trim_hash

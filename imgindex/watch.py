@@ -38,9 +38,12 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 
 from . import pairs
-from .index import FAILED_STATUSES, Index
-from .report import ReportOptions, atomic_text_file, build_report, write_json
-from .scan import Executor, ScanInterrupted, ScanOptions, ScanSummary, Workers, normalise_root, refresh, scan
+from .formats import atomic_text_file, write_json
+from .report import ReportOptions, build_report
+from .scan import Executor, ScanInterrupted, ScanOptions, ScanSummary, normalise_root, refresh, scan
+from .statuses import failed_count, image_count
+from .storage import Index
+from .workers import Workers
 
 #: Seconds a file found in a newly created (and already watched) directory must
 #: be unchanged before it is read, when no close event says it is complete.
@@ -357,15 +360,15 @@ class Watcher:
 
     def _counted(self, kind: EventKind, indexed: int = 0, removed: int = 0, newest: bytes | None = None) -> WatchEvent:
         """An event with the index's running totals."""
-        counts = self.index.status_counts()
+        counts = self.index.catalog.status_counts()
         return WatchEvent(
             kind,
             indexed=indexed,
             removed=removed,
             newest=newest,
             files=sum(counts.values()),
-            images=sum(n for s, n in counts.items() if s not in ("not_image", "empty")),
-            failed=sum(n for s, n in counts.items() if s in FAILED_STATUSES),
+            images=image_count(counts),
+            failed=failed_count(counts),
         )
 
     def _write_reports(self) -> None:

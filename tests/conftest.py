@@ -15,8 +15,8 @@ import pytest
 from PIL import Image, ImageDraw
 from typer.testing import CliRunner
 
-from imgindex.index import Index, open_index
 from imgindex.scan import ScanOptions, ScanSummary, scan
+from imgindex.storage import Index, open_index
 
 FIXTURES = Path(__file__).parent / "fixtures"
 #: A test still running after this long is hung: print every thread's stack and

@@ -16,7 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from imgindex.cli import app
-from imgindex.index import SCHEMA_VERSION, open_index
+from imgindex.storage import SCHEMA_VERSION, open_index
 
 from .conftest import encode, picture, run_module, write
 
@@ -269,8 +269,8 @@ def test_concurrent_scans_of_one_index(tmp_path: Path) -> None:
         _, stderr = p.communicate(timeout=120)
         assert p.returncode == 0, stderr
     with open_index(db) as idx:
-        assert idx.status_counts() == {"ok": 120}
-        assert len(idx.roots()) == 2
+        assert idx.catalog.status_counts() == {"ok": 120}
+        assert len(idx.catalog.roots()) == 2
 
 
 def test_error_messages_show_brackets_as_they_are(cli: CliRunner, tmp_path: Path, db_path: Path) -> None:

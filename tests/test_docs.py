@@ -61,7 +61,7 @@ def test_exit_codes_are_documented() -> None:
 
 
 def test_every_status_is_documented() -> None:
-    from imgindex.index import STATUSES
+    from imgindex.statuses import STATUSES
 
     for status in STATUSES:
         assert f"| `{status}` |" in README

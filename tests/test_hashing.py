@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 
 from imgindex import hashing
-from imgindex.hashing import HashSettings, ImageError, hash_hex, image_info, sniff_format
+from imgindex.hashing import HashSettings, ImageError, image_info, sniff_format
+from imgindex.kinds import hash_hex, to_unsigned
 
 from .conftest import FIXTURES, encode, picture
 
@@ -23,7 +24,7 @@ def info(name: str) -> hashing.ImageInfo:
 
 
 def distance(a: int, b: int) -> int:
-    return bin(hashing.to_unsigned(a) ^ hashing.to_unsigned(b)).count("1")
+    return bin(to_unsigned(a) ^ to_unsigned(b)).count("1")
 
 
 # Pinned values: a Pillow, imagehash or numpy upgrade that changes them must be
@@ -255,7 +256,7 @@ def test_trim_box_finds_the_picture_inside_a_uniform_border() -> None:
 def test_descriptors_accept_copies_and_refuse_other_pictures() -> None:
     from PIL import ImageEnhance
 
-    from imgindex.near import Pictures, confirm
+    from imgindex.match.verify import Pictures, confirm
 
     def similar(a: np.ndarray, b: np.ndarray) -> bool:
         """What a near report decides for two pictures without borders whose hashes are near."""

@@ -9,16 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from imgindex import index as index_module
-from imgindex.index import (
-    APPLICATION_ID,
-    SCHEMA_VERSION,
-    IndexError_,
-    NewerIndexError,
-    NotAnIndexError,
-    open_index,
-    schema_sql,
-)
+from imgindex.errors import IndexOpenError, NewerIndexError, NotAnIndexError
+from imgindex.storage import APPLICATION_ID, SCHEMA_VERSION, open_index, schema_sql
+from imgindex.storage import database as index_module
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -26,8 +19,8 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_new_index_has_schema_version_application_id_and_wal(db_path: Path) -> None:
     with open_index(db_path) as idx:
         assert idx.schema_version == SCHEMA_VERSION
-        assert set(idx.db.table_names()) >= {"roots", "dirs", "files", "scans", "hash_params"}
-        assert "file_paths" in idx.db.view_names()
+        assert set(idx.db.utils.table_names()) >= {"roots", "dirs", "files", "scans", "hash_params"}
+        assert "file_paths" in idx.db.utils.view_names()
     with sqlite3.connect(db_path) as raw:
         assert raw.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
         assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -38,12 +31,12 @@ def test_schema_comes_from_schema_sql(db_path: Path) -> None:
     with open_index(db_path) as idx:
         created = {
             r[0]
-            for r in idx.conn.execute(
+            for r in idx.db.conn.execute(
                 "SELECT name FROM sqlite_master WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite_%'"
             )
         }
     named = set()
-    for statement in index_module._split_sql(schema_sql()):
+    for statement in index_module.split_sql(schema_sql()):
         words = statement.replace("(", " ").split()
         named.add(words[words.index("EXISTS") + 1])
     assert named == created
@@ -70,7 +63,7 @@ def test_other_sqlite_databases_and_other_files_are_refused(tmp_path: Path) -> N
 
 
 def test_missing_index_is_not_created_when_only_reading(tmp_path: Path) -> None:
-    with pytest.raises(IndexError_, match="no index"):
+    with pytest.raises(IndexOpenError, match="no index"):
         open_index(tmp_path / "nothing.db", create=False)
     assert not (tmp_path / "nothing.db").exists()
 
@@ -87,7 +80,7 @@ def test_migrations_run_in_order_each_in_a_transaction(db_path: Path, monkeypatc
     monkeypatch.setitem(index_module.MIGRATIONS, SCHEMA_VERSION + 1, add_column)
     with open_index(db_path) as idx:
         assert idx.schema_version == SCHEMA_VERSION + 1
-        assert "note" in idx.db["roots"].columns_dict
+        assert "note" in idx.db.utils["roots"].columns_dict
     with open_index(db_path):
         pass
     assert calls == [SCHEMA_VERSION + 1]
@@ -107,11 +100,11 @@ def test_failed_migration_leaves_the_index_as_it_was(db_path: Path, monkeypatch:
     monkeypatch.undo()
     with open_index(db_path) as idx:
         assert idx.schema_version == SCHEMA_VERSION
-        assert "note" not in idx.db["roots"].columns_dict
+        assert "note" not in idx.db.utils["roots"].columns_dict
 
 
 def test_many_processes_creating_one_index_at_once(db_path: Path) -> None:
-    code = "import sys; from imgindex.index import open_index; open_index(sys.argv[1]).close()"
+    code = "import sys; from imgindex.storage import open_index; open_index(sys.argv[1]).close()"
     procs = [subprocess.Popen([sys.executable, "-c", code, str(db_path)], stderr=subprocess.PIPE) for _ in range(6)]
     for p in procs:
         _, stderr = p.communicate(timeout=60)

@@ -10,10 +10,11 @@ from typer.testing import CliRunner
 
 from imgindex import hashing
 from imgindex.cli import app
-from imgindex.index import Index
-from imgindex.near import LOW_DETAIL, thumbnails
+from imgindex.kinds import to_unsigned
+from imgindex.match.verify import LOW_DETAIL, thumbnails
 from imgindex.query import query
 from imgindex.report import ReportOptions, build_report
+from imgindex.storage import Index
 
 from .conftest import encode, picture, run_scan, write
 
@@ -23,7 +24,7 @@ def info(data: bytes) -> hashing.ImageInfo:
 
 
 def distance(a: int, b: int) -> int:
-    return (hashing.to_unsigned(a) ^ hashing.to_unsigned(b)).bit_count()
+    return (to_unsigned(a) ^ to_unsigned(b)).bit_count()
 
 
 def near_groups(index: Index, **options: object) -> set[frozenset[str]]:
@@ -121,7 +122,7 @@ def test_descriptors_follow_their_files(tree: Path, index: Index) -> None:
     run_scan(index, tree)
 
     def stored() -> dict[str, tuple[bool, bool]]:
-        rows = index.conn.execute(
+        rows = index.db.conn.execute(
             "SELECT file_paths.path, d.picture IS NOT NULL, d.trimmed IS NOT NULL, file_paths.trim_hash IS NOT NULL"
             " FROM descriptors d JOIN file_paths ON file_paths.id = d.file_id"
         )
@@ -211,7 +212,7 @@ def test_pictures_without_descriptors_match_each_other_by_hash_only(tree: Path, 
     assert near_groups(index) == {frozenset({"a.jpg", "b.jpg", "c.jpg", "d.jpg"})}
     # As if a and b (the best, so leaders) had been indexed by an older version, whose hashes
     # may be of another kind: they match each other by hash, and nothing else.
-    index.conn.execute(
+    index.db.conn.execute(
         "DELETE FROM descriptors WHERE file_id IN (SELECT id FROM files WHERE name IN (X'612e6a7067', X'622e6a7067'))"
     )
     assert near_groups(index) == {frozenset({"a.jpg", "b.jpg"}), frozenset({"c.jpg", "d.jpg"})}

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from imgindex import near
+from imgindex.match import grouping, search
 
 
 def brute_force(hashes: list[int], threshold: int) -> set[tuple[int, int, int]]:
@@ -36,7 +36,7 @@ def test_pairs_within_finds_exactly_the_brute_force_pairs(seed: int, threshold: 
     rng = np.random.default_rng(seed)
     hashes = planted(rng, 600, 80, 14)
     signed = np.array([h - (1 << 64) if h >= 1 << 63 else h for h in hashes], dtype=np.int64)
-    i, j, d = near.pairs_within(near.as_unsigned(signed), threshold)
+    i, j, d = search.pairs_within(search.as_unsigned(signed), threshold)
     found = set(zip(i.tolist(), j.tolist(), d.tolist(), strict=True))
     expected = brute_force(hashes, threshold)
     assert found == expected
@@ -45,19 +45,19 @@ def test_pairs_within_finds_exactly_the_brute_force_pairs(seed: int, threshold: 
 
 def test_pairs_within_blocks_do_not_change_the_answer(monkeypatch: pytest.MonkeyPatch) -> None:
     rng = np.random.default_rng(9)
-    hashes = near.as_unsigned(np.array(planted(rng, 300, 50, 8), dtype=np.uint64).view(np.int64))
-    whole = near.pairs_within(hashes, 8)
-    monkeypatch.setattr(near, "BLOCK_CELLS", 7)  # one row per block, and more
-    blocked = near.pairs_within(hashes, 8)
+    hashes = search.as_unsigned(np.array(planted(rng, 300, 50, 8), dtype=np.uint64).view(np.int64))
+    whole = search.pairs_within(hashes, 8)
+    monkeypatch.setattr(search, "BLOCK_CELLS", 7)  # one row per block, and more
+    blocked = search.pairs_within(hashes, 8)
     for a, b in zip(whole, blocked, strict=True):
         assert np.array_equal(a, b)
 
 
 def test_pairs_within_trivial_sizes() -> None:
     for n in (0, 1):
-        i, j, d = near.pairs_within(np.zeros(n, dtype=np.uint64), 5)
+        i, j, d = search.pairs_within(np.zeros(n, dtype=np.uint64), 5)
         assert len(i) == len(j) == len(d) == 0
-    i, j, d = near.pairs_within(np.array([5, 5], dtype=np.uint64), 0)
+    i, j, d = search.pairs_within(np.array([5, 5], dtype=np.uint64), 0)
     assert (i.tolist(), j.tolist(), d.tolist()) == ([0], [1], [0])
 
 
@@ -68,14 +68,16 @@ def group(
     threshold: int,
     pairs: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
     check: Callable[[int, np.ndarray], np.ndarray] | None = None,
-) -> near.Grouping:
+) -> grouping.Grouping:
     """Grouping by one kind of hash, with a check that gives one verdict per candidate."""
 
     def verdicts(leader: int, candidates: np.ndarray, gaps: np.ndarray) -> np.ndarray:
         assert check is not None
         return np.tile(check(leader, candidates), (len(gaps), 1))
 
-    return near.group_by_leaders(order, [near.Kind(hashes, has, threshold, pairs)], verdicts if check else None)
+    return grouping.group_by_leaders(
+        order, [grouping.Links(hashes, has, threshold, pairs)], verdicts if check else None
+    )
 
 
 def test_grouping_has_no_chains_and_leaders_are_best() -> None:
@@ -123,9 +125,9 @@ def clustered(seed: int, n: int) -> np.ndarray:
 @pytest.mark.parametrize(("threshold", "n"), [(0, 6000), (1, 6000), (3, 6000), (6, 6000), (10, 6000), (12, 20_000)])
 def test_indexed_search_matches_brute_force(threshold: int, n: int) -> None:
     hashes = clustered(threshold, n)
-    assert near.plan(len(hashes), len(hashes), threshold).blocks  # the indexed search is what runs
-    found = near.pairs_within(hashes, threshold)
-    expected = near.pairs_within_brute_force(hashes, threshold)
+    assert search.plan(len(hashes), len(hashes), threshold).blocks  # the indexed search is what runs
+    found = search.pairs_within(hashes, threshold)
+    expected = search.pairs_within_brute_force(hashes, threshold)
     for a, b in zip(found, expected, strict=True):
         assert np.array_equal(a, b)
     assert len(expected[0]) > 40
@@ -136,8 +138,8 @@ def test_pairs_from_queries_finds_each_pair_with_a_query_once(threshold: int) ->
     hashes = clustered(7, 5000)
     rng = np.random.default_rng(3)
     queries = rng.choice(len(hashes), 700, replace=False)
-    i, j, d = near.pairs_from(hashes, queries, threshold)
-    bi, bj, bd = near.pairs_within_brute_force(hashes, threshold)
+    i, j, d = search.pairs_from(hashes, queries, threshold)
+    bi, bj, bd = search.pairs_within_brute_force(hashes, threshold)
     q = set(queries.tolist())
     expected = {
         ((a, b) if a in q else (b, a)): dist
@@ -152,9 +154,9 @@ def test_pairs_from_queries_finds_each_pair_with_a_query_once(threshold: int) ->
 
 def test_search_memory_is_bounded_by_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
     hashes = clustered(11, 4000)
-    whole = near.pairs_within(hashes, 10)
-    monkeypatch.setattr(near, "CANDIDATE_CHUNK", 5)  # a handful of candidates at a time
-    chunked = near.pairs_within(hashes, 10)
+    whole = search.pairs_within(hashes, 10)
+    monkeypatch.setattr(search, "CANDIDATE_CHUNK", 5)  # a handful of candidates at a time
+    chunked = search.pairs_within(hashes, 10)
     for a, b in zip(whole, chunked, strict=True):
         assert np.array_equal(a, b)
 
@@ -162,7 +164,7 @@ def test_search_memory_is_bounded_by_chunks(monkeypatch: pytest.MonkeyPatch) -> 
 @pytest.mark.parametrize("threshold", range(17))
 def test_every_plan_obeys_the_pigeonhole_rule(threshold: int) -> None:
     for n in (3000, 100_000, 1_000_000):
-        blocks = near.plan(n, n, threshold).blocks
+        blocks = search.plan(n, n, threshold).blocks
         if blocks:
             assert sum(a + 1 for _, _, a in blocks) == threshold + 1
             assert all(a >= 0 for _, _, a in blocks)
@@ -178,7 +180,7 @@ def test_grouping_from_given_pairs_is_the_grouping_from_a_search() -> None:
     has = rng.random(len(hashes)) < 0.95
     searched = group(order, hashes, has, 8)
     values = np.unique(hashes[has])
-    i, j, d = near.pairs_within(values, 10)  # stored up to 10, grouped at 8
+    i, j, d = search.pairs_within(values, 10)  # stored up to 10, grouped at 8
     extra = np.array([1, 2], dtype=np.uint64)  # pairs of values no unit has are ignored
     given = group(
         order, hashes, has, 8, (np.append(values[i], extra), np.append(values[j], extra[::-1]), np.append(d, [2, 2]))
@@ -243,7 +245,7 @@ def test_pairs_given_twice_do_not_change_a_checked_grouping() -> None:
     order = rng.permutation(len(hashes)).astype(np.int64)
     has = np.ones(len(hashes), bool)
     values = np.unique(hashes)
-    i, j, d = near.pairs_within(values, 9)
+    i, j, d = search.pairs_within(values, 9)
     twice = (np.concatenate([values[i], values[i]]), np.concatenate([values[j], values[j]]), np.concatenate([d, d]))
 
     def accepts(leader: int, candidates: np.ndarray) -> np.ndarray:
@@ -260,8 +262,8 @@ def test_a_unit_near_in_either_kind_joins_at_its_nearest_verified_distance() -> 
     whole = np.array([0x0, 0xFF, 0xFFFF_0000, 0xFFFF_FFFF_FFFF], dtype=np.uint64)
     inside = np.array([0x0, 0x1, 0xF, 0xFFFF_FFFF_0000_0000], dtype=np.uint64)
     has = np.ones(4, bool)
-    kinds = [near.Kind(whole, has, 8), near.Kind(inside, has, 8)]
-    g = near.group_by_leaders(np.arange(4), kinds)
+    kinds = [grouping.Links(whole, has, 8), grouping.Links(inside, has, 8)]
+    g = grouping.group_by_leaders(np.arange(4), kinds)
     # 1 is near 0 in both kinds (8 and 1 bits): the nearer counts; 2 only inside (4 bits); 3 in neither.
     assert g.leader.tolist() == [0, 0, 0, 3]
     assert g.distance.tolist() == [0, 1, 4, 0]
@@ -272,7 +274,7 @@ def test_a_unit_near_in_either_kind_joins_at_its_nearest_verified_distance() -> 
         verified[0] = True  # the check refuses every match of the insides
         return verified
 
-    g = near.group_by_leaders(np.arange(4), kinds, only_whole)
+    g = grouping.group_by_leaders(np.arange(4), kinds, only_whole)
     assert g.leader.tolist() == [0, 0, 2, 3]  # 2 was near only inside: refused, so it leads
     assert g.distance.tolist() == [0, 8, 0, 0]  # 1 joined by the whole picture, at 8
 
@@ -280,16 +282,20 @@ def test_a_unit_near_in_either_kind_joins_at_its_nearest_verified_distance() -> 
 def test_a_kind_without_hashes_keeps_its_place_in_the_check() -> None:
     hashes = np.array([0x0, 0x3, 0xFFFF_0000_0000_0000], dtype=np.uint64)
     has = np.ones(3, bool)
-    kinds = [near.Kind(hashes, has, 4), near.Kind(hashes, np.zeros(3, bool), 4), near.Kind(hashes, has, 4)]
+    kinds = [
+        grouping.Links(hashes, has, 4),
+        grouping.Links(hashes, np.zeros(3, bool), 4),
+        grouping.Links(hashes, has, 4),
+    ]
     seen = []
 
     def check(leader: int, candidates: np.ndarray, gaps: np.ndarray) -> np.ndarray:
         seen.append(gaps.copy())
         verified = np.zeros(gaps.shape, bool)
-        verified[2] = gaps[2] != near.NOT_NEAR  # only the last kind confirms
+        verified[2] = gaps[2] != grouping.NOT_NEAR  # only the last kind confirms
         return verified
 
-    g = near.group_by_leaders(np.arange(3), kinds, check)
+    g = grouping.group_by_leaders(np.arange(3), kinds, check)
     assert g.leader.tolist() == [0, 0, 2]
     assert g.distance.tolist() == [0, 2, 0]
-    assert seen and all(gaps.shape[0] == 3 and (gaps[1] == near.NOT_NEAR).all() for gaps in seen)
+    assert seen and all(gaps.shape[0] == 3 and (gaps[1] == grouping.NOT_NEAR).all() for gaps in seen)

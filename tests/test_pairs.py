@@ -10,9 +10,9 @@ import pytest
 from PIL import Image, ImageEnhance
 
 from imgindex import pairs
-from imgindex.index import SCHEMA_VERSION, Index, open_index
-from imgindex.near import as_unsigned, pairs_within_brute_force
+from imgindex.match.search import as_unsigned, pairs_within_brute_force
 from imgindex.report import ReportOptions, build_report
+from imgindex.storage import SCHEMA_VERSION, Index, open_index
 
 from .conftest import encode, picture, run_scan, write
 
@@ -30,12 +30,12 @@ def family_tree(tree: Path, sources: range) -> None:
 
 
 def stored(index: Index) -> set[tuple[int, int, int]]:
-    a, b, d = index.near_pairs(64)
+    a, b, d = index.pairs.pairs(pairs.KIND, 64)
     return set(zip(a.tolist(), b.tolist(), d.tolist(), strict=True))
 
 
 def expected_pairs(index: Index, max_distance: int) -> set[tuple[int, int, int]]:
-    values = index.image_hashes()
+    values = index.images.hashes()
     i, j, d = pairs_within_brute_force(as_unsigned(values), max_distance)
     return {
         (min(int(values[x]), int(values[y])), max(int(values[x]), int(values[y])), int(z))
@@ -63,18 +63,18 @@ def test_scan_stores_exactly_the_pairs_within_the_maximum(tree: Path, index: Ind
     found = stored(index)
     assert found == expected_pairs(index, pairs.MAX_DISTANCE)
     assert found, "the variants should be near each other"
-    assert set(index.near_hashes().tolist()) == set(index.image_hashes().tolist())
+    assert set(index.pairs.hashes(pairs.KIND).tolist()) == set(index.images.hashes().tolist())
 
 
 def test_new_and_removed_images_update_only_their_pairs(tree: Path, index: Index) -> None:
     family_tree(tree, range(8))
     run_scan(index, tree)
-    before = index.image_hashes()
+    before = index.images.hashes()
     family_tree(tree, range(8, 11))
     summary = run_scan(index, tree)
     update = summary.near_pairs
     assert update is not None and not update.rebuilt
-    assert update.added == len(np.setdiff1d(index.image_hashes(), before)) > 0
+    assert update.added == len(np.setdiff1d(index.images.hashes(), before)) > 0
     assert stored(index) == expected_pairs(index, pairs.MAX_DISTANCE)
 
     for name in ("a.png", "b", "bright.jpg", "crop.png", "crop2.png"):
@@ -84,7 +84,7 @@ def test_new_and_removed_images_update_only_their_pairs(tree: Path, index: Index
     assert summary.near_pairs is not None and summary.near_pairs.removed >= 1
     assert summary.near_pairs.pairs_removed >= 1
     assert stored(index) == expected_pairs(index, pairs.MAX_DISTANCE)
-    assert set(index.near_hashes().tolist()) == set(index.image_hashes().tolist())
+    assert set(index.pairs.hashes(pairs.KIND).tolist()) == set(index.images.hashes().tolist())
 
 
 def test_report_from_stored_pairs_equals_a_search_over_all(tree: Path, index: Index) -> None:
@@ -92,11 +92,11 @@ def test_report_from_stored_pairs_equals_a_search_over_all(tree: Path, index: In
     run_scan(index, tree)
     from_stored = groups(index)
     assert any(len(g) > 2 for g in from_stored)
-    with index.write() as c:  # as if no update had ever run: the report searches in memory
+    with index.db.write() as c:  # as if no update had ever run: the report searches in memory
         c.execute("DELETE FROM near_pairs")
         c.execute("DELETE FROM near_hashes")
     assert groups(index) == from_stored
-    with index.write() as c:  # and no stored maximum at all
+    with index.db.write() as c:  # and no stored maximum at all
         c.execute("DELETE FROM meta")
     assert groups(index) == from_stored
 
@@ -104,7 +104,7 @@ def test_report_from_stored_pairs_equals_a_search_over_all(tree: Path, index: In
 def test_a_threshold_above_the_stored_maximum_searches_all_hashes(tree: Path, index: Index) -> None:
     family_tree(tree, range(10))
     run_scan(index, tree)
-    values = as_unsigned(index.image_hashes())
+    values = as_unsigned(index.images.hashes())
     a, b, d = pairs.pairs_among(index, values, pairs.MAX_DISTANCE + 6)
     i, j, _dd = pairs_within_brute_force(values, pairs.MAX_DISTANCE + 6)
     expected = set(zip(values[i].tolist(), values[j].tolist(), strict=True))
@@ -118,8 +118,8 @@ def test_an_update_stopped_halfway_is_finished_by_the_next(tree: Path, index: In
     complete = stored(index)
     expected = groups(index)
     # Stopped after writing some pairs but before marking their hashes as stored.
-    some = sorted(index.near_hashes().tolist())[::2]
-    with index.write() as c:
+    some = sorted(index.pairs.hashes(pairs.KIND).tolist())[::2]
+    with index.db.write() as c:
         c.executemany("DELETE FROM near_hashes WHERE hash = ?", [(h,) for h in some])
         c.executemany("DELETE FROM near_pairs WHERE a = ? AND distance > 3", [(h,) for h in some])
     assert groups(index) == expected  # the report searches what is missing in memory
@@ -150,19 +150,45 @@ def test_a_version_1_index_gains_the_pair_tables(db_path: Path, tree: Path) -> N
     )
     raw.close()
     with open_index(db_path) as idx:
-        assert idx.schema_version == SCHEMA_VERSION == 3
+        assert idx.schema_version == SCHEMA_VERSION == 4
         assert stored(idx) == set()
         before = groups(idx)  # a report works before any update, matching by hash alone
         summary = run_scan(idx, tree)
         assert summary.hashed == summary.files > 0
         assert summary.near_pairs is not None and summary.near_pairs.rebuilt
-        count = idx.conn.execute("SELECT count(*) FROM descriptors").fetchone()[0]
+        count = idx.db.conn.execute("SELECT count(*) FROM descriptors").fetchone()[0]
         assert count == summary.files
         assert len(before) <= len(groups(idx))  # verified on descriptors now: no fewer groups
         migrated = path_groups(idx)
     with open_index(db_path.with_name("fresh.db")) as fresh:
         run_scan(fresh, tree)
         assert path_groups(fresh) == migrated  # as if made by this version
+
+
+def test_a_version_3_index_keeps_its_pairs_under_their_kind(db_path: Path, tree: Path) -> None:
+    family_tree(tree, range(6))
+    with open_index(db_path) as idx:
+        run_scan(idx, tree)
+        before = stored(idx)
+        marked = set(idx.pairs.hashes(pairs.KIND).tolist())
+    assert before
+    raw = sqlite3.connect(db_path)
+    raw.executescript(  # the pair tables as version 3 made them: no kind
+        "CREATE TABLE v3_hashes (hash INTEGER PRIMARY KEY); INSERT INTO v3_hashes SELECT hash FROM near_hashes;"
+        " CREATE TABLE v3_pairs (a INTEGER NOT NULL, b INTEGER NOT NULL, distance INTEGER NOT NULL,"
+        " PRIMARY KEY (a, b)) WITHOUT ROWID; INSERT INTO v3_pairs SELECT a, b, distance FROM near_pairs;"
+        " DROP TABLE near_pairs; DROP TABLE near_hashes;"
+        " ALTER TABLE v3_hashes RENAME TO near_hashes; ALTER TABLE v3_pairs RENAME TO near_pairs;"
+        " CREATE INDEX near_pairs_b ON near_pairs(b); PRAGMA user_version = 3;"
+    )
+    raw.close()
+    with open_index(db_path) as idx:
+        assert idx.schema_version == SCHEMA_VERSION
+        assert stored(idx) == before  # kept, as dHash pairs: no rebuild needed
+        assert set(idx.pairs.hashes(pairs.KIND).tolist()) == marked
+        summary = run_scan(idx, tree)
+        assert summary.near_pairs is not None and not summary.near_pairs.rebuilt
+        assert idx.pairs.pairs("phash", 64)[0].size == 0  # another kind's values are apart
 
 
 @pytest.mark.parametrize("copies", [3000])
@@ -172,7 +198,7 @@ def test_thousands_of_copies_of_one_picture_are_one_hash(tree: Path, index: Inde
         write(tree / f"{n % 50}" / f"spacer{n}.gif", spacer)
     summary = run_scan(index, tree)
     assert summary.near_pairs is not None and summary.near_pairs.hashes == 1
-    assert index.near_pair_count() == 0
+    assert index.pairs.count() == 0
     [group] = groups(index)
     assert len(group) == copies
 
@@ -182,13 +208,13 @@ def test_hashes_are_not_marked_stored_after_another_process_reset_the_pairs(
 ) -> None:
     family_tree(tree, range(6))
     run_scan(index, tree)
-    _, generation = index.near_state()
+    _, generation = index.pairs.state()
     with open_index(db_path) as other:  # another process starts the pairs again meanwhile
-        assert other.reset_near_pairs(pairs.MAX_DISTANCE, generation) == generation + 1
-    values = index.image_hashes()
-    assert not index.add_near_hashes(values, generation)  # our pairs may have been deleted: mark nothing
-    assert len(index.near_hashes()) == 0
-    assert index.reset_near_pairs(pairs.MAX_DISTANCE, generation) is None  # nor reset on top of theirs
+        assert other.pairs.reset(pairs.MAX_DISTANCE, generation) == generation + 1
+    values = index.images.hashes()
+    assert not index.pairs.add_hashes(pairs.KIND, values, generation)  # our pairs may have been deleted: mark nothing
+    assert len(index.pairs.hashes(pairs.KIND)) == 0
+    assert index.pairs.reset(pairs.MAX_DISTANCE, generation) is None  # nor reset on top of theirs
     update = pairs.update(index)  # the next update finds them all again
     assert update.added == len(values)
     assert stored(index) == expected_pairs(index, pairs.MAX_DISTANCE)
@@ -201,13 +227,13 @@ def test_hashes_of_insides_are_paired_and_forgotten_like_the_others(tree: Path, 
         framed.paste(picture(50 + s, (140, 100)), (30, 30))
         write(tree / "framed" / f"{s}.png", encode(framed, "PNG"))
     run_scan(index, tree)
-    insides = {int(h) for (h,) in index.conn.execute("SELECT trim_hash FROM files WHERE trim_hash IS NOT NULL")}
+    insides = {int(h) for (h,) in index.db.conn.execute("SELECT trim_hash FROM files WHERE trim_hash IS NOT NULL")}
     assert len(insides) == 3
-    assert insides <= set(index.near_hashes().tolist())
+    assert insides <= set(index.pairs.hashes(pairs.KIND).tolist())
     assert stored(index) == expected_pairs(index, pairs.MAX_DISTANCE)
     for s in range(3):
         (tree / "framed" / f"{s}.png").unlink()
     run_scan(index, tree)
-    assert not insides & set(index.image_hashes().tolist())
-    assert not insides & set(index.near_hashes().tolist())  # forgotten with their pairs
+    assert not insides & set(index.images.hashes().tolist())
+    assert not insides & set(index.pairs.hashes(pairs.KIND).tolist())  # forgotten with their pairs
     assert stored(index) == expected_pairs(index, pairs.MAX_DISTANCE)

@@ -9,7 +9,7 @@ from PIL import ImageEnhance
 from typer.testing import CliRunner
 
 from imgindex.cli import app
-from imgindex.index import open_index
+from imgindex.storage import open_index
 
 from .conftest import encode, picture, run_scan, write
 
@@ -21,7 +21,7 @@ def test_query_finds_exact_and_near_copies_without_adding_anything(tmp_path: Pat
     write(tree / "c" / "other.png", encode(picture(4, (200, 150)), "PNG"))
     with open_index(db_path) as idx:
         run_scan(idx, tree)
-        files_before = idx.status_counts()
+        files_before = idx.catalog.status_counts()
 
     outside = tmp_path / "incoming"
     exact = write(outside / "same.png", encode(source, "PNG"))
@@ -52,7 +52,7 @@ def test_query_finds_exact_and_near_copies_without_adding_anything(tmp_path: Pat
     assert by_name["notes.txt"]["status"] == "not_image"
 
     with open_index(db_path) as idx:
-        assert idx.status_counts() == files_before  # nothing was added
+        assert idx.catalog.status_counts() == files_before  # nothing was added
 
     text = CliRunner().invoke(app, ["query", "--db", str(db_path), "--threshold", "0", str(exact), str(unrelated)])
     assert text.exit_code == 0, text.output

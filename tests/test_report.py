@@ -14,8 +14,8 @@ from PIL import PngImagePlugin
 from typer.testing import CliRunner
 
 from imgindex.cli import app
-from imgindex.index import open_index
 from imgindex.report import ReportOptions, build_report
+from imgindex.storage import open_index
 
 from .conftest import QUICK, encode, picture, run_module, run_scan, write
 

@@ -13,8 +13,8 @@ import pytest
 
 from imgindex import hashing
 from imgindex.hashing import HashSettings
-from imgindex.index import Index
 from imgindex.scan import RACY_WINDOW_NS, ScanError, ScanOptions, scan
+from imgindex.storage import Index
 
 from .conftest import QUICK, encode, picture, run_scan, write
 
@@ -22,7 +22,7 @@ from .conftest import QUICK, encode, picture, run_scan, write
 def rows(index: Index) -> dict[str, tuple[object, ...]]:
     """path (decoded, with escapes) -> (status, format, sha256 hex, phash, width, height, error)"""
     result = {}
-    for path, status, fmt, sha, phash, w, h, err in index.conn.execute(
+    for path, status, fmt, sha, phash, w, h, err in index.db.conn.execute(
         "SELECT path, status, format, sha256, phash, width, height, error FROM file_paths"
     ):
         key = bytes(path).decode("utf-8", "backslashreplace")
@@ -92,7 +92,7 @@ def test_changed_hash_settings_recompute_perceptual_hashes_only(tree: Path, inde
     make_images(tree, 4)
     run_scan(index, tree)
     before = rows(index)
-    index.conn.execute("UPDATE files SET sha256 = X'00'")  # a marker: the exact hash must not be recomputed
+    index.db.conn.execute("UPDATE files SET sha256 = X'00'")  # a marker: the exact hash must not be recomputed
     summary = run_scan(index, tree, options=replace(QUICK, settings=HashSettings(algorithm="phash")))
     assert summary.hashed == 4
     after = rows(index)
@@ -160,7 +160,7 @@ def test_non_utf8_names_are_indexed(tree: Path, index: Index) -> None:
         f.write(encode(picture(3), "JPEG"))
     summary = run_scan(index, tree)
     assert summary.by_status == {"ok": 1}
-    (path,) = [bytes(r[0]) for r in index.conn.execute("SELECT path FROM file_paths")]
+    (path,) = [bytes(r[0]) for r in index.db.conn.execute("SELECT path FROM file_paths")]
     assert path == os.path.join(os.fsencode(tree), b"d\xe8r", name)
     assert run_scan(index, tree).hashed == 0
 
@@ -175,7 +175,7 @@ def test_removed_files_and_directories_leave_the_index(tree: Path, index: Index)
     summary = run_scan(index, tree)
     assert summary.removed == 3
     assert len(rows(index)) == 11
-    assert index.conn.execute("SELECT count(*) FROM dirs WHERE path LIKE '%/03'").fetchone()[0] == 0
+    assert index.db.conn.execute("SELECT count(*) FROM dirs WHERE path LIKE '%/03'").fetchone()[0] == 0
 
 
 def test_symlinks_are_skipped_unless_followed_and_loops_are_detected(tree: Path, index: Index) -> None:
@@ -202,20 +202,20 @@ def test_several_roots_and_nested_roots(tmp_path: Path, index: Index) -> None:
     make_images(tmp_path / "b", 2, start=10)
     run_scan(index, tmp_path / "a" / "inner")
     run_scan(index, tmp_path / "b")
-    assert len(index.roots()) == 2
+    assert len(index.catalog.roots()) == 2
     # A new root holding a known one takes it over, without reading its files again.
     summary = run_scan(index, tmp_path / "a")
     assert (summary.new, summary.hashed) == (0, 0)
-    assert [os.fsdecode(r.path) for r in index.roots()] == [str(tmp_path / "a"), str(tmp_path / "b")]
+    assert [os.fsdecode(r.path) for r in index.catalog.roots()] == [str(tmp_path / "a"), str(tmp_path / "b")]
     # A path inside a known root is scanned as part of that root.
     assert run_scan(index, tmp_path / "a" / "inner").files == 3
-    assert len(index.roots()) == 2
+    assert len(index.catalog.roots()) == 2
 
 
 def test_scans_history_is_recorded(tree: Path, index: Index) -> None:
     make_images(tree, 2)
     run_scan(index, tree)
-    (scan_row,) = index.last_scans()
+    (scan_row,) = index.catalog.last_scans()
     assert scan_row["state"] == "done"
     assert (scan_row["files"], scan_row["new"], scan_row["hashed"]) == (2, 2, 2)
     assert scan_row["roots"] == [str(tree)]
@@ -223,7 +223,7 @@ def test_scans_history_is_recorded(tree: Path, index: Index) -> None:
 
 
 def test_process_pool_gives_the_same_rows_as_one_process(tmp_path: Path) -> None:
-    from imgindex.index import open_index
+    from imgindex.storage import open_index
 
     make_images(tmp_path / "dump", 40)
     with open_index(tmp_path / "one.db") as one, open_index(tmp_path / "pool.db") as pool:
@@ -249,7 +249,7 @@ def test_a_file_that_stops_being_an_image_loses_its_hash(tree: Path, index: Inde
     run_scan(index, tree)
     found = {Path(p).name: r for p, r in rows(index).items()}
     assert found["b.png"][:3] == ("not_image", None, None)
-    assert len(list(index.image_rows())) == 1
+    assert len(index.images.table()) == 1
 
 
 def test_roots_given_twice_or_nested_on_one_command_line(tmp_path: Path, index: Index) -> None:
@@ -257,7 +257,7 @@ def test_roots_given_twice_or_nested_on_one_command_line(tmp_path: Path, index: 
     make_images(tmp_path / "nest", 1, start=5)
     summary = run_scan(index, tmp_path / "nest" / "b", tmp_path / "nest", f"{tmp_path}//nest/")  # type: ignore[arg-type]
     assert (summary.files, summary.new) == (3, 3)
-    assert [os.fsdecode(r.path) for r in index.roots()] == [str(tmp_path / "nest")]
+    assert [os.fsdecode(r.path) for r in index.catalog.roots()] == [str(tmp_path / "nest")]
 
 
 def test_a_known_root_seen_through_a_symlink_is_refused(tmp_path: Path, index: Index) -> None:
@@ -281,30 +281,37 @@ def test_future_mtimes_are_not_read_again_and_again(tree: Path, index: Index) ->
 
 
 def test_directory_made_after_its_parent_was_listed_is_kept(tree: Path, index: Index) -> None:
-    from imgindex.scan import _vanished_dirs
+    from imgindex.planner import Planner
+    from imgindex.scan_types import ScanSummary
+    from imgindex.sources.directory import DirectorySource
 
     make_images(tree / "late", 1)
     run_scan(index, tree)
-    late_ids = {index.known_dir_id(os.fsencode(tree / "late")), index.known_dir_id(os.fsencode(tree / "late" / "00"))}
+    catalog = index.catalog
+    late_ids = {
+        catalog.known_dir_id(os.fsencode(tree / "late")),
+        catalog.known_dir_id(os.fsencode(tree / "late" / "00")),
+    }
     top = os.fsencode(tree)
+    planner = Planner(catalog, DirectorySource(), QUICK, ScanSummary(0, []), None)
     # As if the walk listed the root before "late" was made: it is on disk, so it stays.
-    assert _vanished_dirs(index, top, {top: 1}, {}) == []
+    assert planner._vanished_dirs(top, {top: 1}, {}) == []
     shutil.rmtree(tree / "late")
-    assert set(_vanished_dirs(index, top, {top: 1}, {})) == late_ids
+    assert set(planner._vanished_dirs(top, {top: 1}, {})) == late_ids
 
 
 def test_rows_for_a_directory_another_process_removed_are_dropped(tree: Path, index: Index, db_path: Path) -> None:
-    from imgindex.index import FileRecord, open_index
+    from imgindex.storage import FileRecord, open_index
 
     make_images(tree / "gone", 1)
     run_scan(index, tree)
-    dir_id = index.known_dir_id(os.fsencode(tree / "gone"))
+    dir_id = index.catalog.known_dir_id(os.fsencode(tree / "gone"))
     assert dir_id is not None
     with open_index(db_path) as other:
-        other.remove_dirs([dir_id])
+        other.catalog.remove_dirs([dir_id])
     record = FileRecord(dir_id, b"x", 1, 1, 1, 1, 1, "not_image", None, None, None, None, None, None, None, 1)
-    index.write_files([record])  # no foreign-key error: the row is dropped
-    assert index.conn.execute("SELECT count(*) FROM files WHERE dir_id = ?", (dir_id,)).fetchone()[0] == 0
+    index.catalog.write_files([record])  # no foreign-key error: the row is dropped
+    assert index.db.conn.execute("SELECT count(*) FROM files WHERE dir_id = ?", (dir_id,)).fetchone()[0] == 0
 
 
 def test_too_large_and_unsupported_files_are_not_read_again_for_nothing(tree: Path, index: Index) -> None:

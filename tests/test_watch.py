@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from imgindex import hashing
-from imgindex.index import open_index
 from imgindex.scan import ScanOptions
+from imgindex.storage import open_index
 from imgindex.watch import Watcher, WatchEvent, WatchOptions
 
 from .conftest import encode, picture, run_module, write

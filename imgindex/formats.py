@@ -1,0 +1,138 @@
+"""Output formats of a report: one writer per format, in one table.
+
+A writer streams a :class:`imgindex.report.Report` to a text file; a new
+format is a function here and a line in :data:`WRITERS`. Files are written
+whole or not at all (:func:`atomic_text_file`).
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO
+
+from . import __version__
+from .errors import UsageError
+from .report import Report
+
+
+def path_fields(path: bytes) -> dict[str, str]:
+    """A path for JSON: ``path`` decodes with surrogateescape (``os.fsencode`` gives the bytes back);
+    names that are not UTF-8 also get ``path_b64``, the raw bytes, for other languages."""
+    fields = {"path": os.fsdecode(path)}
+    try:
+        path.decode("utf-8")
+    except UnicodeDecodeError:
+        fields["path_b64"] = base64.b64encode(path).decode("ascii")
+    return fields
+
+
+def write_json(report: Report, out: IO[str]) -> None:
+    """Stream the report as JSON: the header first, then one image at a time."""
+    near = report.options.mode == "near"
+    header = {
+        "imgindex_version": __version__,
+        "mode": report.options.mode,
+        "hash": report.hash_kind,
+        "threshold": report.options.effective_threshold,
+        "rotations": report.options.rotations,
+        "roots": [os.fsdecode(r) for r in report.roots],
+        "initial_image_count": report.initial_image_count,
+        "final_image_count": report.final_image_count,
+        "group_count": report.group_count,
+        "duplicate_count": report.duplicate_count,
+    }
+    out.write(json.dumps(header)[:-1] + ', "images": [')
+    # Entries are formatted directly from plain lists: a report can list millions of
+    # images, and a dict (or numpy scalar) per value costs more than the rest.
+    t = report.table
+    sha_hex = t.sha256.tobytes().hex()
+    phash = [
+        f'"{p & 0xFFFF_FFFF_FFFF_FFFF:016x}"' if h else "null"
+        for p, h in zip(t.phash.tolist(), t.has_hash.tolist(), strict=True)
+    ]
+    width, height, size = t.width.tolist(), t.height.tolist(), t.size.tolist()
+    dirs, names = t.dirs, t.names  # Report.path, without a call per image
+
+    def image(row: int) -> str:
+        fields = path_fields(dirs[row] + b"/" + names[row])
+        text = f'"path": {json.dumps(fields["path"])}, '
+        if "path_b64" in fields:
+            text += f'"path_b64": "{fields["path_b64"]}", '
+        return text + f'"sha256": "{sha_hex[64 * row : 64 * row + 64]}", "phash": {phash[row]}'
+
+    separator = "\n"
+    for rows, distances in report.runs():
+        kept = rows[0]
+        duplicates = ", ".join(
+            "{" + image(row) + (f', "distance": {d}' if near else "") + "}"
+            for row, d in zip(rows[1:], distances[1:], strict=True)
+        )
+        w, h = width[kept], height[kept]
+        out.write(
+            f"{separator}{{{image(kept)}, "
+            f'"width": {w if w >= 0 else "null"}, "height": {h if h >= 0 else "null"}, '
+            f'"size": {size[kept]}, "duplicates": [{duplicates}]}}'
+        )
+        separator = ",\n"
+    out.write("\n]}\n")
+
+
+def write_csv(report: Report, out: IO[str]) -> None:
+    """One row per duplicate: group number, kept path, duplicate path, distance (empty in exact mode)."""
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["group", "kept_path", "duplicate_path", "distance"])
+    near = report.options.mode == "near"
+    number = 0
+    for group in report.groups():
+        if not group.duplicates:
+            continue
+        number += 1
+        for image, distance in group.duplicates:
+            writer.writerow([number, os.fsdecode(group.kept.path), os.fsdecode(image.path), distance if near else ""])
+
+
+@contextmanager
+def atomic_text_file(path: str | os.PathLike[str]) -> Iterator[IO[str]]:
+    """Write a text file whole or not at all: a temp file beside it, renamed into place.
+
+    Names that are not UTF-8 are written back as their original bytes
+    (surrogateescape), so CSV output round-trips.
+    """
+    target = Path(path)
+    fd, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or ".")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape", newline="") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(temp, 0o666 & ~_umask())
+        os.replace(temp, target)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+Writer = Callable[[Report, IO[str]], None]
+
+#: The output formats by name.
+WRITERS: dict[str, Writer] = {"json": write_json, "csv": write_csv}
+
+
+def writer(name: str) -> Writer:
+    try:
+        return WRITERS[name]
+    except KeyError:
+        raise UsageError(f"--format must be {' or '.join(WRITERS)}") from None

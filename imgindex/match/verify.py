@@ -1,0 +1,203 @@
+"""Verification: do two pictures' tiny thumbnails show the same picture?
+
+A hash match is only a candidate; it holds when the pictures' descriptors
+(:func:`imgindex.hashing.descriptor`: 16x16 grey and 8x8 colour thumbnails)
+agree by the rules and constants below. Pure numpy: nothing here knows of
+files or SQLite.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+#: Verification of a hash match on the pictures' descriptors (see hashing.descriptor).
+GREY_CORRELATION = 0.80  # Pearson correlation of the 16x16 grey thumbnails, at least
+COLOURFUL = 5.0  # mean chroma of the 8x8 thumbnail from which a picture counts as colourful
+COLOUR_DIFFERENCE = 30.0  # RMS chroma difference of two colourful pictures, at most
+GREY_COPY_CORRELATION = 0.95  # a grey picture against a colourful one needs this correlation
+#: Below this standard deviation (grey levels, in the 16x16 thumbnail) a picture is blank or
+#: one colour: its thumbnail cannot confirm a match, so it matches by its bytes only. (On the
+#: quality corpus, one-colour pictures are at 0 and the faintest real ones, low-contrast
+#: textures and line art, at 0.6 and up.)
+LOW_DETAIL = 0.25
+#: Two pictures with borders whose whole thumbnails agree (a canvas shared by different
+#: pictures makes them agree) must also correlate this much over their foreground: the
+#: cells inside the areas that differ from their background (the median of the corners)
+#: by more than FOREGROUND_TOLERANCE grey levels in either, when there are at least
+#: FOREGROUND_CELLS of them, both with FOREGROUND_CONTRAST; otherwise their insides must
+#: agree at FRAMED_INSIDE_CORRELATION (and in colour), unless one of them is nearly flat
+#: (a one-colour product), when the wholes decide. Measured on the quality corpus and on
+#: pictures padded onto one canvas.
+FOREGROUND_CORRELATION = 0.9
+FOREGROUND_TOLERANCE = 16
+FOREGROUND_CELLS = 16
+FOREGROUND_CONTRAST = 4.0  # grey levels of spread in each foreground, or in each inside, to compare them by
+FRAMED_INSIDE_CORRELATION = 0.7
+_GREY = 16 * 16
+_CORNERS = [0, 15, 240, 255]  # of the 16x16 grey thumbnail
+_CHROMA = 8 * 8 * 2
+
+
+@dataclass(frozen=True)
+class Thumbnails:
+    """Descriptors made ready to compare (see :func:`thumbnails`): per picture, its grey
+    thumbnail centred and scaled to unit length (zero for a flat picture), its colours as
+    opponent-colour pairs, and whether it is colourful. Half-precision: 768 bytes a picture."""
+
+    grey: npt.NDArray[np.float16]  # (n, 256)
+    chroma: npt.NDArray[np.float16]  # (n, 128): (R - G, (R + G) / 2 - B) per pixel of the 8x8
+    colourful: npt.NDArray[np.bool_]  # (n,)
+    detail: npt.NDArray[np.float32]  # (n,): standard deviation of the grey thumbnail, in grey levels
+
+    def rows(self, at: npt.NDArray[np.int64]) -> Thumbnails:
+        return Thumbnails(self.grey[at], self.chroma[at], self.colourful[at], self.detail[at])
+
+
+def thumbnails(descriptors: npt.NDArray[np.uint8]) -> Thumbnails:
+    """Rows of ``DESCRIPTOR_BYTES`` made ready for :func:`confirm`."""
+    n = len(descriptors)
+    grey = np.empty((n, _GREY), dtype=np.float16)
+    chroma = np.empty((n, _CHROMA), dtype=np.float16)
+    colourful = np.empty(n, dtype=bool)
+    detail = np.empty(n, dtype=np.float32)
+    for start in range(0, n, 1 << 16):  # bounded float32 temporaries
+        part = descriptors[start : start + (1 << 16)]
+        g = part[:, :_GREY].astype(np.float32)
+        g -= g.mean(axis=1, keepdims=True)
+        norm = np.sqrt((g * g).sum(axis=1, keepdims=True))
+        grey[start : start + len(part)] = np.divide(g, norm, out=np.zeros_like(g), where=norm > 0)
+        detail[start : start + len(part)] = norm[:, 0] / np.sqrt(_GREY)
+        rgb = part[:, _GREY:].astype(np.float32).reshape(len(part), -1, 3)
+        r, gg, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+        pairs = np.stack([r - gg, (r + gg) / 2 - b], axis=-1)  # (m, 64, 2)
+        chroma[start : start + len(part)] = pairs.reshape(len(part), -1)
+        colourful[start : start + len(part)] = np.hypot(pairs[..., 0], pairs[..., 1]).mean(axis=1) >= COLOURFUL
+    return Thumbnails(grey, chroma, colourful, detail)
+
+
+@dataclass(frozen=True)
+class Pictures:
+    """Thumbnails of some pictures: of the whole picture, and of what is inside its
+    border (the whole picture's again where it has no border, ``framed`` False)."""
+
+    whole: Thumbnails
+    inside: Thumbnails
+    framed: npt.NDArray[np.bool_]
+
+    @classmethod
+    def of(cls, whole: npt.NDArray[np.uint8], inside: npt.NDArray[np.uint8], framed: npt.NDArray[np.bool_]) -> Pictures:
+        """From descriptor rows (``inside`` holds the whole picture's where not ``framed``)."""
+        return cls(thumbnails(whole), thumbnails(inside), framed)
+
+
+def confirm(
+    mine: Pictures,
+    theirs: Pictures,
+    near_whole: npt.NDArray[np.bool_],
+    near_inside: npt.NDArray[np.bool_],
+    grey_correlation: float = GREY_CORRELATION,
+) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
+    """Which hash matches of picture 0 of ``mine`` with each of ``theirs`` their thumbnails confirm.
+
+    ``near_whole``/``near_inside``: whose hashes of the whole picture / of the
+    inside are within the threshold. A match of the whole pictures needs the
+    whole thumbnails to agree (:func:`_verdict`) and, when both pictures have a
+    border, their foregrounds to correlate (:data:`FOREGROUND_CORRELATION`),
+    or with too little foreground to tell, their insides to agree at
+    :data:`FRAMED_INSIDE_CORRELATION` (a canvas shared by different pictures
+    makes their wholes agree); a match of the insides needs the insides to
+    agree. A picture (or inside) with almost no detail
+    (:data:`LOW_DETAIL`) confirms nothing.
+    """
+    wholes, _ = _against(mine.whole, theirs.whole, grey_correlation)
+    if not mine.framed[0] and not theirs.framed.any():  # the insides are the wholes
+        return near_whole & wholes, near_inside & wholes
+    insides, _ = _against(mine.inside, theirs.inside, grey_correlation)
+    both = mine.framed[0] & theirs.framed
+    if both.any():
+        # A canvas shared by different pictures makes their wholes agree: their foregrounds
+        # must correlate too, or, with too little foreground to tell, their insides agree.
+        similar, _ = _against(mine.inside, theirs.inside, min(grey_correlation, FRAMED_INSIDE_CORRELATION))
+        foreground, judged = _foreground_correlation(mine.whole, theirs.whole)
+        # Flat insides (a one-colour product on a canvas) have no structure to compare beyond
+        # what the wholes showed: the wholes decide.
+        flat = (mine.inside.detail[0] < FOREGROUND_CONTRAST) | (theirs.inside.detail < FOREGROUND_CONTRAST)
+        wholes &= ~both | np.where(judged, foreground >= FOREGROUND_CORRELATION, similar | flat)
+    return near_whole & wholes, near_inside & insides
+
+
+def _foreground(t: Thumbnails) -> npt.NDArray[np.bool_]:
+    """(n, 256): the cells of each grey thumbnail inside the areas that differ from its
+    background (the median of its corners) by more than FOREGROUND_TOLERANCE grey levels."""
+    grey = t.grey.astype(np.float32)  # centred, and scaled by 1 / (16 * detail)
+    levels = np.abs(grey - np.median(grey[:, _CORNERS], axis=1, keepdims=True)) * (16 * t.detail[:, None])
+    # (Levels are whole or half numbers, recovered to within about 0.1 from half precision.)
+    differs = (levels > FOREGROUND_TOLERANCE + 0.25).reshape(-1, 16, 16)
+    # Only cells inside the foreground: those on its edge follow the shape of the canvas.
+    inner = differs.copy()
+    inner[:, 1:] &= differs[:, :-1]
+    inner[:, :-1] &= differs[:, 1:]
+    inner[:, :, 1:] &= differs[:, :, :-1]
+    inner[:, :, :-1] &= differs[:, :, 1:]
+    result: npt.NDArray[np.bool_] = inner.reshape(-1, _GREY)
+    return result
+
+
+def _foreground_correlation(a: Thumbnails, b: Thumbnails) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_]]:
+    """The correlation of picture 0 of ``a``'s grey thumbnail with each of ``b``'s over the
+    cells that are foreground in either: what is on a shared canvas, not the canvas; and
+    where there were enough such cells to tell (elsewhere the correlation is 1)."""
+    mask = _foreground(a.rows(np.array([0])))[0] | _foreground(b)  # (m, 256)
+    x = np.where(mask, a.grey[0].astype(np.float32), 0)
+    y = np.where(mask, b.grey.astype(np.float32), 0)
+    count = mask.sum(axis=1)
+    sx, sy = x.sum(axis=1), y.sum(axis=1)
+    safe = np.maximum(count, 1)
+    covariance = (x * y).sum(axis=1) - sx * sy / safe
+    variances = ((x * x).sum(axis=1) - sx * sx / safe) * ((y * y).sum(axis=1) - sy * sy / safe)
+    result = np.ones(len(count), dtype=np.float32)
+    # Enough cells, and structure in both: their spread in grey levels (the thumbnails are
+    # centred and scaled by 1 / (16 * detail)).
+    spread_a = np.sqrt(np.maximum((x * x).sum(axis=1) - sx * sx / safe, 0) / safe) * (16 * a.detail[0])
+    spread_b = np.sqrt(np.maximum((y * y).sum(axis=1) - sy * sy / safe, 0) / safe) * (16 * b.detail)
+    judged = (count >= FOREGROUND_CELLS) & (np.minimum(spread_a, spread_b) >= FOREGROUND_CONTRAST)
+    judged &= variances > 0
+    result[judged] = covariance[judged] / np.sqrt(variances[judged])
+    return result, judged
+
+
+def _against(
+    a: Thumbnails, b: Thumbnails, grey_correlation: float
+) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.float32]]:
+    """Picture 0 of ``a`` against every picture of ``b``: :func:`_verdict` with the detail
+    guard, and the correlations."""
+    correlations: npt.NDArray[np.float32] = b.grey.astype(np.float32) @ a.grey[0].astype(np.float32)
+    difference = b.chroma.astype(np.float32) - a.chroma[0].astype(np.float32)
+    accepted = _verdict(correlations, difference, a.colourful[0], b.colourful, grey_correlation)
+    accepted &= (a.detail[0] >= LOW_DETAIL) & (b.detail >= LOW_DETAIL)
+    return accepted, correlations
+
+
+def _verdict(
+    correlation: npt.NDArray[np.float32],
+    difference: npt.NDArray[np.float32],
+    colourful_a: npt.ArrayLike,
+    colourful_b: npt.ArrayLike,
+    grey_correlation: float,
+) -> npt.NDArray[np.bool_]:
+    """Do two pictures' thumbnails show the same picture, given their grey correlation and
+    opponent-colour difference? The grey thumbnails must correlate; two colourful pictures
+    must also agree in colour (flags with the same stripes in other colours, tinted icons),
+    while a grey copy of a colourful picture must correlate more closely instead."""
+    rms = np.sqrt((difference * difference).sum(axis=1) / (_CHROMA // 2))
+    both = np.logical_and(colourful_a, colourful_b)
+    one = np.logical_xor(colourful_a, colourful_b)
+    accepted: npt.NDArray[np.bool_] = (
+        (correlation >= grey_correlation)
+        & (~both | (rms <= COLOUR_DIFFERENCE))
+        & (~one | (correlation >= max(grey_correlation, GREY_COPY_CORRELATION)))
+    )
+    return accepted

@@ -1,0 +1,230 @@
+"""The planner: compares what a source lists with the catalog and decides what to read and what to forget.
+
+Unchanged rows are left alone; rows of entries gone from a directory that
+*was* listed leave the index, and a directory that could not be listed keeps
+its rows; new and changed entries (and racily-clean ones, whose stat cannot
+be trusted yet) become :class:`Task` s for the workers.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+from . import hashing
+from .reading import Mode
+from .scan_types import ProgressCallback, ScanOptions, ScanProgress, ScanSummary
+from .sources import FileStat, Source, join
+from .storage import Catalog, Root, StoredFile
+
+
+@dataclass(frozen=True)
+class Task:
+    """An entry to read, and where its row goes."""
+
+    dir_id: int
+    name: bytes
+    path: bytes
+    stat: FileStat
+    mode: Mode
+
+
+class Planner:
+    """Compares what a source lists with the catalog and decides what to read and what to forget.
+
+    Unchanged rows are left alone; removals are written at once; files to read
+    are collected in ``tasks``.
+    """
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        source: Source,
+        options: ScanOptions,
+        summary: ScanSummary,
+        progress: ProgressCallback | None,
+        *,
+        written: bool = False,
+        stop: threading.Event | None = None,
+    ) -> None:
+        self.catalog = catalog
+        self.source = source
+        self.stop = stop
+        self.options = options
+        self.summary = summary
+        self.progress = progress
+        self.params_id = catalog.params_id(options.settings.key())
+        self.report = ScanProgress("walk")
+        #: Directory ids by path, read once per walk (another process may remove directories: see
+        #: :meth:`forget_dir_ids`).
+        self.dir_ids: dict[bytes, int] = {}
+        self.tasks: list[Task] = []
+        self.written = written
+        self.settle_before_ns = 0 if written or not options.settle_ns else time.time_ns() - options.settle_ns
+
+    def tasks_of(self, tops: Iterable[tuple[bytes, Root]]) -> Iterator[Task]:
+        """The files to read under each top, handed out after each directory listed."""
+        for top, root in tops:
+            for _ in self.walk(top, root):
+                yield from self.take()
+        yield from self.take()
+
+    def take(self) -> list[Task]:
+        tasks, self.tasks = self.tasks, []
+        return tasks
+
+    def dir_id(self, path: bytes, root_id: int) -> int:
+        """The id of a directory's row, creating the row if needed."""
+        known = self.dir_ids.get(path)
+        if known is None:
+            known = self.dir_ids[path] = self.catalog.dir_id(path, root_id)
+        return known
+
+    def forget_dir_ids(self) -> None:
+        """Another process removed directories: read their ids again."""
+        self.dir_ids.clear()
+
+    def walk(self, top: bytes, root: Root) -> Iterator[None]:
+        """Every file at or below ``top``, yielding after each directory; when the walk is
+        complete, rows of files gone from a listed directory are removed."""
+        listed: dict[bytes, int] = {}
+        failed: dict[bytes, int] = {}
+        errors: list[tuple[int, str]] = []
+        gone: list[int] = []
+        summary = self.summary
+        self.dir_ids.update((p, i) for i, p in self.catalog.dirs_under(top))
+        for listing in self.source.listings(top):
+            if self.stop is not None and self.stop.is_set():
+                raise KeyboardInterrupt
+            dir_id = self.dir_id(listing.path, root.id)
+            summary.skipped_symlinks += listing.skipped_symlinks
+            summary.skipped_special += listing.skipped_special
+            summary.loops.extend(listing.loops)
+            self.report.dirs += 1
+            if listing.error is not None:
+                failed[listing.path] = dir_id
+                errors.append((dir_id, listing.error))
+                summary.walk_errors.append((listing.path, listing.error))
+                continue
+            listed[listing.path] = dir_id
+            new_dirs = [p for p in listing.subdirs if p not in self.dir_ids]
+            self.dir_ids.update(self.catalog.add_dirs(new_dirs, root.id))  # one transaction for all the new ones
+            stored = self.catalog.files_in_dir(dir_id)
+            for name, st in listing.files:
+                self.file(dir_id, listing.path, name, st, stored.pop(name, None), looked_up=True)
+            gone.extend(f.id for f in stored.values())
+            self.report.files = summary.files
+            self.report.last_path = listing.path
+            if self.progress:
+                self.progress(self.report)
+            yield
+        self.catalog.record_listings(list(listed.values()), errors)
+        summary.removed += self.catalog.remove_files(gone)
+        summary.removed += self._remove_dirs(self._vanished_dirs(top, listed, failed))
+
+    def file(
+        self,
+        dir_id: int,
+        directory: bytes,
+        name: bytes,
+        st: FileStat,
+        prev: StoredFile | None,
+        *,
+        looked_up: bool = False,
+    ) -> None:
+        """Decide whether one file must be read (``prev``: its row, if ``looked_up`` already)."""
+        summary = self.summary
+        if not looked_up:
+            prev = self.catalog.file_row(dir_id, name)
+        if (
+            self.settle_before_ns
+            # Written lately; an mtime in the future was set afterwards (wget -N), not by writing.
+            and self.settle_before_ns < st.mtime_ns <= self.settle_before_ns + self.options.settle_ns + 10**9
+            and (prev is None or not st.same_as(prev.size, prev.mtime_ns, prev.ctime_ns, prev.inode))
+        ):
+            summary.deferred.append(join(directory, name))  # may still be being written
+            return
+        summary.files += 1
+        mode: Mode | None
+        if prev is None:
+            summary.new += 1
+            mode = "full"
+        elif not st.same_as(prev.size, prev.mtime_ns, prev.ctime_ns, prev.inode):
+            summary.changed += 1
+            mode = "full"
+        else:
+            summary.unchanged += 1
+            mode = "full" if self.written else _needs_reading(prev, self.options, self.params_id)
+            if mode is None and _racy(st, prev.read_ns, self.options.racy_window_ns):
+                summary.rechecked += 1
+                mode = "full"
+        if mode is not None:
+            self.tasks.append(Task(dir_id, name, join(directory, name), st, mode))
+            self.report.to_hash += 1
+
+    def forget(self, path: bytes) -> None:
+        """A path that is gone: drop its row, or its directory's rows, if its parent can be seen."""
+        directory, name = os.path.split(path)
+        if not self.source.is_dir(directory):
+            return  # the parent is gone too (its own event handles it) or cannot be seen: keep
+        dir_id = self.catalog.known_dir_id(directory)
+        if dir_id is not None:
+            self.summary.removed += self.catalog.remove_named([(dir_id, name)])
+        self.summary.removed += self._remove_dirs([d for d, _ in self.catalog.dirs_under(path)])
+
+    def _remove_dirs(self, dir_ids: Sequence[int]) -> int:
+        removed = self.catalog.remove_dirs(dir_ids)
+        dropped = set(dir_ids)
+        self.dir_ids = {p: i for p, i in self.dir_ids.items() if i not in dropped}
+        return removed
+
+    def _vanished_dirs(self, top: bytes, listed: dict[bytes, int], failed: dict[bytes, int]) -> list[int]:
+        """Known directories under ``top`` that a successful listing shows are gone.
+
+        A directory not met by this walk is gone when its nearest met ancestor was
+        listed; when that ancestor could not be listed, nothing is known and its
+        rows stay.
+        """
+        vanished = []
+        for dir_id, path in self.catalog.dirs_under(top):
+            if path in listed or path in failed:
+                continue
+            parent = path
+            while len(parent) > len(top):
+                parent = os.path.dirname(parent)
+                if parent in listed:
+                    # Made after its parent was listed (and indexed by another process)?
+                    if not self.source.exists(path):
+                        vanished.append(dir_id)
+                    break
+                if parent in failed:
+                    break
+        return vanished
+
+
+def _racy(st: FileStat, read_ns: int, window_ns: int) -> bool:
+    """Could the file have changed after it was read without its stat data changing?
+
+    Yes when it changed within ``window_ns`` of the reading. An mtime later
+    than that (set by ``wget -N`` or ``curl -R`` from a clock ahead of ours)
+    says nothing about when the file was written: its ctime does.
+    """
+    if st.ctime_ns + window_ns >= read_ns:
+        return True
+    return read_ns - window_ns <= st.mtime_ns <= read_ns + window_ns
+
+
+def _needs_reading(prev: StoredFile, options: ScanOptions, params_id: int) -> Mode | None:
+    """Why an unchanged file must be read again, or None."""
+    if options.rehash:
+        return "full"
+    if prev.status == "ok" and prev.params_id != params_id:
+        return "phash"
+    if prev.status == "too_large" and prev.width and prev.height:
+        return "full" if prev.width * prev.height <= options.settings.max_pixels else None  # --max-pixels raised
+    if prev.status == "unsupported" and hashing.readable_formats().get(prev.format or ""):
+        return "full"  # a decoder was installed since
+    return None

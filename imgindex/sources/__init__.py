@@ -1,0 +1,102 @@
+"""Sources: where the items to index come from.
+
+A source lists its entries directory by directory, with stat-like identities
+(:class:`FileStat`) that tell the planner what is new, changed or gone, and
+opens one entry to read its bytes. The planner, ``scan`` and ``watch`` talk
+to this interface only; :class:`.directory.DirectorySource` is a directory
+tree on disk. A new input (an archive, a remote store) is a new module here
+that implements :class:`Source`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+
+@dataclass(frozen=True)
+class FileStat:
+    """The identity of an entry that the index compares to decide whether it changed."""
+
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+    inode: int
+    device: int
+
+    @classmethod
+    def of(cls, st: os.stat_result) -> FileStat:
+        return cls(st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
+
+    def same_as(self, size: int, mtime_ns: int, ctime_ns: int, inode: int) -> bool:
+        """Unchanged? The device is kept but not compared: it is not stable on network filesystems."""
+        return (self.size, self.mtime_ns, self.ctime_ns, self.inode) == (size, mtime_ns, ctime_ns, inode)
+
+
+@dataclass
+class Listing:
+    """One directory: its entries, or why it could not be listed."""
+
+    path: bytes
+    files: list[tuple[bytes, FileStat]] = field(default_factory=list)
+    subdirs: list[bytes] = field(default_factory=list)  # full paths, listed after this one
+    error: str | None = None
+    skipped_symlinks: int = 0
+    skipped_special: int = 0
+    loops: list[bytes] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Found:
+    """What a path is now: a directory, a readable entry (with its identity), or something else."""
+
+    kind: Literal["dir", "file", "other"]
+    stat: FileStat | None = None
+
+
+class Opened(Protocol):
+    """One entry opened for reading."""
+
+    def stat(self) -> tuple[FileStat, bool]:
+        """Its identity now, and whether it is a regular entry (something with bytes to read)."""
+        ...
+
+    def read(self, size: int = -1) -> bytes:
+        """Up to ``size`` bytes (all that is left when -1)."""
+        ...
+
+
+class Source(Protocol):
+    """Where items come from. Paths are bytes; an entry's path is its directory's joined
+    with its name by :func:`join`. Must pickle: it is sent to worker processes."""
+
+    def root(self, path: bytes) -> bytes:
+        """The canonical form of a root to scan; raises :class:`imgindex.errors.ScanError` when it is none."""
+        ...
+
+    def real_path(self, path: bytes) -> bytes:
+        """The path with aliases (symbolic links) resolved, to tell one place seen twice."""
+        ...
+
+    def listings(self, top: bytes) -> Iterator[Listing]:
+        """Every directory at or below ``top``, each listed once, parents before children."""
+        ...
+
+    def lookup(self, path: bytes) -> Found | None:
+        """What ``path`` is now; None when it is gone. Raises OSError when it cannot be looked at."""
+        ...
+
+    def is_dir(self, path: bytes) -> bool: ...
+
+    def exists(self, path: bytes) -> bool: ...
+
+    def open(self, path: bytes) -> AbstractContextManager[Opened]:
+        """Open an entry; raises FileNotFoundError when it is gone, OSError when it cannot be read."""
+        ...
+
+
+def join(directory: bytes, name: bytes) -> bytes:
+    return directory + name if directory.endswith(b"/") else directory + b"/" + name

@@ -1,0 +1,269 @@
+"""The SQLite file itself: opening, creating, migrating, transactions.
+
+The schema has one source, ``schema.sql``: a new index is made by running it,
+and each migration creates its objects from their statements there. Writes
+are short ``BEGIN IMMEDIATE`` transactions in WAL mode with a generous busy
+timeout, so that ``scan``, ``watch`` and ``report`` can share one index.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import sqlite_utils
+
+from imgindex.errors import IndexOpenError, NewerIndexError, NotAnIndexError
+
+SCHEMA_VERSION = 4
+#: ``PRAGMA application_id``: "imix" in ASCII.
+APPLICATION_ID = 0x696D6978
+BUSY_TIMEOUT_MS = 60_000
+
+NETWORK_FILESYSTEMS = frozenset(
+    {"nfs", "nfs4", "cifs", "smb3", "smbfs", "fuse.sshfs", "9p", "afs", "ceph", "glusterfs", "lustre"}
+)
+
+
+def schema_sql() -> str:
+    """The text of ``schema.sql``: shipped in the package, or at the repository root."""
+    packaged = resources.files("imgindex").joinpath("schema.sql")
+    if packaged.is_file():
+        return packaged.read_text(encoding="utf-8")
+    return (Path(__file__).resolve().parent.parent.parent / "schema.sql").read_text(encoding="utf-8")
+
+
+class Database:
+    """One connection to an index file, with its transactions."""
+
+    def __init__(self, conn: sqlite3.Connection, path: str) -> None:
+        self.conn = conn
+        self.path = path
+        #: The same connection through sqlite-utils, for introspection.
+        self.utils = sqlite_utils.Database(conn)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """A short write transaction, taken at once so that it never deadlocks."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Reads that see one state of the index, whatever other processes write meanwhile."""
+        self.conn.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self.conn.execute("COMMIT")
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
+        return self.conn.execute(sql, params)
+
+    def select_in(self, sql: str, values: Sequence[Any], repeat: int = 1) -> Iterator[Any]:
+        """The rows of ``sql``, whose ``IN ({marks})`` (``repeat`` times) takes every value:
+        500 values a query, below SQLite's limit on the parameters of one statement."""
+        for start in range(0, len(values), 500):
+            chunk = list(values[start : start + 500])
+            yield from self.conn.execute(sql.format(marks=",".join("?" * len(chunk))), chunk * repeat)
+
+    @property
+    def schema_version(self) -> int:
+        return int(self.conn.execute("PRAGMA user_version").fetchone()[0])
+
+    def table_counts(self) -> dict[str, int]:
+        """Rows per table."""
+        return {name: self.utils[name].count for name in sorted(self.utils.table_names())}
+
+    def network_filesystem(self) -> str | None:
+        """The filesystem type when the index sits on a network filesystem, else None."""
+        fs = filesystem_type(self.path)
+        return fs if fs in NETWORK_FILESYSTEMS else None
+
+
+def int_column(rows: Iterable[tuple[int]]) -> npt.NDArray[np.int64]:
+    return np.fromiter((r[0] for r in rows), dtype=np.int64)
+
+
+def below(column: str, tops: Sequence[bytes]) -> tuple[str, tuple[bytes, ...]]:
+    """An SQL condition: ``column`` (a directory path) is one of ``tops`` or below one."""
+    terms, params = [], []
+    for top in tops:
+        prefix = top.rstrip(b"/") + b"/"
+        terms.append(f"({column} = ? OR ({column} >= ? AND {column} < ?))")
+        params += [top, prefix, prefix_end(prefix)]
+    return "(" + " OR ".join(terms or ["0"]) + ")", tuple(params)
+
+
+def prefix_end(prefix: bytes) -> bytes:
+    """The smallest byte string greater than every string starting with ``prefix``."""
+    return prefix[:-1] + bytes([prefix[-1] + 1])
+
+
+def filesystem_type(path: str | os.PathLike[str]) -> str | None:
+    """The type of the filesystem holding ``path``, from /proc/mounts (Linux only)."""
+    try:
+        with open("/proc/mounts", encoding="utf-8", errors="replace") as f:
+            mounts = [line.split() for line in f]
+    except OSError:
+        return None
+    target = os.path.realpath(os.path.dirname(os.path.abspath(path)) or ".")
+    best, best_type = "", None
+    for fields in mounts:
+        if len(fields) < 3:
+            continue
+        mount_point = fields[1].replace("\\040", " ")
+        if (target == mount_point or target.startswith(mount_point.rstrip("/") + "/")) and len(mount_point) > len(best):
+            best, best_type = mount_point, fields[2]
+    return best_type
+
+
+# -- migrations -------------------------------------------------------------------
+#
+# Migrations by the version they produce: a function that brings an index of
+# the version before up to date (and ``schema.sql`` is changed to match). A new
+# index is made from ``schema.sql`` alone and starts at SCHEMA_VERSION. A
+# migration creates its tables and indexes from their statements in
+# ``schema.sql`` (:func:`_create_objects`), so the schema has one source.
+
+
+def _add_near_pairs(conn: sqlite3.Connection) -> None:
+    """Version 2 adds the near-pair tables, meta and an index on files.phash."""
+    _create_objects(conn, {"near_hashes", "near_pairs", "near_pairs_b", "meta", "files_phash"})
+
+
+def _add_descriptors(conn: sqlite3.Connection) -> None:
+    """Version 3 adds files.trim_hash and the descriptors table. The hash settings
+    changed with it, so the next scan re-reads every image to fill them."""
+    sqlite_utils.Database(conn).table("files").add_column("trim_hash", int)
+    _create_objects(conn, {"files_trim_hash", "descriptors"})
+
+
+def _pairs_by_kind(conn: sqlite3.Connection) -> None:
+    """Version 4: the near-pair tables carry the kind of hash their values are, so that
+    the values of two kinds never meet. The stored pairs were all of dHash values.
+
+    They are rebuilt from schema.sql and their rows copied (a WITHOUT ROWID table's key
+    changes, which sqlite-utils' ``transform`` would turn into a rowid table)."""
+    for table in ("near_hashes", "near_pairs"):
+        conn.execute(f"ALTER TABLE {table} RENAME TO old_{table}")
+    conn.execute("DROP INDEX IF EXISTS near_pairs_b")
+    _create_objects(conn, {"near_hashes", "near_pairs", "near_pairs_b"})
+    conn.execute("INSERT INTO near_hashes (kind, hash) SELECT 'dhash', hash FROM old_near_hashes")
+    conn.execute("INSERT INTO near_pairs (kind, a, b, distance) SELECT 'dhash', a, b, distance FROM old_near_pairs")
+    for table in ("near_hashes", "near_pairs"):
+        conn.execute(f"DROP TABLE old_{table}")
+
+
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
+    2: _add_near_pairs,
+    3: _add_descriptors,
+    4: _pairs_by_kind,
+}
+
+
+def connect(path: str | os.PathLike[str], *, create: bool = True) -> Database:
+    """Open (and create or migrate) the index file at ``path``."""
+    path = os.fspath(path)
+    if not create and not os.path.exists(path):
+        raise IndexOpenError(f"no index at {path}: run 'imgindex scan DIR' first")
+    try:
+        conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+    except sqlite3.Error as e:
+        raise IndexOpenError(f"cannot open index {path}: {e}") from None
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        _check_and_migrate(conn, path)
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA foreign_keys = ON")
+    except sqlite3.DatabaseError as e:
+        conn.close()
+        raise NotAnIndexError(f"{path} is not an imgindex index ({e})") from None
+    except BaseException:
+        conn.close()
+        raise
+    return Database(conn, path)
+
+
+def _check_and_migrate(conn: sqlite3.Connection, path: str) -> None:
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    app_id = int(conn.execute("PRAGMA application_id").fetchone()[0])
+    has_tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] > 0
+    if has_tables and app_id != APPLICATION_ID:
+        raise NotAnIndexError(f"{path} is an SQLite database but not an imgindex index")
+    if version > SCHEMA_VERSION:
+        raise NewerIndexError(
+            f"{path} was written by a newer imgindex (schema version {version}; this one knows up to"
+            f" {SCHEMA_VERSION}): upgrade imgindex, or use another --db"
+        )
+    if version == SCHEMA_VERSION:
+        return
+    # Each step runs in its own transaction, taken before re-reading the
+    # version so that two processes opening a new index do not both migrate.
+    steps: list[tuple[int, Callable[[sqlite3.Connection], None]]]
+    if version == 0:
+        steps = [(SCHEMA_VERSION, _create)]
+    else:
+        steps = [(v, MIGRATIONS[v]) for v in range(version + 1, SCHEMA_VERSION + 1)]
+    for target, step in steps:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            current = int(conn.execute("PRAGMA user_version").fetchone()[0])
+            if current < target:
+                step(conn)
+                conn.execute(f"PRAGMA user_version = {target}")
+                conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+
+def _create(conn: sqlite3.Connection) -> None:
+    # executescript would commit the caller's transaction: run statement by statement.
+    for statement in split_sql(schema_sql()):
+        conn.execute(statement)
+
+
+def _create_objects(conn: sqlite3.Connection, names: set[str]) -> None:
+    """Run the ``CREATE ... IF NOT EXISTS`` statements of schema.sql that make these objects."""
+    made = set()
+    for statement in split_sql(schema_sql()):
+        match = re.match(r"CREATE (?:TABLE|INDEX|VIEW) IF NOT EXISTS (\w+)", statement)
+        if match and match.group(1) in names:
+            conn.execute(statement)
+            made.add(match.group(1))
+    if made != names:
+        raise RuntimeError(f"schema.sql does not create {sorted(names - made)}")
+
+
+def split_sql(script: str) -> list[str]:
+    """Split a script into complete statements (schema.sql has no triggers)."""
+    statements, current = [], ""
+    for line in script.splitlines(keepends=True):
+        if line.lstrip().startswith("--"):
+            continue
+        current += line
+        if sqlite3.complete_statement(current):
+            statements.append(current.strip())
+            current = ""
+    if current.strip():
+        statements.append(current.strip())
+    return statements

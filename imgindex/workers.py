@@ -1,0 +1,231 @@
+"""Worker processes: run a function over items in chunks, survive workers that die.
+
+:class:`Workers` hands chunks of items to an executor (a process pool by
+default, started on first use), takes the results as they come, and tells
+its caller when to commit a batch (every ``batch_size`` results or
+``batch_seconds``). When a worker process dies (a decoder crashing on a
+hostile file, the out-of-memory killer), the pool is restarted and every item
+of the chunks that went down with it is run again alone; an item that takes
+a worker down again gets the caller's ``crashed`` result. Any
+:class:`concurrent.futures.Executor` can be given instead of the pool (a
+cluster's, say): it is used as it is and never restarted.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import contextlib
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class SerialExecutor(cf.Executor):
+    """Runs each task at once in this process: ``--jobs 1``, and debugging."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> cf.Future[Any]:
+        future: cf.Future[Any] = cf.Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except Exception as e:  # noqa: BLE001 - handed to the caller through the future
+            future.set_exception(e)
+        return future
+
+
+def default_jobs() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def make_executor(jobs: int) -> cf.Executor:
+    """The default executor: a pool of worker processes (or this process for one job)."""
+    if jobs <= 1:
+        return SerialExecutor()
+    # forkserver, not fork: the caller may have threads (watch mode) and an open index.
+    context = multiprocessing.get_context(
+        "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+    )
+    return cf.ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_worker_init)
+
+
+def _worker_init() -> None:
+    # The parent handles Ctrl-C and SIGTERM: it commits and then stops the pool.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # SIGTERM keeps its default: the pool terminates its workers with it when one dies.
+
+
+class Workers:
+    """A pool of workers, started on first use and restarted when a worker process dies.
+
+    ``executor``: use this one instead (never restarted, never shut down here).
+    """
+
+    def __init__(self, jobs: int | None = None, executor: cf.Executor | None = None) -> None:
+        self.jobs = jobs or (1 if executor is not None else default_jobs())
+        self._given = executor is not None
+        self._pool: cf.Executor | None = executor
+        #: Worker processes that died while this object ran them.
+        self.deaths = 0
+
+    def get(self) -> cf.Executor:
+        if self._pool is None:
+            self._pool = make_executor(self.jobs)
+        return self._pool
+
+    def restart(self) -> None:
+        """Drop a broken pool. Its remaining workers are killed: one started while it broke
+        can be missed by the pool's own clean-up, which then waits for it for ever."""
+        if self._given:
+            raise cf.BrokenExecutor("the executor given to imgindex broke")
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        processes = list((getattr(pool, "_processes", None) or {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            with contextlib.suppress(Exception):
+                process.kill()
+
+    def shutdown(self, wait: bool = True) -> None:
+        if self._pool is not None and not self._given:
+            self._pool.shutdown(wait=wait, cancel_futures=True)
+            self._pool = None
+
+    def run(
+        self,
+        fn: Callable[[list[T]], list[R]],
+        items: Iterable[T],
+        *,
+        take: Callable[[list[T], list[R]], None],
+        flush: Callable[[], None],
+        crashed: Callable[[T], R],
+        chunk_size: int = 16,
+        batch_size: int = 500,
+        batch_seconds: float = 1.0,
+        stop: threading.Event | None = None,
+    ) -> None:
+        """Run ``fn`` over ``items`` in chunks; see the module docstring.
+
+        ``take(chunk, results)`` receives each chunk's results as they come;
+        ``flush()`` is called when a batch is due and once at the end, also
+        when interrupted (Ctrl-C, or ``stop`` set: :class:`KeyboardInterrupt`),
+        so that what was taken is committed; results still in flight are lost.
+        ``fn`` must pickle (a module-level function, or a partial of one).
+        """
+        _Run(self, fn, take, flush, crashed, batch_size, batch_seconds, stop).run(_chunks(items, chunk_size))
+
+
+class _Run(Generic[T, R]):
+    """One :meth:`Workers.run`: the chunks in flight and what has come back."""
+
+    def __init__(
+        self,
+        workers: Workers,
+        fn: Callable[[list[T]], list[R]],
+        take: Callable[[list[T], list[R]], None],
+        flush: Callable[[], None],
+        crashed: Callable[[T], R],
+        batch_size: int,
+        batch_seconds: float,
+        stop: threading.Event | None,
+    ) -> None:
+        self.workers = workers
+        self.fn = fn
+        self.take = take
+        self.flush = flush
+        self.crashed = crashed
+        self.batch_size = batch_size
+        self.batch_seconds = batch_seconds
+        self.stop = stop
+        self.in_flight: dict[cf.Future[list[R]], list[T]] = {}
+        self.taken = 0  # results taken since the last flush
+        self.last_flush = time.monotonic()
+
+    def run(self, chunks: Iterator[list[T]]) -> None:
+        max_in_flight = max(2, self.workers.jobs * 3)
+        try:
+            for chunk in chunks:
+                self._check_stop()
+                while len(self.in_flight) >= max_in_flight:
+                    self._collect()
+                self._submit(chunk)
+            while self.in_flight:
+                self._collect()
+        finally:
+            # Keep what finished; results still in flight are read again next time.
+            self._flush()
+
+    def _check_stop(self) -> None:
+        if self.stop is not None and self.stop.is_set():
+            raise KeyboardInterrupt
+
+    def _flush(self) -> None:
+        self.flush()
+        self.taken = 0
+        self.last_flush = time.monotonic()
+
+    def _accept(self, chunk: list[T], results: list[R]) -> None:
+        self.take(chunk, results)
+        self.taken += len(chunk)
+
+    def _submit(self, chunk: list[T]) -> None:
+        try:
+            self.in_flight[self.workers.get().submit(self.fn, chunk)] = chunk
+        # It broke since the last results came in (a pool caught breaking while it
+        # starts a worker can also say so with an OSError).
+        except (cf.BrokenExecutor, OSError):
+            self._isolate(list(chunk))
+
+    def _collect(self) -> None:
+        done, _ = cf.wait(self.in_flight, return_when=cf.FIRST_COMPLETED)
+        suspects: list[T] = []
+        for future in done:
+            chunk = self.in_flight.pop(future)
+            try:
+                self._accept(chunk, future.result())
+            except cf.BrokenExecutor:
+                suspects += chunk
+        if suspects:
+            self._isolate(suspects)
+        if self.taken >= self.batch_size or time.monotonic() - self.last_flush >= self.batch_seconds:
+            self._flush()
+
+    def _isolate(self, suspects: list[T]) -> None:
+        """After a worker died: each item of the chunks it took down, alone in a fresh pool."""
+        workers = self.workers
+        workers.deaths += 1
+        for future, chunk in list(self.in_flight.items()):  # the rest went down with it
+            del self.in_flight[future]
+            try:
+                self._accept(chunk, future.result())
+            except cf.BrokenExecutor:
+                suspects += chunk
+        workers.restart()
+        for item in suspects:
+            self._check_stop()
+            try:
+                self._accept([item], workers.get().submit(self.fn, [item]).result())
+            except (cf.BrokenExecutor, OSError):
+                workers.deaths += 1
+                self._accept([item], [self.crashed(item)])
+                workers.restart()
+
+
+def _chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    chunk: list[T] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
