@@ -65,3 +65,31 @@ def test_query_without_an_index_is_a_clear_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["query", "--db", str(tmp_path / "none.db"), str(image)])
     assert result.exit_code == 1
     assert "no index" in result.output
+
+
+def test_query_with_rotations_finds_a_mirrored_copy(tmp_path: Path, tree: Path, db_path: Path) -> None:
+    from PIL import Image
+
+    source = picture(21, (200, 150))
+    write(tree / "photo.png", encode(source, "PNG"))
+    write(tree / "other.png", encode(picture(22, (200, 150)), "PNG"))
+    with open_index(db_path) as idx:
+        run_scan(idx, tree)
+    mirrored = write(tmp_path / "mirrored.jpg", encode(source.transpose(Image.Transpose.FLIP_LEFT_RIGHT), "JPEG"))
+
+    def names(*options: str) -> set[str]:
+        result = CliRunner().invoke(app, ["query", "--db", str(db_path), "--json", *options, str(mirrored)])
+        assert result.exit_code == 0, result.output
+        return {Path(m["path"]).name for m in json.loads(result.stdout)["queries"][0]["matches"]}
+
+    assert names() == set()
+    assert names("--rotations") == {"photo.png"}
+
+
+def test_an_unknown_output_format_is_one_clear_error(db_path: Path, tree: Path) -> None:
+    write(tree / "a.png", encode(picture(1), "PNG"))
+    with open_index(db_path) as idx:
+        run_scan(idx, tree)
+    result = CliRunner().invoke(app, ["report", "--near", "--db", str(db_path), "--format", "xml"])
+    assert result.exit_code == 1
+    assert "--format must be json or csv" in result.output

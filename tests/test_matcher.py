@@ -1,0 +1,105 @@
+"""The one matcher: reports group with it, queries ask it, and both see the stored pairs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import imagehash
+import numpy as np
+import pytest
+from PIL import Image, ImageEnhance
+
+from imgindex import kinds, pairs
+from imgindex.hashing import DESCRIPTOR_BYTES, GREY_SIDE
+from imgindex.match.matcher import Matcher, Units
+from imgindex.match.search import as_unsigned
+from imgindex.query import query
+from imgindex.report import ReportOptions, build_report
+from imgindex.storage import Index
+
+from .conftest import encode, picture, run_scan, write
+
+
+def families(tree: Path, count: int) -> None:
+    for s in range(count):
+        image = picture(40 + s, (160, 120))
+        write(tree / f"{s:02d}" / "a.png", encode(image, "PNG"))
+        write(tree / f"{s:02d}" / "b.jpg", encode(image, "JPEG", quality=60))
+        write(tree / f"{s:02d}" / "bright.jpg", encode(ImageEnhance.Brightness(image).enhance(1.15), "JPEG"))
+        write(tree / f"{s:02d}" / "crop.png", encode(image.crop((5, 4, 155, 116)), "PNG"))
+        write(tree / f"{s:02d}" / "mirror.png", encode(image.transpose(Image.Transpose.FLIP_LEFT_RIGHT), "PNG"))
+
+
+def all_units(index: Index) -> Units:
+    table = index.images.table()
+    return Units(table.id, table.has_hash, table.phash, table.has_trim, table.trim_hash)
+
+
+@pytest.mark.parametrize("rotations", [False, True])
+def test_every_member_of_a_group_is_a_verified_match_of_its_leader(tree: Path, index: Index, rotations: bool) -> None:
+    families(tree, 8)
+    run_scan(index, tree)
+    with index.snapshot():
+        units = all_units(index)
+        matcher = Matcher(index, units, 10, rotations=rotations)
+        grouping = matcher.grouping(np.arange(len(units)))
+    leaders = set(grouping.leader.tolist())
+    joined = 0
+    for leader in leaders:
+        matches = matcher.matches(leader)
+        for member in np.flatnonzero(grouping.leader == leader).tolist():
+            if member != leader:
+                assert matches.get(member) == int(grouping.distance[member])
+                joined += 1
+    assert joined >= 8 * (2 if not rotations else 3)  # most copies of each family, and with rotations its mirror
+
+
+def test_a_query_finds_what_a_report_groups_with_it(tree: Path, index: Index, tmp_path: Path) -> None:
+    families(tree, 5)
+    run_scan(index, tree)
+    with index.snapshot():
+        report = build_report(index, ReportOptions(mode="near", rotations=True))
+    probe = picture(42, (160, 120))
+    outside = write(tmp_path / "probe.jpg", encode(probe.resize((120, 90)), "JPEG", quality=70))
+    with index.snapshot():
+        [plain] = query(index, [bytes(outside)], 10)
+        [turned] = query(index, [bytes(outside)], 10, rotations=True)
+    names = {Path(m.path.decode()).relative_to(tree).as_posix() for m in plain.matches}
+    assert {"02/a.png", "02/b.jpg"} <= names and "02/mirror.png" not in names
+    turned_names = {Path(m.path.decode()).relative_to(tree).as_posix() for m in turned.matches}
+    assert turned_names == names | {"02/mirror.png"}
+    group = next(g for g in report.groups() if Path(g.kept.path.decode()).parent.name == "02")
+    assert {Path(i.path.decode()).name for i, _ in group.duplicates} <= {Path(n).name for n in turned_names}
+
+
+def test_queries_read_the_stored_pairs(tree: Path, index: Index) -> None:
+    families(tree, 3)
+    run_scan(index, tree)
+    values = index.images.hashes()
+    a, b = int(values[0]), int(values[-1])
+    assert bin(kinds.to_unsigned(a) ^ kinds.to_unsigned(b)).count("1") > 10
+    # A pair the index says is stored (whatever its true distance) is what the matcher gets:
+    # proof that queries look the pairs up rather than searching everything again.
+    index.pairs.add_pairs(pairs.KIND, np.array([min(a, b)]), np.array([max(a, b)]), np.array([3], np.uint8))
+    with index.snapshot():
+        near = set(Matcher.near_values(index, [a], 10))
+    assert b in near and a in near
+    with index.snapshot():
+        stored = pairs.pairs_among(index, as_unsigned(values), 10, focus=as_unsigned([a]))
+    found = {frozenset(p) for p in zip(stored[0].tolist(), stored[1].tolist(), strict=True)}
+    assert frozenset({kinds.to_unsigned(a), kinds.to_unsigned(b)}) in found
+
+
+def test_the_dhash_kind_is_imagehashs_dhash_and_its_thumbnail_form_is_one_function() -> None:
+    kind = kinds.get("dhash")
+    for seed in range(6):
+        image = picture(seed, (97 + seed, 61))
+        assert kind.picture(image) == kinds.to_signed(int(str(imagehash.dhash(image)), 16))
+    assert kind.grey is not None
+    # The thumbnail form: the same difference bits, over cells averaged from a 16x16 grey thumbnail.
+    grey = np.arange(GREY_SIDE * GREY_SIDE, dtype=np.float32).reshape(1, GREY_SIDE, GREY_SIDE) % 7
+    cells = kinds._box_weights(GREY_SIDE, 8) @ grey @ kinds._box_weights(GREY_SIDE, 9).T
+    assert kind.grey(grey)[0] == kinds.difference_bits(cells)[0]
+    with pytest.raises(ValueError, match="unknown hash kind"):
+        kinds.get("nope")
+    assert DESCRIPTOR_BYTES == GREY_SIDE * GREY_SIDE + 8 * 8 * 3

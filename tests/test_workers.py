@@ -1,0 +1,96 @@
+"""The worker pool: chunks, batches, a worker that dies, a file that kills every worker, stopping."""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import os
+import threading
+
+import pytest
+
+from imgindex.workers import SerialExecutor, Workers
+
+POISON = 1013  # only ever given to worker processes
+
+
+def square_or_die(items: list[int]) -> list[int]:
+    """Squares, except that the poison item kills the process it runs in (a decoder crash)."""
+    if POISON in items:
+        os._exit(1)
+    return [i * i for i in items]
+
+
+class Sink:
+    """What the caller of Workers.run sees: results as they come, and the batches committed."""
+
+    def __init__(self) -> None:
+        self.taken: dict[int, int] = {}
+        self.batches: list[int] = []
+        self.pending = 0
+
+    def take(self, items: list[int], results: list[int]) -> None:
+        for item, result in zip(items, results, strict=True):
+            assert item not in self.taken, "an item came back twice"
+            self.taken[item] = result
+        self.pending += len(items)
+
+    def flush(self) -> None:
+        self.batches.append(self.pending)
+        self.pending = 0
+
+
+def crashed(item: int) -> int:
+    return -1
+
+
+def test_every_item_comes_back_once_and_batches_are_committed_by_size() -> None:
+    sink = Sink()
+    workers = Workers(executor=SerialExecutor())
+    workers.run(square_or_die, range(23), take=sink.take, flush=sink.flush, crashed=crashed, chunk_size=2, batch_size=5)
+    assert sink.taken == {i: i * i for i in range(23)}
+    assert sum(sink.batches) == 23
+    assert all(size >= 5 for size in sink.batches[:-1]), sink.batches  # the last one takes the rest
+    assert workers.deaths == 0
+
+
+def test_a_file_that_kills_every_worker_is_isolated_and_the_rest_are_read() -> None:
+    sink = Sink()
+    workers = Workers(jobs=2)
+    try:
+        items = [*range(20), POISON, *range(20, 40)]
+        workers.run(square_or_die, items, take=sink.take, flush=sink.flush, crashed=crashed, chunk_size=4)
+    finally:
+        workers.shutdown()
+    # The poison item took its chunk (and whatever was in flight) down: each was run again
+    # alone, and only the poison item, which killed a worker a second time, is blamed.
+    assert sink.taken == {i: (-1 if i == POISON else i * i) for i in [*range(40), POISON]}
+    assert workers.deaths >= 2
+    assert sum(sink.batches) == 41
+
+
+def test_stopping_commits_what_was_taken() -> None:
+    sink = Sink()
+    stop = threading.Event()
+
+    def take(items: list[int], results: list[int]) -> None:
+        sink.take(items, results)
+        stop.set()  # stop after the first results
+
+    with pytest.raises(KeyboardInterrupt):
+        Workers(executor=SerialExecutor()).run(
+            square_or_die, range(100), take=take, flush=sink.flush, crashed=crashed, chunk_size=3, stop=stop
+        )
+    assert 0 < len(sink.taken) < 100
+    assert sum(sink.batches) == len(sink.taken)  # everything taken was flushed
+
+
+def test_a_given_executor_is_used_as_it_is_and_never_restarted() -> None:
+    with cf.ThreadPoolExecutor(2) as pool:
+        sink = Sink()
+        workers = Workers(executor=pool)
+        workers.run(square_or_die, range(10), take=sink.take, flush=sink.flush, crashed=crashed)
+        assert sink.taken == {i: i * i for i in range(10)}
+        workers.shutdown()
+        assert pool.submit(sum, [1, 2]).result() == 3  # not shut down by us
+        with pytest.raises(cf.BrokenExecutor):
+            workers.restart()
