@@ -6,9 +6,8 @@ the hashes of whole pictures and of what is inside their borders alike (a
 report picks the pairs of each kind it needs), so a near report is a query,
 and adding a thousand images searches a thousand hashes against the rest
 instead of all pairs again. :func:`update` runs after each scan and watch
-batch; :func:`pairs_among` gives a report the pairs it needs, searching in
-memory whatever is not stored yet (an update that did not run, or a
-threshold above the stored maximum).
+batch; :func:`imgindex.match.candidates.pairs_among` reads them back for the
+matcher.
 
 An update reads, searches outside any transaction, then writes pairs before
 marking their hashes as stored, so whatever stops it, or whatever another
@@ -24,10 +23,9 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
 from .hashing import HashSettings
-from .match.search import U64, as_signed, as_unsigned, pairs_from, pairs_within
+from .match.search import as_unsigned, pairs_from, pairs_within
 from .storage import Index
 
 #: The largest distance of a stored pair: reports up to this threshold are
@@ -105,37 +103,3 @@ def update(
         rebuilt=rebuilt,
         seconds=time.perf_counter() - start,
     )
-
-
-def pairs_among(
-    index: Index, values: U64, threshold: int, *, kind: str = KIND, focus: U64 | None = None
-) -> tuple[U64, U64, npt.NDArray[np.uint8]]:
-    """Every pair of ``values`` (distinct, sorted perceptual hashes) within ``threshold``;
-    with ``focus`` (some of the values), only the pairs that have one of them on a side.
-
-    Stored pairs when the threshold allows it, plus a search in memory for
-    the values whose pairs are not stored; a search over all values otherwise.
-    Call inside the caller's snapshot so that it sees one state of the index.
-    """
-    signed = as_signed(values)
-    at = None if focus is None else np.searchsorted(values, np.asarray(focus, dtype=np.uint64))
-    stored_max = stored_max_distance(index)
-    # The same pair can come both from storage and from the search (an update that
-    # stored pairs but had not marked their hashes yet): the grouping takes either.
-    if stored_max is None or threshold > stored_max:
-        i, j, d = pairs_within(values, threshold) if at is None else pairs_from(values, at, threshold)
-        return values[i], values[j], d
-    if at is None:
-        a, b, d = index.pairs.pairs(kind, threshold)
-    else:
-        a, b, d = index.pairs.pairs_touching(kind, signed[at], threshold)
-    missing = np.flatnonzero(~np.isin(signed, index.pairs.hashes(kind), assume_unique=True))
-    if len(missing):
-        i, j, dd = pairs_from(values, missing, threshold)
-        if at is not None:
-            touching = np.isin(i, at) | np.isin(j, at)
-            i, j, dd = i[touching], j[touching], dd[touching]
-        a = np.concatenate([a, signed[i]])
-        b = np.concatenate([b, signed[j]])
-        d = np.concatenate([d, dd])
-    return as_unsigned(a), as_unsigned(b), d

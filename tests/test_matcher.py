@@ -11,6 +11,7 @@ from PIL import Image, ImageEnhance
 
 from imgindex import kinds, pairs
 from imgindex.hashing import DESCRIPTOR_BYTES, GREY_SIDE
+from imgindex.match.candidates import pairs_among
 from imgindex.match.matcher import Matcher, Units
 from imgindex.match.search import as_unsigned
 from imgindex.query import query
@@ -85,7 +86,7 @@ def test_queries_read_the_stored_pairs(tree: Path, index: Index) -> None:
         near = set(Matcher.near_values(index, [a], 10))
     assert b in near and a in near
     with index.snapshot():
-        stored = pairs.pairs_among(index, as_unsigned(values), 10, focus=as_unsigned([a]))
+        stored = pairs_among(index, as_unsigned(values), 10, kind=pairs.KIND, focus=as_unsigned([a]))
     found = {frozenset(p) for p in zip(stored[0].tolist(), stored[1].tolist(), strict=True)}
     assert frozenset({kinds.to_unsigned(a), kinds.to_unsigned(b)}) in found
 

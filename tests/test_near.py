@@ -239,7 +239,7 @@ def test_units_a_check_refuses_stay_free_for_later_leaders() -> None:
 
 
 def test_pairs_given_twice_do_not_change_a_checked_grouping() -> None:
-    # Stored pairs and a search in memory can both list a pair (see pairs.pairs_among).
+    # Stored pairs and a search in memory can both list a pair (see match.candidates.pairs_among).
     rng = np.random.default_rng(23)
     hashes = clustered(23, 2000)
     order = rng.permutation(len(hashes)).astype(np.int64)

@@ -10,6 +10,7 @@ import pytest
 from PIL import Image, ImageEnhance
 
 from imgindex import pairs
+from imgindex.match.candidates import pairs_among
 from imgindex.match.search import as_unsigned, pairs_within_brute_force
 from imgindex.report import ReportOptions, build_report
 from imgindex.storage import SCHEMA_VERSION, Index, open_index
@@ -105,7 +106,7 @@ def test_a_threshold_above_the_stored_maximum_searches_all_hashes(tree: Path, in
     family_tree(tree, range(10))
     run_scan(index, tree)
     values = as_unsigned(index.images.hashes())
-    a, b, d = pairs.pairs_among(index, values, pairs.MAX_DISTANCE + 6)
+    a, b, d = pairs_among(index, values, pairs.MAX_DISTANCE + 6, kind=pairs.KIND)
     i, j, _dd = pairs_within_brute_force(values, pairs.MAX_DISTANCE + 6)
     expected = set(zip(values[i].tolist(), values[j].tolist(), strict=True))
     assert set(zip(a.tolist(), b.tolist(), strict=True)) == expected

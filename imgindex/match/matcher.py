@@ -10,7 +10,7 @@ an orientation of the other's. A candidate *matches* only if the thumbnails
 of the pictures that matched confirm it (:func:`.verify.confirm`).
 
 Candidate pairs of hash values come from the index's stored pairs where they
-can (:func:`imgindex.pairs.pairs_among`), thumbnails from its descriptors
+can (:func:`.candidates.pairs_among`), thumbnails from its descriptors
 (read only for units that have a candidate). Units hashed before descriptors
 existed (an index not rescanned since an upgrade) are matched by their hashes
 alone, and between themselves only; :attr:`Matcher.unconfirmed` counts them.
@@ -28,10 +28,17 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from imgindex.hashing import DESCRIPTOR_BYTES, ORIENTATIONS, descriptor_rows, orient_descriptors, orientation_hashes
-from imgindex.pairs import KIND, pairs_among
+from imgindex.hashing import (
+    DESCRIPTOR_BYTES,
+    ORIENTATIONS,
+    HashSettings,
+    descriptor_rows,
+    orient_descriptors,
+    orientation_hashes,
+)
 from imgindex.storage import Index
 
+from .candidates import pairs_among
 from .grouping import NOT_NEAR, Grouping, Links, group_by_leaders
 from .search import I64, U8, U64, pairs_from
 from .verify import LOW_DETAIL, Pictures, confirm, thumbnails
@@ -40,6 +47,8 @@ from .verify import LOW_DETAIL, Pictures, confirm, thumbnails
 #: orientation's of another, and the grey correlation their thumbnails need.
 ROTATION_THRESHOLD = 8
 ROTATION_CORRELATION = 0.90
+#: The kind of hash the index holds (the settings' own).
+KIND = HashSettings().algorithm
 
 Descriptors = tuple[bytes, bytes | None]  # of the whole picture, and of its inside when it has a border
 
