@@ -65,3 +65,23 @@ def test_every_status_is_documented() -> None:
 
     for status in STATUSES:
         assert f"| `{status}` |" in README
+
+
+def test_the_library_example_runs(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from .conftest import encode, picture, write
+
+    source = picture(5, (160, 120))
+    write(tmp_path / "dump" / "a.png", encode(source, "PNG"))
+    write(tmp_path / "dump" / "b.jpg", encode(source, "JPEG", quality=70))
+    code = re.search(r"## As a library\n\n```python\n(.*?)```", README, re.S)
+    assert code is not None
+    script = tmp_path / "example.py"
+    script.write_text(code.group(1).replace('"/data/crawl/dump"', repr(str(tmp_path / "dump"))), encoding="utf-8")
+    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "'by_status': {'ok': 2}" in done.stdout
+    [group] = [line for line in done.stdout.splitlines() if line.startswith("b'")]
+    assert "a.png" in group and "b.jpg" in group  # one group: the picture and its JPEG copy
