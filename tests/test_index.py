@@ -103,14 +103,22 @@ def test_failed_migration_leaves_the_index_as_it_was(db_path: Path, monkeypatch:
         assert "note" not in idx.db.utils["roots"].columns_dict
 
 
-def test_many_processes_creating_one_index_at_once(db_path: Path) -> None:
-    code = "import sys; from imgindex.storage import open_index; open_index(sys.argv[1]).close()"
-    procs = [subprocess.Popen([sys.executable, "-c", code, str(db_path)], stderr=subprocess.PIPE) for _ in range(6)]
+def test_many_processes_creating_one_index_at_once(tmp_path: Path) -> None:
+    # Each process opens a fresh index many times over, all started together, so that
+    # creations and first looks interleave (once in a few hundred starts they used to
+    # see a half-made index as somebody else's database).
+    code = (
+        "import sys\nfrom imgindex.storage import open_index\n"
+        "for n in range(int(sys.argv[2])):\n    open_index(f'{sys.argv[1]}-{n}.db').close()\n"
+    )
+    base = str(tmp_path / "race")
+    procs = [subprocess.Popen([sys.executable, "-c", code, base, "40"], stderr=subprocess.PIPE) for _ in range(6)]
     for p in procs:
-        _, stderr = p.communicate(timeout=60)
+        _, stderr = p.communicate(timeout=120)
         assert p.returncode == 0, stderr.decode()
-    with open_index(db_path) as idx:
-        assert idx.schema_version == SCHEMA_VERSION
+    for n in range(40):
+        with open_index(f"{base}-{n}.db") as idx:
+            assert idx.schema_version == SCHEMA_VERSION
 
 
 def test_wheel_ships_schema_sql(tmp_path: Path) -> None:

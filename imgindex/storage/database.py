@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import sqlite3
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from importlib import resources
@@ -190,7 +191,7 @@ def connect(path: str | os.PathLike[str], *, create: bool = True) -> Database:
     try:
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         _check_and_migrate(conn, path)
-        conn.execute("PRAGMA journal_mode = WAL")
+        _use_wal(conn)
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA foreign_keys = ON")
     except sqlite3.DatabaseError as e:
@@ -202,10 +203,37 @@ def connect(path: str | os.PathLike[str], *, create: bool = True) -> Database:
     return Database(conn, path)
 
 
+def _use_wal(conn: sqlite3.Connection) -> None:
+    """Switch to WAL mode (it stays with the file). The switch needs the file to itself and
+    SQLite does not wait for it: when processes open a new index together, one of them
+    is told "database is locked" at once. Try again until the busy timeout, as a wait would."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
+def _state(conn: sqlite3.Connection) -> tuple[int, int, bool]:
+    """The schema version, the application id and whether there are tables, read in one
+    transaction: read one by one, another process creating the index can commit in between
+    (and a half-seen new index looks like somebody else's database)."""
+    conn.execute("BEGIN")
+    try:
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        app_id = int(conn.execute("PRAGMA application_id").fetchone()[0])
+        has_tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] > 0
+    finally:
+        conn.execute("COMMIT")
+    return version, app_id, has_tables
+
+
 def _check_and_migrate(conn: sqlite3.Connection, path: str) -> None:
-    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-    app_id = int(conn.execute("PRAGMA application_id").fetchone()[0])
-    has_tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] > 0
+    version, app_id, has_tables = _state(conn)
     if has_tables and app_id != APPLICATION_ID:
         raise NotAnIndexError(f"{path} is an SQLite database but not an imgindex index")
     if version > SCHEMA_VERSION:
