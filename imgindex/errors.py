@@ -42,7 +42,7 @@ class ScanError(ImgindexError):
     """A scan that cannot start (e.g. a root that is not a directory)."""
 
 
-class ReportError(UsageError):
+class ReportError(UsageError, ValueError):
     """Report options that do not go together."""
 
 
@@ -52,3 +52,7 @@ class ExportError(ImgindexError):
 
 class OutputError(ImgindexError):
     """An output file that cannot be written."""
+
+
+class WorkerPoolError(ImgindexError):
+    """Worker processes cannot be started or cannot run anything here."""

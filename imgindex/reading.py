@@ -23,6 +23,10 @@ MAX_READ_BYTES = 512 * 1024 * 1024
 #: How often a file that changes while being read is tried again.
 READ_ATTEMPTS = 3
 
+#: The reason recorded for an item on which a worker process died twice (its status: corrupt).
+#: A later scan reads such an item again: a decoder that crashed may have been mended since.
+CRASHED = "the decoder crashed on this file (its worker process died)"
+
 #: "full": everything; "phash": the perceptual hashes only (the exact hash is known and unchanged).
 Mode = Literal["full", "phash"]
 
@@ -115,5 +119,4 @@ def crashed(source: Source, path: bytes, st: FileStat) -> Reading:
         fmt, digest = hashing.sniff_format(data[: hashing.SNIFF_BYTES]), hashing.sha256(data)
     except OSError:
         pass
-    reason = "the decoder crashed on this file (its worker process died)"
-    return Reading(st, time.time_ns(), "corrupt", reason, format=fmt, sha256=digest)
+    return Reading(st, time.time_ns(), "corrupt", CRASHED, format=fmt, sha256=digest)

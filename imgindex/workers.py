@@ -5,8 +5,10 @@ default, started on first use), takes the results as they come, and tells
 its caller when to commit a batch (every ``batch_size`` results or
 ``batch_seconds``). When a worker process dies (a decoder crashing on a
 hostile file, the out-of-memory killer), the pool is restarted and every item
-of the chunks that went down with it is run again alone; an item that takes
-a worker down again gets the caller's ``crashed`` result. Any
+of the chunks that went down with it is run again alone; only an item that
+takes a worker down twice on its own gets the caller's ``crashed`` result,
+and a pool that cannot run anything is an error (:class:`WorkerPoolError`),
+never an item's fault. Any
 :class:`concurrent.futures.Executor` can be given instead of the pool (a
 cluster's, say): it is used as it is and never restarted.
 """
@@ -22,6 +24,11 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Generic, TypeVar
+
+from imgindex.errors import WorkerPoolError
+
+#: How long a fresh pool may take to run a task that does nothing.
+POOL_START_SECONDS = 60
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -55,6 +62,10 @@ def make_executor(jobs: int) -> cf.Executor:
         "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
     )
     return cf.ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_worker_init)
+
+
+def _nothing() -> None:
+    """A task that does nothing: does the pool run tasks at all?"""
 
 
 def _worker_init() -> None:
@@ -94,6 +105,19 @@ class Workers:
         for process in processes:
             with contextlib.suppress(Exception):
                 process.kill()
+
+    def check(self) -> None:
+        """Make sure the pool can run a task at all; :class:`WorkerPoolError` when it cannot
+        (worker processes that cannot start: a read-only /dev/shm, a script without a
+        ``__main__`` guard, ...)."""
+        try:
+            self.get().submit(_nothing).result(timeout=POOL_START_SECONDS)
+        except (cf.BrokenExecutor, OSError, TimeoutError) as e:
+            self.restart()
+            reason = str(e) or type(e).__name__
+            raise WorkerPoolError(
+                f"worker processes cannot run here ({reason}); try --jobs 1 (reading in this process)"
+            ) from None
 
     def shutdown(self, wait: bool = True) -> None:
         if self._pool is not None and not self._given:
@@ -212,12 +236,21 @@ class _Run(Generic[T, R]):
         workers.restart()
         for item in suspects:
             self._check_stop()
+            self._accept([item], self._alone(item))
+
+    def _alone(self, item: T) -> list[R]:
+        """Run one item alone. It is blamed (``crashed``) only when it takes a worker down
+        twice on its own, with a pool that runs a task doing nothing in between: a worker
+        killed from outside, or a pool that cannot start at all, is no item's fault."""
+        workers = self.workers
+        for _attempt in range(2):
             try:
-                self._accept([item], workers.get().submit(self.fn, [item]).result())
+                return workers.get().submit(self.fn, [item]).result()
             except (cf.BrokenExecutor, OSError):
                 workers.deaths += 1
-                self._accept([item], [self.crashed(item)])
                 workers.restart()
+                workers.check()
+        return [self.crashed(item)]
 
 
 def _chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:

@@ -14,7 +14,7 @@ import pytest
 from imgindex import hashing
 from imgindex.hashing import HashSettings
 from imgindex.scan import RACY_WINDOW_NS, ScanError, ScanOptions, scan
-from imgindex.storage import Index
+from imgindex.storage import Index, open_index
 
 from .conftest import QUICK, encode, picture, run_scan, write
 
@@ -301,7 +301,7 @@ def test_directory_made_after_its_parent_was_listed_is_kept(tree: Path, index: I
 
 
 def test_rows_for_a_directory_another_process_removed_are_dropped(tree: Path, index: Index, db_path: Path) -> None:
-    from imgindex.storage import FileRecord, open_index
+    from imgindex.storage import FileRecord
 
     make_images(tree / "gone", 1)
     run_scan(index, tree)
@@ -365,3 +365,35 @@ def test_a_worker_that_dies_does_not_end_the_scan(tree: Path, index: Index) -> N
     assert summary.worker_deaths >= 1
     assert summary.by_status == {"ok": 300}
     assert summary.hashed == 300
+
+
+def test_a_file_blamed_for_a_crash_is_read_again_by_the_next_scan(tree: Path, index: Index, db_path: Path) -> None:
+    from imgindex.reading import CRASHED
+
+    write(tree / "a.png", encode(picture(1), "PNG"))
+    run_scan(index, tree)
+    with index.db.write() as c:  # as a scan leaves a file on which a worker died twice
+        c.execute("UPDATE files SET status = 'corrupt', error = ?, phash = NULL", (CRASHED,))
+    again = run_scan(index, tree)
+    assert again.hashed == 1
+    assert again.by_status == {"ok": 1}
+
+
+def test_a_script_whose_workers_cannot_start_gets_one_error_and_no_file_is_blamed(tree: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    for n in range(6):
+        write(tree / f"{n}.png", encode(picture(n), "PNG"))
+    # No __main__ guard: every worker process runs the script again as it starts, and dies.
+    script = tmp_path / "unguarded.py"
+    db = tmp_path / "unguarded.db"
+    script.write_text(
+        "from imgindex.scan import ScanOptions, scan\nfrom imgindex.storage import open_index\n"
+        f"with open_index({str(db)!r}) as index:\n    scan(index, [{str(tree)!r}], ScanOptions(jobs=2))\n"
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=240)
+    assert done.returncode != 0
+    assert "worker processes cannot run here" in done.stderr
+    with open_index(db) as index:
+        assert "corrupt" not in index.catalog.status_counts()

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import concurrent.futures as cf
+import functools
 import os
 import threading
+from pathlib import Path
 
 import pytest
 
+from imgindex.errors import WorkerPoolError
 from imgindex.workers import SerialExecutor, Workers
 
 POISON = 1013  # only ever given to worker processes
@@ -94,3 +97,56 @@ def test_a_given_executor_is_used_as_it_is_and_never_restarted() -> None:
         assert pool.submit(sum, [1, 2]).result() == 3  # not shut down by us
         with pytest.raises(cf.BrokenExecutor):
             workers.restart()
+
+
+FLAKY = 2013  # dies the first times it is read, then reads fine
+
+
+def die_at_first(items: list[int], marks: str) -> list[int]:
+    """Squares; the flaky item kills its worker the first twice it is run (counted in a file)."""
+    if FLAKY in items:
+        with open(marks, "a+") as f:
+            f.seek(0)
+            seen = len(f.read())
+            f.write("x")
+        if seen < 2:
+            os._exit(1)
+    return [i * i for i in items]
+
+
+def test_an_item_is_blamed_only_when_it_kills_a_worker_twice_on_its_own(tmp_path: Path) -> None:
+    # Killed in its chunk, then again when run alone (as when a worker is killed from outside
+    # twice in a row): the third time, with a pool shown to work in between, it reads fine.
+    sink = Sink()
+    workers = Workers(jobs=2)
+    try:
+        items = [*range(10), FLAKY, *range(10, 20)]
+        fn = functools.partial(die_at_first, marks=str(tmp_path / "marks"))
+        workers.run(fn, items, take=sink.take, flush=sink.flush, crashed=crashed, chunk_size=4)
+    finally:
+        workers.shutdown()
+    assert sink.taken == {i: i * i for i in items}  # nobody blamed
+    assert workers.deaths >= 2
+
+
+def _fail_to_start() -> None:
+    raise RuntimeError("cannot start here")
+
+
+class _PoolThatCannotStart(Workers):
+    """Worker processes that die as they start (as under a read-only /dev/shm, or a script
+    without a __main__ guard)."""
+
+    def get(self) -> cf.Executor:
+        if self._pool is None:
+            self._pool = cf.ProcessPoolExecutor(2, initializer=_fail_to_start)
+        return self._pool
+
+
+def test_a_pool_that_cannot_start_is_one_clear_error_and_blames_no_item() -> None:
+    sink = Sink()
+    workers = _PoolThatCannotStart(jobs=2)
+    with pytest.raises(WorkerPoolError, match="worker processes cannot run here"):
+        workers.run(square_or_die, range(20), take=sink.take, flush=sink.flush, crashed=crashed, chunk_size=4)
+    workers.shutdown()
+    assert -1 not in sink.taken.values()  # no item recorded as having crashed a worker

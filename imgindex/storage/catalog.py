@@ -39,10 +39,11 @@ class StoredFile:
     width: int | None
     height: int | None
     format: str | None
+    error: str | None
 
 
 #: The columns of a StoredFile, in order.
-_STORED = "id, size, mtime_ns, ctime_ns, inode, status, params_id, read_ns, width, height, format"
+_STORED = "id, size, mtime_ns, ctime_ns, inode, status, params_id, read_ns, width, height, format, error"
 
 
 @dataclass(frozen=True)
