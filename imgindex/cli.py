@@ -385,11 +385,13 @@ def dedup_command(
     )
     to_stderr = str(output_json) == "-"  # stdout carries the report then
 
-    def scanned(summary: ScanSummary) -> None:
-        if not quiet:
-            typer.echo(render.scan_summary(summary), err=to_stderr)
-
     with _open(db) as index, _scanning(as_json=False, quiet=quiet) as display:
+
+        def scanned(summary: ScanSummary) -> None:
+            display.stop()  # the scan is over: nothing may draw over the report and the export
+            if not quiet:
+                typer.echo(render.scan_summary(summary), err=to_stderr)
+
         done = dedup(
             index,
             dump_dir,

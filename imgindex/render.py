@@ -178,8 +178,14 @@ class ScanProgressDisplay:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        """Take the bar off the terminal (before anything else is printed); idempotent."""
         if self.progress is not None:
             self.progress.stop()
+            self.progress = None
+        self.enabled = False
 
     def update(self, p: ScanProgress) -> None:
         if not self.enabled:

@@ -198,7 +198,8 @@ def _read_all(
     if isinstance(executor, Workers):
         workers, own = executor, False
     else:
-        workers, own = Workers(options.jobs, executor), executor is None
+        # A given executor keeps as many chunks in flight as one worker would (as before).
+        workers, own = Workers(None if executor else options.jobs, executor), executor is None
     writer = _Writer(index, planner)
     deaths = workers.deaths
     interrupted = False

@@ -293,3 +293,37 @@ def test_csv_to_stdout_keeps_non_utf8_bytes(tree: Path, db_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert os.path.join(os.fsencode(tree), b"a\xff.jpg") in result.stdout
+
+
+def test_dedup_on_a_terminal_takes_the_progress_bar_down_before_printing(tmp_path: Path) -> None:
+    import pty
+
+    tree = tmp_path / "dump"
+    for n in range(60):
+        write(tree / f"{n % 6}" / f"{n}.jpg", encode(picture(n % 20, (320, 240)), "JPEG"))
+    primary, secondary = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "imgindex", "dedup", str(tree), "-n", "--db", str(tmp_path / "i.db"), "-j", "1"],
+        stdin=subprocess.DEVNULL,
+        stdout=secondary,
+        stderr=secondary,
+        cwd=tmp_path,
+        env={**os.environ, "COLUMNS": "120", "TERM": "xterm"},
+    )
+    os.close(secondary)
+    chunks = []
+    while True:
+        try:
+            data = os.read(primary, 65536)
+        except OSError:  # the terminal closed: the process is gone
+            break
+        if not data:
+            break
+        chunks.append(data)
+    assert proc.wait(timeout=120) == 0
+    os.close(primary)
+    output = b"".join(chunks).decode("utf-8", "replace")
+    assert "━" in output, "no progress bar was drawn"
+    after = output[output.index(" files: ") :]
+    assert "━" not in after, "the bar was drawn again after the scan's summary"
+    assert "final image count" in after

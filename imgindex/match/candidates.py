@@ -35,16 +35,21 @@ def pairs_among(
     if stored_max is None or threshold > stored_max:
         i, j, d = pairs_within(values, threshold) if at is None else pairs_from(values, at, threshold)
         return values[i], values[j], d
+    is_stored = np.isin(signed, index.pairs.hashes(kind), assume_unique=True)
     if at is None:
         a, b, d = index.pairs.pairs(kind, threshold)
+        i, j, dd = pairs_from(values, np.flatnonzero(~is_stored), threshold)
     else:
-        a, b, d = index.pairs.pairs_touching(kind, signed[at], threshold)
-    missing = np.flatnonzero(~np.isin(signed, index.pairs.hashes(kind), assume_unique=True))
-    if len(missing):
-        i, j, dd = pairs_from(values, missing, threshold)
-        if at is not None:
-            touching = np.isin(i, at) | np.isin(j, at)
-            i, j, dd = i[touching], j[touching], dd[touching]
+        # Only the pairs of a few values: those stored, a search of the others against
+        # everything, and of the stored ones against the values not stored yet (their
+        # pairs with those are not in storage until those are marked).
+        known = at[is_stored[at]]
+        a, b, d = index.pairs.pairs_touching(kind, signed[known], threshold)
+        i, j, dd = pairs_from(values, at[~is_stored[at]], threshold)
+        late = np.union1d(known, np.flatnonzero(~is_stored))
+        li, lj, ld = pairs_from(values[late], np.searchsorted(late, known), threshold)
+        i, j, dd = np.concatenate([i, late[li]]), np.concatenate([j, late[lj]]), np.concatenate([dd, ld])
+    if len(i):
         a = np.concatenate([a, signed[i]])
         b = np.concatenate([b, signed[j]])
         d = np.concatenate([d, dd])

@@ -115,6 +115,7 @@ class Matcher:
         # match by: it matches by its bytes only. (Left out here, thousands of blank images of
         # different sizes are not compared with each other in vain.)
         whole_detail, inside_detail = self.thumbs.detail()
+        self._has_hash, self._whole, self._inside, self._whole_detail = has_hash, whole, inside, whole_detail
         usable = has_hash & (whole_detail >= LOW_DETAIL)
         self.links = [Links(whole, usable, threshold, stored)]
         self.inside_link = self.rotation_link = -1
@@ -164,10 +165,19 @@ class Matcher:
         return {m: g for m, g in zip(candidates.tolist(), joined.tolist(), strict=True) if g != NOT_NEAR}
 
     def blind_candidates(self, unit: int) -> list[int]:
-        """The candidates of ``unit`` that have no thumbnails (matched by hash alone, if at all)."""
-        candidates, _ = self._candidates(unit)
-        blind: list[int] = candidates[self.thumbs.slot[candidates] < 0].tolist()
-        return blind
+        """The units without thumbnails whose hashes (of the whole picture, or of the inside)
+        are within the threshold of ``unit``'s, which has some detail: what it would be
+        compared with, had they thumbnails."""
+        if self._whole_detail[unit] < LOW_DETAIL:
+            return []
+        blind = np.flatnonzero(self._has_hash & (self.thumbs.slot < 0))
+        blind = blind[blind != unit]
+        gap = np.minimum(
+            np.bitwise_count(self._whole[blind] ^ self._whole[unit]),
+            np.bitwise_count(self._inside[blind] ^ self._inside[unit]),
+        )
+        found: list[int] = blind[gap <= self.threshold].tolist()
+        return found
 
     def _candidates(self, unit: int) -> tuple[I64, U8]:
         """The candidates of one unit and their distance in each link (:data:`NOT_NEAR` where not)."""
