@@ -29,10 +29,10 @@ from typer.core import TyperGroup
 
 from . import __version__, render
 from .dedup import dedup
-from .display import display_path
+from .display import display_path, display_text
 from .errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, ImgindexError, OutputError, UsageError
 from .export import export
-from .formats import atomic_text_file, writer
+from .formats import atomic_text_file, path_fields, writer
 from .hashing import DEFAULT_MAX_PIXELS, HashSettings, readable_formats
 from .pairs import stored_max_distance
 from .query import query
@@ -56,7 +56,7 @@ class _Commands(TyperGroup):
         try:
             return super().invoke(ctx)
         except ImgindexError as e:
-            err.print(f"[red]Error:[/red] {escape(str(e))}", markup=True)
+            err.print(f"[red]Error:[/red] {escape(display_text(str(e)))}", markup=True)
             raise typer.Exit(e.exit_code) from None
 
 
@@ -545,13 +545,11 @@ def errors_command(
             rows.append(problem)
     if as_json:
         print(
-            json.dumps(
-                [{"path": display_path(p.path), "status": p.kind, "error": p.error, "format": p.format} for p in rows]
-            )
+            json.dumps([{**path_fields(p.path), "status": p.kind, "error": p.error, "format": p.format} for p in rows])
         )
         return
     for p in rows:
-        typer.echo(f"{p.kind}\t{display_path(p.path)}\t{p.error or ''}")
+        typer.echo(f"{p.kind}\t{display_path(p.path)}\t{display_text(p.error or '')}")
     if not rows:
         err.print("no errors")
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from .display import display_bytes, display_path
 from .errors import ExportError
 from .report import Group, Image, Report
 
@@ -87,7 +88,7 @@ def _refuse_inside_roots(report: Report, target: Path) -> None:
         top = os.path.realpath(root)
         if real == top or real.startswith(top.rstrip(b"/") + b"/"):
             raise ExportError(
-                f"{target} is inside the indexed directory {os.fsdecode(root)}: its copies would be indexed as"
+                f"{target} is inside the indexed directory {display_path(root)}: its copies would be indexed as"
                 " duplicates by the next scan; choose a directory outside it"
             )
 
@@ -99,11 +100,11 @@ def _check_same_filesystem(report: Report, targets: list[Path]) -> None:
             try:
                 if os.stat(root).st_dev != device:
                     raise ExportError(
-                        f"cannot hardlink from {os.fsdecode(root)} into {target}: they are on different"
+                        f"cannot hardlink from {display_path(root)} into {target}: they are on different"
                         " filesystems; use --link copy or --link symlink"
                     )
             except FileNotFoundError:
-                raise ExportError(f"the root {os.fsdecode(root)} no longer exists") from None
+                raise ExportError(f"the root {display_path(root)} no longer exists") from None
 
 
 def _root_labels(report: Report) -> dict[int, bytes]:
@@ -151,14 +152,15 @@ def _review_folder(group: Group, number: int, top: bytes, link: Link, summary: E
     """``00001-name/``: ``0-kept-name.jpg``, ``1-d3-other.jpg``, ..., and ``group.txt`` with the full paths."""
     folder = os.path.join(top, b"%05d-" % number + _viewable(group.kept)[:80])
     os.makedirs(folder, exist_ok=True)
-    lines = [b"kept\t\t" + group.kept.path]
+    # One line per image: control bytes in a name (a newline, a tab) would split the lines.
+    lines = [b"kept\t\t" + display_bytes(group.kept.path)]
     _place(group.kept.path, os.path.join(folder, b"0-kept-" + _viewable(group.kept)), link, summary)
     placed = 0
     for i, (image, distance) in enumerate(group.duplicates, start=1):
         name = b"%d-d%d-" % (i, distance) + _viewable(image)
         if _place(image.path, os.path.join(folder, name), link, summary):
             placed += 1
-        lines.append(b"duplicate\t%d\t" % distance + image.path)
+        lines.append(b"duplicate\t%d\t" % distance + display_bytes(image.path))
     listing = os.path.join(folder, b"group.txt")
     if not os.path.lexists(listing):
         with open(listing, "wb") as f:

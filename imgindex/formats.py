@@ -87,6 +87,9 @@ def write_json(report: Report, out: IO[str]) -> None:
 def write_csv(report: Report, out: IO[str]) -> None:
     """One row per duplicate: group number, kept path, duplicate path, distance (empty in exact mode)."""
     writer = csv.writer(out, lineterminator="\n")
+    # The csv module quotes a field holding "\n" but not one holding a lone "\r", which
+    # readers take for a line break: rows with one are quoted whole.
+    quoted = csv.writer(out, lineterminator="\n", quoting=csv.QUOTE_ALL)
     writer.writerow(["group", "kept_path", "duplicate_path", "distance"])
     near = report.options.mode == "near"
     number = 0
@@ -95,7 +98,8 @@ def write_csv(report: Report, out: IO[str]) -> None:
             continue
         number += 1
         for image, distance in group.duplicates:
-            writer.writerow([number, os.fsdecode(group.kept.path), os.fsdecode(image.path), distance if near else ""])
+            row = [number, os.fsdecode(group.kept.path), os.fsdecode(image.path), distance if near else ""]
+            (quoted if b"\r" in group.kept.path + image.path else writer).writerow(row)
 
 
 @contextmanager

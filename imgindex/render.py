@@ -12,7 +12,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
-from .display import display_path
+from .display import display_path, display_text
 from .export import ExportSummary
 from .query import QueryResult
 from .report import Report
@@ -105,7 +105,7 @@ def query_lines(results: list[QueryResult]) -> list[str]:
     for r in results:
         name = display_path(r.path)
         if r.status != "ok":
-            lines.append(f"{name}: {r.status.replace('_', ' ')}" + (f" ({r.error})" if r.error else ""))
+            lines.append(f"{name}: {r.status.replace('_', ' ')}" + (f" ({display_text(r.error)})" if r.error else ""))
             if r.sha256 is None:
                 continue
         count = len(r.matches)

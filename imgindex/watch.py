@@ -38,6 +38,7 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 
 from . import pairs
+from .display import display_path
 from .formats import atomic_text_file, write_json
 from .report import ReportOptions, build_report
 from .scan import Executor, ScanInterrupted, ScanOptions, ScanSummary, normalise_root, refresh, scan
@@ -354,7 +355,7 @@ class Watcher:
             self.deferred[path] = look_again
         self.on_event(self._counted(kind, summary.hashed, summary.removed, summary.last_path))
         for path, error in summary.walk_errors:
-            self.on_event(WatchEvent("warning", message=f"could not read directory {os.fsdecode(path)}: {error}"))
+            self.on_event(WatchEvent("warning", message=f"could not read directory {display_path(path)}: {error}"))
         if kind == "scan" or summary.hashed or summary.removed:
             self._write_reports()
 
