@@ -188,7 +188,10 @@ def decode(data: bytes, fmt: str | None, settings: HashSettings) -> tuple[Image.
             pixels = re.search(r"\((\d+) pixels\)", str(e))
             size = f"{int(pixels.group(1)):,} pixels" if pixels else "too many pixels"
             raise ImageError("too_large", f"{size}, above --max-pixels {settings.max_pixels:,}") from None
-        except UnidentifiedImageError:
+        except UnidentifiedImageError as e:
+            # Cut short in its header: still the format its first bytes say, but ending early.
+            if sniff_format(data[:SNIFF_BYTES]) == fmt and _looks_truncated(data, fmt, stage, e, ""):
+                raise ImageError("truncated", f"file ends early, after {len(data):,} bytes") from None
             raise ImageError("corrupt", f"not a readable {fmt or 'image'} file") from None
         except (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, TypeError, struct_error) as e:
             message = str(e) or type(e).__name__
@@ -353,11 +356,15 @@ def _flatten(im: Image.Image) -> Image.Image:
 
 
 #: The bytes a complete file of these formats ends with (possibly followed by padding).
-_END_MARKERS: Final = {"JPEG": b"\xff\xd9", "PNG": b"IEND\xaeB`\x82", "GIF": b"\x3b"}
+_END_MARKERS: Final = {"JPEG": b"\xff\xd9", "PNG": b"IEND\xaeB`\x82"}
 
 
 def _looks_truncated(data: bytes, fmt: str | None, stage: str, error: BaseException, message: str) -> bool:
     """Was a failure caused by the file ending early (an interrupted download)?"""
+    if _shorter_than_declared(data, fmt):
+        return True
+    if fmt == "GIF":  # its trailer is one byte, common inside the data: it must be the last
+        return not data.rstrip(b"\0\r\n ").endswith(b";")
     marker = _END_MARKERS.get(fmt or "")
     if marker is not None:
         return marker not in data[-64:]
@@ -366,3 +373,36 @@ def _looks_truncated(data: bytes, fmt: str | None, stage: str, error: BaseExcept
         isinstance(error, EOFError)
         or any(word in lowered for word in ("truncated", "premature end", "unexpected end", "not enough data"))
     )
+
+
+def _shorter_than_declared(data: bytes, fmt: str | None) -> bool:
+    """Does the file end before the length its own header gives? For the formats whose
+    container says how long it is: WebP (RIFF), BMP, ICO (each image's offset and size),
+    AVIF and HEIF (ISO boxes)."""
+    if fmt == "WEBP" and len(data) >= 8:
+        return len(data) < 8 + int.from_bytes(data[4:8], "little")
+    if fmt == "BMP" and len(data) >= 6:
+        return len(data) < int.from_bytes(data[2:6], "little")
+    if fmt == "ICO" and len(data) >= 6:
+        count = int.from_bytes(data[4:6], "little")
+        if len(data) < 6 + 16 * count:
+            return True
+        for k in range(count):
+            entry = data[6 + 16 * k : 22 + 16 * k]
+            size, offset = int.from_bytes(entry[8:12], "little"), int.from_bytes(entry[12:16], "little")
+            if offset + size > len(data):
+                return True
+        return False
+    if fmt in ("AVIF", "HEIF"):
+        at = 0
+        while at + 8 <= len(data):
+            size = int.from_bytes(data[at : at + 4], "big")
+            if size == 1 and at + 16 <= len(data):
+                size = int.from_bytes(data[at + 8 : at + 16], "big")
+            if size == 0:  # the last box, to the end of the file
+                return False
+            if size < 8 or at + size > len(data):
+                return size >= 8
+            at += size
+        return at < len(data)
+    return False

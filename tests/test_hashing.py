@@ -135,6 +135,17 @@ def test_truncated_image_is_an_error_not_a_partial_hash() -> None:
     assert caught.value.status == "truncated"
 
 
+@pytest.mark.parametrize("fmt", ["WEBP", "BMP", "ICO", "AVIF", "TIFF", "GIF"])
+@pytest.mark.parametrize("keep", [0.1, 0.5, 0.99])
+def test_a_download_cut_short_is_truncated_in_every_format(fmt: str, keep: float) -> None:
+    data = encode(picture(1, (64, 48)), fmt)
+    cut = data[: max(20, int(len(data) * keep))]
+    with pytest.raises(ImageError) as caught:
+        image_info(cut, fmt, SETTINGS)
+    assert caught.value.status == "truncated", caught.value.reason
+    assert image_info(data, fmt, SETTINGS).width > 0  # and the whole file reads
+
+
 def test_corrupt_image() -> None:
     """Complete files (their end marker is there) with damaged contents."""
     png = b"\x89PNG\r\n\x1a\n" + b"garbage" * 20 + b"\0\0\0\0IEND\xaeB`\x82"
