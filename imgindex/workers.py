@@ -18,6 +18,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import contextlib
 import multiprocessing
+import multiprocessing.connection
 import os
 import signal
 import threading
@@ -72,6 +73,17 @@ def _worker_init() -> None:
     # The parent handles Ctrl-C and SIGTERM: it commits and then stops the pool.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # SIGTERM keeps its default: the pool terminates its workers with it when one dies.
+    # A parent killed outright (kill -9, the out-of-memory killer) cannot stop the pool:
+    # each worker ends itself then, and with the last of them the fork server and the
+    # resource tracker, which would otherwise wait for ever.
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(target=_end_with, args=(parent.sentinel,), name="end-with-parent", daemon=True).start()
+
+
+def _end_with(sentinel: int) -> None:
+    multiprocessing.connection.wait([sentinel])
+    os._exit(1)
 
 
 class Workers:
