@@ -6,8 +6,12 @@ Never overwrites or deletes anything: a non-empty target is refused unless
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
+import secrets
 import shutil
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -55,7 +59,7 @@ def export(
     group with duplicates into a folder of ``duplicates_dir``, kept image first."""
     targets = [d for d in (out_dir, duplicates_dir) if d is not None]
     for target in targets:
-        _refuse_inside_roots(report, target)
+        _refuse_overlap(report, target)
     for target in targets:
         _prepare(target, force)
     if link == "hardlink":
@@ -64,8 +68,8 @@ def export(
     labels = _root_labels(report)
     for group in report.groups():
         if out_dir is not None:
-            dest = os.path.join(os.fsencode(out_dir), labels[group.kept.root_id], _relative(report, group.kept))
-            if _place(group.kept.path, dest, link, summary):
+            dest = os.path.join(labels[group.kept.root_id], _relative(report, group.kept)).lstrip(b"/")
+            if _place(os.fsencode(out_dir), dest, group.kept.path, link, summary):
                 summary.kept += 1
         if duplicates_dir is not None and group.duplicates:
             summary.groups += 1
@@ -81,8 +85,9 @@ def _prepare(target: Path, force: bool) -> None:
     target.mkdir(parents=True, exist_ok=True)
 
 
-def _refuse_inside_roots(report: Report, target: Path) -> None:
-    """Copies inside an indexed root would be indexed, and reported as duplicates, by the next scan."""
+def _refuse_overlap(report: Report, target: Path) -> None:
+    """Copies inside an indexed root would be indexed, and reported as duplicates, by the
+    next scan; a target holding a root would have copies written into the root."""
     real = os.path.realpath(os.fsencode(target.absolute()))
     for root in report.root_paths.values():
         top = os.path.realpath(root)
@@ -90,6 +95,11 @@ def _refuse_inside_roots(report: Report, target: Path) -> None:
             raise ExportError(
                 f"{target} is inside the indexed directory {display_path(root)}: its copies would be indexed as"
                 " duplicates by the next scan; choose a directory outside it"
+            )
+        if top.startswith(real.rstrip(b"/") + b"/"):
+            raise ExportError(
+                f"{target} holds the indexed directory {display_path(root)}: copies could be written into it;"
+                " choose a directory outside it"
             )
 
 
@@ -129,42 +139,128 @@ def _relative(report: Report, image: Image) -> bytes:
     return image.path[len(root) + 1 :]
 
 
-def _place(source: bytes, dest: bytes, link: Link, summary: ExportSummary) -> bool:
-    """Copy or link one file; never replaces what is there."""
-    if os.path.lexists(dest):
-        summary.existing.append(dest)
+def _place(top: bytes, dest: bytes, source: bytes, link: Link, summary: ExportSummary) -> bool:
+    """Copy or link one file to ``dest`` (relative) under ``top``; never replaces what is there,
+    never writes through a symbolic link, and a copy is there whole or not at all."""
+    directory, name = os.path.split(dest)
+    try:
+        fd = _open_tree(top, directory)
+    except OSError as e:
+        summary.missing.append(
+            (source, f"cannot write into {display_path(os.path.join(top, directory))}: {e.strerror}")
+        )
         return False
-    os.makedirs(os.path.dirname(dest), exist_ok=True)
     try:
         if link == "copy":
-            shutil.copy2(source, dest, follow_symlinks=True)
+            _copy_new(source, name, fd)
         elif link == "hardlink":
-            os.link(source, dest)
+            os.link(source, name, dst_dir_fd=fd)
         else:
-            os.symlink(os.path.abspath(source), dest)
+            os.symlink(os.path.abspath(source), name, dir_fd=fd)
+    except FileExistsError:
+        summary.existing.append(os.path.join(top, dest))
+        return False
     except OSError as e:
         summary.missing.append((source, e.strerror or str(e)))
+        return False
+    finally:
+        os.close(fd)
+    return True
+
+
+_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_DIRECTORY = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+def _open_tree(top: bytes, relative: bytes) -> int:
+    """A descriptor of the directory ``relative`` under ``top``, made where missing. Each step
+    is opened without following a symbolic link: a link, or a file, where a directory should
+    be fails (ELOOP, ENOTDIR) rather than lead outside ``top``."""
+    fd = os.open(top, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        for part in relative.split(b"/"):
+            if part in (b"", b"."):
+                continue
+            if part == b"..":
+                raise OSError(errno.EINVAL, "a path that leaves the output directory")
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(part, dir_fd=fd)
+            inner = os.open(part, _DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _copy_new(source: bytes, name: bytes, fd: int) -> None:
+    """Copy ``source`` to a new file ``name`` in the directory ``fd``, with its permissions and
+    times: written beside it under a temporary name, then linked into place, so that a full
+    disk or a kill leaves no partial file, and an existing one is never replaced."""
+    with open(source, "rb") as src:
+        st = os.fstat(src.fileno())
+        temp = b".imgindex-%d-%s.tmp" % (os.getpid(), secrets.token_hex(6).encode())
+        out = os.open(temp, _NEW_FILE, 0o600, dir_fd=fd)
+        try:
+            with os.fdopen(out, "wb", closefd=False) as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+            os.fchmod(out, stat.S_IMODE(st.st_mode))
+            os.utime(out, ns=(st.st_atime_ns, st.st_mtime_ns))
+            os.close(out)
+            out = -1
+            try:
+                os.link(temp, name, src_dir_fd=fd, dst_dir_fd=fd)
+            except FileExistsError:
+                raise
+            except OSError as e:
+                if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS):
+                    raise
+                # A filesystem without hard links: rename into place, if nothing is there.
+                if _exists(name, fd):
+                    raise FileExistsError(errno.EEXIST, "exists") from None
+                os.rename(temp, name, src_dir_fd=fd, dst_dir_fd=fd)
+        finally:
+            if out >= 0:
+                os.close(out)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp, dir_fd=fd)
+
+
+def _exists(name: bytes, fd: int) -> bool:
+    try:
+        os.stat(name, dir_fd=fd, follow_symlinks=False)
+    except FileNotFoundError:
         return False
     return True
 
 
 def _review_folder(group: Group, number: int, top: bytes, link: Link, summary: ExportSummary) -> int:
     """``00001-name/``: ``0-kept-name.jpg``, ``1-d3-other.jpg``, ..., and ``group.txt`` with the full paths."""
-    folder = os.path.join(top, b"%05d-" % number + _viewable(group.kept)[:80])
-    os.makedirs(folder, exist_ok=True)
+    folder = b"%05d-" % number + _viewable(group.kept)[:80]
     # One line per image: control bytes in a name (a newline, a tab) would split the lines.
     lines = [b"kept\t\t" + display_bytes(group.kept.path)]
-    _place(group.kept.path, os.path.join(folder, b"0-kept-" + _viewable(group.kept)), link, summary)
+    _place(top, os.path.join(folder, b"0-kept-" + _viewable(group.kept)), group.kept.path, link, summary)
     placed = 0
     for i, (image, distance) in enumerate(group.duplicates, start=1):
         name = b"%d-d%d-" % (i, distance) + _viewable(image)
-        if _place(image.path, os.path.join(folder, name), link, summary):
+        if _place(top, os.path.join(folder, name), image.path, link, summary):
             placed += 1
         lines.append(b"duplicate\t%d\t" % distance + display_bytes(image.path))
-    listing = os.path.join(folder, b"group.txt")
-    if not os.path.lexists(listing):
-        with open(listing, "wb") as f:
-            f.write(b"role\tdistance\tpath\n" + b"\n".join(lines) + b"\n")
+    try:
+        fd = _open_tree(top, folder)
+    except OSError:
+        return placed  # said for its images already
+    try:
+        out = os.open(
+            b"group.txt", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=fd
+        )
+    except OSError:
+        os.close(fd)
+        return placed  # there already (left alone), or not writable
+    os.close(fd)
+    with os.fdopen(out, "wb") as f:
+        f.write(b"role\tdistance\tpath\n" + b"\n".join(lines) + b"\n")
     return placed
 
 
