@@ -10,17 +10,19 @@ indexed); 130 interrupted (what was done is kept).
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
 import signal
+import sqlite3
 import sys
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -49,15 +51,37 @@ __all__ = ["EXIT_ERROR", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_PARTIAL", "app", "
 err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
 
 
+#: Errors of a disk that is full or failing: not a bug, a state of the machine to report.
+_DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EROFS})
+
+
 class _Commands(TyperGroup):
-    """The one error handler: any :class:`ImgindexError` becomes a message and its exit code."""
+    """The one error handler: any :class:`ImgindexError` becomes a message and its exit code;
+    so does a disk that is full or failing under the index or an output."""
 
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
         except ImgindexError as e:
-            err.print(f"[red]Error:[/red] {escape(display_text(str(e)))}", markup=True)
-            raise typer.Exit(e.exit_code) from None
+            _error(str(e), e.exit_code)
+        except sqlite3.OperationalError as e:
+            if not any(word in str(e) for word in ("full", "disk I/O error", "readonly", "read-only")):
+                raise
+            _error(
+                f"writing the index failed ({e}): is its disk full or read-only? What was committed before is"
+                " kept; make room and run the command again",
+                EXIT_ERROR,
+            )
+        except OSError as e:
+            if e.errno not in _DISK_ERRNOS:
+                raise
+            where = f" {e.filename}" if e.filename else " the output"
+            _error(f"cannot write{where}: {e.strerror or e}", EXIT_ERROR)
+
+
+def _error(message: str, code: int) -> NoReturn:
+    err.print(f"[red]Error:[/red] {escape(display_text(message))}", markup=True)
+    raise typer.Exit(code) from None
 
 
 app = typer.Typer(
@@ -256,8 +280,15 @@ def _report_writer(output: str, fmt: str) -> Callable[[Report], None]:
         if output == "-":
             # Paths that are not UTF-8 go out as their original bytes, as in a file.
             stdout = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", errors="surrogateescape", newline="")
-            write(report, stdout)
-            stdout.flush()
+            try:
+                write(report, stdout)
+                stdout.flush()
+            except OSError as e:
+                if e.errno not in _DISK_ERRNOS:
+                    raise
+                # What is still buffered can never be written: let it go where it harms nothing.
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                raise OutputError(f"cannot write the report to standard output: {e.strerror or e}") from None
             stdout.detach()
             return
         try:

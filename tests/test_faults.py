@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
+import resource
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -56,3 +59,47 @@ def test_killed_outright_it_leaves_no_helper_process_behind(tmp_path: Path, comm
     finally:
         for pid in session_processes(proc.pid):
             os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_a_full_standard_output_is_one_clear_error(tmp_path: Path) -> None:
+    for n in range(4):
+        write(tmp_path / "dump" / f"{n}.png", encode(picture(n % 2), "PNG"))
+    db = str(tmp_path / "i.db")
+    subprocess.run([sys.executable, "-m", "imgindex", "scan", str(tmp_path / "dump"), "--db", db, "-q"], check=True)
+    image = str(tmp_path / "dump" / "0.png")
+    for args in (
+        ["report", "--exact"],
+        ["report", "--near", "-f", "csv"],
+        ["errors", "--json"],
+        ["stats"],
+        ["query", image],
+    ):
+        with open("/dev/full", "w") as full:
+            done = subprocess.run(
+                [sys.executable, "-m", "imgindex", *args, "--db", db], stdout=full, stderr=subprocess.PIPE, text=True
+            )
+        assert done.returncode == 1, (args, done.stderr)
+        assert "No space left on device" in done.stderr and "Traceback" not in done.stderr, (args, done.stderr)
+
+
+def _small_disk() -> None:
+    resource.setrlimit(resource.RLIMIT_FSIZE, (150_000, 150_000))  # the index cannot grow past this
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past it fails instead of killing
+
+
+def test_a_scan_on_a_full_disk_is_one_clear_error_and_keeps_what_it_committed(tmp_path: Path) -> None:
+    for n in range(300):
+        write(tmp_path / "dump" / f"{n % 10}" / f"{n}.png", encode(picture(n % 30, (64, 48)), "PNG") + bytes([n % 256]))
+    db = tmp_path / "i.db"
+    scan = [sys.executable, "-m", "imgindex", "scan", str(tmp_path / "dump"), "--db", str(db), "-j", "1"]
+    done = subprocess.run([*scan, "--batch-size", "20"], preexec_fn=_small_disk, capture_output=True, text=True)
+    assert done.returncode == 1, done.stderr
+    assert "writing the index failed" in done.stderr and "Traceback" not in done.stderr
+    with sqlite3.connect(db) as raw:
+        assert raw.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        kept = raw.execute("SELECT count(*) FROM files").fetchone()[0]
+    assert 0 < kept < 300  # the batches committed before the disk filled
+    again = subprocess.run([*scan, "--json"], capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["by_status"] == {"ok": 300}
