@@ -20,6 +20,7 @@ import sys
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import asdict
 from pathlib import Path
 from types import FrameType
 from typing import Annotated, Any, NoReturn
@@ -42,6 +43,7 @@ from .report import DEFAULT_KEEP, DEFAULT_THRESHOLD, KEEP_RULES, Report, ReportO
 from .scan import ScanInterrupted, ScanOptions, ScanSummary, scan
 from .statuses import image_count
 from .storage import Index, open_index
+from .storage import health as storage_health
 from .watch import Watcher, WatchEvent, WatchOptions
 
 __all__ = ["EXIT_ERROR", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_PARTIAL", "app", "run"]
@@ -64,14 +66,21 @@ class _Commands(TyperGroup):
             return super().invoke(ctx)
         except ImgindexError as e:
             _error(str(e), e.exit_code)
-        except sqlite3.OperationalError as e:
-            if not any(word in str(e) for word in ("full", "disk I/O error", "readonly", "read-only")):
-                raise
-            _error(
-                f"writing the index failed ({e}): is its disk full or read-only? What was committed before is"
-                " kept; make room and run the command again",
-                EXIT_ERROR,
-            )
+        except sqlite3.DatabaseError as e:
+            text = str(e)
+            if any(word in text for word in ("full", "disk I/O error", "readonly", "read-only")):
+                _error(
+                    f"writing the index failed ({e}): is its disk full or read-only? What was committed before is"
+                    " kept; make room and run the command again",
+                    EXIT_ERROR,
+                )
+            if any(word in text for word in ("malformed", "no such table", "no such column", "no such view")):
+                _error(
+                    f"the index is damaged ({e}): 'imgindex check' says what is wrong, and 'imgindex check"
+                    " --repair' mends what can be mended",
+                    EXIT_ERROR,
+                )
+            raise
         except OSError as e:
             if e.errno not in _DISK_ERRNOS:
                 raise
@@ -583,6 +592,26 @@ def errors_command(
         typer.echo(f"{p.kind}\t{display_path(p.path)}\t{display_text(p.error or '')}")
     if not rows:
         err.print("no errors")
+
+
+@app.command("check")
+def check_command(
+    repair: Annotated[
+        bool, typer.Option("--repair", help="Mend what can be mended: indexes, missing tables, orphan rows, pairs.")
+    ] = False,
+    db: DbOption = Path("imgindex.db"),
+    as_json: JsonOption = False,
+) -> None:
+    """Check the index for damage: SQLite's integrity check, the schema, rows that point at nothing."""
+    with _open(db, create=False) as index:
+        health = storage_health.repair(index.db) if repair else storage_health.check(index.db)
+    if as_json:
+        print(json.dumps(asdict(health) | {"ok": health.ok}))
+    else:
+        for line in render.health_lines(health):
+            typer.echo(line)
+    if not health.ok:
+        raise typer.Exit(EXIT_PARTIAL)
 
 
 def run() -> None:  # the console script

@@ -17,6 +17,7 @@ from .export import ExportSummary
 from .query import QueryResult
 from .report import Report
 from .scan_types import ScanProgress, ScanSummary
+from .storage.health import Health
 from .watch import WatchEvent
 
 
@@ -211,3 +212,17 @@ class ScanProgressDisplay:
                 self.console.print(f"walking: {p.files:,} files in {p.dirs:,} directories")
             else:
                 self.console.print(f"hashing: {p.hashed:,}/{p.to_hash:,} ({p.files:,} files walked)")
+
+
+def health_lines(health: Health) -> list[str]:
+    lines = [f"repaired: {what}" for what in health.repaired]
+    lines.append("integrity: ok" if not health.integrity else "integrity: " + "; ".join(health.integrity[:10]))
+    lines.append("schema: ok" if not health.missing else "schema: missing " + ", ".join(health.missing))
+    orphans = ", ".join(f"{n:,} {what}" for what, n in health.orphans.items())
+    lines.append("orphan rows: none" if not orphans else f"orphan rows: {orphans}")
+    if not health.ok:
+        lines.append(
+            "the index is damaged: 'imgindex check --repair' mends indexes, missing tables and orphan rows;"
+            " damage inside the tables needs a new index (a scan into another --db)"
+        )
+    return lines

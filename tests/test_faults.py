@@ -103,3 +103,53 @@ def test_a_scan_on_a_full_disk_is_one_clear_error_and_keeps_what_it_committed(tm
     again = subprocess.run([*scan, "--json"], capture_output=True, text=True)
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["by_status"] == {"ok": 300}
+
+
+def _imgindex(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "imgindex", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_check_finds_missing_objects_and_orphans_and_repair_mends_them(tmp_path: Path) -> None:
+    for n in range(12):
+        write(tmp_path / "dump" / f"{n % 3}" / f"{n}.png", encode(picture(n % 6), "PNG"))
+    db = str(tmp_path / "i.db")
+    assert _imgindex("scan", str(tmp_path / "dump"), "--db", db, "-q").returncode == 0
+    healthy = _imgindex("report", "--near", "--db", db, "-q").stdout
+    with sqlite3.connect(db) as raw:  # damage of the kind a crashed tool or a careless hand leaves
+        raw.execute("PRAGMA foreign_keys = OFF")
+        raw.execute("DROP VIEW file_paths")
+        raw.execute("DROP TABLE near_pairs")
+        raw.execute("DELETE FROM dirs WHERE CAST(path AS TEXT) LIKE '%/0'")
+    broken = _imgindex("errors", "--db", db)
+    assert broken.returncode == 1 and "the index is damaged" in broken.stderr and "Traceback" not in broken.stderr
+    found = _imgindex("check", "--db", db, "--json")
+    assert found.returncode == 3
+    health = json.loads(found.stdout)
+    assert not health["ok"] and {"file_paths", "near_pairs"} <= set(health["missing"])
+    assert health["orphans"] == {"files in no directory": 4}
+    mended = _imgindex("check", "--repair", "--db", db)
+    assert mended.returncode == 0, mended.stdout
+    assert _imgindex("check", "--db", db).returncode == 0
+    assert _imgindex("scan", str(tmp_path / "dump"), "--db", db, "-q").returncode == 0  # reads the lost rows again
+    assert _imgindex("report", "--near", "--db", db, "-q").stdout == healthy
+
+
+def test_a_damaged_index_page_is_found_and_rebuilt(tmp_path: Path) -> None:
+    for n in range(40):
+        write(tmp_path / "dump" / f"{n}.png", encode(picture(n % 8), "PNG"))
+    db = tmp_path / "i.db"
+    assert _imgindex("scan", str(tmp_path / "dump"), "--db", str(db), "-q").returncode == 0
+    with sqlite3.connect(db) as raw:
+        raw.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        page_size = raw.execute("PRAGMA page_size").fetchone()[0]
+        page = raw.execute("SELECT rootpage FROM sqlite_master WHERE name = 'files_status'").fetchone()[0]
+    with open(db, "r+b") as f:  # garbage over one page of an index, as a bad sector would leave it
+        f.seek((page - 1) * page_size)
+        f.write(os.urandom(page_size))
+    found = _imgindex("check", "--db", str(db), "--json")
+    assert found.returncode == 3 and json.loads(found.stdout)["integrity"]
+    for args in (["stats"], ["errors"], ["report", "--exact", "-q", "-o", os.devnull]):
+        done = _imgindex(*args, "--db", str(db))
+        assert "Traceback" not in done.stderr, (args, done.stderr)
+    assert _imgindex("check", "--repair", "--db", str(db)).returncode == 0
+    assert _imgindex("check", "--db", str(db)).returncode == 0

@@ -196,6 +196,11 @@ def connect(path: str | os.PathLike[str], *, create: bool = True) -> Database:
         conn.execute("PRAGMA foreign_keys = ON")
     except sqlite3.DatabaseError as e:
         conn.close()
+        if "malformed" in str(e):
+            raise IndexOpenError(
+                f"the index {path} is damaged ({e}): 'imgindex check' says what is wrong; a scan into a new --db"
+                " starts again"
+            ) from None
         raise NotAnIndexError(f"{path} is not an imgindex index ({e})") from None
     except BaseException:
         conn.close()

@@ -1,0 +1,135 @@
+"""The index's health: what ``imgindex check`` finds, and what ``--repair`` can mend.
+
+Found: damage SQLite itself sees (``PRAGMA integrity_check``), objects of
+``schema.sql`` that are missing, and rows that point at nothing. Mended: the
+indexes (``REINDEX``), missing objects (made again from schema.sql, empty),
+orphan rows (deleted), and what is derived from the rest (the stored near
+pairs are dropped and rebuilt by the next scan; images whose thumbnails were
+lost are read again by it). Damage inside the tables themselves cannot be
+mended here: a new index (a scan into another ``--db``) can.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from dataclasses import dataclass, field
+
+from .database import Database, schema_sql, split_sql
+
+#: Tables whose rows are derived from the rest, so they can be dropped and made again.
+DERIVED = ("near_hashes", "near_pairs")
+
+#: Rows that point at nothing: (what, the query counting them, the statement deleting them).
+_ORPHANS = (
+    (
+        "files in no directory",
+        "SELECT count(*) FROM files WHERE dir_id NOT IN (SELECT id FROM dirs)",
+        "DELETE FROM files WHERE dir_id NOT IN (SELECT id FROM dirs)",
+    ),
+    (
+        "directories in no root",
+        "SELECT count(*) FROM dirs WHERE root_id NOT IN (SELECT id FROM roots)",
+        "DELETE FROM dirs WHERE root_id NOT IN (SELECT id FROM roots)",
+    ),
+    (
+        "thumbnails of no file",
+        "SELECT count(*) FROM descriptors WHERE file_id NOT IN (SELECT id FROM files)",
+        "DELETE FROM descriptors WHERE file_id NOT IN (SELECT id FROM files)",
+    ),
+)
+
+
+@dataclass
+class Health:
+    integrity: list[str] = field(default_factory=list)  # what integrity_check says, when not "ok"
+    missing: list[str] = field(default_factory=list)  # objects of schema.sql that are not there
+    orphans: dict[str, int] = field(default_factory=dict)
+    repaired: list[str] = field(default_factory=list)  # what --repair did
+
+    @property
+    def ok(self) -> bool:
+        return not (self.integrity or self.missing or self.orphans)
+
+
+def _objects() -> dict[str, str]:
+    """The objects schema.sql makes, with their statements."""
+    made = {}
+    for statement in split_sql(schema_sql()):
+        match = re.match(r"CREATE (?:TABLE|INDEX|VIEW) IF NOT EXISTS (\w+)", statement)
+        if match:
+            made[match.group(1)] = statement
+    return made
+
+
+def check(db: Database) -> Health:
+    health = Health()
+    conn = db.conn
+    try:
+        found = [str(r[0]) for r in conn.execute("PRAGMA integrity_check(100)")]
+    except sqlite3.DatabaseError as e:
+        found = [str(e)]
+    if found != ["ok"]:
+        health.integrity = found
+    present = {str(r[0]) for r in conn.execute("SELECT name FROM sqlite_master")}
+    health.missing = sorted(set(_objects()) - present)
+    for what, count, _ in _ORPHANS:
+        try:
+            n = int(conn.execute(count).fetchone()[0])
+        except sqlite3.DatabaseError:
+            continue  # a table it needs is missing: said above
+        if n:
+            health.orphans[what] = n
+    return health
+
+
+def repair(db: Database) -> Health:
+    """Mend what can be mended (see the module docstring); the health found afterwards,
+    with what was done in ``repaired``."""
+    done: list[str] = []
+    if check(db).integrity:
+        done.append(_rebuild_indexes(db))
+    before = check(db)
+    objects = _objects()
+    with db.write() as c:
+        for name in [n for n in objects if n in before.missing]:  # in schema.sql's order: tables first
+            c.execute(objects[name])
+            done.append(f"made {name} again" + (" (empty)" if objects[name].startswith("CREATE TABLE") else ""))
+        if set(before.missing) & set(DERIVED) or done:
+            for table in DERIVED:
+                c.execute(f"DELETE FROM {table}")
+            c.execute("DELETE FROM meta WHERE key = 'near_max_distance'")
+            done.append("dropped the stored near pairs (the next scan stores them again)")
+        if "descriptors" in before.missing:
+            c.execute("UPDATE files SET params_id = NULL WHERE status = 'ok'")
+            done.append("marked every image to be read again by the next scan (its thumbnails were lost)")
+        for what, _, delete in _ORPHANS:
+            if before.orphans.get(what):
+                c.execute(delete)
+                done.append(f"deleted {before.orphans[what]:,} {what}")
+    after = check(db)
+    after.repaired = done
+    return after
+
+
+def _rebuild_indexes(db: Database) -> str:
+    """Rebuild the indexes; when one is too damaged to be rebuilt in place, forget them all,
+    copy the tables into a fresh file (VACUUM) and let the missing objects be made again."""
+    conn = db.conn
+    try:
+        conn.execute("REINDEX")
+    except sqlite3.DatabaseError:
+        pass
+    else:
+        if not check(db).integrity:
+            return "rebuilt every index (REINDEX)"
+    version = int(conn.execute("PRAGMA schema_version").fetchone()[0])
+    conn.execute("PRAGMA writable_schema = ON")
+    try:
+        with db.write() as c:
+            c.execute("DELETE FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL")
+            c.execute(f"PRAGMA schema_version = {version + 1}")
+    finally:
+        conn.execute("PRAGMA writable_schema = OFF")
+    conn.execute("VACUUM")
+    return "copied the tables into a fresh file without their damaged indexes (VACUUM)"
