@@ -189,6 +189,12 @@ def scan_command(
     max_pixels: Annotated[
         int, typer.Option("--max-pixels", min=1, help="Record larger images as too_large instead of decoding them.")
     ] = DEFAULT_MAX_PIXELS,
+    time_limit: Annotated[
+        float,
+        typer.Option(
+            "--time-limit", min=0.0, help="Seconds a worker may spend on one file before it is stopped (0: no limit)."
+        ),
+    ] = 60.0,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, hidden=True)] = 500,
     as_json: JsonOption = False,
     quiet: QuietOption = False,
@@ -200,6 +206,7 @@ def scan_command(
         follow_symlinks=follow_symlinks,
         settings=HashSettings(max_pixels=max_pixels),
         batch_size=batch_size,
+        item_seconds=time_limit or None,
     )
     with _open(db) as index, _scanning(as_json=as_json, quiet=quiet) as display:
         summary = scan(index, [os.fsencode(r) for r in roots], options, progress=display.update)

@@ -27,6 +27,9 @@ READ_ATTEMPTS = 3
 #: A later scan reads such an item again: a decoder that crashed may have been mended since.
 CRASHED = "the decoder crashed on this file (its worker process died)"
 
+#: The reason recorded for an item that kept a worker busy past the time limit, twice.
+TOO_SLOW = "reading it took longer than the time limit, twice (its worker process was stopped)"
+
 #: "full": everything; "phash": the perceptual hashes only (the exact hash is known and unchanged).
 Mode = Literal["full", "phash"]
 
@@ -110,8 +113,9 @@ def read_items(
     return [read_item(source, path, st, mode, settings) for path, st, mode in items]
 
 
-def crashed(source: Source, path: bytes, st: FileStat) -> Reading:
-    """An item on which a worker process died (a decoder crash): corrupt, with its exact hash."""
+def crashed(source: Source, path: bytes, st: FileStat, reason: str = CRASHED) -> Reading:
+    """An item on which a worker process died (a decoder crash) or was stopped (too slow):
+    corrupt, with its exact hash."""
     fmt = digest = None
     try:
         with source.open(path) as f:
@@ -119,4 +123,4 @@ def crashed(source: Source, path: bytes, st: FileStat) -> Reading:
         fmt, digest = hashing.sniff_format(data[: hashing.SNIFF_BYTES]), hashing.sha256(data)
     except OSError:
         pass
-    return Reading(st, time.time_ns(), "corrupt", CRASHED, format=fmt, sha256=digest)
+    return Reading(st, time.time_ns(), "corrupt", reason, format=fmt, sha256=digest)

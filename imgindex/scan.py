@@ -20,10 +20,11 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 
 from . import pairs
+from . import workers as pool
 from .display import display_path
 from .errors import ScanError
 from .planner import Planner, Task
-from .reading import Reading, crashed, read_items
+from .reading import CRASHED, TOO_SLOW, Reading, crashed, read_items
 from .scan_types import (
     RACY_WINDOW_NS,
     ProgressCallback,
@@ -49,6 +50,9 @@ __all__ = [
     "refresh",
     "scan",
 ]
+
+#: The reason recorded for an item the workers blame, by why they blame it.
+BLAME = {pool.CRASH: CRASHED, pool.TOO_SLOW: TOO_SLOW}
 
 #: What scan() and refresh() accept as ``executor``: any executor, or :class:`Workers` to reuse.
 Executor = cf.Executor | Workers
@@ -199,7 +203,8 @@ def _read_all(
         workers, own = executor, False
     else:
         # A given executor keeps as many chunks in flight as one worker would (as before).
-        workers, own = Workers(None if executor else options.jobs, executor), executor is None
+        workers = Workers(None if executor else options.jobs, executor, item_seconds=options.item_seconds)
+        own = executor is None
     writer = _Writer(index, planner)
     deaths = workers.deaths
     interrupted = False
@@ -209,7 +214,7 @@ def _read_all(
             writer.started(tasks),
             take=writer.take,
             flush=writer.flush,
-            crashed=lambda task: crashed(source, task.path, task.stat),
+            crashed=lambda task, why: crashed(source, task.path, task.stat, BLAME[why]),
             chunk_size=options.chunk_size,
             batch_size=options.batch_size,
             batch_seconds=options.batch_seconds,

@@ -161,7 +161,7 @@ class Watcher:
         self.events: queue.SimpleQueue[Any] = queue.SimpleQueue()  # put() is safe in a signal handler
         self._stopping = threading.Event()
         self._own_executor = executor is None
-        self.executor: Executor = executor or Workers(options.scan.jobs)
+        self.executor: Executor = executor or Workers(options.scan.jobs, item_seconds=options.scan.item_seconds)
         self.deferred: dict[bytes, float] = {}  # path -> when to look again (monotonic)
         # The stored near pairs are brought up to date after batches, but no more
         # often than every PAIRS_GAP seconds or four times what the last update took

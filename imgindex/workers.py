@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import contextlib
+import functools
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -92,12 +93,22 @@ class Workers:
     ``executor``: use this one instead (never restarted, never shut down here).
     """
 
-    def __init__(self, jobs: int | None = None, executor: cf.Executor | None = None) -> None:
+    def __init__(
+        self, jobs: int | None = None, executor: cf.Executor | None = None, *, item_seconds: float | None = None
+    ) -> None:
         self.jobs = jobs or (1 if executor is not None else default_jobs())
         self._given = executor is not None
         self._pool: cf.Executor | None = executor
         #: Worker processes that died while this object ran them.
         self.deaths = 0
+        #: A worker process that spends longer than this on one item ends itself (its item is then
+        #: run alone, and blamed as too slow when it stops a worker again). Only in the pool of
+        #: worker processes this object starts: never in this process, nor in a given executor.
+        self.item_seconds = item_seconds
+
+    @property
+    def timed(self) -> bool:
+        return bool(self.item_seconds) and self.jobs > 1 and not self._given
 
     def get(self) -> cf.Executor:
         if self._pool is None:
@@ -143,7 +154,7 @@ class Workers:
         *,
         take: Callable[[list[T], list[R]], None],
         flush: Callable[[], None],
-        crashed: Callable[[T], R],
+        crashed: Callable[[T, str], R],
         chunk_size: int = 16,
         batch_size: int = 500,
         batch_seconds: float = 1.0,
@@ -155,8 +166,12 @@ class Workers:
         ``flush()`` is called when a batch is due and once at the end, also
         when interrupted (Ctrl-C, or ``stop`` set: :class:`KeyboardInterrupt`),
         so that what was taken is committed; results still in flight are lost.
-        ``fn`` must pickle (a module-level function, or a partial of one).
+        ``fn`` must pickle (a module-level function, or a partial of one). ``crashed(item, why)``
+        is the result of an item blamed for stopping workers: ``why`` is :data:`CRASH` or
+        :data:`TOO_SLOW`.
         """
+        if self.timed:
+            fn = functools.partial(_one_by_one, fn, float(self.item_seconds or 0))
         _Run(self, fn, take, flush, crashed, batch_size, batch_seconds, stop).run(_chunks(items, chunk_size))
 
 
@@ -169,7 +184,7 @@ class _Run(Generic[T, R]):
         fn: Callable[[list[T]], list[R]],
         take: Callable[[list[T], list[R]], None],
         flush: Callable[[], None],
-        crashed: Callable[[T], R],
+        crashed: Callable[[T, str], R],
         batch_size: int,
         batch_seconds: float,
         stop: threading.Event | None,
@@ -255,14 +270,56 @@ class _Run(Generic[T, R]):
         twice on its own, with a pool that runs a task doing nothing in between: a worker
         killed from outside, or a pool that cannot start at all, is no item's fault."""
         workers = self.workers
+        why = CRASH
         for _attempt in range(2):
+            start = time.monotonic()
             try:
                 return workers.get().submit(self.fn, [item]).result()
             except (cf.BrokenExecutor, OSError):
+                if workers.timed and time.monotonic() - start >= (workers.item_seconds or 0):
+                    why = TOO_SLOW
                 workers.deaths += 1
                 workers.restart()
                 workers.check()
-        return [self.crashed(item)]
+        return [self.crashed(item, why)]
+
+
+#: Why an item was blamed: it took its worker process down, or kept it busy too long.
+CRASH = "crash"
+TOO_SLOW = "too slow"
+
+#: In a worker process: when it began its current item (monotonic), or None between items.
+_began: list[float | None] = [None]
+
+
+def _one_by_one(fn: Callable[[list[T]], list[R]], seconds: float, chunk: list[T]) -> list[R]:
+    """Run ``fn`` over a chunk an item at a time, under a watch that ends this worker
+    process when one item takes longer than ``seconds`` (a decoder caught in a loop)."""
+    _watch(seconds)
+    results: list[R] = []
+    for item in chunk:
+        _began[0] = time.monotonic()
+        results += fn([item])
+        _began[0] = None
+    return results
+
+
+_watching: list[bool] = [False]
+
+
+def _watch(seconds: float) -> None:
+    if _watching[0]:
+        return
+    _watching[0] = True
+
+    def watch() -> None:
+        while True:
+            time.sleep(min(1.0, seconds / 4))
+            began = _began[0]
+            if began is not None and time.monotonic() - began > seconds:
+                os._exit(3)
+
+    threading.Thread(target=watch, name="item-time-limit", daemon=True).start()
 
 
 def _chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:

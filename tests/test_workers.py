@@ -6,12 +6,13 @@ import concurrent.futures as cf
 import functools
 import os
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from imgindex.errors import WorkerPoolError
-from imgindex.workers import SerialExecutor, Workers
+from imgindex.workers import CRASH, SerialExecutor, Workers
 
 POISON = 1013  # only ever given to worker processes
 
@@ -42,8 +43,8 @@ class Sink:
         self.pending = 0
 
 
-def crashed(item: int) -> int:
-    return -1
+def crashed(item: int, why: str) -> int:
+    return -1 if why == CRASH else -2
 
 
 def test_every_item_comes_back_once_and_batches_are_committed_by_size() -> None:
@@ -150,3 +151,26 @@ def test_a_pool_that_cannot_start_is_one_clear_error_and_blames_no_item() -> Non
         workers.run(square_or_die, range(20), take=sink.take, flush=sink.flush, crashed=crashed, chunk_size=4)
     workers.shutdown()
     assert -1 not in sink.taken.values()  # no item recorded as having crashed a worker
+
+
+STUCK = 3013  # a file on which a decoder loops for ever
+
+
+def stuck_or_square(items: list[int]) -> list[int]:
+    if STUCK in items:
+        while True:
+            time.sleep(0.05)
+    return [i * i for i in items]
+
+
+def test_a_file_that_keeps_a_worker_busy_past_the_limit_is_blamed_as_too_slow() -> None:
+    sink = Sink()
+    workers = Workers(jobs=2, item_seconds=0.5)
+    started = time.monotonic()
+    try:
+        items = [*range(12), STUCK, *range(12, 24)]
+        workers.run(stuck_or_square, items, take=sink.take, flush=sink.flush, crashed=crashed, chunk_size=4)
+    finally:
+        workers.shutdown()
+    assert sink.taken == {**{i: i * i for i in range(24)}, STUCK: -2}  # -2: blamed as too slow
+    assert time.monotonic() - started < 30
