@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -153,3 +154,34 @@ def test_a_damaged_index_page_is_found_and_rebuilt(tmp_path: Path) -> None:
         assert "Traceback" not in done.stderr, (args, done.stderr)
     assert _imgindex("check", "--repair", "--db", str(db)).returncode == 0
     assert _imgindex("check", "--db", str(db)).returncode == 0
+
+
+def _read_only_mount_works() -> bool:
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        return False
+    probe = subprocess.run(["unshare", "--mount", "true"], capture_output=True)
+    return probe.returncode == 0
+
+
+@pytest.mark.skipif(not _read_only_mount_works(), reason="needs root and unshare for a read-only mount")
+def test_an_index_in_a_read_only_place_can_be_read_and_says_so_when_written(tmp_path: Path) -> None:
+    for n in range(6):
+        write(tmp_path / "dump" / f"{n}.png", encode(picture(n % 3), "PNG"))
+    place = tmp_path / "place"
+    place.mkdir()
+    db = place / "i.db"
+    assert _imgindex("scan", str(tmp_path / "dump"), "--db", str(db), "-q").returncode == 0
+    assert not (place / "i.db-shm").exists()  # closed cleanly: nothing beside it
+    expected = _imgindex("report", "--near", "--db", str(db), "-q").stdout
+    # The same commands with the index's directory mounted read-only (in a mount namespace of their own).
+    script = (
+        f"mount --bind {place} {place} && mount -o remount,bind,ro {place} && "
+        f"{sys.executable} -m imgindex report --near --db {db} -q > {tmp_path}/report.json; echo report $? && "
+        f"{sys.executable} -m imgindex stats --db {db} > /dev/null; echo stats $? && "
+        f"{sys.executable} -m imgindex scan {tmp_path}/dump --db {db} -q 2> {tmp_path}/scan.err; echo scan $?"
+    )
+    done = subprocess.run(["unshare", "--mount", "sh", "-c", script], capture_output=True, text=True, timeout=120)
+    codes = dict(line.split() for line in done.stdout.split("\n") if line.strip())
+    assert codes == {"report": "0", "stats": "0", "scan": "1"}, done.stdout + done.stderr
+    assert (tmp_path / "report.json").read_text() == expected
+    assert "its place is read-only" in (tmp_path / "scan.err").read_text()

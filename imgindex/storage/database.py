@@ -12,6 +12,7 @@ import os
 import re
 import sqlite3
 import time
+import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from importlib import resources
@@ -45,9 +46,11 @@ def schema_sql() -> str:
 class Database:
     """One connection to an index file, with its transactions."""
 
-    def __init__(self, conn: sqlite3.Connection, path: str) -> None:
+    def __init__(self, conn: sqlite3.Connection, path: str, *, read_only: bool = False) -> None:
         self.conn = conn
         self.path = path
+        #: Opened read-only (the index's place cannot be written): writes raise IndexOpenError.
+        self.read_only = read_only
         #: The same connection through sqlite-utils, for introspection.
         self.utils = sqlite_utils.Database(conn)
 
@@ -57,6 +60,8 @@ class Database:
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
         """A short write transaction, taken at once so that it never deadlocks."""
+        if self.read_only:
+            raise IndexOpenError(f"cannot write the index {self.path}: its place is read-only")
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             yield self.conn
@@ -180,22 +185,63 @@ MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
 
 
 def connect(path: str | os.PathLike[str], *, create: bool = True) -> Database:
-    """Open (and create or migrate) the index file at ``path``."""
+    """Open (and create or migrate) the index file at ``path``.
+
+    ``create=False`` is for reading: an index in a place this process cannot
+    write (a read-only mount, another user's directory) is then opened
+    read-only, and a command that tries to write to it is told so.
+    """
     path = os.fspath(path)
     if not create and not os.path.exists(path):
         raise IndexOpenError(f"no index at {path}: run 'imgindex scan DIR' first")
     try:
-        conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+        return _open(path, path, read_only=False)
+    except _ReadOnlyPlace as e:
+        place = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(place) or os.path.isdir(path):
+            raise IndexOpenError(f"cannot open index {path}: {e}") from None
+        if create:
+            raise IndexOpenError(
+                f"cannot write the index {path}: its place is read-only ({e}); use a --db where this user can write"
+            ) from None
+    # Read-only: the -shm file WAL mode needs may be missing and impossible to make there; the
+    # file is then read as immutable (nothing can write where we cannot).
+    uri = "file:" + urllib.parse.quote(os.path.abspath(path)) + "?mode=ro"
+    try:
+        return _open(uri, path, read_only=True)
+    except _ReadOnlyPlace:
+        pass
+    try:
+        return _open(uri + "&immutable=1", path, read_only=True)
+    except _ReadOnlyPlace as e:
+        raise IndexOpenError(f"cannot open index {path}: {e}") from None
+
+
+class _ReadOnlyPlace(Exception):
+    """The index cannot be written where it is."""
+
+
+_READ_ONLY_SIGNS = ("readonly", "read-only", "unable to open database file")
+
+
+def _open(target: str, path: str, *, read_only: bool) -> Database:
+    try:
+        conn = sqlite3.connect(target, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, uri=read_only)
     except sqlite3.Error as e:
+        if any(sign in str(e) for sign in _READ_ONLY_SIGNS):
+            raise _ReadOnlyPlace(str(e)) from None
         raise IndexOpenError(f"cannot open index {path}: {e}") from None
     try:
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        _check_and_migrate(conn, path)
-        _use_wal(conn)
-        conn.execute("PRAGMA synchronous = NORMAL")
+        _check_and_migrate(conn, path, read_only=read_only)
+        if not read_only:
+            _use_wal(conn)
+            conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA foreign_keys = ON")
     except sqlite3.DatabaseError as e:
         conn.close()
+        if any(sign in str(e) for sign in _READ_ONLY_SIGNS):
+            raise _ReadOnlyPlace(str(e)) from None
         if "malformed" in str(e):
             raise IndexOpenError(
                 f"the index {path} is damaged ({e}): 'imgindex check' says what is wrong; a scan into a new --db"
@@ -205,7 +251,7 @@ def connect(path: str | os.PathLike[str], *, create: bool = True) -> Database:
     except BaseException:
         conn.close()
         raise
-    return Database(conn, path)
+    return Database(conn, path, read_only=read_only)
 
 
 def _use_wal(conn: sqlite3.Connection) -> None:
@@ -237,7 +283,7 @@ def _state(conn: sqlite3.Connection) -> tuple[int, int, bool]:
     return version, app_id, has_tables
 
 
-def _check_and_migrate(conn: sqlite3.Connection, path: str) -> None:
+def _check_and_migrate(conn: sqlite3.Connection, path: str, *, read_only: bool = False) -> None:
     version, app_id, has_tables = _state(conn)
     if has_tables and app_id != APPLICATION_ID:
         raise NotAnIndexError(f"{path} is an SQLite database but not an imgindex index")
@@ -248,6 +294,11 @@ def _check_and_migrate(conn: sqlite3.Connection, path: str) -> None:
         )
     if version == SCHEMA_VERSION:
         return
+    if read_only:
+        raise IndexOpenError(
+            f"the index {path} was written by an older imgindex (schema version {version}) and must be upgraded,"
+            " which needs writing it; its place is read-only"
+        )
     # Each step runs in its own transaction, taken before re-reading the
     # version so that two processes opening a new index do not both migrate.
     steps: list[tuple[int, Callable[[sqlite3.Connection], None]]]
