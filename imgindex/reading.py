@@ -27,6 +27,8 @@ READ_ATTEMPTS = 3
 #: A later scan reads such an item again: a decoder that crashed may have been mended since.
 CRASHED = "the decoder crashed on this file (its worker process died)"
 
+#: The reason recorded for an item whose worker was killed each time it read it (four times).
+KILLED = "its worker process was killed each time it read this file (by the out-of-memory killer?)"
 #: The reason recorded for an item that kept a worker busy past the time limit, twice.
 TOO_SLOW = "reading it took longer than the time limit, twice (its worker process was stopped)"
 

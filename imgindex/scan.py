@@ -24,7 +24,7 @@ from . import workers as pool
 from .display import display_path
 from .errors import ScanError
 from .planner import Planner, Task
-from .reading import CRASHED, TOO_SLOW, Reading, crashed, read_items
+from .reading import CRASHED, KILLED, TOO_SLOW, Reading, crashed, read_items
 from .scan_types import (
     RACY_WINDOW_NS,
     ProgressCallback,
@@ -52,7 +52,7 @@ __all__ = [
 ]
 
 #: The reason recorded for an item the workers blame, by why they blame it.
-BLAME = {pool.CRASH: CRASHED, pool.TOO_SLOW: TOO_SLOW}
+BLAME = {pool.CRASH: CRASHED, pool.KILLED: KILLED, pool.TOO_SLOW: TOO_SLOW}
 
 #: What scan() and refresh() accept as ``executor``: any executor, or :class:`Workers` to reuse.
 Executor = cf.Executor | Workers

@@ -129,6 +129,17 @@ class Workers:
             with contextlib.suppress(Exception):
                 process.kill()
 
+    def cause_of_death(self) -> str:
+        """Why the pool broke, from its dead worker's exit code: killed by SIGKILL, ended past
+        the time limit, or else crashed. (The others are ended by the pool with SIGTERM.)"""
+        processes = (getattr(self._pool, "_processes", None) or {}).values()
+        codes = {p.exitcode for p in processes} - {None, 0, -signal.SIGTERM}
+        if codes == {-signal.SIGKILL}:
+            return KILLED
+        if codes == {_TOO_SLOW_EXIT}:
+            return TOO_SLOW
+        return CRASH
+
     def check(self) -> None:
         """Make sure the pool can run a task at all; :class:`WorkerPoolError` when it cannot
         (worker processes that cannot start: a read-only /dev/shm, a script without a
@@ -267,26 +278,35 @@ class _Run(Generic[T, R]):
 
     def _alone(self, item: T) -> list[R]:
         """Run one item alone. It is blamed (``crashed``) only when it takes a worker down
-        twice on its own, with a pool that runs a task doing nothing in between: a worker
-        killed from outside, or a pool that cannot start at all, is no item's fault."""
+        on its own again and again, with a pool that runs a task doing nothing in between:
+        twice when the worker crashed or overran the time limit, four times when it was
+        killed (SIGKILL: the out-of-memory killer, or somebody else), since a worker killed
+        from outside is no item's fault, nor is a pool that cannot start at all."""
         workers = self.workers
-        why = CRASH
-        for _attempt in range(2):
+        deaths: list[str] = []
+        while True:
             start = time.monotonic()
             try:
                 return workers.get().submit(self.fn, [item]).result()
             except (cf.BrokenExecutor, OSError):
-                if workers.timed and time.monotonic() - start >= (workers.item_seconds or 0):
+                why = workers.cause_of_death()
+                if why == CRASH and workers.timed and time.monotonic() - start >= (workers.item_seconds or 0):
                     why = TOO_SLOW
+                deaths.append(why)
                 workers.deaths += 1
                 workers.restart()
                 workers.check()
-        return [self.crashed(item, why)]
+            if len(deaths) >= (4 if deaths[-1] == KILLED else 2):
+                return [self.crashed(item, deaths[-1])]
 
 
-#: Why an item was blamed: it took its worker process down, or kept it busy too long.
+#: Why an item was blamed: it took its worker process down (a crash, or a kill such as the
+#: out-of-memory killer's), or kept it busy past the time limit.
 CRASH = "crash"
+KILLED = "killed"
 TOO_SLOW = "too slow"
+#: The exit code of a worker that ended itself past the time limit.
+_TOO_SLOW_EXIT = 3
 
 #: In a worker process: when it began its current item (monotonic), or None between items.
 _began: list[float | None] = [None]
@@ -317,7 +337,7 @@ def _watch(seconds: float) -> None:
             time.sleep(min(1.0, seconds / 4))
             began = _began[0]
             if began is not None and time.monotonic() - began > seconds:
-                os._exit(3)
+                os._exit(_TOO_SLOW_EXIT)
 
     threading.Thread(target=watch, name="item-time-limit", daemon=True).start()
 

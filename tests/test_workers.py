@@ -5,6 +5,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import functools
 import os
+import signal
 import threading
 import time
 from pathlib import Path
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from imgindex.errors import WorkerPoolError
-from imgindex.workers import CRASH, SerialExecutor, Workers
+from imgindex.workers import CRASH, KILLED, TOO_SLOW, SerialExecutor, Workers
 
 POISON = 1013  # only ever given to worker processes
 
@@ -44,7 +45,7 @@ class Sink:
 
 
 def crashed(item: int, why: str) -> int:
-    return -1 if why == CRASH else -2
+    return {CRASH: -1, TOO_SLOW: -2, KILLED: -3}[why]
 
 
 def test_every_item_comes_back_once_and_batches_are_committed_by_size() -> None:
@@ -174,3 +175,34 @@ def test_a_file_that_keeps_a_worker_busy_past_the_limit_is_blamed_as_too_slow() 
         workers.shutdown()
     assert sink.taken == {**{i: i * i for i in range(24)}, STUCK: -2}  # -2: blamed as too slow
     assert time.monotonic() - started < 30
+
+
+KILLED_THRICE, KILLED_ALWAYS = 4013, 5013
+
+
+def killed(items: list[int], marks: str) -> list[int]:
+    """Squares; the worker reading KILLED_THRICE is killed (SIGKILL) its first three times,
+    the one reading KILLED_ALWAYS every time (as by the out-of-memory killer)."""
+    for item, times in ((KILLED_THRICE, 3), (KILLED_ALWAYS, 10**6)):
+        if item in items:
+            with open(f"{marks}-{item}", "a+") as f:
+                f.seek(0)
+                seen = len(f.read())
+                f.write("x")
+            if seen < times:
+                os.kill(os.getpid(), signal.SIGKILL)
+    return [i * i for i in items]
+
+
+def test_a_worker_killed_from_outside_needs_more_proof_than_a_crash(tmp_path: Path) -> None:
+    # Killed in its chunk and twice alone (a crash that often would be blamed): read the fourth time.
+    # Killed every time it is read alone, four times over: blamed as killed, not as a crash.
+    sink = Sink()
+    workers = Workers(jobs=2)
+    try:
+        items = [*range(8), KILLED_THRICE, *range(8, 16), KILLED_ALWAYS]
+        fn = functools.partial(killed, marks=str(tmp_path / "marks"))
+        workers.run(fn, items, take=sink.take, flush=sink.flush, crashed=crashed, chunk_size=4)
+    finally:
+        workers.shutdown()
+    assert sink.taken == {**{i: i * i for i in range(16)}, KILLED_THRICE: KILLED_THRICE**2, KILLED_ALWAYS: -3}
