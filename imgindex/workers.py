@@ -130,14 +130,15 @@ class Workers:
                 process.kill()
 
     def cause_of_death(self) -> str:
-        """Why the pool broke, from its dead worker's exit code: killed by SIGKILL, ended past
-        the time limit, or else crashed. (The others are ended by the pool with SIGTERM.)"""
+        """Why the pool broke, from its dead worker's exit code: ended past the time limit,
+        killed by SIGKILL (or no exit code seen), or else crashed. (The others are ended by
+        the pool with SIGTERM.)"""
         processes = (getattr(self._pool, "_processes", None) or {}).values()
         codes = {p.exitcode for p in processes} - {None, 0, -signal.SIGTERM}
-        if codes == {-signal.SIGKILL}:
-            return KILLED
         if codes == {_TOO_SLOW_EXIT}:
             return TOO_SLOW
+        if not codes or codes == {-signal.SIGKILL}:
+            return KILLED  # killed, or no trace of how: no proof of a crash
         return CRASH
 
     def check(self) -> None:
