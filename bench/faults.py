@@ -17,6 +17,9 @@ checks what the README promises (see "How it behaves"):
 - ``full-disk``: scans under a file-size limit that the index outgrows; each
   must end in one error (exit 1, no traceback) with the index intact, and a
   scan with room must then finish equal to the clean index.
+- ``broken-dbs``: 17 kinds of broken ``--db`` (a directory, random bytes, another
+  database, a file cut in half, overwritten pages, dropped tables, a newer
+  schema, a garbage WAL, ...) under six commands: none may end in a traceback.
 - ``soak``: `watch`, repeated `scan`s and `report`s and a writer adding and
   deleting files, all on one index for N seconds; no command may fail with
   "database is locked" or a traceback, and a final scan must give an index
@@ -271,6 +274,63 @@ def soak(tree: Path, work: Path, seconds: float) -> dict[str, Any]:
     }
 
 
+def broken_dbs(tree: Path, work: Path) -> dict[str, Any]:
+    """Every command against broken --db files: a message and a non-zero exit, never a traceback."""
+    good = work / "clean.db"
+    kinds: dict[str, Any] = {
+        "a directory": lambda p: p.mkdir(),
+        "an empty file": lambda p: p.write_bytes(b""),
+        "a text file": lambda p: p.write_text("hello\n" * 100),
+        "random bytes": lambda p: p.write_bytes(os.urandom(50_000)),
+        "another SQLite database": lambda p: sqlite3.connect(p).execute("CREATE TABLE t (x)").connection.commit(),
+        "cut in half": lambda p: p.write_bytes(good.read_bytes()[: good.stat().st_size // 2]),
+        "header overwritten": lambda p: p.write_bytes(os.urandom(100) + good.read_bytes()[100:]),
+        "pages overwritten": lambda p: p.write_bytes(_overwrite(good.read_bytes(), 0.3, 0.6)),
+        "a table dropped": lambda p: _altered(good, p, "DROP TABLE files"),
+        "a view dropped": lambda p: _altered(good, p, "DROP VIEW file_paths"),
+        "an index dropped": lambda p: _altered(good, p, "DROP INDEX files_sha256"),
+        "a newer schema": lambda p: _altered(good, p, "PRAGMA user_version = 99"),
+        "another application id": lambda p: _altered(good, p, "PRAGMA application_id = 1"),
+        "a column dropped": lambda p: _altered(
+            good, p, "DROP INDEX files_trim_hash; ALTER TABLE files DROP COLUMN trim_hash"
+        ),
+        "garbage WAL beside it": lambda p: (
+            p.write_bytes(good.read_bytes()),
+            Path(f"{p}-wal").write_bytes(os.urandom(9000)),
+        ),
+        "a symlink to nowhere": lambda p: p.symlink_to(work / "nowhere.db"),
+        "read-only file": lambda p: (p.write_bytes(good.read_bytes()), p.chmod(0o444)),
+    }
+    image = next(p for p in tree.rglob("img"))
+    commands = [["stats"], ["errors"], ["report", "--near", "-o", os.devnull], ["check"], ["query", str(image)],
+                ["scan", str(tree), "-j", "1"]]  # fmt: skip
+    tracebacks: list[str] = []
+    runs = 0
+    for n, (kind, make) in enumerate(kinds.items()):
+        for args in commands:
+            db = work / f"broken-{n}-{args[0]}.db"
+            make(db)
+            done = run(*args, "--db", str(db), *(["-q"] if args[0] in ("report", "scan") else []))
+            runs += 1
+            if "Traceback" in done.stderr:
+                tracebacks.append(f"{kind}: {args[0]}: {done.stderr.strip().splitlines()[-1]}")
+    return {"kinds": len(kinds), "commands": runs, "tracebacks": tracebacks}
+
+
+def _overwrite(data: bytes, *at: float) -> bytes:
+    out = bytearray(data)
+    for where in at:
+        start = int(len(out) * where)
+        out[start : start + 4096] = os.urandom(len(out[start : start + 4096]))
+    return bytes(out)
+
+
+def _altered(good: Path, target: Path, statement: str) -> None:
+    target.write_bytes(good.read_bytes())
+    with sqlite3.connect(target) as conn:
+        conn.executescript(statement)
+
+
 def mutate(data: bytes, rng: random.Random) -> bytes:
     out = bytearray(data)
     for _ in range(rng.randint(1, 4)):
@@ -357,6 +417,7 @@ def main() -> None:
             ("kills", lambda: kills(tree, work, clean, args.kills)),
             ("worker_kills", lambda: worker_kills(tree, work, clean, args.worker_kills)),
             ("full_disk", lambda: full_disk(tree, work, clean)),
+            ("broken_dbs", lambda: broken_dbs(tree, work)),
             ("soak", lambda: soak(tree, work, args.soak)),
             ("fuzz", lambda: fuzz(work, args.fuzz)),
         ):

@@ -74,7 +74,10 @@ class _Commands(TyperGroup):
                     " kept; make room and run the command again",
                     EXIT_ERROR,
                 )
-            if any(word in text for word in ("malformed", "no such table", "no such column", "no such view")):
+            if any(
+                word in text
+                for word in ("malformed", "no such table", "no such column", "no column named", "no such view")
+            ):
                 _error(
                     f"the index is damaged ({e}): 'imgindex check' says what is wrong, and 'imgindex check"
                     " --repair' mends what can be mended",

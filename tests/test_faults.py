@@ -120,13 +120,14 @@ def test_check_finds_missing_objects_and_orphans_and_repair_mends_them(tmp_path:
         raw.execute("PRAGMA foreign_keys = OFF")
         raw.execute("DROP VIEW file_paths")
         raw.execute("DROP TABLE near_pairs")
+        raw.executescript("DROP INDEX files_trim_hash; ALTER TABLE files DROP COLUMN trim_hash")
         raw.execute("DELETE FROM dirs WHERE CAST(path AS TEXT) LIKE '%/0'")
     broken = _imgindex("errors", "--db", db)
     assert broken.returncode == 1 and "the index is damaged" in broken.stderr and "Traceback" not in broken.stderr
     found = _imgindex("check", "--db", db, "--json")
     assert found.returncode == 3
     health = json.loads(found.stdout)
-    assert not health["ok"] and {"file_paths", "near_pairs"} <= set(health["missing"])
+    assert not health["ok"] and {"file_paths", "near_pairs", "files.trim_hash"} <= set(health["missing"])
     assert health["orphans"] == {"files in no directory": 4}
     mended = _imgindex("check", "--repair", "--db", db)
     assert mended.returncode == 0, mended.stdout

@@ -62,6 +62,18 @@ def _objects() -> dict[str, str]:
     return made
 
 
+def _columns() -> dict[str, dict[str, str]]:
+    """Each table of schema.sql with its columns and their declared types."""
+    scratch = sqlite3.connect(":memory:")
+    try:
+        for statement in split_sql(schema_sql()):
+            scratch.execute(statement)
+        tables = [str(r[0]) for r in scratch.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        return {t: {str(r[1]): str(r[2]) for r in scratch.execute(f"PRAGMA table_info({t})")} for t in tables}
+    finally:
+        scratch.close()
+
+
 def check(db: Database) -> Health:
     health = Health()
     conn = db.conn
@@ -73,6 +85,10 @@ def check(db: Database) -> Health:
         health.integrity = found
     present = {str(r[0]) for r in conn.execute("SELECT name FROM sqlite_master")}
     health.missing = sorted(set(_objects()) - present)
+    expected = _columns()
+    for table in sorted(set(expected) & present):
+        have = {str(r[1]) for r in conn.execute(f"PRAGMA table_info({table})")}
+        health.missing += [f"{table}.{column}" for column in expected[table] if column not in have]
     for what, count, _ in _ORPHANS:
         try:
             n = int(conn.execute(count).fetchone()[0])
@@ -92,6 +108,12 @@ def repair(db: Database) -> Health:
     before = check(db)
     objects = _objects()
     with db.write() as c:
+        columns = _columns()
+        for name in [m for m in before.missing if "." in m]:
+            table, column = name.split(".", 1)
+            c.execute(f"ALTER TABLE {table} ADD COLUMN {column} {columns[table][column]}")
+            c.execute("UPDATE files SET params_id = NULL WHERE status = 'ok'")  # its values: read them again
+            done.append(f"added the column {name} again (the next scan fills it)")
         for name in [n for n in objects if n in before.missing]:  # in schema.sql's order: tables first
             c.execute(objects[name])
             done.append(f"made {name} again" + (" (empty)" if objects[name].startswith("CREATE TABLE") else ""))
