@@ -186,3 +186,21 @@ def test_an_index_in_a_read_only_place_can_be_read_and_says_so_when_written(tmp_
     assert codes == {"report": "0", "stats": "0", "scan": "1"}, done.stdout + done.stderr
     assert (tmp_path / "report.json").read_text() == expected
     assert "its place is read-only" in (tmp_path / "scan.err").read_text()
+
+
+@pytest.mark.skipif(not _read_only_mount_works(), reason="needs root and unshare for a read-only mount")
+def test_a_read_only_dev_shm_is_one_clear_error_and_no_file_gets_a_status(tmp_path: Path) -> None:
+    for n in range(8):
+        write(tmp_path / "dump" / f"{n}.png", encode(picture(n), "PNG"))
+    (tmp_path / "dump" / "page.html").write_bytes(b"<html></html>")
+    db = tmp_path / "i.db"
+    script = (
+        "mount -t tmpfs -o ro tmpfs /dev/shm && "  # as in some containers: worker processes cannot start
+        f"{sys.executable} -m imgindex scan {tmp_path}/dump --db {db} -j 2 -q"
+    )
+    done = subprocess.run(["unshare", "--mount", "sh", "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stderr
+    assert "worker processes cannot run here" in done.stderr and "Traceback" not in done.stderr
+    with sqlite3.connect(db) as raw:
+        assert raw.execute("SELECT count(*) FROM files").fetchone()[0] == 0
+    assert _imgindex("scan", str(tmp_path / "dump"), "--db", str(db), "-q", "-j", "1").returncode == 0
