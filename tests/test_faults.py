@@ -204,3 +204,24 @@ def test_a_read_only_dev_shm_is_one_clear_error_and_no_file_gets_a_status(tmp_pa
     with sqlite3.connect(db) as raw:
         assert raw.execute("SELECT count(*) FROM files").fetchone()[0] == 0
     assert _imgindex("scan", str(tmp_path / "dump"), "--db", str(db), "-q", "-j", "1").returncode == 0
+
+
+@pytest.mark.skipif(not _read_only_mount_works(), reason="needs root and unshare to mount a small filesystem")
+def test_a_really_full_filesystem_under_the_index_is_one_clear_error(tmp_path: Path) -> None:
+    for n in range(300):
+        write(tmp_path / "dump" / f"{n % 10}" / f"{n}.png", encode(picture(n % 30, (64, 48)), "PNG") + bytes([n % 256]))
+    small = tmp_path / "small"
+    small.mkdir()
+    db = small / "i.db"
+    script = (
+        f"mount -t tmpfs -o size=640k tmpfs {small} && "  # a real filesystem that fills up (ENOSPC)
+        f"{sys.executable} -m imgindex scan {tmp_path}/dump --db {db} -j 1 --batch-size 20; echo exit $? && "
+        f"{sys.executable} -c \"import sqlite3; c = sqlite3.connect('{db}'); q = lambda s: c.execute(s).fetchone()[0]; "
+        "print(q('PRAGMA integrity_check'), q('SELECT count(*) FROM files'))\""
+    )
+    done = subprocess.run(["unshare", "--mount", "sh", "-c", script], capture_output=True, text=True, timeout=180)
+    lines = done.stdout.split("\n")
+    assert "exit 1" in lines, done.stdout + done.stderr
+    assert "database or disk is full" in done.stderr and "Traceback" not in done.stderr
+    integrity, kept = lines[lines.index("exit 1") + 1].split()
+    assert integrity == "ok" and 0 < int(kept) < 300
