@@ -70,8 +70,8 @@ class _Commands(TyperGroup):
             text = str(e)
             if any(word in text for word in ("full", "disk I/O error", "readonly", "read-only")):
                 _error(
-                    f"writing the index failed ({e}): is its disk full or read-only? What was committed before is"
-                    " kept; make room and run the command again",
+                    f"reading or writing the index failed ({e}): is its disk full, failing or read-only? What was"
+                    " committed before is kept; make room and run the command again",
                     EXIT_ERROR,
                 )
             if any(
@@ -87,8 +87,9 @@ class _Commands(TyperGroup):
         except OSError as e:
             if e.errno not in _DISK_ERRNOS:
                 raise
-            where = f" {e.filename}" if e.filename else " the output"
-            _error(f"cannot write{where}: {e.strerror or e}", EXIT_ERROR)
+            if e.filename:
+                _error(f"cannot read or write {e.filename}: {e.strerror or e}", EXIT_ERROR)
+            _error(f"cannot write the output: {e.strerror or e}", EXIT_ERROR)
 
 
 def _error(message: str, code: int) -> NoReturn:

@@ -12,9 +12,10 @@ import os
 import secrets
 import shutil
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import BinaryIO, Literal
 
 from .display import display_bytes, display_path
 from .errors import ExportError
@@ -196,35 +197,50 @@ def _open_tree(top: bytes, relative: bytes) -> int:
 
 def _copy_new(source: bytes, name: bytes, fd: int) -> None:
     """Copy ``source`` to a new file ``name`` in the directory ``fd``, with its permissions and
-    times: written beside it under a temporary name, then linked into place, so that a full
-    disk or a kill leaves no partial file, and an existing one is never replaced."""
-    with open(source, "rb") as src:
-        st = os.fstat(src.fileno())
-        temp = b".imgindex-%d-%s.tmp" % (os.getpid(), secrets.token_hex(6).encode())
-        out = os.open(temp, _NEW_FILE, 0o600, dir_fd=fd)
+    times (see :func:`_write_new`)."""
+    # Non-blocking: a FIFO put where an indexed file was must not hang the export.
+    src_fd = os.open(source, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(src_fd, "rb") as src:
+        st = os.fstat(src_fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+
+        def fill(out: BinaryIO) -> None:
+            shutil.copyfileobj(src, out, 1 << 20)
+            out.flush()
+            os.fchmod(out.fileno(), stat.S_IMODE(st.st_mode))
+            os.utime(out.fileno(), ns=(st.st_atime_ns, st.st_mtime_ns))
+
+        _write_new(fill, name, fd, 0o600)
+
+
+def _write_new(fill: Callable[[BinaryIO], object], name: bytes, fd: int, mode: int) -> None:
+    """Make a new file ``name`` in the directory ``fd`` with what ``fill`` writes: written under
+    a temporary name beside it, then linked into place, so that a full disk or a failure leaves
+    no partial file, and an existing one is never replaced (FileExistsError)."""
+    temp = b".imgindex-%d-%s.tmp" % (os.getpid(), secrets.token_hex(6).encode())
+    out = os.open(temp, _NEW_FILE, mode, dir_fd=fd)
+    try:
+        with os.fdopen(out, "wb", closefd=False) as f:
+            fill(f)
+        os.close(out)
+        out = -1
         try:
-            with os.fdopen(out, "wb", closefd=False) as dst:
-                shutil.copyfileobj(src, dst, 1 << 20)
-            os.fchmod(out, stat.S_IMODE(st.st_mode))
-            os.utime(out, ns=(st.st_atime_ns, st.st_mtime_ns))
-            os.close(out)
-            out = -1
-            try:
-                os.link(temp, name, src_dir_fd=fd, dst_dir_fd=fd)
-            except FileExistsError:
+            os.link(temp, name, src_dir_fd=fd, dst_dir_fd=fd)
+        except FileExistsError:
+            raise
+        except OSError as e:
+            if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS):
                 raise
-            except OSError as e:
-                if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS):
-                    raise
-                # A filesystem without hard links: rename into place, if nothing is there.
-                if _exists(name, fd):
-                    raise FileExistsError(errno.EEXIST, "exists") from None
-                os.rename(temp, name, src_dir_fd=fd, dst_dir_fd=fd)
-        finally:
-            if out >= 0:
-                os.close(out)
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temp, dir_fd=fd)
+            # A filesystem without hard links: rename into place, if nothing is there.
+            if _exists(name, fd):
+                raise FileExistsError(errno.EEXIST, "exists") from None
+            os.rename(temp, name, src_dir_fd=fd, dst_dir_fd=fd)
+    finally:
+        if out >= 0:
+            os.close(out)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp, dir_fd=fd)
 
 
 def _exists(name: bytes, fd: int) -> bool:
@@ -247,20 +263,19 @@ def _review_folder(group: Group, number: int, top: bytes, link: Link, summary: E
         if _place(top, os.path.join(folder, name), image.path, link, summary):
             placed += 1
         lines.append(b"duplicate\t%d\t" % distance + display_bytes(image.path))
+    listing = b"role\tdistance\tpath\n" + b"\n".join(lines) + b"\n"
     try:
         fd = _open_tree(top, folder)
     except OSError:
         return placed  # said for its images already
     try:
-        out = os.open(
-            b"group.txt", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=fd
-        )
-    except OSError:
+        _write_new(lambda out: out.write(listing), b"group.txt", fd, 0o644)
+    except FileExistsError:
+        summary.existing.append(os.path.join(top, folder, b"group.txt"))
+    except OSError as e:
+        summary.missing.append((os.path.join(top, folder, b"group.txt"), e.strerror or str(e)))
+    finally:
         os.close(fd)
-        return placed  # there already (left alone), or not writable
-    os.close(fd)
-    with os.fdopen(out, "wb") as f:
-        f.write(b"role\tdistance\tpath\n" + b"\n".join(lines) + b"\n")
     return placed
 
 

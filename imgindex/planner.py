@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from . import hashing
-from .reading import CRASHED, KILLED, Mode
+from .reading import CRASHED, KILLED, TOO_SLOW, Mode
 from .scan_types import ProgressCallback, ScanOptions, ScanProgress, ScanSummary
 from .sources import FileStat, Source, join
 from .storage import Catalog, Root, StoredFile
@@ -227,6 +227,6 @@ def _needs_reading(prev: StoredFile, options: ScanOptions, params_id: int) -> Mo
         return "full" if prev.width * prev.height <= options.settings.max_pixels else None  # --max-pixels raised
     if prev.status == "unsupported" and hashing.readable_formats().get(prev.format or ""):
         return "full"  # a decoder was installed since
-    if prev.status == "corrupt" and prev.error in (CRASHED, KILLED):
+    if prev.status == "corrupt" and prev.error in (CRASHED, KILLED, TOO_SLOW):
         return "full"  # its decoder crashed: it may be mended since (and a worker blamed wrongly)
     return None

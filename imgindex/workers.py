@@ -130,16 +130,18 @@ class Workers:
                 process.kill()
 
     def cause_of_death(self) -> str:
-        """Why the pool broke, from its dead worker's exit code: ended past the time limit,
-        killed by SIGKILL (or no exit code seen), or else crashed. (The others are ended by
-        the pool with SIGTERM.)"""
+        """Why the pool broke, from its dead workers' exit codes: ended past the time limit,
+        crashed (killed by a signal of its own making: SIGSEGV, SIGABRT, SIGBUS, ...), or
+        else killed (SIGKILL, from outside or from the out-of-memory killer), which is also
+        what a death leaving no telling code counts as: no proof of a crash. (The pool ends
+        the other workers with SIGTERM; a worker may also exit 1 as its queue closes.)"""
         processes = (getattr(self._pool, "_processes", None) or {}).values()
-        codes = {p.exitcode for p in processes} - {None, 0, -signal.SIGTERM}
-        if codes == {_TOO_SLOW_EXIT}:
+        codes = {p.exitcode for p in processes} - {None, 0}
+        if _TOO_SLOW_EXIT in codes:
             return TOO_SLOW
-        if not codes or codes == {-signal.SIGKILL}:
-            return KILLED  # killed, or no trace of how: no proof of a crash
-        return CRASH
+        if any(code < 0 and code not in (-signal.SIGKILL, -signal.SIGTERM) for code in codes):
+            return CRASH
+        return KILLED
 
     def check(self) -> None:
         """Make sure the pool can run a task at all; :class:`WorkerPoolError` when it cannot
@@ -320,8 +322,10 @@ def _one_by_one(fn: Callable[[list[T]], list[R]], seconds: float, chunk: list[T]
     results: list[R] = []
     for item in chunk:
         _began[0] = time.monotonic()
-        results += fn([item])
-        _began[0] = None
+        try:
+            results += fn([item])
+        finally:
+            _began[0] = None
     return results
 
 

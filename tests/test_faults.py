@@ -96,7 +96,7 @@ def test_a_scan_on_a_full_disk_is_one_clear_error_and_keeps_what_it_committed(tm
     scan = [sys.executable, "-m", "imgindex", "scan", str(tmp_path / "dump"), "--db", str(db), "-j", "1"]
     done = subprocess.run([*scan, "--batch-size", "20"], preexec_fn=_small_disk, capture_output=True, text=True)
     assert done.returncode == 1, done.stderr
-    assert "writing the index failed" in done.stderr and "Traceback" not in done.stderr
+    assert "reading or writing the index failed" in done.stderr and "Traceback" not in done.stderr
     with sqlite3.connect(db) as raw:
         assert raw.execute("PRAGMA integrity_check").fetchone() == ("ok",)
         kept = raw.execute("SELECT count(*) FROM files").fetchone()[0]
@@ -225,3 +225,56 @@ def test_a_really_full_filesystem_under_the_index_is_one_clear_error(tmp_path: P
     assert "database or disk is full" in done.stderr and "Traceback" not in done.stderr
     integrity, kept = lines[lines.index("exit 1") + 1].split()
     assert integrity == "ok" and 0 < int(kept) < 300
+
+
+def test_repair_makes_lost_roots_again_from_their_directories_and_keeps_every_file(tmp_path: Path) -> None:
+    for n in range(6):
+        write(tmp_path / "dump" / f"{n % 2}" / f"{n}.png", encode(picture(n), "PNG"))
+    db = str(tmp_path / "i.db")
+    assert _imgindex("scan", str(tmp_path / "dump"), "--db", db, "-q").returncode == 0
+    healthy = _imgindex("report", "--exact", "--db", db, "-q").stdout
+    with sqlite3.connect(db) as raw:
+        raw.execute("PRAGMA foreign_keys = OFF")
+        raw.execute("DROP TABLE roots")
+    for _ in range(2):  # a second repair must not take what the first left for orphans
+        assert _imgindex("check", "--repair", "--db", db).returncode == 0
+    with sqlite3.connect(db) as raw:
+        assert raw.execute("SELECT count(*) FROM files").fetchone()[0] == 6
+        assert [bytes(r[0]) for r in raw.execute("SELECT path FROM roots")] == [os.fsencode(tmp_path / "dump")]
+    assert _imgindex("report", "--exact", "--db", db, "-q").stdout == healthy
+
+
+def test_repair_leaves_indexes_alone_when_a_table_itself_is_damaged(tmp_path: Path) -> None:
+    for n in range(60):
+        write(tmp_path / "dump" / f"{n}.png", encode(picture(n % 9), "PNG"))
+    db = tmp_path / "i.db"
+    assert _imgindex("scan", str(tmp_path / "dump"), "--db", str(db), "-q").returncode == 0
+    with sqlite3.connect(db) as raw:
+        raw.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        page_size = raw.execute("PRAGMA page_size").fetchone()[0]
+        page = raw.execute("SELECT rootpage FROM sqlite_master WHERE name = 'descriptors'").fetchone()[0]
+        indexes = raw.execute("SELECT count(*) FROM sqlite_master WHERE type = 'index'").fetchone()[0]
+    with open(db, "r+b") as f:  # garbage over a page of a table: not mendable here
+        f.seek((page - 1) * page_size)
+        f.write(os.urandom(page_size))
+    done = _imgindex("check", "--repair", "--db", str(db))
+    assert done.returncode == 3 and "Traceback" not in done.stderr
+    with sqlite3.connect(db) as raw:
+        assert raw.execute("SELECT count(*) FROM sqlite_master WHERE type = 'index'").fetchone()[0] == indexes
+
+
+def test_export_refuses_a_fifo_where_an_indexed_file_was_instead_of_hanging(tmp_path: Path) -> None:
+    for n in range(3):
+        write(tmp_path / "dump" / f"{n}.png", encode(picture(n), "PNG"))
+    db = str(tmp_path / "i.db")
+    assert _imgindex("scan", str(tmp_path / "dump"), "--db", db, "-q").returncode == 0
+    (tmp_path / "dump" / "1.png").unlink()
+    os.mkfifo(tmp_path / "dump" / "1.png")
+    done = subprocess.run(
+        [sys.executable, "-m", "imgindex", "export", str(tmp_path / "out"), "--exact", "--db", db],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 3 and "not a regular file" in done.stderr
+    assert len(list((tmp_path / "out").iterdir())) == 2

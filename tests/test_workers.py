@@ -19,9 +19,9 @@ POISON = 1013  # only ever given to worker processes
 
 
 def square_or_die(items: list[int]) -> list[int]:
-    """Squares, except that the poison item kills the process it runs in (a decoder crash)."""
+    """Squares, except that the poison item crashes the process it runs in (as a decoder would)."""
     if POISON in items:
-        os._exit(1)
+        os.abort()
     return [i * i for i in items]
 
 
@@ -112,7 +112,7 @@ def die_at_first(items: list[int], marks: str) -> list[int]:
             seen = len(f.read())
             f.write("x")
         if seen < 2:
-            os._exit(1)
+            os.abort()
     return [i * i for i in items]
 
 

@@ -197,24 +197,41 @@ def connect(path: str | os.PathLike[str], *, create: bool = True) -> Database:
     try:
         return _open(path, path, read_only=False)
     except _ReadOnlyPlace as e:
-        place = os.path.dirname(os.path.abspath(path))
-        if not os.path.isdir(place) or os.path.isdir(path):
+        if not _read_only_place(path):
             raise IndexOpenError(f"cannot open index {path}: {e}") from None
         if create:
             raise IndexOpenError(
                 f"cannot write the index {path}: its place is read-only ({e}); use a --db where this user can write"
             ) from None
-    # Read-only: the -shm file WAL mode needs may be missing and impossible to make there; the
-    # file is then read as immutable (nothing can write where we cannot).
     uri = "file:" + urllib.parse.quote(os.path.abspath(path)) + "?mode=ro"
     try:
         return _open(uri, path, read_only=True)
-    except _ReadOnlyPlace:
-        pass
+    except _ReadOnlyPlace as e:
+        # WAL mode needs a shared-memory file beside the index, which cannot be made there. With
+        # no write-ahead log beside it either (an index closed cleanly), the file holds all
+        # that was committed and is read as it is; with one, it cannot be read safely here.
+        if os.path.exists(path + "-wal"):
+            raise IndexOpenError(
+                f"cannot read the index {path} here: its write-ahead log ({path}-wal) needs a shared-memory"
+                f" file that cannot be made in this read-only place ({e}); open it where it can be written once"
+            ) from None
     try:
         return _open(uri + "&immutable=1", path, read_only=True)
     except _ReadOnlyPlace as e:
         raise IndexOpenError(f"cannot open index {path}: {e}") from None
+
+
+def _read_only_place(path: str) -> bool:
+    """Is the index's directory on a read-only mount, or not writable by this user?"""
+    place = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(place) or os.path.isdir(path):
+        return False
+    try:
+        if os.statvfs(place).f_flag & os.ST_RDONLY:
+            return True
+    except OSError:
+        return False
+    return not os.access(place, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK))
 
 
 class _ReadOnlyPlace(Exception):

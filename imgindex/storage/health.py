@@ -30,7 +30,10 @@ _ORPHANS = (
     (
         "directories in no root",
         "SELECT count(*) FROM dirs WHERE root_id NOT IN (SELECT id FROM roots)",
-        "DELETE FROM dirs WHERE root_id NOT IN (SELECT id FROM roots)",
+        # Not deleted (with their files): each lost root is made again from its directories,
+        # the shortest path among them being the root itself.
+        "INSERT INTO roots (id, path, added_at) SELECT root_id, min(path), 0 FROM dirs"
+        " WHERE root_id NOT IN (SELECT id FROM roots) GROUP BY root_id",
     ),
     (
         "thumbnails of no file",
@@ -80,6 +83,8 @@ def check(db: Database) -> Health:
     try:
         found = [str(r[0]) for r in conn.execute("PRAGMA integrity_check(100)")]
     except sqlite3.DatabaseError as e:
+        if _busy(e):
+            raise  # another process is writing: not damage
         found = [str(e)]
     if found != ["ok"]:
         health.integrity = found
@@ -125,10 +130,15 @@ def repair(db: Database) -> Health:
         if "descriptors" in before.missing:
             c.execute("UPDATE files SET params_id = NULL WHERE status = 'ok'")
             done.append("marked every image to be read again by the next scan (its thumbnails were lost)")
-        for what, _, delete in _ORPHANS:
-            if before.orphans.get(what):
-                c.execute(delete)
-                done.append(f"deleted {before.orphans[what]:,} {what}")
+    orphans = check(db).orphans  # with the missing tables made again, what points at nothing
+    with db.write() as c:
+        for what, _, mend in _ORPHANS:
+            if orphans.get(what):
+                c.execute(mend)
+                if what == "directories in no root":
+                    done.append(f"made the roots of {orphans[what]:,} {what} again from their paths")
+                else:
+                    done.append(f"deleted {orphans[what]:,} {what} (the next scan reads what they held again)")
     after = check(db)
     after.repaired = done
     return after
@@ -140,11 +150,23 @@ def _rebuild_indexes(db: Database) -> str:
     conn = db.conn
     try:
         conn.execute("REINDEX")
-    except sqlite3.DatabaseError:
-        pass
+    except sqlite3.DatabaseError as e:
+        if _busy(e):
+            raise
     else:
         if not check(db).integrity:
             return "rebuilt every index (REINDEX)"
+    # Only when every table reads whole (the damage is in the indexes): otherwise forgetting
+    # the indexes would make things worse, and VACUUM could not copy the tables anyway.
+    tables = [str(r[0]) for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    try:
+        for table in tables:
+            for _row in conn.execute(f"SELECT * FROM {table} NOT INDEXED"):  # every row, read once
+                pass
+    except sqlite3.DatabaseError as e:
+        if _busy(e):
+            raise
+        return f"left the indexes alone: the damage is inside a table ({e}), which needs a new index"
     version = int(conn.execute("PRAGMA schema_version").fetchone()[0])
     conn.execute("PRAGMA writable_schema = ON")
     try:
@@ -155,3 +177,7 @@ def _rebuild_indexes(db: Database) -> str:
         conn.execute("PRAGMA writable_schema = OFF")
     conn.execute("VACUUM")
     return "copied the tables into a fresh file without their damaged indexes (VACUUM)"
+
+
+def _busy(error: sqlite3.DatabaseError) -> bool:
+    return any(word in str(error) for word in ("locked", "busy"))
