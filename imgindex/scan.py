@@ -23,6 +23,7 @@ from . import pairs
 from . import workers as pool
 from .display import display_path
 from .errors import ScanError
+from .hashing import HashSettings
 from .planner import Planner, Task
 from .reading import CRASHED, KILLED, TOO_SLOW, Reading, crashed, read_items
 from .scan_types import (
@@ -229,9 +230,9 @@ def _read_all(
             workers.shutdown(wait=not interrupted)
 
 
-def _read_tasks(source: Source, settings: object, tasks: list[Task]) -> list[Reading | None]:
+def _read_tasks(source: Source, settings: HashSettings, tasks: list[Task]) -> list[Reading | None]:
     """Read a chunk of tasks (runs in a worker process): the reader sees paths, not rows."""
-    return read_items(source, settings, [(t.path, t.stat, t.mode) for t in tasks])  # type: ignore[arg-type]
+    return read_items(source, settings, [(t.path, t.stat, t.mode) for t in tasks])
 
 
 class _Writer:

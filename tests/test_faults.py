@@ -136,18 +136,23 @@ def test_check_finds_missing_objects_and_orphans_and_repair_mends_them(tmp_path:
     assert _imgindex("report", "--near", "--db", db, "-q").stdout == healthy
 
 
+def garbage_over(db: Path, name: str) -> None:
+    """Random bytes over the first page of a table or index, as a bad sector would leave it."""
+    with sqlite3.connect(db) as raw:
+        raw.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        page_size = raw.execute("PRAGMA page_size").fetchone()[0]
+        page = raw.execute("SELECT rootpage FROM sqlite_master WHERE name = ?", (name,)).fetchone()[0]
+    with open(db, "r+b") as f:
+        f.seek((page - 1) * page_size)
+        f.write(os.urandom(page_size))
+
+
 def test_a_damaged_index_page_is_found_and_rebuilt(tmp_path: Path) -> None:
     for n in range(40):
         write(tmp_path / "dump" / f"{n}.png", encode(picture(n % 8), "PNG"))
     db = tmp_path / "i.db"
     assert _imgindex("scan", str(tmp_path / "dump"), "--db", str(db), "-q").returncode == 0
-    with sqlite3.connect(db) as raw:
-        raw.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        page_size = raw.execute("PRAGMA page_size").fetchone()[0]
-        page = raw.execute("SELECT rootpage FROM sqlite_master WHERE name = 'files_status'").fetchone()[0]
-    with open(db, "r+b") as f:  # garbage over one page of an index, as a bad sector would leave it
-        f.seek((page - 1) * page_size)
-        f.write(os.urandom(page_size))
+    garbage_over(db, "files_status")  # one page of an index
     found = _imgindex("check", "--db", str(db), "--json")
     assert found.returncode == 3 and json.loads(found.stdout)["integrity"]
     for args in (["stats"], ["errors"], ["report", "--exact", "-q", "-o", os.devnull]):
@@ -250,13 +255,8 @@ def test_repair_leaves_indexes_alone_when_a_table_itself_is_damaged(tmp_path: Pa
     db = tmp_path / "i.db"
     assert _imgindex("scan", str(tmp_path / "dump"), "--db", str(db), "-q").returncode == 0
     with sqlite3.connect(db) as raw:
-        raw.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        page_size = raw.execute("PRAGMA page_size").fetchone()[0]
-        page = raw.execute("SELECT rootpage FROM sqlite_master WHERE name = 'descriptors'").fetchone()[0]
         indexes = raw.execute("SELECT count(*) FROM sqlite_master WHERE type = 'index'").fetchone()[0]
-    with open(db, "r+b") as f:  # garbage over a page of a table: not mendable here
-        f.seek((page - 1) * page_size)
-        f.write(os.urandom(page_size))
+    garbage_over(db, "descriptors")  # a page of a table: not mendable here
     done = _imgindex("check", "--repair", "--db", str(db))
     assert done.returncode == 3 and "Traceback" not in done.stderr
     with sqlite3.connect(db) as raw:

@@ -40,7 +40,7 @@ from imgindex.storage import Index
 
 from .candidates import pairs_among
 from .grouping import NOT_NEAR, Grouping, Links, group_by_leaders
-from .search import I64, U8, U64, pairs_from
+from .search import I64, U8, pairs_from
 from .verify import LOW_DETAIL, Pictures, confirm, thumbnails
 
 #: --rotations: the largest distance between one picture's hash and an
@@ -311,6 +311,3 @@ def _turned_pairs(turned: npt.NDArray[np.uint64], threshold: int) -> tuple[Any, 
     keep = j >= n  # an upright hash against a turned one
     i, other, d = i[keep], (j[keep] - n) % n, d[keep]
     return turned[i, 0], turned[other, 0], d
-
-
-__all__ = ["ROTATION_CORRELATION", "ROTATION_THRESHOLD", "U64", "Matcher", "Units"]

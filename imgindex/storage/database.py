@@ -343,16 +343,24 @@ def _create(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
-def _create_objects(conn: sqlite3.Connection, names: set[str]) -> None:
-    """Run the ``CREATE ... IF NOT EXISTS`` statements of schema.sql that make these objects."""
-    made = set()
+def schema_objects() -> dict[str, str]:
+    """The tables, indexes and views schema.sql makes, each with its statement, in its order."""
+    made = {}
     for statement in split_sql(schema_sql()):
         match = re.match(r"CREATE (?:TABLE|INDEX|VIEW) IF NOT EXISTS (\w+)", statement)
-        if match and match.group(1) in names:
+        if match:
+            made[match.group(1)] = statement
+    return made
+
+
+def _create_objects(conn: sqlite3.Connection, names: set[str]) -> None:
+    """Run the ``CREATE ... IF NOT EXISTS`` statements of schema.sql that make these objects."""
+    objects = schema_objects()
+    if not names <= set(objects):
+        raise RuntimeError(f"schema.sql does not create {sorted(names - set(objects))}")
+    for name, statement in objects.items():
+        if name in names:
             conn.execute(statement)
-            made.add(match.group(1))
-    if made != names:
-        raise RuntimeError(f"schema.sql does not create {sorted(names - made)}")
 
 
 def split_sql(script: str) -> list[str]:

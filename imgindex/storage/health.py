@@ -11,11 +11,10 @@ mended here: a new index (a scan into another ``--db``) can.
 
 from __future__ import annotations
 
-import re
 import sqlite3
 from dataclasses import dataclass, field
 
-from .database import Database, schema_sql, split_sql
+from .database import Database, schema_objects, schema_sql, split_sql
 
 #: Tables whose rows are derived from the rest, so they can be dropped and made again.
 DERIVED = ("near_hashes", "near_pairs")
@@ -55,16 +54,6 @@ class Health:
         return not (self.integrity or self.missing or self.orphans)
 
 
-def _objects() -> dict[str, str]:
-    """The objects schema.sql makes, with their statements."""
-    made = {}
-    for statement in split_sql(schema_sql()):
-        match = re.match(r"CREATE (?:TABLE|INDEX|VIEW) IF NOT EXISTS (\w+)", statement)
-        if match:
-            made[match.group(1)] = statement
-    return made
-
-
 def _columns() -> dict[str, dict[str, str]]:
     """Each table of schema.sql with its columns and their declared types."""
     scratch = sqlite3.connect(":memory:")
@@ -89,7 +78,7 @@ def check(db: Database) -> Health:
     if found != ["ok"]:
         health.integrity = found
     present = {str(r[0]) for r in conn.execute("SELECT name FROM sqlite_master")}
-    health.missing = sorted(set(_objects()) - present)
+    health.missing = sorted(set(schema_objects()) - present)
     expected = _columns()
     for table in sorted(set(expected) & present):
         have = {str(r[1]) for r in conn.execute(f"PRAGMA table_info({table})")}
@@ -111,7 +100,7 @@ def repair(db: Database) -> Health:
     if check(db).integrity:
         done.append(_rebuild_indexes(db))
     before = check(db)
-    objects = _objects()
+    objects = schema_objects()
     with db.write() as c:
         columns = _columns()
         for name in [m for m in before.missing if "." in m]:
