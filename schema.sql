@@ -117,7 +117,32 @@ CREATE TABLE IF NOT EXISTS near_pairs (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS near_pairs_b ON near_pairs(kind, b);
 
--- Settings of the index as a whole (near_max_distance, ...).
+-- Verified near matches, kept up to date with the near pairs, so that a near
+-- report is a query: every two pictures whose hashes (of the whole picture, or
+-- of what is inside their borders) are within meta.near_max_distance bits and
+-- whose thumbnails confirm the match (imgindex/match/verify.py). A picture is
+-- an image's content: its key is the first 8 bytes of its SHA-256 (as a signed
+-- integer); pictures whose keys collide are never stored. near_pictures lists
+-- the pictures whose matches are all stored, made under the hash settings
+-- meta.near_params; a picture not there (new, hashed by other settings) is
+-- verified in memory by a report meanwhile. Pairs the thumbnails refuse are
+-- not stored: nothing asks for them.
+CREATE TABLE IF NOT EXISTS near_pictures (
+    kind        TEXT NOT NULL,          -- the kind of hash, e.g. dhash
+    picture     INTEGER NOT NULL,       -- the key of a files.sha256
+    PRIMARY KEY (kind, picture)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS near_matches (
+    kind        TEXT NOT NULL,
+    a           INTEGER NOT NULL,       -- the smaller picture key
+    b           INTEGER NOT NULL,
+    whole       INTEGER,                -- distance of the whole pictures' hashes, when that match holds
+    inside      INTEGER,                -- distance of their insides' hashes, when that match holds
+    PRIMARY KEY (kind, a, b)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS near_matches_b ON near_matches(kind, b);
+
+-- Settings of the index as a whole (near_max_distance, near_generation, near_params, ...).
 CREATE TABLE IF NOT EXISTS meta (
     key         TEXT PRIMARY KEY,
     value       TEXT NOT NULL

@@ -110,26 +110,51 @@ def synthetic_hashes(n: int, seed: int) -> np.ndarray:
     return rng.permutation(np.concatenate([base, copies]))
 
 
-def descriptors_of(hashes: np.ndarray, seed: int) -> np.ndarray:
+def mix(values: np.ndarray, salt: int) -> np.ndarray:
+    """A pseudo-random 64-bit number for each value (splitmix64 of value and salt): what a
+    picture's content decides, so equal hashes (the same bytes here) get equal thumbnails."""
+    with np.errstate(over="ignore"):
+        z = values.astype(np.uint64) + np.uint64((salt * 0x9E3779B97F4A7C15) & (2**64 - 1))
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
+
+
+def descriptors_of(hashes: np.ndarray, salt: int) -> np.ndarray:
     """Stand-in thumbnails, one row of ``DESCRIPTOR_BYTES`` per hash: the hash's 64 bits as an
     8x8 grey pattern (upscaled to 16x16) with noise, and a grey 8x8 colour thumbnail, so
-    that pictures whose hashes are a few bits apart correlate and most others do not."""
-    rng = np.random.default_rng(seed)
+    that pictures whose hashes are a few bits apart correlate and most others do not. The
+    noise is a function of the hash (and ``salt``), so one picture has one thumbnail."""
     bits = ((hashes[:, None] >> np.arange(63, -1, -1, dtype=np.uint64)) & np.uint64(1)).astype(np.int16)
     grey8 = (96 + 64 * bits).reshape(-1, 8, 8)
     grey16 = grey8.repeat(2, axis=1).repeat(2, axis=2).reshape(-1, 256)
-    grey16 = np.clip(grey16 + rng.normal(0, 8, grey16.shape), 0, 255).astype(np.uint8)
+    cells = mix(hashes[:, None] ^ np.arange(256, dtype=np.uint64)[None, :], salt)
+    u1 = ((cells >> np.uint64(40)).astype(np.float64) + 0.5) / 2.0**24
+    u2 = ((cells & np.uint64(0xFFFFFF)).astype(np.float64) + 0.5) / 2.0**24
+    noise = np.sqrt(-2 * np.log(u1)) * np.cos(2 * np.pi * u2) * 8  # Box-Muller: normal, sd 8
+    grey16 = np.clip(grey16 + noise, 0, 255).astype(np.uint8)
     colour = np.repeat(grey8.reshape(-1, 64, 1), 3, axis=2).reshape(-1, 192).astype(np.uint8)
     return np.concatenate([grey16, colour], axis=1)
+
+
+def insides_of(hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For one picture in ten (by its hash), a uniform border: whether it has one, and the
+    hash of its inside (0-6 bits from the whole picture's)."""
+    framed = mix(hashes, 1) % np.uint64(10) == 0
+    flips = (mix(hashes, 2) % np.uint64(7)).astype(np.int64)
+    mask = np.zeros(len(hashes), dtype=np.uint64)
+    for j in range(6):
+        bit = np.uint64(1) << (mix(hashes, 3 + j) % np.uint64(64))
+        mask |= np.where(flips > j, bit, np.uint64(0))
+    return framed, hashes ^ mask
 
 
 def build_index(db: Path, hashes: np.ndarray, *, first: int = 0) -> None:
     """Rows for ``hashes`` in a real index (1,000 files a directory), as a scan would write them:
     with descriptors, and for one picture in ten a uniform border (a second hash a few bits
-    from the first, and the descriptors of the inside)."""
-    rng = np.random.default_rng(first + len(hashes))
-    framed = rng.random(len(hashes)) < 0.1
-    insides = flip(rng, hashes, rng.integers(0, 7, len(hashes)))
+    from the first, and the descriptors of the inside). Equal hashes stand for equal bytes:
+    one SHA-256, one set of thumbnails."""
+    framed, insides = insides_of(hashes)
     with open_index(db) as index:
         root = index.catalog.ensure_root(b"/synthetic/dump")
         params = index.catalog.params_id(HashSettings().key())
@@ -138,8 +163,8 @@ def build_index(db: Path, hashes: np.ndarray, *, first: int = 0) -> None:
         for start in range(0, len(signed), 50_000):
             stop = min(start + 50_000, len(signed))
             numbers = range(first + start, first + stop)
-            whole = descriptors_of(hashes[start:stop], first + start)
-            inside = descriptors_of(insides[start:stop], first + start + 1)
+            whole = descriptors_of(hashes[start:stop], 0)
+            inside = descriptors_of(insides[start:stop], 1)
             dirs = sorted({b"/synthetic/dump/%05d" % (k // 1000) for k in numbers})
             index.catalog.add_dirs(dirs, root.id)
             index.catalog.write_files(

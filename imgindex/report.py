@@ -18,7 +18,7 @@ import numpy.typing as npt
 
 from .errors import ReportError
 from .hashing import HashSettings
-from .match.grouping import Grouping, group_by_leaders
+from .match.grouping import Grouping, group_by_leaders, no_edges
 from .match.matcher import Matcher, Units
 from .storage import ImageTable, Index
 
@@ -103,6 +103,9 @@ class Report:
     # Near mode: images with a near candidate but no thumbnails (indexed by an older version,
     # not rescanned since), so matched by hash alone.
     unconfirmed_count: int
+    #: Near mode: distinct images whose matches were read from the index (verified when they
+    #: were stored); the others' were verified now.
+    stored_count: int
     #: Every image, in path order.
     table: ImageTable = field(repr=False)
     _members: npt.NDArray[np.int64] = field(repr=False)
@@ -143,8 +146,11 @@ class Report:
         )
 
 
-def build_report(index: Index, options: ReportOptions) -> Report:
-    """Group the indexed images and choose which to keep; see the README for the rules."""
+def build_report(index: Index, options: ReportOptions, *, stored: bool = True) -> Report:
+    """Group the indexed images and choose which to keep; see the README for the rules.
+
+    Near matches come from the index where it holds them verified (``stored=False``:
+    every candidate is verified again, as a check of the stored ones)."""
     table = index.images.table(options.under, options.prefer)
     n = len(table)
     pixels = np.where(table.width >= 0, table.width * table.height, -1)
@@ -176,7 +182,7 @@ def build_report(index: Index, options: ReportOptions) -> Report:
     threshold = options.effective_threshold
     grouping: Grouping
     if threshold is None:
-        grouping, unconfirmed = group_by_leaders(unit_order, []), 0
+        grouping, unconfirmed, stored_count = group_by_leaders(unit_order, no_edges()), 0, 0
     else:
         units = Units(
             file_id=table.id[best_row],
@@ -184,9 +190,11 @@ def build_report(index: Index, options: ReportOptions) -> Report:
             phash=table.phash[best_row],
             has_trim=table.has_trim[best_row],
             trim_hash=table.trim_hash[best_row],
+            sha256=table.sha256[best_row],
+            params_id=table.params_id[best_row],
         )
-        matcher = Matcher(index, units, threshold, rotations=options.rotations)
-        grouping, unconfirmed = matcher.grouping(unit_order), matcher.unconfirmed
+        matcher = Matcher(index, units, threshold, rotations=options.rotations, stored=stored)
+        grouping, unconfirmed, stored_count = matcher.grouping(unit_order), matcher.unconfirmed, matcher.stored_units
 
     # Lay the groups out as runs: each run starts with its kept image, then the
     # duplicates by distance and rank; runs ordered by the kept image's path.
@@ -212,6 +220,7 @@ def build_report(index: Index, options: ReportOptions) -> Report:
         group_count=int((group_sizes > 1).sum()),
         duplicate_count=n - kept_count,
         unconfirmed_count=unconfirmed,
+        stored_count=stored_count,
         table=table,
         _members=members,
         _member_distance=distance[members] if n else np.empty(0, np.uint8),

@@ -211,9 +211,13 @@ def test_pictures_without_descriptors_match_each_other_by_hash_only(tree: Path, 
     run_scan(index, tree)
     assert near_groups(index) == {frozenset({"a.jpg", "b.jpg", "c.jpg", "d.jpg"})}
     # As if a and b (the best, so leaders) had been indexed by an older version, whose hashes
-    # may be of another kind: they match each other by hash, and nothing else.
+    # may be of another kind: they match each other by hash, and nothing else. (Their hash
+    # settings are another version's, so the matches the index stored for them do not count.)
+    older = "(SELECT id FROM files WHERE name IN (X'612e6a7067', X'622e6a7067'))"
+    index.db.conn.execute(f"DELETE FROM descriptors WHERE file_id IN {older}")
+    index.db.conn.execute("INSERT INTO hash_params (key, created_at) VALUES ('an older version', 0)")
     index.db.conn.execute(
-        "DELETE FROM descriptors WHERE file_id IN (SELECT id FROM files WHERE name IN (X'612e6a7067', X'622e6a7067'))"
+        f"UPDATE files SET params_id = (SELECT id FROM hash_params WHERE key = 'an older version') WHERE id IN {older}"
     )
     assert near_groups(index) == {frozenset({"a.jpg", "b.jpg"}), frozenset({"c.jpg", "d.jpg"})}
     with index.snapshot():

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from imgindex.match import grouping, search
+from imgindex.match import grouping, links, search
 
 
 def brute_force(hashes: list[int], threshold: int) -> set[tuple[int, int, int]]:
@@ -67,17 +67,61 @@ def group(
     has: np.ndarray,
     threshold: int,
     pairs: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
-    check: Callable[[int, np.ndarray], np.ndarray] | None = None,
+    check: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
 ) -> grouping.Grouping:
-    """Grouping by one kind of hash, with a check that gives one verdict per candidate."""
+    """Grouping by one kind of hash, with a check that gives one verdict per candidate pair."""
+    found = links.candidates(len(hashes), [links.Link(hashes, has, threshold, pairs)])
+    ok = np.ones(len(found), bool) if check is None else check(found.u, found.v)
+    g = grouping.group_by_leaders(order, grouping.Edges(found.u[ok], found.v[ok], found.gaps[0][ok]))
+    expected = greedy(order, found.u[ok], found.v[ok], found.gaps[0][ok])
+    assert g.leader.tolist() == expected.leader.tolist()
+    assert g.distance.tolist() == expected.distance.tolist()
+    return g
 
-    def verdicts(leader: int, candidates: np.ndarray, gaps: np.ndarray) -> np.ndarray:
-        assert check is not None
-        return np.tile(check(leader, candidates), (len(gaps), 1))
 
-    return grouping.group_by_leaders(
-        order, [grouping.Links(hashes, has, threshold, pairs)], verdicts if check else None
-    )
+def greedy(order: np.ndarray, u: np.ndarray, v: np.ndarray, d: np.ndarray) -> grouping.Grouping:
+    """The rule as it reads, one unit at a time: each unit not yet grouped leads, and takes
+    every ungrouped unit it has an edge to."""
+    n = len(order)
+    near: dict[int, dict[int, int]] = {}
+    for a, b, gap in zip(u.tolist(), v.tolist(), d.tolist(), strict=True):
+        near.setdefault(a, {})[b] = gap
+        near.setdefault(b, {})[a] = gap
+    leader, distance = [-1] * n, [0] * n
+    for unit in order.tolist():
+        if leader[unit] >= 0:
+            continue
+        leader[unit] = unit
+        for other, gap in near.get(unit, {}).items():
+            if leader[other] < 0:
+                leader[other], distance[other] = unit, gap
+    return grouping.Grouping(np.array(leader), np.array(distance, dtype=np.uint8))
+
+
+@pytest.mark.parametrize(("seed", "rounds"), [(1, grouping.ROUNDS), (2, grouping.ROUNDS), (3, 1), (4, 0)])
+def test_grouping_over_arrays_is_the_greedy_rule(monkeypatch: pytest.MonkeyPatch, seed: int, rounds: int) -> None:
+    # Random graphs, and chains in rank order (each round of the array form settles one link
+    # of a chain: few rounds leave the rest to the one-at-a-time finish).
+    monkeypatch.setattr(grouping, "ROUNDS", rounds)
+    rng = np.random.default_rng(seed)
+    n = 3000
+    u = rng.integers(0, n, 6000)
+    v = rng.integers(0, n, 6000)
+    chain = np.arange(500, 900)
+    u, v = np.concatenate([u, chain[:-1]]), np.concatenate([v, chain[1:]])
+    keep = u != v
+    lo, hi = np.minimum(u[keep], v[keep]), np.maximum(u[keep], v[keep])
+    key = np.unique(lo * n + hi)
+    lo, hi = key // n, key % n
+    d = rng.integers(0, 11, len(lo)).astype(np.uint8)
+    order = rng.permutation(n)
+    if seed % 2:  # the chain first, in its own order: a round per link
+        order = np.concatenate([chain, order[~np.isin(order, chain)]])
+    g = grouping.group_by_leaders(order, grouping.Edges(lo, hi, d))
+    expected = greedy(order, lo, hi, d)
+    assert g.leader.tolist() == expected.leader.tolist()
+    assert g.distance.tolist() == expected.distance.tolist()
+    assert (g.leader != np.arange(n)).sum() > 500
 
 
 def test_grouping_has_no_chains_and_leaders_are_best() -> None:
@@ -190,13 +234,14 @@ def test_grouping_from_given_pairs_is_the_grouping_from_a_search() -> None:
     assert (searched.leader != np.arange(len(hashes))).sum() > 100
 
 
-def test_many_copies_of_one_hash_are_one_search_node() -> None:
-    # Ten thousand files of one spacer GIF and its near variants: grouped without 50 million pairs.
-    hashes = np.concatenate([np.full(10_000, 0xF0F0, dtype=np.uint64), np.array([0xF0F1, 0xFFFF_0000], np.uint64)])
+def test_many_pictures_on_one_hash_are_grouped_by_their_node() -> None:
+    # Two thousand distinct pictures with one hash (byte-identical files are one unit before
+    # this) and a near variant: all candidates of each other, at distance 0.
+    hashes = np.concatenate([np.full(2_000, 0xF0F0, dtype=np.uint64), np.array([0xF0F1, 0xFFFF_0000], np.uint64)])
     g = group(np.arange(len(hashes)), hashes, np.ones(len(hashes), bool), 4)
-    assert (g.leader[:10_001] == 0).all()
-    assert g.distance[10_000] == 1
-    assert g.leader[10_001] == 10_001
+    assert (g.leader[:2_001] == 0).all()
+    assert g.distance[2_000] == 1 and not g.distance[1:2_000].any()
+    assert g.leader[2_001] == 2_001
 
 
 def test_a_check_that_accepts_everything_changes_nothing() -> None:
@@ -205,7 +250,7 @@ def test_a_check_that_accepts_everything_changes_nothing() -> None:
     order = rng.permutation(len(hashes)).astype(np.int64)
     has = np.ones(len(hashes), bool)
     plain = group(order, hashes, has, 9)
-    checked = group(order, hashes, has, 9, check=lambda u, c: np.ones(len(c), bool))
+    checked = group(order, hashes, has, 9, check=lambda u, v: np.ones(len(u), bool))
     assert np.array_equal(plain.leader, checked.leader)
     assert np.array_equal(plain.distance, checked.distance)
 
@@ -218,8 +263,8 @@ def test_units_a_check_refuses_stay_free_for_later_leaders() -> None:
     position = np.empty(n, np.int64)
     position[order] = np.arange(n)
 
-    def accepts(leader: int, candidates: np.ndarray) -> np.ndarray:
-        return (leader + candidates) % 3 != 0  # a deterministic, arbitrary verdict
+    def accepts(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        return np.asarray((u + v) % 3 != 0)  # a deterministic, arbitrary verdict, the same either way round
 
     g = group(order, hashes, np.ones(n, bool), 9, check=accepts)
     d = np.bitwise_count(hashes[:, None] ^ hashes[None, :])
@@ -227,12 +272,12 @@ def test_units_a_check_refuses_stay_free_for_later_leaders() -> None:
     for m in range(n):
         lead = int(g.leader[m])
         if lead != m:  # a member: accepted by its leader, within the threshold, after it in order
-            assert accepts(lead, np.array([m]))[0]
+            assert accepts(np.array([lead]), np.array([m]))[0]
             assert d[lead, m] == g.distance[m] <= 9
             assert position[lead] < position[m]
         # No leader before its own, within the threshold, would have accepted it.
         earlier = leaders[(position[leaders] < position[lead]) & (d[leaders, m] <= 9)]
-        assert not any(accepts(int(e), np.array([m]))[0] for e in earlier)
+        assert not accepts(earlier, np.full(len(earlier), m)).any()
     unchecked = group(order, hashes, np.ones(n, bool), 9)
     assert (g.leader != np.arange(n)).sum() > 100  # groups were made
     assert len(leaders) > (unchecked.leader == np.arange(n)).sum()  # and refusals made more of them
@@ -248,8 +293,8 @@ def test_pairs_given_twice_do_not_change_a_checked_grouping() -> None:
     i, j, d = search.pairs_within(values, 9)
     twice = (np.concatenate([values[i], values[i]]), np.concatenate([values[j], values[j]]), np.concatenate([d, d]))
 
-    def accepts(leader: int, candidates: np.ndarray) -> np.ndarray:
-        return (leader * 7 + candidates) % 4 != 0
+    def accepts(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        return np.asarray((u * v + u + v) % 4 != 0)
 
     once = group(order, hashes, has, 9, (values[i], values[j], d), check=accepts)
     doubled = group(order, hashes, has, 9, twice, check=accepts)
@@ -258,44 +303,30 @@ def test_pairs_given_twice_do_not_change_a_checked_grouping() -> None:
 
 
 def test_a_unit_near_in_either_kind_joins_at_its_nearest_verified_distance() -> None:
-    # Kind 0: whole pictures; kind 1: what is inside their borders.
+    # Link 0: whole pictures; link 1: what is inside their borders.
     whole = np.array([0x0, 0xFF, 0xFFFF_0000, 0xFFFF_FFFF_FFFF], dtype=np.uint64)
     inside = np.array([0x0, 0x1, 0xF, 0xFFFF_FFFF_0000_0000], dtype=np.uint64)
     has = np.ones(4, bool)
-    kinds = [grouping.Links(whole, has, 8), grouping.Links(inside, has, 8)]
-    g = grouping.group_by_leaders(np.arange(4), kinds)
-    # 1 is near 0 in both kinds (8 and 1 bits): the nearer counts; 2 only inside (4 bits); 3 in neither.
+    found = links.candidates(4, [links.Link(whole, has, 8), links.Link(inside, has, 8)])
+    pairs = {(u, v): gaps for u, v, gaps in zip(found.u.tolist(), found.v.tolist(), found.gaps.T.tolist(), strict=True)}
+    nn = links.NOT_NEAR
+    # 1 is near 0 in both (8 and 1 bits); 2 only inside (4 bits from 0, 3 from 1); 3 in neither.
+    assert pairs == {(0, 1): [8, 1], (0, 2): [nn, 4], (1, 2): [nn, 3]}
+    joined = found.gaps.min(axis=0)
+    g = grouping.group_by_leaders(np.arange(4), grouping.Edges(found.u, found.v, joined))
     assert g.leader.tolist() == [0, 0, 0, 3]
     assert g.distance.tolist() == [0, 1, 4, 0]
-
-    def only_whole(leader: int, candidates: np.ndarray, gaps: np.ndarray) -> np.ndarray:
-        assert gaps.shape == (2, len(candidates))
-        verified = np.zeros(gaps.shape, bool)
-        verified[0] = True  # the check refuses every match of the insides
-        return verified
-
-    g = grouping.group_by_leaders(np.arange(4), kinds, only_whole)
-    assert g.leader.tolist() == [0, 0, 2, 3]  # 2 was near only inside: refused, so it leads
-    assert g.distance.tolist() == [0, 8, 0, 0]  # 1 joined by the whole picture, at 8
+    # Insides refused: only the whole pictures' match holds.
+    g = grouping.group_by_leaders(np.arange(4), grouping.Edges(found.u[:1], found.v[:1], found.gaps[0, :1]))
+    assert g.leader.tolist() == [0, 0, 2, 3]
+    assert g.distance.tolist() == [0, 8, 0, 0]
 
 
-def test_a_kind_without_hashes_keeps_its_place_in_the_check() -> None:
-    hashes = np.array([0x0, 0x3, 0xFFFF_0000_0000_0000], dtype=np.uint64)
-    has = np.ones(3, bool)
-    kinds = [
-        grouping.Links(hashes, has, 4),
-        grouping.Links(hashes, np.zeros(3, bool), 4),
-        grouping.Links(hashes, has, 4),
-    ]
-    seen = []
-
-    def check(leader: int, candidates: np.ndarray, gaps: np.ndarray) -> np.ndarray:
-        seen.append(gaps.copy())
-        verified = np.zeros(gaps.shape, bool)
-        verified[2] = gaps[2] != grouping.NOT_NEAR  # only the last kind confirms
-        return verified
-
-    g = grouping.group_by_leaders(np.arange(3), kinds, check)
-    assert g.leader.tolist() == [0, 0, 2]
-    assert g.distance.tolist() == [0, 2, 0]
-    assert seen and all(gaps.shape[0] == 3 and (gaps[1] == grouping.NOT_NEAR).all() for gaps in seen)
+def test_a_link_with_framed_units_pairs_only_with_them() -> None:
+    hashes = np.array([0x0, 0x3, 0x7, 0xFFFF_0000_0000_0000], dtype=np.uint64)
+    framed = np.array([False, True, False, False])
+    u, v, d = links.unit_pairs(links.Link(hashes, np.ones(4, bool), 4, framed=framed))
+    assert list(zip(u.tolist(), v.tolist(), d.tolist(), strict=True)) == [(0, 1, 2), (1, 2, 1)]  # not (0, 2)
+    focus = np.array([True, False, False, False])
+    u, v, d = links.unit_pairs(links.Link(hashes, np.ones(4, bool), 4, framed=framed), focus)
+    assert list(zip(u.tolist(), v.tolist(), d.tolist(), strict=True)) == [(0, 1, 2)]

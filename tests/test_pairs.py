@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -10,12 +11,13 @@ import pytest
 from PIL import Image, ImageEnhance
 
 from imgindex import pairs
+from imgindex.hashing import HashSettings
 from imgindex.match.candidates import pairs_among
 from imgindex.match.search import as_unsigned, pairs_within_brute_force
-from imgindex.report import ReportOptions, build_report
-from imgindex.storage import SCHEMA_VERSION, Index, open_index
+from imgindex.report import Report, ReportOptions, build_report
+from imgindex.storage import SCHEMA_VERSION, Index, open_index, picture_keys
 
-from .conftest import encode, picture, run_scan, write
+from .conftest import QUICK, encode, picture, run_scan, write
 
 
 def family_tree(tree: Path, sources: range) -> None:
@@ -151,7 +153,7 @@ def test_a_version_1_index_gains_the_pair_tables(db_path: Path, tree: Path) -> N
     )
     raw.close()
     with open_index(db_path) as idx:
-        assert idx.schema_version == SCHEMA_VERSION == 4
+        assert idx.schema_version == SCHEMA_VERSION == 5
         assert stored(idx) == set()
         before = groups(idx)  # a report works before any update, matching by hash alone
         summary = run_scan(idx, tree)
@@ -238,3 +240,120 @@ def test_hashes_of_insides_are_paired_and_forgotten_like_the_others(tree: Path, 
     assert not insides & set(index.images.hashes().tolist())
     assert not insides & set(index.pairs.hashes(pairs.KIND).tolist())  # forgotten with their pairs
     assert stored(index) == expected_pairs(index, pairs.MAX_DISTANCE)
+
+
+# -- verified matches of pictures ---------------------------------------------------------
+
+
+def stored_matches(index: Index) -> set[tuple[int, int, int, int]]:
+    a, b, whole, inside = index.pairs.matches(pairs.KIND, 64)
+    return set(zip(a.tolist(), b.tolist(), whole.tolist(), inside.tolist(), strict=True))
+
+
+def report_both_ways(index: Index, threshold: int = 10) -> tuple[list[list[object]], list[list[object]], int]:
+    """Near groups from the stored matches and verified afresh in memory, and how many
+    pictures' matches came from the index."""
+    with index.snapshot():
+        from_store = build_report(index, ReportOptions(mode="near", threshold=threshold))
+
+    def listed(report: Report) -> list[list[object]]:
+        return [[g.kept.id, *sorted((i.id, d) for i, d in g.duplicates)] for g in report.groups()]
+
+    with index.snapshot():
+        afresh = build_report(index, ReportOptions(mode="near", threshold=threshold), stored=False)
+    assert afresh.stored_count == 0
+    return listed(from_store), listed(afresh), from_store.stored_count
+
+
+def test_scan_stores_the_verified_matches_and_reports_read_them(tree: Path, index: Index) -> None:
+    family_tree(tree, range(10))
+    summary = run_scan(index, tree)
+    assert summary.near_pairs is not None and summary.near_pairs.pictures_added == summary.near_pairs.pictures > 40
+    matches = stored_matches(index)
+    assert len(matches) >= 30  # the families' variants
+    assert all(a < b and min(w, i) <= pairs.MAX_DISTANCE for a, b, w, i in matches)
+    for threshold in (4, 10):
+        stored_groups, fresh_groups, used = report_both_ways(index, threshold)
+        assert used == summary.near_pairs.pictures  # every picture's matches came from the index
+        assert stored_groups == fresh_groups
+        assert sum(len(g) > 1 for g in stored_groups) >= 10
+
+
+def test_matches_follow_new_and_removed_pictures(tree: Path, index: Index) -> None:
+    family_tree(tree, range(6))
+    run_scan(index, tree)
+    family_tree(tree, range(6, 9))
+    for gone in ("02/bright.jpg", "03/b", "04/crop.png"):
+        (tree / gone).unlink()
+    update = run_scan(index, tree).near_pairs
+    assert update is not None and 0 < update.pictures_added < update.pictures
+    assert update.matches_removed > 0
+    incremental = stored_matches(index)
+    index.pairs.reset_matches(-1, index.pairs.state()[1])  # as if under other settings: all again
+    again = pairs.update(index)
+    assert again.pictures_added == again.pictures
+    assert stored_matches(index) == incremental
+    stored_groups, fresh_groups, _ = report_both_ways(index)
+    assert stored_groups == fresh_groups
+
+
+def test_pictures_not_updated_yet_are_verified_in_memory(tree: Path, index: Index) -> None:
+    family_tree(tree, range(5))
+    run_scan(index, tree)
+    family_tree(tree, range(5, 9))
+    run_scan(index, tree, options=replace(QUICK, update_pairs=False))
+    # The new files' rows are written, their matches not stored (an update that did not run),
+    # and some of the others forgotten.
+    index.pairs.remove_pictures(pairs.KIND, picture_keys(index.images.pictures(params(index)).sha256[::3]))
+    stored_groups, fresh_groups, used = report_both_ways(index)
+    assert 0 < used < len(index.images.pictures(params(index)))
+    assert stored_groups == fresh_groups
+
+
+def test_matches_stored_but_not_marked_are_not_trusted_until_the_next_update(tree: Path, index: Index) -> None:
+    family_tree(tree, range(6))
+    run_scan(index, tree)
+    everything = stored_matches(index)
+    keys = index.pairs.pictures(pairs.KIND)
+    index.pairs.remove_pictures(pairs.KIND, keys[::2])
+    # Stopped after writing the matches, before marking their pictures.
+    a, b, whole, inside = (np.array(c) for c in zip(*everything, strict=True))
+    index.pairs.add_matches(pairs.KIND, a, b, whole.astype(np.uint8), inside.astype(np.uint8))
+    stored_groups, fresh_groups, used = report_both_ways(index)
+    assert used == len(keys) - len(keys[::2])
+    assert stored_groups == fresh_groups
+    update = pairs.update(index)
+    assert update.pictures_added == len(keys[::2])
+    assert stored_matches(index) == everything
+
+
+def test_two_pictures_with_one_key_are_never_stored(tree: Path, index: Index) -> None:
+    family_tree(tree, range(4))
+    run_scan(index, tree)
+    before_groups = report_both_ways(index)[0]
+    # Two pictures whose digests share their first 8 bytes (made so in the index).
+    found = index.images.pictures(params(index))
+    first, second = found.sha256[0].tobytes(), found.sha256[1].tobytes()
+    with index.db.write() as c:
+        c.execute("UPDATE files SET sha256 = ? WHERE sha256 = ?", (first[:8] + second[8:], second))
+    update = pairs.update(index)
+    key = int(picture_keys(found.sha256[:1])[0])
+    assert key not in index.pairs.pictures(pairs.KIND).tolist()
+    assert not any(key in (a, b) for a, b, _, _ in stored_matches(index))
+    assert update.pictures == len(found) - 2
+    stored_groups, fresh_groups, _ = report_both_ways(index)
+    assert stored_groups == fresh_groups == before_groups
+
+
+def test_new_hash_settings_verify_every_picture_again(tree: Path, index: Index) -> None:
+    family_tree(tree, range(4))
+    run_scan(index, tree)
+    with index.db.write() as c:
+        c.execute("UPDATE meta SET value = '-7' WHERE key = 'near_params'")
+    update = pairs.update(index)
+    assert update.pictures_added == update.pictures > 0
+    assert index.pairs.match_params() == params(index)
+
+
+def params(index: Index) -> int:
+    return index.catalog.params_id(HashSettings().key())

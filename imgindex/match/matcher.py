@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -36,17 +36,20 @@ from imgindex.hashing import (
     orient_descriptors,
     orientation_hashes,
 )
-from imgindex.storage import Index
+from imgindex.storage import Index, picture_keys
 
 from .candidates import pairs_among
-from .grouping import NOT_NEAR, Grouping, Links, group_by_leaders
-from .search import I64, U8, pairs_from
+from .grouping import Edges, Grouping, group_by_leaders
+from .links import NOT_NEAR, Candidates, Link, candidates
+from .search import I64, pairs_from
 from .verify import LOW_DETAIL, Pictures, confirm, thumbnails
 
 #: --rotations: the largest distance between one picture's hash and an
 #: orientation's of another, and the grey correlation their thumbnails need.
 ROTATION_THRESHOLD = 8
 ROTATION_CORRELATION = 0.90
+#: Candidate pairs verified at once (bounds the memory of the thumbnails' arrays).
+VERIFY_CHUNK = 1 << 15
 #: The kind of hash the index holds (the settings' own).
 KIND = HashSettings().algorithm
 
@@ -56,7 +59,10 @@ Descriptors = tuple[bytes, bytes | None]  # of the whole picture, and of its ins
 @dataclass(frozen=True)
 class Units:
     """The units to match, as columns: hashes (signed, as stored), and where their
-    thumbnails come from: the index's descriptors of ``file_id``, or ``given``."""
+    thumbnails come from: the index's descriptors of ``file_id``, or ``given``.
+
+    With ``sha256`` and ``params_id`` (the hash settings of each unit's
+    hashes), the matches the index has stored for them can be used."""
 
     file_id: I64
     has_hash: npt.NDArray[np.bool_]
@@ -64,6 +70,8 @@ class Units:
     has_trim: npt.NDArray[np.bool_]
     trim_hash: I64  # of what is inside its border (0 without one)
     given: Mapping[int, Descriptors] = field(default_factory=dict)  # unit -> descriptors not in the index
+    sha256: npt.NDArray[np.uint8] | None = None  # (n, 32)
+    params_id: I64 | None = None
 
     def __len__(self) -> int:
         return len(self.file_id)
@@ -74,6 +82,9 @@ class Matcher:
 
     ``focus`` (some units, e.g. the files a query looks up) limits the work to
     the candidates of those units: only :meth:`matches` of them is answered.
+    With ``stored``, the matches the index holds (between units whose
+    pictures' matches are all stored) are read, not verified again, and only
+    the other units are searched and verified here.
     """
 
     def __init__(
@@ -85,6 +96,7 @@ class Matcher:
         rotations: bool = False,
         kind: str = KIND,
         focus: npt.NDArray[np.int64] | None = None,
+        stored: bool = False,
     ) -> None:
         n = len(units)
         self.threshold = threshold
@@ -93,57 +105,98 @@ class Matcher:
         whole = units.phash.view(np.uint64)
         has_trim = units.has_trim
         inside = np.where(has_trim, units.trim_hash.view(np.uint64), whole)
+        self._has_hash, self._whole, self._inside = has_hash, whole, inside
+        #: Units with a candidate but no thumbnails (matched by hash alone).
+        self.unconfirmed = 0
+        #: How many units' matches came from the index, not verified here.
+        self.stored_units = 0
+        self.inside_link = self.rotation_link = -1
+        from_store = _no_sorts()
+        in_focus: npt.NDArray[np.bool_] | None = None
+        if focus is not None:
+            in_focus = np.zeros(n, dtype=bool)
+            in_focus[focus] = True
+        if stored and not rotations and focus is None:
+            known, from_store = _stored_matches(index, units, threshold, kind)
+            self.stored_units = int(np.count_nonzero(known))
+            rest = has_hash & ~known
+            if self.stored_units:
+                in_focus = rest
+        if in_focus is not None and not (in_focus & has_hash).any():
+            self.thumbs = _Thumbnails(index, units, np.empty(0, np.int64), keep=False)
+            self._whole_detail = np.full(n, np.inf, dtype=np.float32)
+            self._set_edges(from_store, _no_sorts())
+            return
         values = np.unique(np.concatenate([whole[has_hash], inside[has_hash]]))
         focus_values = None
-        if focus is not None:
-            focus_values = np.unique(np.concatenate([whole[focus][has_hash[focus]], inside[focus][has_hash[focus]]]))
-        stored = pairs_among(index, values, threshold, kind=kind, focus=focus_values)
+        if in_focus is not None:
+            chosen = in_focus & has_hash
+            focus_values = np.unique(np.concatenate([whole[chosen], inside[chosen]]))
+        stored_pairs = pairs_among(index, values, threshold, kind=kind, focus=focus_values)
 
         # Thumbnails of the units that have a candidate (all of them for --rotations).
-        paired = np.unique(np.concatenate([stored[0], stored[1]]))
         counts = np.unique(whole[has_hash], return_counts=True)
         trim_counts = np.unique(inside[has_hash], return_counts=True)
-        paired = np.union1d(paired, np.union1d(counts[0][counts[1] > 1], trim_counts[0][trim_counts[1] > 1]))
+        shared = np.union1d(counts[0][counts[1] > 1], trim_counts[0][trim_counts[1] > 1])
+        paired = np.unique(np.concatenate([stored_pairs[0], stored_pairs[1]]))
+        if focus_values is None:
+            paired = np.union1d(paired, shared)
+        else:
+            paired = np.union1d(paired, np.intersect1d(focus_values, shared))
         linked = has_hash & (np.isin(whole, paired) | np.isin(inside, paired))
         wanted = np.flatnonzero(has_hash if rotations else linked)
         self.thumbs = _Thumbnails(index, units, wanted, keep=rotations)
         slot = self.thumbs.slot
-        #: Units with a candidate but no thumbnails (matched by hash alone).
         self.unconfirmed = int(np.count_nonzero(linked & (slot < 0)))
 
-        # A blank or one-colour picture (or inside) has nothing its thumbnail could confirm a
-        # match by: it matches by its bytes only. (Left out here, thousands of blank images of
-        # different sizes are not compared with each other in vain.)
         whole_detail, inside_detail = self.thumbs.detail()
-        self._has_hash, self._whole, self._inside, self._whole_detail = has_hash, whole, inside, whole_detail
+        self._whole_detail = whole_detail
         usable = has_hash & (whole_detail >= LOW_DETAIL)
-        self.links = [Links(whole, usable, threshold, stored)]
-        self.inside_link = self.rotation_link = -1
+        links = [Link(whole, usable, threshold, stored_pairs)]
         if has_trim.any():
             # Insides: only matches that involve a picture with a border are new here (for two
             # pictures without, the insides are the wholes), so only the pairs that touch one.
             usable_inside = has_hash & (inside_detail >= LOW_DETAIL)
-            framed = np.unique(inside[has_trim & usable_inside])
-            a, b, d = stored
-            touch = np.isin(a, framed) | np.isin(b, framed)
-            reach = np.union1d(framed, np.concatenate([a[touch], b[touch]]))
-            self.inside_link = len(self.links)
-            self.links.append(
-                Links(inside, usable_inside & np.isin(inside, reach), threshold, (a[touch], b[touch], d[touch]))
-            )
+            framed = has_trim & usable_inside
+            a, b, d = stored_pairs
+            framed_values = np.unique(inside[framed])
+            touch = np.isin(a, framed_values) | np.isin(b, framed_values)
+            self.inside_link = len(links)
+            links.append(Link(inside, usable_inside, threshold, (a[touch], b[touch], d[touch]), framed))
         if rotations:
             described = (slot >= 0) & usable
             turned = orientation_hashes(self.thumbs.descriptors, kind)
             upright = np.zeros(n, dtype=np.uint64)
             upright[described] = turned[slot[described], 0]
             rotation_threshold = min(threshold, ROTATION_THRESHOLD)
-            self.rotation_link = len(self.links)
-            self.links.append(Links(upright, described, rotation_threshold, _turned_pairs(turned, rotation_threshold)))
+            self.rotation_link = len(links)
+            links.append(Link(upright, described, rotation_threshold, _turned_pairs(turned, rotation_threshold)))
             del turned
+        found = candidates(n, links, in_focus)
+        verified = self._verify(found)
+        sorts = [np.where(verified[k], found.gaps[k], NOT_NEAR).astype(np.uint8) for k in range(len(links))]
+        self._set_edges(
+            from_store,
+            _Sorts(
+                found.u,
+                found.v,
+                sorts[0],
+                sorts[self.inside_link] if self.inside_link >= 0 else np.full(len(found), NOT_NEAR, np.uint8),
+                np.minimum.reduce(sorts) if sorts else np.empty(0, np.uint8),
+            ),
+        )
+
+    def _set_edges(self, stored: _Sorts, verified: _Sorts) -> None:
+        both = _Sorts(*(np.concatenate([x, y]) for x, y in zip(stored, verified, strict=True)))
+        keep = both.joined != NOT_NEAR
+        #: The verified matches, each with the distance of each sort that holds (whole
+        #: pictures, insides; :data:`NOT_NEAR` where it does not) and the smallest of all.
+        self.sorts = _Sorts(*(column[keep] for column in both))
+        self.edges = Edges(self.sorts.u, self.sorts.v, self.sorts.joined)
 
     def grouping(self, order: I64) -> Grouping:
         """Greedy groups around leaders in ``order`` (best first), each match verified."""
-        return group_by_leaders(order, self.links, self.check)
+        return group_by_leaders(order, self.edges)
 
     @staticmethod
     def near_values(index: Index, hashes: Sequence[int], threshold: int, *, kind: str = KIND) -> list[int]:
@@ -156,13 +209,12 @@ class Matcher:
         return [int(v) for v in near.view(np.int64).tolist()]
 
     def matches(self, unit: int) -> dict[int, int]:
-        """Every unit that matches ``unit``, with the smallest distance by which it does:
-        the candidates a leader would look at in :meth:`grouping`, verified the same way."""
-        candidates, gaps = self._candidates(unit)
-        if not len(candidates):
-            return {}
-        joined = np.where(self.check(unit, candidates, gaps), gaps, NOT_NEAR).min(axis=0)
-        return {m: g for m, g in zip(candidates.tolist(), joined.tolist(), strict=True) if g != NOT_NEAR}
+        """Every unit that matches ``unit``, with the distance by which it does: the units a
+        leader takes into its group in :meth:`grouping`, when free."""
+        e = self.edges
+        mine = (e.u == unit) | (e.v == unit)
+        others = np.where(e.u[mine] == unit, e.v[mine], e.u[mine])
+        return dict(zip(others.tolist(), e.distance[mine].tolist(), strict=True))
 
     def blind_candidates(self, unit: int) -> list[int]:
         """The units without thumbnails whose hashes (of the whole picture, or of the inside)
@@ -179,65 +231,93 @@ class Matcher:
         found: list[int] = blind[gap <= self.threshold].tolist()
         return found
 
-    def _candidates(self, unit: int) -> tuple[I64, U8]:
-        """The candidates of one unit and their distance in each link (:data:`NOT_NEAR` where not)."""
-        gaps: dict[int, list[int]] = {}
-        for k, link in enumerate(self.links):
-            if not link.has_hash[unit] or link.pairs is None:
-                continue
-            mine = link.hashes[unit]
-            a, b = np.asarray(link.pairs[0], np.uint64), np.asarray(link.pairs[1], np.uint64)
-            d = np.asarray(link.pairs[2], np.uint8)
-            within = d <= link.threshold
-            near: dict[int, int] = {int(mine): 0}
-            for value, gap in zip(
-                np.concatenate([b[within & (a == mine)], a[within & (b == mine)]]).tolist(),
-                np.concatenate([d[within & (a == mine)], d[within & (b == mine)]]).tolist(),
-                strict=True,
-            ):
-                near[value] = min(gap, near.get(value, gap))
-            hashes = link.hashes.tolist()
-            listed = np.array(list(near), dtype=np.uint64)
-            for other in np.flatnonzero(link.has_hash & np.isin(link.hashes, listed)).tolist():
-                if other != unit:
-                    row = gaps.setdefault(other, [NOT_NEAR] * len(self.links))
-                    row[k] = min(row[k], near[hashes[other]])
-        candidates = np.fromiter(gaps, dtype=np.int64, count=len(gaps))
-        return candidates, np.array(list(gaps.values()), dtype=np.uint8).T.reshape(len(self.links), -1)
-
-    def check(self, leader: int, candidates: I64, gaps: U8) -> npt.NDArray[np.bool_]:
-        """Which of the candidates' hash matches with ``leader`` (per link) the thumbnails confirm."""
-        slot, thumbs = self.thumbs.slot, self.thumbs
+    def _verify(self, found: Candidates) -> npt.NDArray[np.bool_]:
+        """Which candidates' hash matches (per link) the thumbnails confirm: ``(links, pairs)``."""
+        slot, thumbs, gaps = self.thumbs.slot, self.thumbs, found.gaps
         verified = np.zeros(gaps.shape, dtype=bool)
-        blind = slot[candidates] < 0
-        if slot[leader] < 0:
-            # Hashed before descriptors existed (an index not rescanned since): the hashes decide,
-            # between two such pictures only (newer pictures' hashes may be of another kind).
-            verified[:] = (gaps != NOT_NEAR) & blind
-            if self.rotation_link >= 0:
-                verified[self.rotation_link] = False
-            return verified
-        seen = np.flatnonzero(~blind)
-        if not len(seen):
-            return verified
-        mine, theirs = thumbs.pictures(np.array([leader])), thumbs.pictures(candidates[seen])
-        inside_link = self.inside_link
-        near_inside = gaps[inside_link, seen] != NOT_NEAR if inside_link >= 0 else np.zeros(len(seen), bool)
-        verified[0, seen], inside_ok = confirm(mine, theirs, gaps[0, seen] != NOT_NEAR, near_inside)
-        if inside_link >= 0:
-            verified[inside_link, seen] = inside_ok
+        blind_u, blind_v = slot[found.u] < 0, slot[found.v] < 0
+        # Hashed before descriptors existed (an index not rescanned since): the hashes decide,
+        # between two such pictures only (newer pictures' hashes may be of another kind).
+        blind = np.flatnonzero(blind_u & blind_v)
+        verified[:, blind] = gaps[:, blind] != NOT_NEAR
         if self.rotation_link >= 0:
-            todo = seen[gaps[self.rotation_link, seen] != NOT_NEAR]
-            for turn in range(1, ORIENTATIONS):
-                if not len(todo):
-                    break
-                everywhere = np.ones(len(todo), bool)
-                ok, _ = confirm(
-                    mine, thumbs.turned(candidates[todo], turn), everywhere, ~everywhere, ROTATION_CORRELATION
-                )
-                verified[self.rotation_link, todo[ok]] = True
-                todo = todo[~ok]
+            verified[self.rotation_link, blind] = False
+        seen = np.flatnonzero(~blind_u & ~blind_v)
+        inside_link, rotation_link = self.inside_link, self.rotation_link
+        for start in range(0, len(seen), VERIFY_CHUNK):
+            at = seen[start : start + VERIFY_CHUNK]
+            mine, theirs = thumbs.pictures(found.u[at]), thumbs.pictures(found.v[at])
+            near_inside = gaps[inside_link, at] != NOT_NEAR if inside_link >= 0 else np.zeros(len(at), bool)
+            verified[0, at], inside_ok = confirm(mine, theirs, gaps[0, at] != NOT_NEAR, near_inside)
+            if inside_link >= 0:
+                verified[inside_link, at] = inside_ok
+            if rotation_link >= 0:
+                todo = np.flatnonzero(gaps[rotation_link, at] != NOT_NEAR)
+                for turn in range(1, ORIENTATIONS):
+                    if not len(todo):
+                        break
+                    everywhere = np.ones(len(todo), bool)
+                    ok, _ = confirm(
+                        mine.rows(todo),
+                        thumbs.turned(found.v[at[todo]], turn),
+                        everywhere,
+                        ~everywhere,
+                        ROTATION_CORRELATION,
+                    )
+                    verified[rotation_link, at[todo[ok]]] = True
+                    todo = todo[~ok]
         return verified
+
+
+class _Sorts(NamedTuple):
+    """Verified matches between units (``u < v``): the distance by which each sort of match
+    holds, :data:`NOT_NEAR` where it does not; ``joined``, the smallest of all sorts."""
+
+    u: I64
+    v: I64
+    whole: npt.NDArray[np.uint8]
+    inside: npt.NDArray[np.uint8]
+    joined: npt.NDArray[np.uint8]
+
+
+def _no_sorts() -> _Sorts:
+    empty = np.empty(0, np.int64)
+    none = np.empty(0, np.uint8)
+    return _Sorts(empty, empty, none, none, none)
+
+
+def _stored_matches(index: Index, units: Units, threshold: int, kind: str) -> tuple[npt.NDArray[np.bool_], _Sorts]:
+    """Which units' matches are all in the index, and those matches between them within
+    ``threshold``. A unit counts when its picture's matches are stored, were verified
+    under the hash settings of its hashes, and no other unit has its picture key."""
+    n = len(units)
+    known = np.zeros(n, dtype=bool)
+    stored_max, _ = index.pairs.state()
+    params = index.pairs.match_params()
+    if units.sha256 is None or units.params_id is None or stored_max is None or params is None:
+        return known, _no_sorts()
+    if threshold > stored_max:
+        return known, _no_sorts()
+    keys = picture_keys(units.sha256)
+    pictures = index.pairs.pictures(kind)
+    order = np.argsort(keys, kind="stable")
+    sorted_keys = keys[order]
+    alone = np.ones(n, dtype=bool)
+    twice = sorted_keys[1:] == sorted_keys[:-1]
+    alone[order[1:][twice]] = alone[order[:-1][twice]] = False
+    known = units.has_hash & alone & (units.params_id == params) & np.isin(keys, pictures)
+    a, b, whole, inside = index.pairs.matches(kind, threshold)
+    k_order = order[known[order]]
+    k_keys = keys[k_order]
+    ia = np.minimum(np.searchsorted(k_keys, a), max(len(k_keys) - 1, 0))
+    ib = np.minimum(np.searchsorted(k_keys, b), max(len(k_keys) - 1, 0))
+    if not len(k_keys):
+        return known, _no_sorts()
+    ours = (k_keys[ia] == a) & (k_keys[ib] == b)
+    ua, ub = k_order[ia[ours]], k_order[ib[ours]]
+    whole, inside = whole[ours], inside[ours]
+    lo, hi = np.minimum(ua, ub), np.maximum(ua, ub)
+    return known, _Sorts(lo, hi, whole, inside, np.minimum(whole, inside))
 
 
 class _Thumbnails:

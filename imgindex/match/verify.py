@@ -92,15 +92,22 @@ class Pictures:
         """From descriptor rows (``inside`` holds the whole picture's where not ``framed``)."""
         return cls(thumbnails(whole), thumbnails(inside), framed)
 
+    def rows(self, at: npt.NDArray[np.int64]) -> Pictures:
+        return Pictures(self.whole.rows(at), self.inside.rows(at), self.framed[at])
+
+    def __len__(self) -> int:
+        return len(self.framed)
+
 
 def confirm(
-    mine: Pictures,
-    theirs: Pictures,
+    a: Pictures,
+    b: Pictures,
     near_whole: npt.NDArray[np.bool_],
     near_inside: npt.NDArray[np.bool_],
     grey_correlation: float = GREY_CORRELATION,
 ) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
-    """Which hash matches of picture 0 of ``mine`` with each of ``theirs`` their thumbnails confirm.
+    """Which hash matches of picture ``i`` of ``a`` with picture ``i`` of ``b`` their thumbnails
+    confirm, for every ``i`` at once (the verdict is the same either way round).
 
     ``near_whole``/``near_inside``: whose hashes of the whole picture / of the
     inside are within the threshold. A match of the whole pictures needs the
@@ -112,20 +119,21 @@ def confirm(
     agree. A picture (or inside) with almost no detail
     (:data:`LOW_DETAIL`) confirms nothing.
     """
-    wholes, _ = _against(mine.whole, theirs.whole, grey_correlation)
-    if not mine.framed[0] and not theirs.framed.any():  # the insides are the wholes
+    wholes, _ = _against(a.whole, b.whole, grey_correlation)
+    if not a.framed.any() and not b.framed.any():  # the insides are the wholes
         return near_whole & wholes, near_inside & wholes
-    insides, _ = _against(mine.inside, theirs.inside, grey_correlation)
-    both = mine.framed[0] & theirs.framed
-    if both.any():
+    insides, _ = _against(a.inside, b.inside, grey_correlation)
+    both = np.flatnonzero(a.framed & b.framed)
+    if len(both):
         # A canvas shared by different pictures makes their wholes agree: their foregrounds
         # must correlate too, or, with too little foreground to tell, their insides agree.
-        similar, _ = _against(mine.inside, theirs.inside, min(grey_correlation, FRAMED_INSIDE_CORRELATION))
-        foreground, judged = _foreground_correlation(mine.whole, theirs.whole)
+        ai, bi = a.inside.rows(both), b.inside.rows(both)
+        similar, _ = _against(ai, bi, min(grey_correlation, FRAMED_INSIDE_CORRELATION))
+        foreground, judged = _foreground_correlation(a.whole.rows(both), b.whole.rows(both))
         # Flat insides (a one-colour product on a canvas) have no structure to compare beyond
         # what the wholes showed: the wholes decide.
-        flat = (mine.inside.detail[0] < FOREGROUND_CONTRAST) | (theirs.inside.detail < FOREGROUND_CONTRAST)
-        wholes &= ~both | np.where(judged, foreground >= FOREGROUND_CORRELATION, similar | flat)
+        flat = (ai.detail < FOREGROUND_CONTRAST) | (bi.detail < FOREGROUND_CONTRAST)
+        wholes[both] &= np.where(judged, foreground >= FOREGROUND_CORRELATION, similar | flat)
     return near_whole & wholes, near_inside & insides
 
 
@@ -147,11 +155,11 @@ def _foreground(t: Thumbnails) -> npt.NDArray[np.bool_]:
 
 
 def _foreground_correlation(a: Thumbnails, b: Thumbnails) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_]]:
-    """The correlation of picture 0 of ``a``'s grey thumbnail with each of ``b``'s over the
-    cells that are foreground in either: what is on a shared canvas, not the canvas; and
+    """The correlation of each row of ``a``'s grey thumbnails with the same row of ``b``'s over
+    the cells that are foreground in either: what is on a shared canvas, not the canvas; and
     where there were enough such cells to tell (elsewhere the correlation is 1)."""
-    mask = _foreground(a.rows(np.array([0])))[0] | _foreground(b)  # (m, 256)
-    x = np.where(mask, a.grey[0].astype(np.float32), 0)
+    mask = _foreground(a) | _foreground(b)  # (m, 256)
+    x = np.where(mask, a.grey.astype(np.float32), 0)
     y = np.where(mask, b.grey.astype(np.float32), 0)
     count = mask.sum(axis=1)
     sx, sy = x.sum(axis=1), y.sum(axis=1)
@@ -161,7 +169,7 @@ def _foreground_correlation(a: Thumbnails, b: Thumbnails) -> tuple[npt.NDArray[n
     result = np.ones(len(count), dtype=np.float32)
     # Enough cells, and structure in both: their spread in grey levels (the thumbnails are
     # centred and scaled by 1 / (16 * detail)).
-    spread_a = np.sqrt(np.maximum((x * x).sum(axis=1) - sx * sx / safe, 0) / safe) * (16 * a.detail[0])
+    spread_a = np.sqrt(np.maximum((x * x).sum(axis=1) - sx * sx / safe, 0) / safe) * (16 * a.detail)
     spread_b = np.sqrt(np.maximum((y * y).sum(axis=1) - sy * sy / safe, 0) / safe) * (16 * b.detail)
     judged = (count >= FOREGROUND_CELLS) & (np.minimum(spread_a, spread_b) >= FOREGROUND_CONTRAST)
     judged &= variances > 0
@@ -172,12 +180,12 @@ def _foreground_correlation(a: Thumbnails, b: Thumbnails) -> tuple[npt.NDArray[n
 def _against(
     a: Thumbnails, b: Thumbnails, grey_correlation: float
 ) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.float32]]:
-    """Picture 0 of ``a`` against every picture of ``b``: :func:`_verdict` with the detail
+    """Each picture of ``a`` against the same row of ``b``: :func:`_verdict` with the detail
     guard, and the correlations."""
-    correlations: npt.NDArray[np.float32] = b.grey.astype(np.float32) @ a.grey[0].astype(np.float32)
-    difference = b.chroma.astype(np.float32) - a.chroma[0].astype(np.float32)
-    accepted = _verdict(correlations, difference, a.colourful[0], b.colourful, grey_correlation)
-    accepted &= (a.detail[0] >= LOW_DETAIL) & (b.detail >= LOW_DETAIL)
+    correlations: npt.NDArray[np.float32] = np.einsum("ij,ij->i", a.grey.astype(np.float32), b.grey.astype(np.float32))
+    difference = b.chroma.astype(np.float32) - a.chroma.astype(np.float32)
+    accepted = _verdict(correlations, difference, a.colourful, b.colourful, grey_correlation)
+    accepted &= (a.detail >= LOW_DETAIL) & (b.detail >= LOW_DETAIL)
     return accepted, correlations
 
 

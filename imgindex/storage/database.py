@@ -25,7 +25,7 @@ import sqlite_utils
 
 from imgindex.errors import IndexOpenError, NewerIndexError, NotAnIndexError
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 #: ``PRAGMA application_id``: "imix" in ASCII.
 APPLICATION_ID = 0x696D6978
 BUSY_TIMEOUT_MS = 60_000
@@ -177,10 +177,16 @@ def _pairs_by_kind(conn: sqlite3.Connection) -> None:
         conn.execute(f"DROP TABLE old_{table}")
 
 
+def _add_near_matches(conn: sqlite3.Connection) -> None:
+    """Version 5 adds the verified near matches; the next scan (or watch batch) fills them."""
+    _create_objects(conn, {"near_pictures", "near_matches", "near_matches_b"})
+
+
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     2: _add_near_pairs,
     3: _add_descriptors,
     4: _pairs_by_kind,
+    5: _add_near_matches,
 }
 
 

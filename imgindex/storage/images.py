@@ -38,6 +38,7 @@ class ImageTable:
     mtime_ns: npt.NDArray[np.int64]
     path_length: npt.NDArray[np.int64]
     preferred: npt.NDArray[np.bool_]  # below one of the directories to prefer
+    params_id: npt.NDArray[np.int64]  # the hash settings of its hashes (-1 without)
     format: list[str | None]
     dirs: list[bytes]
     names: list[bytes]
@@ -47,6 +48,20 @@ class ImageTable:
 
     def path(self, row: int) -> bytes:
         return self.dirs[row] + b"/" + self.names[row]
+
+
+@dataclass(frozen=True)
+class Pictures:
+    """Distinct pictures (by SHA-256) as columns: one file of each, and its hashes."""
+
+    file_id: npt.NDArray[np.int64]
+    sha256: npt.NDArray[np.uint8]  # (n, 32)
+    phash: npt.NDArray[np.int64]
+    has_trim: npt.NDArray[np.bool_]
+    trim_hash: npt.NDArray[np.int64]
+
+    def __len__(self) -> int:
+        return len(self.file_id)
 
 
 class Images:
@@ -66,7 +81,7 @@ class Images:
             " files.width AS width, files.height AS height, files.size AS size, files.mtime_ns AS mtime_ns,"
             " length(dirs.path) + 1 + length(files.name) AS path_length, files.format AS format,"
             f" {flag if prefer else '0'} AS preferred, files.dir_id AS dir_id, files.name AS name,"
-            " files.trim_hash AS trim_hash"
+            " files.trim_hash AS trim_hash, files.params_id AS params_id"
             # Directories in path order, each one's files by name through the UNIQUE (dir_id, name)
             # index: no sort; "+" keeps SQLite off the sha256 index (a random read per row).
             " FROM dirs JOIN files ON files.dir_id = dirs.id WHERE +files.sha256 IS NOT NULL"
@@ -98,6 +113,7 @@ class Images:
             mtime_ns=np.array(column("mtime_ns"), dtype=np.int64),
             path_length=np.array(column("path_length"), dtype=np.int64),
             preferred=np.array(column("preferred"), dtype=np.bool_),
+            params_id=np.array([-1 if p is None else p for p in column("params_id")], dtype=np.int64),
             format=list(column("format")),
             dirs=[dir_paths[d] for d in column("dir_id")],
             names=list(column("name")),
@@ -112,6 +128,24 @@ class Images:
             " UNION SELECT trim_hash FROM files WHERE trim_hash IS NOT NULL ORDER BY 1"
         )
         return int_column(rows)
+
+    def pictures(self, params_id: int) -> Pictures:
+        """Every distinct picture (SHA-256) hashed under the settings ``params_id``, with the
+        id of one of its files (the lowest) and its hashes, in SHA-256 order."""
+        rows = self.db.execute(
+            "SELECT min(id), sha256, phash, trim_hash FROM files"
+            " WHERE params_id = ? AND phash IS NOT NULL AND sha256 IS NOT NULL GROUP BY sha256 ORDER BY sha256",
+            (params_id,),
+        ).fetchall()
+        n = len(rows)
+        ids, digests, phash, trim = zip(*rows, strict=True) if rows else ((), (), (), ())
+        return Pictures(
+            file_id=np.array(ids, dtype=np.int64),
+            sha256=np.frombuffer(b"".join(digests), dtype=np.uint8).reshape(n, 32),
+            phash=np.array(phash, dtype=np.int64),
+            has_trim=np.array([t is not None for t in trim], dtype=np.bool_),
+            trim_hash=np.array([0 if t is None else t for t in trim], dtype=np.int64),
+        )
 
     def with_hashes(self, hashes: Sequence[int]) -> list[tuple[int, int | None, int | None]]:
         """``(file id, phash, trim_hash)`` of the indexed images with one of these hashes as either."""

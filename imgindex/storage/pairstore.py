@@ -1,11 +1,14 @@
-"""The pair store: near pairs of distinct hash values, per kind of hash.
+"""The pair store: near pairs of distinct hash values, and verified matches of pictures, per kind of hash.
 
 ``near_pairs`` holds every two distinct hash values of one kind within the
 stored maximum distance; ``near_hashes`` the values whose pairs are all
 stored. ``meta`` records the maximum and a generation that every reset
 changes, so that a process never marks a value stored after another process
-reset the pairs under it. Keeping them up to date is :mod:`imgindex.pairs`'s
-job; this module only reads and writes them.
+reset the pairs under it. ``near_matches`` holds the pairs of pictures (by
+:func:`picture_keys`) whose thumbnails confirm a match, ``near_pictures`` the
+pictures whose matches are all stored, under the hash settings ``near_params``.
+Keeping them up to date is :mod:`imgindex.pairs`'s job; this module only reads
+and writes them.
 """
 
 from __future__ import annotations
@@ -14,6 +17,14 @@ import numpy as np
 import numpy.typing as npt
 
 from .database import Database, int_column
+
+#: A distance meaning "no match of this sort": NULL in ``near_matches``.
+NO_MATCH = 255
+
+
+def picture_keys(sha256: npt.NDArray[np.uint8]) -> npt.NDArray[np.int64]:
+    """The key of each picture (rows of 32 SHA-256 bytes): its first 8 bytes, as a signed integer."""
+    return np.ascontiguousarray(sha256[:, :8]).view(">i8").reshape(-1).astype(np.int64)
 
 
 class PairStore:
@@ -44,6 +55,8 @@ class PairStore:
                 return None
             c.execute("DELETE FROM near_pairs")
             c.execute("DELETE FROM near_hashes")
+            c.execute("DELETE FROM near_matches")
+            c.execute("DELETE FROM near_pictures")
             c.executemany(
                 "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                 [("near_max_distance", str(max_distance)), ("near_generation", str(generation + 1))],
@@ -78,28 +91,12 @@ class PairStore:
         Marks nothing if the pairs were reset since ``generation`` (their pairs
         may have been deleted): returns whether all were marked.
         """
-        for start in range(0, len(hashes), batch):
-            with self.db.write() as c:
-                if self.state()[1] != generation:
-                    return False
-                c.executemany(
-                    "INSERT OR IGNORE INTO near_hashes (kind, hash) VALUES (?, ?)",
-                    ((kind, h) for h in hashes[start : start + batch].tolist()),
-                )
-        return True
+        sql = "INSERT OR IGNORE INTO near_hashes (kind, hash) VALUES (?, ?)"
+        return self._mark(sql, kind, hashes, generation, batch)
 
     def remove_hashes(self, kind: str, hashes: npt.NDArray[np.int64], batch: int = 50_000) -> int:
         """Forget hashes no image has any more, and their pairs; returns the pairs removed."""
-        removed = 0
-        for start in range(0, len(hashes), batch):
-            chunk = [(kind, h) for h in hashes[start : start + batch].tolist()]
-            with self.db.write() as c:
-                before = c.total_changes
-                c.executemany("DELETE FROM near_pairs WHERE kind = ? AND a = ?", chunk)
-                c.executemany("DELETE FROM near_pairs WHERE kind = ? AND b = ?", chunk)
-                removed += c.total_changes - before
-                c.executemany("DELETE FROM near_hashes WHERE kind = ? AND hash = ?", chunk)
-        return removed
+        return self._forget("near_pairs", "DELETE FROM near_hashes WHERE kind = ? AND hash = ?", kind, hashes, batch)
 
     def pairs(
         self, kind: str, max_distance: int
@@ -130,3 +127,103 @@ class PairStore:
 
     def count(self) -> int:
         return int(self.db.execute("SELECT count(*) FROM near_pairs").fetchone()[0])
+
+    def _mark(self, sql: str, kind: str, values: npt.NDArray[np.int64], generation: int, batch: int) -> bool:
+        """Insert ``(kind, value)`` rows by ``sql`` unless the store was reset since ``generation``."""
+        for start in range(0, len(values), batch):
+            with self.db.write() as c:
+                if self.state()[1] != generation:
+                    return False
+                c.executemany(sql, ((kind, v) for v in values[start : start + batch].tolist()))
+        return True
+
+    def _forget(self, table: str, unmark: str, kind: str, values: npt.NDArray[np.int64], batch: int) -> int:
+        """Delete the rows of ``table`` (pairs) with one of ``values`` on a side, and unmark
+        the values by ``unmark``; returns the pairs deleted."""
+        removed = 0
+        for start in range(0, len(values), batch):
+            chunk = [(kind, v) for v in values[start : start + batch].tolist()]
+            with self.db.write() as c:
+                before = c.total_changes
+                c.executemany(f"DELETE FROM {table} WHERE kind = ? AND a = ?", chunk)
+                c.executemany(f"DELETE FROM {table} WHERE kind = ? AND b = ?", chunk)
+                removed += c.total_changes - before
+                c.executemany(unmark, chunk)
+        return removed
+
+    # -- verified matches of pictures ----------------------------------------
+
+    def pictures(self, kind: str) -> npt.NDArray[np.int64]:
+        """The pictures whose verified matches are all stored, sorted."""
+        rows = self.db.execute("SELECT picture FROM near_pictures WHERE kind = ? ORDER BY picture", (kind,))
+        return int_column(rows)
+
+    def match_params(self) -> int | None:
+        """The hash settings (``hash_params.id``) the stored matches were verified under."""
+        row = self.db.execute("SELECT value FROM meta WHERE key = 'near_params'").fetchone()
+        return None if row is None else int(row[0])
+
+    def reset_matches(self, params_id: int, generation: int) -> int | None:
+        """Forget every verified match, to verify them again under ``params_id``: as :meth:`reset`."""
+        with self.db.write() as c:
+            if self.state()[1] != generation:
+                return None
+            c.execute("DELETE FROM near_matches")
+            c.execute("DELETE FROM near_pictures")
+            c.executemany(
+                "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                [("near_params", str(params_id)), ("near_generation", str(generation + 1))],
+            )
+        return generation + 1
+
+    def add_matches(
+        self,
+        kind: str,
+        a: npt.NDArray[np.int64],
+        b: npt.NDArray[np.int64],
+        whole: npt.NDArray[np.uint8],
+        inside: npt.NDArray[np.uint8],
+        batch: int = 200_000,
+    ) -> None:
+        """Store verified matches (``a < b``; :data:`NO_MATCH` where a sort does not hold)."""
+        for start in range(0, len(a), batch):
+            part = slice(start, start + batch)
+            rows = zip(a[part].tolist(), b[part].tolist(), whole[part].tolist(), inside[part].tolist(), strict=True)
+            with self.db.write() as c:
+                c.executemany(
+                    "INSERT OR REPLACE INTO near_matches (kind, a, b, whole, inside) VALUES (?, ?, ?, ?, ?)",
+                    ((kind, x, y, None if w == NO_MATCH else w, None if i == NO_MATCH else i) for x, y, w, i in rows),
+                )
+
+    def add_pictures(self, kind: str, keys: npt.NDArray[np.int64], generation: int, batch: int = 200_000) -> bool:
+        """Mark pictures as having all their matches stored (after :meth:`add_matches`); as
+        :meth:`add_hashes`, nothing if the store was reset since ``generation``."""
+        sql = "INSERT OR IGNORE INTO near_pictures (kind, picture) VALUES (?, ?)"
+        return self._mark(sql, kind, keys, generation, batch)
+
+    def remove_pictures(self, kind: str, keys: npt.NDArray[np.int64], batch: int = 50_000) -> int:
+        """Forget pictures (gone, or no longer to be trusted) and their matches; returns the matches removed."""
+        sql = "DELETE FROM near_pictures WHERE kind = ? AND picture = ?"
+        return self._forget("near_matches", sql, kind, keys, batch)
+
+    def matches(
+        self, kind: str, max_distance: int
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.uint8], npt.NDArray[np.uint8]]:
+        """Stored matches that hold within ``max_distance``: ``(a, b, whole, inside)``, with
+        :data:`NO_MATCH` where a sort does not hold (or not within the distance)."""
+        rows = self.db.execute(
+            f"SELECT a, b, coalesce(whole, {NO_MATCH}), coalesce(inside, {NO_MATCH}) FROM near_matches"
+            " WHERE kind = ? AND (whole <= ? OR inside <= ?)",
+            (kind, max_distance, max_distance),
+        )
+        table = np.array(rows.fetchall(), dtype=np.int64).reshape(-1, 4)
+        whole, inside = table[:, 2], table[:, 3]
+        return (
+            table[:, 0].copy(),
+            table[:, 1].copy(),
+            np.where(whole <= max_distance, whole, NO_MATCH).astype(np.uint8),
+            np.where(inside <= max_distance, inside, NO_MATCH).astype(np.uint8),
+        )
+
+    def match_count(self) -> int:
+        return int(self.db.execute("SELECT count(*) FROM near_matches").fetchone()[0])

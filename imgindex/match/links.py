@@ -1,0 +1,153 @@
+"""Links: from pairs of hash values to pairs of units that are candidates for a match.
+
+A unit (a distinct picture) becomes a candidate of another in several ways,
+one :class:`Link` each: their hashes of the whole picture are near, their
+hashes of what is inside their borders are, or one's upright hash is near
+an orientation of the other's. Each link turns pairs of hash values (stored
+in the index, or searched) into pairs of units; :func:`candidates` puts the
+links together, one row per pair of units with its distance in each link.
+
+Pure numpy: nothing here knows of files or SQLite.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from .search import I64, U8, U64, Pairs, empty_pairs, pairs_within
+
+#: A gap meaning "not within the threshold in this link".
+NOT_NEAR = 255
+
+
+@dataclass(frozen=True)
+class Link:
+    """One way units become candidates: their hashes of one sort within ``threshold``.
+
+    ``hashes[u]`` is unit ``u``'s hash (when ``has_hash[u]``); units on one
+    hash value are candidates at distance 0. ``pairs``, when known already
+    (stored in the index), are pairs of distinct hash values within the
+    threshold (or more); pairs naming values no unit has are ignored. Without
+    them they are searched. With ``framed``, only pairs with a framed unit on
+    a side count.
+    """
+
+    hashes: U64
+    has_hash: npt.NDArray[np.bool_]
+    threshold: int
+    pairs: tuple[U64, U64, U8] | None = None
+    framed: npt.NDArray[np.bool_] | None = None
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """Pairs of units (``u < v``), each once, and each one's distance in every link
+    (``gaps[k]``, :data:`NOT_NEAR` where not within link ``k``'s threshold)."""
+
+    u: I64
+    v: I64
+    gaps: U8  # (links, pairs)
+
+    def __len__(self) -> int:
+        return len(self.u)
+
+
+def unit_pairs(link: Link, focus: npt.NDArray[np.bool_] | None = None) -> Pairs:
+    """The pairs of units the link makes candidates (``u < v``, once each, at the smallest
+    distance); with ``focus`` (a mask of units), only those with a focus unit on a side."""
+    hashed = np.flatnonzero(link.has_hash)
+    if len(hashed) < 2:
+        return empty_pairs()
+    values, node_of = np.unique(link.hashes[hashed], return_inverse=True)
+    node_of = node_of.reshape(-1)
+    members = hashed[np.argsort(node_of, kind="stable")]
+    count = np.bincount(node_of, minlength=len(values))
+    first = np.zeros(len(values) + 1, dtype=np.int64)
+    np.cumsum(count, out=first[1:])
+    # Nodes that hold a unit a pair must have on a side (a focus unit, a framed one).
+    needs = [
+        np.bincount(node_of[mask[hashed]], minlength=len(values)) > 0
+        for mask in (focus, link.framed)
+        if mask is not None
+    ]
+
+    if link.pairs is None:
+        p, q, d = pairs_within(values, link.threshold)
+    else:
+        p, q, d = _as_nodes(values, link.pairs, link.threshold)
+    crowded = np.flatnonzero(count >= 2)
+    for need in needs:
+        keep = need[p] | need[q]
+        p, q, d = p[keep], q[keep], d[keep]
+        crowded = crowded[need[crowded]]
+
+    us, vs, ds = [], [], []
+    # Units on two near values: every unit of one with every unit of the other.
+    sizes = count[p] * count[q]
+    total = int(sizes.sum())
+    if total:
+        row = np.repeat(np.arange(len(p)), sizes)
+        k = np.arange(total) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+        width = count[q][row]
+        us.append(members[first[p][row] + k // width])
+        vs.append(members[first[q][row] + k % width])
+        ds.append(d[row])
+    # Units on one value: every two of them, at distance 0.
+    for size in np.unique(count[crowded]).tolist():
+        nodes = crowded[count[crowded] == size]
+        ti, tj = np.triu_indices(size, 1)
+        us.append(members[(first[nodes][:, None] + ti[None, :]).reshape(-1)])
+        vs.append(members[(first[nodes][:, None] + tj[None, :]).reshape(-1)])
+        ds.append(np.zeros(len(nodes) * len(ti), dtype=np.uint8))
+    if not us:
+        return empty_pairs()
+    u, v, gap = np.concatenate(us), np.concatenate(vs), np.concatenate(ds)
+    lo, hi = np.minimum(u, v), np.maximum(u, v)
+    keep = np.ones(len(lo), dtype=bool)
+    if focus is not None:
+        keep &= focus[lo] | focus[hi]
+    if link.framed is not None:
+        keep &= link.framed[lo] | link.framed[hi]
+    return _smallest(lo[keep], hi[keep], gap[keep], len(link.hashes))
+
+
+def candidates(n: int, links: Sequence[Link], focus: npt.NDArray[np.bool_] | None = None) -> Candidates:
+    """Every pair of ``n`` units that some link makes candidates, with its distance in each."""
+    found = [unit_pairs(link, focus) for link in links]
+    keys = [u * n + v for u, v, _ in found]
+    every = np.unique(np.concatenate(keys)) if keys else np.empty(0, np.int64)
+    gaps = np.full((len(links), len(every)), NOT_NEAR, dtype=np.uint8)
+    for k, ((_, _, d), key) in enumerate(zip(found, keys, strict=True)):
+        gaps[k, np.searchsorted(every, key)] = d
+    return Candidates(every // max(n, 1), every % max(n, 1), gaps)
+
+
+def _smallest(u: I64, v: I64, d: U8, n: int) -> Pairs:
+    """Each pair once, at its smallest distance."""
+    key = u * n + v
+    order = np.lexsort((d, key))
+    key, d = key[order], d[order]
+    head = np.ones(len(key), dtype=bool)
+    head[1:] = key[1:] != key[:-1]
+    return key[head] // n, key[head] % n, d[head]
+
+
+def _as_nodes(values: U64, hash_pairs: tuple[U64, U64, U8], threshold: int) -> Pairs:
+    """Pairs of hash values as pairs of indices into the sorted ``values``, keeping those within threshold."""
+    a, b, d = (
+        np.asarray(hash_pairs[0], np.uint64),
+        np.asarray(hash_pairs[1], np.uint64),
+        np.asarray(hash_pairs[2], np.uint8),
+    )
+    keep = d <= threshold
+    a, b, d = a[keep], b[keep], d[keep]
+    if not len(values):
+        return empty_pairs()
+    ia = np.minimum(np.searchsorted(values, a), len(values) - 1)
+    ib = np.minimum(np.searchsorted(values, b), len(values) - 1)
+    known = (values[ia] == a) & (values[ib] == b) & (ia != ib)
+    return ia[known].astype(np.int64), ib[known].astype(np.int64), d[known]
