@@ -142,6 +142,32 @@ CREATE TABLE IF NOT EXISTS near_matches (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS near_matches_b ON near_matches(kind, b);
 
+-- Pictures whose stored matches may be out of date: every write of an image's
+-- row puts its SHA-256 here, the old one too when it changes or goes (the
+-- triggers below, so no way of writing files is missed, cascades included).
+-- The next update of the matches verifies them again, or forgets them when
+-- no file has them any more, then clears the rows it has done; a report
+-- treats them as not stored meanwhile.
+CREATE TABLE IF NOT EXISTS near_pending (
+    seq         INTEGER PRIMARY KEY,
+    sha256      BLOB NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS files_pending_insert AFTER INSERT ON files
+    WHEN new.sha256 IS NOT NULL
+BEGIN
+    INSERT INTO near_pending (sha256) VALUES (new.sha256);
+END;
+CREATE TRIGGER IF NOT EXISTS files_pending_update AFTER UPDATE OF sha256, phash, trim_hash, params_id ON files
+BEGIN
+    INSERT INTO near_pending (sha256) SELECT old.sha256 WHERE old.sha256 IS NOT NULL;
+    INSERT INTO near_pending (sha256) SELECT new.sha256 WHERE new.sha256 IS NOT NULL AND new.sha256 IS NOT old.sha256;
+END;
+CREATE TRIGGER IF NOT EXISTS files_pending_delete AFTER DELETE ON files
+    WHEN old.sha256 IS NOT NULL
+BEGIN
+    INSERT INTO near_pending (sha256) VALUES (old.sha256);
+END;
+
 -- Settings of the index as a whole (near_max_distance, near_generation, near_params, ...).
 CREATE TABLE IF NOT EXISTS meta (
     key         TEXT PRIMARY KEY,

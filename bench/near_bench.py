@@ -42,7 +42,6 @@ import hashlib
 import json
 import os
 import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -252,22 +251,9 @@ def step_imagededup(n: int, seed: int) -> dict[str, Any]:
     return {"seconds": seconds, "pairs": len(theirs), "same_pairs_as_brute_force": theirs == ours, "peak_mb": peak_mb()}
 
 
-def run_process(argv: list[str]) -> tuple[float, float, str]:
-    """Run a command: its wall time, its peak resident memory in MB (from wait4) and its stdout."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    out = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(argv)} failed ({proc.returncode})")
-    return time.perf_counter() - start, usage.ru_maxrss / 1024, out
-
-
 def run_step(*args: str) -> dict[str, Any]:
     """A step in a fresh process: its JSON result, with its wall time and peak memory."""
-    seconds, peak_mb, out = run_process([sys.executable, __file__, "_step", *args])
+    seconds, peak_mb, out = peers.run_process([sys.executable, __file__, "_step", *args])
     result: dict[str, Any] = json.loads(out) if out.strip() else {}
     result["process_seconds"] = seconds
     result["process_peak_mb"] = peak_mb
@@ -335,12 +321,12 @@ def main(argv: list[str] | None = None) -> int:
         "-o",
         str(args.workdir / "near.json"),
     ]
-    seconds, peak_mb, _ = run_process([*report, "--quiet"])
+    seconds, peak_mb, _ = peers.run_process([*report, "--quiet"])
     results["report"] = {"command": report, "seconds": seconds, "process_peak_mb": peak_mb}
     rows.append((f"report --near, {sizes[-1]:,} (whole command)", seconds, peak_mb))
     if args.rotations:
         peers.log(f"imgindex report --near --rotations on {sizes[-1]:,}")
-        seconds, peak_mb, _ = run_process([*report, "--rotations", "--quiet"])
+        seconds, peak_mb, _ = peers.run_process([*report, "--rotations", "--quiet"])
         turned = [*report, "--rotations"]
         results["report_rotations"] = {"command": turned, "seconds": seconds, "process_peak_mb": peak_mb}
         rows.append((f"report --near --rotations, {sizes[-1]:,}", seconds, peak_mb))
@@ -356,9 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'step':<52} {'seconds':>9} {'peak MB':>9}")
     for name, secs, mb in rows:
         print(f"{name:<52} {secs:>9.2f} {'' if mb is None else f'{mb:,.0f}':>9}")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+    peers.write_results(args.json, results)
     return 0
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import shutil
 import subprocess
 import sys
@@ -46,6 +48,27 @@ def imagededup_phash() -> Any:
 def log(message: str) -> None:
     """A progress line on stderr, with the time."""
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def run_process(argv: list[str]) -> tuple[float, float, str]:
+    """Run a command: its wall time, its peak resident memory in MB (from wait4) and its stdout;
+    exit if it fails."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(argv)} failed ({proc.returncode})")
+    return time.perf_counter() - start, usage.ru_maxrss / 1024, out
+
+
+def write_results(path: Path | None, results: dict[str, Any]) -> None:
+    """The results as JSON at ``path`` (when given)."""
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
 
 
 def timed(argv: list[str], ok: tuple[int, ...] = (0,)) -> tuple[float, str, str]:

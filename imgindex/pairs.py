@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from .hashing import HashSettings
 from .match.matcher import Matcher, Units
@@ -45,7 +46,7 @@ class PairsUpdate:
     pairs_removed: int
     rebuilt: bool  # everything was searched again (first update, or a new maximum distance)
     seconds: float
-    pictures: int = 0  # distinct pictures whose matches can be stored
+    pictures: int = 0  # distinct pictures whose matches are stored
     pictures_added: int = 0  # pictures verified against the rest by this update
     matches_added: int = 0  # verified matches stored
     matches_removed: int = 0
@@ -115,56 +116,119 @@ def update(
     )
 
 
-def _update_matches(index: Index, kind: str, stop: Callable[[], bool] | None) -> tuple[int, int, int, int]:
-    """Bring the verified matches up to date with the pictures of the index: verify the new
-    pictures against all (within the stored pairs' distance) and store what holds.
+#: Past this share of the pictures pending, an update verifies every picture again (one
+#: search over all is cheaper than many lookups).
+FULL_SHARE = 0.2
 
-    As for the pairs: matches are written before their pictures are marked, and a
-    reset by another process meanwhile leaves them unmarked for the next update.
-    Returns (pictures, pictures added, matches added, matches removed).
+
+def _update_matches(index: Index, kind: str, stop: Callable[[], bool] | None) -> tuple[int, int, int, int]:
+    """Bring the verified matches up to date with the pictures of the index: verify the
+    pictures written since the last update (``near_pending``) against all, within the
+    stored pairs' distance, and store what holds; forget the pictures no file has any more.
+
+    As for the pairs: matches are written before their pictures are marked, pending rows
+    cleared last, and a reset by another process meanwhile leaves the pictures unmarked
+    for the next update. Returns (pictures, pictures added, matches added, matches removed).
     """
     store = index.pairs
     params = index.catalog.params_id(HashSettings().key())
-    for _attempt in range(3):
-        with index.snapshot():
-            found = index.images.pictures(params)
-            stored = store.pictures(kind)
-            stored_params = store.match_params()
-            max_distance, generation = store.state()
-        if max_distance is None:
-            return 0, 0, 0, 0
-        if stored_params != params:
-            new_generation = store.reset_matches(params, generation)
-            if new_generation is None:
-                continue
-            generation, stored = new_generation, stored[:0]
-        break
-    else:
+    with index.snapshot():
+        max_distance, generation = store.state()
+        stored_params = store.match_params()
+        last, pending = store.pending()
+        stored_count = store.picture_count(kind) if stored_params == params else 0
+    if max_distance is None:
+        return 0, 0, 0, 0
+    if stored_params != params or len(pending) > FULL_SHARE * max(stored_count, 1):
+        return _verify_all(index, kind, params, generation, last, stop)
+
+    # Only the pending pictures: verified again if a file has them, forgotten if not.
+    with index.snapshot():
+        targets = index.images.pictures(params, [row.tobytes() for row in pending])
+    matches_removed = store.remove_pictures(kind, picture_keys(pending)) if len(pending) else 0
+    keys = picture_keys(targets.sha256)
+    # A picture whose key another picture has is never stored (nor that other one).
+    alone = np.array([index.images.digests_with_prefix(d[:8].tobytes()) == [d.tobytes()] for d in targets.sha256])
+    alone = alone.astype(bool).reshape(-1)
+    _, first, counts = np.unique(keys, return_index=True, return_counts=True)
+    alone[np.setdiff1d(np.arange(len(keys)), first[counts == 1])] = False
+    added = keys[alone]
+    if not len(added) or (stop and stop()):
+        if not len(added):
+            store.clear_pending(last)
+        return store.picture_count(kind), 0, 0, matches_removed
+    whole = targets.phash[alone]
+    inside = targets.trim_hash[alone][targets.has_trim[alone]]
+    values = np.unique(np.concatenate([whole, inside]))
+    with index.snapshot():
+        if not store.stored_among(kind, values).all():  # their pairs not stored yet: search all
+            return _verify_all(index, kind, params, generation, last, stop)
+        a, b, _ = store.pairs_touching(kind, values, max_distance)
+        near = np.unique(np.concatenate([values, a, b]))
+        neighbours = index.images.pictures_near(params, near.tolist())
+    # The units: the targets, then their neighbours that are stored pictures.
+    neighbour_keys = picture_keys(neighbours.sha256)
+    others = ~np.isin(neighbour_keys, keys) & np.isin(neighbour_keys, store.pictures(kind))
+    units = Units(
+        file_id=np.concatenate([targets.file_id[alone], neighbours.file_id[others]]),
+        has_hash=np.ones(len(added) + int(others.sum()), dtype=bool),
+        phash=np.concatenate([whole, neighbours.phash[others]]),
+        has_trim=np.concatenate([targets.has_trim[alone], neighbours.has_trim[others]]),
+        trim_hash=np.concatenate([targets.trim_hash[alone], neighbours.trim_hash[others]]),
+    )
+    unit_keys = np.concatenate([added, neighbour_keys[others]])
+    focus = np.arange(len(added))
+    matches_added = _verify_and_store(index, kind, units, unit_keys, focus, max_distance, generation)
+    if matches_added is None:
+        return store.picture_count(kind), 0, 0, matches_removed
+    store.clear_pending(last)
+    return store.picture_count(kind), len(added), matches_added, matches_removed
+
+
+def _verify_all(
+    index: Index, kind: str, params: int, generation: int, last: int, stop: Callable[[], bool] | None
+) -> tuple[int, int, int, int]:
+    """Verify every picture against all: after new hash settings, or when most are pending."""
+    store = index.pairs
+    new_generation = store.reset_matches(params, generation)
+    if new_generation is None:
+        return 0, 0, 0, 0  # reset by another process meanwhile: the next update does it
+    with index.snapshot():
+        found = index.images.pictures(params)
+        max_distance = store.state()[0]
+    if max_distance is None or (stop and stop()):
         return 0, 0, 0, 0
     keys = picture_keys(found.sha256)
-    order = np.argsort(keys, kind="stable")
-    alone = np.ones(len(keys), dtype=bool)
-    twice = keys[order[1:]] == keys[order[:-1]]
-    alone[order[1:][twice]] = alone[order[:-1][twice]] = False  # two pictures, one key: never stored
-    present = np.unique(keys[alone])
-    added = np.setdiff1d(present, stored, assume_unique=True)
-    removed = np.setdiff1d(stored, present, assume_unique=True)
-    matches_removed = store.remove_pictures(kind, removed) if len(removed) else 0
-    if not len(added) or (stop and stop()):
-        return len(present), 0, 0, matches_removed
+    _, first, counts = np.unique(keys, return_index=True, return_counts=True)
+    alone = np.zeros(len(keys), dtype=bool)
+    alone[first[counts == 1]] = True  # two pictures, one key: never stored
     units = Units(
-        file_id=found.file_id,
-        has_hash=alone,
-        phash=found.phash,
-        has_trim=found.has_trim,
-        trim_hash=found.trim_hash,
+        file_id=found.file_id, has_hash=alone, phash=found.phash, has_trim=found.has_trim, trim_hash=found.trim_hash
     )
-    focus = np.flatnonzero(alone & np.isin(keys, added))
+    added = _verify_and_store(index, kind, units, keys, None, max_distance, new_generation)
+    if added is None:
+        return 0, 0, 0, 0
+    store.clear_pending(last)
+    return int(alone.sum()), int(alone.sum()), added, 0
+
+
+def _verify_and_store(
+    index: Index,
+    kind: str,
+    units: Units,
+    keys: npt.NDArray[np.int64],
+    focus: npt.NDArray[np.int64] | None,
+    max_distance: int,
+    generation: int,
+) -> int | None:
+    """Verify the matches of the ``focus`` units (all, without) among ``units``, store them,
+    and mark the focus units' pictures: the matches stored, or None if the store was reset
+    by another process meanwhile (nothing marked)."""
     with index.snapshot():
-        matcher = Matcher(index, units, max_distance, kind=kind, focus=None if len(focus) == len(present) else focus)
-    sorts = matcher.sorts
+        sorts = Matcher(index, units, max_distance, kind=kind, focus=focus).sorts
     a, b = keys[sorts.u], keys[sorts.v]
-    store.add_matches(kind, np.minimum(a, b), np.maximum(a, b), sorts.whole, sorts.inside)
-    if not store.add_pictures(kind, added, generation):
-        return len(present), 0, len(a), matches_removed
-    return len(present), len(added), len(a), matches_removed
+    index.pairs.add_matches(kind, np.minimum(a, b), np.maximum(a, b), sorts.whole, sorts.inside)
+    marked = keys[units.has_hash] if focus is None else keys[focus]
+    if not index.pairs.add_pictures(kind, np.unique(marked), generation):
+        return None
+    return len(a)

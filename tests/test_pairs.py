@@ -15,7 +15,7 @@ from imgindex.hashing import HashSettings
 from imgindex.match.candidates import pairs_among
 from imgindex.match.search import as_unsigned, pairs_within_brute_force
 from imgindex.report import Report, ReportOptions, build_report
-from imgindex.storage import SCHEMA_VERSION, Index, open_index, picture_keys
+from imgindex.storage import SCHEMA_VERSION, Index, PairStore, open_index, picture_keys
 
 from .conftest import QUICK, encode, picture, run_scan, write
 
@@ -279,15 +279,25 @@ def test_scan_stores_the_verified_matches_and_reports_read_them(tree: Path, inde
         assert sum(len(g) > 1 for g in stored_groups) >= 10
 
 
-def test_matches_follow_new_and_removed_pictures(tree: Path, index: Index) -> None:
+@pytest.mark.parametrize("share", [10.0, 0.0])  # only the pending pictures; every picture again
+def test_matches_follow_new_and_removed_pictures(
+    tree: Path, index: Index, monkeypatch: pytest.MonkeyPatch, share: float
+) -> None:
+    monkeypatch.setattr(pairs, "FULL_SHARE", share)
     family_tree(tree, range(6))
     run_scan(index, tree)
     family_tree(tree, range(6, 9))
     for gone in ("02/bright.jpg", "03/b", "04/crop.png"):
         (tree / gone).unlink()
+    (tree / "05" / "a.png").write_bytes(encode(picture(40, (160, 120)), "PNG"))  # changed
     update = run_scan(index, tree).near_pairs
-    assert update is not None and 0 < update.pictures_added < update.pictures
-    assert update.matches_removed > 0
+    assert update is not None
+    if share:
+        assert 0 < update.pictures_added < update.pictures
+        assert update.matches_removed > 0
+    else:
+        assert update.pictures_added == update.pictures
+    assert not len(index.pairs.pending()[1])
     incremental = stored_matches(index)
     index.pairs.reset_matches(-1, index.pairs.state()[1])  # as if under other settings: all again
     again = pairs.update(index)
@@ -310,21 +320,35 @@ def test_pictures_not_updated_yet_are_verified_in_memory(tree: Path, index: Inde
     assert stored_groups == fresh_groups
 
 
-def test_matches_stored_but_not_marked_are_not_trusted_until_the_next_update(tree: Path, index: Index) -> None:
-    family_tree(tree, range(6))
+@pytest.mark.parametrize("share", [10.0, 0.0])
+def test_an_update_stopped_before_marking_is_finished_by_the_next(
+    tree: Path, index: Index, monkeypatch: pytest.MonkeyPatch, share: float
+) -> None:
+    monkeypatch.setattr(pairs, "FULL_SHARE", share)
+    family_tree(tree, range(8))
     run_scan(index, tree)
-    everything = stored_matches(index)
-    keys = index.pairs.pictures(pairs.KIND)
-    index.pairs.remove_pictures(pairs.KIND, keys[::2])
-    # Stopped after writing the matches, before marking their pictures.
-    a, b, whole, inside = (np.array(c) for c in zip(*everything, strict=True))
-    index.pairs.add_matches(pairs.KIND, a, b, whole.astype(np.uint8), inside.astype(np.uint8))
+    family_tree(tree, range(8, 10))
+    run_scan(index, tree, options=replace(QUICK, update_pairs=False))
+    assert len(index.pairs.pending()[1]) > 0
+
+    def killed(*args: object, **kwargs: object) -> bool:
+        raise KeyboardInterrupt  # stopped after the matches were written, before their pictures were marked
+
+    with monkeypatch.context() as m:
+        m.setattr(PairStore, "add_pictures", killed)
+        with pytest.raises(KeyboardInterrupt):
+            pairs.update(index)
+    assert len(index.pairs.pending()[1]) > 0  # still to do
     stored_groups, fresh_groups, used = report_both_ways(index)
-    assert used == len(keys) - len(keys[::2])
     assert stored_groups == fresh_groups
     update = pairs.update(index)
-    assert update.pictures_added == len(keys[::2])
-    assert stored_matches(index) == everything
+    assert update.pictures_added > 0 and not len(index.pairs.pending()[1])
+    incremental = stored_matches(index)
+    index.pairs.reset_matches(-1, index.pairs.state()[1])
+    pairs.update(index)
+    assert stored_matches(index) == incremental
+    stored_groups, fresh_groups, used = report_both_ways(index)
+    assert stored_groups == fresh_groups and used == update.pictures
 
 
 def test_two_pictures_with_one_key_are_never_stored(tree: Path, index: Index) -> None:

@@ -35,7 +35,7 @@ def pairs_among(
     if stored_max is None or threshold > stored_max:
         i, j, d = pairs_within(values, threshold) if at is None else pairs_from(values, at, threshold)
         return values[i], values[j], d
-    is_stored = np.isin(signed, index.pairs.hashes(kind), assume_unique=True)
+    is_stored = index.pairs.stored_among(kind, signed)
     if at is None:
         a, b, d = index.pairs.pairs(kind, threshold)
         i, j, dd = pairs_from(values, np.flatnonzero(~is_stored), threshold)

@@ -289,7 +289,8 @@ def _no_sorts() -> _Sorts:
 def _stored_matches(index: Index, units: Units, threshold: int, kind: str) -> tuple[npt.NDArray[np.bool_], _Sorts]:
     """Which units' matches are all in the index, and those matches between them within
     ``threshold``. A unit counts when its picture's matches are stored, were verified
-    under the hash settings of its hashes, and no other unit has its picture key."""
+    under the hash settings of its hashes, it was not written since (pending), and no
+    other unit has its picture key."""
     n = len(units)
     known = np.zeros(n, dtype=bool)
     stored_max, _ = index.pairs.state()
@@ -305,7 +306,11 @@ def _stored_matches(index: Index, units: Units, threshold: int, kind: str) -> tu
     alone = np.ones(n, dtype=bool)
     twice = sorted_keys[1:] == sorted_keys[:-1]
     alone[order[1:][twice]] = alone[order[:-1][twice]] = False
-    known = units.has_hash & alone & (units.params_id == params) & np.isin(keys, pictures)
+    at = np.minimum(np.searchsorted(pictures, keys), max(len(pictures) - 1, 0))
+    listed = pictures[at] == keys if len(pictures) else np.zeros(n, dtype=bool)
+    # Written since the last update of the matches: theirs may be out of date.
+    pending = np.isin(keys, picture_keys(index.pairs.pending()[1]))
+    known = units.has_hash & alone & (units.params_id == params) & listed & ~pending
     a, b, whole, inside = index.pairs.matches(kind, threshold)
     k_order = order[known[order]]
     k_keys = keys[k_order]

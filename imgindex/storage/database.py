@@ -8,6 +8,7 @@ timeout, so that ``scan``, ``watch`` and ``report`` can share one index.
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import sqlite3
@@ -104,7 +105,8 @@ class Database:
 
 
 def int_column(rows: Iterable[tuple[int]]) -> npt.NDArray[np.int64]:
-    return np.fromiter((r[0] for r in rows), dtype=np.int64)
+    """The one integer column of rows (no NULLs), as an array."""
+    return np.fromiter(itertools.chain.from_iterable(rows), dtype=np.int64)
 
 
 def below(column: str, tops: Sequence[bytes]) -> tuple[str, tuple[bytes, ...]]:
@@ -178,8 +180,20 @@ def _pairs_by_kind(conn: sqlite3.Connection) -> None:
 
 
 def _add_near_matches(conn: sqlite3.Connection) -> None:
-    """Version 5 adds the verified near matches; the next scan (or watch batch) fills them."""
-    _create_objects(conn, {"near_pictures", "near_matches", "near_matches_b"})
+    """Version 5 adds the verified near matches and what keeps them up to date; the next
+    scan (or watch batch) fills them."""
+    _create_objects(
+        conn,
+        {
+            "near_pictures",
+            "near_matches",
+            "near_matches_b",
+            "near_pending",
+            "files_pending_insert",
+            "files_pending_update",
+            "files_pending_delete",
+        },
+    )
 
 
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
@@ -350,10 +364,10 @@ def _create(conn: sqlite3.Connection) -> None:
 
 
 def schema_objects() -> dict[str, str]:
-    """The tables, indexes and views schema.sql makes, each with its statement, in its order."""
+    """The tables, indexes, views and triggers schema.sql makes, each with its statement, in its order."""
     made = {}
     for statement in split_sql(schema_sql()):
-        match = re.match(r"CREATE (?:TABLE|INDEX|VIEW) IF NOT EXISTS (\w+)", statement)
+        match = re.match(r"CREATE (?:TABLE|INDEX|VIEW|TRIGGER) IF NOT EXISTS (\w+)", statement)
         if match:
             made[match.group(1)] = statement
     return made
@@ -370,7 +384,7 @@ def _create_objects(conn: sqlite3.Connection, names: set[str]) -> None:
 
 
 def split_sql(script: str) -> list[str]:
-    """Split a script into complete statements (schema.sql has no triggers)."""
+    """Split a script into complete statements (a trigger's body is part of its statement)."""
     statements, current = [], ""
     for line in script.splitlines(keepends=True):
         if line.lstrip().startswith("--"):

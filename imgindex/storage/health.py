@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from .database import Database, schema_objects, schema_sql, split_sql
 
 #: Tables whose rows are derived from the rest, so they can be dropped and made again.
-DERIVED = ("near_hashes", "near_pairs")
+DERIVED = ("near_hashes", "near_pairs", "near_pictures", "near_matches")
 
 #: Rows that point at nothing: (what, the query counting them, the statement deleting them).
 _ORPHANS = (
@@ -114,7 +114,7 @@ def repair(db: Database) -> Health:
         if set(before.missing) & set(DERIVED) or done:
             for table in DERIVED:
                 c.execute(f"DELETE FROM {table}")
-            c.execute("DELETE FROM meta WHERE key = 'near_max_distance'")
+            c.execute("DELETE FROM meta WHERE key IN ('near_max_distance', 'near_params')")
             done.append("dropped the stored near pairs (the next scan stores them again)")
         if "descriptors" in before.missing:
             c.execute("UPDATE files SET params_id = NULL WHERE status = 'ok'")

@@ -64,6 +64,31 @@ class Pictures:
         return len(self.file_id)
 
 
+def _present(column: Sequence[Any]) -> npt.NDArray[np.bool_]:
+    """Where a column read from SQLite is not NULL."""
+    present: npt.NDArray[np.bool_] = np.array(column, dtype=object) != None  # noqa: E711 (elementwise)
+    return present
+
+
+def _filled(column: Sequence[Any], present: npt.NDArray[np.bool_], missing: int) -> npt.NDArray[np.int64]:
+    """An integer column read from SQLite, ``missing`` where NULL."""
+    values = np.array(column, dtype=object)
+    values[~present] = missing
+    return values.astype(np.int64)
+
+
+def _pictures(rows: Sequence[tuple[int, bytes, int, int | None]]) -> Pictures:
+    n = len(rows)
+    ids, digests, phash, trim = zip(*rows, strict=True) if rows else ((), (), (), ())
+    return Pictures(
+        file_id=np.array(ids, dtype=np.int64),
+        sha256=np.frombuffer(b"".join(digests), dtype=np.uint8).reshape(n, 32),
+        phash=np.array(phash, dtype=np.int64),
+        has_trim=(has_trim := _present(trim)),
+        trim_hash=_filled(trim, has_trim, 0),
+    )
+
+
 class Images:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -75,50 +100,55 @@ class Images:
         images below those directories.
         """
         where, params = below("dirs.path", under)
-        flag, flag_params = below("dirs.path", prefer)
         cursor = self.db.execute(
-            "SELECT files.id AS id, dirs.root_id AS root_id, files.sha256 AS sha256, files.phash AS phash,"
-            " files.width AS width, files.height AS height, files.size AS size, files.mtime_ns AS mtime_ns,"
-            " length(dirs.path) + 1 + length(files.name) AS path_length, files.format AS format,"
-            f" {flag if prefer else '0'} AS preferred, files.dir_id AS dir_id, files.name AS name,"
-            " files.trim_hash AS trim_hash, files.params_id AS params_id"
+            "SELECT files.id, files.sha256, files.phash, files.trim_hash, files.width, files.height,"
+            " files.size, files.mtime_ns, files.format, files.dir_id, files.name, files.params_id"
             # Directories in path order, each one's files by name through the UNIQUE (dir_id, name)
             # index: no sort; "+" keeps SQLite off the sha256 index (a random read per row).
             " FROM dirs JOIN files ON files.dir_id = dirs.id WHERE +files.sha256 IS NOT NULL"
             + (f" AND {where}" if under else "")
             + " ORDER BY dirs.path, files.name",
-            (*flag_params, *params) if prefer else params,
+            params,
         )
-        names = [d[0] for d in cursor.description]
         raw = cursor.fetchall()
         n = len(raw)
         # Plain tuples, then columns: a million named rows cost a second.
-        columns: dict[str, tuple[Any, ...]] = dict(zip(names, zip(*raw, strict=True), strict=True)) if raw else {}
-
-        def column(name: str) -> tuple[Any, ...]:
-            return columns.get(name, ())
-
-        dir_paths = {i: b"" if p == b"/" else bytes(p) for i, p in self.db.execute("SELECT id, path FROM dirs")}
-        table = ImageTable(
-            id=np.array(column("id"), dtype=np.int64),
-            root_id=np.array(column("root_id"), dtype=np.int64),
-            sha256=np.frombuffer(b"".join(column("sha256")), dtype=np.uint8).reshape(n, 32),
-            has_hash=np.array([p is not None for p in column("phash")], dtype=np.bool_),
-            phash=np.array([0 if p is None else p for p in column("phash")], dtype=np.int64),
-            has_trim=np.array([t is not None for t in column("trim_hash")], dtype=np.bool_),
-            trim_hash=np.array([0 if t is None else t for t in column("trim_hash")], dtype=np.int64),
-            width=np.array([-1 if w is None else w for w in column("width")], dtype=np.int64),
-            height=np.array([-1 if h is None else h for h in column("height")], dtype=np.int64),
-            size=np.array(column("size"), dtype=np.int64),
-            mtime_ns=np.array(column("mtime_ns"), dtype=np.int64),
-            path_length=np.array(column("path_length"), dtype=np.int64),
-            preferred=np.array(column("preferred"), dtype=np.bool_),
-            params_id=np.array([-1 if p is None else p for p in column("params_id")], dtype=np.int64),
-            format=list(column("format")),
-            dirs=[dir_paths[d] for d in column("dir_id")],
-            names=list(column("name")),
+        (ids, digests, phash, trim, width, height, size, mtime, formats, dir_id, names, params_id) = (
+            zip(*raw, strict=True) if raw else ((),) * 12
         )
-        return table
+        del raw
+        # The directories' parts, by directory: paths, roots, whether below one to prefer.
+        flag, flag_params = below("path", prefer)
+        dir_rows = self.db.execute(f"SELECT id, root_id, path, {flag if prefer else '0'} FROM dirs", flag_params)
+        dir_paths: dict[int, bytes] = {}
+        dir_root: dict[int, int] = {}
+        preferred_dirs: set[int] = set()
+        for i, root, p, preferred in dir_rows:
+            dir_paths[i] = b"" if p == b"/" else bytes(p)
+            dir_root[i] = root
+            if preferred:
+                preferred_dirs.add(i)
+        dirs = [dir_paths[d] for d in dir_id]
+        dir_ids = np.array(dir_id, dtype=np.int64)
+        return ImageTable(
+            id=np.array(ids, dtype=np.int64),
+            root_id=np.fromiter(map(dir_root.__getitem__, dir_id), dtype=np.int64, count=n),
+            sha256=np.frombuffer(b"".join(digests), dtype=np.uint8).reshape(n, 32),
+            has_hash=(has_hash := _present(phash)),
+            phash=_filled(phash, has_hash, 0),
+            has_trim=(has_trim := _present(trim)),
+            trim_hash=_filled(trim, has_trim, 0),
+            width=_filled(width, _present(width), -1),
+            height=_filled(height, _present(height), -1),
+            size=np.array(size, dtype=np.int64),
+            mtime_ns=np.array(mtime, dtype=np.int64),
+            path_length=np.fromiter(map(len, dirs), np.int64, n) + 1 + np.fromiter(map(len, names), np.int64, n),
+            preferred=np.isin(dir_ids, np.fromiter(preferred_dirs, np.int64)) if prefer else np.zeros(n, bool),
+            params_id=_filled(params_id, _present(params_id), -1),
+            format=list(formats),
+            dirs=dirs,
+            names=list(names),
+        )
 
     def hashes(self) -> npt.NDArray[np.int64]:
         """Every distinct perceptual hash of an indexed image (of the whole picture or of
@@ -129,23 +159,38 @@ class Images:
         )
         return int_column(rows)
 
-    def pictures(self, params_id: int) -> Pictures:
-        """Every distinct picture (SHA-256) hashed under the settings ``params_id``, with the
-        id of one of its files (the lowest) and its hashes, in SHA-256 order."""
-        rows = self.db.execute(
+    def pictures(self, params_id: int, only: Sequence[bytes] | None = None) -> Pictures:
+        """Every distinct picture (SHA-256) hashed under the settings ``params_id`` (of those
+        with the digests ``only``, when given), with the id of one of its files (the lowest)
+        and its hashes."""
+        select = (
             "SELECT min(id), sha256, phash, trim_hash FROM files"
-            " WHERE params_id = ? AND phash IS NOT NULL AND sha256 IS NOT NULL GROUP BY sha256 ORDER BY sha256",
-            (params_id,),
-        ).fetchall()
-        n = len(rows)
-        ids, digests, phash, trim = zip(*rows, strict=True) if rows else ((), (), (), ())
-        return Pictures(
-            file_id=np.array(ids, dtype=np.int64),
-            sha256=np.frombuffer(b"".join(digests), dtype=np.uint8).reshape(n, 32),
-            phash=np.array(phash, dtype=np.int64),
-            has_trim=np.array([t is not None for t in trim], dtype=np.bool_),
-            trim_hash=np.array([0 if t is None else t for t in trim], dtype=np.int64),
+            f" WHERE params_id = {int(params_id)} AND phash IS NOT NULL AND sha256 IS NOT NULL AND length(sha256) = 32"
         )
+        if only is None:
+            rows = self.db.execute(select + " GROUP BY sha256").fetchall()
+        else:
+            rows = list(self.db.select_in(select + " AND sha256 IN ({marks}) GROUP BY sha256", only))
+        return _pictures(rows)
+
+    def pictures_near(self, params_id: int, values: Sequence[int]) -> Pictures:
+        """The pictures (as :meth:`pictures`) whose hash, of the whole or of the inside, is one of ``values``."""
+        select = (
+            "SELECT min(id), sha256, phash, trim_hash FROM files"
+            f" WHERE params_id = {int(params_id)} AND sha256 IS NOT NULL AND length(sha256) = 32"
+            " AND (phash IN ({marks}) OR trim_hash IN ({marks})) GROUP BY sha256"
+        )
+        return _pictures(list(self.db.select_in(select, values, repeat=2)))
+
+    def digests_with_prefix(self, prefix: bytes) -> list[bytes]:
+        """The distinct SHA-256s of indexed files that start with ``prefix``."""
+        stem = prefix.rstrip(b"\xff")  # the first string after every one that starts with prefix
+        if stem:
+            end = stem[:-1] + bytes([stem[-1] + 1])
+            rows = self.db.execute("SELECT DISTINCT sha256 FROM files WHERE sha256 >= ? AND sha256 < ?", (prefix, end))
+        else:
+            rows = self.db.execute("SELECT DISTINCT sha256 FROM files WHERE sha256 >= ?", (prefix,))
+        return [bytes(r[0]) for r in rows]
 
     def with_hashes(self, hashes: Sequence[int]) -> list[tuple[int, int | None, int | None]]:
         """``(file id, phash, trim_hash)`` of the indexed images with one of these hashes as either."""

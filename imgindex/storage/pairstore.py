@@ -57,6 +57,7 @@ class PairStore:
             c.execute("DELETE FROM near_hashes")
             c.execute("DELETE FROM near_matches")
             c.execute("DELETE FROM near_pictures")
+            c.execute("DELETE FROM meta WHERE key = 'near_params'")  # every picture to verify again
             c.executemany(
                 "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                 [("near_max_distance", str(max_distance)), ("near_generation", str(generation + 1))],
@@ -158,6 +159,9 @@ class PairStore:
         rows = self.db.execute("SELECT picture FROM near_pictures WHERE kind = ? ORDER BY picture", (kind,))
         return int_column(rows)
 
+    def picture_count(self, kind: str) -> int:
+        return int(self.db.execute("SELECT count(*) FROM near_pictures WHERE kind = ?", (kind,)).fetchone()[0])
+
     def match_params(self) -> int | None:
         """The hash settings (``hash_params.id``) the stored matches were verified under."""
         row = self.db.execute("SELECT value FROM meta WHERE key = 'near_params'").fetchone()
@@ -224,6 +228,33 @@ class PairStore:
             np.where(whole <= max_distance, whole, NO_MATCH).astype(np.uint8),
             np.where(inside <= max_distance, inside, NO_MATCH).astype(np.uint8),
         )
+
+    def pending(self) -> tuple[int, npt.NDArray[np.uint8]]:
+        """The pictures written since their matches were last brought up to date: the last
+        sequence number, and their distinct SHA-256s (rows of 32 bytes)."""
+        last = self.db.execute("SELECT max(seq) FROM near_pending").fetchone()[0]
+        rows = self.db.execute("SELECT DISTINCT sha256 FROM near_pending WHERE length(sha256) = 32").fetchall()
+        digests = np.frombuffer(b"".join(r[0] for r in rows), dtype=np.uint8).reshape(-1, 32)
+        return (0 if last is None else int(last)), digests
+
+    def clear_pending(self, last: int) -> None:
+        """Forget the pending pictures up to sequence number ``last`` (those an update has done)."""
+        with self.db.write() as c:
+            c.execute("DELETE FROM near_pending WHERE seq <= ?", (last,))
+
+    def stored_among(self, kind: str, values: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
+        """Which of ``values`` (sorted) have all their pairs stored; looked up one by one
+        when they are few, else by reading every stored value."""
+        if len(values) > 20_000:
+            return np.isin(values, self.hashes(kind), assume_unique=True)
+        sql = "SELECT hash FROM near_hashes WHERE kind = ? AND hash IN ({marks})"
+        found: list[int] = []
+        listed = values.tolist()
+        for start in range(0, len(listed), 400):
+            chunk = listed[start : start + 400]
+            marks = ",".join("?" * len(chunk))
+            found += (int(r[0]) for r in self.db.execute(sql.format(marks=marks), (kind, *chunk)))
+        return np.isin(values, np.array(found, dtype=np.int64))
 
     def match_count(self) -> int:
         return int(self.db.execute("SELECT count(*) FROM near_matches").fetchone()[0])
