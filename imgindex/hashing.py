@@ -37,7 +37,7 @@ import imagehash
 import numpy as np
 import numpy.typing as npt
 import PIL
-from PIL import Image, ImageChops, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from . import kinds
 
@@ -235,17 +235,21 @@ def trim_box(picture: Image.Image) -> tuple[int, int, int, int] | None:
     """The box inside a uniform border (of the colour of most corners), or None without one.
 
     Crops and padded thumbnails of one picture differ mostly in their borders;
-    hashing what is inside them as well makes those copies meet.
+    hashing what is inside them as well makes those copies meet. The box holds
+    every pixel that differs from the border colour by more than
+    TRIM_TOLERANCE in some channel.
     """
     rgb = picture if picture.mode == "RGB" else picture.convert("RGB")
     w, h = rgb.size
-    corners = np.asarray(rgb, dtype=np.int16)[[0, 0, -1, -1], [0, -1, 0, -1]]  # (4, 3)
-    background = tuple(np.round(np.median(corners, axis=0)).astype(int).tolist())
-    difference = ImageChops.difference(rgb, Image.new("RGB", rgb.size, background))
-    r, g, b = difference.split()
-    mask = ImageChops.lighter(ImageChops.lighter(r, g), b).point(lambda v: 255 if v > TRIM_TOLERANCE else 0)
-    box = mask.getbbox()
-    if box is None or box == (0, 0, w, h):
+    pixels = np.asarray(rgb, dtype=np.int16)
+    corners = pixels[[0, 0, -1, -1], [0, -1, 0, -1]]  # (4, 3)
+    background = np.round(np.median(corners, axis=0)).astype(np.int16)
+    differs = (np.abs(pixels - background) > TRIM_TOLERANCE).any(axis=2)
+    rows, columns = np.flatnonzero(differs.any(axis=1)), np.flatnonzero(differs.any(axis=0))
+    if not len(rows):
+        return None
+    box = (int(columns[0]), int(rows[0]), int(columns[-1]) + 1, int(rows[-1]) + 1)
+    if box == (0, 0, w, h):
         return None
     if box[2] - box[0] < TRIM_MIN_SIDE or box[3] - box[1] < TRIM_MIN_SIDE:
         return None
