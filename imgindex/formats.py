@@ -14,6 +14,7 @@ import os
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from json.encoder import encode_basestring_ascii
 from pathlib import Path
 from typing import IO
 
@@ -29,8 +30,21 @@ def path_fields(path: bytes) -> dict[str, str]:
     try:
         path.decode("utf-8")
     except UnicodeDecodeError:
-        fields["path_b64"] = base64.b64encode(path).decode("ascii")
+        fields["path_b64"] = _b64(path)
     return fields
+
+
+def _b64(path: bytes) -> str:
+    return base64.b64encode(path).decode("ascii")
+
+
+def _utf8(text: str) -> bool:
+    """Was ``text`` decoded from valid UTF-8 (no byte was escaped as a surrogate)?"""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def write_json(report: Report, out: IO[str]) -> None:
@@ -58,25 +72,31 @@ def write_json(report: Report, out: IO[str]) -> None:
         for p, h in zip(t.phash.tolist(), t.has_hash.tolist(), strict=True)
     ]
     width, height, size = t.width.tolist(), t.height.tolist(), t.size.tolist()
-    dirs, names = t.dirs, t.names  # Report.path, without a call per image
+    # Every path decoded at once (no path holds a NUL byte), and JSON-quoted by the C encoder
+    # json.dumps uses; the few that are not UTF-8 also get their raw bytes (path_fields).
+    paths = [d + b"/" + n for d, n in zip(t.dirs, t.names, strict=True)]
+    texts = b"\0".join(paths).decode("utf-8", "surrogateescape").split("\0") if paths else []
 
-    def image(row: int) -> str:
-        fields = path_fields(dirs[row] + b"/" + names[row])
-        text = f'"path": {json.dumps(fields["path"])}, '
-        if "path_b64" in fields:
-            text += f'"path_b64": "{fields["path_b64"]}", '
-        return text + f'"sha256": "{sha_hex[64 * row : 64 * row + 64]}", "phash": {phash[row]}'
+    def raw(row: int) -> str:
+        return "" if texts[row].isascii() or _utf8(texts[row]) else f'"path_b64": "{_b64(paths[row])}", '
+
+    fields = [
+        f'"path": {encode_basestring_ascii(text)}, {raw(row)}"sha256": "{sha_hex[64 * row : 64 * row + 64]}",'
+        f' "phash": {ph}'
+        for row, (text, ph) in enumerate(zip(texts, phash, strict=True))
+    ]
+    del phash
 
     separator = "\n"
     for rows, distances in report.runs():
         kept = rows[0]
         duplicates = ", ".join(
-            "{" + image(row) + (f', "distance": {d}' if near else "") + "}"
+            "{" + fields[row] + (f', "distance": {d}' if near else "") + "}"
             for row, d in zip(rows[1:], distances[1:], strict=True)
         )
         w, h = width[kept], height[kept]
         out.write(
-            f"{separator}{{{image(kept)}, "
+            f"{separator}{{{fields[kept]}, "
             f'"width": {w if w >= 0 else "null"}, "height": {h if h >= 0 else "null"}, '
             f'"size": {size[kept]}, "duplicates": [{duplicates}]}}'
         )

@@ -119,6 +119,8 @@ def update(
 #: Past this share of the pictures pending, an update verifies every picture again (one
 #: search over all is cheaper than many lookups).
 FULL_SHARE = 0.2
+#: Pictures verified in one pass when every picture is (the rest wait for the next pass).
+FULL_CHUNK = 1_000_000
 
 
 def _update_matches(index: Index, kind: str, stop: Callable[[], bool] | None) -> tuple[int, int, int, int]:
@@ -168,7 +170,7 @@ def _update_matches(index: Index, kind: str, stop: Callable[[], bool] | None) ->
         neighbours = index.images.pictures_near(params, near.tolist())
     # The units: the targets, then their neighbours that are stored pictures.
     neighbour_keys = picture_keys(neighbours.sha256)
-    others = ~np.isin(neighbour_keys, keys) & np.isin(neighbour_keys, store.pictures(kind))
+    others = ~np.isin(neighbour_keys, keys) & store.pictures_among(kind, neighbour_keys)
     units = Units(
         file_id=np.concatenate([targets.file_id[alone], neighbours.file_id[others]]),
         has_hash=np.ones(len(added) + int(others.sum()), dtype=bool),
@@ -202,12 +204,28 @@ def _verify_all(
     _, first, counts = np.unique(keys, return_index=True, return_counts=True)
     alone = np.zeros(len(keys), dtype=bool)
     alone[first[counts == 1]] = True  # two pictures, one key: never stored
-    units = Units(
-        file_id=found.file_id, has_hash=alone, phash=found.phash, has_trim=found.has_trim, trim_hash=found.trim_hash
-    )
-    added = _verify_and_store(index, kind, units, keys, None, max_distance, new_generation)
-    if added is None:
-        return 0, 0, 0, 0
+    # A pass per chunk of pictures (bounded memory): each verified against those of its own
+    # and later chunks (its matches with earlier ones were found in their passes).
+    added = 0
+    chunks = np.array_split(np.flatnonzero(alone), max(1, -(-int(alone.sum()) // FULL_CHUNK)))
+    for k, chunk in enumerate(chunks):
+        if stop and stop():
+            return 0, 0, 0, 0
+        remaining = alone.copy()
+        for earlier in chunks[:k]:
+            remaining[earlier] = False
+        units = Units(
+            file_id=found.file_id,
+            has_hash=remaining,
+            phash=found.phash,
+            has_trim=found.has_trim,
+            trim_hash=found.trim_hash,
+        )
+        focus = None if len(chunks) == 1 else chunk
+        done = _verify_and_store(index, kind, units, keys, focus, max_distance, new_generation)
+        if done is None:
+            return 0, 0, 0, 0
+        added += done
     store.clear_pending(last)
     return int(alone.sum()), int(alone.sum()), added, 0
 

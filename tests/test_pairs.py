@@ -381,3 +381,17 @@ def test_new_hash_settings_verify_every_picture_again(tree: Path, index: Index) 
 
 def params(index: Index) -> int:
     return index.catalog.params_id(HashSettings().key())
+
+
+def test_verifying_every_picture_in_chunks_stores_the_same_matches(
+    tree: Path, index: Index, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    family_tree(tree, range(8))
+    run_scan(index, tree)
+    whole = stored_matches(index)
+    assert len(whole) > 20
+    monkeypatch.setattr(pairs, "FULL_CHUNK", 7)  # many passes, and matches across them
+    index.pairs.reset_matches(-1, index.pairs.state()[1])
+    update = pairs.update(index)
+    assert update.pictures_added == update.pictures > 7 * 3
+    assert stored_matches(index) == whole

@@ -129,6 +129,15 @@ class PairStore:
     def count(self) -> int:
         return int(self.db.execute("SELECT count(*) FROM near_pairs").fetchone()[0])
 
+    def _listed(self, sql: str, kind: str, values: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
+        """Which of ``values`` the query ``sql`` (``kind``, then ``IN ({marks})``) finds."""
+        found: list[int] = []
+        listed = values.tolist()
+        for start in range(0, len(listed), 400):
+            chunk = listed[start : start + 400]
+            found += (int(r[0]) for r in self.db.execute(sql.format(marks=",".join("?" * len(chunk))), (kind, *chunk)))
+        return np.isin(values, np.array(found, dtype=np.int64))
+
     def _mark(self, sql: str, kind: str, values: npt.NDArray[np.int64], generation: int, batch: int) -> bool:
         """Insert ``(kind, value)`` rows by ``sql`` unless the store was reset since ``generation``."""
         for start in range(0, len(values), batch):
@@ -158,6 +167,10 @@ class PairStore:
         """The pictures whose verified matches are all stored, sorted."""
         rows = self.db.execute("SELECT picture FROM near_pictures WHERE kind = ? ORDER BY picture", (kind,))
         return int_column(rows)
+
+    def pictures_among(self, kind: str, keys: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
+        """Which of ``keys`` are pictures whose matches are all stored (looked up one by one)."""
+        return self._listed("SELECT picture FROM near_pictures WHERE kind = ? AND picture IN ({marks})", kind, keys)
 
     def picture_count(self, kind: str) -> int:
         return int(self.db.execute("SELECT count(*) FROM near_pictures WHERE kind = ?", (kind,)).fetchone()[0])
@@ -243,18 +256,11 @@ class PairStore:
             c.execute("DELETE FROM near_pending WHERE seq <= ?", (last,))
 
     def stored_among(self, kind: str, values: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
-        """Which of ``values`` (sorted) have all their pairs stored; looked up one by one
+        """Which of ``values`` have all their pairs stored; looked up one by one
         when they are few, else by reading every stored value."""
         if len(values) > 20_000:
             return np.isin(values, self.hashes(kind), assume_unique=True)
-        sql = "SELECT hash FROM near_hashes WHERE kind = ? AND hash IN ({marks})"
-        found: list[int] = []
-        listed = values.tolist()
-        for start in range(0, len(listed), 400):
-            chunk = listed[start : start + 400]
-            marks = ",".join("?" * len(chunk))
-            found += (int(r[0]) for r in self.db.execute(sql.format(marks=marks), (kind, *chunk)))
-        return np.isin(values, np.array(found, dtype=np.int64))
+        return self._listed("SELECT hash FROM near_hashes WHERE kind = ? AND hash IN ({marks})", kind, values)
 
     def match_count(self) -> int:
         return int(self.db.execute("SELECT count(*) FROM near_matches").fetchone()[0])
