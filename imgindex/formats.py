@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import IO
 
 from . import __version__
+from .bulk import without_gc
 from .errors import UsageError
 from .report import Report
 
@@ -49,6 +50,11 @@ def _utf8(text: str) -> bool:
 
 def write_json(report: Report, out: IO[str]) -> None:
     """Stream the report as JSON: the header first, then one image at a time."""
+    with without_gc():
+        _write_json(report, out)
+
+
+def _write_json(report: Report, out: IO[str]) -> None:
     near = report.options.mode == "near"
     header = {
         "imgindex_version": __version__,
@@ -64,48 +70,65 @@ def write_json(report: Report, out: IO[str]) -> None:
     }
     out.write(json.dumps(header)[:-1] + ', "images": [')
     # Entries are formatted directly from plain lists: a report can list millions of
-    # images, and a dict (or numpy scalar) per value costs more than the rest.
+    # images, and a dict (or numpy scalar) per value costs more than the rest. A block of
+    # groups at a time: their paths decoded at once (no path holds a NUL byte) and quoted by
+    # the C encoder json.dumps uses; the few that are not UTF-8 also get their raw bytes.
     t = report.table
-    sha_hex = t.sha256.tobytes().hex()
-    phash = [
-        f'"{p & 0xFFFF_FFFF_FFFF_FFFF:016x}"' if h else "null"
-        for p, h in zip(t.phash.tolist(), t.has_hash.tolist(), strict=True)
-    ]
     width, height, size = t.width.tolist(), t.height.tolist(), t.size.tolist()
-    # Every path decoded at once (no path holds a NUL byte), and JSON-quoted by the C encoder
-    # json.dumps uses; the few that are not UTF-8 also get their raw bytes (path_fields).
-    paths = [d + b"/" + n for d, n in zip(t.dirs, t.names, strict=True)]
-    texts = b"\0".join(paths).decode("utf-8", "surrogateescape").split("\0") if paths else []
 
-    def raw(row: int) -> str:
-        return "" if texts[row].isascii() or _utf8(texts[row]) else f'"path_b64": "{_b64(paths[row])}", '
-
-    fields = [
-        f'"path": {encode_basestring_ascii(text)}, {raw(row)}"sha256": "{sha_hex[64 * row : 64 * row + 64]}",'
-        f' "phash": {ph}'
-        for row, (text, ph) in enumerate(zip(texts, phash, strict=True))
-    ]
-    del phash
+    def entries(rows: list[int]) -> list[str]:
+        paths = [t.dirs[r] + b"/" + t.names[r] for r in rows]
+        texts = b"\0".join(paths).decode("utf-8", "surrogateescape").split("\0") if paths else []
+        sha_hex = t.sha256[rows].tobytes().hex()
+        hashes = [
+            f'"{p & 0xFFFF_FFFF_FFFF_FFFF:016x}"' if h else "null"
+            for p, h in zip(t.phash[rows].tolist(), t.has_hash[rows].tolist(), strict=True)
+        ]
+        return [
+            f'"path": {encode_basestring_ascii(text)}, '
+            + ("" if text.isascii() or _utf8(text) else f'"path_b64": "{_b64(path)}", ')
+            + f'"sha256": "{sha_hex[64 * k : 64 * k + 64]}", "phash": {ph}'
+            for k, (text, path, ph) in enumerate(zip(texts, paths, hashes, strict=True))
+        ]
 
     separator = "\n"
-    for rows, distances in report.runs():
-        kept = rows[0]
-        duplicates = ", ".join(
-            "{" + fields[row] + (f', "distance": {d}' if near else "") + "}"
-            for row, d in zip(rows[1:], distances[1:], strict=True)
-        )
-        w, h = width[kept], height[kept]
-        out.write(
-            f"{separator}{{{fields[kept]}, "
-            f'"width": {w if w >= 0 else "null"}, "height": {h if h >= 0 else "null"}, '
-            f'"size": {size[kept]}, "duplicates": [{duplicates}]}}'
-        )
-        separator = ",\n"
+
+    def write(block: list[tuple[list[int], list[int]]]) -> None:
+        nonlocal separator
+        fields = iter(entries([row for rows, _ in block for row in rows]))
+        for rows, distances in block:
+            kept = rows[0]
+            image = next(fields)
+            duplicates = ", ".join(
+                "{" + next(fields) + (f', "distance": {d}' if near else "") + "}" for d in distances[1:]
+            )
+            w, h = width[kept], height[kept]
+            out.write(
+                f"{separator}{{{image}, "
+                f'"width": {w if w >= 0 else "null"}, "height": {h if h >= 0 else "null"}, '
+                f'"size": {size[kept]}, "duplicates": [{duplicates}]}}'
+            )
+            separator = ",\n"
+
+    block: list[tuple[list[int], list[int]]] = []
+    listed = 0
+    for run in report.runs():
+        block.append(run)
+        listed += len(run[0])
+        if listed >= 50_000:
+            write(block)
+            block, listed = [], 0
+    write(block)
     out.write("\n]}\n")
 
 
 def write_csv(report: Report, out: IO[str]) -> None:
     """One row per duplicate: group number, kept path, duplicate path, distance (empty in exact mode)."""
+    with without_gc():
+        _write_csv(report, out)
+
+
+def _write_csv(report: Report, out: IO[str]) -> None:
     writer = csv.writer(out, lineterminator="\n")
     # The csv module quotes a field holding "\n" but not one holding a lone "\r", which
     # readers take for a line break: rows with one are quoted whole.

@@ -346,3 +346,33 @@ def test_dedup_report_to_stdout_is_pure_json(corpus: dict[str, Path], tmp_path: 
     assert result.returncode == 3
     assert json.loads(result.stdout)["mode"] == "exact"
     assert "final image count: 9" in result.stderr
+
+
+def test_the_report_table_has_every_column_of_every_image_as_stored(tree: Path, db_path: Path) -> None:
+    framed = picture(3, (90, 60))
+    border = framed.crop((0, 0, 90, 60)).resize((130, 100))
+    border.paste((255, 255, 255), (0, 0, 130, 100))
+    border.paste(framed, (20, 20))
+    write(tree / "a" / "plain.png", encode(picture(1, (80, 60)), "PNG"))
+    write(tree / "a" / "framed.png", encode(border, "PNG"))
+    write(tree / "b" / "broken.jpg", encode(picture(2), "JPEG")[:300])  # an image without hashes
+    with open_index(db_path) as index:
+        run_scan(index, tree)
+        table = index.images.table()
+        stored = {
+            bytes(path): row
+            for path, *row in index.db.execute(
+                "SELECT path, id, phash, trim_hash, width, height, size, mtime_ns, format, params_id"
+                " FROM file_paths WHERE sha256 IS NOT NULL"
+            )
+        }
+    assert len(table) == len(stored) == 3
+    assert table.has_trim.sum() == 1 and table.has_hash.sum() == 2
+    for row in range(len(table)):
+        file_id, phash, trim, width, height, size, mtime, fmt, params = stored[table.path(row)]
+        assert table.id[row] == file_id and table.size[row] == size and table.mtime_ns[row] == mtime
+        assert (bool(table.has_hash[row]), int(table.phash[row])) == (phash is not None, phash or 0)
+        assert (bool(table.has_trim[row]), int(table.trim_hash[row])) == (trim is not None, trim or 0)
+        assert (table.width[row], table.height[row]) == (width if width is not None else -1, height or -1)
+        assert table.format[row] == fmt and table.params_id[row] == (params if params is not None else -1)
+        assert table.path_length[row] == len(table.path(row))

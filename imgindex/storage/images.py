@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from imgindex.bulk import without_gc
+
 from .database import Database, below, int_column
 
 
@@ -101,8 +103,10 @@ class Images:
         """
         where, params = below("dirs.path", under)
         cursor = self.db.execute(
-            "SELECT files.id, files.sha256, files.phash, files.trim_hash, files.width, files.height,"
-            " files.size, files.mtime_ns, files.format, files.dir_id, files.name, files.params_id"
+            "SELECT files.id, files.sha256, coalesce(files.phash, 0), coalesce(files.trim_hash, 0),"
+            " coalesce(files.width, -1), coalesce(files.height, -1), files.size, files.mtime_ns, files.format,"
+            " files.dir_id, files.name, coalesce(files.params_id, -1),"
+            " (files.phash IS NOT NULL) | ((files.trim_hash IS NOT NULL) << 1)"
             # Directories in path order, each one's files by name through the UNIQUE (dir_id, name)
             # index: no sort; "+" keeps SQLite off the sha256 index (a random read per row).
             " FROM dirs JOIN files ON files.dir_id = dirs.id WHERE +files.sha256 IS NOT NULL"
@@ -110,13 +114,26 @@ class Images:
             + " ORDER BY dirs.path, files.name",
             params,
         )
-        raw = cursor.fetchall()
-        n = len(raw)
-        # Plain tuples, then columns: a million named rows cost a second.
-        (ids, digests, phash, trim, width, height, size, mtime, formats, dir_id, names, params_id) = (
-            zip(*raw, strict=True) if raw else ((),) * 12
+        # Plain tuples, then columns: a million named rows cost a second. A chunk at a time (a
+        # million rows of tuples at once would double the memory a report needs).
+        numbers: list[list[npt.NDArray[np.int64]]] = [[] for _ in range(10)]
+        digests, formats, names, dir_id = bytearray(), list[str | None](), list[bytes](), list[int]()
+        with without_gc():
+            while rows := cursor.fetchmany(100_000):
+                (ids, sha, phash, trim, width, height, size, mtime, fmt, dirs_, name, params_id, flags) = zip(
+                    *rows, strict=True
+                )
+                for k, values in enumerate((ids, phash, trim, width, height, size, mtime, dirs_, params_id, flags)):
+                    numbers[k].append(np.fromiter(values, np.int64, len(rows)))
+                digests += b"".join(sha)
+                formats += fmt
+                names += name
+                dir_id += dirs_
+        n = len(names)
+        ids_, phash_, trim_, width_, height_, size_, mtime_, dir_ids, params_, present = (
+            np.concatenate(parts) if parts else np.empty(0, np.int64) for parts in numbers
         )
-        del raw
+
         # The directories' parts, by directory: paths, roots, whether below one to prefer.
         flag, flag_params = below("path", prefer)
         dir_rows = self.db.execute(f"SELECT id, root_id, path, {flag if prefer else '0'} FROM dirs", flag_params)
@@ -129,25 +146,25 @@ class Images:
             if preferred:
                 preferred_dirs.add(i)
         dirs = [dir_paths[d] for d in dir_id]
-        dir_ids = np.array(dir_id, dtype=np.int64)
+        lengths = np.fromiter(map(len, dirs), np.int64, n) + 1 + np.fromiter(map(len, names), np.int64, n)
         return ImageTable(
-            id=np.array(ids, dtype=np.int64),
+            id=ids_,
             root_id=np.fromiter(map(dir_root.__getitem__, dir_id), dtype=np.int64, count=n),
-            sha256=np.frombuffer(b"".join(digests), dtype=np.uint8).reshape(n, 32),
-            has_hash=(has_hash := _present(phash)),
-            phash=_filled(phash, has_hash, 0),
-            has_trim=(has_trim := _present(trim)),
-            trim_hash=_filled(trim, has_trim, 0),
-            width=_filled(width, _present(width), -1),
-            height=_filled(height, _present(height), -1),
-            size=np.array(size, dtype=np.int64),
-            mtime_ns=np.array(mtime, dtype=np.int64),
-            path_length=np.fromiter(map(len, dirs), np.int64, n) + 1 + np.fromiter(map(len, names), np.int64, n),
+            sha256=np.frombuffer(bytes(digests), dtype=np.uint8).reshape(n, 32),
+            has_hash=(present & 1).astype(bool),
+            phash=phash_,
+            has_trim=(present & 2).astype(bool),
+            trim_hash=trim_,
+            width=width_,
+            height=height_,
+            size=size_,
+            mtime_ns=mtime_,
+            path_length=lengths,
             preferred=np.isin(dir_ids, np.fromiter(preferred_dirs, np.int64)) if prefer else np.zeros(n, bool),
-            params_id=_filled(params_id, _present(params_id), -1),
-            format=list(formats),
+            params_id=params_,
+            format=formats,
             dirs=dirs,
-            names=list(names),
+            names=names,
         )
 
     def hashes(self) -> npt.NDArray[np.int64]:
