@@ -154,6 +154,8 @@ def bench_large(workdir: Path, n: int, seed: int) -> dict[str, Any]:
     peers.log(f"making {n:,} pictures")
     make_tree(tree, n, seed)
     db = workdir / f"index-{n}.db"
+    for stale in (db, Path(f"{db}-wal"), Path(f"{db}-shm")):
+        stale.unlink(missing_ok=True)
     imgindex = peers.imgindex_command()
     peers.log(f"imgindex scan of {n:,}")
     scan_seconds, _, _ = peers.run_process([*imgindex, "scan", str(tree), "--db", str(db), "-q"])
@@ -188,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {"cpus": os.cpu_count(), "threshold": THRESHOLD, "runs": []}
     print(f"small pictures ({SIDE} px), end to end, {os.cpu_count()} CPUs")
     print(f"{'images':>9} {'imgindex s':>11} {'imagededup s':>13} {'ratio':>7}  planted found (imgindex / imagededup)")
-    for n in (int(s) for s in args.sizes.split(",")):
+    for n in (int(s) for s in args.sizes.split(",") if s.strip()):
         run = bench_size(args.workdir, n, args.seed)
         results["runs"].append(run)
         ours, theirs = run["imgindex"], run["imagededup"]

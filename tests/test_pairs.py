@@ -395,3 +395,20 @@ def test_verifying_every_picture_in_chunks_stores_the_same_matches(
     update = pairs.update(index)
     assert update.pictures_added == update.pictures > 7 * 3
     assert stored_matches(index) == whole
+
+
+def test_candidates_made_in_many_passes_give_the_same_groups(
+    tree: Path, index: Index, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from imgindex.match import matcher
+
+    family_tree(tree, range(10))
+    run_scan(index, tree)
+    _, fresh, _ = report_both_ways(index)
+    stored = stored_matches(index)
+    monkeypatch.setattr(matcher, "CANDIDATE_BUDGET", 3)  # a pass per few units
+    _, in_passes, _ = report_both_ways(index)
+    assert in_passes == fresh and sum(len(g) > 1 for g in fresh) >= 10
+    index.pairs.reset_matches(-1, index.pairs.state()[1])
+    pairs.update(index)
+    assert stored_matches(index) == stored

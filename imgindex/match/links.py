@@ -56,10 +56,14 @@ class Candidates:
         return len(self.u)
 
 
-def unit_pairs(link: Link, focus: npt.NDArray[np.bool_] | None = None) -> Pairs:
+def unit_pairs(
+    link: Link, focus: npt.NDArray[np.bool_] | None = None, exclude: npt.NDArray[np.bool_] | None = None
+) -> Pairs:
     """The pairs of units the link makes candidates (``u < v``, once each, at the smallest
-    distance); with ``focus`` (a mask of units), only those with a focus unit on a side."""
-    hashed = np.flatnonzero(link.has_hash)
+    distance); with ``focus`` (a mask of units), only those with a focus unit on a side;
+    with ``exclude``, none with an excluded unit on a side."""
+    has_hash = link.has_hash if exclude is None else link.has_hash & ~exclude
+    hashed = np.flatnonzero(has_hash)
     if len(hashed) < 2:
         return empty_pairs()
     values, node_of = np.unique(link.hashes[hashed], return_inverse=True)
@@ -115,9 +119,15 @@ def unit_pairs(link: Link, focus: npt.NDArray[np.bool_] | None = None) -> Pairs:
     return _smallest(lo[keep], hi[keep], gap[keep], len(link.hashes))
 
 
-def candidates(n: int, links: Sequence[Link], focus: npt.NDArray[np.bool_] | None = None) -> Candidates:
-    """Every pair of ``n`` units that some link makes candidates, with its distance in each."""
-    found = [unit_pairs(link, focus) for link in links]
+def candidates(
+    n: int,
+    links: Sequence[Link],
+    focus: npt.NDArray[np.bool_] | None = None,
+    exclude: npt.NDArray[np.bool_] | None = None,
+) -> Candidates:
+    """Every pair of ``n`` units that some link makes candidates, with its distance in each
+    (``focus``, ``exclude``: as :func:`unit_pairs`)."""
+    found = [unit_pairs(link, focus, exclude) for link in links]
     keys = [u * n + v for u, v, _ in found]
     every = np.unique(np.concatenate(keys)) if keys else np.empty(0, np.int64)
     gaps = np.full((len(links), len(every)), NOT_NEAR, dtype=np.uint8)

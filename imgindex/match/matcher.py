@@ -50,6 +50,8 @@ ROTATION_THRESHOLD = 8
 ROTATION_CORRELATION = 0.90
 #: Candidate pairs verified at once (bounds the memory of the thumbnails' arrays).
 VERIFY_CHUNK = 1 << 15
+#: Pairs of hash values whose candidates are made in one pass (bounds the candidates' arrays).
+CANDIDATE_BUDGET = 2_000_000
 #: The kind of hash the index holds (the settings' own).
 KIND = HashSettings().algorithm
 
@@ -172,19 +174,34 @@ class Matcher:
             self.rotation_link = len(links)
             links.append(Link(upright, described, rotation_threshold, _turned_pairs(turned, rotation_threshold)))
             del turned
-        found = candidates(n, links, in_focus)
-        verified = self._verify(found)
-        sorts = [np.where(verified[k], found.gaps[k], NOT_NEAR).astype(np.uint8) for k in range(len(links))]
-        self._set_edges(
-            from_store,
-            _Sorts(
-                found.u,
-                found.v,
-                sorts[0],
-                sorts[self.inside_link] if self.inside_link >= 0 else np.full(len(found), NOT_NEAR, np.uint8),
-                np.minimum.reduce(sorts) if sorts else np.empty(0, np.uint8),
-            ),
-        )
+        # The candidates a pass at a time, each pass the pairs with a unit of its share on a side
+        # and none of an earlier share's (those were its pass's), so that pictures crowded
+        # within a few bits of each other never need all their candidate pairs at once.
+        searched = np.flatnonzero(has_hash if in_focus is None else in_focus & has_hash)
+        passes = max(1, -(-sum(len(link.pairs[0]) if link.pairs else 0 for link in links) // CANDIDATE_BUDGET))
+        done = np.zeros(n, dtype=bool)
+        verified_parts = []
+        for share in np.array_split(searched, passes):
+            mask = np.zeros(n, dtype=bool)
+            mask[share] = True
+            found = candidates(n, links, mask, exclude=done if done.any() else None)
+            done[share] = True
+            verified = self._verify(found)
+            sorts = [np.where(verified[k], found.gaps[k], NOT_NEAR).astype(np.uint8) for k in range(len(links))]
+            joined = np.minimum.reduce(sorts)
+            keep = joined != NOT_NEAR
+            verified_parts.append(
+                _Sorts(
+                    found.u[keep],
+                    found.v[keep],
+                    sorts[0][keep],
+                    sorts[self.inside_link][keep]
+                    if self.inside_link >= 0
+                    else np.full(int(keep.sum()), NOT_NEAR, np.uint8),
+                    joined[keep],
+                )
+            )
+        self._set_edges(from_store, _Sorts(*(np.concatenate(parts) for parts in zip(*verified_parts, strict=True))))
 
     def _set_edges(self, stored: _Sorts, verified: _Sorts) -> None:
         both = _Sorts(*(np.concatenate([x, y]) for x, y in zip(stored, verified, strict=True)))
