@@ -330,3 +330,9 @@ def test_a_link_with_framed_units_pairs_only_with_them() -> None:
     focus = np.array([True, False, False, False])
     u, v, d = links.unit_pairs(links.Link(hashes, np.ones(4, bool), 4, framed=framed), focus)
     assert list(zip(u.tolist(), v.tolist(), d.tolist(), strict=True)) == [(0, 1, 2)]
+
+
+def test_an_edge_given_twice_counts_at_its_smaller_distance() -> None:
+    edges = grouping.Edges(np.array([0, 0, 1]), np.array([1, 1, 2]), np.array([5, 2, 1], dtype=np.uint8))
+    g = grouping.group_by_leaders(np.arange(3), edges)
+    assert g.leader.tolist() == [0, 0, 2] and g.distance.tolist() == [0, 2, 0]

@@ -91,7 +91,7 @@ def group_by_leaders(order: I64, edges: Edges) -> Grouping:
     # Each member joins its best leading neighbour.
     joins = (state[better] == _LEADER) & (state[worse] == _MEMBER)
     lb, lw, ld = better[joins], worse[joins], edges.distance[joins]
-    pick = np.lexsort((rank[lb], lw))
+    pick = np.lexsort((ld, rank[lb], lw))  # (an edge given twice counts at its smaller distance)
     lb, lw, ld = lb[pick], lw[pick], ld[pick]
     head = np.ones(len(lw), dtype=bool)
     head[1:] = lw[1:] != lw[:-1]

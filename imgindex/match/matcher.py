@@ -151,6 +151,9 @@ class Matcher:
         slot = self.thumbs.slot
         self.unconfirmed = int(np.count_nonzero(linked & (slot < 0)))
 
+        # A blank or one-colour picture (or inside) has nothing its thumbnail could confirm a
+        # match by: it matches by its bytes only. (Left out here, thousands of blank images of
+        # different sizes are not compared with each other in vain.)
         whole_detail, inside_detail = self.thumbs.detail()
         self._whole_detail = whole_detail
         usable = has_hash & (whole_detail >= LOW_DETAIL)
