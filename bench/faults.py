@@ -106,12 +106,16 @@ def run(*args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
 
 
 def snapshot(db: Path) -> list[tuple[Any, ...]]:
-    """The index's content, row for row, without times and ids."""
+    """The index's content, row for row, without times and ids: the files, then the stored
+    verified matches, the pictures they are complete for, and what is still pending."""
     with sqlite3.connect(db) as conn:
         rows = conn.execute(
             "SELECT p.path, p.status, p.sha256, p.phash, p.trim_hash, p.width, p.height, d.picture, d.trimmed"
             " FROM file_paths p LEFT JOIN descriptors d ON d.file_id = p.id ORDER BY p.path"
         ).fetchall()
+        rows.append(tuple(conn.execute("SELECT kind, a, b, whole, inside FROM near_matches ORDER BY 1, 2, 3")))
+        rows.append(tuple(conn.execute("SELECT kind, picture FROM near_pictures ORDER BY 1, 2")))
+        rows.append(tuple(conn.execute("SELECT count(*) FROM near_pending")))
     return rows
 
 
@@ -144,8 +148,9 @@ def kills(tree: Path, work: Path, clean: list[Any], n: int) -> dict[str, Any]:
             start_new_session=True,
         )
         time.sleep(delay)
-        mid_scan += proc.poll() is None
-        os.kill(proc.pid, signal.SIGKILL)
+        if proc.poll() is None:  # (poll reaps a scan that already ended: nothing to kill then)
+            mid_scan += 1
+            os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         delays.append(delay)
         time.sleep(5)
