@@ -149,7 +149,9 @@ CREATE INDEX IF NOT EXISTS near_matches_b ON near_matches(kind, b);
 -- no file has them any more, then clears the rows it has done; a report
 -- treats them as not stored meanwhile.
 CREATE TABLE IF NOT EXISTS near_pending (
-    seq         INTEGER PRIMARY KEY,
+    -- AUTOINCREMENT: a number is never used twice, so an update that clears the
+    -- rows up to the last one it read never clears a later write's.
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
     sha256      BLOB NOT NULL
 );
 CREATE TRIGGER IF NOT EXISTS files_pending_insert AFTER INSERT ON files

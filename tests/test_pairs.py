@@ -412,3 +412,16 @@ def test_candidates_made_in_many_passes_give_the_same_groups(
     index.pairs.reset_matches(-1, index.pairs.state()[1])
     pairs.update(index)
     assert stored_matches(index) == stored
+
+
+def test_a_write_after_the_queue_emptied_is_not_cleared_by_an_older_update(tree: Path, index: Index) -> None:
+    family_tree(tree, range(3))
+    run_scan(index, tree, options=replace(QUICK, update_pairs=False))
+    last, _ = index.pairs.pending()  # what an update that is slow to finish has read
+    assert last > 0
+    pairs.update(index)  # another update does the same work and empties the queue
+    assert not len(index.pairs.pending()[1])
+    write(tree / "late.png", encode(picture(77, (120, 90)), "PNG"))
+    run_scan(index, tree, options=replace(QUICK, update_pairs=False))
+    index.pairs.clear_pending(last)  # the slow update finishing
+    assert len(index.pairs.pending()[1]) == 1  # the late write is still to do
