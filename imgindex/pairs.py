@@ -192,7 +192,7 @@ def _verify_all(
 ) -> tuple[int, int, int, int]:
     """Verify every picture against all: after new hash settings, or when most are pending."""
     store = index.pairs
-    new_generation = store.reset_matches(params, generation)
+    new_generation = store.reset_matches(generation)
     if new_generation is None:
         return 0, 0, 0, 0  # reset by another process meanwhile: the next update does it
     with index.snapshot():
@@ -226,6 +226,8 @@ def _verify_all(
         if done is None:
             return 0, 0, 0, 0
         added += done
+    if not store.finish_matches(params, new_generation):
+        return 0, 0, 0, 0
     store.clear_pending(last)
     return int(alone.sum()), int(alone.sum()), added, 0
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -299,7 +300,7 @@ def test_matches_follow_new_and_removed_pictures(
         assert update.pictures_added == update.pictures
     assert not len(index.pairs.pending()[1])
     incremental = stored_matches(index)
-    index.pairs.reset_matches(-1, index.pairs.state()[1])  # as if under other settings: all again
+    index.pairs.reset_matches(index.pairs.state()[1])  # as if under other settings: all again
     again = pairs.update(index)
     assert again.pictures_added == again.pictures
     assert stored_matches(index) == incremental
@@ -344,7 +345,7 @@ def test_an_update_stopped_before_marking_is_finished_by_the_next(
     update = pairs.update(index)
     assert update.pictures_added > 0 and not len(index.pairs.pending()[1])
     incremental = stored_matches(index)
-    index.pairs.reset_matches(-1, index.pairs.state()[1])
+    index.pairs.reset_matches(index.pairs.state()[1])
     pairs.update(index)
     assert stored_matches(index) == incremental
     stored_groups, fresh_groups, used = report_both_ways(index)
@@ -391,7 +392,7 @@ def test_verifying_every_picture_in_chunks_stores_the_same_matches(
     whole = stored_matches(index)
     assert len(whole) > 20
     monkeypatch.setattr(pairs, "FULL_CHUNK", 7)  # many passes, and matches across them
-    index.pairs.reset_matches(-1, index.pairs.state()[1])
+    index.pairs.reset_matches(index.pairs.state()[1])
     update = pairs.update(index)
     assert update.pictures_added == update.pictures > 7 * 3
     assert stored_matches(index) == whole
@@ -409,7 +410,7 @@ def test_candidates_made_in_many_passes_give_the_same_groups(
     monkeypatch.setattr(matcher, "CANDIDATE_BUDGET", 3)  # a pass per few units
     _, in_passes, _ = report_both_ways(index)
     assert in_passes == fresh and sum(len(g) > 1 for g in fresh) >= 10
-    index.pairs.reset_matches(-1, index.pairs.state()[1])
+    index.pairs.reset_matches(index.pairs.state()[1])
     pairs.update(index)
     assert stored_matches(index) == stored
 
@@ -425,3 +426,32 @@ def test_a_write_after_the_queue_emptied_is_not_cleared_by_an_older_update(tree:
     run_scan(index, tree, options=replace(QUICK, update_pairs=False))
     index.pairs.clear_pending(last)  # the slow update finishing
     assert len(index.pairs.pending()[1]) == 1  # the late write is still to do
+
+
+def test_a_rebuild_stopped_halfway_is_done_whole_by_the_next_update(
+    tree: Path, index: Index, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    family_tree(tree, range(8))
+    run_scan(index, tree)
+    everything = stored_matches(index)
+    monkeypatch.setattr(pairs, "FULL_CHUNK", 10)  # passes of 10 pictures
+    calls = 0
+    real = PairStore.add_pictures
+
+    def killed_in_the_second_pass(self: PairStore, *args: Any, **kwargs: Any) -> bool:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise KeyboardInterrupt
+        return real(self, *args, **kwargs)
+
+    index.pairs.reset_matches(index.pairs.state()[1])
+    with monkeypatch.context() as m:
+        m.setattr(PairStore, "add_pictures", killed_in_the_second_pass)
+        with pytest.raises(KeyboardInterrupt):
+            pairs.update(index)
+    assert index.pairs.picture_count(pairs.KIND) > 0 and index.pairs.match_params() is None
+    stored_groups, fresh_groups, used = report_both_ways(index)
+    assert used == 0 and stored_groups == fresh_groups  # half a rebuild is not trusted
+    update = pairs.update(index)  # no picture pending: only the unset settings say to start again
+    assert update.pictures_added == update.pictures and stored_matches(index) == everything

@@ -180,18 +180,35 @@ class PairStore:
         row = self.db.execute("SELECT value FROM meta WHERE key = 'near_params'").fetchone()
         return None if row is None else int(row[0])
 
-    def reset_matches(self, params_id: int, generation: int) -> int | None:
-        """Forget every verified match, to verify them again under ``params_id``: as :meth:`reset`."""
+    def reset_matches(self, generation: int) -> int | None:
+        """Forget every verified match, to verify them all again: as :meth:`reset`. Until
+        :meth:`finish_matches`, no stored match counts (``near_params`` is unset), so a
+        rebuild stopped halfway is started again by the next update."""
         with self.db.write() as c:
             if self.state()[1] != generation:
                 return None
             c.execute("DELETE FROM near_matches")
             c.execute("DELETE FROM near_pictures")
-            c.executemany(
-                "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                [("near_params", str(params_id)), ("near_generation", str(generation + 1))],
+            c.execute("DELETE FROM meta WHERE key = 'near_params'")
+            c.execute(
+                "INSERT INTO meta (key, value) VALUES ('near_generation', ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (str(generation + 1),),
             )
         return generation + 1
+
+    def finish_matches(self, params_id: int, generation: int) -> bool:
+        """Record that every picture's matches are stored, verified under ``params_id`` (unless
+        the store was reset since ``generation``)."""
+        with self.db.write() as c:
+            if self.state()[1] != generation:
+                return False
+            c.execute(
+                "INSERT INTO meta (key, value) VALUES ('near_params', ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (str(params_id),),
+            )
+        return True
 
     def add_matches(
         self,
