@@ -28,7 +28,7 @@ import numpy.typing as npt
 from .hashing import HashSettings
 from .match.matcher import Matcher, Units
 from .match.search import as_unsigned, pairs_from, pairs_within
-from .storage import Index, picture_keys
+from .storage import Index, picture_alone, picture_keys
 
 #: The largest distance of a stored pair: reports up to this threshold are
 #: queries over stored pairs; above it they search all hashes in memory.
@@ -150,10 +150,10 @@ def _update_matches(index: Index, kind: str, stop: Callable[[], bool] | None) ->
     matches_removed = store.remove_pictures(kind, picture_keys(pending)) if len(pending) else 0
     keys = picture_keys(targets.sha256)
     # A picture whose key another picture has is never stored (nor that other one).
-    alone = np.array([index.images.digests_with_prefix(d[:8].tobytes()) == [d.tobytes()] for d in targets.sha256])
-    alone = alone.astype(bool).reshape(-1)
-    _, first, counts = np.unique(keys, return_index=True, return_counts=True)
-    alone[np.setdiff1d(np.arange(len(keys)), first[counts == 1])] = False
+    alone = picture_alone(keys)
+    for k in np.flatnonzero(alone).tolist():  # ... nor one indexed already
+        digest = targets.sha256[k].tobytes()
+        alone[k] = index.images.digests_with_prefix(digest[:8]) == [digest]
     added = keys[alone]
     if not len(added) or (stop and stop()):
         if not len(added):
@@ -201,9 +201,7 @@ def _verify_all(
     if max_distance is None or (stop and stop()):
         return 0, 0, 0, 0
     keys = picture_keys(found.sha256)
-    _, first, counts = np.unique(keys, return_index=True, return_counts=True)
-    alone = np.zeros(len(keys), dtype=bool)
-    alone[first[counts == 1]] = True  # two pictures, one key: never stored
+    alone = picture_alone(keys)
     # A pass per chunk of pictures (bounded memory): each verified against those of its own
     # and later chunks (its matches with earlier ones were found in their passes).
     added = 0

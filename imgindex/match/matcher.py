@@ -36,7 +36,7 @@ from imgindex.hashing import (
     orient_descriptors,
     orientation_hashes,
 )
-from imgindex.storage import Index, picture_keys
+from imgindex.storage import Index, picture_alone, picture_keys
 
 from .candidates import pairs_among
 from .grouping import Edges, Grouping, group_by_leaders
@@ -322,15 +322,11 @@ def _stored_matches(index: Index, units: Units, threshold: int, kind: str) -> tu
     keys = picture_keys(units.sha256)
     pictures = index.pairs.pictures(kind)
     order = np.argsort(keys, kind="stable")
-    sorted_keys = keys[order]
-    alone = np.ones(n, dtype=bool)
-    twice = sorted_keys[1:] == sorted_keys[:-1]
-    alone[order[1:][twice]] = alone[order[:-1][twice]] = False
     at = np.minimum(np.searchsorted(pictures, keys), max(len(pictures) - 1, 0))
     listed = pictures[at] == keys if len(pictures) else np.zeros(n, dtype=bool)
     # Written since the last update of the matches: theirs may be out of date.
     pending = np.isin(keys, picture_keys(index.pairs.pending()[1]))
-    known = units.has_hash & alone & (units.params_id == params) & listed & ~pending
+    known = units.has_hash & picture_alone(keys) & (units.params_id == params) & listed & ~pending
     a, b, whole, inside = index.pairs.matches(kind, threshold)
     k_order = order[known[order]]
     k_keys = keys[k_order]

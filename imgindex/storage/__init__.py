@@ -15,7 +15,7 @@ from contextlib import AbstractContextManager
 from .catalog import Catalog, FileRecord, ProblemFile, Root, StoredFile
 from .database import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION, Database, connect, schema_sql, split_sql
 from .images import Images, ImageTable
-from .pairstore import NO_MATCH, PairStore, picture_keys
+from .pairstore import NO_MATCH, PairStore, picture_alone, picture_keys
 
 __all__ = [
     "APPLICATION_ID",
@@ -33,6 +33,7 @@ __all__ = [
     "Root",
     "StoredFile",
     "open_index",
+    "picture_alone",
     "picture_keys",
     "schema_sql",
     "split_sql",

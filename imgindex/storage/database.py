@@ -83,12 +83,13 @@ class Database:
     def execute(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
         return self.conn.execute(sql, params)
 
-    def select_in(self, sql: str, values: Sequence[Any], repeat: int = 1) -> Iterator[Any]:
+    def select_in(self, sql: str, values: Sequence[Any], repeat: int = 1, params: Sequence[Any] = ()) -> Iterator[Any]:
         """The rows of ``sql``, whose ``IN ({marks})`` (``repeat`` times) takes every value:
-        500 values a query, below SQLite's limit on the parameters of one statement."""
+        500 values a query, below SQLite's limit on the parameters of one statement.
+        ``params`` are the statement's parameters before the marks."""
         for start in range(0, len(values), 500):
             chunk = list(values[start : start + 500])
-            yield from self.conn.execute(sql.format(marks=",".join("?" * len(chunk))), chunk * repeat)
+            yield from self.conn.execute(sql.format(marks=",".join("?" * len(chunk))), (*params, *(chunk * repeat)))
 
     @property
     def schema_version(self) -> int:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -66,28 +65,22 @@ class Pictures:
         return len(self.file_id)
 
 
-def _present(column: Sequence[Any]) -> npt.NDArray[np.bool_]:
-    """Where a column read from SQLite is not NULL."""
-    present: npt.NDArray[np.bool_] = np.array(column, dtype=object) != None  # noqa: E711 (elementwise)
-    return present
+#: Distinct pictures hashed under some settings (one parameter), as :func:`_pictures` reads them.
+_PICTURES = (
+    "SELECT min(id), sha256, phash, coalesce(trim_hash, 0), trim_hash IS NOT NULL FROM files"
+    " WHERE params_id = ? AND phash IS NOT NULL AND sha256 IS NOT NULL AND length(sha256) = 32"
+)
 
 
-def _filled(column: Sequence[Any], present: npt.NDArray[np.bool_], missing: int) -> npt.NDArray[np.int64]:
-    """An integer column read from SQLite, ``missing`` where NULL."""
-    values = np.array(column, dtype=object)
-    values[~present] = missing
-    return values.astype(np.int64)
-
-
-def _pictures(rows: Sequence[tuple[int, bytes, int, int | None]]) -> Pictures:
+def _pictures(rows: Sequence[tuple[int, bytes, int, int, int]]) -> Pictures:
     n = len(rows)
-    ids, digests, phash, trim = zip(*rows, strict=True) if rows else ((), (), (), ())
+    ids, digests, phash, trim, has_trim = zip(*rows, strict=True) if rows else ((),) * 5
     return Pictures(
         file_id=np.array(ids, dtype=np.int64),
         sha256=np.frombuffer(b"".join(digests), dtype=np.uint8).reshape(n, 32),
         phash=np.array(phash, dtype=np.int64),
-        has_trim=(has_trim := _present(trim)),
-        trim_hash=_filled(trim, has_trim, 0),
+        has_trim=np.array(has_trim, dtype=bool),
+        trim_hash=np.array(trim, dtype=np.int64),
     )
 
 
@@ -180,24 +173,15 @@ class Images:
         """Every distinct picture (SHA-256) hashed under the settings ``params_id`` (of those
         with the digests ``only``, when given), with the id of one of its files (the lowest)
         and its hashes."""
-        select = (
-            "SELECT min(id), sha256, phash, trim_hash FROM files"
-            f" WHERE params_id = {int(params_id)} AND phash IS NOT NULL AND sha256 IS NOT NULL AND length(sha256) = 32"
-        )
         if only is None:
-            rows = self.db.execute(select + " GROUP BY sha256").fetchall()
-        else:
-            rows = list(self.db.select_in(select + " AND sha256 IN ({marks}) GROUP BY sha256", only))
-        return _pictures(rows)
+            return _pictures(self.db.execute(_PICTURES + " GROUP BY sha256", (params_id,)).fetchall())
+        sql = _PICTURES + " AND sha256 IN ({marks}) GROUP BY sha256"
+        return _pictures(list(self.db.select_in(sql, only, params=(params_id,))))
 
     def pictures_near(self, params_id: int, values: Sequence[int]) -> Pictures:
         """The pictures (as :meth:`pictures`) whose hash, of the whole or of the inside, is one of ``values``."""
-        select = (
-            "SELECT min(id), sha256, phash, trim_hash FROM files"
-            f" WHERE params_id = {int(params_id)} AND sha256 IS NOT NULL AND length(sha256) = 32"
-            " AND (phash IN ({marks}) OR trim_hash IN ({marks})) GROUP BY sha256"
-        )
-        return _pictures(list(self.db.select_in(select, values, repeat=2)))
+        sql = _PICTURES + " AND (phash IN ({marks}) OR trim_hash IN ({marks})) GROUP BY sha256"
+        return _pictures(list(self.db.select_in(sql, values, repeat=2, params=(params_id,))))
 
     def digests_with_prefix(self, prefix: bytes) -> list[bytes]:
         """The distinct SHA-256s of indexed files that start with ``prefix``."""

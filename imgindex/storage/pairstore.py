@@ -13,6 +13,8 @@ and writes them.
 
 from __future__ import annotations
 
+import sqlite3
+
 import numpy as np
 import numpy.typing as npt
 
@@ -25,6 +27,23 @@ NO_MATCH = 255
 def picture_keys(sha256: npt.NDArray[np.uint8]) -> npt.NDArray[np.int64]:
     """The key of each picture (rows of 32 SHA-256 bytes): its first 8 bytes, as a signed integer."""
     return np.ascontiguousarray(sha256[:, :8]).view(">i8").reshape(-1).astype(np.int64)
+
+
+def picture_alone(keys: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
+    """Which pictures no other of ``keys`` shares its key with (two pictures whose keys
+    collide are never stored, and their stored matches never trusted)."""
+    _, first, counts = np.unique(keys, return_index=True, return_counts=True)
+    alone = np.zeros(len(keys), dtype=bool)
+    alone[first[counts == 1]] = True
+    return alone
+
+
+def _set_meta(c: sqlite3.Connection, **values: int) -> None:
+    """Set keys of ``meta`` (in the caller's transaction)."""
+    c.executemany(
+        "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        [(key, str(value)) for key, value in values.items()],
+    )
 
 
 class PairStore:
@@ -58,10 +77,7 @@ class PairStore:
             c.execute("DELETE FROM near_matches")
             c.execute("DELETE FROM near_pictures")
             c.execute("DELETE FROM meta WHERE key = 'near_params'")  # every picture to verify again
-            c.executemany(
-                "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                [("near_max_distance", str(max_distance)), ("near_generation", str(generation + 1))],
-            )
+            _set_meta(c, near_max_distance=max_distance, near_generation=generation + 1)
         return generation + 1
 
     def add_pairs(
@@ -117,12 +133,7 @@ class PairStore:
             "SELECT a, b, distance FROM near_pairs"
             " WHERE kind = ? AND distance <= ? AND (a IN ({marks}) OR b IN ({marks}))"
         )
-        found: list[tuple[int, int, int]] = []
-        listed = values.tolist()
-        for start in range(0, len(listed), 400):
-            chunk = listed[start : start + 400]
-            marks = ",".join("?" * len(chunk))
-            found += self.db.execute(sql.format(marks=marks), (kind, max_distance, *chunk, *chunk)).fetchall()
+        found = list(self.db.select_in(sql, values.tolist(), repeat=2, params=(kind, max_distance)))
         table = np.array(found, dtype=np.int64).reshape(-1, 3)
         return table[:, 0].copy(), table[:, 1].copy(), table[:, 2].astype(np.uint8)
 
@@ -131,11 +142,7 @@ class PairStore:
 
     def _listed(self, sql: str, kind: str, values: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
         """Which of ``values`` the query ``sql`` (``kind``, then ``IN ({marks})``) finds."""
-        found: list[int] = []
-        listed = values.tolist()
-        for start in range(0, len(listed), 400):
-            chunk = listed[start : start + 400]
-            found += (int(r[0]) for r in self.db.execute(sql.format(marks=",".join("?" * len(chunk))), (kind, *chunk)))
+        found = [int(r[0]) for r in self.db.select_in(sql, values.tolist(), params=(kind,))]
         return np.isin(values, np.array(found, dtype=np.int64))
 
     def _mark(self, sql: str, kind: str, values: npt.NDArray[np.int64], generation: int, batch: int) -> bool:
@@ -190,11 +197,7 @@ class PairStore:
             c.execute("DELETE FROM near_matches")
             c.execute("DELETE FROM near_pictures")
             c.execute("DELETE FROM meta WHERE key = 'near_params'")
-            c.execute(
-                "INSERT INTO meta (key, value) VALUES ('near_generation', ?)"
-                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                (str(generation + 1),),
-            )
+            _set_meta(c, near_generation=generation + 1)
         return generation + 1
 
     def finish_matches(self, params_id: int, generation: int) -> bool:
@@ -203,11 +206,7 @@ class PairStore:
         with self.db.write() as c:
             if self.state()[1] != generation:
                 return False
-            c.execute(
-                "INSERT INTO meta (key, value) VALUES ('near_params', ?)"
-                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                (str(params_id),),
-            )
+            _set_meta(c, near_params=params_id)
         return True
 
     def add_matches(
