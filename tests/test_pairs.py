@@ -251,6 +251,24 @@ def stored_matches(index: Index) -> set[tuple[int, int, int, int]]:
     return set(zip(a.tolist(), b.tolist(), whole.tolist(), inside.tolist(), strict=True))
 
 
+def update_stopped_when_marking(index: Index, monkeypatch: pytest.MonkeyPatch, call: int) -> None:
+    """An update stopped (Ctrl-C) as it marks pictures for the ``call``-th time."""
+    calls = 0
+    real = PairStore.add_pictures
+
+    def stopped(self: PairStore, *args: Any, **kwargs: Any) -> bool:
+        nonlocal calls
+        calls += 1
+        if calls == call:
+            raise KeyboardInterrupt
+        return real(self, *args, **kwargs)
+
+    with monkeypatch.context() as m:
+        m.setattr(PairStore, "add_pictures", stopped)
+        with pytest.raises(KeyboardInterrupt):
+            pairs.update(index)
+
+
 def report_both_ways(index: Index, threshold: int = 10) -> tuple[list[list[object]], list[list[object]], int]:
     """Near groups from the stored matches and verified afresh in memory, and how many
     pictures' matches came from the index."""
@@ -332,13 +350,7 @@ def test_an_update_stopped_before_marking_is_finished_by_the_next(
     run_scan(index, tree, options=replace(QUICK, update_pairs=False))
     assert len(index.pairs.pending()[1]) > 0
 
-    def killed(*args: object, **kwargs: object) -> bool:
-        raise KeyboardInterrupt  # stopped after the matches were written, before their pictures were marked
-
-    with monkeypatch.context() as m:
-        m.setattr(PairStore, "add_pictures", killed)
-        with pytest.raises(KeyboardInterrupt):
-            pairs.update(index)
+    update_stopped_when_marking(index, monkeypatch, 1)  # after the matches were written
     assert len(index.pairs.pending()[1]) > 0  # still to do
     stored_groups, fresh_groups, used = report_both_ways(index)
     assert stored_groups == fresh_groups
@@ -435,21 +447,8 @@ def test_a_rebuild_stopped_halfway_is_done_whole_by_the_next_update(
     run_scan(index, tree)
     everything = stored_matches(index)
     monkeypatch.setattr(pairs, "FULL_CHUNK", 10)  # passes of 10 pictures
-    calls = 0
-    real = PairStore.add_pictures
-
-    def killed_in_the_second_pass(self: PairStore, *args: Any, **kwargs: Any) -> bool:
-        nonlocal calls
-        calls += 1
-        if calls == 2:
-            raise KeyboardInterrupt
-        return real(self, *args, **kwargs)
-
     index.pairs.reset_matches(index.pairs.state()[1])
-    with monkeypatch.context() as m:
-        m.setattr(PairStore, "add_pictures", killed_in_the_second_pass)
-        with pytest.raises(KeyboardInterrupt):
-            pairs.update(index)
+    update_stopped_when_marking(index, monkeypatch, 2)  # in the second pass
     assert index.pairs.picture_count(pairs.KIND) > 0 and index.pairs.match_params() is None
     stored_groups, fresh_groups, used = report_both_ways(index)
     assert used == 0 and stored_groups == fresh_groups  # half a rebuild is not trusted
