@@ -61,12 +61,33 @@ CREATE TABLE IF NOT EXISTS files (
     -- The perceptual hash of the picture inside its uniform border, NULL when it
     -- has none (added in version 3, so it comes last).
     trim_hash   INTEGER,
+    -- Where the item was fetched from, when the index knows it: a web archive
+    -- record's target URI (added in version 6, so it comes last).
+    url         TEXT,
     UNIQUE (dir_id, name)
 );
 CREATE INDEX IF NOT EXISTS files_sha256 ON files(sha256) WHERE sha256 IS NOT NULL;
 CREATE INDEX IF NOT EXISTS files_status ON files(status);
 CREATE INDEX IF NOT EXISTS files_phash ON files(phash) WHERE phash IS NOT NULL;
 CREATE INDEX IF NOT EXISTS files_trim_hash ON files(trim_hash) WHERE trim_hash IS NOT NULL;
+
+-- Web archives (WARC, ARC) under a root. An archive is a dirs row whose path
+-- is the archive file's and whose files are its image records, each named by
+-- its offset in the archive (a record's path is ARCHIVE#OFFSET). The archive's
+-- identity and where its listing stopped are recorded once every record
+-- listed before that offset has its row, so an unchanged archive is not read
+-- again, and one that only grew is read from there; until then (a scan
+-- stopped early) they are NULL and the next scan lists it again.
+CREATE TABLE IF NOT EXISTS archives (
+    dir_id      INTEGER PRIMARY KEY REFERENCES dirs(id) ON DELETE CASCADE,
+    size        INTEGER,                -- the archive file's stat data when it was listed
+    mtime_ns    INTEGER,
+    ctime_ns    INTEGER,
+    inode       INTEGER,
+    read_to     INTEGER,                -- the offset after its last whole record then
+    tail        BLOB,                   -- SHA-256 of the 4 KiB before read_to: an append keeps it
+    damaged     INTEGER NOT NULL DEFAULT 0  -- records found damaged (listed as corrupt entries)
+);
 
 -- Tiny thumbnails of each hashed image (see imgindex/hashing.py: descriptor), read
 -- by near reports to verify hash matches. Apart from files so that the rows a
@@ -176,9 +197,10 @@ CREATE TABLE IF NOT EXISTS meta (
     value       TEXT NOT NULL
 );
 
--- Full paths, for queries and reports.
+-- Full paths, for queries and reports: an archive's records are ARCHIVE#OFFSET.
 CREATE VIEW IF NOT EXISTS file_paths AS
     SELECT files.*, dirs.root_id AS root_id, dirs.listed_at AS last_seen,
-           CAST(CASE WHEN dirs.path = X'2F' THEN X'2F' || files.name
+           CAST(CASE WHEN archives.dir_id IS NOT NULL THEN dirs.path || X'23' || files.name
+                     WHEN dirs.path = X'2F' THEN X'2F' || files.name
                      ELSE dirs.path || X'2F' || files.name END AS BLOB) AS path
-    FROM files JOIN dirs ON dirs.id = files.dir_id;
+    FROM files JOIN dirs ON dirs.id = files.dir_id LEFT JOIN archives ON archives.dir_id = dirs.id;

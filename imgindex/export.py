@@ -1,7 +1,9 @@
 """Exporting a report: the kept images into one directory, the duplicates for review into another.
 
 Never overwrites or deletes anything: a non-empty target is refused unless
-``force``, and even then existing files are left alone (and counted).
+``force``, and even then existing files are left alone (and counted). A
+record in a web archive is extracted (its payload written as a file, named
+from its URL), whatever the ``link`` asked: there is no file to link to.
 """
 
 from __future__ import annotations
@@ -9,9 +11,11 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import secrets
 import shutil
 import stat
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +24,8 @@ from typing import BinaryIO, Literal
 from .display import display_bytes, display_path
 from .errors import ExportError
 from .report import Group, Image, Report
+from .sources.archives import MARK
+from .sources.directory import DirectorySource
 
 Link = Literal["copy", "hardlink", "symlink"]
 
@@ -70,7 +76,10 @@ def export(
     for group in report.groups():
         if out_dir is not None:
             dest = os.path.join(labels[group.kept.root_id], _relative(report, group.kept)).lstrip(b"/")
-            if _place(os.fsencode(out_dir), dest, group.kept.path, link, summary):
+            if group.kept.archived:  # ARCHIVE#OFFSET: a folder named as the archive, a file named from the URL
+                archive, _, _ = dest.rpartition(MARK)
+                dest = os.path.join(archive, _viewable(group.kept))
+            if _place(os.fsencode(out_dir), dest, group.kept, link, summary):
                 summary.kept += 1
         if duplicates_dir is not None and group.duplicates:
             summary.groups += 1
@@ -140,9 +149,10 @@ def _relative(report: Report, image: Image) -> bytes:
     return image.path[len(root) + 1 :]
 
 
-def _place(top: bytes, dest: bytes, source: bytes, link: Link, summary: ExportSummary) -> bool:
-    """Copy or link one file to ``dest`` (relative) under ``top``; never replaces what is there,
+def _place(top: bytes, dest: bytes, image: Image, link: Link, summary: ExportSummary) -> bool:
+    """Copy or link one image to ``dest`` (relative) under ``top``; never replaces what is there,
     never writes through a symbolic link, and a copy is there whole or not at all."""
+    source = image.path
     directory, name = os.path.split(dest)
     try:
         fd = _open_tree(top, directory)
@@ -152,7 +162,9 @@ def _place(top: bytes, dest: bytes, source: bytes, link: Link, summary: ExportSu
         )
         return False
     try:
-        if link == "copy":
+        if image.archived:
+            _extract_new(source, name, fd)
+        elif link == "copy":
             _copy_new(source, name, fd)
         elif link == "hardlink":
             os.link(source, name, dst_dir_fd=fd)
@@ -214,6 +226,22 @@ def _copy_new(source: bytes, name: bytes, fd: int) -> None:
         _write_new(fill, name, fd, 0o600)
 
 
+def _extract_new(address: bytes, name: bytes, fd: int) -> None:
+    """Write the payload of the web archive record at ``address`` to a new file ``name`` in the
+    directory ``fd``, dated as the record (see :func:`_write_new`)."""
+    with DirectorySource(archives=True).open(address) as record:
+        st, _ = record.stat()
+        data = record.read()
+
+    def fill(out: BinaryIO) -> None:
+        out.write(data)
+        out.flush()
+        if st.mtime_ns > 0:
+            os.utime(out.fileno(), ns=(st.mtime_ns, st.mtime_ns))
+
+    _write_new(fill, name, fd, 0o644)
+
+
 def _write_new(fill: Callable[[BinaryIO], object], name: bytes, fd: int, mode: int) -> None:
     """Make a new file ``name`` in the directory ``fd`` with what ``fill`` writes: written under
     a temporary name beside it, then linked into place, so that a full disk or a failure leaves
@@ -256,11 +284,11 @@ def _review_folder(group: Group, number: int, top: bytes, link: Link, summary: E
     folder = b"%05d-" % number + _viewable(group.kept)[:80]
     # One line per image: control bytes in a name (a newline, a tab) would split the lines.
     lines = [b"kept\t\t" + display_bytes(group.kept.path)]
-    _place(top, os.path.join(folder, b"0-kept-" + _viewable(group.kept)), group.kept.path, link, summary)
+    _place(top, os.path.join(folder, b"0-kept-" + _viewable(group.kept)), group.kept, link, summary)
     placed = 0
     for i, (image, distance) in enumerate(group.duplicates, start=1):
         name = b"%d-d%d-" % (i, distance) + _viewable(image)
-        if _place(top, os.path.join(folder, name), image.path, link, summary):
+        if _place(top, os.path.join(folder, name), image, link, summary):
             placed += 1
         lines.append(b"duplicate\t%d\t" % distance + display_bytes(image.path))
     listing = b"role\tdistance\tpath\n" + b"\n".join(lines) + b"\n"
@@ -280,9 +308,27 @@ def _review_folder(group: Group, number: int, top: bytes, link: Link, summary: E
 
 
 def _viewable(image: Image) -> bytes:
-    """The file's name, with an extension matching its content where it has none."""
+    """The file's name, with an extension matching its content where it has none. A web
+    archive's record is named by its offset and the last part of its URL, made safe."""
     name = os.path.basename(image.path)
+    if image.archived:
+        _, _, offset = image.path.rpartition(MARK)
+        name = offset + b"-" + url_name(image.url)
     extensions = EXTENSIONS.get(image.format or "", ())
     if extensions and not name.lower().endswith(extensions):
         name += extensions[0]
     return name
+
+
+#: What a name taken from a URL may hold; anything else becomes "_".
+_SAFE = re.compile(rb"[^A-Za-z0-9._-]+")
+
+
+def url_name(url: str | None) -> bytes:
+    """A file name from the last part of a URL's path: percent-decoded, then only letters,
+    digits, ".", "_" and "-" (no separator, no leading dot), at most 100 bytes."""
+    if not url:
+        return b"record"
+    last = urllib.parse.unquote_to_bytes(urllib.parse.urlsplit(url).path.rpartition("/")[2])
+    safe = _SAFE.sub(b"_", last).lstrip(b".")[:100]
+    return safe or b"record"

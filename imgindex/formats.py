@@ -77,18 +77,20 @@ def _write_json(report: Report, out: IO[str]) -> None:
     width, height, size = t.width.tolist(), t.height.tolist(), t.size.tolist()
 
     def entries(rows: list[int]) -> list[str]:
-        paths = [t.dirs[r] + b"/" + t.names[r] for r in rows]
+        paths = [t.dirs[r] + t.names[r] for r in rows]
         texts = b"\0".join(paths).decode("utf-8", "surrogateescape").split("\0") if paths else []
         sha_hex = t.sha256[rows].tobytes().hex()
         hashes = [
             f'"{p & 0xFFFF_FFFF_FFFF_FFFF:016x}"' if h else "null"
             for p, h in zip(t.phash[rows].tolist(), t.has_hash[rows].tolist(), strict=True)
         ]
+        urls = [t.urls[r] for r in rows]
         return [
             f'"path": {encode_basestring_ascii(text)}, '
             + ("" if text.isascii() or _utf8(text) else f'"path_b64": "{_b64(path)}", ')
             + f'"sha256": "{sha_hex[64 * k : 64 * k + 64]}", "phash": {ph}'
-            for k, (text, path, ph) in enumerate(zip(texts, paths, hashes, strict=True))
+            + ("" if url is None else f', "url": {encode_basestring_ascii(url)}')
+            for k, (text, path, ph, url) in enumerate(zip(texts, paths, hashes, urls, strict=True))
         ]
 
     separator = "\n"
@@ -123,7 +125,8 @@ def _write_json(report: Report, out: IO[str]) -> None:
 
 
 def write_csv(report: Report, out: IO[str]) -> None:
-    """One row per duplicate: group number, kept path, duplicate path, distance (empty in exact mode)."""
+    """One row per duplicate: group number, kept path, duplicate path, distance (empty in exact
+    mode), and the URLs of the two where the index knows them."""
     with without_gc():
         _write_csv(report, out)
 
@@ -133,7 +136,7 @@ def _write_csv(report: Report, out: IO[str]) -> None:
     # The csv module quotes a field holding "\n" but not one holding a lone "\r", which
     # readers take for a line break: rows with one are quoted whole.
     quoted = csv.writer(out, lineterminator="\n", quoting=csv.QUOTE_ALL)
-    writer.writerow(["group", "kept_path", "duplicate_path", "distance"])
+    writer.writerow(["group", "kept_path", "duplicate_path", "distance", "kept_url", "duplicate_url"])
     near = report.options.mode == "near"
     number = 0
     for group in report.groups():
@@ -141,8 +144,17 @@ def _write_csv(report: Report, out: IO[str]) -> None:
             continue
         number += 1
         for image, distance in group.duplicates:
-            row = [number, os.fsdecode(group.kept.path), os.fsdecode(image.path), distance if near else ""]
-            (quoted if b"\r" in group.kept.path + image.path else writer).writerow(row)
+            kept_url, url = group.kept.url or "", image.url or ""
+            row = [
+                number,
+                os.fsdecode(group.kept.path),
+                os.fsdecode(image.path),
+                distance if near else "",
+                kept_url,
+                url,
+            ]
+            lone_cr = b"\r" in group.kept.path + image.path or "\r" in kept_url + url
+            (quoted if lone_cr else writer).writerow(row)
 
 
 @contextmanager

@@ -18,7 +18,8 @@ from . import hashing
 from .reading import CRASHED, KILLED, TOO_SLOW, Mode
 from .scan_types import ProgressCallback, ScanOptions, ScanProgress, ScanSummary
 from .sources import FileStat, Source, join
-from .storage import Catalog, Root, StoredFile
+from .sources.archives import ArchiveListing, ArchiveMark, address
+from .storage import Catalog, Root, StoredArchive, StoredFile
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,7 @@ class Task:
     path: bytes
     stat: FileStat
     mode: Mode
+    url: str | None = None
 
 
 class Planner:
@@ -62,6 +64,8 @@ class Planner:
         #: :meth:`forget_dir_ids`).
         self.dir_ids: dict[bytes, int] = {}
         self.tasks: list[Task] = []
+        #: Archives listed, to record once the rows of their records are written (:meth:`take_archives`).
+        self.archives: list[tuple[int, StoredArchive, int]] = []
         self.written = written
         self.settle_before_ns = 0 if written or not options.settle_ns else time.time_ns() - options.settle_ns
 
@@ -75,6 +79,12 @@ class Planner:
     def take(self) -> list[Task]:
         tasks, self.tasks = self.tasks, []
         return tasks
+
+    def take_archives(self) -> list[tuple[int, StoredArchive, int]]:
+        """The archives listed so far, with where their listings stopped: to record once every
+        task handed out has been written."""
+        archives, self.archives = self.archives, []
+        return archives
 
     def dir_id(self, path: bytes, root_id: int) -> int:
         """The id of a directory's row, creating the row if needed."""
@@ -116,6 +126,15 @@ class Planner:
             for name, st in listing.files:
                 self.file(dir_id, listing.path, name, st, stored.pop(name, None), looked_up=True)
             gone.extend(f.id for f in stored.values())
+            for name, st in listing.archives:
+                path = join(listing.path, name)
+                archive_id, error = self.archive(path, st, root, gone)
+                if error is None:
+                    listed[path] = archive_id
+                else:
+                    failed[path] = archive_id
+                    errors.append((archive_id, error))
+                    summary.walk_errors.append((path, error))
             self.report.files = summary.files
             self.report.last_path = listing.path
             if self.progress:
@@ -124,6 +143,34 @@ class Planner:
         self.catalog.record_listings(list(listed.values()), errors)
         summary.removed += self.catalog.remove_files(gone)
         summary.removed += self._remove_dirs(self._vanished_dirs(top, listed, failed))
+
+    def archive(self, path: bytes, st: FileStat, root: Root, gone: list[int]) -> tuple[int, str | None]:
+        """List a web archive's records unless it is unchanged since its last listing; from
+        where that stopped when it only grew. Its rows of records no longer there join ``gone``.
+        Returns its directory id, and why it could not be read (its rows then stay)."""
+        dir_id, stored = self.catalog.archive_dir(path, root.id)
+        since = None
+        if stored is not None:
+            if st.same_as(stored.size, stored.mtime_ns, stored.ctime_ns, stored.inode):
+                return dir_id, None  # unchanged: nothing to read, its rows stay
+            since = ArchiveMark(
+                FileStat(stored.size, stored.mtime_ns, stored.ctime_ns, stored.inode, 0), stored.read_to, stored.tail
+            )
+        try:
+            listing = self.source.archive(path, since)
+        except OSError as e:
+            return dir_id, e.strerror or str(e)
+        rows = self.catalog.files_in_dir(dir_id)
+        for name, record in listing.files:
+            # A record is whole once listed: never held back to settle, whatever its date.
+            self.file(
+                dir_id, path, name, record, rows.pop(name, None), looked_up=True, settled=True,
+                path=address(path, int(name)), url=listing.urls.get(name),
+            )  # fmt: skip
+        if listing.start == 0:
+            gone.extend(f.id for f in rows.values())  # listed whole: what it did not list is gone
+        self.archives.append((dir_id, _stored(listing), listing.damaged))
+        return dir_id, None
 
     def file(
         self,
@@ -134,13 +181,18 @@ class Planner:
         prev: StoredFile | None,
         *,
         looked_up: bool = False,
+        settled: bool = False,
+        path: bytes | None = None,
+        url: str | None = None,
     ) -> None:
-        """Decide whether one file must be read (``prev``: its row, if ``looked_up`` already)."""
+        """Decide whether one file must be read (``prev``: its row, if ``looked_up`` already;
+        ``path`` when it is not the directory's joined with the name)."""
         summary = self.summary
         if not looked_up:
             prev = self.catalog.file_row(dir_id, name)
         if (
-            self.settle_before_ns
+            not settled
+            and self.settle_before_ns
             # Written lately; an mtime in the future was set afterwards (wget -N), not by writing.
             and self.settle_before_ns < st.mtime_ns <= self.settle_before_ns + self.options.settle_ns + 10**9
             and (prev is None or not st.same_as(prev.size, prev.mtime_ns, prev.ctime_ns, prev.inode))
@@ -162,7 +214,7 @@ class Planner:
                 summary.rechecked += 1
                 mode = "full"
         if mode is not None:
-            self.tasks.append(Task(dir_id, name, join(directory, name), st, mode))
+            self.tasks.append(Task(dir_id, name, path or join(directory, name), st, mode, url))
             self.report.to_hash += 1
 
     def forget(self, path: bytes) -> None:
@@ -203,6 +255,11 @@ class Planner:
                 if parent in failed:
                     break
         return vanished
+
+
+def _stored(listing: ArchiveListing) -> StoredArchive:
+    st = listing.mark.stat
+    return StoredArchive(st.size, st.mtime_ns, st.ctime_ns, st.inode, listing.mark.read_to, listing.mark.tail)
 
 
 def _racy(st: FileStat, read_ns: int, window_ns: int) -> bool:

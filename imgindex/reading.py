@@ -16,7 +16,7 @@ from PIL import Image
 
 from . import hashing
 from .hashing import HashSettings, ImageError
-from .sources import FileStat, Source
+from .sources import DamagedEntry, FileStat, Source
 
 #: Files larger than this are hashed exactly but never decoded.
 MAX_READ_BYTES = 512 * 1024 * 1024
@@ -64,6 +64,8 @@ def read_item(source: Source, path: bytes, expected: FileStat, mode: Mode, setti
             opened = source.open(path)
         except FileNotFoundError:
             return None
+        except DamagedEntry as e:
+            return Reading(st, read_ns, "corrupt", str(e))
         except OSError as e:
             return Reading(st, read_ns, "unreadable", e.strerror or str(e))
         try:

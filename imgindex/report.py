@@ -78,6 +78,8 @@ class Image:
     height: int | None
     size: int
     format: str | None
+    url: str | None = None  # where it was fetched from, when the index knows it
+    archived: bool = False  # a record in a web archive (its path is ARCHIVE#OFFSET)
 
 
 @dataclass(frozen=True)
@@ -143,6 +145,8 @@ class Report:
             height=int(t.height[row]) if t.height[row] >= 0 else None,
             size=int(t.size[row]),
             format=t.format[row],
+            url=t.urls[row],
+            archived=bool(t.archived[row]),
         )
 
 

@@ -75,7 +75,7 @@ def scan(
     after committing what was read.
     """
     options = options or ScanOptions()
-    source = source or DirectorySource(options.follow_symlinks)
+    source = source or DirectorySource(options.follow_symlinks, options.archives)
     catalog = index.catalog
     tops = _outermost(source.root(os.fsencode(r)) for r in roots)
     _refuse_aliases(index, source, tops)
@@ -89,6 +89,8 @@ def scan(
     try:
         # Reading starts while the listing goes on: tasks are handed over directory by directory.
         _read_all(index, source, planner, planner.tasks_of(zip(tops, root_objs, strict=True)), executor, stop)
+        # Every record listed has its row now: an unchanged archive need not be read again.
+        catalog.record_archives(planner.take_archives())
         if options.update_pairs and not (stop and stop.is_set()):
             summary.near_pairs = pairs.update(index, stop=stop.is_set if stop else None)
         state = "done"
@@ -131,7 +133,7 @@ def refresh(
     rewrite), and ``options.settle_ns`` does not hold them back.
     """
     options = options or ScanOptions()
-    source = source or DirectorySource(options.follow_symlinks)
+    source = source or DirectorySource(options.follow_symlinks, options.archives)
     catalog = index.catalog
     start = time.monotonic()
     planner = Planner(catalog, source, options, ScanSummary(0, []), None, written=written)
@@ -153,6 +155,7 @@ def refresh(
             directory, name = os.path.split(path)
             planner.file(planner.dir_id(directory, root.id), directory, name, found.stat, None)
     _read_all(index, source, planner, planner.take(), executor)
+    catalog.record_archives(planner.take_archives())
     planner.summary.seconds = time.monotonic() - start
     return planner.summary
 
@@ -273,7 +276,7 @@ class _Writer:
         return FileRecord(
             task.dir_id, task.name, st.size, st.mtime_ns, st.ctime_ns, st.inode, st.device, r.status, r.error,
             r.format, r.sha256, r.width, r.height, r.phash, self.params_id if r.status == "ok" else None, r.read_ns,
-            r.trim_hash, r.descriptor, r.trim_descriptor,
+            r.trim_hash, r.descriptor, r.trim_descriptor, task.url,
         )  # fmt: skip
 
     def flush(self) -> None:

@@ -23,6 +23,7 @@ class ScanOptions:
     jobs: int | None = None  # worker processes; None: all cores
     rehash: bool = False
     follow_symlinks: bool = False
+    archives: bool = True  # web archives' image records are entries (FILE#OFFSET)
     settings: HashSettings = field(default_factory=HashSettings)
     batch_size: int = 500  # rows per write transaction
     batch_seconds: float = 1.0  # ... or at least this often

@@ -18,7 +18,7 @@ from imgindex.match.search import as_unsigned, pairs_within_brute_force
 from imgindex.report import Report, ReportOptions, build_report
 from imgindex.storage import SCHEMA_VERSION, Index, PairStore, open_index, picture_keys
 
-from .conftest import QUICK, encode, picture, run_scan, write
+from .conftest import BACK_TO_VERSION_5, QUICK, encode, picture, run_scan, write
 
 
 def family_tree(tree: Path, sources: range) -> None:
@@ -146,6 +146,7 @@ def test_a_version_1_index_gains_the_pair_tables(db_path: Path, tree: Path) -> N
     with open_index(db_path) as idx:
         run_scan(idx, tree)
     raw = sqlite3.connect(db_path)
+    raw.executescript(BACK_TO_VERSION_5)
     raw.executescript(
         "DROP TABLE near_pairs; DROP TABLE near_hashes; DROP TABLE meta; DROP INDEX files_phash;"
         " DROP TABLE descriptors; DROP INDEX files_trim_hash; ALTER TABLE files DROP COLUMN trim_hash;"
@@ -154,7 +155,7 @@ def test_a_version_1_index_gains_the_pair_tables(db_path: Path, tree: Path) -> N
     )
     raw.close()
     with open_index(db_path) as idx:
-        assert idx.schema_version == SCHEMA_VERSION == 5
+        assert idx.schema_version == SCHEMA_VERSION == 6
         assert stored(idx) == set()
         before = groups(idx)  # a report works before any update, matching by hash alone
         summary = run_scan(idx, tree)
@@ -177,6 +178,7 @@ def test_a_version_3_index_keeps_its_pairs_under_their_kind(db_path: Path, tree:
         marked = set(idx.pairs.hashes(pairs.KIND).tolist())
     assert before
     raw = sqlite3.connect(db_path)
+    raw.executescript(BACK_TO_VERSION_5)
     raw.executescript(  # the pair tables as version 3 made them: no kind
         "CREATE TABLE v3_hashes (hash INTEGER PRIMARY KEY); INSERT INTO v3_hashes SELECT hash FROM near_hashes;"
         " CREATE TABLE v3_pairs (a INTEGER NOT NULL, b INTEGER NOT NULL, distance INTEGER NOT NULL,"

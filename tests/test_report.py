@@ -137,7 +137,7 @@ def test_csv_report(corpus: dict[str, Path], db_path: Path, tmp_path: Path) -> N
     assert code == 0
     assert "initial image count: 10" in stdout and "final image count: 6" in stdout
     rows = list(csv.reader(io.StringIO(out.read_text())))
-    assert rows[0] == ["group", "kept_path", "duplicate_path", "distance"]
+    assert rows[0] == ["group", "kept_path", "duplicate_path", "distance", "kept_url", "duplicate_url"]
     assert len(rows) == 1 + 4
     assert {r[0] for r in rows[1:]} == {"1", "2"}
     assert all(r[3].isdigit() for r in rows[1:])

@@ -4,8 +4,9 @@ A source lists its entries directory by directory, with stat-like identities
 (:class:`FileStat`) that tell the planner what is new, changed or gone, and
 opens one entry to read its bytes. The planner, ``scan`` and ``watch`` talk
 to this interface only; :class:`.directory.DirectorySource` is a directory
-tree on disk. A new input (an archive, a remote store) is a new module here
-that implements :class:`Source`.
+tree on disk. A new input (a remote store) is a new module here that implements
+:class:`Source`. Web archives (:mod:`.archives`) are containers inside a
+tree: a listing names them, and the planner lists their records apart.
 """
 
 from __future__ import annotations
@@ -14,7 +15,10 @@ import os
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
+
+if TYPE_CHECKING:
+    from .archives import ArchiveListing, ArchiveMark
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,8 @@ class Listing:
     skipped_symlinks: int = 0
     skipped_special: int = 0
     loops: list[bytes] = field(default_factory=list)
+    #: Archives in the directory (web archives whose records are entries): names and identities.
+    archives: list[tuple[bytes, FileStat]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -55,6 +61,11 @@ class Found:
 
     kind: Literal["dir", "file", "other"]
     stat: FileStat | None = None
+
+
+class DamagedEntry(OSError):
+    """An entry that is there but cannot be read as what it is (a corrupt record in an archive):
+    the reader records it as corrupt, with this reason."""
 
 
 class Opened(Protocol):
@@ -95,6 +106,11 @@ class Source(Protocol):
 
     def open(self, path: bytes) -> AbstractContextManager[Opened]:
         """Open an entry; raises FileNotFoundError when it is gone, OSError when it cannot be read."""
+        ...
+
+    def archive(self, path: bytes, since: ArchiveMark | None) -> ArchiveListing:
+        """The records of an archive that a listing named, from where ``since`` stopped if it only
+        grew since; raises OSError when it cannot be read."""
         ...
 
 

@@ -4,11 +4,14 @@ Paths are bytes throughout, so names that are not UTF-8 survive. A directory
 that cannot be listed is reported as such (its ``error`` is set), never as
 empty: the scan must not take its files for deleted. Symlinks are not
 followed unless asked; sockets, FIFOs and devices are skipped (opening a FIFO
-would block).
+would block). Web archives (``*.warc.gz`` and the like) are named apart in
+each listing, and their records are entries addressed ``FILE#OFFSET``
+(:mod:`.archives`), unless ``archives`` is off.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import stat
 from collections.abc import Iterator
@@ -19,6 +22,7 @@ from imgindex.display import display_path
 from imgindex.errors import ScanError
 
 from . import FileStat, Found, Listing
+from . import archives as web_archives
 
 
 @dataclass(frozen=True)
@@ -26,6 +30,7 @@ class DirectorySource:
     """Files under directories on a local or mounted filesystem."""
 
     follow_symlinks: bool = False
+    archives: bool = True
 
     def root(self, path: bytes) -> bytes:
         path = os.path.normpath(os.path.abspath(path))
@@ -43,7 +48,7 @@ class DirectorySource:
         return os.path.realpath(path)
 
     def listings(self, top: bytes) -> Iterator[Listing]:
-        return walk(top, follow_symlinks=self.follow_symlinks)
+        return walk(top, follow_symlinks=self.follow_symlinks, archives=self.archives)
 
     def lookup(self, path: bytes) -> Found | None:
         try:
@@ -62,7 +67,32 @@ class DirectorySource:
     def exists(self, path: bytes) -> bool:
         return os.path.lexists(path)
 
-    def open(self, path: bytes) -> _OpenFile:
+    def open(self, path: bytes) -> _OpenFile | _OpenRecord:
+        """A file; or the record that ``path`` addresses (``ARCHIVE#OFFSET``) when there is such
+        an archive (a file named so beside it is never listed, so never meant)."""
+        where = web_archives.split_address(path) if self.archives else None
+        if where is not None:
+            archive, offset = where
+            try:
+                f = self._open_file(archive)
+            except (FileNotFoundError, NotADirectoryError):
+                f = None  # no such archive: a file of that name
+            if f is not None:
+                with f:
+                    st, regular = f.stat()
+                    if regular:
+                        identity, payload = web_archives.read_record(f.f, archive, offset, st.size)
+                        return _OpenRecord(identity, payload)
+        return self._open_file(path)
+
+    def archive(self, path: bytes, since: web_archives.ArchiveMark | None) -> web_archives.ArchiveListing:
+        with self._open_file(path) as f:
+            st, regular = f.stat()
+            if not regular:
+                raise OSError(f"{display_path(path)} is not a file")
+            return web_archives.list_archive(f.f, path, st, since)
+
+    def _open_file(self, path: bytes) -> _OpenFile:
         flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
         if not self.follow_symlinks:
             flags |= getattr(os, "O_NOFOLLOW", 0)
@@ -96,7 +126,27 @@ class _OpenFile:
         return b"".join(chunks)
 
 
-def walk(top: bytes, *, follow_symlinks: bool = False) -> Iterator[Listing]:
+class _OpenRecord:
+    """A record read from an archive: its payload, and its identity as an entry."""
+
+    def __init__(self, identity: FileStat, payload: bytes) -> None:
+        self.identity = identity
+        self.data = io.BytesIO(payload)
+
+    def __enter__(self) -> _OpenRecord:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.data.close()
+
+    def stat(self) -> tuple[FileStat, bool]:
+        return self.identity, True
+
+    def read(self, size: int = -1) -> bytes:
+        return self.data.read(size)
+
+
+def walk(top: bytes, *, follow_symlinks: bool = False, archives: bool = False) -> Iterator[Listing]:
     """Every directory at or below ``top``, depth first, each listed once.
 
     Symlinks are skipped unless ``follow_symlinks``; then directories already
@@ -118,6 +168,8 @@ def walk(top: bytes, *, follow_symlinks: bool = False) -> Iterator[Listing]:
             with os.scandir(directory) as entries:
                 for entry in entries:
                     _classify(entry, listing, visited, follow_symlinks)
+            if archives:
+                _name_archives(listing)
         except OSError as e:
             listing.files.clear()
             listing.subdirs.clear()
@@ -127,6 +179,24 @@ def walk(top: bytes, *, follow_symlinks: bool = False) -> Iterator[Listing]:
         listing.subdirs.sort()
         yield listing
         stack.extend(reversed(listing.subdirs))
+
+
+def _name_archives(listing: Listing) -> None:
+    """Move the archives out of the files. A file named like the address of a record of an
+    archive beside it (``a.warc.gz#1234``) is skipped: it would be taken for that record."""
+    names = [name for name, _ in listing.files if web_archives.is_archive(name)]
+    if not names:
+        return
+    kept = set(names)
+    files = []
+    for name, st in listing.files:
+        if name in kept:
+            listing.archives.append((name, st))
+        elif (where := web_archives.split_address(name)) is not None and where[0] in kept:
+            listing.skipped_special += 1
+        else:
+            files.append((name, st))
+    listing.files = files
 
 
 def _classify(

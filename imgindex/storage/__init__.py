@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from contextlib import AbstractContextManager
 
-from .catalog import Catalog, FileRecord, ProblemFile, Root, StoredFile
+from .catalog import Catalog, FileRecord, ProblemFile, Root, StoredArchive, StoredFile
 from .database import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION, Database, connect, schema_sql, split_sql
 from .images import Images, ImageTable
 from .pairstore import NO_MATCH, PairStore, picture_alone, picture_keys
@@ -31,6 +31,7 @@ __all__ = [
     "PairStore",
     "ProblemFile",
     "Root",
+    "StoredArchive",
     "StoredFile",
     "open_index",
     "picture_alone",

@@ -47,6 +47,18 @@ _STORED = "id, size, mtime_ns, ctime_ns, inode, status, params_id, read_ns, widt
 
 
 @dataclass(frozen=True)
+class StoredArchive:
+    """Where the last complete listing of a web archive stopped, and the archive's stat data then."""
+
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+    inode: int
+    read_to: int
+    tail: bytes
+
+
+@dataclass(frozen=True)
 class FileRecord:
     """A file's row as written after reading it."""
 
@@ -69,6 +81,7 @@ class FileRecord:
     trim_hash: int | None = None
     descriptor: bytes | None = None  # hashing.descriptor of the picture (with phash)
     trim_descriptor: bytes | None = None  # ... and of the picture inside its border (with trim_hash)
+    url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -140,6 +153,34 @@ class Catalog:
         rows = self.db.select_in("SELECT id, path FROM dirs WHERE path IN ({marks})", paths)
         return {bytes(p): int(i) for i, p in rows}
 
+    def archive_dir(self, path: bytes, root_id: int) -> tuple[int, StoredArchive | None]:
+        """The id of a web archive's row in dirs (made if new, and marked as an archive), and
+        where its last complete listing stopped (None when it never was listed whole)."""
+        dir_id = self.dir_id(path, root_id)
+        row = self.db.execute(
+            "SELECT size, mtime_ns, ctime_ns, inode, read_to, tail FROM archives WHERE dir_id = ?", (dir_id,)
+        ).fetchone()
+        if row is None:
+            with self.db.write() as c:
+                c.execute("INSERT OR IGNORE INTO archives (dir_id) VALUES (?)", (dir_id,))
+            return dir_id, None
+        if row[4] is None:
+            return dir_id, None
+        return dir_id, StoredArchive(int(row[0]), int(row[1]), int(row[2]), int(row[3]), int(row[4]), bytes(row[5]))
+
+    def record_archives(self, listed: Sequence[tuple[int, StoredArchive, int]]) -> None:
+        """Record where archives' listings stopped (and how many damaged records they found), once
+        every record listed has its row."""
+        with self.db.write() as c:
+            c.executemany(
+                "UPDATE archives SET size = ?, mtime_ns = ?, ctime_ns = ?, inode = ?, read_to = ?, tail = ?,"
+                " damaged = ? WHERE dir_id = ?",
+                (
+                    (a.size, a.mtime_ns, a.ctime_ns, a.inode, a.read_to, a.tail, damaged, dir_id)
+                    for dir_id, a, damaged in listed
+                ),
+            )
+
     def known_dir_id(self, path: bytes) -> int | None:
         row = self.db.execute("SELECT id FROM dirs WHERE path = ?", (path,)).fetchone()
         return None if row is None else int(row[0])
@@ -203,8 +244,8 @@ class Catalog:
                 records = [r for r in records if r.dir_id in live]
             c.executemany(
                 "INSERT INTO files (dir_id, name, size, mtime_ns, ctime_ns, inode, device, status,"
-                " error, format, sha256, width, height, phash, params_id, read_ns, first_seen, trim_hash)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " error, format, sha256, width, height, phash, params_id, read_ns, first_seen, trim_hash, url)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (dir_id, name) DO UPDATE SET size = excluded.size,"
                 " mtime_ns = excluded.mtime_ns, ctime_ns = excluded.ctime_ns, inode = excluded.inode,"
                 " device = excluded.device, status = excluded.status, error = excluded.error,"
@@ -213,7 +254,8 @@ class Catalog:
                 " sha256 = CASE WHEN excluded.status = 'ok' AND excluded.sha256 IS NULL"
                 " THEN files.sha256 ELSE excluded.sha256 END,"
                 " width = excluded.width, height = excluded.height, phash = excluded.phash,"
-                " params_id = excluded.params_id, read_ns = excluded.read_ns, trim_hash = excluded.trim_hash",
+                " params_id = excluded.params_id, read_ns = excluded.read_ns, trim_hash = excluded.trim_hash,"
+                " url = excluded.url",
                 (
                     (
                         r.dir_id,
@@ -234,6 +276,7 @@ class Catalog:
                         r.read_ns,
                         now,
                         r.trim_hash,
+                        r.url,
                     )
                     for r in records
                 ),

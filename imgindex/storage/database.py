@@ -26,7 +26,7 @@ import sqlite_utils
 
 from imgindex.errors import IndexOpenError, NewerIndexError, NotAnIndexError
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 #: ``PRAGMA application_id``: "imix" in ASCII.
 APPLICATION_ID = 0x696D6978
 BUSY_TIMEOUT_MS = 60_000
@@ -197,11 +197,20 @@ def _add_near_matches(conn: sqlite3.Connection) -> None:
     )
 
 
+def _add_archives(conn: sqlite3.Connection) -> None:
+    """Version 6 adds web archives (their records are entries) and files.url; the view of
+    full paths joins a record's archive and offset with '#', so it is made again."""
+    sqlite_utils.Database(conn).table("files").add_column("url", str)
+    conn.execute("DROP VIEW IF EXISTS file_paths")
+    _create_objects(conn, {"archives", "file_paths"})
+
+
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     2: _add_near_pairs,
     3: _add_descriptors,
     4: _pairs_by_kind,
     5: _add_near_matches,
+    6: _add_archives,
 }
 
 

@@ -22,8 +22,9 @@ class ImageTable:
     """Every indexed image (a file with an exact hash) as columns, in path order.
 
     Missing values are flagged (``has_hash``, ``has_trim``) or -1 (``width``,
-    ``height``); ``dirs`` holds each image's directory (``b""`` for the root
-    "/"), so a path is ``dirs[i] + b"/" + names[i]``.
+    ``height``); ``dirs`` holds each image's directory with what joins it to
+    the name (``b"/dir/"``, ``b"/"`` for the root, ``b"/dir/crawl.warc.gz#"``
+    for a web archive's record), so a path is ``dirs[i] + names[i]``.
     """
 
     id: npt.NDArray[np.int64]
@@ -43,12 +44,14 @@ class ImageTable:
     format: list[str | None]
     dirs: list[bytes]
     names: list[bytes]
+    urls: list[str | None]  # where each was fetched from, when the index knows it
+    archived: npt.NDArray[np.bool_]  # a record in a web archive (not a file of its own)
 
     def __len__(self) -> int:
         return len(self.id)
 
     def path(self, row: int) -> bytes:
-        return self.dirs[row] + b"/" + self.names[row]
+        return self.dirs[row] + self.names[row]
 
 
 @dataclass(frozen=True)
@@ -99,7 +102,7 @@ class Images:
             "SELECT files.id, files.sha256, coalesce(files.phash, 0), coalesce(files.trim_hash, 0),"
             " coalesce(files.width, -1), coalesce(files.height, -1), files.size, files.mtime_ns, files.format,"
             " files.dir_id, files.name, coalesce(files.params_id, -1),"
-            " (files.phash IS NOT NULL) | ((files.trim_hash IS NOT NULL) << 1)"
+            " (files.phash IS NOT NULL) | ((files.trim_hash IS NOT NULL) << 1), files.url"
             # Directories in path order, each one's files by name through the UNIQUE (dir_id, name)
             # index: no sort; "+" keeps SQLite off the sha256 index (a random read per row).
             " FROM dirs JOIN files ON files.dir_id = dirs.id WHERE +files.sha256 IS NOT NULL"
@@ -111,11 +114,13 @@ class Images:
         # million rows of tuples at once would double the memory a report needs).
         numbers: list[list[npt.NDArray[np.int64]]] = [[] for _ in range(10)]
         digests, formats, names, dir_id = bytearray(), list[str | None](), list[bytes](), list[int]()
+        urls: list[str | None] = []
         with without_gc():
             while rows := cursor.fetchmany(100_000):
-                (ids, sha, phash, trim, width, height, size, mtime, fmt, dirs_, name, params_id, flags) = zip(
+                (ids, sha, phash, trim, width, height, size, mtime, fmt, dirs_, name, params_id, flags, url) = zip(
                     *rows, strict=True
                 )
+                urls += url
                 for k, values in enumerate((ids, phash, trim, width, height, size, mtime, dirs_, params_id, flags)):
                     numbers[k].append(np.fromiter(values, np.int64, len(rows)))
                 digests += b"".join(sha)
@@ -129,17 +134,26 @@ class Images:
 
         # The directories' parts, by directory: paths, roots, whether below one to prefer.
         flag, flag_params = below("path", prefer)
-        dir_rows = self.db.execute(f"SELECT id, root_id, path, {flag if prefer else '0'} FROM dirs", flag_params)
+        dir_rows = self.db.execute(
+            f"SELECT id, root_id, path, {flag if prefer else '0'}, archives.dir_id IS NOT NULL"
+            " FROM dirs LEFT JOIN archives ON archives.dir_id = dirs.id",
+            flag_params,
+        )
         dir_paths: dict[int, bytes] = {}
         dir_root: dict[int, int] = {}
         preferred_dirs: set[int] = set()
-        for i, root, p, preferred in dir_rows:
-            dir_paths[i] = b"" if p == b"/" else bytes(p)
+        archive_dirs: set[int] = set()
+        for i, root, p, preferred, archive in dir_rows:
+            if archive:
+                dir_paths[i] = bytes(p) + b"#"
+                archive_dirs.add(i)
+            else:
+                dir_paths[i] = b"/" if p == b"/" else bytes(p) + b"/"
             dir_root[i] = root
             if preferred:
                 preferred_dirs.add(i)
         dirs = [dir_paths[d] for d in dir_id]
-        lengths = np.fromiter(map(len, dirs), np.int64, n) + 1 + np.fromiter(map(len, names), np.int64, n)
+        lengths = np.fromiter(map(len, dirs), np.int64, n) + np.fromiter(map(len, names), np.int64, n)
         return ImageTable(
             id=ids_,
             root_id=np.fromiter(map(dir_root.__getitem__, dir_id), dtype=np.int64, count=n),
@@ -158,6 +172,8 @@ class Images:
             format=formats,
             dirs=dirs,
             names=names,
+            urls=urls,
+            archived=np.isin(dir_ids, np.fromiter(archive_dirs, np.int64)) if archive_dirs else np.zeros(n, bool),
         )
 
     def hashes(self) -> npt.NDArray[np.int64]:

@@ -1,0 +1,334 @@
+"""Web archives as input: WARC and ARC files written here in their real formats (WARCs by warcio),
+scanned in place; each image record an item ``FILE#OFFSET``, incremental as archives grow."""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import hashlib
+import io
+import json
+import sqlite3
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from warcio.statusandheaders import StatusAndHeaders
+from warcio.warcwriter import WARCWriter
+
+from imgindex.export import export, url_name
+from imgindex.report import ReportOptions, build_report
+from imgindex.scan import ScanInterrupted, scan
+from imgindex.sources.archives import ArchiveListing, ArchiveMark
+from imgindex.sources.directory import DirectorySource
+from imgindex.storage import SCHEMA_VERSION, Index, open_index
+
+from .conftest import BACK_TO_VERSION_5, QUICK, encode, picture, run_scan, write
+
+
+@dataclass(frozen=True)
+class Capture:
+    url: str
+    payload: bytes
+    content_type: str = "image/jpeg"
+    kind: str = "response"  # response | resource | revisit
+    chunked: bool = False
+    gzipped: bool = False  # Content-Encoding: gzip
+
+
+def jpeg(seed: int) -> bytes:
+    return encode(picture(seed), "JPEG", quality=90)
+
+
+def warc_bytes(captures: Sequence[Capture], *, compressed: bool = True) -> tuple[bytes, list[int]]:
+    """A WARC (gzip per record when ``compressed``) and the offset of each capture's record."""
+    out = io.BytesIO()
+    writer = WARCWriter(out, gzip=compressed)
+    offsets = []
+    for c in captures:
+        offsets.append(out.tell())
+        if c.kind == "resource":
+            record = writer.create_warc_record(
+                c.url, "resource", payload=io.BytesIO(c.payload), warc_content_type=c.content_type
+            )
+        elif c.kind == "revisit":
+            record = writer.create_revisit_record(c.url, "sha1:AAAA", c.url, "2020-01-01T00:00:00Z")
+        else:
+            body = gzip.compress(c.payload) if c.gzipped else c.payload
+            headers = [("Content-Type", c.content_type)]
+            if c.gzipped:
+                headers.append(("Content-Encoding", "gzip"))
+            if c.chunked:
+                headers.append(("Transfer-Encoding", "chunked"))
+                body = b"".join(
+                    b"%x\r\n%s\r\n" % (len(body[i : i + 97]), body[i : i + 97]) for i in range(0, len(body), 97)
+                )
+                body += b"0\r\n\r\n"
+            else:
+                headers.append(("Content-Length", str(len(body))))
+            http = StatusAndHeaders("200 OK", headers, protocol="HTTP/1.1")
+            record = writer.create_warc_record(c.url, "response", payload=io.BytesIO(body), http_headers=http)
+        writer.write_record(record)
+    return out.getvalue(), offsets
+
+
+def arc_bytes(captures: Sequence[Capture], *, compressed: bool) -> tuple[bytes, list[int]]:
+    """An ARC (version 1), each record a gzip member when ``compressed``."""
+
+    def member(data: bytes) -> bytes:
+        return gzip.compress(data) if compressed else data
+
+    version = b"1 0 test\nURL IP-address Archive-date Content-type Archive-length\n"
+    out = io.BytesIO()
+    out.write(member(b"filedesc://test.arc 0.0.0.0 20200101000000 text/plain %d\n" % len(version) + version + b"\n"))
+    offsets = []
+    for i, c in enumerate(captures):
+        http = b"HTTP/1.0 200 OK\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n" % (
+            c.content_type.encode(),
+            len(c.payload),
+        )
+        block = http + c.payload
+        offsets.append(out.tell())
+        line = b"%s 10.0.0.%d 2020010203%04d %s %d\n" % (c.url.encode(), i, i, c.content_type.encode(), len(block))
+        out.write(member(line + block + b"\n"))
+    return out.getvalue(), offsets
+
+
+def rows(index: Index) -> dict[bytes, tuple[str, str | None, str | None, bytes | None]]:
+    """Every item's path: status, url, error and SHA-256."""
+    found = index.db.conn.execute("SELECT path, status, url, error, sha256 FROM file_paths")
+    return {bytes(p): (s, u, e, None if h is None else bytes(h)) for p, s, u, e, h in found}
+
+
+MIXED = [
+    Capture("http://example.com/a.jpg", jpeg(1)),
+    Capture("http://example.com/page.html", b"<html><body>hi</body></html>", "text/html"),
+    Capture("http://example.com/b.png", encode(picture(2), "PNG"), "image/png", chunked=True, gzipped=True),
+    Capture("http://example.com/c.gif", encode(picture(3), "GIF"), "image/gif", kind="resource"),
+    Capture("http://example.com/a.jpg", b"", kind="revisit"),
+    # Says it is a JPEG and is not: listed (the Content-Type is a hint), read as no image.
+    Capture("http://example.com/fake.jpg", b"<html>not found</html>"),
+    # Says it is HTML and is a PNG: the bytes decide.
+    Capture("http://example.com/mislabelled", encode(picture(4), "PNG"), "text/html"),
+]
+
+
+@pytest.mark.parametrize("compressed", [True, False], ids=["warc.gz", "warc"])
+def test_the_image_records_of_a_warc_are_items(tree: Path, index: Index, compressed: bool) -> None:
+    data, offsets = warc_bytes(MIXED, compressed=compressed)
+    name = "crawl.warc.gz" if compressed else "crawl.warc"
+    warc = write(tree / "seg" / name, data)
+    write(tree / "seg" / "loose.jpg", jpeg(1))  # the same picture as a file
+    summary = run_scan(index, tree)
+    found = rows(index)
+    at = {i: f"{warc}#{offsets[i]}".encode() for i in range(len(MIXED))}
+    assert found[at[0]] == ("ok", "http://example.com/a.jpg", None, hashlib.sha256(MIXED[0].payload).digest())
+    assert found[at[2]][:2] == ("ok", "http://example.com/b.png")  # dechunked and decoded
+    assert found[at[2]][3] == hashlib.sha256(MIXED[2].payload).digest()
+    assert found[at[3]][:2] == ("ok", "http://example.com/c.gif")
+    assert found[at[5]][:2] == ("not_image", "http://example.com/fake.jpg")
+    assert found[at[6]][:2] == ("ok", "http://example.com/mislabelled")
+    assert at[1] not in found and at[4] not in found  # the page and the revisit are not items
+    assert len(found) == 6  # five records and the loose file
+    assert summary.walk_errors == []
+    # The record and the file of one picture are exact duplicates.
+    report = build_report(index, ReportOptions(mode="exact"))
+    (group,) = [g for g in report.groups() if g.duplicates]
+    assert {group.kept.path, group.duplicates[0][0].path} == {at[0], str(tree / "seg" / "loose.jpg").encode()}
+    record = group.kept if group.kept.archived else group.duplicates[0][0]
+    assert record.url == "http://example.com/a.jpg"
+
+
+@pytest.mark.parametrize("compressed", [True, False], ids=["arc.gz", "arc"])
+def test_the_image_records_of_an_arc_are_items(tree: Path, index: Index, compressed: bool) -> None:
+    captures = [
+        Capture("http://example.com/x.jpg", jpeg(5)),
+        Capture("http://example.com/y.txt", b"text", "text/plain"),
+    ]
+    data, offsets = arc_bytes(captures, compressed=compressed)
+    arc = write(tree / ("old.arc.gz" if compressed else "old.arc"), data)
+    run_scan(index, tree)
+    found = rows(index)
+    assert list(found) == [f"{arc}#{offsets[0]}".encode()]
+    status, url, _, digest = found[f"{arc}#{offsets[0]}".encode()]
+    assert (status, url, digest) == ("ok", "http://example.com/x.jpg", hashlib.sha256(captures[0].payload).digest())
+    date = index.db.conn.execute("SELECT mtime_ns FROM files").fetchone()[0]
+    assert date == 1577934000 * 10**9  # 2020-01-02T03:00:00Z, the record's date
+
+
+class CountingSource(DirectorySource):
+    """A directory source that counts the archives it lists (and from where)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        object.__setattr__(self, "starts", [])
+
+    def archive(self, path: bytes, since: ArchiveMark | None) -> ArchiveListing:
+        listing = super().archive(path, since)
+        self.starts.append(listing.start)  # type: ignore[attr-defined]
+        return listing
+
+
+def test_an_unchanged_archive_is_not_read_and_a_growing_one_is_read_from_where_it_stopped(
+    tree: Path, index: Index
+) -> None:
+    first = [Capture(f"http://example.com/{i}.jpg", jpeg(10 + i)) for i in range(3)]
+    data, offsets = warc_bytes(first)
+    more, more_offsets = warc_bytes([Capture(f"http://example.com/m{i}.jpg", jpeg(20 + i)) for i in range(2)])
+    warc = tree / "live.warc.gz"
+    # Being written: three whole records and half of the fourth.
+    write(warc, data + more[: more_offsets[1] // 2])
+    source = CountingSource()
+    summary = scan(index, [tree], QUICK, source=source)
+    assert summary.hashed == 3 and source.starts == [0]  # type: ignore[attr-defined]
+    assert sorted(rows(index)) == sorted(f"{warc}#{o}".encode() for o in offsets)
+
+    summary = scan(index, [tree], QUICK, source=source)
+    assert summary.hashed == 0 and source.starts == [0]  # unchanged: not even opened
+
+    with warc.open("ab") as f:  # the fourth record ends, a fifth follows
+        f.write(more[more_offsets[1] // 2 :])
+    summary = scan(index, [tree], QUICK, source=source)
+    assert source.starts == [0, len(data)]  # type: ignore[attr-defined]
+    assert summary.hashed == 2 and summary.removed == 0
+    expected = [f"{warc}#{o}".encode() for o in offsets] + [f"{warc}#{len(data) + o}".encode() for o in more_offsets]
+    assert sorted(rows(index)) == sorted(expected)
+    assert all(status == "ok" for status, *_ in rows(index).values())
+
+
+def test_a_rewritten_archive_is_listed_again_and_a_deleted_one_leaves(tree: Path, index: Index) -> None:
+    data, _ = warc_bytes([Capture(f"http://example.com/{i}.jpg", jpeg(30 + i)) for i in range(3)])
+    warc = write(tree / "a.warc.gz", data)
+    run_scan(index, tree)
+    other, other_offsets = warc_bytes([Capture("http://example.com/new.jpg", jpeg(40))])
+    warc.unlink()
+    write(warc, other)  # another file under the same name
+    run_scan(index, tree)
+    assert sorted(rows(index)) == [f"{warc}#{other_offsets[0]}".encode()]
+    assert rows(index)[f"{warc}#0".encode()][1] == "http://example.com/new.jpg"
+    warc.unlink()
+    summary = run_scan(index, tree)
+    assert summary.removed == 1 and rows(index) == {}
+    assert index.db.conn.execute("SELECT count(*) FROM archives").fetchone()[0] == 0
+
+
+def test_a_corrupt_member_is_recorded_and_the_rest_is_indexed(tree: Path, index: Index) -> None:
+    captures = [Capture(f"http://example.com/{i}.jpg", jpeg(50 + i)) for i in range(4)]
+    data, offsets = warc_bytes(captures)
+    damaged = bytearray(data)
+    middle = offsets[1] + (offsets[2] - offsets[1]) // 2
+    damaged[middle : middle + 64] = bytes(64)  # inside the second record's deflate stream
+    warc = write(tree / "bad.warc.gz", bytes(damaged))
+    summary = run_scan(index, tree)
+    found = rows(index)
+    status, _, error, _ = found[f"{warc}#{offsets[1]}".encode()]
+    assert status == "corrupt" and error is not None and "gzip" in error
+    for i in (0, 2, 3):
+        assert found[f"{warc}#{offsets[i]}".encode()][0] == "ok"
+    assert summary.failed == 1 and len(found) == 4
+    # The record stays damaged: a rescan does not read the unchanged archive again.
+    assert run_scan(index, tree).hashed == 0
+
+
+def test_a_truncated_uncompressed_record_waits(tree: Path, index: Index) -> None:
+    data, offsets = warc_bytes(
+        [Capture(f"http://example.com/{i}.jpg", jpeg(60 + i)) for i in range(2)], compressed=False
+    )
+    warc = write(tree / "plain.warc", data[:-10])
+    run_scan(index, tree)
+    assert sorted(rows(index)) == [f"{warc}#{offsets[0]}".encode()]
+    write(warc, data)
+    assert run_scan(index, tree).hashed == 1
+    assert len(rows(index)) == 2
+
+
+def test_a_stopped_scan_lists_the_archive_again(tree: Path, index: Index) -> None:
+    """An archive's listing counts only once all its records have rows."""
+    data, _ = warc_bytes([Capture(f"http://example.com/{i}.jpg", jpeg(70 + i)) for i in range(6)])
+    write(tree / "big.warc.gz", data)
+    stop = threading.Event()
+    written = []
+
+    def progress(p: object) -> None:
+        if getattr(p, "hashed", 0) >= 1:
+            written.append(p)
+            stop.set()
+
+    one_by_one = dataclasses.replace(QUICK, chunk_size=1, batch_size=1)
+    with pytest.raises(ScanInterrupted):
+        scan(index, [tree], one_by_one, progress=progress, stop=stop)
+    assert index.db.conn.execute("SELECT read_to FROM archives").fetchone()[0] is None
+    done = len(rows(index))
+    assert 1 <= done < 6
+    summary = run_scan(index, tree)
+    assert summary.hashed == 6 - done and len(rows(index)) == 6
+
+
+def test_a_file_named_like_a_record_of_an_archive_beside_it_is_skipped(tree: Path, index: Index) -> None:
+    data, offsets = warc_bytes([Capture("http://example.com/a.jpg", jpeg(80))])
+    warc = write(tree / "w.warc.gz", data)
+    write(tree / f"w.warc.gz#{offsets[0]}", jpeg(81))  # would be taken for the record
+    write(tree / "w.warc.gz#notanumber", jpeg(82))  # cannot be: indexed
+    run_scan(index, tree)
+    found = rows(index)
+    assert found[f"{warc}#{offsets[0]}".encode()][3] == hashlib.sha256(jpeg(80)).digest()
+    assert found[str(tree / "w.warc.gz#notanumber").encode()][0] == "ok"
+    assert len(found) == 2
+
+
+def test_no_archives_leaves_them_files(tree: Path, index: Index) -> None:
+    data, _ = warc_bytes([Capture("http://example.com/a.jpg", jpeg(83))])
+    warc = write(tree / "w.warc.gz", data)
+    run_scan(index, tree, options=dataclasses.replace(QUICK, archives=False))
+    assert rows(index) == {str(warc).encode(): ("not_image", None, None, None)}
+
+
+def test_export_extracts_records_under_names_from_their_urls(tree: Path, index: Index, tmp_path: Path) -> None:
+    hostile = "http://example.com/x/..%2F..%2Fevil%0A%1B[31m.jpg?q=1"
+    captures = [Capture(hostile, jpeg(90)), Capture("http://example.com/", jpeg(91))]
+    data, offsets = warc_bytes(captures)
+    write(tree / "s" / "c.warc.gz", data)
+    run_scan(index, tree)
+    out, review = tmp_path / "out", tmp_path / "review"
+    summary = export(build_report(index, ReportOptions(mode="near")), out, duplicates_dir=review, link="symlink")
+    assert summary.kept == 2 and not summary.missing
+    made = sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file())
+    assert made == sorted(
+        [Path("s/c.warc.gz") / f"{offsets[0]}-_.._evil_31m.jpg", Path("s/c.warc.gz") / f"{offsets[1]}-record.jpg"]
+    )
+    for path, capture in zip(sorted(made), captures, strict=True):
+        assert (out / path).read_bytes() == capture.payload and not (out / path).is_symlink()
+    assert url_name("http://h/%2e%2e") == b"record" and url_name(None) == b"record"
+
+
+def test_report_json_gives_the_url_of_a_record(tree: Path, db_path: Path, cli: object) -> None:
+    data, offsets = warc_bytes([Capture("http://example.com/a.jpg", jpeg(95)), Capture("http://e/b.jpg", jpeg(95))])
+    warc = write(tree / "r.warc.gz", data)
+    with open_index(db_path) as idx:
+        run_scan(idx, tree)
+        report = build_report(idx, ReportOptions(mode="exact"))
+    from imgindex.formats import WRITERS
+
+    out = io.StringIO()
+    WRITERS["json"](report, out)
+    (image,) = json.loads(out.getvalue())["images"]
+    assert image["path"] == f"{warc}#{offsets[0]}" and image["url"] == "http://example.com/a.jpg"
+    assert image["duplicates"][0]["url"] == "http://e/b.jpg"
+
+
+def test_a_version_5_index_gains_archives(tree: Path, db_path: Path) -> None:
+    write(tree / "a.jpg", jpeg(96))
+    with open_index(db_path) as idx:
+        run_scan(idx, tree)
+    raw = sqlite3.connect(db_path)
+    raw.executescript(BACK_TO_VERSION_5)
+    raw.close()
+    data, offsets = warc_bytes([Capture("http://example.com/a.jpg", jpeg(97))])
+    warc = write(tree / "new.warc.gz", data)
+    with open_index(db_path) as idx:
+        assert idx.schema_version == SCHEMA_VERSION == 6
+        assert list(rows(idx)) == [str(tree / "a.jpg").encode()]
+        assert run_scan(idx, tree).hashed == 1
+        assert rows(idx)[f"{warc}#{offsets[0]}".encode()][1] == "http://example.com/a.jpg"
