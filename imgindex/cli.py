@@ -119,6 +119,13 @@ DbOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")]
 FollowOption = Annotated[bool, typer.Option("--follow-symlinks", help="Follow symbolic links (loops are detected).")]
+ArchivesOption = Annotated[
+    bool,
+    typer.Option(
+        "--archives/--no-archives",
+        help="Index the image records inside web archives (*.warc, *.warc.gz, *.arc, *.arc.gz) as FILE#OFFSET.",
+    ),
+]
 JobsOption = Annotated[int | None, typer.Option("--jobs", "-j", min=1, help="Worker processes (default: all cores).")]
 
 
@@ -190,6 +197,7 @@ def scan_command(
     jobs: JobsOption = None,
     rehash: Annotated[bool, typer.Option("--rehash", help="Read and hash every file, changed or not.")] = False,
     follow_symlinks: FollowOption = False,
+    archives: ArchivesOption = True,
     max_pixels: Annotated[
         int, typer.Option("--max-pixels", min=1, help="Record larger images as too_large instead of decoding them.")
     ] = DEFAULT_MAX_PIXELS,
@@ -208,6 +216,7 @@ def scan_command(
         jobs=jobs,
         rehash=rehash,
         follow_symlinks=follow_symlinks,
+        archives=archives,
         settings=HashSettings(max_pixels=max_pixels),
         batch_size=batch_size,
         item_seconds=time_limit or None,
@@ -495,13 +504,14 @@ def watch_command(
     threshold: ThresholdOption = None,
     jobs: JobsOption = None,
     follow_symlinks: FollowOption = False,
+    archives: ArchivesOption = True,
     json_log: Annotated[bool, typer.Option("--json-log", help="Print one JSON object per event.")] = False,
     batch_seconds: Annotated[float, typer.Option("--batch-seconds", min=0.0, hidden=True)] = 0.25,
     quiet: QuietOption = False,
 ) -> None:
     """Keep the index current while files are written under each DIR, until Ctrl-C or SIGTERM."""
     options = WatchOptions(
-        scan=ScanOptions(jobs=jobs, follow_symlinks=follow_symlinks),
+        scan=ScanOptions(jobs=jobs, follow_symlinks=follow_symlinks, archives=archives),
         settle=settle,
         reconcile=reconcile,
         polling=polling,
@@ -572,6 +582,7 @@ def stats_command(db: DbOption = Path("imgindex.db"), as_json: JsonOption = Fals
             "hash_settings": json.loads(HashSettings().key()),
             "last_scans": catalog.last_scans(),
             "near_pairs": {"max_distance": stored_max_distance(index), "pairs": index.pairs.count()},
+            "archives": catalog.archive_counts(),
             "tables": index.db.table_counts(),
         }
     if as_json:

@@ -164,13 +164,24 @@ class Planner:
         for name, record in listing.files:
             # A record is whole once listed: never held back to settle, whatever its date.
             self.file(
-                dir_id, path, name, record, rows.pop(name, None), looked_up=True, settled=True,
+                dir_id, path, name, record, rows.pop(name, None), looked_up=True, record=True,
                 path=address(path, int(name)), url=listing.urls.get(name),
             )  # fmt: skip
         if listing.start == 0:
             gone.extend(f.id for f in rows.values())  # listed whole: what it did not list is gone
         self.archives.append((dir_id, _stored(listing), listing.damaged))
         return dir_id, None
+
+    def refresh_archive(self, path: bytes, st: FileStat, root: Root) -> None:
+        """One archive met apart from a walk (a file-system event said it changed)."""
+        gone: list[int] = []
+        dir_id, error = self.archive(path, st, root, gone)
+        if error is None:
+            self.catalog.record_listings([dir_id], [])
+        else:
+            self.catalog.record_listings([], [(dir_id, error)])
+            self.summary.walk_errors.append((path, error))
+        self.summary.removed += self.catalog.remove_files(gone)
 
     def file(
         self,
@@ -181,17 +192,19 @@ class Planner:
         prev: StoredFile | None,
         *,
         looked_up: bool = False,
-        settled: bool = False,
+        record: bool = False,
         path: bytes | None = None,
         url: str | None = None,
     ) -> None:
         """Decide whether one file must be read (``prev``: its row, if ``looked_up`` already;
-        ``path`` when it is not the directory's joined with the name)."""
+        ``path`` when it is not the directory's joined with the name). A ``record`` of an
+        archive is whole once listed, and unchanged when its identity is: it is never held
+        back to settle, nor read again because its archive was just written."""
         summary = self.summary
         if not looked_up:
             prev = self.catalog.file_row(dir_id, name)
         if (
-            not settled
+            not record
             and self.settle_before_ns
             # Written lately; an mtime in the future was set afterwards (wget -N), not by writing.
             and self.settle_before_ns < st.mtime_ns <= self.settle_before_ns + self.options.settle_ns + 10**9
@@ -209,7 +222,7 @@ class Planner:
             mode = "full"
         else:
             summary.unchanged += 1
-            mode = "full" if self.written else _needs_reading(prev, self.options, self.params_id)
+            mode = "full" if self.written and not record else _needs_reading(prev, self.options, self.params_id)
             if mode is None and _racy(st, prev.read_ns, self.options.racy_window_ns):
                 summary.rechecked += 1
                 mode = "full"

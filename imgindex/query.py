@@ -32,6 +32,7 @@ class Match:
     exact: bool  # byte-identical
     width: int | None
     height: int | None
+    url: str | None = None  # where it was fetched from, when the index knows it
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -40,6 +41,7 @@ class Match:
             "distance": self.distance,
             "width": self.width,
             "height": self.height,
+            **({} if self.url is None else {"url": self.url}),
         }
 
 
@@ -115,8 +117,8 @@ def query(
             near.setdefault(file_id, 0)
         matches = []
         for file_id, dist in near.items():
-            path, width, height = info[file_id]
-            matches.append(Match(path, 0 if file_id in exact else dist, file_id in exact, width, height))
+            path, width, height, url = info[file_id]
+            matches.append(Match(path, 0 if file_id in exact else dist, file_id in exact, width, height, url))
         r.matches = sorted(matches, key=lambda m: (not m.exact, m.distance, m.path))
     return results
 

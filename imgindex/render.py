@@ -113,7 +113,7 @@ def query_lines(results: list[QueryResult]) -> list[str]:
         lines.append(f"{name}: " + (f"{count:,} match{'es' if count != 1 else ''}" if count else "no match"))
         for m in r.matches:
             kind = "exact  " if m.exact else f"near {m.distance:>2}"
-            lines.append(f"  {kind}  {display_path(m.path)}")
+            lines.append(f"  {kind}  {display_path(m.path)}" + (f"  ({display_text(m.url)})" if m.url else ""))
     return lines
 
 
@@ -141,6 +141,13 @@ def stats_lines(data: dict[str, Any]) -> list[str]:
         + ", ".join(k for k, v in readable.items() if v)
         + ("; missing: " + ", ".join(k for k, v in readable.items() if not v) if not all(readable.values()) else "")
     )
+    archives = data.get("archives")
+    if archives and archives["archives"]:
+        lines.append(
+            f"web archives: {archives['archives']:,}, {archives['records']:,} records indexed"
+            + (f", {archives['damaged']:,} damaged records" if archives["damaged"] else "")
+            + (f", {archives['unfinished']:,} not yet listed whole" if archives["unfinished"] else "")
+        )
     near = data["near_pairs"]
     if near["max_distance"] is not None:
         lines.append(f"near pairs: {near['pairs']:,} stored, up to distance {near['max_distance']}")

@@ -154,6 +154,8 @@ def refresh(
         elif found.kind == "file" and found.stat is not None:
             directory, name = os.path.split(path)
             planner.file(planner.dir_id(directory, root.id), directory, name, found.stat, None)
+        elif found.kind == "archive" and found.stat is not None:
+            planner.refresh_archive(path, found.stat, root)
     _read_all(index, source, planner, planner.take(), executor)
     catalog.record_archives(planner.take_archives())
     planner.summary.seconds = time.monotonic() - start

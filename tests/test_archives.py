@@ -26,6 +26,7 @@ from imgindex.sources.directory import DirectorySource
 from imgindex.storage import SCHEMA_VERSION, Index, open_index
 
 from .conftest import BACK_TO_VERSION_5, QUICK, encode, picture, run_scan, write
+from .test_report import invoke
 
 
 @dataclass(frozen=True)
@@ -303,19 +304,33 @@ def test_export_extracts_records_under_names_from_their_urls(tree: Path, index: 
     assert url_name("http://h/%2e%2e") == b"record" and url_name(None) == b"record"
 
 
-def test_report_json_gives_the_url_of_a_record(tree: Path, db_path: Path, cli: object) -> None:
-    data, offsets = warc_bytes([Capture("http://example.com/a.jpg", jpeg(95)), Capture("http://e/b.jpg", jpeg(95))])
+def test_report_stats_and_query_give_what_the_index_knows_of_records(tree: Path, db_path: Path, tmp_path: Path) -> None:
+    same = jpeg(95)
+    data, offsets = warc_bytes([Capture("http://example.com/a.jpg", same), Capture("http://e/b\x1b[2J.jpg", same)])
+    data2, _ = warc_bytes(
+        [Capture("http://example.com/c.jpg", jpeg(96)), Capture("http://example.com/d.jpg", jpeg(97))]
+    )
     warc = write(tree / "r.warc.gz", data)
-    with open_index(db_path) as idx:
-        run_scan(idx, tree)
-        report = build_report(idx, ReportOptions(mode="exact"))
-    from imgindex.formats import WRITERS
-
-    out = io.StringIO()
-    WRITERS["json"](report, out)
-    (image,) = json.loads(out.getvalue())["images"]
+    write(tree / "s.warc.gz", data2[: len(data2) - 5])  # its last record still being written
+    code, _, stderr = invoke("scan", tree, "--db", db_path, "-q", "-j", "1")
+    assert code == 0, stderr
+    code, out, _ = invoke("report", "--db", db_path, "--exact", "-o", "-")
+    (image,) = [i for i in json.loads(out)["images"] if i["duplicates"]]
     assert image["path"] == f"{warc}#{offsets[0]}" and image["url"] == "http://example.com/a.jpg"
-    assert image["duplicates"][0]["url"] == "http://e/b.jpg"
+    assert image["duplicates"][0]["url"] == "http://e/b\x1b[2J.jpg"
+    code, out, _ = invoke("report", "--db", db_path, "--exact", "-f", "csv", "-o", "-")
+    assert out.splitlines()[1].endswith(",http://example.com/a.jpg,http://e/b\x1b[2J.jpg")
+    code, out, _ = invoke("stats", "--db", db_path)
+    assert "web archives: 2, 3 records indexed" in out
+    code, out, _ = invoke("stats", "--db", db_path, "--json")
+    assert json.loads(out)["archives"] == {"archives": 2, "records": 3, "damaged": 0, "unfinished": 0}
+    probe = write(tmp_path / "probe.jpg", same)
+    code, out, _ = invoke("query", probe, "--db", db_path)
+    assert "(http://example.com/a.jpg)" in out and "(http://e/b\\x1b[2J.jpg)" in out  # escaped on a terminal
+    assert "\x1b" not in out
+    code, out, _ = invoke("query", probe, "--db", db_path, "--json")
+    (result,) = json.loads(out)["queries"]
+    assert {m["url"] for m in result["matches"]} == {"http://example.com/a.jpg", "http://e/b\x1b[2J.jpg"}
 
 
 def test_a_version_5_index_gains_archives(tree: Path, db_path: Path) -> None:

@@ -291,3 +291,24 @@ def test_watch_keeps_the_stored_near_pairs_up_to_date(
     wait_for(lambda: stored_hashes(db_path) == image_hashes(db_path), "the removed hash to be dropped")
     running.watcher.stop()
     running.thread.join(timeout=30)
+
+
+def test_a_growing_web_archive_is_followed(tree: Path, db_path: Path, start_watcher: Callable[..., Running]) -> None:
+    from .test_archives import Capture, warc_bytes
+
+    captures = [Capture(f"http://example.com/{i}.jpg", encode(picture(300 + i))) for i in range(4)]
+    data, offsets = warc_bytes(captures)
+    start_watcher()
+    warc = tree / "live.warc.gz"
+    cut = offsets[2] + 40  # two whole records, and the start of the third
+    with warc.open("wb") as f:
+        f.write(data[:cut])
+    first = {f"{warc}#{o}".encode() for o in offsets[:2]}
+    wait_for(lambda: set(rows(db_path)) == first, "the whole records to be indexed")
+    with warc.open("ab") as f:
+        f.write(data[cut:])
+    every = {f"{warc}#{o}".encode() for o in offsets}
+    wait_for(lambda: set(rows(db_path)) == every, "the records appended to be indexed")
+    assert all(status == "ok" for status, _ in rows(db_path).values())
+    warc.unlink()
+    wait_for(lambda: rows(db_path) == {}, "the deleted archive's records to leave")

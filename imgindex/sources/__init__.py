@@ -57,9 +57,10 @@ class Listing:
 
 @dataclass(frozen=True)
 class Found:
-    """What a path is now: a directory, a readable entry (with its identity), or something else."""
+    """What a path is now: a directory, a readable entry or an archive of entries (with its
+    identity), or something else."""
 
-    kind: Literal["dir", "file", "other"]
+    kind: Literal["dir", "file", "archive", "other"]
     stat: FileStat | None = None
 
 

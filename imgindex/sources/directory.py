@@ -58,7 +58,8 @@ class DirectorySource:
         if stat.S_ISDIR(st.st_mode):
             return Found("dir")
         if stat.S_ISREG(st.st_mode):
-            return Found("file", FileStat.of(st))
+            archive = self.archives and web_archives.is_archive(os.path.basename(path))
+            return Found("archive" if archive else "file", FileStat.of(st))
         return Found("other")
 
     def is_dir(self, path: bytes) -> bool:

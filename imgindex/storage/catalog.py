@@ -181,6 +181,14 @@ class Catalog:
                 ),
             )
 
+    def archive_counts(self) -> dict[str, int]:
+        """Web archives, their records, the damaged ones, and archives never listed whole."""
+        row = self.db.execute(
+            "SELECT count(*), coalesce(sum(damaged), 0), coalesce(sum(read_to IS NULL), 0),"
+            " (SELECT count(*) FROM files JOIN archives USING (dir_id)) FROM archives"
+        ).fetchone()
+        return {"archives": row[0], "records": row[3], "damaged": row[1], "unfinished": row[2]}
+
     def known_dir_id(self, path: bytes) -> int | None:
         row = self.db.execute("SELECT id FROM dirs WHERE path = ?", (path,)).fetchone()
         return None if row is None else int(row[0])

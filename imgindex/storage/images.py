@@ -230,7 +230,7 @@ class Images:
         sql = "SELECT file_id, picture, trimmed FROM descriptors WHERE file_id IN ({marks})"
         return {int(i): (bytes(p), None if t is None else bytes(t)) for i, p, t in self.db.select_in(sql, ids)}
 
-    def file_info(self, ids: Sequence[int]) -> dict[int, tuple[bytes, int | None, int | None]]:
-        """Full path, width and height of files by id."""
-        sql = "SELECT id, path, width, height FROM file_paths WHERE id IN ({marks})"
-        return {int(i): (bytes(p), w, h) for i, p, w, h in self.db.select_in(sql, ids)}
+    def file_info(self, ids: Sequence[int]) -> dict[int, tuple[bytes, int | None, int | None, str | None]]:
+        """Full path, width, height and URL (None where unknown) of files by id."""
+        sql = "SELECT id, path, width, height, url FROM file_paths WHERE id IN ({marks})"
+        return {int(i): (bytes(p), w, h, u) for i, p, w, h, u in self.db.select_in(sql, ids)}
