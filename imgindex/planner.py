@@ -127,6 +127,8 @@ class Planner:
                 self.file(dir_id, listing.path, name, st, stored.pop(name, None), looked_up=True)
             gone.extend(f.id for f in stored.values())
             for name, st in listing.archives:
+                if self.stop is not None and self.stop.is_set():
+                    raise KeyboardInterrupt
                 path = join(listing.path, name)
                 archive_id, error = self.archive(path, st, root, gone)
                 if error is None:
@@ -135,6 +137,7 @@ class Planner:
                     failed[path] = archive_id
                     errors.append((archive_id, error))
                     summary.walk_errors.append((path, error))
+                yield  # its records can be read while the next archive is listed
             self.report.files = summary.files
             self.report.last_path = listing.path
             if self.progress:

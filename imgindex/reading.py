@@ -15,6 +15,7 @@ from typing import Literal
 from PIL import Image
 
 from . import hashing
+from .bulk import keep_freed_memory
 from .hashing import HashSettings, ImageError
 from .sources import DamagedEntry, FileStat, Source
 
@@ -113,6 +114,7 @@ def read_items(
     source: Source, settings: HashSettings, items: list[tuple[bytes, FileStat, Mode]]
 ) -> list[Reading | None]:
     """Read a few items (runs in a worker process)."""
+    keep_freed_memory()
     Image.MAX_IMAGE_PIXELS = max(settings.max_pixels, hashing.DEFAULT_MAX_PIXELS)
     return [read_item(source, path, st, mode, settings) for path, st, mode in items]
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import platform
+import sys
 
 import numpy as np
 import pytest
@@ -302,3 +304,12 @@ def test_descriptors_accept_copies_and_refuse_other_pictures() -> None:
     assert similar(row(red), row(red))
     assert not similar(row(red), row(blue))  # same stripes, other colours
     assert not similar(row(flat), row(flat))  # a flat picture is matched by its bytes only
+
+
+@pytest.mark.skipif(
+    not (sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"), reason="glibc's mallopt only"
+)
+def test_readers_keep_freed_memory_for_the_next_image() -> None:
+    from imgindex.bulk import keep_freed_memory
+
+    assert keep_freed_memory() is True
