@@ -62,7 +62,8 @@ CREATE TABLE IF NOT EXISTS files (
     -- has none (added in version 3, so it comes last).
     trim_hash   INTEGER,
     -- Where the item was fetched from, when the index knows it: a web archive
-    -- record's target URI (added in version 6, so it comes last).
+    -- record's target URI, or what a crawler's side-file says (provenance
+    -- below) (added in version 6, so it comes last).
     url         TEXT,
     UNIQUE (dir_id, name)
 );
@@ -88,6 +89,45 @@ CREATE TABLE IF NOT EXISTS archives (
     tail        BLOB,                   -- SHA-256 of the 4 KiB before read_to: an append keeps it
     damaged     INTEGER NOT NULL DEFAULT 0  -- records found damaged (listed as corrupt entries)
 );
+
+-- URLs that a crawler's side-files give for files: Nutch's FileDumper writes
+-- one <segment>_filenameToUrl.json per segment in its output directory, from
+-- each written file's absolute path to its URL (imgindex/provenance.py).
+-- side_id is the side-file's own row, so its URLs go when it changes or goes.
+-- files.url follows these rows (triggers below): the URL from the side-file
+-- whose name sorts last (segments are named by time: the latest fetch).
+CREATE TABLE IF NOT EXISTS provenance (
+    dir         BLOB NOT NULL,          -- the file's directory (a dirs.path), as it is now
+    name        BLOB NOT NULL,
+    side_id     INTEGER NOT NULL REFERENCES files(id) ON DELETE CASCADE,
+    url         TEXT NOT NULL,
+    PRIMARY KEY (dir, name, side_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS provenance_side ON provenance(side_id);
+CREATE TRIGGER IF NOT EXISTS provenance_insert AFTER INSERT ON provenance
+BEGIN
+    UPDATE files SET url = (
+        SELECT p.url FROM provenance p JOIN files s ON s.id = p.side_id
+        WHERE p.dir = new.dir AND p.name = new.name ORDER BY s.name DESC, s.id DESC LIMIT 1)
+    WHERE dir_id = (SELECT id FROM dirs WHERE path = new.dir) AND name = new.name;
+END;
+CREATE TRIGGER IF NOT EXISTS provenance_delete AFTER DELETE ON provenance
+BEGIN
+    UPDATE files SET url = (
+        SELECT p.url FROM provenance p JOIN files s ON s.id = p.side_id
+        WHERE p.dir = old.dir AND p.name = old.name ORDER BY s.name DESC, s.id DESC LIMIT 1)
+    WHERE dir_id = (SELECT id FROM dirs WHERE path = old.dir) AND name = old.name;
+END;
+-- A file that side-files named before it was indexed gets its URL when it is.
+CREATE TRIGGER IF NOT EXISTS files_url_insert AFTER INSERT ON files
+    WHEN new.url IS NULL AND EXISTS (SELECT 1 FROM provenance LIMIT 1)
+BEGIN
+    UPDATE files SET url = (
+        SELECT p.url FROM provenance p JOIN files s ON s.id = p.side_id
+        WHERE p.dir = (SELECT path FROM dirs WHERE id = new.dir_id) AND p.name = new.name
+        ORDER BY s.name DESC, s.id DESC LIMIT 1)
+    WHERE id = new.id;
+END;
 
 -- Tiny thumbnails of each hashed image (see imgindex/hashing.py: descriptor), read
 -- by near reports to verify hash matches. Apart from files so that the rows a

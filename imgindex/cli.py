@@ -583,6 +583,7 @@ def stats_command(db: DbOption = Path("imgindex.db"), as_json: JsonOption = Fals
             "last_scans": catalog.last_scans(),
             "near_pairs": {"max_distance": stored_max_distance(index), "pairs": index.pairs.count()},
             "archives": catalog.archive_counts(),
+            "urls": catalog.url_counts(),
             "tables": index.db.table_counts(),
         }
     if as_json:

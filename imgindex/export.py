@@ -283,15 +283,15 @@ def _review_folder(group: Group, number: int, top: bytes, link: Link, summary: E
     """``00001-name/``: ``0-kept-name.jpg``, ``1-d3-other.jpg``, ..., and ``group.txt`` with the full paths."""
     folder = b"%05d-" % number + _viewable(group.kept)[:80]
     # One line per image: control bytes in a name (a newline, a tab) would split the lines.
-    lines = [b"kept\t\t" + display_bytes(group.kept.path)]
+    lines = [b"kept\t\t" + display_bytes(group.kept.path) + _url_field(group.kept)]
     _place(top, os.path.join(folder, b"0-kept-" + _viewable(group.kept)), group.kept, link, summary)
     placed = 0
     for i, (image, distance) in enumerate(group.duplicates, start=1):
         name = b"%d-d%d-" % (i, distance) + _viewable(image)
         if _place(top, os.path.join(folder, name), image, link, summary):
             placed += 1
-        lines.append(b"duplicate\t%d\t" % distance + display_bytes(image.path))
-    listing = b"role\tdistance\tpath\n" + b"\n".join(lines) + b"\n"
+        lines.append(b"duplicate\t%d\t" % distance + display_bytes(image.path) + _url_field(image))
+    listing = b"role\tdistance\tpath\turl\n" + b"\n".join(lines) + b"\n"
     try:
         fd = _open_tree(top, folder)
     except OSError:
@@ -305,6 +305,11 @@ def _review_folder(group: Group, number: int, top: bytes, link: Link, summary: E
     finally:
         os.close(fd)
     return placed
+
+
+def _url_field(image: Image) -> bytes:
+    """The image's URL as the last field of its line in group.txt (empty when unknown)."""
+    return b"\t" + (display_bytes(image.url.encode("utf-8", "surrogateescape")) if image.url else b"")
 
 
 def _viewable(image: Image) -> bytes:

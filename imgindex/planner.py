@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
-from . import hashing
+from . import hashing, provenance
 from .reading import CRASHED, KILLED, TOO_SLOW, Mode
 from .scan_types import ProgressCallback, ScanOptions, ScanProgress, ScanSummary
 from .sources import FileStat, Source, join
@@ -66,6 +66,8 @@ class Planner:
         self.tasks: list[Task] = []
         #: Archives listed, to record once the rows of their records are written (:meth:`take_archives`).
         self.archives: list[tuple[int, StoredArchive, int]] = []
+        #: URL side-files new or changed, to read once the files' rows are written.
+        self.side_files: list[bytes] = []
         self.written = written
         self.settle_before_ns = 0 if written or not options.settle_ns else time.time_ns() - options.settle_ns
 
@@ -79,6 +81,11 @@ class Planner:
     def take(self) -> list[Task]:
         tasks, self.tasks = self.tasks, []
         return tasks
+
+    def take_side_files(self) -> list[bytes]:
+        """The URL side-files new or changed so far: to read once every task handed out is written."""
+        side_files, self.side_files = self.side_files, []
+        return side_files
 
     def take_archives(self) -> list[tuple[int, StoredArchive, int]]:
         """The archives listed so far, with where their listings stopped: to record once every
@@ -232,6 +239,8 @@ class Planner:
         if mode is not None:
             self.tasks.append(Task(dir_id, name, path or join(directory, name), st, mode, url))
             self.report.to_hash += 1
+            if not record and provenance.is_side_file(name):
+                self.side_files.append(join(directory, name))
 
     def forget(self, path: bytes) -> None:
         """A path that is gone: drop its row, or its directory's rows, if its parent can be seen."""

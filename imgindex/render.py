@@ -52,7 +52,9 @@ def scan_summary(s: ScanSummary) -> str:
 
 
 def walk_errors(s: ScanSummary) -> list[str]:
-    return [f"could not read directory {display_path(path)}: {error}" for path, error in s.walk_errors]
+    """What a scan could not list, then what was amiss but cost nothing else."""
+    lines = [f"could not read directory {display_path(path)}: {error}" for path, error in s.walk_errors]
+    return lines + [f"warning: {w}" for w in s.warnings]
 
 
 def report_counts(report: Report) -> str:
@@ -147,6 +149,12 @@ def stats_lines(data: dict[str, Any]) -> list[str]:
             f"web archives: {archives['archives']:,}, {archives['records']:,} records indexed"
             + (f", {archives['damaged']:,} damaged records" if archives["damaged"] else "")
             + (f", {archives['unfinished']:,} not yet listed whole" if archives["unfinished"] else "")
+        )
+    urls = data.get("urls")
+    if urls and urls["files"]:
+        lines.append(
+            f"URLs: {urls['files']:,} files"
+            + (f" ({urls['side_files']:,} URL side-files read)" if urls["side_files"] else "")
         )
     near = data["near_pairs"]
     if near["max_distance"] is not None:

@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 
-from . import pairs
+from . import pairs, provenance
 from . import workers as pool
 from .display import display_path
 from .errors import ScanError
@@ -51,6 +51,9 @@ __all__ = [
     "refresh",
     "scan",
 ]
+
+#: A URL side-file larger than this is not read (a million entries take about 150 MB).
+MAX_SIDE_FILE = 2 * 1024**3
 
 #: The reason recorded for an item the workers blame, by why they blame it.
 BLAME = {pool.CRASH: CRASHED, pool.KILLED: KILLED, pool.TOO_SLOW: TOO_SLOW}
@@ -91,6 +94,7 @@ def scan(
         _read_all(index, source, planner, planner.tasks_of(zip(tops, root_objs, strict=True)), executor, stop)
         # Every record listed has its row now: an unchanged archive need not be read again.
         catalog.record_archives(planner.take_archives())
+        _read_side_files(index, source, planner)
         if options.update_pairs and not (stop and stop.is_set()):
             summary.near_pairs = pairs.update(index, stop=stop.is_set if stop else None)
         state = "done"
@@ -158,6 +162,7 @@ def refresh(
             planner.refresh_archive(path, found.stat, root)
     _read_all(index, source, planner, planner.take(), executor)
     catalog.record_archives(planner.take_archives())
+    _read_side_files(index, source, planner)
     planner.summary.seconds = time.monotonic() - start
     return planner.summary
 
@@ -233,6 +238,38 @@ def _read_all(
         planner.summary.worker_deaths += workers.deaths - deaths
         if own:
             workers.shutdown(wait=not interrupted)
+
+
+def _read_side_files(index: Index, source: Source, planner: Planner) -> None:
+    """Read the URL side-files that are new or changed (after the rows of the files they name
+    are written), and put their URLs in place of what they gave before."""
+    catalog = index.catalog
+    names: dict[bytes, set[bytes]] = {}
+
+    def known(path: bytes) -> bool:
+        directory, _, name = path.rpartition(b"/")
+        directory = directory or b"/"
+        if directory not in names:
+            names[directory] = catalog.names_in(directory)
+        return name in names[directory]
+
+    for path in planner.take_side_files():
+        side_id = catalog.file_id(path)
+        if side_id is None:
+            continue  # gone meanwhile
+        try:
+            with source.open(path) as f:
+                data = f.read(MAX_SIDE_FILE + 1)
+        except OSError as e:
+            planner.summary.warnings.append(f"{display_path(path)}: cannot read it ({e.strerror or e})")
+            continue
+        if len(data) > MAX_SIDE_FILE:
+            planner.summary.warnings.append(f"{display_path(path)}: larger than {MAX_SIDE_FILE:,} bytes; ignored")
+            continue
+        side_file = provenance.read_side_file(path, data, known)
+        planner.summary.warnings.extend(side_file.warnings)
+        if side_file.urls or not side_file.warnings:
+            catalog.replace_urls(side_id, side_file.urls)
 
 
 def _read_tasks(source: Source, settings: HashSettings, tasks: list[Task]) -> list[Reading | None]:

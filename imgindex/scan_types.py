@@ -58,6 +58,7 @@ class ScanSummary:
     failed: int = 0  # files that failed in this scan
     by_status: dict[str, int] = field(default_factory=dict)  # the roots' whole state after the scan
     walk_errors: list[tuple[bytes, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # what was amiss but cost nothing else (side-files)
     skipped_symlinks: int = 0
     skipped_special: int = 0
     loops: list[bytes] = field(default_factory=list)
@@ -91,6 +92,7 @@ class ScanSummary:
             "rechecked": self.rechecked,
             "failed": self.failed,
             "walk_errors": [{"path": display_path(p), "error": e} for p, e in self.walk_errors],
+            "warnings": self.warnings,
             "skipped_symlinks": self.skipped_symlinks,
             "skipped_special": self.skipped_special,
             "symlink_loops": [display_path(p) for p in self.loops],

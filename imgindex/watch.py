@@ -322,6 +322,8 @@ class Watcher:
             self.deferred[path] = look_again
         indexed = sum(step.hashed for step in steps)
         removed = sum(step.removed for step in steps)
+        for warning in (w for step in steps for w in step.warnings):
+            self.on_event(WatchEvent("warning", message=warning))
         if indexed or removed:
             newest = next((step.last_path for step in reversed(steps) if step.last_path), None)
             self.on_event(self._counted("batch", indexed, removed, newest))
@@ -356,6 +358,8 @@ class Watcher:
         self.on_event(self._counted(kind, summary.hashed, summary.removed, summary.last_path))
         for path, error in summary.walk_errors:
             self.on_event(WatchEvent("warning", message=f"could not read directory {display_path(path)}: {error}"))
+        for warning in summary.warnings:
+            self.on_event(WatchEvent("warning", message=warning))
         if kind == "scan" or summary.hashed or summary.removed:
             self._write_reports()
 

@@ -288,20 +288,37 @@ def test_no_archives_leaves_them_files(tree: Path, index: Index) -> None:
 
 def test_export_extracts_records_under_names_from_their_urls(tree: Path, index: Index, tmp_path: Path) -> None:
     hostile = "http://example.com/x/..%2F..%2Fevil%0A%1B[31m.jpg?q=1"
-    captures = [Capture(hostile, jpeg(90)), Capture("http://example.com/", jpeg(91))]
+    captures = [
+        Capture(hostile, jpeg(90)),
+        Capture("http://example.com/", jpeg(91)),
+        Capture("http://example.com/again\x1b[2J.jpg", jpeg(90)),  # the first one's bytes, fetched again
+    ]
     data, offsets = warc_bytes(captures)
     write(tree / "s" / "c.warc.gz", data)
     run_scan(index, tree)
     out, review = tmp_path / "out", tmp_path / "review"
     summary = export(build_report(index, ReportOptions(mode="near")), out, duplicates_dir=review, link="symlink")
-    assert summary.kept == 2 and not summary.missing
+    assert summary.kept == 2 and summary.duplicates == 1 and not summary.missing
     made = sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file())
     assert made == sorted(
         [Path("s/c.warc.gz") / f"{offsets[0]}-_.._evil_31m.jpg", Path("s/c.warc.gz") / f"{offsets[1]}-record.jpg"]
     )
-    for path, capture in zip(sorted(made), captures, strict=True):
+    for path, capture in zip(sorted(made), captures, strict=False):
         assert (out / path).read_bytes() == capture.payload and not (out / path).is_symlink()
     assert url_name("http://h/%2e%2e") == b"record" and url_name(None) == b"record"
+    # A review folder holds both copies, and lists each with its URL, control bytes escaped.
+    (folder,) = review.iterdir()
+    assert sorted(p.name for p in folder.iterdir()) == [
+        f"0-kept-{offsets[0]}-_.._evil_31m.jpg",
+        f"1-d0-{offsets[2]}-again_2J.jpg",
+        "group.txt",
+    ]
+    listing = (folder / "group.txt").read_bytes().splitlines()
+    assert listing[0] == b"role\tdistance\tpath\turl"
+    assert [line.rsplit(b"\t", 1)[1] for line in listing[1:]] == [
+        b"http://example.com/x/..%2F..%2Fevil%0A%1B[31m.jpg?q=1",
+        b"http://example.com/again\\x1b[2J.jpg",
+    ]
 
 
 def test_report_stats_and_query_give_what_the_index_knows_of_records(tree: Path, db_path: Path, tmp_path: Path) -> None:

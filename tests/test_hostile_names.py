@@ -80,7 +80,7 @@ def test_reports_keep_hostile_names_whole_and_review_folders_one_per_line(tmp_pa
     [folder] = list(review.iterdir())
     listing = (folder / "group.txt").read_bytes().splitlines()
     assert len(listing) == 1 + len(COPIES)  # the header, then one line per image
-    assert all(line.count(b"\t") == 2 for line in listing)
+    assert all(line.count(b"\t") == 3 for line in listing)  # role, distance, path, url
     assert b"cr\\x0dreturn.jpg" in b"\n".join(listing)
 
 

@@ -18,6 +18,11 @@ from imgindex.statuses import FAILED_STATUSES
 from .database import Database, prefix_end
 
 
+def _split(path: bytes) -> tuple[bytes, bytes]:
+    directory, _, name = path.rpartition(b"/")
+    return directory or b"/", name
+
+
 @dataclass(frozen=True)
 class Root:
     id: int
@@ -189,6 +194,39 @@ class Catalog:
         ).fetchone()
         return {"archives": row[0], "records": row[3], "damaged": row[1], "unfinished": row[2]}
 
+    def file_id(self, path: bytes) -> int | None:
+        """The id of the row of the file at ``path`` (a directory's path joined with a name)."""
+        row = self.db.execute(
+            "SELECT files.id FROM files JOIN dirs ON dirs.id = files.dir_id WHERE dirs.path = ? AND files.name = ?",
+            _split(path),
+        ).fetchone()
+        return None if row is None else int(row[0])
+
+    def names_in(self, directory: bytes) -> set[bytes]:
+        """The names of the files the index has in a directory (none when it knows no such directory)."""
+        rows = self.db.execute(
+            "SELECT files.name FROM files JOIN dirs ON dirs.id = files.dir_id WHERE dirs.path = ?", (directory,)
+        )
+        return {bytes(r[0]) for r in rows}
+
+    def replace_urls(self, side_id: int, urls: dict[bytes, str]) -> None:
+        """The URLs a side-file (by its row) gives, by path, in place of what it gave before;
+        the files' ``url`` follows (triggers in schema.sql)."""
+        with self.db.write() as c:
+            c.execute("DELETE FROM provenance WHERE side_id = ?", (side_id,))
+            c.executemany(
+                "INSERT OR REPLACE INTO provenance (dir, name, side_id, url) VALUES (?, ?, ?, ?)",
+                ((*_split(path), side_id, url) for path, url in urls.items()),
+            )
+
+    def url_counts(self) -> dict[str, int]:
+        """Files with a URL, and the side-files that gave URLs."""
+        row = self.db.execute(
+            "SELECT (SELECT count(*) FROM files WHERE url IS NOT NULL),"
+            " (SELECT count(DISTINCT side_id) FROM provenance)"
+        ).fetchone()
+        return {"files": row[0], "side_files": row[1]}
+
     def known_dir_id(self, path: bytes) -> int | None:
         row = self.db.execute("SELECT id FROM dirs WHERE path = ?", (path,)).fetchone()
         return None if row is None else int(row[0])
@@ -263,7 +301,8 @@ class Catalog:
                 " THEN files.sha256 ELSE excluded.sha256 END,"
                 " width = excluded.width, height = excluded.height, phash = excluded.phash,"
                 " params_id = excluded.params_id, read_ns = excluded.read_ns, trim_hash = excluded.trim_hash,"
-                " url = excluded.url",
+                # A side-file's URL stays with a file read again (a record's comes with it).
+                " url = coalesce(excluded.url, files.url)",
                 (
                     (
                         r.dir_id,

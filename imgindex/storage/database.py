@@ -198,11 +198,23 @@ def _add_near_matches(conn: sqlite3.Connection) -> None:
 
 
 def _add_archives(conn: sqlite3.Connection) -> None:
-    """Version 6 adds web archives (their records are entries) and files.url; the view of
-    full paths joins a record's archive and offset with '#', so it is made again."""
+    """Version 6 adds web archives (their records are entries), files.url and the URLs that
+    crawlers' side-files give; the view of full paths joins a record's archive and offset
+    with '#', so it is made again."""
     sqlite_utils.Database(conn).table("files").add_column("url", str)
     conn.execute("DROP VIEW IF EXISTS file_paths")
-    _create_objects(conn, {"archives", "file_paths"})
+    _create_objects(
+        conn,
+        {
+            "archives",
+            "file_paths",
+            "provenance",
+            "provenance_side",
+            "provenance_insert",
+            "provenance_delete",
+            "files_url_insert",
+        },
+    )
 
 
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
