@@ -364,3 +364,25 @@ def test_a_version_5_index_gains_archives(tree: Path, db_path: Path) -> None:
         assert list(rows(idx)) == [str(tree / "a.jpg").encode()]
         assert run_scan(idx, tree).hashed == 1
         assert rows(idx)[f"{warc}#{offsets[0]}".encode()][1] == "http://example.com/a.jpg"
+
+
+def test_check_finds_archive_states_and_urls_that_point_at_nothing(tree: Path, db_path: Path) -> None:
+    data, _ = warc_bytes([Capture("http://example.com/a.jpg", jpeg(98))])
+    write(tree / "w.warc.gz", data)
+    loose = write(tree / "ab" / "x.jpg", jpeg(99))
+    write(tree / "seg_filenameToUrl.json", json.dumps({str(loose): "http://example.com/x.jpg"}).encode())
+    assert invoke("scan", tree, "--db", db_path, "-q", "-j", "1")[0] == 0
+    with sqlite3.connect(db_path) as raw:  # rows left behind by a hand with the foreign keys off
+        raw.execute("PRAGMA foreign_keys = OFF")
+        raw.execute("DELETE FROM files WHERE CAST(name AS TEXT) LIKE '%filenameToUrl.json'")
+        raw.execute("DELETE FROM files WHERE dir_id IN (SELECT dir_id FROM archives)")
+        raw.execute("DELETE FROM dirs WHERE id IN (SELECT dir_id FROM archives)")
+    code, out, _ = invoke("check", "--db", db_path, "--json")
+    assert code == 3
+    assert json.loads(out)["orphans"] == {
+        "web archive states of no directory": 1,
+        "URLs of no side-file": 1,
+        "thumbnails of no file": 1,  # the record's
+    }
+    assert invoke("check", "--repair", "--db", db_path)[0] == 0
+    assert invoke("check", "--db", db_path)[0] == 0

@@ -39,6 +39,16 @@ _ORPHANS = (
         "SELECT count(*) FROM descriptors WHERE file_id NOT IN (SELECT id FROM files)",
         "DELETE FROM descriptors WHERE file_id NOT IN (SELECT id FROM files)",
     ),
+    (
+        "web archive states of no directory",
+        "SELECT count(*) FROM archives WHERE dir_id NOT IN (SELECT id FROM dirs)",
+        "DELETE FROM archives WHERE dir_id NOT IN (SELECT id FROM dirs)",
+    ),
+    (
+        "URLs of no side-file",
+        "SELECT count(*) FROM provenance WHERE side_id NOT IN (SELECT id FROM files)",
+        "DELETE FROM provenance WHERE side_id NOT IN (SELECT id FROM files)",
+    ),
 )
 
 
