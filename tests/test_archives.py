@@ -386,3 +386,19 @@ def test_check_finds_archive_states_and_urls_that_point_at_nothing(tree: Path, d
     }
     assert invoke("check", "--repair", "--db", db_path)[0] == 0
     assert invoke("check", "--db", db_path)[0] == 0
+
+
+def test_a_malformed_uncompressed_record_is_recorded_and_the_rest_is_indexed(tree: Path, index: Index) -> None:
+    captures = [Capture(f"http://example.com/{i}.jpg", jpeg(100 + i)) for i in range(3)]
+    data, offsets = warc_bytes(captures, compressed=False)
+    # The second record's header loses its Content-Length: where it ends can only be found by
+    # looking for the next record.
+    head = data[offsets[1] : offsets[2]]
+    broken = head.replace(b"Content-Length:", b"Content-Lengtx:", 1)
+    warc = write(tree / "m.warc", data[: offsets[1]] + broken + data[offsets[2] :])
+    summary = run_scan(index, tree)
+    found = rows(index)
+    status, _, error, _ = found[f"{warc}#{offsets[1]}".encode()]
+    assert status == "corrupt" and error is not None and "Content-Length" in error
+    assert found[f"{warc}#{offsets[0]}".encode()][0] == found[f"{warc}#{offsets[2]}".encode()][0] == "ok"
+    assert summary.failed == 1 and len(found) == 3

@@ -251,7 +251,7 @@ def _frames(
         frame = _gzip_frame(window, pos) if compressed else _plain_frame(window, pos, arc=arc)
         if frame is None:
             return  # not whole yet: the next listing starts here
-        if frame.raw is None and frame.end <= frame.offset:
+        if frame.raw is None and frame.end <= frame.offset and not single:
             # Damaged and its end unknown: the next record that can be found ends it.
             nxt = _resync(window, pos + 1, size, compressed=compressed, arc=arc)
             if nxt is None:
