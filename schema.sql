@@ -104,6 +104,13 @@ CREATE TABLE IF NOT EXISTS provenance (
     PRIMARY KEY (dir, name, side_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS provenance_side ON provenance(side_id);
+-- The side-files whose URLs are in provenance, as of which reading of them
+-- (files.read_ns): one changed since, or not read yet (a scan stopped before
+-- it got there, a read that failed), is read by the next scan.
+CREATE TABLE IF NOT EXISTS side_files (
+    file_id     INTEGER PRIMARY KEY REFERENCES files(id) ON DELETE CASCADE,
+    read_ns     INTEGER NOT NULL
+);
 CREATE TRIGGER IF NOT EXISTS provenance_insert AFTER INSERT ON provenance
 BEGIN
     UPDATE files SET url = (

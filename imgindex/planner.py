@@ -18,7 +18,7 @@ from . import hashing, provenance
 from .reading import CRASHED, KILLED, TOO_SLOW, Mode
 from .scan_types import ProgressCallback, ScanOptions, ScanProgress, ScanSummary
 from .sources import FileStat, Source, join
-from .sources.archives import ArchiveListing, ArchiveMark, address
+from .sources.archives import MARK, ArchiveListing, ArchiveMark
 from .storage import Catalog, Root, StoredArchive, StoredFile
 
 
@@ -113,10 +113,13 @@ class Planner:
         gone: list[int] = []
         summary = self.summary
         self.dir_ids.update((p, i) for i, p in self.catalog.dirs_under(top))
+        archive_ids = self.catalog.archives_under(top)
         for listing in self.source.listings(top):
             if self.stop is not None and self.stop.is_set():
                 raise KeyboardInterrupt
             dir_id = self.dir_id(listing.path, root.id)
+            if dir_id in archive_ids:  # an archive then, a directory now: its records are gone
+                summary.removed += self.catalog.forget_archive(dir_id)
             summary.skipped_symlinks += listing.skipped_symlinks
             summary.skipped_special += listing.skipped_special
             summary.loops.extend(listing.loops)
@@ -159,26 +162,31 @@ class Planner:
         where that stopped when it only grew. Its rows of records no longer there join ``gone``.
         Returns its directory id, and why it could not be read (its rows then stay)."""
         dir_id, stored = self.catalog.archive_dir(path, root.id)
+        rows = self.catalog.files_in_dir(dir_id)
         since = None
         if stored is not None:
             if st.same_as(stored.size, stored.mtime_ns, stored.ctime_ns, stored.inode):
-                return dir_id, None  # unchanged: nothing to read, its rows stay
+                # Unchanged: not opened; its records are read again only when a file would be
+                # (--rehash, other hash settings, a raised --max-pixels, a decoder installed).
+                for name, prev in rows.items():
+                    record = FileStat(prev.size, prev.mtime_ns, prev.ctime_ns, prev.inode, 0)
+                    self.file(dir_id, path, name, record, prev, looked_up=True, record=True, path=_address(path, name))
+                return dir_id, None
             since = ArchiveMark(
                 FileStat(stored.size, stored.mtime_ns, stored.ctime_ns, stored.inode, 0), stored.read_to, stored.tail
             )
         try:
             listing = self.source.archive(path, since)
-        except OSError as e:
-            return dir_id, e.strerror or str(e)
-        rows = self.catalog.files_in_dir(dir_id)
+        except (OSError, ValueError, OverflowError) as e:  # the parsers' errors come as DamagedEntry
+            return dir_id, (e.strerror if isinstance(e, OSError) else None) or str(e)
         for name, record in listing.files:
             # A record is whole once listed: never held back to settle, whatever its date.
             self.file(
                 dir_id, path, name, record, rows.pop(name, None), looked_up=True, record=True,
-                path=address(path, int(name)), url=listing.urls.get(name),
+                path=_address(path, name), url=listing.urls.get(name),
             )  # fmt: skip
-        if listing.start == 0:
-            gone.extend(f.id for f in rows.values())  # listed whole: what it did not list is gone
+        # What it did not list from where it started is gone (all of it when it listed it whole).
+        gone.extend(f.id for name, f in rows.items() if not name.isdigit() or int(name) >= listing.start)
         self.archives.append((dir_id, _stored(listing), listing.damaged))
         return dir_id, None
 
@@ -233,7 +241,8 @@ class Planner:
         else:
             summary.unchanged += 1
             mode = "full" if self.written and not record else _needs_reading(prev, self.options, self.params_id)
-            if mode is None and _racy(st, prev.read_ns, self.options.racy_window_ns):
+            # A record's identity is its place and content, not a clock's reading: never racy.
+            if mode is None and not record and _racy(st, prev.read_ns, self.options.racy_window_ns):
                 summary.rechecked += 1
                 mode = "full"
         if mode is not None:
@@ -241,6 +250,13 @@ class Planner:
             self.report.to_hash += 1
             if not record and provenance.is_side_file(name):
                 self.side_files.append(join(directory, name))
+        elif (
+            not record
+            and prev is not None
+            and provenance.is_side_file(name)
+            and self.catalog.side_file_pending(prev.id, prev.read_ns)  # a scan stopped before reading it
+        ):
+            self.side_files.append(join(directory, name))
 
     def forget(self, path: bytes) -> None:
         """A path that is gone: drop its row, or its directory's rows, if its parent can be seen."""
@@ -280,6 +296,10 @@ class Planner:
                 if parent in failed:
                     break
         return vanished
+
+
+def _address(archive: bytes, name: bytes) -> bytes:
+    return archive + MARK + name
 
 
 def _stored(listing: ArchiveListing) -> StoredArchive:

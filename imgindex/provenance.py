@@ -58,7 +58,7 @@ def read_side_file(path: bytes, data: bytes, known: Callable[[bytes], bool]) -> 
     if not isinstance(mapping, dict):
         result.warnings.append(f"{shown}: not a URL side-file (not a JSON object); ignored")
         return result
-    entries = [(os.fsencode(k), v) for k, v in mapping.items() if isinstance(k, str) and isinstance(v, str)]
+    entries = [(path, url) for path, url in map(_entry, mapping.items()) if path is not None and url is not None]
     if len(entries) < len(mapping):
         result.warnings.append(f"{shown}: {len(mapping) - len(entries):,} entries that are not path and URL; skipped")
     root = os.path.dirname(path)
@@ -80,6 +80,18 @@ def read_side_file(path: bytes, data: bytes, known: Callable[[bytes], bool]) -> 
             + (f" ({outside:,} outside its dump)" if outside else "")
         )
     return result
+
+
+def _entry(item: tuple[object, object]) -> tuple[bytes | None, str | None]:
+    """A path (as bytes) and a URL (text that SQLite can store), or None for what is neither."""
+    key, url = item
+    if not isinstance(key, str) or not isinstance(url, str):
+        return None, None
+    try:
+        url.encode("utf-8")
+        return os.fsencode(key), url
+    except UnicodeEncodeError:  # a lone surrogate (JSON allows "\ud800")
+        return None, None
 
 
 def _here(key: bytes, root: bytes, old: bytes | None) -> bytes | None:

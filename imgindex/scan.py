@@ -254,22 +254,24 @@ def _read_side_files(index: Index, source: Source, planner: Planner) -> None:
         return name in names[directory]
 
     for path in planner.take_side_files():
-        side_id = catalog.file_id(path)
-        if side_id is None:
+        row = catalog.side_file_row(path)
+        if row is None:
             continue  # gone meanwhile
+        side_id, read_ns = row
         try:
             with source.open(path) as f:
                 data = f.read(MAX_SIDE_FILE + 1)
-        except OSError as e:
+        except OSError as e:  # tried again by the next scan
             planner.summary.warnings.append(f"{display_path(path)}: cannot read it ({e.strerror or e})")
             continue
         if len(data) > MAX_SIDE_FILE:
             planner.summary.warnings.append(f"{display_path(path)}: larger than {MAX_SIDE_FILE:,} bytes; ignored")
+            catalog.replace_urls(side_id, read_ns, None)
             continue
         side_file = provenance.read_side_file(path, data, known)
         planner.summary.warnings.extend(side_file.warnings)
-        if side_file.urls or not side_file.warnings:
-            catalog.replace_urls(side_id, side_file.urls)
+        # One that says nothing usable (not JSON, say: being rewritten?) leaves what it gave before.
+        catalog.replace_urls(side_id, read_ns, side_file.urls if side_file.urls or not side_file.warnings else None)
 
 
 def _read_tasks(source: Source, settings: HashSettings, tasks: list[Task]) -> list[Reading | None]:

@@ -111,6 +111,7 @@ def run_module(*args: str, check: bool = False, **kwargs: object) -> subprocess.
 #: files.url), for tests of the migrations from older versions.
 BACK_TO_VERSION_5 = (
     "DROP VIEW file_paths; DROP TABLE archives; DROP TRIGGER files_url_insert; DROP TABLE provenance;"
+    " DROP TABLE side_files;"
     " ALTER TABLE files DROP COLUMN url;"
     " CREATE VIEW file_paths AS SELECT files.*, dirs.root_id AS root_id, dirs.listed_at AS last_seen,"
     " CAST(CASE WHEN dirs.path = X'2F' THEN X'2F' || files.name ELSE dirs.path || X'2F' || files.name END AS BLOB)"

@@ -8,6 +8,7 @@ import gzip
 import hashlib
 import io
 import json
+import re
 import sqlite3
 import threading
 from collections.abc import Sequence
@@ -19,6 +20,7 @@ from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
 from imgindex.export import export, url_name
+from imgindex.hashing import HashSettings
 from imgindex.report import ReportOptions, build_report
 from imgindex.scan import ScanInterrupted, scan
 from imgindex.sources.archives import ArchiveListing, ArchiveMark
@@ -402,3 +404,90 @@ def test_a_malformed_uncompressed_record_is_recorded_and_the_rest_is_indexed(tre
     assert status == "corrupt" and error is not None and "Content-Length" in error
     assert found[f"{warc}#{offsets[0]}".encode()][0] == found[f"{warc}#{offsets[2]}".encode()][0] == "ok"
     assert summary.failed == 1 and len(found) == 3
+
+
+def test_a_growing_uncompressed_arc_loses_no_record(tree: Path, index: Index) -> None:
+    """An ARC record ends with a newline its length does not count: the next listing starts past it."""
+    captures = [Capture(f"http://example.com/{i}.jpg", jpeg(110 + i)) for i in range(4)]
+    data, offsets = arc_bytes(captures, compressed=False)
+    arc = write(tree / "live.arc", data[: offsets[2] + 10])
+    run_scan(index, tree)
+    write(arc, data)
+    summary = run_scan(index, tree)
+    assert summary.hashed == 2 and summary.failed == 0
+    assert sorted(rows(index)) == sorted(f"{arc}#{o}".encode() for o in offsets)
+
+
+def test_records_of_an_unchanged_archive_are_read_again_when_a_file_would_be(tree: Path, index: Index) -> None:
+    data, _ = warc_bytes([Capture(f"http://example.com/{i}.jpg", jpeg(120 + i)) for i in range(2)])
+    write(tree / "a.warc.gz", data)
+    small = dataclasses.replace(QUICK, settings=HashSettings(max_pixels=100))
+    run_scan(index, tree, options=small)
+    assert {s for s, *_ in rows(index).values()} == {"too_large"}
+    summary = run_scan(index, tree)  # --max-pixels raised: the archive is unchanged, its records are not
+    assert summary.hashed == 2 and {s for s, *_ in rows(index).values()} == {"ok"}
+    assert run_scan(index, tree).hashed == 0
+    assert run_scan(index, tree, options=dataclasses.replace(QUICK, rehash=True)).hashed == 2
+
+
+def test_a_lying_length_ends_where_the_next_record_begins(tree: Path, index: Index) -> None:
+    captures = [Capture(f"http://example.com/{i}.jpg", jpeg(130 + i)) for i in range(3)]
+    data, offsets = warc_bytes(captures, compressed=False)
+    record = data[offsets[1] : offsets[2]]
+    length = re.search(rb"Content-Length: (\d+)\r\n", record)
+    assert length is not None
+    for claim in (b"9" * 30, b"9" * 5000, b"99999999"):  # beyond any integer; beyond the file
+        lying = record.replace(length.group(0), b"Content-Length: " + claim + b"\r\n", 1)
+        warc = write(tree / "lie.warc", data[: offsets[1]] + lying + data[offsets[2] :])
+        summary = run_scan(index, tree)
+        shift = len(lying) - len(record)
+        found = rows(index)
+        assert found[f"{warc}#{offsets[1]}".encode()][0] == "corrupt", len(claim)
+        assert found[f"{warc}#{offsets[0]}".encode()][0] == "ok"
+        assert found[f"{warc}#{offsets[2] + shift}".encode()][0] == "ok"
+        assert len(found) == 3 and summary.walk_errors == []
+    # The last record claiming more than there is waits: it may be being written.
+    last = data[offsets[2] :].replace(b"Content-Length: ", b"Content-Length: 1", 1)
+    warc = write(tree / "lie.warc", data[: offsets[2]] + last)
+    run_scan(index, tree)
+    assert sorted(rows(index)) == sorted(f"{warc}#{o}".encode() for o in offsets[:2])
+    assert index.db.conn.execute("SELECT read_to FROM archives").fetchone()[0] == offsets[2]
+
+
+def test_a_warc_gzipped_whole_is_one_damaged_entry_that_says_why(tree: Path, index: Index) -> None:
+    data, _ = warc_bytes([Capture(f"http://example.com/{i}.jpg", jpeg(140 + i)) for i in range(3)], compressed=False)
+    warc = write(tree / "whole.warc.gz", gzip.compress(data))
+    summary = run_scan(index, tree)
+    ((path, (status, _, error, _)),) = rows(index).items()
+    assert path == f"{warc}#0".encode() and status == "corrupt" and summary.failed == 1
+    assert error is not None and "recompress" in error
+
+
+def test_an_archive_replaced_by_a_directory_of_its_name(tree: Path, index: Index) -> None:
+    data, _ = warc_bytes([Capture("http://example.com/a.jpg", jpeg(150))])
+    warc = write(tree / "x.warc.gz", data)
+    run_scan(index, tree)
+    warc.unlink()
+    inside = write(tree / "x.warc.gz" / "pic.jpg", jpeg(151))
+    summary = run_scan(index, tree)
+    assert summary.removed == 1
+    assert list(rows(index)) == [str(inside).encode()]
+    assert index.db.conn.execute("SELECT count(*) FROM archives").fetchone()[0] == 0
+
+
+def test_rows_past_where_a_listing_started_that_it_did_not_list_are_gone(tree: Path, index: Index) -> None:
+    first, _ = warc_bytes([Capture("http://example.com/a.jpg", jpeg(160))])
+    warc = write(tree / "g.warc.gz", first)
+    run_scan(index, tree)
+    (dir_id,) = index.db.conn.execute("SELECT dir_id FROM archives").fetchone()
+    with index.db.write() as c:  # a row an interrupted listing left, of a record rewritten since
+        c.execute(
+            "INSERT INTO files (dir_id, name, size, mtime_ns, ctime_ns, inode, device, status, read_ns, first_seen)"
+            " VALUES (?, ?, 1, 0, 0, ?, 0, 'not_image', 0, 0)",
+            (dir_id, str(len(first) + 7).encode(), len(first) + 7),
+        )
+    more, more_offsets = warc_bytes([Capture("http://example.com/b.jpg", jpeg(161))])
+    with warc.open("ab") as f:
+        f.write(more)
+    run_scan(index, tree)
+    assert sorted(rows(index)) == sorted([f"{warc}#0".encode(), f"{warc}#{len(first) + more_offsets[0]}".encode()])

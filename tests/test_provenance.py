@@ -3,14 +3,19 @@ its dump, from each written file's absolute path to its URL. Side-files written 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import shutil
+import threading
 from pathlib import Path
 
+import pytest
+
+from imgindex.scan import ScanInterrupted, ScanProgress, scan
 from imgindex.storage import Index
 
-from .conftest import encode, picture, run_scan, write
+from .conftest import QUICK, encode, picture, run_scan, write
 from .test_report import invoke
 
 
@@ -129,3 +134,31 @@ def test_a_side_file_cannot_name_a_file_outside_its_dump(tree: Path, index: Inde
     summary = run_scan(index, tree)
     assert urls(index) == {str(inside): "http://example.com/in.jpg", str(outside): None}
     assert any("names 2 files that are not here (2 outside its dump)" in w for w in summary.warnings)
+
+
+def test_a_side_file_left_unread_by_a_stopped_scan_is_read_by_the_next(tree: Path, index: Index) -> None:
+    a = dumped(tree, "http://example.com/a.jpg", 60)
+    side_file(tree, "seg", {a: "http://example.com/a.jpg"})
+    for i in range(4):
+        write(tree / "zz" / f"{i}.jpg", encode(picture(61 + i)))
+    stop = threading.Event()
+
+    def progress(p: ScanProgress) -> None:
+        if p.last_path and p.last_path.endswith(b"_filenameToUrl.json"):
+            stop.set()  # its row is written; its URLs would be read at the end
+
+    with pytest.raises(ScanInterrupted):
+        scan(index, [tree], dataclasses.replace(QUICK, chunk_size=1, batch_size=1), progress=progress, stop=stop)
+    assert urls(index).get(str(a)) is None
+    run_scan(index, tree)
+    assert urls(index)[str(a)] == "http://example.com/a.jpg"
+
+
+def test_entries_sqlite_cannot_store_are_skipped_with_a_warning(tree: Path, index: Index) -> None:
+    a = dumped(tree, "http://example.com/a.jpg", 70)
+    b = dumped(tree, "http://example.com/b.jpg", 71)
+    text = json.dumps({str(a): "http://example.com/a.jpg", str(b): "http://x/\ud800", str(tree) + "/\ud800": "u"})
+    write(tree / "seg_filenameToUrl.json", text.encode())
+    summary = run_scan(index, tree)
+    assert urls(index) == {str(a): "http://example.com/a.jpg", str(b): None}
+    assert any("2 entries that are not path and URL; skipped" in w for w in summary.warnings)

@@ -51,7 +51,9 @@ MAX_HEADER = 64 * 1024
 _BLOCK = 1 << 16
 _GZIP_MAGIC = b"\x1f\x8b\x08"
 _RECORD_TYPES = WarcRecordType.response | WarcRecordType.resource
-_CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:[ \t]*(\d+)[ \t]*\r\n", re.IGNORECASE)
+#: A length: at most 18 digits (a longer one is no record's, and would not fit SQLite's integers).
+_CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:[ \t]*(\d{1,18})[ \t]*\r\n", re.IGNORECASE)
+_LENGTH = re.compile(rb"\d{1,18}")
 
 
 def is_archive(name: bytes) -> bool:
@@ -146,12 +148,12 @@ def list_archive(f: BinaryIO, path: bytes, stat: FileStat, since: ArchiveMark | 
 
 
 def read_record(f: BinaryIO, path: bytes, offset: int, size: int) -> tuple[FileStat, bytes]:
-    """The identity and payload of the record at ``offset``; :class:`DamagedEntry` when it is damaged,
-    FileNotFoundError when there is no whole record there (any more)."""
+    """The identity and payload of the record at ``offset``; :class:`DamagedEntry` when it is damaged
+    or not whole, FileNotFoundError when it holds no capture (any more)."""
     arc = _is_arc(path)
     frame = next(_frames(f, offset, size, compressed=path.lower().endswith(b".gz"), arc=arc, single=True), None)
-    if frame is None or frame.offset != offset:
-        raise FileNotFoundError(f"no whole record at offset {offset}")
+    if frame is None:  # listed as cut short by the record after it (or the archive was cut since)
+        raise DamagedEntry("not a whole record: cut short, or its length is wrong")
     if frame.raw is None:
         raise DamagedEntry(frame.error or "damaged record")
     record = parse(frame.raw, arc=arc)
@@ -170,32 +172,46 @@ def parse(raw: bytes, *, arc: bool) -> Record:
         raise DamagedEntry(f"malformed record: {e}") from None
 
 
+#: Why a gzip member holding more than one record is not read (it cannot be addressed by offset).
+SEVERAL = (
+    "a gzip member holding several records (an archive compressed whole, not record by record):"
+    " recompress it record by record (e.g. warcio recompress) to index its records"
+)
+
+
 def _parse_warc(raw: bytes) -> Record:
-    record = next(iter(WarcIterator(io.BytesIO(raw), parse_http=True, auto_decode="all")), None)
+    records = iter(WarcIterator(io.BytesIO(raw), parse_http=True, auto_decode="all"))
+    record = next(records, None)
     if record is None:
         raise DamagedEntry("malformed WARC record")
     url = record.headers.get("WARC-Target-URI")
     date = _ns(record.record_date)
-    if not record.record_type & _RECORD_TYPES:
-        return Record(url, date, None, None)
-    if record.is_http:
-        content_type = record.http_headers.get("Content-Type")
-    else:
-        content_type = record.headers.get("Content-Type")
-    return Record(url, date, content_type, record.reader.read())
+    content_type = None
+    payload = None
+    if record.record_type & _RECORD_TYPES:
+        content_type = (record.http_headers if record.is_http else record.headers).get("Content-Type")
+        payload = record.reader.read()
+    if next(records, None) is not None:
+        raise DamagedEntry(SEVERAL)
+    return Record(url, date, content_type, payload)
 
 
 def _parse_arc(raw: bytes) -> Record:
-    record = next(iter(ArcIterator(io.BytesIO(raw), arc2warc=True)), None)
+    records = iter(ArcIterator(io.BytesIO(raw), arc2warc=True))
+    record = next(records, None)
     if record is None:
         raise DamagedEntry("malformed ARC record")
     url = record.rec_headers.get_header("WARC-Target-URI")
     date = _parse_date(record.rec_headers.get_header("WARC-Date"))
-    if record.rec_type not in ("response", "resource"):
-        return Record(url, date, None, None)
-    headers = record.http_headers
-    content_type = headers.get_header("Content-Type") if headers is not None else None
-    return Record(url, date, content_type, record.content_stream().read())
+    content_type = None
+    payload = None
+    if record.rec_type in ("response", "resource"):
+        headers = record.http_headers
+        content_type = headers.get_header("Content-Type") if headers is not None else None
+        payload = record.content_stream().read()
+    if next(records, None) is not None:
+        raise DamagedEntry(SEVERAL)
+    return Record(url, date, content_type, payload)
 
 
 def _is_image(record: Record) -> bool:
@@ -244,22 +260,27 @@ def _tail(f: BinaryIO, end: int) -> bytes:
 def _frames(
     f: BinaryIO, start: int, size: int, *, compressed: bool, arc: bool, single: bool = False
 ) -> Iterator[_Frame]:
-    """The records from ``start`` on, each whole or damaged; stops before a record not yet whole."""
+    """The records from ``start`` on, each whole or damaged; stops before a record not yet whole.
+
+    A record that is not whole, or damaged with no end of its own, ends where the next whole
+    record begins; with none after it, it may be one still being written: the listing stops
+    there, and the next one starts there. ``single``: the record at ``start`` alone, never
+    looked past."""
     window = _Window(f, start)
-    pos = start
+    pos = start if compressed else window.skip_newlines(start, size)
     while pos < size:
-        frame = _gzip_frame(window, pos) if compressed else _plain_frame(window, pos, arc=arc)
-        if frame is None:
-            return  # not whole yet: the next listing starts here
-        if frame.raw is None and frame.end <= frame.offset and not single:
-            # Damaged and its end unknown: the next record that can be found ends it.
+        frame = _gzip_frame(window, pos) if compressed else _plain_frame(window, pos, size, arc=arc)
+        if single:
+            if frame is not None:
+                yield frame
+            return
+        if frame is None or (frame.raw is None and frame.end <= frame.offset):
             nxt = _resync(window, pos + 1, size, compressed=compressed, arc=arc)
             if nxt is None:
-                return  # nothing whole after it yet: it may be a record still being written
-            frame = _Frame(pos, nxt, None, frame.error)
+                return  # nothing whole after it yet
+            error = frame.error if frame is not None else "a record cut short by the next one"
+            frame = _Frame(pos, nxt, None, error)
         yield frame
-        if single:
-            return
         pos = frame.end
         if not compressed:
             pos = window.skip_newlines(pos, size)
@@ -326,15 +347,15 @@ def _gzip_frame(window: _Window, pos: int) -> _Frame | None:
     return _Frame(pos, at, b"".join(parts))
 
 
-def _plain_frame(window: _Window, pos: int, *, arc: bool) -> _Frame | None:
-    """The uncompressed record at ``pos``; None when it is not all there yet."""
+def _plain_frame(window: _Window, pos: int, size: int, *, arc: bool) -> _Frame | None:
+    """The uncompressed record at ``pos``; None when it is not all there (yet)."""
     head = window.get(pos, MAX_HEADER)
     if arc:
         line_end = head.find(b"\n")
         if line_end < 0:
             return None if len(head) < MAX_HEADER else _Frame(pos, 0, None, "an ARC header line without an end")
         fields = head[:line_end].split()
-        if not fields or not fields[-1].isdigit():
+        if not fields or not _LENGTH.fullmatch(fields[-1]):
             return _Frame(pos, 0, None, "malformed ARC header line")
         end = pos + line_end + 1 + int(fields[-1])
     else:
@@ -347,6 +368,8 @@ def _plain_frame(window: _Window, pos: int, *, arc: bool) -> _Frame | None:
         if length is None:
             return _Frame(pos, 0, None, "a WARC record without a Content-Length")
         end = pos + header_end + 4 + int(length.group(1)) + 4
+    if end > size:
+        return None  # not all there: still being written, or its length is wrong (the next record tells)
     if end - pos > MAX_RECORD:
         return _Frame(pos, end, None, f"a record of more than {MAX_RECORD:,} bytes")
     raw = window.get(pos, end - pos)
@@ -367,7 +390,7 @@ def _resync(window: _Window, pos: int, size: int, *, compressed: bool, arc: bool
             pos += max(1, len(chunk) - len(marker) + 1)
             continue
         candidate = pos + i + (1 if arc and not compressed else 0)
-        frame = _gzip_frame(window, candidate) if compressed else _plain_frame(window, candidate, arc=arc)
+        frame = _gzip_frame(window, candidate) if compressed else _plain_frame(window, candidate, size, arc=arc)
         if frame is not None and frame.raw is not None and _looks_like_record(frame.raw, arc=arc):
             return candidate
         pos = pos + i + 1
@@ -378,4 +401,4 @@ def _looks_like_record(raw: bytes, *, arc: bool) -> bool:
     if not arc:
         return raw.startswith(b"WARC/")
     fields = raw[: raw.find(b"\n")].split()
-    return len(fields) >= 3 and fields[-1].isdigit()
+    return len(fields) >= 3 and _LENGTH.fullmatch(fields[-1]) is not None

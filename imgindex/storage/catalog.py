@@ -173,6 +173,24 @@ class Catalog:
             return dir_id, None
         return dir_id, StoredArchive(int(row[0]), int(row[1]), int(row[2]), int(row[3]), int(row[4]), bytes(row[5]))
 
+    def archives_under(self, top: bytes) -> set[int]:
+        """The directory ids of the web archives at or below ``top``."""
+        prefix = top.rstrip(b"/") + b"/"
+        rows = self.db.execute(
+            "SELECT dirs.id FROM dirs JOIN archives ON archives.dir_id = dirs.id"
+            " WHERE dirs.path = ? OR (dirs.path >= ? AND dirs.path < ?)",
+            (top, prefix, prefix_end(prefix)),
+        )
+        return {int(r[0]) for r in rows}
+
+    def forget_archive(self, dir_id: int) -> int:
+        """A web archive's path is a directory now: its records and its state go, its dirs row
+        stays for the directory. Returns how many records went."""
+        with self.db.write() as c:
+            removed = int(c.execute("DELETE FROM files WHERE dir_id = ?", (dir_id,)).rowcount)
+            c.execute("DELETE FROM archives WHERE dir_id = ?", (dir_id,))
+        return removed
+
     def record_archives(self, listed: Sequence[tuple[int, StoredArchive, int]]) -> None:
         """Record where archives' listings stopped (and how many damaged records they found), once
         every record listed has its row."""
@@ -194,14 +212,6 @@ class Catalog:
         ).fetchone()
         return {"archives": row[0], "records": row[3], "damaged": row[1], "unfinished": row[2]}
 
-    def file_id(self, path: bytes) -> int | None:
-        """The id of the row of the file at ``path`` (a directory's path joined with a name)."""
-        row = self.db.execute(
-            "SELECT files.id FROM files JOIN dirs ON dirs.id = files.dir_id WHERE dirs.path = ? AND files.name = ?",
-            _split(path),
-        ).fetchone()
-        return None if row is None else int(row[0])
-
     def names_in(self, directory: bytes) -> set[bytes]:
         """The names of the files the index has in a directory (none when it knows no such directory)."""
         rows = self.db.execute(
@@ -209,15 +219,32 @@ class Catalog:
         )
         return {bytes(r[0]) for r in rows}
 
-    def replace_urls(self, side_id: int, urls: dict[bytes, str]) -> None:
-        """The URLs a side-file (by its row) gives, by path, in place of what it gave before;
-        the files' ``url`` follows (triggers in schema.sql)."""
+    def side_file_pending(self, side_id: int, read_ns: int) -> bool:
+        """Is this reading of a side-file (its row's read_ns) not in provenance yet?"""
+        row = self.db.execute("SELECT read_ns FROM side_files WHERE file_id = ?", (side_id,)).fetchone()
+        return row is None or int(row[0]) != read_ns
+
+    def side_file_row(self, path: bytes) -> tuple[int, int] | None:
+        """The id and read_ns of a side-file's row."""
+        row = self.db.execute(
+            "SELECT files.id, files.read_ns FROM files JOIN dirs ON dirs.id = files.dir_id"
+            " WHERE dirs.path = ? AND files.name = ?",
+            _split(path),
+        ).fetchone()
+        return None if row is None else (int(row[0]), int(row[1]))
+
+    def replace_urls(self, side_id: int, read_ns: int, urls: dict[bytes, str] | None) -> None:
+        """The URLs a side-file (by its row) gives, by path, in place of what it gave before
+        (None: keep those), as of its reading ``read_ns``; the files' ``url`` follows
+        (triggers in schema.sql)."""
         with self.db.write() as c:
-            c.execute("DELETE FROM provenance WHERE side_id = ?", (side_id,))
-            c.executemany(
-                "INSERT OR REPLACE INTO provenance (dir, name, side_id, url) VALUES (?, ?, ?, ?)",
-                ((*_split(path), side_id, url) for path, url in urls.items()),
-            )
+            if urls is not None:
+                c.execute("DELETE FROM provenance WHERE side_id = ?", (side_id,))
+                c.executemany(
+                    "INSERT OR REPLACE INTO provenance (dir, name, side_id, url) VALUES (?, ?, ?, ?)",
+                    ((*_split(path), side_id, url) for path, url in urls.items()),
+                )
+            c.execute("INSERT OR REPLACE INTO side_files (file_id, read_ns) VALUES (?, ?)", (side_id, read_ns))
 
     def url_counts(self) -> dict[str, int]:
         """Files with a URL, and the side-files that gave URLs."""

@@ -210,6 +210,7 @@ def _add_archives(conn: sqlite3.Connection) -> None:
             "file_paths",
             "provenance",
             "provenance_side",
+            "side_files",
             "provenance_insert",
             "provenance_delete",
             "files_url_insert",
