@@ -66,7 +66,7 @@ def read_item(source: Source, path: bytes, expected: FileStat, mode: Mode, setti
         except FileNotFoundError:
             return None
         except DamagedEntry as e:
-            return Reading(st, read_ns, "corrupt", str(e))
+            return Reading(st, read_ns, e.status, str(e))
         except OSError as e:
             return Reading(st, read_ns, "unreadable", e.strerror or str(e))
         try:

@@ -23,6 +23,7 @@ from imgindex.export import export, url_name
 from imgindex.hashing import HashSettings
 from imgindex.report import ReportOptions, build_report
 from imgindex.scan import ScanInterrupted, scan
+from imgindex.sources import archives
 from imgindex.sources.archives import ArchiveListing, ArchiveMark
 from imgindex.sources.directory import DirectorySource
 from imgindex.storage import SCHEMA_VERSION, Index, open_index
@@ -491,3 +492,30 @@ def test_rows_past_where_a_listing_started_that_it_did_not_list_are_gone(tree: P
         f.write(more)
     run_scan(index, tree)
     assert sorted(rows(index)) == sorted([f"{warc}#0".encode(), f"{warc}#{len(first) + more_offsets[0]}".encode()])
+
+
+@pytest.mark.parametrize("compressed", [True, False], ids=["warc.gz", "warc"])
+def test_a_record_above_the_limit_is_too_large_and_costs_no_more(
+    tree: Path, index: Index, compressed: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The limit bounds what one record costs (a compression bomb's too); an image record above it
+    is recorded too_large, anything else above it is not listed. QUICK reads in this process."""
+    monkeypatch.setattr(archives, "MAX_RECORD", 10_000)
+    big = encode(picture(170, (800, 600)), "PNG")
+    assert len(big) > 10_000 > len(jpeg(171)) + 2_000
+    captures = [
+        Capture("http://example.com/big.png", big, "image/png"),
+        Capture("http://example.com/video.mp4", bytes(50_000), "video/mp4"),
+        Capture("http://example.com/small.jpg", jpeg(171)),
+    ]
+    data, offsets = warc_bytes(captures, compressed=compressed)
+    warc = write(tree / ("b.warc.gz" if compressed else "b.warc"), data)
+    run_scan(index, tree)
+    found = rows(index)
+    status, url, error, _ = found[f"{warc}#{offsets[0]}".encode()]
+    assert (
+        (status, url) == ("too_large", "http://example.com/big.png") and error is not None and "above 10,000" in error
+    )
+    assert found[f"{warc}#{offsets[2]}".encode()][0] == "ok"
+    assert len(found) == 2
+    assert run_scan(index, tree).hashed == 0

@@ -66,7 +66,15 @@ class Found:
 
 class DamagedEntry(OSError):
     """An entry that is there but cannot be read as what it is (a corrupt record in an archive):
-    the reader records it as corrupt, with this reason."""
+    the reader records it with :attr:`status` and this reason."""
+
+    status = "corrupt"
+
+
+class TooLargeEntry(DamagedEntry):
+    """An entry too large to read (a record in an archive above its limit)."""
+
+    status = "too_large"
 
 
 class Opened(Protocol):

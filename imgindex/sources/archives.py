@@ -36,7 +36,7 @@ from warcio.archiveiterator import ArchiveIterator as ArcIterator
 
 from imgindex import hashing
 
-from . import DamagedEntry, FileStat
+from . import DamagedEntry, FileStat, TooLargeEntry
 
 #: File names of archives (compared in lower case).
 SUFFIXES = (b".warc", b".warc.gz", b".arc", b".arc.gz")
@@ -44,8 +44,12 @@ SUFFIXES = (b".warc", b".warc.gz", b".arc", b".arc.gz")
 MARK = b"#"
 #: How many bytes before where a listing stopped are remembered, to tell an append from a rewrite.
 TAIL_BYTES = 4096
-#: A record (decompressed) larger than this is damaged for our purposes: it would not be read as an image.
-MAX_RECORD = 512 * 1024 * 1024
+#: A record (decompressed) larger than this is not read: an image record that large is recorded
+#: too_large (a video is not listed). It bounds what one record costs in memory, a compression
+#: bomb's too (a few hundred MB of zeros gzip to a few hundred kB).
+MAX_RECORD = 64 * 1024 * 1024
+#: How much of a record too large to read is kept to tell whether it is an image.
+HEAD_BYTES = 64 * 1024
 #: A WARC or ARC header block longer than this is not one.
 MAX_HEADER = 64 * 1024
 _BLOCK = 1 << 16
@@ -113,8 +117,9 @@ class Record:
 class _Frame:
     offset: int
     end: int
-    raw: bytes | None  # the record's bytes (decompressed), None when damaged
+    raw: bytes | None  # the record's bytes (decompressed), None when damaged or too large
     error: str | None = None
+    head: bytes | None = None  # the first bytes of a record too large to read
 
 
 def list_archive(f: BinaryIO, path: bytes, stat: FileStat, since: ArchiveMark | None) -> ArchiveListing:
@@ -128,6 +133,16 @@ def list_archive(f: BinaryIO, path: bytes, stat: FileStat, since: ArchiveMark | 
     for frame in _frames(f, start, stat.size, compressed=path.lower().endswith(b".gz"), arc=arc):
         end = frame.end
         name = str(frame.offset).encode()
+        if frame.head is not None:  # too large to read: listed when its first bytes say image
+            try:
+                record = parse(frame.head, arc=arc)
+            except DamagedEntry:
+                continue
+            if record.payload is not None and _is_image(record):
+                listing.files.append((name, FileStat(frame.end - frame.offset, record.date_ns, 0, frame.offset, 0)))
+                if record.url:
+                    listing.urls[name] = record.url
+            continue
         if frame.raw is None:
             listing.files.append((name, FileStat(frame.end - frame.offset, 0, 0, frame.offset, 0)))
             listing.damaged += 1
@@ -154,6 +169,8 @@ def read_record(f: BinaryIO, path: bytes, offset: int, size: int) -> tuple[FileS
     frame = next(_frames(f, offset, size, compressed=path.lower().endswith(b".gz"), arc=arc, single=True), None)
     if frame is None:  # listed as cut short by the record after it (or the archive was cut since)
         raise DamagedEntry("not a whole record: cut short, or its length is wrong")
+    if frame.head is not None:
+        raise TooLargeEntry(frame.error or "too large")
     if frame.raw is None:
         raise DamagedEntry(frame.error or "damaged record")
     record = parse(frame.raw, arc=arc)
@@ -322,9 +339,11 @@ class _Window:
 
 
 def _gzip_frame(window: _Window, pos: int) -> _Frame | None:
-    """The gzip member at ``pos`` decompressed; None when it does not end yet."""
+    """The gzip member at ``pos`` decompressed (a megabyte at a time, what is past
+    :data:`MAX_RECORD` thrown away); None when it does not end yet."""
     d = zlib.decompressobj(31)
     parts: list[bytes] = []
+    head = None
     total = 0
     at = pos
     try:
@@ -332,19 +351,25 @@ def _gzip_frame(window: _Window, pos: int) -> _Frame | None:
             block = window.get(at, _BLOCK)
             if not block:
                 return None
-            out = d.decompress(block, MAX_RECORD + 1 - total)
-            while d.unconsumed_tail and total + len(out) <= MAX_RECORD:
-                parts.append(out)
+            data = block
+            while data and not d.eof:
+                out = d.decompress(data, 1 << 20)
                 total += len(out)
-                out = d.decompress(d.unconsumed_tail, MAX_RECORD + 1 - total)
-            parts.append(out)
-            total += len(out)
-            if total > MAX_RECORD:
-                return _Frame(pos, 0, None, f"a record of more than {MAX_RECORD:,} bytes")
-            at += len(block) - len(d.unused_data) - len(d.unconsumed_tail)
+                if head is None and total > MAX_RECORD:
+                    head, parts = (b"".join(parts) + out)[:HEAD_BYTES], []
+                elif head is None:
+                    parts.append(out)
+                data = d.unconsumed_tail
+            at += len(block) - len(d.unused_data)
     except zlib.error as e:
         return _Frame(pos, 0, None, f"corrupt gzip member: {e}")
+    if head is not None:
+        return _Frame(pos, at, None, _too_large(total), head)
     return _Frame(pos, at, b"".join(parts))
+
+
+def _too_large(size: int) -> str:
+    return f"a record of {size:,} bytes, above {MAX_RECORD:,}"
 
 
 def _plain_frame(window: _Window, pos: int, size: int, *, arc: bool) -> _Frame | None:
@@ -371,7 +396,7 @@ def _plain_frame(window: _Window, pos: int, size: int, *, arc: bool) -> _Frame |
     if end > size:
         return None  # not all there: still being written, or its length is wrong (the next record tells)
     if end - pos > MAX_RECORD:
-        return _Frame(pos, end, None, f"a record of more than {MAX_RECORD:,} bytes")
+        return _Frame(pos, end, None, _too_large(end - pos), window.get(pos, min(end - pos, HEAD_BYTES)))
     raw = window.get(pos, end - pos)
     if len(raw) < end - pos:
         return None
