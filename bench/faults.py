@@ -5,6 +5,10 @@
 Each part runs real `imgindex` processes on a generated crawl-like tree and
 checks what the README promises (see "How it behaves"):
 
+The tree holds files, web archives (WARC, gzip per record and uncompressed)
+and a URL side-file, so records, their archives' listings and URLs are
+checked as files are.
+
 - ``kills``: `scan -j 2` killed with SIGKILL at a random moment, N times in a
   row; after each, `PRAGMA integrity_check` must say ok and no process of the
   scan's session may be left after 5 s; after the last, a scan to the end
@@ -98,6 +102,25 @@ def make_tree(root: Path, images: int = 600, others: int = 400, seed: int = 1) -
         path = root / f"{n % 40:02x}" / f"page{n}.html"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"<html>" + os.urandom(rng.randint(100, 3000)) + b"</html>")
+    # A crawler's own output beside the files: WARCs of image and page records (gzip per record
+    # and uncompressed), and a URL side-file naming some of the files, as Nutch's dump writes it.
+    from warcio.statusandheaders import StatusAndHeaders
+    from warcio.warcwriter import WARCWriter
+
+    for k, compressed in enumerate((True, False)):
+        with open(root / f"crawl-{k}.warc{'.gz' if compressed else ''}", "wb") as out:
+            writer = WARCWriter(out, gzip=compressed)
+            for n in range(120):
+                data = encode(picture((n * 7 + k) % 200, (rng.randint(200, 480), rng.randint(150, 360))), "JPEG")
+                page = b"<html>" + os.urandom(rng.randint(100, 2000)) + b"</html>"
+                for url, body, kind in ((f"http://e{k}.example/{n}.jpg", data, "image/jpeg"),
+                                        (f"http://e{k}.example/{n}.html", page, "text/html")):  # fmt: skip
+                    http = StatusAndHeaders("200 OK", [("Content-Type", kind)], protocol="HTTP/1.1")
+                    record = writer.create_warc_record(url, "response", payload=io.BytesIO(body), http_headers=http)
+                    writer.write_record(record)
+    named = sorted(p for p in root.rglob("img"))[:200]
+    side = {str(p): f"http://dump.example/{i}.jpg" for i, p in enumerate(named)}
+    (root / "20261130000000_filenameToUrl.json").write_text(json.dumps(side))
 
 
 def run(*args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
@@ -106,13 +129,17 @@ def run(*args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
 
 
 def snapshot(db: Path) -> list[tuple[Any, ...]]:
-    """The index's content, row for row, without times and ids: the files, then the stored
-    verified matches, the pictures they are complete for, and what is still pending."""
+    """The index's content, row for row, without times and ids: the files (web archives' records
+    and URLs included), then the stored verified matches, the pictures they are complete for,
+    what is still pending, and where the archives' listings stopped."""
     with sqlite3.connect(db) as conn:
         rows = conn.execute(
-            "SELECT p.path, p.status, p.sha256, p.phash, p.trim_hash, p.width, p.height, d.picture, d.trimmed"
+            "SELECT p.path, p.status, p.sha256, p.phash, p.trim_hash, p.width, p.height, d.picture, d.trimmed, p.url"
             " FROM file_paths p LEFT JOIN descriptors d ON d.file_id = p.id ORDER BY p.path"
         ).fetchall()
+        rows.append(
+            tuple(conn.execute("SELECT d.path, a.read_to FROM archives a JOIN dirs d ON d.id = a.dir_id ORDER BY 1"))
+        )
         rows.append(tuple(conn.execute("SELECT kind, a, b, whole, inside FROM near_matches ORDER BY 1, 2, 3")))
         rows.append(tuple(conn.execute("SELECT kind, picture FROM near_pictures ORDER BY 1, 2")))
         rows.append(tuple(conn.execute("SELECT count(*) FROM near_pending")))
