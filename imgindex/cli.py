@@ -31,6 +31,7 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 from . import __version__, render
+from .columnar import export_index, import_index
 from .dedup import dedup
 from .display import display_path, display_text
 from .errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, ImgindexError, OutputError, UsageError
@@ -403,6 +404,34 @@ def export_command(
         _echo_export(render.export_lines(summary), render.export_problems(summary))
     if summary.missing:
         raise typer.Exit(EXIT_PARTIAL)
+
+
+@app.command("export-index")
+def export_index_command(
+    out_dir: Annotated[Path, typer.Argument(help="Where to write the Parquet files.", metavar="DIR")],
+    db: DbOption = Path("imgindex.db"),
+    quiet: QuietOption = False,
+) -> None:
+    """Write the index as Parquet (items with hashes and thumbnails, stored pairs and matches) into DIR."""
+    with _open(db, create=False) as index:
+        summary = export_index(index, out_dir)
+    if not quiet:
+        typer.echo(
+            f"wrote {summary.items:,} items, {summary.pairs:,} pairs and {summary.matches:,} matches to {out_dir}"
+        )
+
+
+@app.command("import-index")
+def import_index_command(
+    in_dir: Annotated[Path, typer.Argument(help="A directory written by export-index (or alike).", metavar="DIR")],
+    db: DbOption = Path("imgindex.db"),
+    quiet: QuietOption = False,
+) -> None:
+    """Merge the items of a Parquet DIR into the index; refused when hashed under other settings."""
+    with _open(db) as index:
+        summary = import_index(index, in_dir)
+    if not quiet:
+        typer.echo(f"imported {summary.items:,} items under {summary.roots:,} roots from {in_dir}")
 
 
 @app.command("dedup")

@@ -56,3 +56,7 @@ class OutputError(ImgindexError):
 
 class WorkerPoolError(ImgindexError):
     """Worker processes cannot be started or cannot run anything here."""
+
+
+class ExchangeError(ImgindexError):
+    """The index's columnar form cannot be written or read (``export-index``, ``import-index``)."""

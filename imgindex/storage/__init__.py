@@ -14,6 +14,7 @@ from contextlib import AbstractContextManager
 
 from .catalog import Catalog, FileRecord, ProblemFile, Root, StoredArchive, StoredFile
 from .database import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION, Database, connect, schema_sql, split_sql
+from .exchange import Exchange
 from .images import Images, ImageTable
 from .pairstore import NO_MATCH, PairStore, picture_alone, picture_keys
 
@@ -49,6 +50,7 @@ class Index:
         self.catalog = Catalog(db)
         self.pairs = PairStore(db)
         self.images = Images(db)
+        self.exchange = Exchange(db)
 
     @property
     def path(self) -> str:
