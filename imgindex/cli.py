@@ -31,6 +31,7 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 from . import __version__, render
+from .cluster import dask_workers
 from .columnar import export_index, import_index
 from .dedup import dedup
 from .display import display_path, display_text
@@ -46,6 +47,7 @@ from .statuses import image_count
 from .storage import Index, open_index
 from .storage import health as storage_health
 from .watch import Watcher, WatchEvent, WatchOptions
+from .workers import Workers
 
 __all__ = ["EXIT_ERROR", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_PARTIAL", "app", "run"]
 
@@ -127,6 +129,15 @@ ArchivesOption = Annotated[
         help="Index the image records inside web archives (*.warc, *.warc.gz, *.arc, *.arc.gz) as FILE#OFFSET.",
     ),
 ]
+DaskOption = Annotated[
+    str | None,
+    typer.Option(
+        "--dask",
+        metavar="ADDRESS",
+        help="Read and hash on a Dask cluster: a scheduler's address (tcp://host:8786), or local[:N] to start"
+        " N worker processes here. Needs imgindex[dask].",
+    ),
+]
 JobsOption = Annotated[int | None, typer.Option("--jobs", "-j", min=1, help="Worker processes (default: all cores).")]
 
 
@@ -152,6 +163,16 @@ def _open(db: Path, *, create: bool = True) -> Index:
     if fs:
         err.print(f"Warning: the index {db} is on a network filesystem ({fs}); SQLite locking may be unreliable there.")
     return index
+
+
+@contextmanager
+def _executor(dask: str | None, options: ScanOptions) -> Iterator[Workers | None]:
+    """The workers of a Dask cluster with --dask; None for the scan's own process pool."""
+    if dask is None:
+        yield None
+        return
+    with dask_workers(dask, item_seconds=options.item_seconds) as workers:
+        yield workers
 
 
 def _stop_on_sigterm() -> None:
@@ -199,6 +220,7 @@ def scan_command(
     rehash: Annotated[bool, typer.Option("--rehash", help="Read and hash every file, changed or not.")] = False,
     follow_symlinks: FollowOption = False,
     archives: ArchivesOption = True,
+    dask: DaskOption = None,
     max_pixels: Annotated[
         int, typer.Option("--max-pixels", min=1, help="Record larger images as too_large instead of decoding them.")
     ] = DEFAULT_MAX_PIXELS,
@@ -222,8 +244,12 @@ def scan_command(
         batch_size=batch_size,
         item_seconds=time_limit or None,
     )
-    with _open(db) as index, _scanning(as_json=as_json, quiet=quiet) as display:
-        summary = scan(index, [os.fsencode(r) for r in roots], options, progress=display.update)
+    with (
+        _open(db) as index,
+        _executor(dask, options) as executor,
+        _scanning(as_json=as_json, quiet=quiet) as display,
+    ):
+        summary = scan(index, [os.fsencode(r) for r in roots], options, progress=display.update, executor=executor)
     _print_summary(summary, as_json, quiet)
     if summary.failures or summary.walk_errors:
         raise typer.Exit(EXIT_PARTIAL)
@@ -534,6 +560,7 @@ def watch_command(
     jobs: JobsOption = None,
     follow_symlinks: FollowOption = False,
     archives: ArchivesOption = True,
+    dask: DaskOption = None,
     json_log: Annotated[bool, typer.Option("--json-log", help="Print one JSON object per event.")] = False,
     batch_seconds: Annotated[float, typer.Option("--batch-seconds", min=0.0, hidden=True)] = 0.25,
     quiet: QuietOption = False,
@@ -562,8 +589,8 @@ def watch_command(
         elif not quiet:
             typer.echo(render.watch_event(event))
 
-    with _open(db) as index:
-        watcher = Watcher(index, [_abs_bytes(r) for r in roots], options, show)
+    with _open(db) as index, _executor(dask, options.scan) as executor:
+        watcher = Watcher(index, [_abs_bytes(r) for r in roots], options, show, executor=executor)
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: watcher.stop())
         watcher.run()

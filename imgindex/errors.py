@@ -60,3 +60,7 @@ class WorkerPoolError(ImgindexError):
 
 class ExchangeError(ImgindexError):
     """The index's columnar form cannot be written or read (``export-index``, ``import-index``)."""
+
+
+class ClusterError(ImgindexError):
+    """A Dask cluster cannot be reached or started (``--dask``)."""
