@@ -20,7 +20,7 @@ import sys
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from types import FrameType
 from typing import Annotated, Any, NoReturn
@@ -31,6 +31,7 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 from . import __version__, render
+from .cluster import CHUNK_SIZE as DASK_CHUNK_SIZE
 from .cluster import dask_workers
 from .columnar import export_index, import_index
 from .dedup import dedup
@@ -244,6 +245,8 @@ def scan_command(
         batch_size=batch_size,
         item_seconds=time_limit or None,
     )
+    if dask is not None:
+        options = replace(options, chunk_size=DASK_CHUNK_SIZE)
     with (
         _open(db) as index,
         _executor(dask, options) as executor,
@@ -589,6 +592,8 @@ def watch_command(
         elif not quiet:
             typer.echo(render.watch_event(event))
 
+    if dask is not None:
+        options = replace(options, scan=replace(options.scan, chunk_size=DASK_CHUNK_SIZE))
     with _open(db) as index, _executor(dask, options.scan) as executor:
         watcher = Watcher(index, [_abs_bytes(r) for r in roots], options, show, executor=executor)
         for signum in (signal.SIGINT, signal.SIGTERM):

@@ -11,9 +11,11 @@ from pathlib import Path
 
 import psutil
 import pytest
+from distributed import WorkerPlugin
 
 from imgindex import cluster
 from imgindex.cluster import dask_workers
+from imgindex.errors import ClusterError
 from imgindex.scan import ScanOptions, ScanProgress, scan
 from imgindex.storage import open_index
 
@@ -77,3 +79,25 @@ def test_an_unreachable_scheduler_is_one_error(tree: Path, tmp_path: Path, monke
     write(tree / "a.jpg", jpeg(1))
     code, _, err = invoke("scan", tree, "--db", tmp_path / "x.db", "--dask", "tcp://127.0.0.1:9")
     assert code == 1 and "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in err
+
+
+class _OtherPipeline(WorkerPlugin):
+    """A worker plugin that makes its worker hash as another version would."""
+
+    def setup(self, worker: object) -> None:
+        import imgindex.hashing
+
+        imgindex.hashing.PIPELINE_VERSION = "another"
+
+
+def test_workers_that_would_hash_differently_are_refused() -> None:
+    from distributed import Client, LocalCluster
+
+    with (
+        LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as local,
+        Client(local) as client,
+    ):
+        cluster._check_versions(client)  # the same versions: accepted
+        client.register_plugin(_OtherPipeline())
+        with pytest.raises(ClusterError, match="other library versions"):
+            cluster._check_versions(client)
