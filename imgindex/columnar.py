@@ -174,7 +174,9 @@ def import_index(
     if missing:
         raise ExchangeError(f"{source / ITEMS} lacks the columns {', '.join(missing)}")
     wanted = settings.key()
-    keys = set(items.read(columns=["hash_settings"]).column(0).unique().to_pylist()) - {None}
+    keys: set[str] = set()
+    for batch in items.iter_batches(batch_size=100_000, columns=["hash_settings"]):  # bounded memory
+        keys.update(k for k in batch.column(0).unique().to_pylist() if k is not None)
     if keys - {wanted}:
         raise ExchangeError(
             f"{source} was hashed under other settings than this index's ({len(keys - {wanted})} other"
