@@ -111,18 +111,22 @@ CREATE TABLE IF NOT EXISTS side_files (
     file_id     INTEGER PRIMARY KEY REFERENCES files(id) ON DELETE CASCADE,
     read_ns     INTEGER NOT NULL
 );
+-- The URL each file named by side-files gets: the one from the side-file whose
+-- name sorts last (the latest segment), ties by the later row.
+CREATE VIEW IF NOT EXISTS provenance_urls AS
+    SELECT p.dir AS dir, p.name AS name, p.url AS url
+    FROM provenance p JOIN files s ON s.id = p.side_id
+    WHERE NOT EXISTS (
+        SELECT 1 FROM provenance q JOIN files t ON t.id = q.side_id
+        WHERE q.dir = p.dir AND q.name = p.name AND (t.name > s.name OR (t.name = s.name AND t.id > s.id)));
 CREATE TRIGGER IF NOT EXISTS provenance_insert AFTER INSERT ON provenance
 BEGIN
-    UPDATE files SET url = (
-        SELECT p.url FROM provenance p JOIN files s ON s.id = p.side_id
-        WHERE p.dir = new.dir AND p.name = new.name ORDER BY s.name DESC, s.id DESC LIMIT 1)
+    UPDATE files SET url = (SELECT url FROM provenance_urls WHERE dir = new.dir AND name = new.name)
     WHERE dir_id = (SELECT id FROM dirs WHERE path = new.dir) AND name = new.name;
 END;
 CREATE TRIGGER IF NOT EXISTS provenance_delete AFTER DELETE ON provenance
 BEGIN
-    UPDATE files SET url = (
-        SELECT p.url FROM provenance p JOIN files s ON s.id = p.side_id
-        WHERE p.dir = old.dir AND p.name = old.name ORDER BY s.name DESC, s.id DESC LIMIT 1)
+    UPDATE files SET url = (SELECT url FROM provenance_urls WHERE dir = old.dir AND name = old.name)
     WHERE dir_id = (SELECT id FROM dirs WHERE path = old.dir) AND name = old.name;
 END;
 -- A file that side-files named before it was indexed gets its URL when it is.
@@ -130,9 +134,8 @@ CREATE TRIGGER IF NOT EXISTS files_url_insert AFTER INSERT ON files
     WHEN new.url IS NULL AND EXISTS (SELECT 1 FROM provenance LIMIT 1)
 BEGIN
     UPDATE files SET url = (
-        SELECT p.url FROM provenance p JOIN files s ON s.id = p.side_id
-        WHERE p.dir = (SELECT path FROM dirs WHERE id = new.dir_id) AND p.name = new.name
-        ORDER BY s.name DESC, s.id DESC LIMIT 1)
+        SELECT url FROM provenance_urls
+        WHERE dir = (SELECT path FROM dirs WHERE id = new.dir_id) AND name = new.name)
     WHERE id = new.id;
 END;
 

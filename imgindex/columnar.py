@@ -34,6 +34,7 @@ from typing import Any
 from . import __version__, pairs
 from .errors import ExchangeError
 from .hashing import HashSettings
+from .sources.archives import MARK
 from .storage import FileRecord, Index
 from .storage.exchange import ITEM_COLUMNS, MATCH_COLUMNS, PAIR_COLUMNS
 
@@ -196,7 +197,7 @@ def import_index(
             if root not in roots:
                 roots[root] = catalog.ensure_root(root).id
             path = bytes(item["path"])
-            joint = b"#" if item["archived"] else b"/"
+            joint = MARK if item["archived"] else b"/"
             parent, _, name = path.rpartition(joint)
             parent = parent or b"/"
             if parent not in dirs:

@@ -18,7 +18,7 @@ from . import hashing, provenance
 from .reading import CRASHED, KILLED, TOO_SLOW, Mode
 from .scan_types import ProgressCallback, ScanOptions, ScanProgress, ScanSummary
 from .sources import FileStat, Source, join
-from .sources.archives import MARK, ArchiveListing, ArchiveMark
+from .sources.archives import ArchiveListing, ArchiveMark, address
 from .storage import Catalog, Root, StoredArchive, StoredFile
 
 
@@ -170,7 +170,7 @@ class Planner:
                 # (--rehash, other hash settings, a raised --max-pixels, a decoder installed).
                 for name, prev in rows.items():
                     record = FileStat(prev.size, prev.mtime_ns, prev.ctime_ns, prev.inode, 0)
-                    self.file(dir_id, path, name, record, prev, looked_up=True, record=True, path=_address(path, name))
+                    self.file(dir_id, path, name, record, prev, looked_up=True, record=True, path=address(path, name))
                 return dir_id, None
             since = ArchiveMark(
                 FileStat(stored.size, stored.mtime_ns, stored.ctime_ns, stored.inode, 0), stored.read_to, stored.tail
@@ -183,7 +183,7 @@ class Planner:
             # A record is whole once listed: never held back to settle, whatever its date.
             self.file(
                 dir_id, path, name, record, rows.pop(name, None), looked_up=True, record=True,
-                path=_address(path, name), url=listing.urls.get(name),
+                path=address(path, name), url=listing.urls.get(name),
             )  # fmt: skip
         # What it did not list from where it started is gone (all of it when it listed it whole).
         gone.extend(f.id for name, f in rows.items() if not name.isdigit() or int(name) >= listing.start)
@@ -296,10 +296,6 @@ class Planner:
                 if parent in failed:
                     break
         return vanished
-
-
-def _address(archive: bytes, name: bytes) -> bytes:
-    return archive + MARK + name
 
 
 def _stored(listing: ArchiveListing) -> StoredArchive:

@@ -110,7 +110,8 @@ def run_module(*args: str, check: bool = False, **kwargs: object) -> subprocess.
 #: SQL that takes an index of today's schema back to version 5 (before web archives and
 #: files.url), for tests of the migrations from older versions.
 BACK_TO_VERSION_5 = (
-    "DROP VIEW file_paths; DROP TABLE archives; DROP TRIGGER files_url_insert; DROP TABLE provenance;"
+    "DROP VIEW file_paths; DROP TABLE archives; DROP TRIGGER files_url_insert; DROP VIEW provenance_urls;"
+    " DROP TABLE provenance;"
     " DROP TABLE side_files;"
     " ALTER TABLE files DROP COLUMN url;"
     " CREATE VIEW file_paths AS SELECT files.*, dirs.root_id AS root_id, dirs.listed_at AS last_seen,"

@@ -64,9 +64,9 @@ def is_archive(name: bytes) -> bool:
     return name.lower().endswith(SUFFIXES)
 
 
-def address(archive: bytes, offset: int) -> bytes:
-    """The path of the record at ``offset`` in ``archive``."""
-    return archive + MARK + str(offset).encode()
+def address(archive: bytes, name: bytes) -> bytes:
+    """The path of a record in ``archive``, by its name as an entry (its offset in decimal)."""
+    return archive + MARK + name
 
 
 def split_address(path: bytes) -> tuple[bytes, int] | None:

@@ -211,6 +211,7 @@ def _add_archives(conn: sqlite3.Connection) -> None:
             "provenance",
             "provenance_side",
             "side_files",
+            "provenance_urls",
             "provenance_insert",
             "provenance_delete",
             "files_url_insert",
