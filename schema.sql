@@ -254,3 +254,31 @@ CREATE VIEW IF NOT EXISTS file_paths AS
                      WHEN dirs.path = X'2F' THEN X'2F' || files.name
                      ELSE dirs.path || X'2F' || files.name END AS BLOB) AS path
     FROM files JOIN dirs ON dirs.id = files.dir_id LEFT JOIN archives ON archives.dir_id = dirs.id;
+
+-- Review decisions (imgindex review): what a person decided about duplicates,
+-- by content (SHA-256), never by path, so that they survive rescans, renames
+-- and moves, and stay harmless when the files are gone. Each request that
+-- decides is one batch, undone as one. Decisions are never changed: a later
+-- one about the same images overrides an earlier one; an undone batch's
+-- decisions count for nothing.
+CREATE TABLE IF NOT EXISTS review_batches (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    made_at     REAL NOT NULL,          -- Unix time
+    summary     TEXT NOT NULL,          -- what was done, shown where it can be undone
+    undone_at   REAL                    -- NULL: in force
+);
+CREATE TABLE IF NOT EXISTS review_decisions (
+    batch_id    INTEGER NOT NULL REFERENCES review_batches(id) ON DELETE CASCADE,
+    -- keep: keep this picture (sha256) when it is in a group, and of its identical
+    --       copies the one at path (NULL: by the usual rules);
+    -- apart: the two pictures (sha256 < other) are not duplicates of each other;
+    -- same: they are (a group accepted as it is; sha256 = other: the identical
+    --       copies of one picture).
+    kind        TEXT NOT NULL CHECK (kind IN ('keep', 'apart', 'same')),
+    sha256      BLOB NOT NULL,
+    other       BLOB NOT NULL DEFAULT X'',  -- apart, same: the other picture; keep: empty
+    path        BLOB,
+    CHECK ((kind = 'keep') = (other = X'')),
+    CHECK (kind = 'keep' OR sha256 < other OR (kind = 'same' AND sha256 = other))
+);
+CREATE INDEX IF NOT EXISTS review_decisions_batch ON review_decisions(batch_id);

@@ -290,6 +290,10 @@ KeepOption = Annotated[
 PreferOption = Annotated[
     list[Path] | None, typer.Option("--prefer", help="Keep images under this directory when a group has one there.")
 ]
+IgnoreDecisionsOption = Annotated[
+    bool,
+    typer.Option("--ignore-decisions", help="Group as if nobody had reviewed: leave out the decisions of 'review'."),
+]
 RotationsOption = Annotated[
     bool,
     typer.Option(
@@ -312,6 +316,7 @@ def _report_options(
     under: list[Path] | None,
     duplicates_only: bool = False,
     rotations: bool = False,
+    ignore_decisions: bool = False,
 ) -> ReportOptions:
     if exact == near:
         raise UsageError("choose one of --exact and --near")
@@ -323,6 +328,7 @@ def _report_options(
         under=tuple(_abs_bytes(p) for p in under or ()),
         duplicates_only=duplicates_only,
         rotations=rotations,
+        decisions=not ignore_decisions,
     )
 
 
@@ -361,6 +367,9 @@ def _report_writer(output: str, fmt: str) -> Callable[[Report], None]:
 
 def _echo_counts(report: Report, *, to_stderr: bool) -> None:
     typer.echo(render.report_counts(report), err=to_stderr)
+    applied = render.decisions_applied(report)
+    if applied:
+        typer.echo(applied, err=to_stderr)
     warning = render.unconfirmed_warning(report)
     if warning:
         typer.echo(warning, err=True)
@@ -387,12 +396,13 @@ def report_command(
     duplicates_only: Annotated[
         bool, typer.Option("--duplicates-only", help="List only kept images that have duplicates.")
     ] = False,
+    ignore_decisions: IgnoreDecisionsOption = False,
     db: DbOption = Path("imgindex.db"),
     quiet: QuietOption = False,
 ) -> None:
     """Write the exact or near duplicates in the index as JSON or CSV (a query: no image is read)."""
     write = _report_writer(output, fmt)
-    options = _report_options(exact, near, threshold, keep, prefer, root, duplicates_only, rotations)
+    options = _report_options(exact, near, threshold, keep, prefer, root, duplicates_only, rotations, ignore_decisions)
     with _open(db, create=False) as index, index.snapshot():  # one state of the index, while scans write
         report = build_report(index, options)
         write(report)
@@ -418,13 +428,16 @@ def export_command(
     keep: KeepOption = DEFAULT_KEEP_TEXT,
     prefer: PreferOption = None,
     root: RootOption = None,
+    ignore_decisions: IgnoreDecisionsOption = False,
     db: DbOption = Path("imgindex.db"),
     quiet: QuietOption = False,
 ) -> None:
     """Copy (or link) the kept images into OUT_DIR, keeping their layout under each root."""
     if link not in ("copy", "hardlink", "symlink"):
         raise UsageError("--link must be copy, hardlink or symlink")
-    options = _report_options(exact, near, threshold, keep, prefer, root, rotations=rotations)
+    options = _report_options(
+        exact, near, threshold, keep, prefer, root, rotations=rotations, ignore_decisions=ignore_decisions
+    )
     with _open(db, create=False) as index, index.snapshot():
         report = build_report(index, options)
         summary = export(report, out_dir, duplicates_dir=duplicates_dir, link=link, force=force)  # type: ignore[arg-type]
@@ -492,6 +505,7 @@ def dedup_command(
         bool, typer.Option("--force", help="Add to a non-empty OUTPUT_DIR (existing files are never overwritten).")
     ] = False,
     jobs: JobsOption = None,
+    ignore_decisions: IgnoreDecisionsOption = False,
     db: DbOption = Path("imgindex.db"),
     quiet: QuietOption = False,
 ) -> None:
@@ -499,7 +513,14 @@ def dedup_command(
     if exact_duplicates and near_duplicates:
         raise UsageError("choose one of -e/--exact_duplicates and -n/--near_duplicates")
     options = _report_options(
-        not near_duplicates, near_duplicates, threshold, keep, None, [dump_dir], rotations=rotations
+        not near_duplicates,
+        near_duplicates,
+        threshold,
+        keep,
+        None,
+        [dump_dir],
+        rotations=rotations,
+        ignore_decisions=ignore_decisions,
     )
     to_stderr = str(output_json) == "-"  # stdout carries the report then
 

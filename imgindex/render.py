@@ -65,6 +65,18 @@ def report_counts(report: Report) -> str:
     )
 
 
+def decisions_applied(report: Report) -> str | None:
+    """What the review's decisions changed in a report (None: nothing)."""
+    if not report.decisions_applied:
+        return None
+    parts = []
+    if report.kept_by_decision:
+        parts.append(f"{report.kept_by_decision:,} kept as decided")
+    if report.apart_by_decision:
+        parts.append(f"{report.apart_by_decision:,} matches decided apart")
+    return f"review decisions applied: {report.decisions_applied:,} ({', '.join(parts)}; --ignore-decisions: without)"
+
+
 def unconfirmed_warning(report: Report) -> str | None:
     """A note when some images could only be matched by hash (an index not rescanned since an upgrade)."""
     if not report.unconfirmed_count:

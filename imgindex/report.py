@@ -16,6 +16,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from .decisions import InForce, in_force, keep_priority, keep_rows, without_apart
 from .errors import ReportError
 from .hashing import HashSettings
 from .match.grouping import Grouping, group_by_leaders, no_edges
@@ -48,6 +49,7 @@ class ReportOptions:
     under: tuple[bytes, ...] = ()  # only images below these directories
     duplicates_only: bool = False
     rotations: bool = False  # near mode: also match mirrored and quarter-turned copies
+    decisions: bool = True  # honour the review's decisions (imgindex.decisions)
 
     def __post_init__(self) -> None:
         unknown = [r for r in self.keep if r not in KEEP_RULES]
@@ -108,11 +110,19 @@ class Report:
     #: Near mode: distinct images whose matches were read from the index (verified when they
     #: were stored); the others' were verified now.
     stored_count: int
+    #: Review decisions that changed this report: images kept as decided (in a group), and
+    #: matches left out as decided apart.
+    kept_by_decision: int
+    apart_by_decision: int
     #: Every image, in path order.
     table: ImageTable = field(repr=False)
     _members: npt.NDArray[np.int64] = field(repr=False)
     _member_distance: npt.NDArray[np.uint8] = field(repr=False)
     _starts: npt.NDArray[np.int64] = field(repr=False)
+
+    @property
+    def decisions_applied(self) -> int:
+        return self.kept_by_decision + self.apart_by_decision
 
     def runs(self) -> Iterator[tuple[list[int], list[int]]]:
         """Each group as the rows of its members (kept image first) and their distances,
@@ -165,8 +175,12 @@ def build_report(index: Index, options: ReportOptions, *, stored: bool = True) -
         "path_length": table.path_length,
     }
 
-    # Rank every image: --prefer first, then the --keep rules, then path order (the row order).
-    keys: list[npt.NDArray[Any]] = [-table.preferred.astype(np.int64)]
+    # Rank every image: a decision to keep it first, then --prefer, the --keep rules, and path
+    # order (the row order).
+    decided = in_force(index.decisions.in_force()) if options.decisions else InForce()
+    named = keep_rows(decided, table.sha256)
+    paths = [table.path(r) if named[r] else None for r in range(n)] if named.any() else []
+    keys: list[npt.NDArray[Any]] = [-keep_priority(decided, table.sha256, paths), -table.preferred.astype(np.int64)]
     for rule in options.keep:
         column, descending = KEEP_RULES[rule]
         keys.append(-columns[column] if descending else columns[column])
@@ -176,7 +190,7 @@ def build_report(index: Index, options: ReportOptions, *, stored: bool = True) -
     rank[order] = np.arange(n)
 
     # Byte-identical files form one unit; a unit is represented by its best image.
-    _, unit_of_row = np.unique(table.sha256.view(np.dtype((np.void, 32))).reshape(n), return_inverse=True)
+    unit_sha256, unit_of_row = np.unique(table.sha256.view(np.dtype((np.void, 32))).reshape(n), return_inverse=True)
     unit_of_row = unit_of_row.reshape(-1)
     unit_count = int(unit_of_row.max()) + 1 if n else 0
     best_rank = np.full(unit_count, n, dtype=np.int64)
@@ -185,6 +199,7 @@ def build_report(index: Index, options: ReportOptions, *, stored: bool = True) -
     unit_order = np.argsort(best_rank, kind="stable")
     threshold = options.effective_threshold
     grouping: Grouping
+    apart_count = 0
     if threshold is None:
         grouping, unconfirmed, stored_count = group_by_leaders(unit_order, no_edges()), 0, 0
     else:
@@ -198,7 +213,9 @@ def build_report(index: Index, options: ReportOptions, *, stored: bool = True) -
             params_id=table.params_id[best_row],
         )
         matcher = Matcher(index, units, threshold, rotations=options.rotations, stored=stored)
-        grouping, unconfirmed, stored_count = matcher.grouping(unit_order), matcher.unconfirmed, matcher.stored_units
+        edges, apart_count = without_apart(matcher.edges, unit_sha256.view(np.uint8).reshape(-1, 32), decided)
+        grouping = group_by_leaders(unit_order, edges)
+        unconfirmed, stored_count = matcher.unconfirmed, matcher.stored_units
 
     # Lay the groups out as runs: each run starts with its kept image, then the
     # duplicates by distance and rank; runs ordered by the kept image's path.
@@ -211,6 +228,11 @@ def build_report(index: Index, options: ReportOptions, *, stored: bool = True) -
     starts = np.append(starts, n)
     kept_count = int(is_kept.sum())
     group_sizes = np.diff(starts)
+    # Keep decisions in effect: images a decision names, kept at the head of a group.
+    position = np.empty(n, dtype=np.int64)
+    position[members] = np.arange(n)
+    in_group = group_sizes[np.searchsorted(starts, position, side="right") - 1] > 1
+    kept_by_decision = int(np.count_nonzero(named & is_kept & in_group))
 
     root_paths = {r.id: r.path for r in index.catalog.roots()}
     used_roots = sorted({root_paths[int(r)] for r in np.unique(table.root_id)}) if n else []
@@ -225,6 +247,8 @@ def build_report(index: Index, options: ReportOptions, *, stored: bool = True) -
         duplicate_count=n - kept_count,
         unconfirmed_count=unconfirmed,
         stored_count=stored_count,
+        kept_by_decision=kept_by_decision,
+        apart_by_decision=apart_count,
         table=table,
         _members=members,
         _member_distance=distance[members] if n else np.empty(0, np.uint8),

@@ -10,7 +10,6 @@ import os
 from pathlib import Path
 
 import pytest
-from PIL import PngImagePlugin
 from typer.testing import CliRunner
 
 from imgindex.cli import app
@@ -18,39 +17,6 @@ from imgindex.report import ReportOptions, build_report
 from imgindex.storage import open_index
 
 from .conftest import QUICK, encode, picture, run_module, run_scan, write
-
-HOUR = 3600 * 10**9
-
-
-def set_mtime(path: Path, hours_ago: int) -> None:
-    ns = 1_700_000_000 * 10**9 - hours_ago * HOUR
-    os.utime(path, ns=(ns, ns))
-
-
-@pytest.fixture
-def corpus(tree: Path) -> dict[str, Path]:
-    """Two families of duplicates and three unrelated pictures, in a crawl-like layout."""
-    a = picture(1, (256, 192))
-    b = picture(2, (200, 200))
-    meta = PngImagePlugin.PngInfo()
-    meta.add_text("Comment", "same pixels, other bytes")
-    files = {
-        "a": write(tree / "11" / "aa" / "photo.jpg", encode(a, "JPEG", quality=90)),
-        "a_copy": write(tree / "22" / "bb" / "copy-of-photo", encode(a, "JPEG", quality=90)),
-        "a_q60": write(tree / "33" / "cc" / "photo-q60.jpg", encode(a, "JPEG", quality=60)),
-        "a_half": write(tree / "44" / "dd" / "photo-small.jpg", encode(a.resize((128, 96)), "JPEG", quality=90)),
-        "b": write(tree / "55" / "ee" / "drawing.png", encode(b, "PNG")),
-        "b_meta": write(tree / "66" / "ff" / "drawing-meta.png", encode(b, "PNG", pnginfo=meta)),
-        "c1": write(tree / "77" / "00" / "other1", encode(picture(3), "JPEG")),
-        "c2": write(tree / "77" / "01" / "other2.webp", encode(picture(4), "WEBP")),
-        "c3": write(tree / "77" / "02" / "other3.gif", encode(picture(5), "GIF")),
-        "junk": write(tree / "77" / "03" / "index.html", b"<html></html>"),
-        "cut": write(tree / "77" / "04" / "cut.jpg", encode(picture(6, (300, 200)), "JPEG")[:500]),
-    }
-    for hours, key in enumerate(files):
-        set_mtime(files[key], 100 - hours)  # "a" oldest ... "cut" newest
-    set_mtime(files["a_copy"], 200)  # the copy is older than the original
-    return files
 
 
 def invoke(*args: str | Path) -> tuple[int, str, str]:

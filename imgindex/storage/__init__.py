@@ -2,8 +2,8 @@
 
 :func:`open_index` gives an :class:`Index`, whose parts serve their callers:
 ``catalog`` (roots, directories, files, scans: scan and watch), ``pairs``
-(the stored near pairs: :mod:`imgindex.pairs`) and ``images`` (what reports,
-queries and the matcher read). Callers get plain Python values and numpy
+(the stored near pairs: :mod:`imgindex.pairs`), ``images`` (what reports,
+queries and the matcher read) and ``decisions`` (the review's). Callers get plain Python values and numpy
 arrays, never a cursor.
 """
 
@@ -14,6 +14,7 @@ from contextlib import AbstractContextManager
 
 from .catalog import Catalog, FileRecord, ProblemFile, Root, StoredArchive, StoredFile
 from .database import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION, Database, connect, schema_sql, split_sql
+from .decisions import Batch, Decisions, StoredDecision
 from .exchange import Exchange
 from .images import Images, ImageTable
 from .pairstore import NO_MATCH, PairStore, picture_alone, picture_keys
@@ -23,8 +24,10 @@ __all__ = [
     "MIGRATIONS",
     "NO_MATCH",
     "SCHEMA_VERSION",
+    "Batch",
     "Catalog",
     "Database",
+    "Decisions",
     "FileRecord",
     "ImageTable",
     "Images",
@@ -33,6 +36,7 @@ __all__ = [
     "ProblemFile",
     "Root",
     "StoredArchive",
+    "StoredDecision",
     "StoredFile",
     "open_index",
     "picture_alone",
@@ -51,6 +55,7 @@ class Index:
         self.pairs = PairStore(db)
         self.images = Images(db)
         self.exchange = Exchange(db)
+        self.decisions = Decisions(db)
 
     @property
     def path(self) -> str:
@@ -77,6 +82,6 @@ class Index:
         return self.db.network_filesystem()
 
 
-def open_index(path: str | os.PathLike[str], *, create: bool = True) -> Index:
-    """Open (and create or migrate) the index at ``path``."""
-    return Index(connect(path, create=create))
+def open_index(path: str | os.PathLike[str], *, create: bool = True, threads: bool = False) -> Index:
+    """Open (and create or migrate) the index at ``path`` (``threads``: see :func:`.database.connect`)."""
+    return Index(connect(path, create=create, threads=threads))

@@ -26,7 +26,7 @@ import sqlite_utils
 
 from imgindex.errors import IndexOpenError, NewerIndexError, NotAnIndexError
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 #: ``PRAGMA application_id``: "imix" in ASCII.
 APPLICATION_ID = 0x696D6978
 BUSY_TIMEOUT_MS = 60_000
@@ -90,6 +90,10 @@ class Database:
         for start in range(0, len(values), 500):
             chunk = list(values[start : start + 500])
             yield from self.conn.execute(sql.format(marks=",".join("?" * len(chunk))), (*params, *(chunk * repeat)))
+
+    def data_version(self) -> int:
+        """A number that changes whenever another connection commits to the index."""
+        return int(self.conn.execute("PRAGMA data_version").fetchone()[0])
 
     @property
     def schema_version(self) -> int:
@@ -219,27 +223,35 @@ def _add_archives(conn: sqlite3.Connection) -> None:
     )
 
 
+def _add_review(conn: sqlite3.Connection) -> None:
+    """Version 7 adds the review's decisions (by content, in batches that can be undone)."""
+    _create_objects(conn, {"review_batches", "review_decisions", "review_decisions_batch"})
+
+
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     2: _add_near_pairs,
     3: _add_descriptors,
     4: _pairs_by_kind,
     5: _add_near_matches,
     6: _add_archives,
+    7: _add_review,
 }
 
 
-def connect(path: str | os.PathLike[str], *, create: bool = True) -> Database:
+def connect(path: str | os.PathLike[str], *, create: bool = True, threads: bool = False) -> Database:
     """Open (and create or migrate) the index file at ``path``.
 
     ``create=False`` is for reading: an index in a place this process cannot
     write (a read-only mount, another user's directory) is then opened
-    read-only, and a command that tries to write to it is told so.
+    read-only, and a command that tries to write to it is told so. With
+    ``threads``, the connection may be used from other threads (one at a time:
+    the caller holds a lock).
     """
     path = os.fspath(path)
     if not create and not os.path.exists(path):
         raise IndexOpenError(f"no index at {path}: run 'imgindex scan DIR' first")
     try:
-        return _open(path, path, read_only=False)
+        return _open(path, path, read_only=False, threads=threads)
     except _ReadOnlyPlace as e:
         if not _read_only_place(path):
             raise IndexOpenError(f"cannot open index {path}: {e}") from None
@@ -249,7 +261,7 @@ def connect(path: str | os.PathLike[str], *, create: bool = True) -> Database:
             ) from None
     uri = "file:" + urllib.parse.quote(os.path.abspath(path)) + "?mode=ro"
     try:
-        return _open(uri, path, read_only=True)
+        return _open(uri, path, read_only=True, threads=threads)
     except _ReadOnlyPlace as e:
         # WAL mode needs a shared-memory file beside the index, which cannot be made there. With
         # no write-ahead log beside it either (an index closed cleanly), the file holds all
@@ -260,7 +272,7 @@ def connect(path: str | os.PathLike[str], *, create: bool = True) -> Database:
                 f" file that cannot be made in this read-only place ({e}); open it where it can be written once"
             ) from None
     try:
-        return _open(uri + "&immutable=1", path, read_only=True)
+        return _open(uri + "&immutable=1", path, read_only=True, threads=threads)
     except _ReadOnlyPlace as e:
         raise IndexOpenError(f"cannot open index {path}: {e}") from None
 
@@ -285,9 +297,15 @@ class _ReadOnlyPlace(Exception):
 _READ_ONLY_SIGNS = ("readonly", "read-only", "unable to open database file")
 
 
-def _open(target: str, path: str, *, read_only: bool) -> Database:
+def _open(target: str, path: str, *, read_only: bool, threads: bool = False) -> Database:
     try:
-        conn = sqlite3.connect(target, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, uri=read_only)
+        conn = sqlite3.connect(
+            target,
+            timeout=BUSY_TIMEOUT_MS / 1000,
+            isolation_level=None,
+            uri=read_only,
+            check_same_thread=not threads,
+        )
     except sqlite3.Error as e:
         if any(sign in str(e) for sign in _READ_ONLY_SIGNS):
             raise _ReadOnlyPlace(str(e)) from None
