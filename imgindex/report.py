@@ -19,7 +19,7 @@ import numpy.typing as npt
 from .decisions import InForce, in_force, keep_priority, keep_rows, without_apart
 from .errors import ReportError
 from .hashing import HashSettings
-from .match.grouping import Grouping, group_by_leaders, no_edges
+from .match.grouping import Edges, group_by_leaders, no_edges
 from .match.matcher import Matcher, Units
 from .storage import ImageTable, Index
 
@@ -119,6 +119,17 @@ class Report:
     _members: npt.NDArray[np.int64] = field(repr=False)
     _member_distance: npt.NDArray[np.uint8] = field(repr=False)
     _starts: npt.NDArray[np.int64] = field(repr=False)
+    _matched: _Matched = field(repr=False)
+
+    def regrouped(self, decided: InForce) -> Report:
+        """The same images and matches grouped again with other decisions (no image or
+        match is read again: what a review does after a decision)."""
+        return _group(self.options, self._matched, decided)
+
+    def layout(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint8], npt.NDArray[np.int64]]:
+        """The runs as arrays: the rows of every image (each run's kept image first), their
+        distances to it, and where each run starts (with the end last)."""
+        return self._members, self._member_distance, self._starts
 
     @property
     def decisions_applied(self) -> int:
@@ -160,11 +171,51 @@ class Report:
         )
 
 
+@dataclass(frozen=True)
+class _Matched:
+    """What grouping starts from, decisions aside: the images, the keys that rank them by the
+    rules (best first), the units of identical bytes, and the verified matches between units."""
+
+    table: ImageTable
+    rule_keys: list[npt.NDArray[Any]]  # for np.lexsort, most significant first
+    unit_sha256: npt.NDArray[np.uint8]  # (units, 32), ascending
+    unit_of_row: npt.NDArray[np.int64]
+    edges: Edges
+    unconfirmed: int
+    stored_count: int
+    root_paths: dict[int, bytes]
+
+
 def build_report(index: Index, options: ReportOptions, *, stored: bool = True) -> Report:
     """Group the indexed images and choose which to keep; see the README for the rules.
 
     Near matches come from the index where it holds them verified (``stored=False``:
     every candidate is verified again, as a check of the stored ones)."""
+    matched = _match(index, options, stored)
+    decided = in_force(index.decisions.in_force()) if options.decisions else InForce()
+    return _group(options, matched, decided)
+
+
+def _rank(keys: list[npt.NDArray[Any]], n: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """The rows best first, and each row's rank."""
+    order = np.lexsort(keys[::-1]) if n else np.empty(0, np.int64)
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(n)
+    return order, rank
+
+
+def _best_rows(
+    order: npt.NDArray[np.int64], rank: npt.NDArray[np.int64], unit_of_row: npt.NDArray[np.int64]
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Each unit's best rank and best row."""
+    n = len(rank)
+    unit_count = int(unit_of_row.max()) + 1 if n else 0
+    best_rank = np.full(unit_count, n, dtype=np.int64)
+    np.minimum.at(best_rank, unit_of_row, rank)
+    return best_rank, (order[best_rank] if n else np.empty(0, np.int64))
+
+
+def _match(index: Index, options: ReportOptions, stored: bool) -> _Matched:
     table = index.images.table(options.under, options.prefer)
     n = len(table)
     pixels = np.where(table.width >= 0, table.width * table.height, -1)
@@ -174,35 +225,21 @@ def build_report(index: Index, options: ReportOptions, *, stored: bool = True) -
         "mtime_ns": table.mtime_ns,
         "path_length": table.path_length,
     }
-
-    # Rank every image: a decision to keep it first, then --prefer, the --keep rules, and path
-    # order (the row order).
-    decided = in_force(index.decisions.in_force()) if options.decisions else InForce()
-    named = keep_rows(decided, table.sha256)
-    paths = [table.path(r) if named[r] else None for r in range(n)] if named.any() else []
-    keys: list[npt.NDArray[Any]] = [-keep_priority(decided, table.sha256, paths), -table.preferred.astype(np.int64)]
+    # The rules' ranking: --prefer first, then the --keep rules, then path order (the row order).
+    keys: list[npt.NDArray[Any]] = [-table.preferred.astype(np.int64)]
     for rule in options.keep:
         column, descending = KEEP_RULES[rule]
         keys.append(-columns[column] if descending else columns[column])
     keys.append(np.arange(n))
-    order = np.lexsort(keys[::-1]) if n else np.empty(0, np.int64)
-    rank = np.empty(n, dtype=np.int64)
-    rank[order] = np.arange(n)
 
-    # Byte-identical files form one unit; a unit is represented by its best image.
+    # Byte-identical files form one unit; a unit is matched by one of its images (all have
+    # the same bytes, so the same hashes).
     unit_sha256, unit_of_row = np.unique(table.sha256.view(np.dtype((np.void, 32))).reshape(n), return_inverse=True)
     unit_of_row = unit_of_row.reshape(-1)
-    unit_count = int(unit_of_row.max()) + 1 if n else 0
-    best_rank = np.full(unit_count, n, dtype=np.int64)
-    np.minimum.at(best_rank, unit_of_row, rank)
-    best_row = order[best_rank] if n else np.empty(0, np.int64)
-    unit_order = np.argsort(best_rank, kind="stable")
     threshold = options.effective_threshold
-    grouping: Grouping
-    apart_count = 0
-    if threshold is None:
-        grouping, unconfirmed, stored_count = group_by_leaders(unit_order, no_edges()), 0, 0
-    else:
+    edges, unconfirmed, stored_count = no_edges(), 0, 0
+    if threshold is not None:
+        _, best_row = _best_rows(*_rank(keys, n), unit_of_row)
         units = Units(
             file_id=table.id[best_row],
             has_hash=table.has_hash[best_row],
@@ -213,9 +250,31 @@ def build_report(index: Index, options: ReportOptions, *, stored: bool = True) -
             params_id=table.params_id[best_row],
         )
         matcher = Matcher(index, units, threshold, rotations=options.rotations, stored=stored)
-        edges, apart_count = without_apart(matcher.edges, unit_sha256.view(np.uint8).reshape(-1, 32), decided)
-        grouping = group_by_leaders(unit_order, edges)
-        unconfirmed, stored_count = matcher.unconfirmed, matcher.stored_units
+        edges, unconfirmed, stored_count = matcher.edges, matcher.unconfirmed, matcher.stored_units
+    return _Matched(
+        table=table,
+        rule_keys=keys,
+        unit_sha256=unit_sha256.view(np.uint8).reshape(-1, 32),
+        unit_of_row=unit_of_row,
+        edges=edges,
+        unconfirmed=unconfirmed,
+        stored_count=stored_count,
+        root_paths={r.id: r.path for r in index.catalog.roots()},
+    )
+
+
+def _group(options: ReportOptions, matched: _Matched, decided: InForce) -> Report:
+    """The groups of ``matched`` with the decisions ``decided``: a decision to keep an image
+    ranks it before the rules; matches decided apart are left out."""
+    table, unit_of_row = matched.table, matched.unit_of_row
+    n = len(table)
+    named = keep_rows(decided, table.sha256)
+    paths = [table.path(r) if named[r] else None for r in range(n)] if named.any() else []
+    order, rank = _rank([-keep_priority(decided, table.sha256, paths), *matched.rule_keys], n)
+    best_rank, best_row = _best_rows(order, rank, unit_of_row)
+    unit_order = np.argsort(best_rank, kind="stable")
+    edges, apart_count = without_apart(matched.edges, matched.unit_sha256, decided)
+    grouping = group_by_leaders(unit_order, edges)
 
     # Lay the groups out as runs: each run starts with its kept image, then the
     # duplicates by distance and rank; runs ordered by the kept image's path.
@@ -234,7 +293,7 @@ def build_report(index: Index, options: ReportOptions, *, stored: bool = True) -
     in_group = group_sizes[np.searchsorted(starts, position, side="right") - 1] > 1
     kept_by_decision = int(np.count_nonzero(named & is_kept & in_group))
 
-    root_paths = {r.id: r.path for r in index.catalog.roots()}
+    root_paths = matched.root_paths
     used_roots = sorted({root_paths[int(r)] for r in np.unique(table.root_id)}) if n else []
     return Report(
         options=options,
@@ -245,14 +304,15 @@ def build_report(index: Index, options: ReportOptions, *, stored: bool = True) -
         final_image_count=kept_count,
         group_count=int((group_sizes > 1).sum()),
         duplicate_count=n - kept_count,
-        unconfirmed_count=unconfirmed,
-        stored_count=stored_count,
+        unconfirmed_count=matched.unconfirmed,
+        stored_count=matched.stored_count,
         kept_by_decision=kept_by_decision,
         apart_by_decision=apart_count,
         table=table,
         _members=members,
         _member_distance=distance[members] if n else np.empty(0, np.uint8),
         _starts=starts,
+        _matched=matched,
     )
 
 
