@@ -18,6 +18,7 @@ import signal
 import sqlite3
 import sys
 import warnings
+import webbrowser
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, replace
@@ -43,6 +44,11 @@ from .hashing import DEFAULT_MAX_PIXELS, HashSettings, readable_formats
 from .pairs import stored_max_distance
 from .query import query
 from .report import DEFAULT_KEEP, DEFAULT_THRESHOLD, KEEP_RULES, Report, ReportOptions, build_report, parse_keep
+from .review.app import create_app, new_token, review_hosts, review_url
+from .review.groups import Review
+from .review.pictures import Pictures, default_cache_dir
+from .review.server import address, bind, serve
+from .review.static import write_static
 from .scan import ScanInterrupted, ScanOptions, ScanSummary, scan
 from .statuses import image_count
 from .storage import Index, open_index
@@ -448,6 +454,68 @@ def export_command(
         raise typer.Exit(EXIT_PARTIAL)
 
 
+@app.command("review")
+def review_command(
+    exact: ExactOption = False,
+    near: NearOption = False,
+    threshold: ThresholdOption = None,
+    rotations: RotationsOption = False,
+    keep: KeepOption = DEFAULT_KEEP_TEXT,
+    prefer: PreferOption = None,
+    root: RootOption = None,
+    host: Annotated[
+        str, typer.Option("--host", help="Where to listen; other than this machine, the token is all that guards.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="The port (0: a free one).")] = 0,
+    no_browser: Annotated[bool, typer.Option("--no-browser", help="Print the address; do not open a browser.")] = False,
+    static: Annotated[
+        bool, typer.Option("--static", help="Write one read-only page to share (with -o) instead of serving.")
+    ] = False,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="--static: the page to write.")] = None,
+    cache_dir: Annotated[
+        Path | None,
+        typer.Option("--cache-dir", help="Where thumbnails are kept (default: ~/.cache/imgindex/review)."),
+    ] = None,
+    db: DbOption = Path("imgindex.db"),
+    quiet: QuietOption = False,
+) -> None:
+    """Look at the duplicate groups in the browser, and decide: not a duplicate, keep this one, accept."""
+    near = near or not exact  # near duplicates unless told otherwise: those are the ones to look at
+    options = _report_options(exact, near, threshold, keep, prefer, root, rotations=rotations)
+    if static and output is None:
+        raise UsageError("--static needs -o/--output FILE")
+    if output is not None and not static:
+        raise UsageError("-o/--output goes with --static")
+    _open(db, create=False).close()  # the checks and warnings of every command
+    pictures = Pictures(cache_dir or default_cache_dir())
+    review = Review(db, options)
+    try:
+        if static:
+            assert output is not None
+            summary = write_static(review.current(), output, pictures)
+            if not quiet:
+                typer.echo(render.static_review_line(summary, output))
+            return
+        if not quiet:
+            err.print("building the groups ...")
+        review.current()
+        sock = bind(host, port)
+        token = new_token()
+        url = review_url(host, address(sock)[1], token)
+        page = create_app(review, pictures, token, hosts=review_hosts(host))
+
+        def started() -> None:
+            typer.echo(f"review at {url}")
+            if not quiet:
+                err.print("Ctrl-C stops it")
+            if not no_browser:
+                webbrowser.open(url)
+
+        serve(page, sock, started=started)
+    finally:
+        review.close()
+
+
 @app.command("export-index")
 def export_index_command(
     out_dir: Annotated[Path, typer.Argument(help="Where to write the Parquet files.", metavar="DIR")],
@@ -666,6 +734,7 @@ def stats_command(db: DbOption = Path("imgindex.db"), as_json: JsonOption = Fals
             "near_pairs": {"max_distance": stored_max_distance(index), "pairs": index.pairs.count()},
             "archives": catalog.archive_counts(),
             "urls": catalog.url_counts(),
+            "review_decisions": index.decisions.count(),
             "tables": index.db.table_counts(),
         }
     if as_json:

@@ -46,6 +46,10 @@ class InForce:
         """'apart', 'same', or None (undecided) for two pictures."""
         return self.pairs.get(pair_key(a, b))
 
+    def same_pictures(self) -> list[bytes]:
+        """Every picture in a "same" decision."""
+        return sorted({s for pair, kind in self.pairs.items() if kind == "same" for s in pair})
+
     def apart(self) -> list[tuple[bytes, bytes]]:
         return [p for p, kind in self.pairs.items() if kind == "apart"]
 

@@ -16,6 +16,7 @@ from .display import display_path, display_text
 from .export import ExportSummary
 from .query import QueryResult
 from .report import Report
+from .review.static import StaticSummary
 from .scan_types import ScanProgress, ScanSummary
 from .storage.health import Health
 from .watch import WatchEvent
@@ -75,6 +76,12 @@ def decisions_applied(report: Report) -> str | None:
     if report.apart_by_decision:
         parts.append(f"{report.apart_by_decision:,} matches decided apart")
     return f"review decisions applied: {report.decisions_applied:,} ({', '.join(parts)}; --ignore-decisions: without)"
+
+
+def static_review_line(summary: StaticSummary, output: object) -> str:
+    where = "inlined" if summary.folder is None else f"in {summary.folder}"
+    unreadable = f"; {summary.unreadable:,} could not be read" if summary.unreadable else ""
+    return f"wrote {output}: {summary.groups:,} groups, {summary.images:,} images (thumbnails {where}{unreadable})"
 
 
 def unconfirmed_warning(report: Report) -> str | None:
@@ -168,6 +175,8 @@ def stats_lines(data: dict[str, Any]) -> list[str]:
             f"URLs: {urls['files']:,} files"
             + (f" ({urls['side_files']:,} URL side-files read)" if urls["side_files"] else "")
         )
+    if data.get("review_decisions"):
+        lines.append(f"review decisions in force: {data['review_decisions']:,}")
     near = data["near_pairs"]
     if near["max_distance"] is not None:
         lines.append(f"near pairs: {near['pairs']:,} stored, up to distance {near['max_distance']}")

@@ -124,3 +124,17 @@ def test_report_command_says_how_many_decisions_it_applied(
         str(corpus["a_copy"]),
         str(corpus["b_meta"]),
     }
+
+
+def test_regrouping_a_report_equals_building_it_again(index: Index, tree: Path, corpus: dict[str, Path]) -> None:
+    run_scan(index, tree)
+    report = build_report(index, NEAR)
+    index.decisions.record("keep", decisions.keep(digest(corpus["a_q60"])))
+    index.decisions.record("apart", decisions.apart(digest(corpus["b"]), [digest(corpus["b_meta"])]))
+    fresh = build_report(index, NEAR)
+    again = report.regrouped(decisions.in_force(index.decisions.in_force()))
+    assert groups(again) == groups(fresh) != groups(report)
+    assert (
+        (again.kept_by_decision, again.apart_by_decision) == (fresh.kept_by_decision, fresh.apart_by_decision) == (1, 1)
+    )
+    assert [list(a) for a in again.layout()] == [list(f) for f in fresh.layout()]
