@@ -170,6 +170,18 @@ def test_decide_over_http_changes_the_next_report(served: Served, corpus: dict[s
     assert post(served, "/api/decide", {"action": "accept", "group": 10**9})[0] == 409
 
 
+def test_a_scan_meanwhile_shows_on_the_next_page(served: Served, tree: Path) -> None:
+    before = len(served.review.current())
+    pair = encode(picture(21, (150, 110)), "PNG")
+    write(tree / "new" / "one.png", pair)
+    write(tree / "new" / "two.png", pair)
+    with open_index(served.db) as other:  # another connection: as a scan in another process writes
+        run_scan(other, tree)
+    status, body, _ = fetch(served.url())
+    assert status == 200 and len(served.review.current()) == before + 1
+    assert str(tree / "new").encode() in body
+
+
 def test_bulk_counts_first_then_decides_and_undoes_as_one(served: Served) -> None:
     view = "?identical=1"
     identical = [g for g in served.review.current().groups if g.identical]

@@ -201,13 +201,13 @@ def create_app(review: Review, pictures: Pictures, token: str, *, hosts: list[st
 
     def picture(request: Request) -> Response:
         size = request.path_params["size"]
-        member = review.current().member(request.path_params["file_id"])
+        member = review.latest().member(request.path_params["file_id"])
         if member is None or size not in SIZES:
             return PlainTextResponse("no such image in the review", 404)
         return _picture(lambda: pictures.thumbnail(member, size), "image/jpeg")
 
     def difference(request: Request) -> Response:
-        snap = review.current()
+        snap = review.latest()
         a, b = snap.member(request.path_params["a"]), snap.member(request.path_params["b"])
         if a is None or b is None:
             return PlainTextResponse("no such image in the review", 404)

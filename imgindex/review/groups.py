@@ -230,26 +230,10 @@ class Snapshot:
     def group(self, position: int, limit: int | None = None) -> Group:
         """The group at ``position`` (in path order) as objects: its first ``limit`` members
         (default: all)."""
-        t = self.report.table
         a, b = int(self._offsets[position]), int(self._offsets[position + 1])
         if limit is not None:
             b = min(b, a + limit)
-        members = tuple(
-            Member(
-                file_id=int(t.id[r]),
-                path=t.path(r),
-                sha256=t.sha256[r].tobytes(),
-                distance=int(d),
-                width=int(t.width[r]) if t.width[r] >= 0 else None,
-                height=int(t.height[r]) if t.height[r] >= 0 else None,
-                size=int(t.size[r]),
-                mtime_ns=int(t.mtime_ns[r]),
-                format=t.format[r],
-                url=t.urls[r],
-                archived=bool(t.archived[r]),
-            )
-            for r, d in zip(self._rows[a:b].tolist(), self._distance[a:b].tolist(), strict=True)
-        )
+        members = tuple(self._member(i) for i in range(a, b))
         return Group(
             members[0].file_id,
             members,
@@ -286,10 +270,25 @@ class Snapshot:
         at = int(np.searchsorted(self._member_ids, file_id))
         if at >= len(self._member_ids) or self._member_ids[at] != file_id:
             return None
-        index = int(self._member_order[at])
-        position = int(np.searchsorted(self._offsets, index, side="right")) - 1
-        group = self.group(position)
-        return group.members[index - int(self._offsets[position])]
+        return self._member(int(self._member_order[at]))
+
+    def _member(self, index: int) -> Member:
+        """The member at ``index`` of ``_rows``."""
+        t = self.report.table
+        r = int(self._rows[index])
+        return Member(
+            file_id=int(t.id[r]),
+            path=t.path(r),
+            sha256=t.sha256[r].tobytes(),
+            distance=int(self._distance[index]),
+            width=int(t.width[r]) if t.width[r] >= 0 else None,
+            height=int(t.height[r]) if t.height[r] >= 0 else None,
+            size=int(t.size[r]),
+            mtime_ns=int(t.mtime_ns[r]),
+            format=t.format[r],
+            url=t.urls[r],
+            archived=bool(t.archived[r]),
+        )
 
     def file_ids(self) -> list[int]:
         """The file ids of every image of a group."""
@@ -484,6 +483,12 @@ class Review:
                 self._snapshot.warm_up().join()  # a build takes seconds anyway; the first filter need not
                 self._seen = version
             return self._snapshot
+
+    def latest(self) -> Snapshot:
+        """The snapshot last built (built now if none was): for pictures, which a running
+        scan's commits should not make wait for a new build of every group."""
+        with self._lock:
+            return self._snapshot if self._snapshot is not None else self.current()
 
     def decide(self, action: Action, group_id: int, file_id: int | None = None) -> Batch | None:
         """Record what ``action`` decides about a group of the current snapshot (None: the
