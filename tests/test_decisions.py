@@ -138,3 +138,14 @@ def test_regrouping_a_report_equals_building_it_again(index: Index, tree: Path, 
         (again.kept_by_decision, again.apart_by_decision) == (fresh.kept_by_decision, fresh.apart_by_decision) == (1, 1)
     )
     assert [list(a) for a in again.layout()] == [list(f) for f in fresh.layout()]
+
+
+def test_export_keeps_what_was_decided(index: Index, tree: Path, corpus: dict[str, Path], db_path: Path) -> None:
+    run_scan(index, tree)
+    index.decisions.record("keep", decisions.keep(digest(corpus["a_half"])))
+    out = tree.parent / "kept"
+    result = CliRunner().invoke(app, ["export", str(out), "--near", "--db", str(db_path)], catch_exceptions=False)
+    assert result.exit_code == 0 and "review decisions applied: 1 (1 kept as decided" in result.stdout
+    exported = {p.name for p in out.rglob("*") if p.is_file()}
+    assert corpus["a_half"].name in exported
+    assert not exported & {corpus[k].name for k in ("a", "a_copy", "a_q60")}

@@ -170,6 +170,18 @@ def test_decide_over_http_changes_the_next_report(served: Served, corpus: dict[s
     assert post(served, "/api/decide", {"action": "accept", "group": 10**9})[0] == 409
 
 
+def test_urls_are_shown_as_text_and_only_web_addresses_are_links(served: Served, corpus: dict[str, Path]) -> None:
+    with open_index(served.db) as other:
+        for key, url in (("b", "javascript:alert(document.cookie)"), ("b_meta", "https://example.org/a?b=<i>&c")):
+            other.db.execute("UPDATE files SET url = ? WHERE name = ?", (url, corpus[key].name.encode()))
+    group = next(g for g in served.review.current().groups if any(m.url for m in g.members))
+    status, body, _ = fetch(served.url(f"/group/{group.id}"))
+    page = body.decode()
+    assert status == 200
+    assert "javascript:alert(document.cookie)" in page and 'href="javascript:' not in page
+    assert 'href="https://example.org/a?b=&lt;i&gt;&amp;c"' in page and "<i>" not in page
+
+
 def test_a_scan_meanwhile_shows_on_the_next_page(served: Served, tree: Path) -> None:
     before = len(served.review.current())
     pair = encode(picture(21, (150, 110)), "PNG")
