@@ -118,6 +118,9 @@ def test_report_command_says_how_many_decisions_it_applied(
     assert "review decisions applied: 2 (1 kept as decided, 1 matches decided apart" in result.stderr
     kept = {e["path"] for e in json.loads(result.stdout)["images"] if e["duplicates"]}
     assert kept == {str(corpus["a_half"])}
+    stats = runner.invoke(app, ["stats", "--json", "--db", str(db_path)])
+    assert json.loads(stats.stdout)["review_decisions"] == 2
+    assert "review decisions in force: 2" in runner.invoke(app, ["stats", "--db", str(db_path)]).stdout
     plain = runner.invoke(app, ["report", "--near", "--ignore-decisions", "--db", str(db_path)])
     assert "review decisions" not in plain.stderr
     assert {e["path"] for e in json.loads(plain.stdout)["images"] if e["duplicates"]} == {
