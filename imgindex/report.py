@@ -196,6 +196,30 @@ def build_report(index: Index, options: ReportOptions, *, stored: bool = True) -
     return _group(options, matched, decided)
 
 
+def units_of(sha256: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]]:
+    """The distinct SHA-256 values of ``(n, 32)`` rows, ascending, and each row's index among
+    them: ``np.unique`` over the rows, sorting 8-byte numbers instead of 32-byte strings
+    (half the time or less at a million rows). Rows that share their first 8 bytes are the same
+    bytes but for a collision of 64 bits, which is checked, and then sorted whole."""
+    n = len(sha256)
+    if not n:
+        return sha256[:0], np.empty(0, np.int64)
+    first = np.ascontiguousarray(sha256[:, :8]).view(">u8").reshape(-1)
+    order = np.argsort(first, kind="stable")
+    ordered = first[order]
+    starts = np.ones(n, dtype=bool)
+    starts[1:] = ordered[1:] != ordered[:-1]
+    unit_in_order = np.cumsum(starts) - 1
+    heads = order[starts]
+    later = ~starts  # rows after the first of their 8 bytes: they must be its bytes whole
+    if not (sha256[order[later]] == sha256[heads[unit_in_order[later]]]).all():  # a 64-bit collision
+        unique, inverse = np.unique(sha256.view(np.dtype((np.void, 32))).reshape(n), return_inverse=True)
+        return unique.view(np.uint8).reshape(-1, 32), inverse.reshape(-1).astype(np.int64)
+    unit_of_row = np.empty(n, dtype=np.int64)
+    unit_of_row[order] = unit_in_order
+    return sha256[heads], unit_of_row
+
+
 def _rank(keys: list[npt.NDArray[Any]], n: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """The rows best first, and each row's rank."""
     order = np.lexsort(keys[::-1]) if n else np.empty(0, np.int64)
@@ -234,8 +258,7 @@ def _match(index: Index, options: ReportOptions, stored: bool) -> _Matched:
 
     # Byte-identical files form one unit; a unit is matched by one of its images (all have
     # the same bytes, so the same hashes).
-    unit_sha256, unit_of_row = np.unique(table.sha256.view(np.dtype((np.void, 32))).reshape(n), return_inverse=True)
-    unit_of_row = unit_of_row.reshape(-1)
+    unit_sha256, unit_of_row = units_of(table.sha256)
     threshold = options.effective_threshold
     edges, unconfirmed, stored_count = no_edges(), 0, 0
     if threshold is not None:
@@ -254,7 +277,7 @@ def _match(index: Index, options: ReportOptions, stored: bool) -> _Matched:
     return _Matched(
         table=table,
         rule_keys=keys,
-        unit_sha256=unit_sha256.view(np.uint8).reshape(-1, 32),
+        unit_sha256=unit_sha256,
         unit_of_row=unit_of_row,
         edges=edges,
         unconfirmed=unconfirmed,

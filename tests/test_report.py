@@ -342,3 +342,21 @@ def test_the_report_table_has_every_column_of_every_image_as_stored(tree: Path, 
         assert (table.width[row], table.height[row]) == (width if width is not None else -1, height or -1)
         assert table.format[row] == fmt and table.params_id[row] == (params if params is not None else -1)
         assert table.path_length[row] == len(table.path(row))
+
+
+def test_units_of_equals_unique_rows_even_when_64_bits_collide() -> None:
+    import numpy as np
+
+    from imgindex.report import units_of
+
+    rng = np.random.default_rng(3)
+    for trial in range(200):
+        n = int(rng.integers(1, 60))
+        base = rng.integers(0, 256, (max(1, n // 3), 32), dtype=np.uint8)
+        if trial % 3 == 0 and len(base) > 1:
+            base[1, :8] = base[0, :8]  # two pictures whose SHA-256 share their first 64 bits
+        sha = base[rng.integers(0, len(base), n)]
+        units, unit_of_row = units_of(sha)
+        expected, inverse = np.unique(sha.view(np.dtype((np.void, 32))).reshape(n), return_inverse=True)
+        assert (units == expected.view(np.uint8).reshape(-1, 32)).all()
+        assert (unit_of_row == inverse.reshape(-1)).all()
