@@ -420,3 +420,20 @@ def test_views_filter_and_order_as_their_rules_say(reviewed: Path, tree: Path) -
         assert snap.member(10**9) is None and snap.group_by_id(10**9) is None
     finally:
         review.close()
+
+
+def test_exact_review_offers_no_split_of_identical_bytes(reviewed: Path, tmp_path: Path) -> None:
+    review = Review(reviewed, ReportOptions(mode="exact"))
+    token = new_token()
+    sock = bind("127.0.0.1", 0)
+    try:
+        with serving(create_app(review, Pictures(tmp_path / "cache"), token), sock):
+            base = f"http://127.0.0.1:{address(sock)[1]}"
+            groups = review.current().groups
+            assert groups and all(g.identical for g in groups)
+            status, body, _ = fetch(f"{base}/group/{groups[0].id}?token={token}")
+            assert status == 200 and b"exact duplicates" in body
+            assert b'data-action="apart"' not in body and b'data-action="apart-group"' not in body
+            assert b'data-action="keep"' in body and b'data-action="accept"' in body
+    finally:
+        review.close()
