@@ -123,6 +123,11 @@ def test_every_request_needs_the_token(served: Served) -> None:
     assert fetch(served.url(), headers={"Host": "evil.example:80"})[0] == 400
 
 
+def test_odd_query_values_give_a_page_not_an_error(served: Served) -> None:
+    for query in ("page=%C2%B2", "max_distance=%D9%A3", "sort=nonsense", "page=99999999999", "q=%00%ff"):
+        assert fetch(f"{served.base}/?{query}&token={served.token}")[0] == 200, query
+
+
 def test_pages_carry_a_strict_content_security_policy(served: Served) -> None:
     status, body, headers = fetch(served.url())
     assert status == 200

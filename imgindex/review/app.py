@@ -115,7 +115,7 @@ def view_of(params: Any) -> View:
 
     def number(name: str) -> int | None:
         text = (params.get(name) or "").strip()
-        return int(text) if text.isdigit() and len(text) < 9 else None
+        return int(text) if text.isascii() and text.isdigit() and len(text) < 9 else None
 
     return View(
         text=(params.get("q") or "")[:500],
