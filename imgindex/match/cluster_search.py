@@ -2,7 +2,7 @@
 
 The same pairs as :func:`imgindex.match.search.pairs_within` (and
 :func:`~imgindex.match.search.pairs_from` for some queries), found by the same
-pigeonhole principle, the blocks the local search would use at scale
+pigeonhole principle and the blocks the local search uses
 (:func:`~imgindex.match.search.plan`): two hashes within ``t`` bits are within
 the allowance ``a`` of some block ``k``. The job, over files in a work
 directory that the workers share with this process:
@@ -57,8 +57,7 @@ PARTITION_HASHES = 250_000
 TABLE_CHUNK = 1_000_000
 #: Probes read and looked up at a time by a reduce task.
 PROBE_CHUNK = 1_000_000
-#: The blocks are those the local search uses for at least this many hashes (it compares
-#: all pairs of fewer, which has no blocks to shuffle by).
+#: For fewer hashes than the local search uses blocks for, the blocks it uses for this many.
 PLAN_AT_LEAST = 1_000_000
 
 Block = tuple[int, int, int]  # shift, width, allowance
@@ -89,8 +88,9 @@ class ReduceTask:
 
 
 def layout(n: int, threshold: int) -> tuple[Block, ...]:
-    """The blocks (shift, width, allowance) for ``n`` hashes: the local search's at scale."""
-    blocks = plan(max(n, PLAN_AT_LEAST), max(n, PLAN_AT_LEAST), threshold).blocks
+    """The blocks (shift, width, allowance) for ``n`` hashes: the local search's (for few
+    hashes, which it compares all with all, those it uses for :data:`PLAN_AT_LEAST`)."""
+    blocks = plan(n, n, threshold).blocks or plan(max(n, PLAN_AT_LEAST), max(n, PLAN_AT_LEAST), threshold).blocks
     if not blocks:
         raise ClusterError(f"no distributed search for a distance of {threshold} bits: use the local search")
     return blocks
@@ -122,6 +122,9 @@ class ClusterSearch:
         self.map_rows = map_rows
         self.table_chunk = table_chunk
         self.probe_chunk = probe_chunk
+        #: What the last job did: bytes its files took in the work directory, hashes its reduce
+        #: tasks read as probes, tasks run.
+        self.stats: dict[str, int] = {}
 
     def __call__(self, hashes: I64, queries: I64 | None, threshold: int) -> Iterator[ValuePairs]:
         """Every pair of the distinct ``hashes`` within ``threshold`` that involves one of
@@ -153,6 +156,12 @@ class ClusterSearch:
         except Exception as e:  # noqa: BLE001 -- whatever a worker raised, it stops the job
             raise ClusterError(f"the pair search failed on the cluster: {e}") from None
         tasks = reduce_tasks(job, blocks, bits, counts, threshold, flags, self.table_chunk, self.probe_chunk)
+        self.stats = {
+            "bytes_written": sum(f.stat().st_size for f in job.iterdir()),
+            "probes_read": sum(sum(s.stop - s.start for _, p in t.probes for s in p) for t in tasks),
+            "map_tasks": groups,
+            "reduce_tasks": len(tasks),
+        }
         futures = [self.client.submit(reduce_task, task, pure=False) for task in tasks]
         del maps
         try:
