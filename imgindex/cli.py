@@ -490,8 +490,13 @@ def pairs_command(
 ) -> None:
     """Bring the stored near pairs and verified matches up to date (scan and watch do it after each batch)."""
     _stop_on_sigterm()
-    with _open(db, create=False) as index, _pair_search(dask, work_dir or db.absolute().parent) as search:
-        summary = update_pairs(index, search=search)
+    try:
+        with _open(db, create=False) as index, _pair_search(dask, work_dir or db.absolute().parent) as search:
+            summary = update_pairs(index, search=search)
+    except KeyboardInterrupt:
+        # Pairs are stored before their hashes are marked: the next update searches what is not.
+        err.print("Interrupted: what was stored is kept; run the command again to finish.")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     if as_json:
         print(json.dumps(summary.to_json()))
     elif not quiet:
