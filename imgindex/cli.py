@@ -33,7 +33,7 @@ from typer.core import TyperGroup
 
 from . import __version__, render
 from .cluster import CHUNK_SIZE as DASK_CHUNK_SIZE
-from .cluster import dask_workers
+from .cluster import dask_client, dask_workers
 from .columnar import export_index, import_index
 from .dedup import dedup
 from .display import display_path, display_text
@@ -41,7 +41,9 @@ from .errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, Imginde
 from .export import export
 from .formats import atomic_text_file, path_fields, writer
 from .hashing import DEFAULT_MAX_PIXELS, HashSettings, readable_formats
-from .pairs import stored_max_distance
+from .match.cluster_search import ClusterSearch
+from .pairs import local_search, stored_max_distance
+from .pairs import update as update_pairs
 from .query import query
 from .report import DEFAULT_KEEP, DEFAULT_THRESHOLD, KEEP_RULES, Report, ReportOptions, build_report, parse_keep
 from .review.app import create_app, new_token, review_hosts, review_url
@@ -542,6 +544,54 @@ def import_index_command(
         summary = import_index(index, in_dir)
     if not quiet:
         typer.echo(f"imported {summary.items:,} items under {summary.roots:,} roots from {in_dir}")
+
+
+@app.command("pairs")
+def pairs_command(
+    dask: Annotated[
+        str | None,
+        typer.Option(
+            "--dask",
+            metavar="ADDRESS",
+            help="Search the pairs on a Dask cluster: a scheduler's address (tcp://host:8786), or local[:N] to start"
+            " N worker processes here. Needs imgindex[dask].",
+        ),
+    ] = None,
+    work_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--work-dir",
+            help="With --dask: where the job's files go (removed at the end); the workers must see it at the same"
+            " path. Default: beside the index.",
+        ),
+    ] = None,
+    db: DbOption = Path("imgindex.db"),
+    as_json: JsonOption = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Bring the stored near pairs and verified matches up to date (scan and watch do it after each batch)."""
+    _stop_on_sigterm()
+    try:
+        with _open(db, create=False) as index, _pair_search(dask, work_dir or db.absolute().parent) as search:
+            summary = update_pairs(index, search=search)
+    except KeyboardInterrupt:
+        # Pairs are stored before their hashes are marked: the next update searches what is not.
+        err.print("Interrupted: what was stored is kept; run the command again to finish.")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    if as_json:
+        print(json.dumps(summary.to_json()))
+    elif not quiet:
+        typer.echo(render.pairs_summary(summary))
+
+
+@contextmanager
+def _pair_search(dask: str | None, work_dir: Path) -> Iterator[Any]:
+    """The search on the Dask cluster at ``dask``; without, the local one."""
+    if dask is None:
+        yield local_search
+        return
+    with dask_client(dask, hashing=False) as client:
+        yield ClusterSearch(client, work_dir)
 
 
 @app.command("dedup")

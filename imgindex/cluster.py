@@ -1,11 +1,12 @@
-"""Hashing on a Dask cluster: an executor for the scan's workers, from an address.
+"""Dask clusters: a client from an address, and an executor for the scan's workers on it.
 
 The scan hands chunks of items to any ``concurrent.futures.Executor``
 (:mod:`imgindex.workers`); a Dask client gives one. The workers read the items
 from storage they share with this process (a shared mount), so the source and
 the items' paths are sent as they are; results come back chunk by chunk and
 this process stays the one writer of the index. Dask runs a chunk again on
-another worker when the worker running it is lost.
+another worker when the worker running it is lost. The near-pair search
+(:mod:`imgindex.match.cluster_search`) runs on a :func:`dask_client` too.
 
 Needs ``pip install 'imgindex[dask]'``; nothing else does.
 """
@@ -31,11 +32,12 @@ CHUNK_SIZE = 64
 
 
 @contextmanager
-def dask_workers(address: str, *, item_seconds: float | None = None) -> Iterator[Workers]:
-    """:class:`Workers` running on a Dask cluster: ``local`` or ``local:N`` starts a LocalCluster
-    of N worker processes here (default: one per core), anything else is a scheduler's address
-    (``tcp://host:8786``). Workers whose hashing libraries differ from this process's are
-    refused. The cluster this starts is closed at the end; one given is left running."""
+def dask_client(address: str, *, hashing: bool = True) -> Iterator[Any]:
+    """A client of a Dask cluster: ``local`` or ``local:N`` starts a LocalCluster of N worker
+    processes here (default: one per core), anything else is a scheduler's address
+    (``tcp://host:8786``). Workers that cannot run imgindex are refused, and with ``hashing``
+    those whose hashing libraries differ from this process's. The cluster this starts is
+    closed at the end; one given is left running."""
     try:
         import distributed
     except ImportError:
@@ -58,14 +60,21 @@ def dask_workers(address: str, *, item_seconds: float | None = None) -> Iterator
             cluster.close()
         raise ClusterError(f"cannot reach the Dask scheduler at {address}: {e}") from None
     try:
-        _check_versions(client)
-        threads = sum(client.nthreads().values()) or 1
-        # pure=False: a chunk submitted again (after a failure) is run again, not looked up.
-        yield Workers(threads, client.get_executor(pure=False), item_seconds=item_seconds)
+        _check_versions(client, hashing=hashing)
+        yield client
     finally:
         client.close()
         if cluster is not None:
             cluster.close()
+
+
+@contextmanager
+def dask_workers(address: str, *, item_seconds: float | None = None) -> Iterator[Workers]:
+    """:class:`Workers` running on a Dask cluster (see :func:`dask_client` for ``address``)."""
+    with dask_client(address) as client:
+        threads = sum(client.nthreads().values()) or 1
+        # pure=False: a chunk submitted again (after a failure) is run again, not looked up.
+        yield Workers(threads, client.get_executor(pure=False), item_seconds=item_seconds)
 
 
 def settings_key() -> str:
@@ -73,13 +82,15 @@ def settings_key() -> str:
     return HashSettings().key()
 
 
-def _check_versions(client: Any) -> None:
+def _check_versions(client: Any, *, hashing: bool = True) -> None:
     """Workers whose hashing libraries differ would hash differently under the same settings
-    key: refuse them rather than let their hashes in."""
+    key: refuse them rather than let their hashes in (with ``hashing``)."""
     try:
         keys = client.run(settings_key)
     except Exception as e:  # noqa: BLE001 -- a worker without imgindex raises whatever unpickling raises
         raise ClusterError(f"the Dask workers cannot run imgindex ({e}); install it where they run") from None
+    if not hashing:
+        return
     here = settings_key()
     other = sorted(worker for worker, key in keys.items() if key != here)
     if other:

@@ -18,7 +18,7 @@ hash is in ``near_hashes`` only once all its pairs are stored.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -27,7 +27,7 @@ import numpy.typing as npt
 
 from .hashing import HashSettings
 from .match.matcher import Matcher, Units
-from .match.search import as_unsigned, pairs_from, pairs_within
+from .match.search import I64, U8, as_unsigned, pairs_from, pairs_within
 from .storage import Index, picture_alone, picture_keys
 
 #: The largest distance of a stored pair: reports up to this threshold are
@@ -59,10 +59,29 @@ def stored_max_distance(index: Index) -> int | None:
     return index.pairs.state()[0]
 
 
+#: A search of pairs: given the distinct hashes (sorted, signed), the indices of those whose
+#: pairs are wanted (None: all) and the distance, yields chunks of pairs of hash values
+#: ``(a, b, distance)`` with ``a < b``, each pair once.
+PairSearch = Callable[[I64, I64 | None, int], Iterator[tuple[I64, I64, U8]]]
+
+
+def local_search(hashes: I64, queries: I64 | None, threshold: int) -> Iterator[tuple[I64, I64, U8]]:
+    """The search in this process (:mod:`imgindex.match.search`), as one chunk."""
+    unsigned = as_unsigned(hashes)
+    i, j, d = pairs_within(unsigned, threshold) if queries is None else pairs_from(unsigned, queries, threshold)
+    yield np.minimum(hashes[i], hashes[j]), np.maximum(hashes[i], hashes[j]), d
+
+
 def update(
-    index: Index, max_distance: int = MAX_DISTANCE, *, kind: str = KIND, stop: Callable[[], bool] | None = None
+    index: Index,
+    max_distance: int = MAX_DISTANCE,
+    *,
+    kind: str = KIND,
+    stop: Callable[[], bool] | None = None,
+    search: PairSearch = local_search,
 ) -> PairsUpdate:
-    """Bring the stored pairs up to date with the images in the index."""
+    """Bring the stored pairs up to date with the images in the index; the pairs of the
+    hashes to add are found by ``search`` (on a cluster: :mod:`imgindex.match.cluster_search`)."""
     start = time.perf_counter()
     store = index.pairs
     for _attempt in range(3):  # again if another process resets the pairs under us
@@ -87,15 +106,10 @@ def update(
     pairs_removed = store.remove_hashes(kind, removed) if len(removed) else 0
     pairs_added = 0
     if len(added) and not (stop and stop()):
-        hashes = as_unsigned(present)
-        if len(added) == len(present):
-            i, j, d = pairs_within(hashes, max_distance)
-        else:
-            i, j, d = pairs_from(hashes, np.searchsorted(present, added), max_distance)
-        a = np.minimum(present[i], present[j])
-        b = np.maximum(present[i], present[j])
-        store.add_pairs(kind, a, b, d)
-        pairs_added = len(a)
+        queries = None if len(added) == len(present) else np.searchsorted(present, added)
+        for a, b, d in search(present, queries, max_distance):
+            store.add_pairs(kind, a, b, d)
+            pairs_added += len(a)
         if not store.add_hashes(kind, added, generation):
             added = added[:0]  # reset meanwhile by another process: the next update searches them
     else:

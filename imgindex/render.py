@@ -14,12 +14,24 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 
 from .display import display_path, display_text
 from .export import ExportSummary
+from .pairs import PairsUpdate
 from .query import QueryResult
 from .report import Report
 from .review.static import StaticSummary
 from .scan_types import ScanProgress, ScanSummary
 from .storage.health import Health
 from .watch import WatchEvent
+
+
+def pairs_summary(u: PairsUpdate) -> str:
+    """One line, e.g. ``30 hashes: 30 searched (all again), 0 forgotten, 12 pairs added, 0 removed;
+    31 pictures: 31 verified, 9 matches added, 0 removed — 0.4 s``."""
+    again = " (all again)" if u.rebuilt else ""
+    return (
+        f"{u.hashes:,} hashes: {u.added:,} searched{again}, {u.removed:,} forgotten, {u.pairs_added:,} pairs added,"
+        f" {u.pairs_removed:,} removed; {u.pictures:,} pictures: {u.pictures_added:,} verified,"
+        f" {u.matches_added:,} matches added, {u.matches_removed:,} removed — {u.seconds:.1f} s"
+    )
 
 
 def scan_summary(s: ScanSummary) -> str:

@@ -21,6 +21,7 @@ everything, use the all-pairs comparison instead.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 from itertools import combinations
@@ -128,8 +129,8 @@ def plan(n: int, queries: int, threshold: int) -> Plan:
     best = Plan((), queries * float(n) * _COMPARE_NS)
     for widths in LAYOUTS:
         for allowed in _allowance_choices(len(widths), threshold):
-            lookups = sum(_flip_count(w, a) for w, a in zip(widths, allowed, strict=True) if a >= 0)
-            chance = sum(_flip_count(w, a) / 2**w for w, a in zip(widths, allowed, strict=True) if a >= 0)
+            lookups = sum(flip_count(w, a) for w, a in zip(widths, allowed, strict=True) if a >= 0)
+            chance = sum(flip_count(w, a) / 2**w for w, a in zip(widths, allowed, strict=True) if a >= 0)
             setup = sum(2**w * _BUCKET_NS + n * _SORT_NS for w, a in zip(widths, allowed, strict=True) if a >= 0)
             cost = setup + queries * (lookups * _LOOKUP_NS + n * chance * _CANDIDATE_NS)
             if cost < best.cost_ns:
@@ -147,12 +148,12 @@ def _allowance_choices(blocks: int, threshold: int) -> list[tuple[int, ...]]:
 
 
 @cache
-def _flip_count(width: int, allowance: int) -> int:
+def flip_count(width: int, allowance: int) -> int:
     return sum(comb(width, b) for b in range(allowance + 1))
 
 
 @cache
-def _flips(width: int, allowance: int) -> tuple[int, ...]:
+def flips(width: int, allowance: int) -> tuple[int, ...]:
     """Every ``width``-bit value with at most ``allowance`` bits set, fewest bits first."""
     return tuple(
         sum(1 << b for b in bits) for count in range(allowance + 1) for bits in combinations(range(width), count)
@@ -207,45 +208,66 @@ def _indexed(hashes: U64, q: I64, threshold: int, blocks: tuple[tuple[int, int, 
     qh = hashes[q]
     found: list[Pairs] = []
     for number, (shift, width, allowance) in enumerate(blocks):
-        mask = np.uint64((1 << width) - 1)
-        keys = ((hashes >> np.uint64(shift)) & mask).astype(np.intp)
-        by_key = np.argsort(keys, kind="stable")
-        sorted_hashes = hashes[by_key]
-        counts = np.bincount(keys, minlength=1 << width).astype(np.int32)
-        first = np.zeros(len(counts), dtype=np.int64)
-        np.cumsum(counts[:-1], out=first[1:])
+        keys = block_values(hashes, shift, width)
+        table = BucketTable(keys, hashes, width)
         qkeys = keys[q]
         del keys
-        for flip in _flips(width, allowance):
-            target = qkeys ^ flip
-            size = counts[target]
-            hit = np.flatnonzero(size)
-            if len(hit) == 0:
-                continue
-            size = size[hit].astype(np.int64)
-            ends = np.cumsum(size)
-            start = 0
-            while start < len(hit):  # a bounded number of candidates at a time
-                base = int(ends[start - 1]) if start else 0
-                stop = max(int(np.searchsorted(ends, base + CANDIDATE_CHUNK, side="right")), start + 1)
-                part = hit[start:stop]
-                sizes = size[start:stop]
-                # Candidate c is entry (c - bucket's first candidate) of its bucket in key order.
-                starts = ends[start:stop] - sizes - base
-                pos = np.repeat(first[target[part]] - starts, sizes) + np.arange(int(sizes.sum()))
-                x = np.repeat(qh[part], sizes) ^ sorted_hashes[pos]
-                d = np.bitwise_count(x)
-                good = np.flatnonzero(d <= threshold)
-                if len(good):
-                    owner = np.searchsorted(ends[start:stop] - base, good, side="right")
-                    i = q[part[owner]]
-                    j = by_key[pos[good]].astype(np.int64)
-                    x, d = x[good], d[good]
-                    keep = j > i if all_queries else (j != i) & (~is_query[j] | (j > i))
-                    # A pair close on an earlier block was found there already.
-                    for e_shift, e_width, e_allowance in blocks[:number]:
-                        part_bits = (x >> np.uint64(e_shift)) & np.uint64((1 << e_width) - 1)
-                        keep &= np.bitwise_count(part_bits) > e_allowance
-                    found.append((i[keep], j[keep], d[keep]))
-                start = stop
+        for flip in flips(width, allowance):
+            for owner, pos, x, d in table.matches(qh, qkeys ^ flip, threshold):
+                i = q[owner]
+                j = table.order[pos].astype(np.int64)
+                keep = j > i if all_queries else (j != i) & (~is_query[j] | (j > i))
+                keep &= ~close_on_any(x, blocks[:number])  # found on that earlier block already
+                found.append((i[keep], j[keep], d[keep]))
     return _concat(found)
+
+
+def block_values(hashes: U64, shift: int, width: int) -> npt.NDArray[np.intp]:
+    """Each hash's block of ``width`` bits from bit ``shift``."""
+    return ((hashes >> np.uint64(shift)) & np.uint64((1 << width) - 1)).astype(np.intp)
+
+
+def close_on_any(x: U64, blocks: tuple[tuple[int, int, int], ...]) -> npt.NDArray[np.bool_]:
+    """Which of the differences ``x`` (a XOR b) are within the allowance of one of ``blocks``:
+    the pairs a search by those blocks finds (so a later block leaves them out)."""
+    close = np.zeros(len(x), dtype=bool)
+    for shift, width, allowance in blocks:
+        close |= np.bitwise_count(block_values(x, shift, width)) <= allowance
+    return close
+
+
+class BucketTable:
+    """Hashes bucketed by a key of ``width`` bits (their block's value, say), to look candidates up."""
+
+    def __init__(self, keys: npt.NDArray[np.intp], hashes: U64, width: int) -> None:
+        self.order = np.argsort(keys, kind="stable")  # entry k of the table is hashes[order[k]]
+        self.hashes = hashes[self.order]
+        self.counts = np.bincount(keys, minlength=1 << width).astype(np.int32)
+        self.first = np.zeros(len(self.counts), dtype=np.int64)
+        np.cumsum(self.counts[:-1], out=self.first[1:])
+
+    def matches(self, qh: U64, target: npt.NDArray[np.intp], threshold: int) -> Iterator[tuple[I64, I64, U64, U8]]:
+        """The hashes of bucket ``target[k]`` within ``threshold`` of ``qh[k]``, for every k, a
+        bounded number of candidates at a time: ``(k, entry in the table, XOR, distance)``."""
+        size = self.counts[target]
+        hit = np.flatnonzero(size)
+        if len(hit) == 0:
+            return
+        size = size[hit].astype(np.int64)
+        ends = np.cumsum(size)
+        start = 0
+        while start < len(hit):
+            base = int(ends[start - 1]) if start else 0
+            stop = max(int(np.searchsorted(ends, base + CANDIDATE_CHUNK, side="right")), start + 1)
+            part = hit[start:stop]
+            sizes = size[start:stop]
+            # Candidate c is entry (c - bucket's first candidate) of its bucket in key order.
+            starts = ends[start:stop] - sizes - base
+            pos = np.repeat(self.first[target[part]] - starts, sizes) + np.arange(int(sizes.sum()))
+            x = np.repeat(qh[part], sizes) ^ self.hashes[pos]
+            d = np.bitwise_count(x)
+            good = np.flatnonzero(d <= threshold)
+            if len(good):
+                owner = np.searchsorted(ends[start:stop] - base, good, side="right")
+                yield part[owner].astype(np.int64), pos[good], x[good], d[good]
+            start = stop
