@@ -24,8 +24,21 @@ FIXTURES = Path(__file__).parent / "fixtures"
 HANG_SECONDS = 300
 
 
+#: Where the stacks of a hung run go: pytest captures the standard error of a test at the
+#: file-descriptor level, and a run ended by the guard never shows what it captured.
+HANG_LOG = os.environ.get("IMGINDEX_HANG_LOG")
+
+
 @pytest.fixture(autouse=True)
-def _hang_guard() -> Iterator[None]:
+def _hang_guard(request: pytest.FixtureRequest) -> Iterator[None]:
+    if HANG_LOG:
+        with open(HANG_LOG, "a") as log:
+            log.write(f"\n{request.node.nodeid}\n")
+            log.flush()
+            faulthandler.dump_traceback_later(HANG_SECONDS, exit=True, file=log)
+            yield
+            faulthandler.cancel_dump_traceback_later()
+        return
     faulthandler.dump_traceback_later(HANG_SECONDS, exit=True)
     yield
     faulthandler.cancel_dump_traceback_later()
