@@ -5,6 +5,7 @@ from __future__ import annotations
 import faulthandler
 import io
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -110,6 +111,13 @@ def run_scan(index: Index, *roots: Path | bytes, options: ScanOptions = QUICK) -
 @pytest.fixture
 def cli() -> CliRunner:
     return CliRunner()
+
+
+def default_sigint() -> None:
+    """For a child process that is sent SIGINT: the default disposition, so that Python turns
+    it into KeyboardInterrupt (Ctrl-C), even when this run was started with SIGINT ignored (a
+    shell starts background commands so, and Python then leaves it ignored)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def run_module(*args: str, check: bool = False, **kwargs: object) -> subprocess.CompletedProcess[str]:

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from imgindex.cli import app
 from imgindex.storage import SCHEMA_VERSION, open_index
 
-from .conftest import encode, picture, run_module, write
+from .conftest import default_sigint, encode, picture, run_module, write
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "sample-dump"
 
@@ -169,6 +169,7 @@ def test_interrupted_scan_keeps_what_it_committed_and_resumes(sig: signal.Signal
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=default_sigint,
     )
     _wait_for_rows(db, proc, time.monotonic() + 60)
     proc.send_signal(sig)

@@ -33,7 +33,7 @@ from imgindex.review.pictures import Pictures
 from imgindex.review.server import address, bind, serving
 from imgindex.storage import Index, open_index
 
-from .conftest import encode, picture, run_scan, write
+from .conftest import default_sigint, encode, picture, run_scan, write
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 HOSTILE = {
@@ -250,6 +250,7 @@ def test_review_command_serves_until_interrupted(reviewed: Path, tmp_path: Path)
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=default_sigint,
     )
     try:
         assert process.stdout is not None
