@@ -19,7 +19,7 @@ Storage is :class:`imgindex.storage.Decisions`; the review page
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -90,18 +90,18 @@ def same(kept: bytes, duplicates: Iterable[bytes]) -> list[Row]:
 
 
 def keep_priority(
-    decided: InForce, sha256: npt.NDArray[np.uint8], rows_path: list[bytes | None]
+    decided: InForce, sha256: npt.NDArray[np.uint8], path_of: Callable[[int], bytes]
 ) -> npt.NDArray[np.int64]:
-    """For each image (its SHA-256, ``(n, 32)``; its path where asked for): how strongly a
-    decision says keep it (0: none; later decisions higher, the named copy above its twins)."""
+    """For each image (its SHA-256, ``(n, 32)``; ``path_of`` a row's path, asked only of the
+    rows a decision names): how strongly a decision says keep it (0: none; later decisions
+    higher, the named copy above its twins)."""
     n = len(sha256)
     priority = np.zeros(n, dtype=np.int64)
     if not decided.keep or not n:
         return priority
-    kept = _rows_of(sha256, list(decided.keep))
-    for row in np.flatnonzero(kept).tolist():
+    for row in np.flatnonzero(keep_rows(decided, sha256)).tolist():
         batch, path = decided.keep[sha256[row].tobytes()]
-        priority[row] = 2 * batch + (1 if path is not None and rows_path[row] == path else 0)
+        priority[row] = 2 * batch + (1 if path is not None and path_of(row) == path else 0)
     return priority
 
 
