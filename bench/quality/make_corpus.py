@@ -591,9 +591,11 @@ MODERATE_PER_SOURCE = 4
 
 #: Template family kind -> (templates, members per template). Members are different pictures
 #: on one template (no member may pair with another); some get planted variants.
+#: Different templates must not make one picture twice: one deck per suit (all its ranks),
+#: one sign template per frame (its symbols each once).
 FAMILIES: dict[str, tuple[int, int]] = {
-    "cards": (4, 9),
-    "signs": (5, 7),
+    "cards": (2, 10),
+    "signs": (3, 7),
     "buttons": (5, 6),
     "products": (5, 6),
     "icon_glyph": (5, 6),
@@ -609,7 +611,7 @@ FAMILY_STYLES: dict[str, dict[str, Any]] = {
         "ranks": ("A", "2", "3", "4", "5", "6", "7", "8", "9", "10"),
         "card_width": (200, 320),
         "card_back": "transparent",
-        "signs": ("triangle_yellow", "triangle_white"),
+        "signs": ("triangle_yellow", "triangle_white", "square_yellow"),
         "symbols": ("exclamation", "lightning", "flame", "skull", "radiation", "waves", "person", "hand"),
         "button_sizes": ((160, 48), (200, 60), (240, 64), (120, 40)),
         "button_words": WORDS[0::2],
@@ -623,7 +625,7 @@ FAMILY_STYLES: dict[str, dict[str, Any]] = {
         "ranks": ("A", "2", "3", "4", "5", "6", "7", "8", "9", "10"),
         "card_width": (130, 190),
         "card_back": "green",
-        "signs": ("diamond_orange", "circle_blue"),
+        "signs": ("diamond_orange", "circle_blue", "circle_red"),
         "symbols": ("cross", "arrow_down", "drops", "star", "ring", "snowflake", "gear", "house"),
         "button_sizes": ((300, 80), (96, 32), (180, 54), (260, 44)),
         "button_words": WORDS[1::2],
@@ -817,6 +819,14 @@ def sign(template: dict[str, Any], symbol: str) -> Image.Image:
             [(S / 2, S * 0.08), (S * 0.92, S / 2), (S / 2, S * 0.92), (S * 0.08, S / 2)], fill=template["fill"]
         )
         cy, size = S * 0.5, S * 0.4
+    elif frame == "square_yellow":
+        draw.rectangle([S * 0.04, S * 0.04, S * 0.96, S * 0.96], fill=(20, 20, 20))
+        draw.rectangle([S * 0.1, S * 0.1, S * 0.9, S * 0.9], fill=template["fill"])
+        cy, size = S * 0.5, S * 0.56
+    elif frame == "circle_red":  # black pictogram on a white disc in a red ring
+        draw.ellipse([S * 0.03, S * 0.03, S * 0.97, S * 0.97], fill=template["fill"])
+        draw.ellipse([S * 0.13, S * 0.13, S * 0.87, S * 0.87], fill=(255, 255, 255))
+        cy, size = S * 0.5, S * 0.46
     else:  # circle_blue: white pictogram on a blue disc
         draw.ellipse([S * 0.03, S * 0.03, S * 0.97, S * 0.97], fill=template["fill"])
         ink = (255, 255, 255)
@@ -963,11 +973,13 @@ def product(template: dict[str, Any], kind: str, tint: tuple[int, int, int]) -> 
     return img
 
 
-def family_set(rng: np.random.Generator, kind: str, members: int, fs: dict[str, Any]) -> list[tuple[Image.Image, str]]:
-    """One template's members: (picture, what differs) each, all different pictures."""
+def family_set(
+    rng: np.random.Generator, kind: str, members: int, fs: dict[str, Any], number: int = 0
+) -> list[tuple[Image.Image, str]]:
+    """Template ``number``'s members: (picture, what differs) each, all different pictures."""
     out: list[tuple[Image.Image, str]] = []
     if kind == "cards":
-        suit = str(rng.choice(fs["suits"]))
+        suit = str(fs["suits"][number % len(fs["suits"])])
         red = suit in ("heart", "diamond")
         deck = {
             "suit": suit,
@@ -981,10 +993,12 @@ def family_set(rng: np.random.Generator, kind: str, members: int, fs: dict[str, 
         ranks = sorted(rng.choice(fs["ranks"], size=members, replace=False).tolist(), key=fs["ranks"].index)
         out = [(card(deck, str(r)), f"{r} of {suit}s") for r in ranks]
     elif kind == "signs":
-        frame = str(rng.choice(fs["signs"]))
+        frame = str(fs["signs"][number % len(fs["signs"])])
         fill = {
             "triangle_yellow": (252, int(rng.integers(190, 215)), int(rng.integers(0, 40))),
             "triangle_white": (int(rng.integers(190, 230)), 20, 30),
+            "square_yellow": (252, int(rng.integers(190, 215)), int(rng.integers(0, 40))),
+            "circle_red": (int(rng.integers(190, 230)), 20, 30),
             "diamond_orange": (255, int(rng.integers(110, 160)), 0),
             "circle_blue": (0, int(rng.integers(60, 110)), int(rng.integers(160, 210))),
         }[frame]
@@ -1695,7 +1709,7 @@ def build(
         for kind, (templates, members) in FAMILIES.items():
             for t in range(max(1, round(templates * distractor_scale))):
                 group = f"{kind}-{t:02d}"
-                for im, what in family_set(f_rng, kind, members, fs):
+                for im, what in family_set(f_rng, kind, members, fs, t):
                     src = family_source(f"f{n_members:04d}", kind, im, f_rng, what)
                     n_members += 1
                     rel = corpus.add(
