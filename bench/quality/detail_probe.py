@@ -21,7 +21,10 @@ and judges each link again:
   two normalised pictures in a cell (in standard deviations), taken for the
   wholes and for the insides, the smaller of the two. A different symbol in
   one place makes one cell differ much, however alike the rest is; a
-  re-encode or a slight shift makes every cell differ a little.
+  re-encode or a slight shift makes every cell differ a little. With
+  ``--shift N``, each cell of one picture may move up to N px to meet the
+  other (both ways round): crops, small rotations and rescaling move
+  content by a pixel or two at this size, a different symbol stays different.
 
 The one threshold comes from a rule, on the first part (tuning) only: the
 99th percentile of the detail difference over the true links imgindex's
@@ -72,15 +75,36 @@ def pictures(root: Path, rel: str, side: int) -> tuple[np.ndarray, np.ndarray, b
     return whole, normalised(grey.crop(box), side) if box else whole, box is not None
 
 
-def detail_difference(a: np.ndarray, b: np.ndarray, grid: int) -> float:
-    """The largest mean absolute difference over ``grid`` x ``grid`` cells."""
+def _cells(d: np.ndarray, grid: int) -> np.ndarray:
+    cell = d.shape[-1] // grid
+    d = d[..., : cell * grid, : cell * grid]
+    return d.reshape(*d.shape[:-2], grid, cell, grid, cell).mean(axis=(-3, -1))
+
+
+def detail_difference(a: np.ndarray, b: np.ndarray, grid: int, shift: int = 0) -> float:
+    """The largest mean absolute difference over ``grid`` x ``grid`` cells; with ``shift``,
+    each cell's difference is the least over moving the other picture by up to ``shift`` px
+    each way (a cell may move on its own: crops, rotations and rescaling move content a
+    little, a different symbol stays different), taken both ways round."""
+    if not shift:
+        return float(_cells(np.abs(a - b), grid).max())
     side = a.shape[0]
-    cell = side // grid
-    d = np.abs(a - b)[: cell * grid, : cell * grid].reshape(grid, cell, grid, cell)
-    return float(d.mean(axis=(1, 3)).max())
+
+    def one_way(x: np.ndarray, y: np.ndarray) -> float:
+        padded = np.pad(y, shift, mode="edge")
+        moved = np.stack(
+            [
+                padded[shift + dy : shift + dy + side, shift + dx : shift + dx + side]
+                for dy in range(-shift, shift + 1)
+                for dx in range(-shift, shift + 1)
+            ]
+        )
+        return float(_cells(np.abs(x[None] - moved), grid).min(axis=0).max())
+
+    return max(one_way(a, b), one_way(b, a))
 
 
-def probe_part(part: str, side: int, grid: int) -> dict[str, Any]:
+def probe_part(part: str, side: int, grid: int, shift: int = 0) -> dict[str, Any]:
     """Every link of imgindex's report with its detail difference and whether it is true."""
     labels = score.load_labels(OUT / f"quality-corpus-{part}" / "labels.json")
     found = score.imgindex_found(OUT / "quality-run" / part / "near.json", labels)
@@ -96,7 +120,7 @@ def probe_part(part: str, side: int, grid: int) -> dict[str, Any]:
         kept = group[0]
         for dup in group[1:]:
             (wa, ia, _), (wb, ib, _) = get(kept), get(dup)
-            d = min(detail_difference(wa, wb, grid), detail_difference(ia, ib, grid))
+            d = min(detail_difference(wa, wb, grid, shift), detail_difference(ia, ib, grid, shift))
             true = labels.family(kept) == labels.family(dup)
             links.append({"kept": kept, "duplicate": dup, "difference": round(d, 4), "true": true})
     framed = sum(f for _, _, f in cache.values())
@@ -149,15 +173,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parts", default="tuning,heldout", help="the first sets the threshold, the others use it")
     parser.add_argument("--side", type=int, default=32, help="side of the grey pictures compared (default 32)")
     parser.add_argument("--grid", type=int, default=4, help="cells per side over which the largest difference is taken")
+    parser.add_argument("--shift", type=int, default=0, help="let each cell move up to this many px (default 0)")
     parser.add_argument("--threshold", type=float, help="use this threshold instead of the rule's")
     parser.add_argument("--json", type=Path, default=OUT / "quality-run" / "detail-probe.json")
     args = parser.parse_args(argv)
     parts = [p.strip() for p in args.parts.split(",") if p.strip()]
     threshold = args.threshold
-    results: dict[str, Any] = {"side": args.side, "grid": args.grid, "std_floor": STD_FLOOR, "budget": BUDGET}
+    results: dict[str, Any] = {
+        "side": args.side,
+        "grid": args.grid,
+        "shift": args.shift,
+        "std_floor": STD_FLOOR,
+        "budget": BUDGET,
+    }
     for n, part in enumerate(parts):
         start = time.perf_counter()
-        p = probe_part(part, args.side, args.grid)
+        p = probe_part(part, args.side, args.grid, args.shift)
         true = sorted(x["difference"] for x in p["links"] if x["true"])
         false = sorted(x["difference"] for x in p["links"] if not x["true"])
         if threshold is None and n == 0:
@@ -174,7 +205,23 @@ def main(argv: list[str] | None = None) -> int:
                 "moderate": s["moderate"]["total"]["recall"],
                 "false_pairs": s["false_pairs"]["count"],
             }
+        labels = p["labels"]
+        by_transform: dict[str, list[float]] = {}
+        by_kinds: dict[str, list[float]] = {}
+        for x in p["links"]:
+            if x["true"]:
+                t = labels.files[x["duplicate"]]["transform"]
+                t = labels.files[x["kept"]]["transform"] if t == "source" else t
+                by_transform.setdefault(t, []).append(x["difference"])
+            else:
+                k = " ~ ".join(sorted((labels.category(x["kept"]), labels.category(x["duplicate"]))))
+                by_kinds.setdefault(k, []).append(x["difference"])
         results[part] = {
+            "true_by_transform": {
+                t: {"links": len(v), "median": float(np.median(v)), "p90": float(np.quantile(v, 0.9)), "max": max(v)}
+                for t, v in sorted(by_transform.items(), key=lambda kv: -float(np.quantile(kv[1], 0.9)))
+            },
+            "false_by_kinds": {k: sorted(v) for k, v in sorted(by_kinds.items(), key=lambda kv: -len(kv[1]))},
             "links": len(p["links"]),
             "true_links": len(true),
             "false_links": len(false),
@@ -203,6 +250,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"    {t:16} {v:>9.3f} -> {r['after']['moderate_by_edit'][t]:.3f}")
         print(f"  template-family false pairs by kind: {r['before']['by_family']} -> {r['after']['by_family']}")
         print(f"  for information, other thresholds: {sweep}")
+        print("  true links by transform (the duplicate's, else the kept one's): median/p90/max difference")
+        for t, v in r["true_by_transform"].items():
+            print(f"    {t:16} {v['links']:>5}  {v['median']:.2f}/{v['p90']:.2f}/{v['max']:.2f}")
+        print("  false links by kinds: their differences")
+        for k, v in list(r["false_by_kinds"].items())[:8]:
+            print(f"    {k[:48]:48} {len(v):>4}  " + " ".join(f"{d:.2f}" for d in v[:24]))
     whole = args.side * args.side
     results["threshold"] = threshold
     framed = max(results[p]["framed_share"] for p in parts)

@@ -157,7 +157,7 @@ def summary_table(results: dict[str, dict[str, Any]]) -> str:
     row("standard transforms", lambda s: s["standard"]["recall"])
     row("  lowest single transform", _lowest_standard)
     row("hard (mirror, rot90)", lambda s: s["hard"]["recall"])
-    edits = list(results[parts[0]]["scores"][tools[0]]["moderate"]["transforms"])
+    edits = list(dict.fromkeys(e for p in parts for e in results[p]["scores"][tools[0]]["moderate"]["transforms"]))
     row("moderate edits, all", lambda s: s["moderate"]["total"]["recall"])
     for e in edits:
         row(f"  {e}", lambda s, e=e: s["moderate"]["transforms"][e]["recall"])
