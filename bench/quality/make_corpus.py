@@ -61,7 +61,10 @@ from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps
 DEFAULT_OUT = Path(__file__).resolve().parent.parent / "out" / "quality-corpus"
 DEFAULT_SOURCES = 300
 DEFAULT_SEED = 1
-LABELS_VERSION = 1
+HELDOUT_SEED = 2
+#: 2: planted pairs and family pairs carry a class (standard, hard, moderate, family); the
+#: template-family members and moderate edits of the round-2 parts. score.py reads 1 and 2.
+LABELS_VERSION = 2
 
 #: Transform name -> what it does. Order is the order of the printed tables.
 TRANSFORMS: dict[str, str] = {
@@ -105,6 +108,29 @@ WORDS = tuple(_WORDS_TEXT.split())
 
 BANNER_SIZES = ((728, 90), (468, 60), (300, 250), (970, 250), (160, 600), (320, 50), (1200, 300))
 
+#: What differs between the parts of the corpus. ``round1`` is the first corpus, unchanged;
+#: ``tuning`` adds the template families and moderate edits to it; ``heldout`` draws all of
+#: it with other fonts, sizes, glyphs, symbols, palettes and words (and another seed).
+STYLES: dict[str, dict[str, Any]] = {
+    "round1": {
+        "fonts": (),
+        "banner_sizes": BANNER_SIZES,
+        "icon_sizes": (32, 48, 64, 96, 128, 192, 256),
+    },
+    "heldout": {
+        "fonts": (
+            "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+            "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
+        ),
+        "banner_sizes": ((600, 100), (400, 80), (336, 280), (880, 200), (120, 600), (300, 60), (1000, 320)),
+        "icon_sizes": (24, 40, 72, 100, 144, 180, 220),
+    },
+}
+STYLES["tuning"] = STYLES["round1"]
+PARTS = tuple(STYLES)
+#: The style in use (set by :func:`build`).
+STYLE: dict[str, Any] = dict(STYLES["round1"])
+
 HOSTS = (
     "http://www.example.com",
     "https://shop.example.net",
@@ -127,7 +153,14 @@ def colour(rng: np.random.Generator, lo: int = 0, hi: int = 256) -> tuple[int, i
 
 
 def font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
-    """Pillow's default font at ``size`` px (its bitmap font when FreeType is missing)."""
+    """The part's font at ``size`` px: Pillow's default font (its bitmap font when FreeType is
+    missing), or for the held-out part a TrueType font of the system when there is one."""
+    for path in STYLE["fonts"]:
+        if Path(path).exists():
+            try:
+                return ImageFont.truetype(path, max(6, size))
+            except OSError:
+                continue
     try:
         return ImageFont.load_default(size=max(6, size))
     except (TypeError, OSError):
@@ -538,6 +571,601 @@ def near_blank(rng: np.random.Generator, w: int, h: int) -> Image.Image:
 
 
 # ---------------------------------------------------------------------------
+# Round 2: template families (different pictures on one template) and moderate edits
+# ---------------------------------------------------------------------------
+
+#: Moderate edit -> what it does. Scored apart from the standard transforms.
+MODERATE: dict[str, str] = {
+    "crop_more": "5-10% cropped off each border",
+    "crop_side": "one border cut by 8-15% (a caption bar or strip cut off; mostly the bottom)",
+    "watermark": "a small text or logo watermark in a corner",
+    "caption_bar": "a caption bar with text added below or above (canvas made taller)",
+    "pad_square": "padded to a square (4:3 for square pictures) with bars of one colour",
+    "jpeg_q30": "JPEG at quality 30",
+    "blur": "slight Gaussian blur (radius 0.2-0.4% of the shorter side, at least 0.7 px)",
+    "sharpen": "unsharp mask (150-250%)",
+    "rotate": "rotated by 2-3 degrees either way, size kept, corners filled white",
+}
+#: Moderate edits planted per chosen source.
+MODERATE_PER_SOURCE = 4
+
+#: Template family kind -> (templates, members per template). Members are different pictures
+#: on one template (no member may pair with another); some get planted variants.
+#: Different templates must not make one picture twice: one deck per suit (all its ranks),
+#: one sign template per frame (its symbols each once).
+FAMILIES: dict[str, tuple[int, int]] = {
+    "cards": (2, 10),
+    "signs": (3, 7),
+    "buttons": (5, 6),
+    "products": (5, 6),
+    "icon_glyph": (5, 6),
+}
+#: Share of family members given planted variants, and the transforms drawn for them.
+FAMILY_VARIANT_SHARE = 0.5
+FAMILY_TRANSFORMS = ("jpeg", "webp", "alpha_to_jpeg", "resize50", "thumb", "crop", "brightness", "grey")
+
+#: Per part: what the families are drawn from.
+FAMILY_STYLES: dict[str, dict[str, Any]] = {
+    "tuning": {
+        "suits": ("spade", "club"),
+        "ranks": ("A", "2", "3", "4", "5", "6", "7", "8", "9", "10"),
+        "card_width": (200, 320),
+        "card_back": "transparent",
+        "signs": ("triangle_yellow", "triangle_white", "square_yellow"),
+        "symbols": ("exclamation", "lightning", "flame", "skull", "radiation", "waves", "person", "hand"),
+        "button_sizes": ((160, 48), (200, 60), (240, 64), (120, 40)),
+        "button_words": WORDS[0::2],
+        "product_sizes": ((500, 500), (640, 640), (600, 450)),
+        "objects": ("bottle", "box", "mug", "ball", "can", "vase"),
+        "icon_glyphs": ("plus", "arrow", "check", "house", "heart", "bars", "circle"),
+        "icon_sizes": (48, 64, 96, 128),
+    },
+    "heldout": {
+        "suits": ("heart", "diamond"),
+        "ranks": ("A", "2", "3", "4", "5", "6", "7", "8", "9", "10"),
+        "card_width": (130, 190),
+        "card_back": "green",
+        "signs": ("diamond_orange", "circle_blue", "circle_red"),
+        "symbols": ("cross", "arrow_down", "drops", "star", "ring", "snowflake", "gear", "house"),
+        "button_sizes": ((300, 80), (96, 32), (180, 54), (260, 44)),
+        "button_words": WORDS[1::2],
+        "product_sizes": ((400, 560), (800, 800), (720, 540)),
+        "objects": ("shoe", "lamp", "bag", "phone", "cup", "cone"),
+        "icon_glyphs": ("letter",),
+        "icon_sizes": (40, 72, 100, 180),
+    },
+}
+
+
+def suit_pip(draw: ImageDraw.ImageDraw, suit: str, cx: float, cy: float, s: float, fill: Any) -> None:
+    """A suit symbol of height about ``s`` centred at (cx, cy)."""
+    r = s / 2
+    if suit == "diamond":
+        draw.polygon([(cx, cy - r), (cx + r * 0.7, cy), (cx, cy + r), (cx - r * 0.7, cy)], fill=fill)
+    elif suit == "heart":
+        draw.ellipse([cx - r, cy - r * 0.8, cx, cy + r * 0.1], fill=fill)
+        draw.ellipse([cx, cy - r * 0.8, cx + r, cy + r * 0.1], fill=fill)
+        draw.polygon([(cx - r * 0.97, cy - r * 0.25), (cx + r * 0.97, cy - r * 0.25), (cx, cy + r)], fill=fill)
+    elif suit == "spade":
+        draw.ellipse([cx - r, cy - r * 0.2, cx, cy + r * 0.6], fill=fill)
+        draw.ellipse([cx, cy - r * 0.2, cx + r, cy + r * 0.6], fill=fill)
+        draw.polygon([(cx - r * 0.97, cy + r * 0.3), (cx + r * 0.97, cy + r * 0.3), (cx, cy - r)], fill=fill)
+        draw.polygon([(cx, cy + r * 0.2), (cx - r * 0.4, cy + r), (cx + r * 0.4, cy + r)], fill=fill)
+    else:  # club
+        q = r * 0.48
+        for dx, dy in ((0, -0.45), (-0.5, 0.15), (0.5, 0.15)):
+            draw.ellipse([cx + dx * r - q, cy + dy * r - q, cx + dx * r + q, cy + dy * r + q], fill=fill)
+        draw.polygon([(cx, cy), (cx - r * 0.4, cy + r), (cx + r * 0.4, cy + r)], fill=fill)
+
+
+#: Rank -> pip centres in card units (x, y in [0, 1]).
+_PIPS: dict[str, list[tuple[float, float]]] = {
+    "A": [(0.5, 0.5)],
+    "2": [(0.5, 0.22), (0.5, 0.78)],
+    "3": [(0.5, 0.22), (0.5, 0.5), (0.5, 0.78)],
+    "4": [(0.32, 0.22), (0.68, 0.22), (0.32, 0.78), (0.68, 0.78)],
+}
+_PIPS["5"] = _PIPS["4"] + [(0.5, 0.5)]
+_PIPS["6"] = _PIPS["4"] + [(0.32, 0.5), (0.68, 0.5)]
+_PIPS["7"] = _PIPS["6"] + [(0.5, 0.36)]
+_PIPS["8"] = _PIPS["7"] + [(0.5, 0.64)]
+_PIPS["9"] = [(x, y) for x in (0.32, 0.68) for y in (0.22, 0.41, 0.59, 0.78)] + [(0.5, 0.5)]
+_PIPS["10"] = [(x, y) for x in (0.32, 0.68) for y in (0.22, 0.41, 0.59, 0.78)] + [(0.5, 0.31), (0.5, 0.69)]
+
+
+def card(deck: dict[str, Any], rank: str) -> Image.Image:
+    """A playing card of one deck: frame, corner indices and the rank's pips (drawn large, reduced)."""
+    w = deck["width"]
+    h = round(w * 1.4)
+    k = 3
+    W, H = w * k, h * k
+    transparent = deck["back"] == "transparent"
+    img = Image.new("RGBA" if transparent else "RGB", (W, H), (0, 0, 0, 0) if transparent else deck["table"])
+    draw = ImageDraw.Draw(img)
+    draw.rounded_rectangle([k, k, W - k, H - k], radius=W // 14, fill=deck["paper"], outline=deck["edge"], width=k * 2)
+    ink = deck["ink"]
+    pip = W * 0.17 if rank != "A" else W * 0.42
+    for x, y in _PIPS[rank]:
+        suit_pip(draw, deck["suit"], x * W, (0.08 + 0.84 * y) * H, pip, ink)
+    f = font(int(W * 0.13))
+    draw.text((W * 0.09, H * 0.07), rank, font=f, fill=ink, anchor="mm")
+    suit_pip(draw, deck["suit"], W * 0.09, H * 0.15, W * 0.08, ink)
+    draw.text((W * 0.91, H * 0.93), rank, font=f, fill=ink, anchor="mm")
+    suit_pip(draw, deck["suit"], W * 0.91, H * 0.85, W * 0.08, ink)
+    return img.resize((w, h), Image.Resampling.LANCZOS)
+
+
+def sign_symbol(draw: ImageDraw.ImageDraw, symbol: str, cx: float, cy: float, s: float, ink: Any) -> None:
+    """A pictogram of size about ``s`` centred at (cx, cy)."""
+    r = s / 2
+    lw = max(1, int(s * 0.1))
+    if symbol == "exclamation":
+        draw.polygon(
+            [
+                (cx - r * 0.15, cy - r),
+                (cx + r * 0.15, cy - r),
+                (cx + r * 0.07, cy + r * 0.45),
+                (cx - r * 0.07, cy + r * 0.45),
+            ],
+            fill=ink,
+        )
+        draw.ellipse([cx - r * 0.14, cy + r * 0.65, cx + r * 0.14, cy + r * 0.93], fill=ink)
+    elif symbol == "lightning":
+        draw.polygon(
+            [
+                (cx + r * 0.2, cy - r),
+                (cx - r * 0.45, cy + r * 0.1),
+                (cx, cy + r * 0.1),
+                (cx - r * 0.2, cy + r),
+                (cx + r * 0.45, cy - r * 0.1),
+                (cx, cy - r * 0.1),
+            ],
+            fill=ink,
+        )
+    elif symbol == "flame":
+        draw.ellipse([cx - r * 0.6, cy - r * 0.1, cx + r * 0.6, cy + r], fill=ink)
+        draw.polygon([(cx - r * 0.58, cy + r * 0.35), (cx, cy - r), (cx + r * 0.58, cy + r * 0.35)], fill=ink)
+    elif symbol == "skull":
+        draw.ellipse([cx - r * 0.6, cy - r, cx + r * 0.6, cy + r * 0.3], fill=ink)
+        draw.rectangle([cx - r * 0.35, cy + r * 0.2, cx + r * 0.35, cy + r * 0.55], fill=ink)
+        for dx in (-0.27, 0.27):
+            draw.ellipse(
+                [cx + (dx - 0.15) * r, cy - r * 0.5, cx + (dx + 0.15) * r, cy - r * 0.15], fill=(255, 255, 255)
+            )
+        draw.line([(cx - r * 0.9, cy + r * 0.7), (cx + r * 0.9, cy + r)], fill=ink, width=lw)
+        draw.line([(cx - r * 0.9, cy + r), (cx + r * 0.9, cy + r * 0.7)], fill=ink, width=lw)
+    elif symbol == "radiation":
+        for start in (-90, 30, 150):
+            draw.pieslice([cx - r, cy - r, cx + r, cy + r], start - 30, start + 30, fill=ink)
+        draw.ellipse([cx - r * 0.3, cy - r * 0.3, cx + r * 0.3, cy + r * 0.3], fill=(255, 255, 255))
+        draw.ellipse([cx - r * 0.18, cy - r * 0.18, cx + r * 0.18, cy + r * 0.18], fill=ink)
+    elif symbol == "waves":
+        for k in range(3):
+            y = cy - r * 0.6 + k * r * 0.6
+            pts = [(cx - r + t * r / 6, y + math.sin(t * math.pi / 3) * r * 0.15) for t in range(13)]
+            draw.line(pts, fill=ink, width=lw)
+    elif symbol == "person":
+        draw.ellipse([cx - r * 0.18, cy - r, cx + r * 0.18, cy - r * 0.64], fill=ink)
+        draw.line([(cx, cy - r * 0.6), (cx, cy + r * 0.2)], fill=ink, width=lw)
+        draw.line([(cx - r * 0.5, cy - r * 0.3), (cx + r * 0.5, cy - r * 0.1)], fill=ink, width=lw)
+        draw.line([(cx, cy + r * 0.2), (cx - r * 0.4, cy + r)], fill=ink, width=lw)
+        draw.line([(cx, cy + r * 0.2), (cx + r * 0.45, cy + r * 0.9)], fill=ink, width=lw)
+    elif symbol == "hand":
+        draw.rounded_rectangle([cx - r * 0.45, cy - r * 0.1, cx + r * 0.45, cy + r], radius=r * 0.2, fill=ink)
+        for k in range(4):
+            x = cx - r * 0.42 + k * r * 0.28
+            draw.rounded_rectangle([x, cy - r * (0.75 + 0.1 * (k % 2)), x + r * 0.2, cy], radius=r * 0.1, fill=ink)
+        draw.polygon(
+            [
+                (cx - r * 0.45, cy + r * 0.2),
+                (cx - r * 0.9, cy - r * 0.3),
+                (cx - r * 0.7, cy - r * 0.4),
+                (cx - r * 0.3, cy),
+            ],
+            fill=ink,
+        )
+    elif symbol == "cross":
+        draw.rectangle([cx - r * 0.2, cy - r * 0.8, cx + r * 0.2, cy + r * 0.8], fill=ink)
+        draw.rectangle([cx - r * 0.8, cy - r * 0.2, cx + r * 0.8, cy + r * 0.2], fill=ink)
+    elif symbol == "arrow_down":
+        draw.rectangle([cx - r * 0.18, cy - r * 0.9, cx + r * 0.18, cy + r * 0.2], fill=ink)
+        draw.polygon([(cx - r * 0.6, cy + r * 0.1), (cx + r * 0.6, cy + r * 0.1), (cx, cy + r * 0.9)], fill=ink)
+    elif symbol == "drops":
+        for dx, dy in ((-0.45, -0.3), (0.45, -0.3), (0, 0.4)):
+            x, y = cx + dx * r, cy + dy * r
+            draw.ellipse([x - r * 0.25, y - r * 0.05, x + r * 0.25, y + r * 0.45], fill=ink)
+            draw.polygon([(x - r * 0.24, y + r * 0.15), (x, y - r * 0.4), (x + r * 0.24, y + r * 0.15)], fill=ink)
+    elif symbol == "star":
+        draw.polygon(star(cx, cy, r, 5, 0.45), fill=ink)
+    elif symbol == "ring":
+        draw.ellipse([cx - r * 0.8, cy - r * 0.8, cx + r * 0.8, cy + r * 0.8], outline=ink, width=lw * 2)
+    elif symbol == "snowflake":
+        for k in range(3):
+            a = math.pi * k / 3
+            draw.line(
+                [(cx - r * math.cos(a), cy - r * math.sin(a)), (cx + r * math.cos(a), cy + r * math.sin(a))],
+                fill=ink,
+                width=lw,
+            )
+    elif symbol == "gear":
+        draw.polygon(star(cx, cy, r, 8, 0.75), fill=ink)
+        draw.ellipse([cx - r * 0.3, cy - r * 0.3, cx + r * 0.3, cy + r * 0.3], fill=(255, 255, 255))
+    elif symbol == "house":
+        draw.polygon([(cx - r, cy), (cx, cy - r), (cx + r, cy)], fill=ink)
+        draw.rectangle([cx - r * 0.7, cy, cx + r * 0.7, cy + r], fill=ink)
+    else:
+        raise ValueError(symbol)
+
+
+def sign(template: dict[str, Any], symbol: str) -> Image.Image:
+    """A warning/mandatory sign: the template's frame and colours, with ``symbol`` in it."""
+    s = template["size"]
+    k = 3
+    S = s * k
+    img = Image.new("RGBA", (S, S), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(img)
+    frame, ink = template["frame"], (0, 0, 0)
+    if frame == "triangle_yellow":
+        draw.polygon([(S * 0.5, S * 0.06), (S * 0.97, S * 0.9), (S * 0.03, S * 0.9)], fill=(20, 20, 20))
+        draw.polygon([(S * 0.5, S * 0.17), (S * 0.87, S * 0.84), (S * 0.13, S * 0.84)], fill=template["fill"])
+        cy, size = S * 0.6, S * 0.36
+    elif frame == "triangle_white":
+        draw.polygon([(S * 0.5, S * 0.06), (S * 0.97, S * 0.9), (S * 0.03, S * 0.9)], fill=template["fill"])
+        draw.polygon([(S * 0.5, S * 0.2), (S * 0.85, S * 0.83), (S * 0.15, S * 0.83)], fill=(255, 255, 255))
+        cy, size = S * 0.62, S * 0.32
+    elif frame == "diamond_orange":
+        draw.polygon([(S / 2, S * 0.02), (S * 0.98, S / 2), (S / 2, S * 0.98), (S * 0.02, S / 2)], fill=(0, 0, 0))
+        draw.polygon(
+            [(S / 2, S * 0.08), (S * 0.92, S / 2), (S / 2, S * 0.92), (S * 0.08, S / 2)], fill=template["fill"]
+        )
+        cy, size = S * 0.5, S * 0.4
+    elif frame == "square_yellow":
+        draw.rectangle([S * 0.04, S * 0.04, S * 0.96, S * 0.96], fill=(20, 20, 20))
+        draw.rectangle([S * 0.1, S * 0.1, S * 0.9, S * 0.9], fill=template["fill"])
+        cy, size = S * 0.5, S * 0.56
+    elif frame == "circle_red":  # black pictogram on a white disc in a red ring
+        draw.ellipse([S * 0.03, S * 0.03, S * 0.97, S * 0.97], fill=template["fill"])
+        draw.ellipse([S * 0.13, S * 0.13, S * 0.87, S * 0.87], fill=(255, 255, 255))
+        cy, size = S * 0.5, S * 0.46
+    else:  # circle_blue: white pictogram on a blue disc
+        draw.ellipse([S * 0.03, S * 0.03, S * 0.97, S * 0.97], fill=template["fill"])
+        ink = (255, 255, 255)
+        cy, size = S * 0.5, S * 0.52
+    sign_symbol(draw, symbol, S * 0.5, cy, size, ink)
+    return img.resize((s, s), Image.Resampling.LANCZOS)
+
+
+def button(template: dict[str, Any], label: str) -> Image.Image:
+    """A web button of one style (shape, colours, size) with its own label."""
+    w, h = template["size"]
+    img = Image.new("RGBA", (w, h), (0, 0, 0, 0))
+    body = Image.fromarray(gradient(w, h, template["top"], template["bottom"]).astype(np.uint8), "RGB")
+    mask = Image.new("L", (w, h), 0)
+    ImageDraw.Draw(mask).rounded_rectangle([0, 0, w - 1, h - 1], radius=int(h * template["round"]), fill=255)
+    img.paste(body, (0, 0), mask)
+    draw = ImageDraw.Draw(img)
+    draw.rounded_rectangle([0, 0, w - 1, h - 1], radius=int(h * template["round"]), outline=template["edge"], width=1)
+    draw.text((w / 2, h / 2), label, font=font(int(h * 0.45)), fill=template["ink"], anchor="mm")
+    return img
+
+
+def product_object(draw: ImageDraw.ImageDraw, kind: str, cx: float, cy: float, s: float, fill: Any) -> None:
+    """A product silhouette with a little shading, about ``s`` high, centred at (cx, cy)."""
+    r = s / 2
+    dark = tuple(int(c * 0.6) for c in fill)
+    if kind == "bottle":
+        draw.rounded_rectangle([cx - r * 0.35, cy - r * 0.3, cx + r * 0.35, cy + r], radius=r * 0.1, fill=fill)
+        draw.rectangle([cx - r * 0.12, cy - r, cx + r * 0.12, cy - r * 0.3], fill=fill)
+        draw.rectangle([cx - r * 0.3, cy + r * 0.05, cx + r * 0.3, cy + r * 0.5], fill=(245, 245, 240))
+    elif kind == "box":
+        draw.polygon(
+            [
+                (cx - r * 0.7, cy - r * 0.4),
+                (cx + r * 0.3, cy - r * 0.4),
+                (cx + r * 0.3, cy + r),
+                (cx - r * 0.7, cy + r),
+            ],
+            fill=fill,
+        )
+        draw.polygon(
+            [
+                (cx + r * 0.3, cy - r * 0.4),
+                (cx + r * 0.7, cy - r * 0.8),
+                (cx + r * 0.7, cy + r * 0.6),
+                (cx + r * 0.3, cy + r),
+            ],
+            fill=dark,
+        )
+        draw.polygon(
+            [
+                (cx - r * 0.7, cy - r * 0.4),
+                (cx - r * 0.3, cy - r * 0.8),
+                (cx + r * 0.7, cy - r * 0.8),
+                (cx + r * 0.3, cy - r * 0.4),
+            ],
+            fill=tuple(min(255, c + 50) for c in fill),
+        )
+    elif kind == "mug":
+        draw.ellipse([cx + r * 0.2, cy - r * 0.3, cx + r * 0.9, cy + r * 0.5], outline=dark, width=int(r * 0.15))
+        draw.rounded_rectangle([cx - r * 0.6, cy - r * 0.6, cx + r * 0.4, cy + r * 0.8], radius=r * 0.1, fill=fill)
+    elif kind == "ball":
+        draw.ellipse([cx - r * 0.8, cy - r * 0.8, cx + r * 0.8, cy + r * 0.8], fill=fill)
+        draw.arc([cx - r * 0.8, cy - r * 0.3, cx + r * 0.8, cy + r * 0.3], 0, 180, fill=dark, width=int(r * 0.08))
+    elif kind == "can":
+        draw.rectangle([cx - r * 0.4, cy - r * 0.8, cx + r * 0.4, cy + r * 0.8], fill=fill)
+        draw.ellipse([cx - r * 0.4, cy - r * 0.95, cx + r * 0.4, cy - r * 0.65], fill=(200, 200, 200))
+        draw.rectangle([cx - r * 0.4, cy - r * 0.1, cx + r * 0.4, cy + r * 0.2], fill=dark)
+    elif kind == "vase":
+        draw.ellipse([cx - r * 0.6, cy - r * 0.2, cx + r * 0.6, cy + r], fill=fill)
+        draw.polygon(
+            [(cx - r * 0.2, cy - r), (cx + r * 0.2, cy - r), (cx + r * 0.45, cy), (cx - r * 0.45, cy)], fill=fill
+        )
+    elif kind == "shoe":
+        draw.polygon(
+            [
+                (cx - r, cy + r * 0.5),
+                (cx - r * 0.9, cy - r * 0.3),
+                (cx - r * 0.3, cy - r * 0.3),
+                (cx + r * 0.1, cy + r * 0.1),
+                (cx + r, cy + r * 0.25),
+                (cx + r, cy + r * 0.5),
+            ],
+            fill=fill,
+        )
+        draw.rectangle([cx - r, cy + r * 0.5, cx + r, cy + r * 0.65], fill=dark)
+    elif kind == "lamp":
+        draw.polygon(
+            [
+                (cx - r * 0.2, cy - r),
+                (cx + r * 0.2, cy - r),
+                (cx + r * 0.6, cy - r * 0.3),
+                (cx - r * 0.6, cy - r * 0.3),
+            ],
+            fill=fill,
+        )
+        draw.rectangle([cx - r * 0.05, cy - r * 0.3, cx + r * 0.05, cy + r * 0.8], fill=dark)
+        draw.ellipse([cx - r * 0.4, cy + r * 0.7, cx + r * 0.4, cy + r * 0.95], fill=dark)
+    elif kind == "bag":
+        draw.arc([cx - r * 0.35, cy - r, cx + r * 0.35, cy - r * 0.2], 180, 360, fill=dark, width=int(r * 0.08))
+        draw.polygon(
+            [
+                (cx - r * 0.7, cy - r * 0.5),
+                (cx + r * 0.7, cy - r * 0.5),
+                (cx + r * 0.85, cy + r),
+                (cx - r * 0.85, cy + r),
+            ],
+            fill=fill,
+        )
+    elif kind == "phone":
+        draw.rounded_rectangle([cx - r * 0.45, cy - r, cx + r * 0.45, cy + r], radius=r * 0.12, fill=(30, 30, 30))
+        draw.rectangle([cx - r * 0.38, cy - r * 0.85, cx + r * 0.38, cy + r * 0.8], fill=fill)
+    elif kind == "cup":
+        draw.polygon(
+            [
+                (cx - r * 0.6, cy - r * 0.7),
+                (cx + r * 0.6, cy - r * 0.7),
+                (cx + r * 0.4, cy + r * 0.8),
+                (cx - r * 0.4, cy + r * 0.8),
+            ],
+            fill=fill,
+        )
+        draw.rectangle([cx - r * 0.7, cy - r * 0.85, cx + r * 0.7, cy - r * 0.7], fill=dark)
+    elif kind == "cone":
+        draw.polygon([(cx, cy - r), (cx + r * 0.6, cy + r * 0.8), (cx - r * 0.6, cy + r * 0.8)], fill=fill)
+        draw.rectangle([cx - r * 0.8, cy + r * 0.8, cx + r * 0.8, cy + r], fill=dark)
+    else:
+        raise ValueError(kind)
+
+
+def product(template: dict[str, Any], kind: str, tint: tuple[int, int, int]) -> Image.Image:
+    """A shop's product shot: its backdrop, header bar with the shop name and a price strip;
+    the object in the middle is what differs."""
+    w, h = template["size"]
+    img = Image.fromarray(gradient(w, h, template["bg1"], template["bg2"]).astype(np.uint8), "RGB")
+    draw = ImageDraw.Draw(img)
+    bar = int(h * 0.1)
+    draw.rectangle([0, 0, w, bar], fill=template["bar"])
+    draw.text((w * 0.04, bar / 2), template["shop"], font=font(int(bar * 0.55)), fill=(255, 255, 255), anchor="lm")
+    draw.ellipse([w * 0.3, h * 0.78, w * 0.7, h * 0.86], fill=tuple(int(c * 0.8) for c in template["bg2"]))
+    product_object(draw, kind, w / 2, h * 0.5, min(w, h) * 0.55, tint)
+    draw.rectangle([w * 0.68, h * 0.88, w * 0.96, h * 0.97], fill=template["bar"])
+    draw.text((w * 0.82, h * 0.925), template["price"], font=font(int(h * 0.05)), fill=(255, 255, 255), anchor="mm")
+    return img
+
+
+def family_set(
+    rng: np.random.Generator, kind: str, members: int, fs: dict[str, Any], number: int = 0
+) -> list[tuple[Image.Image, str]]:
+    """Template ``number``'s members: (picture, what differs) each, all different pictures."""
+    out: list[tuple[Image.Image, str]] = []
+    if kind == "cards":
+        suit = str(fs["suits"][number % len(fs["suits"])])
+        red = suit in ("heart", "diamond")
+        deck = {
+            "suit": suit,
+            "width": int(rng.integers(*fs["card_width"])),
+            "back": fs["card_back"],
+            "table": (int(rng.integers(0, 40)), int(rng.integers(90, 140)), int(rng.integers(40, 80))),
+            "paper": (255, 255, 255) if rng.random() < 0.6 else (250, 246, 232),
+            "edge": colour(rng, 0, 120),
+            "ink": (int(rng.integers(170, 230)), 20, 30) if red else (20, 20, 20),
+        }
+        ranks = sorted(rng.choice(fs["ranks"], size=members, replace=False).tolist(), key=fs["ranks"].index)
+        out = [(card(deck, str(r)), f"{r} of {suit}s") for r in ranks]
+    elif kind == "signs":
+        frame = str(fs["signs"][number % len(fs["signs"])])
+        fill = {
+            "triangle_yellow": (252, int(rng.integers(190, 215)), int(rng.integers(0, 40))),
+            "triangle_white": (int(rng.integers(190, 230)), 20, 30),
+            "square_yellow": (252, int(rng.integers(190, 215)), int(rng.integers(0, 40))),
+            "circle_red": (int(rng.integers(190, 230)), 20, 30),
+            "diamond_orange": (255, int(rng.integers(110, 160)), 0),
+            "circle_blue": (0, int(rng.integers(60, 110)), int(rng.integers(160, 210))),
+        }[frame]
+        template = {"frame": frame, "fill": fill, "size": int(rng.choice([96, 128, 200, 300, 420]))}
+        symbols = rng.choice(fs["symbols"], size=members, replace=False).tolist()
+        out = [(sign(template, str(s)), f"{frame} {s}") for s in symbols]
+    elif kind == "buttons":
+        top = colour(rng, 40, 230)
+        template = {
+            "size": fs["button_sizes"][int(rng.integers(0, len(fs["button_sizes"])))],
+            "top": top,
+            "bottom": tuple(int(c * 0.75) for c in top),
+            "edge": tuple(int(c * 0.5) for c in top),
+            "ink": (255, 255, 255) if sum(top) < 450 else (20, 20, 20),
+            "round": float(rng.choice([0.15, 0.3, 0.5])),
+        }
+        labels: set[str] = set()
+        while len(labels) < members:
+            n = int(rng.integers(1, 3))
+            labels.add(" ".join(str(wd) for wd in rng.choice(fs["button_words"], size=n)).title())
+        out = [(button(template, lab), lab) for lab in sorted(labels)]
+    elif kind == "products":
+        template = {
+            "size": fs["product_sizes"][int(rng.integers(0, len(fs["product_sizes"])))],
+            "bg1": colour(rng, 200, 256),
+            "bg2": colour(rng, 150, 230),
+            "bar": colour(rng, 0, 120),
+            "shop": words(rng, 2).title(),
+            "price": f"{int(rng.integers(5, 99))}.99",
+        }
+        objects = rng.choice(fs["objects"], size=members, replace=False).tolist()
+        out = [(product(template, str(o), colour(rng, 20, 230)), str(o)) for o in objects]
+    elif kind == "icon_glyph":
+        size = int(rng.choice(fs["icon_sizes"]))
+        tint, plate = colour(rng), str(rng.choice(["circle", "square"]))
+        glyphs = fs["icon_glyphs"]
+        seen: set[str] = set()
+        while len(out) < members:
+            seed = int(rng.integers(2**31))
+            glyph = str(glyphs[len(out) % len(glyphs)]) if len(glyphs) >= members else str(glyphs[0])
+            im = icon(np.random.default_rng(seed), size, glyph, tint, plate)
+            key = hashlib.md5(im.tobytes()).hexdigest()
+            if key in seen:
+                continue
+            seen.add(key)
+            out.append((im, f"{glyph} on {plate}"))
+    else:
+        raise ValueError(kind)
+    return out
+
+
+def family_source(sid: str, kind: str, im: Image.Image, rng: np.random.Generator, detail: str) -> Source:
+    """A family member as a source: encoded the way such pictures are found."""
+    transparent = has_alpha(im)
+    if transparent:
+        im = hidden_rgb(rng, im, pick_hidden(rng))
+        fmt = "PNG"
+    else:
+        fmt = str(rng.choice(["PNG", "JPEG"], p=[0.6, 0.4]))
+    data = encode(im, fmt, **({"quality": int(rng.integers(85, 96))} if fmt == "JPEG" else {}))
+    return Source(sid, f"family:{kind}", data, fmt, im.size, transparent, False, detail)
+
+
+def moderate_applicable(src: Source) -> list[str]:
+    out = list(MODERATE)
+    if min(src.size) < 24:
+        out = [t for t in out if t not in ("crop_more", "crop_side", "watermark")]
+    return out
+
+
+def make_moderate(src: Source, edit: str, rng: np.random.Generator) -> tuple[bytes, str, str]:
+    """(bytes, format, detail) of one moderate edit of ``src``."""
+    im = decode(src.data)
+    fmt = src.fmt
+    w, h = im.size
+    opaque = flatten(im) if has_alpha(im) else im.convert("RGB")
+    if edit == "crop_more":
+        f = [float(rng.uniform(0.05, 0.10)) for _ in range(4)]
+        box = (round(w * f[0]), round(h * f[1]), w - round(w * f[2]), h - round(h * f[3]))
+        data, fmt = save_like(im.crop(box), fmt, rng)
+        return data, fmt, "cropped " + "/".join(f"{x:.1%}" for x in f) + " (left/top/right/bottom)"
+    if edit == "crop_side":
+        side = str(rng.choice(["bottom", "top", "left", "right"], p=[0.55, 0.15, 0.15, 0.15]))
+        f = float(rng.uniform(0.08, 0.15))
+        box = {
+            "bottom": (0, 0, w, h - round(h * f)),
+            "top": (0, round(h * f), w, h),
+            "left": (round(w * f), 0, w, h),
+            "right": (0, 0, w - round(w * f), h),
+        }[side]
+        data, fmt = save_like(im.crop(box), fmt, rng)
+        return data, fmt, f"{f:.1%} off the {side}"
+    if edit == "watermark":
+        out = im.convert("RGBA")
+        layer = Image.new("RGBA", out.size, (0, 0, 0, 0))
+        draw = ImageDraw.Draw(layer)
+        ink = (255, 255, 255) if rng.random() < 0.6 else (0, 0, 0)
+        alpha = int(rng.integers(130, 220))
+        size = max(8, int(min(w, h) * rng.uniform(0.05, 0.08)))
+        corner = int(rng.integers(0, 4))
+        m = max(2, int(min(w, h) * 0.03))
+        x = m if corner % 2 == 0 else w - m
+        y = m if corner < 2 else h - m
+        anchor = ("l" if corner % 2 == 0 else "r") + ("t" if corner < 2 else "b")
+        if rng.random() < 0.6:
+            text = "© " + str(rng.choice(WORDS)) + str(rng.choice([".com", " photo", ".net", ""]))
+            draw.text((x, y), text, font=font(size), fill=(*ink, alpha), anchor=anchor)
+            what = f"text '{text}'"
+        else:
+            s = size * 1.6
+            x0 = x if corner % 2 == 0 else x - s
+            y0 = y if corner < 2 else y - s
+            draw.ellipse([x0, y0, x0 + s, y0 + s], outline=(*ink, alpha), width=max(1, int(s / 10)))
+            draw.text((x0 + s / 2, y0 + s / 2), "W", font=font(int(s * 0.6)), fill=(*ink, alpha), anchor="mm")
+            what = "round logo"
+        out = Image.alpha_composite(out, layer)
+        if not has_alpha(im):
+            out = out.convert("RGB" if im.mode != "L" else "L")
+        data, fmt = save_like(out, fmt, rng)
+        return data, fmt, f"{what}, corner {corner}"
+    if edit == "caption_bar":
+        bar = max(12, int(h * rng.uniform(0.1, 0.18)))
+        below = rng.random() < 0.75
+        out = Image.new("RGB", (w, h + bar), colour(rng, 0, 70) if rng.random() < 0.7 else (255, 255, 255))
+        out.paste(opaque, (0, 0 if below else bar))
+        ink = (20, 20, 20) if out.getpixel((0, h if below else 0)) == (255, 255, 255) else (255, 255, 255)
+        ty = h + bar / 2 if below else bar / 2
+        ImageDraw.Draw(out).text(
+            (w * 0.03, ty),
+            words(rng, int(rng.integers(2, 6))).capitalize(),
+            font=font(int(bar * 0.5)),
+            fill=ink,
+            anchor="lm",
+        )
+        data, fmt = save_like(out, "JPEG" if fmt == "JPEG" else "PNG", rng)
+        return data, fmt, f"{bar} px bar {'below' if below else 'above'}"
+    if edit == "pad_square":
+        fill = (0, 0, 0) if rng.random() < 0.4 else (255, 255, 255) if rng.random() < 0.4 else colour(rng)
+        if max(w, h) / min(w, h) < 1.1:
+            W, H = round(max(w, h) * 4 / 3), max(w, h)
+        else:
+            W = H = max(w, h)
+        out = Image.new("RGB", (W, H), fill)
+        out.paste(opaque, ((W - w) // 2, (H - h) // 2))
+        data, fmt = save_like(out, "JPEG" if fmt == "JPEG" else "PNG", rng)
+        return data, fmt, f"{w}x{h} -> {W}x{H} on {fill}"
+    if edit == "jpeg_q30":
+        return encode(opaque, "JPEG", quality=30), "JPEG", "quality 30"
+    if edit == "blur":
+        radius = max(0.7, min(w, h) * float(rng.uniform(0.002, 0.004)))
+        data, fmt = save_like(im.filter(ImageFilter.GaussianBlur(radius)), fmt, rng)
+        return data, fmt, f"radius {radius:.1f} px"
+    if edit == "sharpen":
+        percent = int(rng.integers(150, 251))
+        radius = max(1.0, min(w, h) / 400)
+        base = im.convert("RGBA") if has_alpha(im) else im
+        data, fmt = save_like(base.filter(ImageFilter.UnsharpMask(radius, percent, 2)), fmt, rng)
+        return data, fmt, f"unsharp mask {percent}%, radius {radius:.1f}"
+    if edit == "rotate":
+        angle = float(rng.uniform(2, 3)) * (1 if rng.random() < 0.5 else -1)
+        out = opaque.rotate(angle, Image.Resampling.BICUBIC, expand=False, fillcolor=(255, 255, 255))
+        data, fmt = save_like(out, "JPEG" if fmt == "JPEG" else "PNG", rng)
+        return data, fmt, f"{angle:+.1f} degrees"
+    raise ValueError(edit)
+
+
+# ---------------------------------------------------------------------------
 # Encoding, decoding and transforms
 # ---------------------------------------------------------------------------
 
@@ -874,7 +1502,7 @@ def make_source(rng: np.random.Generator, sid: str, category: str) -> Source:
         fmt = str(rng.choice(["JPEG", "PNG"], p=[0.85, 0.15]))
         detail = f"{w}x{h}"
     elif category == "banner":
-        w, h = BANNER_SIZES[int(rng.integers(0, len(BANNER_SIZES)))]
+        w, h = STYLE["banner_sizes"][int(rng.integers(0, len(BANNER_SIZES)))]
         im = banner(rng, w, h)
         fmt = str(rng.choice(["PNG", "JPEG", "GIF"], p=[0.4, 0.4, 0.2]))
         detail = f"{w}x{h}"
@@ -904,7 +1532,7 @@ def make_source(rng: np.random.Generator, sid: str, category: str) -> Source:
             h = int(w * rng.uniform(0.7, 1.3))
             im = clipart(rng, w, h)
         elif category == "icon":
-            w = h = int(rng.choice([32, 48, 64, 96, 128, 192, 256]))
+            w = h = int(rng.choice(STYLE["icon_sizes"]))
             im = icon(rng, w)
         else:
             h = int(rng.integers(60, 240))
@@ -944,8 +1572,15 @@ def build(
     variant_share: float,
     distractor_scale: float,
     log: Callable[[str], None] = print,
+    part: str = "round1",
 ) -> dict[str, Any]:
-    """Write the corpus under ``out/dump`` and its labels to ``out/labels.json``; return the labels."""
+    """Write the corpus under ``out/dump`` and its labels to ``out/labels.json``; return the labels.
+
+    ``part``: ``round1`` (the first corpus), ``tuning`` (the same plus template families and
+    moderate edits) or ``heldout`` (all of it drawn with other fonts, sizes, glyphs, symbols,
+    palettes and words; give it another seed too)."""
+    STYLE.clear()
+    STYLE.update(STYLES[part])
     out = out.resolve()
     dump = out / "dump"
     if out.exists() and any(out.iterdir()) and not (out / "labels.json").exists():
@@ -1039,7 +1674,82 @@ def build(
                 n_distractors += 1
     log(f"  {n_distractors} distractors written")
 
-    labels = labels_document(corpus, family_paths, sources, n_sources, seed, variant_share, distractor_scale)
+    if part != "round1":
+        # Moderate edits of the sources that have variants (a stream of their own, after
+        # everything of round 1, so the round-1 files stay the same bytes at the same paths).
+        n_moderate = 0
+        for i, src in enumerate(sources):
+            if i not in planted_ids:
+                continue
+            rng = np.random.default_rng([seed, 6, i])
+            options = moderate_applicable(src)
+            chosen = set(rng.choice(options, size=min(len(options), MODERATE_PER_SOURCE), replace=False).tolist())
+            for edit in [t for t in MODERATE if t in chosen]:
+                data, fmt, detail = make_moderate(src, edit, rng)
+                vrel = corpus.add(
+                    place_rng,
+                    data,
+                    fmt,
+                    source=src.id,
+                    transform=edit,
+                    category=src.category,
+                    transparent=src.transparent,
+                    grey=src.grey,
+                    hidden_rgb=src.hidden,
+                    detail=detail,
+                )
+                family_paths[src.id].append((vrel, edit))
+                n_moderate += 1
+        log(f"  {n_moderate} moderate edits written")
+
+        # Template families: different pictures on one template; some members get variants.
+        fs = FAMILY_STYLES[part]
+        f_rng = np.random.default_rng([seed, 7])
+        n_members = n_family_variants = 0
+        for kind, (templates, members) in FAMILIES.items():
+            for t in range(max(1, round(templates * distractor_scale))):
+                group = f"{kind}-{t:02d}"
+                for im, what in family_set(f_rng, kind, members, fs, t):
+                    src = family_source(f"f{n_members:04d}", kind, im, f_rng, what)
+                    n_members += 1
+                    rel = corpus.add(
+                        place_rng,
+                        src.data,
+                        src.fmt,
+                        source=src.id,
+                        transform="source",
+                        category=src.category,
+                        template=group,
+                        transparent=src.transparent,
+                        grey=False,
+                        detail=what,
+                    )
+                    family_paths[src.id] = [(rel, "source")]
+                    if f_rng.random() >= FAMILY_VARIANT_SHARE:
+                        continue
+                    options = [x for x in applicable(src) if x in FAMILY_TRANSFORMS]
+                    chosen = set(
+                        f_rng.choice(options, size=min(len(options), int(f_rng.integers(1, 3))), replace=False)
+                    )
+                    for transform in [x for x in TRANSFORMS if x in chosen]:
+                        data, fmt, detail = make_variant(src, transform, f_rng)
+                        vrel = corpus.add(
+                            place_rng,
+                            data,
+                            fmt,
+                            source=src.id,
+                            transform=transform,
+                            category=src.category,
+                            template=group,
+                            transparent=src.transparent,
+                            grey=False,
+                            detail=f"{what}: {detail}",
+                        )
+                        family_paths[src.id].append((vrel, transform))
+                        n_family_variants += 1
+        log(f"  {n_members} template-family members, {n_family_variants} variants of them written")
+
+    labels = labels_document(corpus, family_paths, sources, n_sources, seed, variant_share, distractor_scale, part)
     labels["build_seconds"] = round(time.perf_counter() - start, 2)
     tmp = out / "labels.json.tmp"
     tmp.write_text(json.dumps(labels, indent=1) + "\n", encoding="utf-8")
@@ -1051,7 +1761,7 @@ def distractor_set(rng: np.random.Generator, kind: str, members: int) -> list[tu
     """One template's worth of distractors: ``members`` pictures sharing a layout, different content."""
     out: list[tuple[bytes, str, str]] = []
     if kind == "banner_template":
-        w, h = BANNER_SIZES[int(rng.integers(0, 5))]
+        w, h = STYLE["banner_sizes"][int(rng.integers(0, 5))]
         layout = banner_layout(rng, w, h)
         fmt = str(rng.choice(["PNG", "JPEG"]))
         for _ in range(members):
@@ -1125,23 +1835,29 @@ def labels_document(
     seed: int,
     variant_share: float,
     distractor_scale: float,
+    part: str = "round1",
 ) -> dict[str, Any]:
     planted = []
     pairs = []
-    for paths in family_paths.values():
+    for family, paths in family_paths.items():
         if len(paths) < 2:
             continue
         source_path = paths[0][0]
-        planted += [{"source": source_path, "variant": p, "transform": t} for p, t in paths[1:]]
+        planted += [
+            {"source": source_path, "variant": p, "transform": t, "class": pair_class(family, t)} for p, t in paths[1:]
+        ]
         for a in range(len(paths)):
             for b in range(a + 1, len(paths)):
                 (pa, ta), (pb, tb) = paths[a], paths[b]
-                pairs.append({"a": pa, "b": pb, "transforms": [ta, tb], "hard": ta in HARD or tb in HARD})
+                classes = {pair_class(family, ta), pair_class(family, tb)} - {"source"}
+                cls = next(c for c in ("family", "moderate", "hard", "standard") if c in classes)
+                pairs.append({"a": pa, "b": pb, "transforms": [ta, tb], "hard": ta in HARD or tb in HARD, "class": cls})
     transforms = Counter(f["transform"] for f in corpus.files)
     return {
         "version": LABELS_VERSION,
         "root": "dump",
         "options": {
+            "part": part,
             "sources": n_sources,
             "seed": seed,
             "variant_share": variant_share,
@@ -1150,6 +1866,10 @@ def labels_document(
         "transforms": TRANSFORMS,
         "hard_transforms": list(HARD),
         "standard_transforms": list(STANDARD),
+        "moderate_transforms": MODERATE if part != "round1" else {},
+        "template_families": {k: {"templates": t, "members": m} for k, (t, m) in FAMILIES.items()}
+        if part != "round1"
+        else {},
         "package_images": [s.detail for s in sources if s.category == "package"],
         "counts": {
             "files": len(corpus.files),
@@ -1164,22 +1884,59 @@ def labels_document(
     }
 
 
-def options_match(labels_path: Path, n_sources: int, seed: int, variant_share: float, distractor_scale: float) -> bool:
+def pair_class(family: str, transform: str) -> str:
+    """The class a planted pair is scored in: ``family`` (a variant of a template-family
+    member), ``moderate``, ``hard`` or ``standard`` (``source`` for the source itself)."""
+    if transform == "source":
+        return "source"
+    if family.startswith("f"):
+        return "family"
+    return "moderate" if transform in MODERATE else "hard" if transform in HARD else "standard"
+
+
+def options_match(
+    labels_path: Path,
+    n_sources: int,
+    seed: int,
+    variant_share: float,
+    distractor_scale: float,
+    part: str = "round1",
+) -> bool:
     """Does the corpus at ``labels_path`` exist, built with these options?"""
     try:
         labels = json.loads(labels_path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    wanted = {"sources": n_sources, "seed": seed, "variant_share": variant_share, "distractor_scale": distractor_scale}
+    wanted = {
+        "part": part,
+        "sources": n_sources,
+        "seed": seed,
+        "variant_share": variant_share,
+        "distractor_scale": distractor_scale,
+    }
     return bool(labels.get("version") == LABELS_VERSION and labels.get("options") == wanted)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")
     parser.add_argument("--sources", type=int, default=DEFAULT_SOURCES, help="source pictures (default 300)")
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    parser.add_argument("--seed", type=int, help="default 1 (2 for the held-out part)")
+    parser.add_argument(
+        "--part",
+        choices=PARTS,
+        default="round1",
+        help="round1: the first corpus; tuning: it plus template families and moderate edits;"
+        " heldout: the same classes drawn with other fonts, sizes, glyphs and palettes",
+    )
     parser.add_argument("--variant-share", type=float, default=0.6, help="share of sources given variants")
     parser.add_argument("--distractor-scale", type=float, default=1.0, help="multiplies the number of distractors")
+
+
+def default_seed(args: argparse.Namespace) -> int:
+    """``--seed``, or 1 (2 for the held-out part: never the tuning part's seed by default)."""
+    if args.seed is not None:
+        return int(args.seed)
+    return HELDOUT_SEED if args.part == "heldout" else DEFAULT_SEED
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1187,7 +1944,8 @@ def main(argv: list[str] | None = None) -> int:
     add_arguments(parser)
     args = parser.parse_args(argv)
     start = time.perf_counter()
-    labels = build(args.out, args.sources, args.seed, args.variant_share, args.distractor_scale)
+    seed = default_seed(args)
+    labels = build(args.out, args.sources, seed, args.variant_share, args.distractor_scale, part=args.part)
     c = labels["counts"]
     print(
         f"{c['files']} files ({c['sources']} sources, {c['planted_pairs']} planted pairs, {c['family_pairs']}"

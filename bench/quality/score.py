@@ -59,12 +59,16 @@ BINS = ((0, 4), (5, 8), (9, 10), (11, 12), (13, 16), (17, 20), (21, 26), (27, 64
 class Labels:
     root: Path
     files: dict[str, dict[str, Any]]
-    planted: list[tuple[str, str, str]]  # (source, variant, transform)
-    pairs: list[tuple[str, str, bool]]  # (a, b, hard) for every pair within a family
+    planted: list[tuple[str, str, str]]  # (source, variant, transform): standard and hard transforms
+    pairs: list[tuple[str, str, bool]]  # (a, b, hard) for every such pair within a family
     transforms: list[str]
     hard: list[str]
     standard: list[str]
     raw: dict[str, Any]
+    #: Round-2 parts (labels version 2): moderate edits, and variants of template-family members.
+    moderate: list[tuple[str, str, str]] = field(default_factory=list)
+    family_planted: list[tuple[str, str, str]] = field(default_factory=list)
+    moderate_transforms: list[str] = field(default_factory=list)
 
     def family(self, rel: str) -> str:
         return str(self.files[rel]["source"])
@@ -74,16 +78,28 @@ class Labels:
 
 
 def load_labels(path: Path) -> Labels:
+    """Labels of version 1 (standard and hard pairs only) or 2 (each pair with its class)."""
     raw = json.loads(Path(path).read_text(encoding="utf-8"))
+    hard = list(raw["hard_transforms"])
+
+    def cls(p: dict[str, Any], transforms: list[str]) -> str:
+        return str(p.get("class") or ("hard" if any(t in hard for t in transforms) else "standard"))
+
+    planted = [(p["source"], p["variant"], p["transform"], cls(p, [p["transform"]])) for p in raw["planted"]]
     return Labels(
         root=(Path(path).resolve().parent / raw["root"]),
         files={f["path"]: f for f in raw["files"]},
-        planted=[(p["source"], p["variant"], p["transform"]) for p in raw["planted"]],
-        pairs=[(p["a"], p["b"], bool(p["hard"])) for p in raw["pairs"]],
+        planted=[(a, b, t) for a, b, t, c in planted if c in ("standard", "hard")],
+        pairs=[
+            (p["a"], p["b"], bool(p["hard"])) for p in raw["pairs"] if cls(p, p["transforms"]) in ("standard", "hard")
+        ],
         transforms=list(raw["transforms"]),
-        hard=list(raw["hard_transforms"]),
+        hard=hard,
         standard=list(raw["standard_transforms"]),
         raw=raw,
+        moderate=[(a, b, t) for a, b, t, c in planted if c == "moderate"],
+        family_planted=[(a, b, t) for a, b, t, c in planted if c == "family"],
+        moderate_transforms=list(raw.get("moderate_transforms") or {}),
     )
 
 
@@ -191,6 +207,71 @@ def run_imagededup(
     done = time.perf_counter()
     seconds = {"import": imported - start, "encode": encoded - imported, "find": done - encoded}
     return encodings, duplicates, {k: round(v, 3) for k, v in seconds.items()}
+
+
+CZKAWKA_LEVEL = 10
+_EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "GIF": "gif", "WEBP": "webp"}
+
+
+def run_czkawka(labels: Labels, view: Path, level: int = CZKAWKA_LEVEL) -> tuple[Found, dict[str, float]]:
+    """czkawka's Python bindings (PyPI ``czkawka``, ``ImageSimilarity``) at similarity ``level``
+    (the largest Hamming distance of its 64-bit hashes that it groups).
+
+    It only looks at files with an image extension, which most of a crawl dump lacks; so it
+    runs on ``view``, a folder of hard links to the corpus files named ``<n>.<ext>`` after
+    their real format (the names are mapped back). Its groups are scored as imgindex's:
+    every pair in a group."""
+    import base64
+
+    from czkawka import ImageSimilarity
+
+    start = time.perf_counter()
+    if view.exists():
+        for old in view.iterdir():
+            old.unlink()
+    view.mkdir(parents=True, exist_ok=True)
+    back: dict[str, str] = {}
+    for n, (rel, info) in enumerate(sorted(labels.files.items())):
+        name = f"{n:06d}.{_EXTENSIONS[info['format']]}"
+        try:
+            os.link(labels.root / rel, view / name)
+        except OSError:
+            (view / name).write_bytes((labels.root / rel).read_bytes())
+        back[os.fspath((view / name).resolve())] = rel
+    linked = time.perf_counter()
+    finder = ImageSimilarity()
+    finder.set_directories([view])
+    finder.set_similarity(level)
+    groups_raw = finder.find_similar()
+    grouped = time.perf_counter()
+    hashes: dict[str, int] = {}
+    for path, rel in back.items():
+        try:
+            hashes[rel] = int.from_bytes(base64.b64decode(finder.hash_image(path) + "=="), "big")
+        except (OSError, ValueError, RuntimeError):
+            continue
+    done = time.perf_counter()
+    group: dict[str, int] = {}
+    pairs: set[tuple[str, str]] = set()
+    groups = []
+    for number, members_raw in enumerate(groups_raw):
+        members = [back[os.fspath(Path(p).resolve())] for p in members_raw]
+        for m in members:
+            group[m] = number
+        groups.append(members)
+        pairs.update(_pair(a, b) for a, b in combinations(members, 2))
+    found = Found(
+        name="czkawka",
+        threshold=level,
+        together=lambda a, b: a in group and group.get(a) == group.get(b),
+        pairs=pairs,
+        links=pairs,
+        hashes=hashes,
+        missing=sorted(set(labels.files) - set(hashes)),
+        groups=groups,
+    )
+    seconds = {"link": linked - start, "find_similar": grouped - linked, "hash_each": done - grouped}
+    return found, {k: round(v, 3) for k, v in seconds.items()}
 
 
 # ---------------------------------------------------------------------------
@@ -307,6 +388,42 @@ def score(labels: Labels, found: Found, orientations: bool = False) -> dict[str,
         "false_pairs": false_pairs(labels, found, found.pairs, orientations),
         "false_links": false_pairs(labels, found, found.links, orientations),
         "missed": missed,
+        "moderate": class_recall(labels, found, labels.moderate, labels.moderate_transforms),
+        "family_copies": class_recall(labels, found, labels.family_planted, labels.transforms),
+    }
+
+
+def class_recall(labels: Labels, found: Found, planted: list[tuple[str, str, str]], order: list[str]) -> dict[str, Any]:
+    """Recall per transform over one class of planted pairs (moderate edits, template-family
+    copies), its total, and the pairs missed."""
+    per: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    distances: dict[str, list[int]] = defaultdict(list)
+    missed = []
+    for src, var, t in planted:
+        hit = found.together(src, var)
+        d = found.distance(src, var)
+        per[t][0] += 1
+        per[t][1] += hit
+        if d is not None:
+            distances[t].append(d)
+        if not hit:
+            missed.append(
+                {"source": src, "variant": var, "transform": t, "category": labels.category(src), "distance": d}
+            )
+    total = [sum(v[0] for v in per.values()), sum(v[1] for v in per.values())]
+    return {
+        "transforms": {
+            t: {
+                "pairs": per[t][0],
+                "found": per[t][1],
+                "recall": _recall(per[t][1], per[t][0]),
+                "distance": _stats(distances[t]),
+            }
+            for t in order
+            if t in per
+        },
+        "total": {"pairs": total[0], "found": total[1], "recall": _recall(total[1], total[0])},
+        "missed": missed,
     }
 
 
@@ -388,6 +505,7 @@ def false_pairs(
                 "b": b,
                 "kinds": " ~ ".join(sorted((_kind(labels, a), _kind(labels, b)))),
                 "same_template": bool(ta and ta == tb),
+                "template": ta if ta and ta == tb else None,
                 "distance": found.distance(a, b),
             }
         )
@@ -396,10 +514,15 @@ def false_pairs(
     for r in rows:
         for k in set(r["kinds"].split(" ~ ")):
             involving[k] += 1
+    family = [r for r in rows if r["template"] and _kind(labels, r["a"]).startswith("family:")]
     return {
         "count": len(rows),
         "turned_sources": skipped,
         "same_template": sum(r["same_template"] for r in rows),
+        # Two members (or copies of members) of one template family: different pictures on one template.
+        "template_family": len(family),
+        "by_family": dict(Counter(str(r["template"]).rsplit("-", 1)[0] for r in family).most_common()),
+        "involving_family": sum("family:" in r["kinds"] for r in rows),
         "by_kinds": dict(by_kinds.most_common()),
         "involving": dict(involving.most_common()),
         "by_distance": histogram(r["distance"] for r in rows),
@@ -457,6 +580,19 @@ def format_tables(labels: Labels, scores: dict[str, dict[str, Any]], header: lis
             f" {_r(scores[x][key]['recall']):>11}" for x in tools
         )
         lines.append(row)
+    for key, title in (("moderate", "MODERATE EDITS (apart)"), ("family_copies", "TEMPLATE-FAMILY COPIES (apart)")):
+        if not first[key]["total"]["pairs"]:
+            continue
+        lines.append(f"  {title}")
+        for t, row in first[key]["transforms"].items():
+            line = f"    {t:{width - 2}} {row['pairs']:>6}"
+            line += "".join(f" {_r(scores[x][key]['transforms'][t]['recall']):>11}" for x in tools)
+            line += "   " + " | ".join(_d(scores[x][key]["transforms"][t]["distance"]) for x in tools)
+            lines.append(line)
+        lines.append(
+            f"  {'  all of them':{width}} {first[key]['total']['pairs']:>6}"
+            + "".join(f" {_r(scores[x][key]['total']['recall']):>11}" for x in tools)
+        )
     lines.append("")
     lines.append(f"  {'false pairs':{width}} {'':>6}" + "".join(f" {t:>11}" for t in tools))
     fp = {t: scores[t]["false_pairs"] for t in tools}
@@ -468,6 +604,22 @@ def format_tables(labels: Labels, scores: dict[str, dict[str, Any]], header: lis
     lines.append(
         f"  {'  within one template':{width}} {'':>6}" + "".join(f" {fp[t]['same_template']:>11,}" for t in tools)
     )
+    if any(fp[t].get("template_family") or fp[t].get("involving_family") for t in tools):
+        lines.append(
+            f"  {'  two members of one template family':{width}} {'':>6}"
+            + "".join(f" {fp[t]['template_family']:>11,}" for t in tools)
+        )
+        kinds_f: Counter[str] = Counter()
+        for t in tools:
+            kinds_f.update(fp[t]["by_family"])
+        for k, _ in kinds_f.most_common():
+            lines.append(
+                f"  {'    ' + k:{width}} {'':>6}" + "".join(f" {fp[t]['by_family'].get(k, 0):>11,}" for t in tools)
+            )
+        lines.append(
+            f"  {'  involving a template-family picture':{width}} {'':>6}"
+            + "".join(f" {fp[t]['involving_family']:>11,}" for t in tools)
+        )
     lines.append(
         f"  {'  (not counted: sources mirrored/turned)':{width}} {'':>6}"
         + "".join(f" {fp[t]['turned_sources']:>11,}" for t in tools)

@@ -1,0 +1,273 @@
+"""A probe for a second verification stage: look where two pictures differ, at a size where a symbol shows.
+
+    python bench/quality/detail_probe.py [--parts tuning,heldout] [--side 32] [--grid 4]
+
+Bench only: imgindex itself is not changed. For each part (the corpora and
+``imgindex report --near`` outputs that ``run.py --parts tuning,heldout``
+leaves in ``bench/out/quality-corpus-<part>`` and ``bench/out/quality-run/<part>``)
+it takes the kept -> duplicate links of imgindex's report (the candidates its
+hash and 16x16 check let through), reads both pictures from the corpus files
+and judges each link again:
+
+- each picture decoded as imgindex decodes it (at most 256 px, alpha
+  flattened), grey, reduced to ``side`` x ``side`` px (box filter), once whole
+  and once inside its uniform border (imgindex's own ``trim_box``; the whole
+  again where there is none);
+- each of those normalised to mean 0 and standard deviation 1 (the deviation
+  floored at ``STD_FLOOR`` grey levels, so flat pictures are not blown up):
+  grey copies, brightness and contrast changes leave it (nearly) unchanged;
+- the link's **detail difference**: the largest, over a ``grid`` x ``grid``
+  division of the picture into cells, of the mean absolute difference of the
+  two normalised pictures in a cell (in standard deviations), taken for the
+  wholes and for the insides, the smaller of the two. A different symbol in
+  one place makes one cell differ much, however alike the rest is; a
+  re-encode or a slight shift makes every cell differ a little. With
+  ``--shift N``, each cell of one picture may move up to N px to meet the
+  other (both ways round): crops, small rotations and rescaling move
+  content by a pixel or two at this size, a different symbol stays different.
+
+The one threshold comes from a rule, on the first part (tuning) only: the
+99th percentile of the detail difference over the true links imgindex's
+defaults make there (a link between two files of one family), i.e. a budget of
+1 % of the pairs imgindex already finds. The same threshold is then applied,
+unchanged, to the other parts (held out). A link above it is cut: the
+duplicate leaves the group. Recall and false pairs are then scored as
+score.py scores imgindex (every pair of a group).
+
+Bytes per image the stage would store: ``side`` x ``side`` grey bytes for the
+whole picture, and as many again for the inside when it has a border.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import score
+from PIL import Image
+
+from imgindex.hashing import HashSettings, decode, trim_box
+
+OUT = Path(__file__).resolve().parent.parent / "out"
+#: The floor of a picture's standard deviation, in grey levels, when it is normalised.
+STD_FLOOR = 8.0
+#: Share of imgindex's true links the stage may cut on the tuning part: the rule for its threshold.
+BUDGET = 0.01
+
+
+def normalised(grey: Image.Image, side: int) -> np.ndarray:
+    a = np.asarray(grey.resize((side, side), Image.Resampling.BOX), dtype=np.float32)
+    return (a - a.mean()) / max(float(a.std()), STD_FLOOR)
+
+
+def pictures(root: Path, rel: str, side: int) -> tuple[np.ndarray, np.ndarray, bool]:
+    """(whole, inside, framed) of one file: its normalised ``side`` x ``side`` grey pictures."""
+    data = (root / rel).read_bytes()
+    picture, _, _ = decode(data, None, HashSettings())
+    grey = picture.convert("L")
+    box = trim_box(picture)
+    whole = normalised(grey, side)
+    return whole, normalised(grey.crop(box), side) if box else whole, box is not None
+
+
+def _cells(d: np.ndarray, grid: int) -> np.ndarray:
+    cell = d.shape[-1] // grid
+    d = d[..., : cell * grid, : cell * grid]
+    return d.reshape(*d.shape[:-2], grid, cell, grid, cell).mean(axis=(-3, -1))
+
+
+def detail_difference(a: np.ndarray, b: np.ndarray, grid: int, shift: int = 0) -> float:
+    """The largest mean absolute difference over ``grid`` x ``grid`` cells; with ``shift``,
+    each cell's difference is the least over moving the other picture by up to ``shift`` px
+    each way (a cell may move on its own: crops, rotations and rescaling move content a
+    little, a different symbol stays different), taken both ways round."""
+    if not shift:
+        return float(_cells(np.abs(a - b), grid).max())
+    side = a.shape[0]
+
+    def one_way(x: np.ndarray, y: np.ndarray) -> float:
+        padded = np.pad(y, shift, mode="edge")
+        moved = np.stack(
+            [
+                padded[shift + dy : shift + dy + side, shift + dx : shift + dx + side]
+                for dy in range(-shift, shift + 1)
+                for dx in range(-shift, shift + 1)
+            ]
+        )
+        return float(_cells(np.abs(x[None] - moved), grid).min(axis=0).max())
+
+    return max(one_way(a, b), one_way(b, a))
+
+
+def probe_part(part: str, side: int, grid: int, shift: int = 0) -> dict[str, Any]:
+    """Every link of imgindex's report with its detail difference and whether it is true."""
+    labels = score.load_labels(OUT / f"quality-corpus-{part}" / "labels.json")
+    found = score.imgindex_found(OUT / "quality-run" / part / "near.json", labels)
+    cache: dict[str, tuple[np.ndarray, np.ndarray, bool]] = {}
+
+    def get(rel: str) -> tuple[np.ndarray, np.ndarray, bool]:
+        if rel not in cache:
+            cache[rel] = pictures(labels.root, rel, side)
+        return cache[rel]
+
+    links = []
+    for group in found.groups:
+        kept = group[0]
+        for dup in group[1:]:
+            (wa, ia, _), (wb, ib, _) = get(kept), get(dup)
+            d = min(detail_difference(wa, wb, grid, shift), detail_difference(ia, ib, grid, shift))
+            true = labels.family(kept) == labels.family(dup)
+            links.append({"kept": kept, "duplicate": dup, "difference": round(d, 4), "true": true})
+    framed = sum(f for _, _, f in cache.values())
+    return {"labels": labels, "found": found, "links": links, "framed_share": framed / max(1, len(cache))}
+
+
+def filtered(found: score.Found, links: list[dict[str, Any]], threshold: float) -> score.Found:
+    """imgindex's groups without the duplicates whose link the stage cuts (they stand alone)."""
+    cut = {(x["kept"], x["duplicate"]) for x in links if x["difference"] > threshold}
+    group: dict[str, int] = {}
+    pairs: set[tuple[str, str]] = set()
+    links_kept: set[tuple[str, str]] = set()
+    groups = []
+    for number, members in enumerate(found.groups):
+        kept = [members[0]] + [m for m in members[1:] if (members[0], m) not in cut]
+        for m in kept:
+            group[m] = number
+        if len(kept) > 1:
+            groups.append(kept)
+        links_kept.update(score._pair(kept[0], m) for m in kept[1:])
+        pairs.update(score._pair(a, b) for i, a in enumerate(kept) for b in kept[i + 1 :])
+    return score.Found(
+        name="imgindex+detail",
+        threshold=found.threshold,
+        together=lambda a, b: a in group and group.get(a) == group.get(b),
+        pairs=pairs,
+        links=links_kept,
+        hashes=found.hashes,
+        missing=found.missing,
+        groups=groups,
+    )
+
+
+def headline(s: dict[str, Any]) -> dict[str, Any]:
+    fp = s["false_pairs"]
+    return {
+        "standard": s["standard"]["recall"],
+        "lowest_standard": min(r["recall"] for t, r in s["transforms"].items() if t not in ("mirror", "rot90")),
+        "moderate": s["moderate"]["total"]["recall"],
+        "moderate_by_edit": {t: r["recall"] for t, r in s["moderate"]["transforms"].items()},
+        "family_copies": s["family_copies"]["total"]["recall"],
+        "false_pairs": fp["count"],
+        "template_family": fp["template_family"],
+        "by_family": fp["by_family"],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--parts", default="tuning,heldout", help="the first sets the threshold, the others use it")
+    parser.add_argument("--side", type=int, default=32, help="side of the grey pictures compared (default 32)")
+    parser.add_argument("--grid", type=int, default=4, help="cells per side over which the largest difference is taken")
+    parser.add_argument("--shift", type=int, default=0, help="let each cell move up to this many px (default 0)")
+    parser.add_argument("--threshold", type=float, help="use this threshold instead of the rule's")
+    parser.add_argument("--json", type=Path, default=OUT / "quality-run" / "detail-probe.json")
+    args = parser.parse_args(argv)
+    parts = [p.strip() for p in args.parts.split(",") if p.strip()]
+    threshold = args.threshold
+    results: dict[str, Any] = {
+        "side": args.side,
+        "grid": args.grid,
+        "shift": args.shift,
+        "std_floor": STD_FLOOR,
+        "budget": BUDGET,
+    }
+    for n, part in enumerate(parts):
+        start = time.perf_counter()
+        p = probe_part(part, args.side, args.grid, args.shift)
+        true = sorted(x["difference"] for x in p["links"] if x["true"])
+        false = sorted(x["difference"] for x in p["links"] if not x["true"])
+        if threshold is None and n == 0:
+            threshold = float(np.quantile(true, 1 - BUDGET, method="higher")) if true else 0.0
+            results["threshold_rule"] = f"{1 - BUDGET:.0%} quantile of the true links' detail difference on {part}"
+        assert threshold is not None
+        before = score.score(p["labels"], p["found"])
+        after = score.score(p["labels"], filtered(p["found"], p["links"], threshold))
+        sweep = {}
+        for t in (0.5, 0.75, 1.0, 1.25, 1.5, 2.0):
+            s = score.score(p["labels"], filtered(p["found"], p["links"], t))
+            sweep[str(t)] = {
+                "standard": s["standard"]["recall"],
+                "moderate": s["moderate"]["total"]["recall"],
+                "false_pairs": s["false_pairs"]["count"],
+            }
+        labels = p["labels"]
+        by_transform: dict[str, list[float]] = {}
+        by_kinds: dict[str, list[float]] = {}
+        for x in p["links"]:
+            if x["true"]:
+                t = labels.files[x["duplicate"]]["transform"]
+                t = labels.files[x["kept"]]["transform"] if t == "source" else t
+                by_transform.setdefault(t, []).append(x["difference"])
+            else:
+                k = " ~ ".join(sorted((labels.category(x["kept"]), labels.category(x["duplicate"]))))
+                by_kinds.setdefault(k, []).append(x["difference"])
+        results[part] = {
+            "true_by_transform": {
+                t: {"links": len(v), "median": float(np.median(v)), "p90": float(np.quantile(v, 0.9)), "max": max(v)}
+                for t, v in sorted(by_transform.items(), key=lambda kv: -float(np.quantile(kv[1], 0.9)))
+            },
+            "false_by_kinds": {k: sorted(v) for k, v in sorted(by_kinds.items(), key=lambda kv: -len(kv[1]))},
+            "links": len(p["links"]),
+            "true_links": len(true),
+            "false_links": len(false),
+            "true_difference_quantiles": {q: float(np.quantile(true, q)) for q in (0.5, 0.9, 0.99)} if true else {},
+            "false_difference_quantiles": {q: float(np.quantile(false, q)) for q in (0.1, 0.5, 0.9)} if false else {},
+            "false_links_cut": sum(d > threshold for d in false),
+            "true_links_cut": sum(d > threshold for d in true),
+            "framed_share": round(p["framed_share"], 3),
+            "before": headline(before),
+            "after": headline(after),
+            "sweep_for_information": sweep,
+            "cut_true_links": [x for x in p["links"] if x["true"] and x["difference"] > threshold],
+            "seconds": round(time.perf_counter() - start, 1),
+        }
+        r = results[part]
+        how = "rule, set here" if n == 0 and args.threshold is None else "as given"
+        print(
+            f"{part}: threshold {threshold:.3f} ({how});"
+            f" {r['links']} links ({r['true_links']} true): cuts {r['false_links_cut']} of {r['false_links']} false"
+            f" and {r['true_links_cut']} true links ({r['seconds']} s)"
+        )
+        for key in ("standard", "lowest_standard", "moderate", "family_copies", "false_pairs", "template_family"):
+            b, a = r["before"][key], r["after"][key]
+            print(f"  {key:18} {b:>9.3f} -> {a:.3f}" if isinstance(b, float) else f"  {key:18} {b:>9,} -> {a:,}")
+        for t, v in r["before"]["moderate_by_edit"].items():
+            print(f"    {t:16} {v:>9.3f} -> {r['after']['moderate_by_edit'][t]:.3f}")
+        print(f"  template-family false pairs by kind: {r['before']['by_family']} -> {r['after']['by_family']}")
+        print(f"  for information, other thresholds: {sweep}")
+        print("  true links by transform (the duplicate's, else the kept one's): median/p90/max difference")
+        for t, v in r["true_by_transform"].items():
+            print(f"    {t:16} {v['links']:>5}  {v['median']:.2f}/{v['p90']:.2f}/{v['max']:.2f}")
+        print("  false links by kinds: their differences")
+        for k, v in list(r["false_by_kinds"].items())[:8]:
+            print(f"    {k[:48]:48} {len(v):>4}  " + " ".join(f"{d:.2f}" for d in v[:24]))
+    whole = args.side * args.side
+    results["threshold"] = threshold
+    framed = max(results[p]["framed_share"] for p in parts)
+    results["bytes_per_image"] = {"unframed": whole, "framed": 2 * whole, "mean": round(whole * (1 + framed))}
+    print(
+        f"stored: {whole} bytes per picture without a border, {2 * whole} with one (whole and inside);"
+        f" {framed:.0%} of the linked pictures have one: about {whole * (1 + framed):,.0f} bytes on average"
+    )
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
