@@ -48,9 +48,9 @@ import peers
 from imgindex import pairs
 from imgindex.report import ReportOptions
 from imgindex.review.app import create_app, new_token
-from imgindex.review.groups import Review
 from imgindex.review.pictures import Pictures
 from imgindex.review.server import address, bind, serving
+from imgindex.review.session import Review
 from imgindex.scan import ScanOptions, scan
 from imgindex.storage import open_index
 

@@ -47,9 +47,9 @@ from .pairs import update as update_pairs
 from .query import query
 from .report import DEFAULT_KEEP, DEFAULT_THRESHOLD, KEEP_RULES, Report, ReportOptions, build_report, parse_keep
 from .review.app import create_app, new_token, review_hosts, review_url
-from .review.groups import Review
 from .review.pictures import Pictures, default_cache_dir
 from .review.server import address, bind, serve
+from .review.session import Review
 from .review.static import write_static
 from .scan import ScanInterrupted, ScanOptions, ScanSummary, scan
 from .statuses import image_count

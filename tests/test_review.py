@@ -28,9 +28,10 @@ from PIL import Image
 from imgindex.report import ReportOptions, build_report
 from imgindex.review import static
 from imgindex.review.app import create_app, new_token
-from imgindex.review.groups import Review, View, action_rows
+from imgindex.review.groups import View
 from imgindex.review.pictures import Pictures
 from imgindex.review.server import address, bind, serving
+from imgindex.review.session import Review, action_rows
 from imgindex.storage import Index, open_index
 
 from .conftest import default_sigint, encode, picture, run_scan, write

@@ -30,8 +30,9 @@ from starlette.templating import Jinja2Templates
 
 from imgindex.errors import ImgindexError, ReportError
 
-from .groups import ACTIONS, GROUP_PAGE, Review, View
+from .groups import ACTIONS, GROUP_PAGE, View
 from .pictures import SIZES, PictureError, Pictures
+from .session import Review
 
 HERE = Path(__file__).parent
 #: The page's own files, by the name they are served under (never a path from a request).
