@@ -444,3 +444,19 @@ def test_exact_review_offers_no_split_of_identical_bytes(reviewed: Path, tmp_pat
             assert b'data-action="keep"' in body and b'data-action="accept"' in body
     finally:
         review.close()
+
+
+def test_pictures_do_not_wait_for_a_build_in_progress(reviewed: Path) -> None:
+    import threading
+
+    review = Review(reviewed, ReportOptions(mode="near"))
+    try:
+        built = review.current()
+        with review._lock:  # as while the groups are built again after another process's commit
+            got: list[object] = []
+            reader = threading.Thread(target=lambda: got.append(review.latest()))
+            reader.start()
+            reader.join(30)
+            assert got == [built]
+    finally:
+        review.close()

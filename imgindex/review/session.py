@@ -76,9 +76,10 @@ class Review:
 
     def latest(self) -> Snapshot:
         """The snapshot last built (built now if none was): for pictures, which a running
-        scan's commits should not make wait for a new build of every group."""
-        with self._lock:
-            return self._snapshot if self._snapshot is not None else self.current()
+        scan's commits should not make wait for a new build of every group. Read without
+        the lock (one attribute: a build in progress does not hold it up)."""
+        snap = self._snapshot
+        return snap if snap is not None else self.current()
 
     def decide(self, action: Action, group_id: int, file_id: int | None = None) -> Batch | None:
         """Record what ``action`` decides about a group of the current snapshot (None: the
