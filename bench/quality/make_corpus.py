@@ -1613,6 +1613,23 @@ def build(
     pick_rng = np.random.default_rng([seed, 3])
     planted_ids = set(pick_rng.permutation(len(sources))[: round(len(sources) * variant_share)].tolist())
     family_paths: dict[str, list[tuple[str, str]]] = {}
+
+    def add_variant(src: Source, transform: str, data: bytes, fmt: str, detail: str) -> None:
+        """A variant (or moderate edit) of a source, labelled with the source's traits."""
+        vrel = corpus.add(
+            place_rng,
+            data,
+            fmt,
+            source=src.id,
+            transform=transform,
+            category=src.category,
+            transparent=src.transparent,
+            grey=src.grey,
+            hidden_rgb=src.hidden,
+            detail=detail,
+        )
+        family_paths[src.id].append((vrel, transform))
+
     for i, src in enumerate(sources):
         rel = corpus.add(
             place_rng,
@@ -1636,20 +1653,7 @@ def build(
         if src.transparent:
             chosen.add("alpha_to_jpeg")  # the commonest edit of a transparent picture on the web
         for transform in [t for t in TRANSFORMS if t in chosen]:
-            data, fmt, detail = make_variant(src, transform, rng)
-            vrel = corpus.add(
-                place_rng,
-                data,
-                fmt,
-                source=src.id,
-                transform=transform,
-                category=src.category,
-                transparent=src.transparent,
-                grey=src.grey,
-                hidden_rgb=src.hidden,
-                detail=detail,
-            )
-            family_paths[src.id].append((vrel, transform))
+            add_variant(src, transform, *make_variant(src, transform, rng))
     log(f"  {len(sources)} sources, {len(corpus.files) - len(sources)} variants written")
 
     # Distractors.
@@ -1685,20 +1689,7 @@ def build(
             options = moderate_applicable(src)
             chosen = set(rng.choice(options, size=min(len(options), MODERATE_PER_SOURCE), replace=False).tolist())
             for edit in [t for t in MODERATE if t in chosen]:
-                data, fmt, detail = make_moderate(src, edit, rng)
-                vrel = corpus.add(
-                    place_rng,
-                    data,
-                    fmt,
-                    source=src.id,
-                    transform=edit,
-                    category=src.category,
-                    transparent=src.transparent,
-                    grey=src.grey,
-                    hidden_rgb=src.hidden,
-                    detail=detail,
-                )
-                family_paths[src.id].append((vrel, edit))
+                add_variant(src, edit, *make_moderate(src, edit, rng))
                 n_moderate += 1
         log(f"  {n_moderate} moderate edits written")
 
