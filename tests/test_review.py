@@ -216,6 +216,7 @@ def test_bulk_counts_first_then_decides_and_undoes_as_one(served: Served) -> Non
     assert post(served, "/api/undo", {"batch": done["batch"]})[0] == 200
     assert served.review.current().stats().decided == 0
     assert post(served, "/api/bulk", {"action": "keep", "view": ""})[0] == 400
+    assert post(served, "/api/bulk", {"action": "accept", "view": "sort=nonsense&page=%C2%B2"})[0] == 200
 
 
 def test_static_page_is_self_contained_and_escaped(served: Served, tmp_path: Path) -> None:

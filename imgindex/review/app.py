@@ -30,7 +30,7 @@ from starlette.templating import Jinja2Templates
 
 from imgindex.errors import ImgindexError, ReportError
 
-from .groups import ACTIONS, GROUP_PAGE, View
+from .groups import ACTIONS, GROUP_PAGE, SORTS, View
 from .pictures import SIZES, PictureError, Pictures
 from .session import Review
 
@@ -112,7 +112,8 @@ def review_hosts(host: str) -> list[str]:
 
 
 def view_of(params: Any) -> View:
-    """The overview's filter, order and page from query parameters (checked)."""
+    """The overview's filter, order and page from query parameters (checked: what is not
+    understood is left at its default)."""
 
     def number(name: str) -> int | None:
         text = (params.get(name) or "").strip()
@@ -125,7 +126,7 @@ def view_of(params: Any) -> View:
         undecided=params.get("undecided") == "1",
         max_distance=number("max_distance"),
         identical=params.get("identical") == "1",
-        sort=params.get("sort") or "bytes",
+        sort=params.get("sort") if params.get("sort") in SORTS else "bytes",
         ascending=params.get("asc") == "1",
         page=number("page") or 1,
     )
@@ -142,7 +143,7 @@ def create_app(review: Review, pictures: Pictures, token: str, *, hosts: list[st
         query = {k: v for k, v in params.items() if v not in (None, "")}
         return path + "?" + urlencode({**query, "token": token})
 
-    def context(request: Request, **values: Any) -> dict[str, Any]:
+    def context(**values: Any) -> dict[str, Any]:
         return {
             "link": link,
             "token": token,
@@ -154,17 +155,13 @@ def create_app(review: Review, pictures: Pictures, token: str, *, hosts: list[st
         }
 
     def overview(request: Request) -> Response:
-        try:
-            view = view_of(request.query_params)
-        except ReportError:
-            view = View()
+        view = view_of(request.query_params)
         snap = review.current()
         page = snap.page(view)
         return templates.TemplateResponse(
             request,
             "overview.html",
             context(
-                request,
                 view=view,
                 page=page,
                 stats=snap.stats(),
@@ -176,10 +173,7 @@ def create_app(review: Review, pictures: Pictures, token: str, *, hosts: list[st
         )
 
     def group(request: Request) -> Response:
-        try:
-            view = view_of(request.query_params)
-        except ReportError:
-            view = View()
+        view = view_of(request.query_params)
         snap = review.current()
         found = snap.group_by_id(request.path_params["group_id"], GROUP_PAGE)
         if found is None:
@@ -189,7 +183,6 @@ def create_app(review: Review, pictures: Pictures, token: str, *, hosts: list[st
             request,
             "group.html",
             context(
-                request,
                 view=view,
                 group=found,
                 before=before,
