@@ -90,16 +90,13 @@ def same(kept: bytes, duplicates: Iterable[bytes]) -> list[Row]:
 
 
 def keep_priority(
-    decided: InForce, sha256: npt.NDArray[np.uint8], path_of: Callable[[int], bytes]
+    decided: InForce, sha256: npt.NDArray[np.uint8], named: npt.NDArray[np.bool_], path_of: Callable[[int], bytes]
 ) -> npt.NDArray[np.int64]:
-    """For each image (its SHA-256, ``(n, 32)``; ``path_of`` a row's path, asked only of the
-    rows a decision names): how strongly a decision says keep it (0: none; later decisions
-    higher, the named copy above its twins)."""
-    n = len(sha256)
-    priority = np.zeros(n, dtype=np.int64)
-    if not decided.keep or not n:
-        return priority
-    for row in np.flatnonzero(keep_rows(decided, sha256)).tolist():
+    """For each image (its SHA-256, ``(n, 32)``; ``named``: :func:`keep_rows`; ``path_of`` a
+    row's path, asked only of the named rows): how strongly a decision says keep it (0: none;
+    later decisions higher, the named copy above its twins)."""
+    priority = np.zeros(len(sha256), dtype=np.int64)
+    for row in np.flatnonzero(named).tolist():
         batch, path = decided.keep[sha256[row].tobytes()]
         priority[row] = 2 * batch + (1 if path is not None and path_of(row) == path else 0)
     return priority

@@ -292,7 +292,7 @@ def _group(options: ReportOptions, matched: _Matched, decided: InForce) -> Repor
     table, unit_of_row = matched.table, matched.unit_of_row
     n = len(table)
     named = keep_rows(decided, table.sha256)
-    order, rank = _rank([-keep_priority(decided, table.sha256, table.path), *matched.rule_keys], n)
+    order, rank = _rank([-keep_priority(decided, table.sha256, named, table.path), *matched.rule_keys], n)
     best_rank, best_row = _best_rows(order, rank, unit_of_row)
     unit_order = np.argsort(best_rank, kind="stable")
     edges, apart_count = without_apart(matched.edges, matched.unit_sha256, decided)
