@@ -18,10 +18,16 @@ from json.encoder import encode_basestring_ascii
 from pathlib import Path
 from typing import IO
 
+import numpy as np
+
 from . import __version__
 from .bulk import without_gc
 from .errors import UsageError
 from .report import Report
+from .storage import ImageTable
+
+#: Images formatted at a time by the JSON writer (their text is held until written).
+_BLOCK = 50_000
 
 
 def path_fields(path: bytes) -> dict[str, str]:
@@ -71,57 +77,69 @@ def _write_json(report: Report, out: IO[str]) -> None:
     out.write(json.dumps(header)[:-1] + ', "images": [')
     # Entries are formatted directly from plain lists: a report can list millions of
     # images, and a dict (or numpy scalar) per value costs more than the rest. A block of
-    # groups at a time: their paths decoded at once (no path holds a NUL byte) and quoted by
-    # the C encoder json.dumps uses; the few that are not UTF-8 also get their raw bytes.
+    # images at a time, each image's text made in one pass: its paths decoded at once (no path
+    # holds a NUL byte) and quoted by the C encoder json.dumps uses (the few that are not UTF-8
+    # also get their raw bytes); what comes before and after an image (the opening of its
+    # group, or of its place in the duplicates, and their closing) follows from its position.
     t = report.table
-    width, height, size = t.width.tolist(), t.height.tolist(), t.size.tolist()
-
-    def entries(rows: list[int]) -> list[str]:
-        paths = [t.dirs[r] + t.names[r] for r in rows]
-        texts = b"\0".join(paths).decode("utf-8", "surrogateescape").split("\0") if paths else []
-        sha_hex = t.sha256[rows].tobytes().hex()
-        hashes = [
-            f'"{p & 0xFFFF_FFFF_FFFF_FFFF:016x}"' if h else "null"
-            for p, h in zip(t.phash[rows].tolist(), t.has_hash[rows].tolist(), strict=True)
-        ]
-        urls = [t.urls[r] for r in rows]
-        return [
-            f'"path": {encode_basestring_ascii(text)}, '
-            + ("" if text.isascii() or _utf8(text) else f'"path_b64": "{_b64(path)}", ')
-            + f'"sha256": "{sha_hex[64 * k : 64 * k + 64]}", "phash": {ph}'
-            + ("" if url is None else f', "url": {encode_basestring_ascii(url)}')
-            for k, (text, path, ph, url) in enumerate(zip(texts, paths, hashes, urls, strict=True))
-        ]
-
-    separator = "\n"
-
-    def write(block: list[tuple[list[int], list[int]]]) -> None:
-        nonlocal separator
-        fields = iter(entries([row for rows, _ in block for row in rows]))
-        for rows, distances in block:
-            kept = rows[0]
-            image = next(fields)
-            duplicates = ", ".join(
-                "{" + next(fields) + (f', "distance": {d}' if near else "") + "}" for d in distances[1:]
-            )
-            w, h = width[kept], height[kept]
-            out.write(
-                f"{separator}{{{image}, "
-                f'"width": {w if w >= 0 else "null"}, "height": {h if h >= 0 else "null"}, '
-                f'"size": {size[kept]}, "duplicates": [{duplicates}]}}'
-            )
-            separator = ",\n"
-
-    block: list[tuple[list[int], list[int]]] = []
-    listed = 0
-    for run in report.runs():
-        block.append(run)
-        listed += len(run[0])
-        if listed >= 50_000:
-            write(block)
-            block, listed = [], 0
-    write(block)
+    members, distance, starts = report.layout()
+    sizes = np.diff(starts)
+    if report.options.duplicates_only:
+        shown = np.repeat(sizes > 1, sizes)
+        members, distance = members[shown], distance[shown]
+        sizes = sizes[sizes > 1]
+    ends = np.cumsum(sizes)
+    # Where each listed image stands: 0 a group's kept image, 1 a duplicate, 2 the last duplicate;
+    # a kept image without duplicates is 3.
+    place = np.ones(len(members), dtype=np.int8)
+    place[ends - 1] = 2
+    place[ends - sizes] = np.where(sizes > 1, 0, 3)
+    first = "\n"
+    for a in range(0, len(members), _BLOCK):
+        rows = members[a : a + _BLOCK].tolist()
+        places = place[a : a + _BLOCK].tolist()
+        # "distance" of duplicates; width, height and size of kept images (where they are read).
+        if near:
+            closings = [f', "distance": {d}}}' for d in distance[a : a + _BLOCK].tolist()]
+        else:
+            closings = ["}"] * len(rows)
+        widths, heights, sizes_ = (c[rows].tolist() for c in (t.width, t.height, t.size))
+        parts: list[str] = []
+        listed = zip(_entries(t, rows), places, closings, widths, heights, sizes_, strict=True)
+        for text, where, closing, w, h, size in listed:
+            if where == 1:
+                parts += ("{", text, closing, ", ")
+            elif where == 2:
+                parts += ("{", text, closing, "]}")
+            else:
+                parts += (
+                    first,
+                    "{",
+                    text,
+                    f', "width": {w if w >= 0 else "null"}, "height": {h if h >= 0 else "null"}, '
+                    f'"size": {size}, "duplicates": [',
+                    "]}" if where == 3 else "",
+                )
+                first = ",\n"
+        out.write("".join(parts))
     out.write("\n]}\n")
+
+
+def _entries(t: ImageTable, rows: list[int]) -> list[str]:
+    """The fields every listed image has (path, sha256, phash, url), as JSON text, for ``rows``."""
+    paths = [t.dirs[r] + t.names[r] for r in rows]
+    texts = b"\0".join(paths).decode("utf-8", "surrogateescape").split("\0") if paths else []
+    sha_hex = t.sha256[rows].tobytes().hex()
+    phash_hex = t.phash[rows].astype(">u8").tobytes().hex()
+    has_hash = t.has_hash[rows].tolist()
+    return [
+        f'"path": {encode_basestring_ascii(text)}, '
+        + ("" if text.isascii() or _utf8(text) else f'"path_b64": "{_b64(path)}", ')
+        + f'"sha256": "{sha_hex[64 * k : 64 * k + 64]}", '
+        + (f'"phash": "{phash_hex[16 * k : 16 * k + 16]}"' if has_hash[k] else '"phash": null')
+        + ("" if url is None else f', "url": {encode_basestring_ascii(url)}')
+        for k, (text, path, url) in enumerate(zip(texts, paths, [t.urls[r] for r in rows], strict=True))
+    ]
 
 
 def write_csv(report: Report, out: IO[str]) -> None:
