@@ -99,10 +99,13 @@ class Images:
         """
         where, params = below("dirs.path", under)
         cursor = self.db.execute(
+            # Pairs of small numbers packed into one: each value handed to Python costs as much as
+            # the rest of the row's work. Widths and heights are below 2**31 (Pillow's limit).
             "SELECT files.id, files.sha256, coalesce(files.phash, 0), coalesce(files.trim_hash, 0),"
-            " coalesce(files.width, -1), coalesce(files.height, -1), files.size, files.mtime_ns, files.format,"
-            " files.dir_id, files.name, coalesce(files.params_id, -1),"
-            " (files.phash IS NOT NULL) | ((files.trim_hash IS NOT NULL) << 1), files.url"
+            " ((coalesce(files.width, -1) + 1) << 32) | (coalesce(files.height, -1) + 1),"
+            " files.size, files.mtime_ns, files.format, files.dir_id, files.name,"
+            " ((coalesce(files.params_id, -1) + 1) << 2)"
+            " | (files.phash IS NOT NULL) | ((files.trim_hash IS NOT NULL) << 1), files.url"
             # Directories in path order, each one's files by name through the UNIQUE (dir_id, name)
             # index: no sort; "+" keeps SQLite off the sha256 index (a random read per row).
             " FROM dirs JOIN files ON files.dir_id = dirs.id WHERE +files.sha256 IS NOT NULL"
@@ -112,25 +115,24 @@ class Images:
         )
         # Plain tuples, then columns: a million named rows cost a second. A chunk at a time (a
         # million rows of tuples at once would double the memory a report needs).
-        numbers: list[list[npt.NDArray[np.int64]]] = [[] for _ in range(10)]
+        numbers: list[list[npt.NDArray[np.int64]]] = [[] for _ in range(7)]
         digests, formats, names, dir_id = bytearray(), list[str | None](), list[bytes](), list[int]()
         urls: list[str | None] = []
         with without_gc():
             while rows := cursor.fetchmany(100_000):
-                (ids, sha, phash, trim, width, height, size, mtime, fmt, dirs_, name, params_id, flags, url) = zip(
-                    *rows, strict=True
-                )
+                (ids, sha, phash, trim, sides, size, mtime, fmt, dirs_, name, packed, url) = zip(*rows, strict=True)
                 urls += url
-                for k, values in enumerate((ids, phash, trim, width, height, size, mtime, dirs_, params_id, flags)):
+                for k, values in enumerate((ids, phash, trim, sides, size, mtime, packed)):
                     numbers[k].append(np.fromiter(values, np.int64, len(rows)))
                 digests += b"".join(sha)
                 formats += fmt
                 names += name
                 dir_id += dirs_
         n = len(names)
-        ids_, phash_, trim_, width_, height_, size_, mtime_, dir_ids, params_, present = (
+        ids_, phash_, trim_, sides_, size_, mtime_, packed_ = (
             np.concatenate(parts) if parts else np.empty(0, np.int64) for parts in numbers
         )
+        dir_ids = np.array(dir_id, dtype=np.int64)
 
         # The directories' parts, by directory: paths, roots, whether below one to prefer.
         flag, flag_params = below("path", prefer)
@@ -158,17 +160,17 @@ class Images:
             id=ids_,
             root_id=np.fromiter(map(dir_root.__getitem__, dir_id), dtype=np.int64, count=n),
             sha256=np.frombuffer(bytes(digests), dtype=np.uint8).reshape(n, 32),
-            has_hash=(present & 1).astype(bool),
+            has_hash=(packed_ & 1).astype(bool),
             phash=phash_,
-            has_trim=(present & 2).astype(bool),
+            has_trim=(packed_ & 2).astype(bool),
             trim_hash=trim_,
-            width=width_,
-            height=height_,
+            width=(sides_ >> 32) - 1,
+            height=(sides_ & 0xFFFF_FFFF) - 1,
             size=size_,
             mtime_ns=mtime_,
             path_length=lengths,
             preferred=np.isin(dir_ids, np.fromiter(preferred_dirs, np.int64)) if prefer else np.zeros(n, bool),
-            params_id=params_,
+            params_id=(packed_ >> 2) - 1,
             format=formats,
             dirs=dirs,
             names=names,
