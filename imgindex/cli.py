@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, replace
 from pathlib import Path
 from types import FrameType
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -46,16 +46,13 @@ from .pairs import local_search, stored_max_distance
 from .pairs import update as update_pairs
 from .query import query
 from .report import DEFAULT_KEEP, DEFAULT_THRESHOLD, KEEP_RULES, Report, ReportOptions, build_report, parse_keep
-from .review.app import create_app, new_token, review_hosts, review_url
-from .review.pictures import Pictures, default_cache_dir
-from .review.server import address, bind, serve
-from .review.session import Review
-from .review.static import write_static
 from .scan import ScanInterrupted, ScanOptions, ScanSummary, scan
 from .statuses import image_count
 from .storage import Index, open_index
 from .storage import health as storage_health
-from .watch import Watcher, WatchEvent, WatchOptions
+
+if TYPE_CHECKING:
+    from .watch import WatchEvent
 from .workers import Workers
 
 __all__ = ["EXIT_ERROR", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_PARTIAL", "app", "run"]
@@ -482,6 +479,13 @@ def review_command(
     quiet: QuietOption = False,
 ) -> None:
     """Look at the duplicate groups in the browser, and decide: not a duplicate, keep this one, accept."""
+    # The page's packages (a web server, templates) are loaded by the commands that serve it.
+    from .review.app import create_app, new_token, review_hosts, review_url
+    from .review.pictures import Pictures, default_cache_dir
+    from .review.server import address, bind, serve
+    from .review.session import Review
+    from .review.static import write_static
+
     near = near or not exact  # near duplicates unless told otherwise: those are the ones to look at
     options = _report_options(exact, near, threshold, keep, prefer, root, rotations=rotations)
     if static and output is None:
@@ -708,6 +712,8 @@ def watch_command(
     quiet: QuietOption = False,
 ) -> None:
     """Keep the index current while files are written under each DIR, until Ctrl-C or SIGTERM."""
+    from .watch import Watcher, WatchOptions  # file-system events: loaded by the command that follows them
+
     options = WatchOptions(
         scan=ScanOptions(jobs=jobs, follow_symlinks=follow_symlinks, archives=archives),
         settle=settle,

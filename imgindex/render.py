@@ -7,20 +7,22 @@ goes. Paths are shown escaped (:func:`imgindex.display.display_path`).
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
 from .display import display_path, display_text
-from .export import ExportSummary
-from .pairs import PairsUpdate
-from .query import QueryResult
-from .report import Report
-from .review.static import StaticSummary
-from .scan_types import ScanProgress, ScanSummary
-from .storage.health import Health
-from .watch import WatchEvent
+
+if TYPE_CHECKING:  # what each command returns; imported where it is made (a report needs no web page)
+    from .export import ExportSummary
+    from .pairs import PairsUpdate
+    from .query import QueryResult
+    from .report import Report
+    from .review.static import StaticSummary
+    from .scan_types import ScanProgress, ScanSummary
+    from .storage.health import Health
+    from .watch import WatchEvent
 
 
 def pairs_summary(u: PairsUpdate) -> str:
