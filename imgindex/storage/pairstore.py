@@ -129,12 +129,15 @@ class PairStore:
         self, kind: str, values: npt.NDArray[np.int64], max_distance: int
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.uint8]]:
         """Stored pairs within ``max_distance`` that have one of ``values`` on either side."""
-        sql = (
-            "SELECT a, b, distance FROM near_pairs"
-            " WHERE kind = ? AND distance <= ? AND (a IN ({marks}) OR b IN ({marks}))"
+        # A side at a time, each through its index: "a IN (...) OR b IN (...)" read every pair
+        # of the kind (SQLite, without statistics, also passes over near_pairs_b for "b IN").
+        by_side = (
+            "SELECT a, b, distance FROM near_pairs WHERE kind = ? AND distance <= ? AND a IN ({marks})",
+            "SELECT a, b, distance FROM near_pairs INDEXED BY near_pairs_b"
+            " WHERE kind = ? AND distance <= ? AND b IN ({marks})",
         )
-        found = list(self.db.select_in(sql, values.tolist(), repeat=2, params=(kind, max_distance)))
-        table = np.array(found, dtype=np.int64).reshape(-1, 3)
+        found = {row for sql in by_side for row in self.db.select_in(sql, values.tolist(), params=(kind, max_distance))}
+        table = np.array(sorted(found), dtype=np.int64).reshape(-1, 3)
         return table[:, 0].copy(), table[:, 1].copy(), table[:, 2].astype(np.uint8)
 
     def count(self) -> int:
