@@ -39,6 +39,8 @@ Pairs = tuple[I64, I64, U8]
 BLOCK_CELLS = 1 << 22
 #: Candidate pairs checked at once by the indexed search (bounds its memory).
 CANDIDATE_CHUNK = 1 << 22
+#: Bucket lookups made at once by the indexed search (bounds its memory).
+LOOKUP_CHUNK = 1 << 20
 
 
 def as_unsigned(hashes: npt.ArrayLike) -> U64:
@@ -212,9 +214,16 @@ def _indexed(hashes: U64, q: I64, threshold: int, blocks: tuple[tuple[int, int, 
         table = BucketTable(keys, hashes, width)
         qkeys = keys[q]
         del keys
-        for flip in flips(width, allowance):
-            for owner, pos, x, d in table.matches(qh, qkeys ^ flip, threshold):
-                i = q[owner]
+        # The lookups of several flips at once when the queries are few (a pair's XOR has one
+        # value on the block, so it is found by one flip alone): one pass over a few
+        # million lookups instead of thousands of passes over a few queries.
+        values = np.array(flips(width, allowance), dtype=np.intp)
+        per_pass = max(1, LOOKUP_CHUNK // len(q))
+        for first in range(0, len(values), per_pass):
+            batch = values[first : first + per_pass]
+            targets = (qkeys[None, :] ^ batch[:, None]).reshape(-1)
+            for owner, pos, x, d in table.matches(np.tile(qh, len(batch)), targets, threshold):
+                i = q[owner % len(q)]
                 j = table.order[pos].astype(np.int64)
                 keep = j > i if all_queries else (j != i) & (~is_query[j] | (j > i))
                 keep &= ~close_on_any(x, blocks[:number])  # found on that earlier block already
