@@ -196,6 +196,32 @@ def test_pairs_from_queries_finds_each_pair_with_a_query_once(threshold: int) ->
     assert expected
 
 
+@pytest.mark.parametrize("lookups", [1, 700, 50_000, 1 << 20])
+def test_lookups_batched_over_flips_find_the_same_pairs(monkeypatch: pytest.MonkeyPatch, lookups: int) -> None:
+    # A pass takes the lookups of as many flips as fit: one flip, a few, or all of them.
+    monkeypatch.setattr(search, "LOOKUP_CHUNK", lookups)
+    hashes = clustered(7, 5000)
+    queries = np.random.default_rng(5).choice(len(hashes), 40, replace=False)
+    i, j, d = search.pairs_from(hashes, queries, 10)
+    everything = search.pairs_from(hashes, None, 10)
+    q = set(queries.tolist())
+    expected = {
+        ((a, b) if a in q else (b, a)): dist
+        for a, b, dist in zip(*(x.tolist() for x in everything), strict=True)
+        if a in q or b in q
+    }
+    assert dict(zip(zip(i.tolist(), j.tolist(), strict=True), d.tolist(), strict=True)) == expected
+    assert len(i) == len(expected) > 10
+
+
+@pytest.mark.parametrize("width", [13, 16, 17, 22, 33])
+def test_stable_order_is_the_stable_argsort(width: int) -> None:
+    rng = np.random.default_rng(width)
+    keys = rng.integers(0, 2**width, 20_000).astype(np.intp)
+    keys[::7] = keys[0]  # many ties: their order must stay the input's
+    assert np.array_equal(search.stable_order(keys, width), np.argsort(keys, kind="stable"))
+
+
 def test_search_memory_is_bounded_by_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
     hashes = clustered(11, 4000)
     whole = search.pairs_within(hashes, 10)
