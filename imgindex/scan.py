@@ -221,7 +221,8 @@ def _read_all(
     interrupted = False
     try:
         workers.run(
-            functools.partial(_read_tasks, source, options.settings),
+            # Each chunk carries this process's settings key: a worker that would hash otherwise refuses.
+            functools.partial(_read_tasks, source, options.settings, options.settings.key()),
             writer.started(tasks),
             take=writer.take,
             flush=writer.flush,
@@ -274,9 +275,9 @@ def _read_side_files(index: Index, source: Source, planner: Planner) -> None:
         catalog.replace_urls(side_id, read_ns, side_file.urls if side_file.urls or not side_file.warnings else None)
 
 
-def _read_tasks(source: Source, settings: HashSettings, tasks: list[Task]) -> list[Reading | None]:
+def _read_tasks(source: Source, settings: HashSettings, key: str, tasks: list[Task]) -> list[Reading | None]:
     """Read a chunk of tasks (runs in a worker process): the reader sees paths, not rows."""
-    return read_items(source, settings, [(t.path, t.stat, t.mode) for t in tasks])
+    return read_items(source, settings, key, [(t.path, t.stat, t.mode) for t in tasks])
 
 
 class _Writer:
