@@ -34,7 +34,7 @@ from .scan_types import (
     ScanProgress,
     ScanSummary,
 )
-from .sources import Source
+from .sources import Source, source_for
 from .sources.directory import DirectorySource
 from .statuses import FAILED_STATUSES
 from .storage import FileRecord, Index
@@ -78,7 +78,9 @@ def scan(
     after committing what was read.
     """
     options = options or ScanOptions()
-    source = source or DirectorySource(options.follow_symlinks, options.archives)
+    source = source or source_for(
+        [os.fsencode(r) for r in roots], follow_symlinks=options.follow_symlinks, archives=options.archives
+    )
     catalog = index.catalog
     tops = _outermost(source.root(os.fsencode(r)) for r in roots)
     _refuse_aliases(index, source, tops)
