@@ -47,6 +47,7 @@ from .pairs import update as update_pairs
 from .query import query
 from .report import DEFAULT_KEEP, DEFAULT_THRESHOLD, KEEP_RULES, Report, ReportOptions, build_report, parse_keep
 from .scan import ScanInterrupted, ScanOptions, ScanSummary, scan
+from .sources import is_url
 from .statuses import image_count
 from .storage import Index, open_index
 from .storage import health as storage_health
@@ -219,7 +220,13 @@ def _print_summary(summary: ScanSummary, as_json: bool, quiet: bool) -> None:
 @app.command("scan")
 def scan_command(
     roots: Annotated[
-        list[Path], typer.Argument(help="Directories to index (recursively).", show_default=False, metavar="DIR")
+        list[str],
+        typer.Argument(
+            help="Directories to index (recursively), or URLs of trees in a store (s3://bucket/crawl, any fsspec"
+            " URL; needs imgindex[remote]).",
+            show_default=False,
+            metavar="DIR",
+        ),
     ],
     db: DbOption = Path("imgindex.db"),
     jobs: JobsOption = None,
@@ -293,7 +300,8 @@ KeepOption = Annotated[
     ),
 ]
 PreferOption = Annotated[
-    list[Path] | None, typer.Option("--prefer", help="Keep images under this directory when a group has one there.")
+    list[str] | None,
+    typer.Option("--prefer", help="Keep images under this directory (or URL) when a group has one there."),
 ]
 IgnoreDecisionsOption = Annotated[
     bool,
@@ -308,7 +316,7 @@ RotationsOption = Annotated[
     ),
 ]
 RootOption = Annotated[
-    list[Path] | None, typer.Option("--root", help="Only images under this directory (default: every root).")
+    list[str] | None, typer.Option("--root", help="Only images under this directory or URL (default: every root).")
 ]
 
 
@@ -317,8 +325,8 @@ def _report_options(
     near: bool,
     threshold: int | None,
     keep: str,
-    prefer: list[Path] | None,
-    under: list[Path] | None,
+    prefer: list[str] | None,
+    under: list[str] | None,
     duplicates_only: bool = False,
     rotations: bool = False,
     ignore_decisions: bool = False,
@@ -337,9 +345,11 @@ def _report_options(
     )
 
 
-def _abs_bytes(path: Path) -> bytes:
-    result = os.path.abspath(os.fsencode(path))
-    return result.rstrip(b"/") if len(result) > 1 else result
+def _abs_bytes(path: str | Path) -> bytes:
+    """A path given on the command line as the index has it: absolute, or a URL as it is."""
+    given = os.fsencode(path)
+    result = given if is_url(given) else os.path.abspath(given)
+    return result.rstrip(b"/") if len(result) > 1 and not result.endswith(b"://") else result
 
 
 def _report_writer(output: str, fmt: str) -> Callable[[Report], None]:
@@ -600,7 +610,9 @@ def _pair_search(dask: str | None, work_dir: Path) -> Iterator[Any]:
 
 @app.command("dedup")
 def dedup_command(
-    dump_dir: Annotated[Path, typer.Argument(help="The directory of images (e.g. a crawl dump).", metavar="DUMP_DIR")],
+    dump_dir: Annotated[
+        str, typer.Argument(help="The directory of images (e.g. a crawl dump), or a URL.", metavar="DUMP_DIR")
+    ],
     exact_duplicates: Annotated[
         bool, typer.Option("--exact_duplicates", "-e", help="Exact duplicates (the default).")
     ] = False,
@@ -678,7 +690,7 @@ def dedup_command(
 
 @app.command("watch")
 def watch_command(
-    roots: Annotated[list[Path], typer.Argument(help="Directories to follow.", show_default=False, metavar="DIR")],
+    roots: Annotated[list[str], typer.Argument(help="Directories to follow.", show_default=False, metavar="DIR")],
     db: DbOption = Path("imgindex.db"),
     settle: Annotated[
         float,
@@ -714,6 +726,12 @@ def watch_command(
     """Keep the index current while files are written under each DIR, until Ctrl-C or SIGTERM."""
     from .watch import Watcher, WatchOptions  # file-system events: loaded by the command that follows them
 
+    urls = [r for r in roots if is_url(os.fsencode(r))]
+    if urls:
+        raise UsageError(
+            f"cannot watch {urls[0]}: watch follows directories on disk; run 'imgindex scan' on a URL again instead"
+            " (it reads only what changed)"
+        )
     options = WatchOptions(
         scan=ScanOptions(jobs=jobs, follow_symlinks=follow_symlinks, archives=archives),
         settle=settle,

@@ -36,7 +36,10 @@ def dask_client(address: str, *, hashing: bool = True) -> Iterator[Any]:
     """A client of a Dask cluster: ``local`` or ``local:N`` starts a LocalCluster of N worker
     processes here (default: one per core), anything else is a scheduler's address
     (``tcp://host:8786``). Workers that cannot run imgindex are refused, and with ``hashing``
-    those whose hashing libraries differ from this process's. The cluster this starts is
+    those whose hashing libraries differ from this process's: those present now, here; a
+    worker that joins later refuses each chunk of the scan it is given (every chunk carries
+    this process's settings key: :func:`imgindex.reading.refuse_other_versions`), which ends
+    the scan with :class:`~imgindex.errors.WorkerVersionError`. The cluster this starts is
     closed at the end; one given is left running."""
     try:
         import distributed

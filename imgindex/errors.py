@@ -64,3 +64,9 @@ class ExchangeError(ImgindexError):
 
 class ClusterError(ImgindexError):
     """A Dask cluster cannot be reached or started (``--dask``)."""
+
+
+class WorkerVersionError(ImgindexError):
+    """A worker would hash with other library versions than the process that writes the index
+    (a Dask worker that joined after the check at connect, a library upgraded during a scan):
+    it refused to read anything."""

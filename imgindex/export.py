@@ -3,7 +3,8 @@
 Never overwrites or deletes anything: a non-empty target is refused unless
 ``force``, and even then existing files are left alone (and counted). A
 record in a web archive is extracted (its payload written as a file, named
-from its URL), whatever the ``link`` asked: there is no file to link to.
+from its URL), whatever the ``link`` asked: there is no file to link to; so
+is an object under a URL root (``s3://...``): its bytes are fetched.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from typing import BinaryIO, Literal
 from .display import display_bytes, display_path
 from .errors import ExportError
 from .report import Group, Image, Report
+from .sources import is_url, source_for
 from .sources.archives import MARK
-from .sources.directory import DirectorySource
 
 Link = Literal["copy", "hardlink", "symlink"]
 
@@ -100,6 +101,8 @@ def _refuse_overlap(report: Report, target: Path) -> None:
     next scan; a target holding a root would have copies written into the root."""
     real = os.path.realpath(os.fsencode(target.absolute()))
     for root in report.root_paths.values():
+        if is_url(root):
+            continue  # fetched, never written into
         top = os.path.realpath(root)
         if real == top or real.startswith(top.rstrip(b"/") + b"/"):
             raise ExportError(
@@ -117,6 +120,8 @@ def _check_same_filesystem(report: Report, targets: list[Path]) -> None:
     for target in targets:
         device = target.stat().st_dev
         for root in report.roots:
+            if is_url(root):
+                continue  # its objects are fetched, not linked
             try:
                 if os.stat(root).st_dev != device:
                     raise ExportError(
@@ -162,7 +167,7 @@ def _place(top: bytes, dest: bytes, image: Image, link: Link, summary: ExportSum
         )
         return False
     try:
-        if image.archived:
+        if image.archived or is_url(source):
             _extract_new(source, name, fd)
         elif link == "copy":
             _copy_new(source, name, fd)
@@ -227,9 +232,9 @@ def _copy_new(source: bytes, name: bytes, fd: int) -> None:
 
 
 def _extract_new(address: bytes, name: bytes, fd: int) -> None:
-    """Write the payload of the web archive record at ``address`` to a new file ``name`` in the
-    directory ``fd``, dated as the record (see :func:`_write_new`)."""
-    with DirectorySource(archives=True).open(address) as record:
+    """Write the payload of the web archive record at ``address`` (or the object at a URL) to a
+    new file ``name`` in the directory ``fd``, dated as the record (see :func:`_write_new`)."""
+    with source_for([address]).open(address) as record:
         st, _ = record.stat()
         data = record.read()
 

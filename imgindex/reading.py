@@ -8,6 +8,9 @@ Never raises for a bad item: every failure is a status with a reason.
 from __future__ import annotations
 
 import hashlib
+import json
+import os
+import socket
 import time
 from dataclasses import dataclass
 from typing import Literal
@@ -16,6 +19,7 @@ from PIL import Image
 
 from . import hashing
 from .bulk import keep_freed_memory
+from .errors import WorkerVersionError
 from .hashing import HashSettings, ImageError
 from .sources import DamagedEntry, FileStat, Source
 
@@ -111,12 +115,35 @@ def describe(data: bytes, fmt: str, st: FileStat, read_ns: int, mode: Mode, sett
 
 
 def read_items(
-    source: Source, settings: HashSettings, items: list[tuple[bytes, FileStat, Mode]]
+    source: Source, settings: HashSettings, key: str, items: list[tuple[bytes, FileStat, Mode]]
 ) -> list[Reading | None]:
-    """Read a few items (runs in a worker process)."""
+    """Read a few items (runs in a worker process). ``key``: the settings key of the process that
+    writes the rows (:meth:`HashSettings.key`); this process refuses to read when its own differs."""
+    refuse_other_versions(settings, key)
     keep_freed_memory()
     Image.MAX_IMAGE_PIXELS = max(settings.max_pixels, hashing.DEFAULT_MAX_PIXELS)
     return [read_item(source, path, st, mode, settings) for path, st, mode in items]
+
+
+def refuse_other_versions(settings: HashSettings, key: str) -> None:
+    """Raise :class:`WorkerVersionError` when this process would hash ``settings`` with other
+    library versions than those of ``key`` (the writer's): its hashes would go into the index
+    under the writer's settings. Checked by every chunk of work, so that a worker that joins a
+    cluster after the check at connect (or a library upgraded during a scan) writes nothing."""
+    here = settings.key()
+    if here == key:
+        return
+    ours, theirs = json.loads(here), json.loads(key)
+    differ = "; ".join(
+        f"{name} {ours.get(name)} here, {theirs.get(name)} there"
+        for name in sorted(ours.keys() | theirs.keys())
+        if ours.get(name) != theirs.get(name)
+    )
+    raise WorkerVersionError(
+        f"a worker process (pid {os.getpid()} on {socket.gethostname()}) would hash with other library versions"
+        f" than the process that writes the index ({differ}): install the same imgindex, Pillow and imagehash"
+        " on every worker; it read nothing, and what was written before is kept"
+    )
 
 
 def crashed(source: Source, path: bytes, st: FileStat, reason: str = CRASHED) -> Reading:

@@ -34,7 +34,7 @@ from .scan_types import (
     ScanProgress,
     ScanSummary,
 )
-from .sources import Source
+from .sources import Source, source_for
 from .sources.directory import DirectorySource
 from .statuses import FAILED_STATUSES
 from .storage import FileRecord, Index
@@ -78,7 +78,9 @@ def scan(
     after committing what was read.
     """
     options = options or ScanOptions()
-    source = source or DirectorySource(options.follow_symlinks, options.archives)
+    source = source or source_for(
+        [os.fsencode(r) for r in roots], follow_symlinks=options.follow_symlinks, archives=options.archives
+    )
     catalog = index.catalog
     tops = _outermost(source.root(os.fsencode(r)) for r in roots)
     _refuse_aliases(index, source, tops)
@@ -221,7 +223,8 @@ def _read_all(
     interrupted = False
     try:
         workers.run(
-            functools.partial(_read_tasks, source, options.settings),
+            # Each chunk carries this process's settings key: a worker that would hash otherwise refuses.
+            functools.partial(_read_tasks, source, options.settings, options.settings.key()),
             writer.started(tasks),
             take=writer.take,
             flush=writer.flush,
@@ -274,9 +277,9 @@ def _read_side_files(index: Index, source: Source, planner: Planner) -> None:
         catalog.replace_urls(side_id, read_ns, side_file.urls if side_file.urls or not side_file.warnings else None)
 
 
-def _read_tasks(source: Source, settings: HashSettings, tasks: list[Task]) -> list[Reading | None]:
+def _read_tasks(source: Source, settings: HashSettings, key: str, tasks: list[Task]) -> list[Reading | None]:
     """Read a chunk of tasks (runs in a worker process): the reader sees paths, not rows."""
-    return read_items(source, settings, [(t.path, t.stat, t.mode) for t in tasks])
+    return read_items(source, settings, key, [(t.path, t.stat, t.mode) for t in tasks])
 
 
 class _Writer:

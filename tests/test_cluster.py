@@ -6,7 +6,10 @@ from __future__ import annotations
 import os
 import signal
 import sqlite3
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 
 import psutil
@@ -101,3 +104,41 @@ def test_workers_that_would_hash_differently_are_refused() -> None:
         client.register_plugin(_OtherPipeline())
         with pytest.raises(ClusterError, match="other library versions"):
             cluster._check_versions(client)
+
+
+def test_a_worker_that_joins_after_connect_and_would_hash_differently_writes_nothing(
+    tree: Path, tmp_path: Path
+) -> None:
+    """The check at connect sees no worker at all (a cluster that scales from nothing); the one
+    that joins once the scan has sent its work hashes as another pipeline version would (a real
+    ``dask worker`` process with a preload): each chunk refuses there, and the scan ends with an
+    error that says why, having written no row."""
+    from distributed import LocalCluster
+
+    a_tree(tree, 12)
+    preload = Path(__file__).with_name("dask_other_pipeline.py")
+    with LocalCluster(n_workers=0, processes=True, dashboard_address=None) as local:
+        address = local.scheduler_address
+        late: list[subprocess.Popen[bytes]] = []
+
+        def join_once_work_is_waiting() -> None:
+            deadline = time.monotonic() + 60
+            while not local.scheduler.tasks and time.monotonic() < deadline:
+                time.sleep(0.05)
+            worker = [sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1"]
+            worker += ["--no-nanny", "--no-dashboard", "--preload", str(preload)]
+            late.append(subprocess.Popen(worker, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+
+        joiner = threading.Thread(target=join_once_work_is_waiting)
+        joiner.start()
+        try:
+            code, _, err = invoke("scan", tree, "--db", tmp_path / "x.db", "-q", "--dask", address)
+        finally:
+            joiner.join()
+            for process in late:
+                process.terminate()
+                process.wait(30)
+    assert code == 1, err
+    assert "would hash with other library versions" in err and "pipeline 99 here, 3 there" in err
+    with sqlite3.connect(tmp_path / "x.db") as conn:
+        assert conn.execute("SELECT count(*) FROM files").fetchone() == (0,)

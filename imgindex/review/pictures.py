@@ -17,9 +17,9 @@ from pathlib import Path
 
 from PIL import Image, ImageChops, ImageOps
 
-from imgindex.errors import ImgindexError
+from imgindex.errors import ImgindexError, UsageError
 from imgindex.hashing import DEFAULT_MAX_PIXELS
-from imgindex.sources.directory import DirectorySource
+from imgindex.sources import source_for
 
 from .groups import Member
 
@@ -106,14 +106,16 @@ class Pictures:
 
 def _read(member: Member) -> bytes:
     """The bytes of an indexed image: a regular file (never through a link at its name, as
-    scans read it), or a record of a web archive."""
+    scans read it), a record of a web archive, or an object at a URL."""
     if member.size > MAX_BYTES:
         raise PictureError("too large to show")
     try:
-        with DirectorySource(archives=True).open(member.path) as entry:
+        with source_for([member.path]).open(member.path) as entry:
             _, regular = entry.stat()
             if not regular:
                 raise PictureError("not a regular file any more")
             return entry.read(MAX_BYTES + 1)
     except OSError as e:
         raise PictureError(f"cannot be read: {e.strerror or e}") from None
+    except UsageError as e:  # a URL without fsspec here
+        raise PictureError(f"cannot be read: {e}") from None

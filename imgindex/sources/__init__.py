@@ -4,18 +4,22 @@ A source lists its entries directory by directory, with stat-like identities
 (:class:`FileStat`) that tell the planner what is new, changed or gone, and
 opens one entry to read its bytes. The planner, ``scan`` and ``watch`` talk
 to this interface only; :class:`.directory.DirectorySource` is a directory
-tree on disk. A new input (a remote store) is a new module here that implements
-:class:`Source`. Web archives (:mod:`.archives`) are containers inside a
+tree on disk, :class:`.urls.UrlSource` a tree behind an fsspec URL (``s3://``,
+``hdfs://``, ...); :func:`source_for` picks one by the path. A new input is a
+new module here that implements :class:`Source`. Web archives (:mod:`.archives`) are containers inside a
 tree: a listing names them, and the planner lists their records apart.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import re
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, Protocol
+
+from imgindex.errors import UsageError
 
 if TYPE_CHECKING:
     from .archives import ArchiveListing, ArchiveMark
@@ -125,3 +129,31 @@ class Source(Protocol):
 
 def join(directory: bytes, name: bytes) -> bytes:
     return directory + name if directory.endswith(b"/") else directory + b"/" + name
+
+
+#: ``PROTOCOL://``: an fsspec URL (a local path names a directory ``PROTOCOL:`` as ``./PROTOCOL://``).
+_URL = re.compile(rb"[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def is_url(path: bytes) -> bool:
+    """Is ``path`` a URL (``s3://bucket/key``, ``file:///mnt``) rather than a path on disk?"""
+    return _URL.match(path) is not None
+
+
+def source_for(paths: Sequence[bytes], *, follow_symlinks: bool = False, archives: bool = True) -> Source:
+    """The one source that holds ``paths``: the stores of URLs (through fsspec), or the directory
+    tree on disk. :class:`imgindex.errors.UsageError` for a mix, or URLs without fsspec."""
+    urls = {is_url(path) for path in paths}
+    if len(urls) > 1:
+        raise UsageError("directories on disk and URLs are scanned in separate runs (a scan reads through one source)")
+    if True not in urls:
+        from .directory import DirectorySource
+
+        return DirectorySource(follow_symlinks, archives)
+    if follow_symlinks:
+        raise UsageError("--follow-symlinks is for directories on disk, not URLs")
+    try:
+        from .urls import UrlSource
+    except ImportError:
+        raise UsageError("URLs need fsspec: pip install 'imgindex[remote]'") from None
+    return UrlSource(archives)

@@ -36,7 +36,7 @@ from warcio.archiveiterator import ArchiveIterator as ArcIterator
 
 from imgindex import hashing
 
-from . import DamagedEntry, FileStat, TooLargeEntry
+from . import DamagedEntry, FileStat, Listing, TooLargeEntry
 
 #: File names of archives (compared in lower case).
 SUFFIXES = (b".warc", b".warc.gz", b".arc", b".arc.gz")
@@ -120,6 +120,44 @@ class _Frame:
     raw: bytes | None  # the record's bytes (decompressed), None when damaged or too large
     error: str | None = None
     head: bytes | None = None  # the first bytes of a record too large to read
+
+
+def name_archives(listing: Listing) -> None:
+    """Move the archives out of a listing's files. A file named like the address of a record of an
+    archive beside it (``a.warc.gz#1234``) is skipped: it would be taken for that record."""
+    names = [name for name, _ in listing.files if is_archive(name)]
+    if not names:
+        return
+    kept = set(names)
+    files = []
+    for name, st in listing.files:
+        if name in kept:
+            listing.archives.append((name, st))
+        elif (where := split_address(name)) is not None and where[0] in kept:
+            listing.skipped_special += 1
+        else:
+            files.append((name, st))
+    listing.files = files
+
+
+class OpenRecord:
+    """A record read from an archive, as a source opens it: its payload, and its identity as an entry."""
+
+    def __init__(self, identity: FileStat, payload: bytes) -> None:
+        self.identity = identity
+        self.data = io.BytesIO(payload)
+
+    def __enter__(self) -> OpenRecord:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.data.close()
+
+    def stat(self) -> tuple[FileStat, bool]:
+        return self.identity, True
+
+    def read(self, size: int = -1) -> bytes:
+        return self.data.read(size)
 
 
 def list_archive(f: BinaryIO, path: bytes, stat: FileStat, since: ArchiveMark | None) -> ArchiveListing:

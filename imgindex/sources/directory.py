@@ -11,7 +11,6 @@ each listing, and their records are entries addressed ``FILE#OFFSET``
 
 from __future__ import annotations
 
-import io
 import os
 import stat
 from collections.abc import Iterator
@@ -68,7 +67,7 @@ class DirectorySource:
     def exists(self, path: bytes) -> bool:
         return os.path.lexists(path)
 
-    def open(self, path: bytes) -> _OpenFile | _OpenRecord:
+    def open(self, path: bytes) -> _OpenFile | web_archives.OpenRecord:
         """A file; or the record that ``path`` addresses (``ARCHIVE#OFFSET``) when there is such
         an archive (a file named so beside it is never listed, so never meant)."""
         where = web_archives.split_address(path) if self.archives else None
@@ -83,7 +82,7 @@ class DirectorySource:
                     st, regular = f.stat()
                     if regular:
                         identity, payload = web_archives.read_record(f.f, archive, offset, st.size)
-                        return _OpenRecord(identity, payload)
+                        return web_archives.OpenRecord(identity, payload)
         return self._open_file(path)
 
     def archive(self, path: bytes, since: web_archives.ArchiveMark | None) -> web_archives.ArchiveListing:
@@ -127,26 +126,6 @@ class _OpenFile:
         return b"".join(chunks)
 
 
-class _OpenRecord:
-    """A record read from an archive: its payload, and its identity as an entry."""
-
-    def __init__(self, identity: FileStat, payload: bytes) -> None:
-        self.identity = identity
-        self.data = io.BytesIO(payload)
-
-    def __enter__(self) -> _OpenRecord:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.data.close()
-
-    def stat(self) -> tuple[FileStat, bool]:
-        return self.identity, True
-
-    def read(self, size: int = -1) -> bytes:
-        return self.data.read(size)
-
-
 def walk(top: bytes, *, follow_symlinks: bool = False, archives: bool = False) -> Iterator[Listing]:
     """Every directory at or below ``top``, depth first, each listed once.
 
@@ -170,7 +149,7 @@ def walk(top: bytes, *, follow_symlinks: bool = False, archives: bool = False) -
                 for entry in entries:
                     _classify(entry, listing, visited, follow_symlinks)
             if archives:
-                _name_archives(listing)
+                web_archives.name_archives(listing)
         except OSError as e:
             listing.files.clear()
             listing.subdirs.clear()
@@ -180,24 +159,6 @@ def walk(top: bytes, *, follow_symlinks: bool = False, archives: bool = False) -
         listing.subdirs.sort()
         yield listing
         stack.extend(reversed(listing.subdirs))
-
-
-def _name_archives(listing: Listing) -> None:
-    """Move the archives out of the files. A file named like the address of a record of an
-    archive beside it (``a.warc.gz#1234``) is skipped: it would be taken for that record."""
-    names = [name for name, _ in listing.files if web_archives.is_archive(name)]
-    if not names:
-        return
-    kept = set(names)
-    files = []
-    for name, st in listing.files:
-        if name in kept:
-            listing.archives.append((name, st))
-        elif (where := web_archives.split_address(name)) is not None and where[0] in kept:
-            listing.skipped_special += 1
-        else:
-            files.append((name, st))
-    listing.files = files
 
 
 def _classify(
