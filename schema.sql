@@ -213,6 +213,21 @@ CREATE TABLE IF NOT EXISTS near_matches (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS near_matches_b ON near_matches(kind, b);
 
+-- Mirrored and turned copies (report --rotations), once 'imgindex pairs --rotations'
+-- has set meta.near_rotations: their verified matches are in near_matches under
+-- the kind '<kind>/turned' (whole: the distance between one's upright hash and
+-- an orientation's of the other's; inside unused), near_pictures lists the
+-- pictures whose such matches are all stored under that kind too, and here are
+-- the hashes of each picture's thumbnail in its 8 orientations (identity first,
+-- 8 big-endian 64-bit numbers in one blob), so that an update finds the
+-- orientation matches of new pictures without reading every thumbnail again.
+CREATE TABLE IF NOT EXISTS near_orientations (
+    kind        TEXT NOT NULL,          -- the kind of hash, e.g. dhash
+    picture     INTEGER NOT NULL,       -- the key of a files.sha256
+    hashes      BLOB NOT NULL,          -- 64 bytes
+    PRIMARY KEY (kind, picture)
+) WITHOUT ROWID;
+
 -- Pictures whose stored matches may be out of date: every write of an image's
 -- row puts its SHA-256 here, the old one too when it changes or goes (the
 -- triggers below, so no way of writing files is missed, cascades included).
@@ -241,7 +256,7 @@ BEGIN
     INSERT INTO near_pending (sha256) VALUES (old.sha256);
 END;
 
--- Settings of the index as a whole (near_max_distance, near_generation, near_params, ...).
+-- Settings of the index as a whole (near_max_distance, near_generation, near_params, near_rotations, ...).
 CREATE TABLE IF NOT EXISTS meta (
     key         TEXT PRIMARY KEY,
     value       TEXT NOT NULL

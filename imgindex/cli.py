@@ -42,7 +42,7 @@ from .export import export
 from .formats import atomic_text_file, path_fields, writer
 from .hashing import DEFAULT_MAX_PIXELS, HashSettings, readable_formats
 from .match.cluster_search import ClusterSearch
-from .pairs import local_search, stored_max_distance
+from .pairs import local_search, set_rotations, stored_max_distance
 from .pairs import update as update_pairs
 from .query import query
 from .report import DEFAULT_KEEP, DEFAULT_THRESHOLD, KEEP_RULES, Report, ReportOptions, build_report, parse_keep
@@ -579,6 +579,16 @@ def pairs_command(
             " path. Default: beside the index.",
         ),
     ] = None,
+    rotations: Annotated[
+        bool | None,
+        typer.Option(
+            "--rotations/--no-rotations",
+            help="From now on, also store (and keep up to date after each scan) the matches of mirrored and turned"
+            " copies, so that 'report --rotations' is a query; or stop. Turning it on verifies every picture again"
+            " once.",
+            show_default=False,
+        ),
+    ] = None,
     db: DbOption = Path("imgindex.db"),
     as_json: JsonOption = False,
     quiet: QuietOption = False,
@@ -587,6 +597,8 @@ def pairs_command(
     _stop_on_sigterm()
     try:
         with _open(db, create=False) as index, _pair_search(dask, work_dir or db.absolute().parent) as search:
+            if rotations is not None:
+                set_rotations(index, rotations)
             summary = update_pairs(index, search=search)
     except KeyboardInterrupt:
         # Pairs are stored before their hashes are marked: the next update searches what is not.

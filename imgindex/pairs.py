@@ -25,10 +25,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .hashing import HashSettings
-from .match.matcher import Matcher, Units
+from .hashing import HashSettings, descriptor_rows, orientation_hashes
+from .match.links import NOT_NEAR
+from .match.matcher import ROTATION_THRESHOLD, Matcher, Units, turned_neighbours
 from .match.search import I64, U8, as_unsigned, pairs_from, pairs_within
-from .storage import Index, picture_alone, picture_keys
+from .storage import NO_MATCH, Index, picture_alone, picture_keys, turned_kind
+from .storage.images import Pictures
 
 #: The largest distance of a stored pair: reports up to this threshold are
 #: queries over stored pairs; above it they search all hashes in memory.
@@ -130,6 +132,18 @@ def update(
     )
 
 
+def set_rotations(index: Index, on: bool) -> bool:
+    """Store the matches of mirrored and turned copies (``report --rotations`` a query then),
+    or stop storing them; whether that changed anything. Turning them on leaves every
+    picture to verify again by the next :func:`update` (which then finds them too)."""
+    for _attempt in range(3):  # again if another process resets the pairs under us
+        if index.pairs.rotations() == on:
+            return False
+        if index.pairs.set_rotations(on, index.pairs.state()[1]) is not None:
+            return True
+    return False
+
+
 #: Past this share of the pictures pending, an update verifies every picture again (one
 #: search over all is cheaper than many lookups).
 FULL_SHARE = 0.2
@@ -161,7 +175,14 @@ def _update_matches(index: Index, kind: str, stop: Callable[[], bool] | None) ->
     # Only the pending pictures: verified again if a file has them, forgotten if not.
     with index.snapshot():
         targets = index.images.pictures(params, [row.tobytes() for row in pending])
-    matches_removed = store.remove_pictures(kind, picture_keys(pending)) if len(pending) else 0
+    rotations = store.rotations()
+    matches_removed = 0
+    if len(pending):
+        gone = picture_keys(pending)
+        matches_removed = store.remove_pictures(kind, gone)
+        if rotations:
+            matches_removed += store.remove_pictures(turned_kind(kind), gone)
+            store.remove_orientations(kind, gone)
     keys = picture_keys(targets.sha256)
     # A picture whose key another picture has is never stored (nor that other one).
     alone = picture_alone(keys)
@@ -182,6 +203,8 @@ def _update_matches(index: Index, kind: str, stop: Callable[[], bool] | None) ->
         a, b, _ = store.pairs_touching(kind, values, max_distance)
         near = np.unique(np.concatenate([values, a, b]))
         neighbours = index.images.pictures_near(params, near.tolist())
+        if rotations:  # and the stored pictures that may be mirrored or turned copies of them
+            neighbours = _with_turned_neighbours(index, kind, params, targets, alone, neighbours, max_distance)
     # The units: the targets, then their neighbours that are stored pictures.
     neighbour_keys = picture_keys(neighbours.sha256)
     others = ~np.isin(neighbour_keys, keys) & store.pictures_among(kind, neighbour_keys)
@@ -194,7 +217,7 @@ def _update_matches(index: Index, kind: str, stop: Callable[[], bool] | None) ->
     )
     unit_keys = np.concatenate([added, neighbour_keys[others]])
     focus = np.arange(len(added))
-    matches_added = _verify_and_store(index, kind, units, unit_keys, focus, max_distance, generation)
+    matches_added = _verify_and_store(index, kind, units, unit_keys, focus, max_distance, generation, rotations)
     if matches_added is None:
         return store.picture_count(kind), 0, 0, matches_removed
     store.clear_pending(last)
@@ -216,6 +239,7 @@ def _verify_all(
         return 0, 0, 0, 0
     keys = picture_keys(found.sha256)
     alone = picture_alone(keys)
+    rotations = store.rotations()
     # A pass per chunk of pictures (bounded memory): each verified against those of its own
     # and later chunks (its matches with earlier ones were found in their passes).
     added = 0
@@ -234,7 +258,7 @@ def _verify_all(
             trim_hash=found.trim_hash,
         )
         focus = None if len(chunks) == 1 else chunk
-        done = _verify_and_store(index, kind, units, keys, focus, max_distance, new_generation)
+        done = _verify_and_store(index, kind, units, keys, focus, max_distance, new_generation, rotations)
         if done is None:
             return 0, 0, 0, 0
         added += done
@@ -252,15 +276,64 @@ def _verify_and_store(
     focus: npt.NDArray[np.int64] | None,
     max_distance: int,
     generation: int,
+    rotations: bool = False,
 ) -> int | None:
     """Verify the matches of the ``focus`` units (all, without) among ``units``, store them,
     and mark the focus units' pictures: the matches stored, or None if the store was reset
-    by another process meanwhile (nothing marked)."""
+    by another process meanwhile (nothing marked). With ``rotations``, the matches of
+    mirrored and turned copies too (under their own kind), and the pictures' orientation hashes."""
     with index.snapshot():
-        sorts = Matcher(index, units, max_distance, kind=kind, focus=focus).sorts
+        matcher = Matcher(index, units, max_distance, kind=kind, focus=focus, rotations=rotations)
+    sorts = matcher.sorts
     a, b = keys[sorts.u], keys[sorts.v]
-    index.pairs.add_matches(kind, np.minimum(a, b), np.maximum(a, b), sorts.whole, sorts.inside)
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
+    plain = (sorts.whole != NOT_NEAR) | (sorts.inside != NOT_NEAR)
+    index.pairs.add_matches(kind, lo[plain], hi[plain], sorts.whole[plain], sorts.inside[plain])
     marked = keys[units.has_hash] if focus is None else keys[focus]
+    stored = len(lo[plain])
+    if rotations:
+        turned = sorts.turned != NOT_NEAR
+        none = np.full(int(turned.sum()), NO_MATCH, np.uint8)
+        index.pairs.add_matches(turned_kind(kind), lo[turned], hi[turned], sorts.turned[turned], none)
+        stored += len(none)
+        described, hashes = matcher.orientations
+        mine = np.isin(keys[described], marked)
+        index.pairs.add_orientations(kind, keys[described][mine], hashes[mine])
+        if not index.pairs.add_pictures(turned_kind(kind), np.unique(marked), generation):
+            return None
     if not index.pairs.add_pictures(kind, np.unique(marked), generation):
         return None
-    return len(a)
+    return stored
+
+
+def _with_turned_neighbours(
+    index: Index,
+    kind: str,
+    params: int,
+    targets: Pictures,
+    chosen: npt.NDArray[np.bool_],
+    neighbours: Pictures,
+    max_distance: int,
+) -> Pictures:
+    """``neighbours`` and the stored pictures that --rotations may match with one of the
+    ``chosen`` targets (found by the orientation hashes of the targets' thumbnails against
+    the stored ones)."""
+    ids = targets.file_id[chosen].tolist()
+    found = index.images.descriptors(ids)
+    wholes = [found[i][0] for i in ids if i in found]
+    stored_keys, stored_turned = index.pairs.orientations(kind)
+    if not wholes or not len(stored_keys):
+        return neighbours
+    mine = orientation_hashes(descriptor_rows(wholes), kind)
+    near = stored_keys[turned_neighbours(mine, stored_turned, min(max_distance, ROTATION_THRESHOLD))]
+    near = near[~np.isin(near, picture_keys(neighbours.sha256))]
+    if not len(near):
+        return neighbours
+    more = index.images.pictures_with_keys(params, near.tolist())
+    return Pictures(
+        file_id=np.concatenate([neighbours.file_id, more.file_id]),
+        sha256=np.concatenate([neighbours.sha256, more.sha256]),
+        phash=np.concatenate([neighbours.phash, more.phash]),
+        has_trim=np.concatenate([neighbours.has_trim, more.has_trim]),
+        trim_hash=np.concatenate([neighbours.trim_hash, more.trim_hash]),
+    )

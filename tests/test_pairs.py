@@ -16,7 +16,7 @@ from imgindex.hashing import HashSettings
 from imgindex.match.candidates import pairs_among
 from imgindex.match.search import as_unsigned, pairs_within_brute_force
 from imgindex.report import Report, ReportOptions, build_report
-from imgindex.storage import SCHEMA_VERSION, Index, PairStore, open_index, picture_keys
+from imgindex.storage import SCHEMA_VERSION, Index, PairStore, open_index, picture_keys, turned_kind
 
 from .conftest import BACK_TO_VERSION_5, QUICK, encode, picture, run_scan, write
 
@@ -155,7 +155,7 @@ def test_a_version_1_index_gains_the_pair_tables(db_path: Path, tree: Path) -> N
     )
     raw.close()
     with open_index(db_path) as idx:
-        assert idx.schema_version == SCHEMA_VERSION == 7
+        assert idx.schema_version == SCHEMA_VERSION == 8
         assert stored(idx) == set()
         before = groups(idx)  # a report works before any update, matching by hash alone
         summary = run_scan(idx, tree)
@@ -456,3 +456,77 @@ def test_a_rebuild_stopped_halfway_is_done_whole_by_the_next_update(
     assert used == 0 and stored_groups == fresh_groups  # half a rebuild is not trusted
     update = pairs.update(index)  # no picture pending: only the unset settings say to start again
     assert update.pictures_added == update.pictures and stored_matches(index) == everything
+
+
+def turned_tree(tree: Path, sources: range) -> None:
+    """Each source picture with a mirrored and a quarter-turned copy, and a plain re-encoding."""
+    for s in sources:
+        image = picture(s, (200, 140))
+        write(tree / f"t{s:02d}" / "a.png", encode(image, "PNG"))
+        write(tree / f"t{s:02d}" / "b.jpg", encode(image, "JPEG", quality=60))
+        write(tree / f"t{s:02d}" / "mirror.jpg", encode(image.transpose(Image.Transpose.FLIP_LEFT_RIGHT), "JPEG"))
+        write(tree / f"t{s:02d}" / "turned.png", encode(image.transpose(Image.Transpose.ROTATE_270), "PNG"))
+
+
+def rotations_both_ways(index: Index) -> tuple[list[list[object]], list[list[object]], int]:
+    """Near groups with --rotations, from the index and verified afresh, and how many
+    pictures' matches came from the index."""
+
+    def listed(report: Report) -> list[list[object]]:
+        return [[g.kept.id, *sorted((i.id, d) for i, d in g.duplicates)] for g in report.groups()]
+
+    options = ReportOptions(mode="near", rotations=True)
+    with index.snapshot():
+        from_store, afresh = build_report(index, options), build_report(index, options, stored=False)
+    return listed(from_store), listed(afresh), from_store.stored_count
+
+
+def turned_matches(index: Index) -> set[tuple[int, int, int]]:
+    a, b, distance, _ = index.pairs.matches(turned_kind(pairs.KIND), 64)
+    return set(zip(a.tolist(), b.tolist(), distance.tolist(), strict=True))
+
+
+def test_rotation_matches_once_stored_follow_new_and_removed_pictures(
+    tree: Path, index: Index, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pairs, "FULL_SHARE", 10.0)  # new pictures are verified alone, against the rest
+    family_tree(tree, range(3))
+    turned_tree(tree, range(20, 24))
+    summary = run_scan(index, tree).near_pairs
+    assert summary is not None
+    stored_groups, fresh_groups, used = rotations_both_ways(index)
+    assert used == 0 and not turned_matches(index)  # not stored unless asked: searched in memory
+    assert stored_groups == fresh_groups
+
+    assert pairs.set_rotations(index, True) and not pairs.set_rotations(index, True)
+    again = pairs.update(index)
+    assert again.pictures_added == again.pictures == summary.pictures  # all verified again, with orientations
+    assert len(turned_matches(index)) >= 8  # each source's mirror and turned copy at least
+    stored_groups, fresh_groups, used = rotations_both_ways(index)
+    assert used == again.pictures
+    assert stored_groups == fresh_groups
+    with_copies = [g for g in stored_groups if len(g) >= 4]
+    assert len(with_copies) >= 4
+
+    # New pictures (and their turned copies), a removed mirror, a changed one: only those verified.
+    turned_tree(tree, range(24, 27))
+    late = picture(22, (200, 140)).transpose(Image.Transpose.ROTATE_90)  # of a picture stored already
+    write(tree / "t22" / "late-turn.jpg", encode(late, "JPEG", quality=80))
+    (tree / "t20" / "mirror.jpg").unlink()
+    (tree / "t21" / "b.jpg").write_bytes(encode(picture(60, (200, 140)), "JPEG"))
+    update = run_scan(index, tree).near_pairs
+    assert update is not None and 0 < update.pictures_added < update.pictures
+    incremental = turned_matches(index)
+    stored_groups, fresh_groups, used = rotations_both_ways(index)
+    assert used == update.pictures
+    assert stored_groups == fresh_groups
+    late_id = index.db.execute("SELECT id FROM files WHERE name = ?", (b"late-turn.jpg",)).fetchone()[0]
+    assert any(late_id in [m if isinstance(m, int) else m[0] for m in g] and len(g) >= 3 for g in stored_groups)
+    index.pairs.reset_matches(index.pairs.state()[1])  # all again: the same rotation matches
+    pairs.update(index)
+    assert turned_matches(index) == incremental
+
+    assert pairs.set_rotations(index, False)
+    assert not turned_matches(index) and not len(index.pairs.orientations(pairs.KIND)[0])
+    stored_groups, fresh_groups, used = rotations_both_ways(index)
+    assert used == 0 and stored_groups == fresh_groups

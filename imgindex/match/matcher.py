@@ -36,7 +36,7 @@ from imgindex.hashing import (
     orient_descriptors,
     orientation_hashes,
 )
-from imgindex.storage import Index, picture_alone, picture_keys
+from imgindex.storage import Index, picture_alone, picture_keys, turned_kind
 
 from .candidates import pairs_among
 from .grouping import Edges, Grouping, group_by_leaders
@@ -118,12 +118,19 @@ class Matcher:
         if focus is not None:
             in_focus = np.zeros(n, dtype=bool)
             in_focus[focus] = True
-        if stored and not rotations and focus is None:
-            known, from_store = _stored_matches(index, units, threshold, kind)
-            self.stored_units = int(np.count_nonzero(known))
+        #: With ``rotations``: the units whose thumbnails were read, and the hashes of each one's
+        #: thumbnail in its orientations (rows of :data:`ORIENTATIONS`, identity first).
+        self.orientations = (np.empty(0, np.int64), np.empty((0, ORIENTATIONS), np.uint64))
+        if stored and focus is None and (not rotations or index.pairs.rotations()):
+            known, from_store = _stored_matches(index, units, threshold, kind, rotations=rotations)
             rest = has_hash & ~known
+            # Orientation matches are stored only for all pictures at once: with one picture
+            # not stored, they are all searched here.
+            if rotations and rest.any():
+                known, from_store = np.zeros(n, dtype=bool), _no_sorts()
+            self.stored_units = int(np.count_nonzero(known))
             if self.stored_units:
-                in_focus = rest
+                in_focus = has_hash & ~known
         if in_focus is not None and not (in_focus & has_hash).any():
             self.thumbs = _Thumbnails(index, units, np.empty(0, np.int64), keep=False)
             self._whole_detail = np.full(n, np.inf, dtype=np.float32)
@@ -171,6 +178,7 @@ class Matcher:
         if rotations:
             described = (slot >= 0) & usable
             turned = orientation_hashes(self.thumbs.descriptors, kind)
+            self.orientations = (np.flatnonzero(slot >= 0), turned[slot[slot >= 0]])
             upright = np.zeros(n, dtype=np.uint64)
             upright[described] = turned[slot[described], 0]
             rotation_threshold = min(threshold, ROTATION_THRESHOLD)
@@ -193,14 +201,14 @@ class Matcher:
             sorts = [np.where(verified[k], found.gaps[k], NOT_NEAR).astype(np.uint8) for k in range(len(links))]
             joined = np.minimum.reduce(sorts)
             keep = joined != NOT_NEAR
+            apart = np.full(int(keep.sum()), NOT_NEAR, np.uint8)
             verified_parts.append(
                 _Sorts(
                     found.u[keep],
                     found.v[keep],
                     sorts[0][keep],
-                    sorts[self.inside_link][keep]
-                    if self.inside_link >= 0
-                    else np.full(int(keep.sum()), NOT_NEAR, np.uint8),
+                    sorts[self.inside_link][keep] if self.inside_link >= 0 else apart,
+                    sorts[self.rotation_link][keep] if self.rotation_link >= 0 else apart,
                     joined[keep],
                 )
             )
@@ -297,19 +305,23 @@ class _Sorts(NamedTuple):
     v: I64
     whole: npt.NDArray[np.uint8]
     inside: npt.NDArray[np.uint8]
+    turned: npt.NDArray[np.uint8]  # an upright hash and an orientation's (with rotations)
     joined: npt.NDArray[np.uint8]
 
 
 def _no_sorts() -> _Sorts:
     empty = np.empty(0, np.int64)
     none = np.empty(0, np.uint8)
-    return _Sorts(empty, empty, none, none, none)
+    return _Sorts(empty, empty, none, none, none, none)
 
 
-def _stored_matches(index: Index, units: Units, threshold: int, kind: str) -> tuple[npt.NDArray[np.bool_], _Sorts]:
+def _stored_matches(
+    index: Index, units: Units, threshold: int, kind: str, *, rotations: bool = False
+) -> tuple[npt.NDArray[np.bool_], _Sorts]:
     """Which units' matches are all in the index, and those matches between them within
-    ``threshold``. A unit counts when its picture's matches are stored, were verified
-    under the hash settings of its hashes, it was not written since (pending), and no
+    ``threshold`` (with ``rotations``, those of mirrored and turned copies too, within
+    :data:`ROTATION_THRESHOLD`). A unit counts when its picture's matches are stored, were
+    verified under the hash settings of its hashes, it was not written since (pending), and no
     other unit has its picture key."""
     n = len(units)
     known = np.zeros(n, dtype=bool)
@@ -320,25 +332,47 @@ def _stored_matches(index: Index, units: Units, threshold: int, kind: str) -> tu
     if threshold > stored_max:
         return known, _no_sorts()
     keys = picture_keys(units.sha256)
-    pictures = index.pairs.pictures(kind)
-    order = np.argsort(keys, kind="stable")
-    at = np.minimum(np.searchsorted(pictures, keys), max(len(pictures) - 1, 0))
-    listed = pictures[at] == keys if len(pictures) else np.zeros(n, dtype=bool)
+    listed = _listed(keys, index.pairs.pictures(kind))
+    if rotations:
+        listed &= _listed(keys, index.pairs.pictures(turned_kind(kind)))
     # Written since the last update of the matches: theirs may be out of date.
     pending = np.isin(keys, picture_keys(index.pairs.pending()[1]))
     known = units.has_hash & picture_alone(keys) & (units.params_id == params) & listed & ~pending
-    a, b, whole, inside = index.pairs.matches(kind, threshold)
+    order = np.argsort(keys, kind="stable")
     k_order = order[known[order]]
-    k_keys = keys[k_order]
-    ia = np.minimum(np.searchsorted(k_keys, a), max(len(k_keys) - 1, 0))
-    ib = np.minimum(np.searchsorted(k_keys, b), max(len(k_keys) - 1, 0))
-    if not len(k_keys):
+    if not len(k_order):
         return known, _no_sorts()
+    k_keys = keys[k_order]
+    a, b, whole, inside = index.pairs.matches(kind, threshold)
+    lo, hi, ours = _as_units(k_keys, k_order, a, b)
+    whole, inside, none = whole[ours], inside[ours], np.full(len(lo), NOT_NEAR, np.uint8)
+    parts = [_Sorts(lo, hi, whole, inside, none, np.minimum(whole, inside))]
+    if rotations:
+        a, b, turned, _ = index.pairs.matches(turned_kind(kind), min(threshold, ROTATION_THRESHOLD))
+        lo, hi, ours = _as_units(k_keys, k_order, a, b)
+        none = np.full(len(lo), NOT_NEAR, np.uint8)
+        parts.append(_Sorts(lo, hi, none, none, turned[ours], turned[ours]))
+    return known, _Sorts(*(np.concatenate(column) for column in zip(*parts, strict=True)))
+
+
+def _as_units(k_keys: I64, k_order: I64, a: I64, b: I64) -> tuple[I64, I64, npt.NDArray[np.bool_]]:
+    """Stored matches between picture keys ``a`` and ``b`` as pairs of units (``lo < hi``), for
+    the matches whose two pictures are among the sorted ``k_keys`` (units ``k_order``), which
+    are marked in the mask returned."""
+    ia = np.minimum(np.searchsorted(k_keys, a), len(k_keys) - 1)
+    ib = np.minimum(np.searchsorted(k_keys, b), len(k_keys) - 1)
     ours = (k_keys[ia] == a) & (k_keys[ib] == b)
     ua, ub = k_order[ia[ours]], k_order[ib[ours]]
-    whole, inside = whole[ours], inside[ours]
-    lo, hi = np.minimum(ua, ub), np.maximum(ua, ub)
-    return known, _Sorts(lo, hi, whole, inside, np.minimum(whole, inside))
+    return np.minimum(ua, ub), np.maximum(ua, ub), ours
+
+
+def _listed(keys: I64, stored: I64) -> npt.NDArray[np.bool_]:
+    """Which of ``keys`` are among the sorted ``stored``."""
+    if not len(stored):
+        return np.zeros(len(keys), dtype=bool)
+    at = np.minimum(np.searchsorted(stored, keys), len(stored) - 1)
+    found: npt.NDArray[np.bool_] = stored[at] == keys
+    return found
 
 
 class _Thumbnails:
@@ -412,3 +446,24 @@ def _turned_pairs(turned: npt.NDArray[np.uint64], threshold: int) -> tuple[Any, 
     keep = j >= n  # an upright hash against a turned one
     i, other, d = i[keep], (j[keep] - n) % n, d[keep]
     return turned[i, 0], turned[other, 0], d
+
+
+def turned_neighbours(mine: npt.NDArray[np.uint64], others: npt.NDArray[np.uint64], threshold: int) -> I64:
+    """The rows of ``others`` (orientation hashes, rows of :data:`ORIENTATIONS`) that may be
+    mirrored or turned copies of one of ``mine``: an upright hash equal to one of theirs, or
+    within ``threshold`` of an orientation of it, or an orientation within ``threshold`` of
+    their upright hash. Every picture that --rotations could match with one of ``mine`` is
+    among them (the matcher then decides which are)."""
+    m, n = len(mine), len(others)
+    if not m or not n:
+        return np.empty(0, np.int64)
+    turns = ORIENTATIONS - 1
+    found = [np.flatnonzero(np.isin(others[:, 0], mine[:, 0]))]
+    # My upright hashes against their other orientations ...
+    _, j, _ = pairs_from(np.concatenate([mine[:, 0], others[:, 1:].reshape(-1)]), np.arange(m), threshold)
+    found.append((j[j >= m] - m) // turns)
+    # ... and my other orientations against their upright hashes.
+    flat = np.concatenate([others[:, 0], mine[:, 1:].reshape(-1)])
+    _, j, _ = pairs_from(flat, np.arange(n, n + m * turns), threshold)
+    found.append(j[j < n])
+    return np.unique(np.concatenate(found)).astype(np.int64)

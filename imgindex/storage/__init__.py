@@ -17,7 +17,7 @@ from .database import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION, Database, conn
 from .decisions import Batch, Decisions, StoredDecision
 from .exchange import Exchange
 from .images import Images, ImageTable
-from .pairstore import NO_MATCH, PairStore, picture_alone, picture_keys
+from .pairstore import NO_MATCH, PairStore, picture_alone, picture_keys, turned_kind
 
 __all__ = [
     "APPLICATION_ID",
@@ -43,6 +43,7 @@ __all__ = [
     "picture_keys",
     "schema_sql",
     "split_sql",
+    "turned_kind",
 ]
 
 

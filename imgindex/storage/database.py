@@ -26,7 +26,7 @@ import sqlite_utils
 
 from imgindex.errors import IndexOpenError, NewerIndexError, NotAnIndexError
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 #: ``PRAGMA application_id``: "imix" in ASCII.
 APPLICATION_ID = 0x696D6978
 BUSY_TIMEOUT_MS = 60_000
@@ -228,6 +228,11 @@ def _add_review(conn: sqlite3.Connection) -> None:
     _create_objects(conn, {"review_batches", "review_decisions", "review_decisions_batch"})
 
 
+def _add_orientations(conn: sqlite3.Connection) -> None:
+    """Version 8 adds the pictures' orientation hashes, kept once rotation matches are stored."""
+    _create_objects(conn, {"near_orientations"})
+
+
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     2: _add_near_pairs,
     3: _add_descriptors,
@@ -235,6 +240,7 @@ MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     5: _add_near_matches,
     6: _add_archives,
     7: _add_review,
+    8: _add_orientations,
 }
 
 

@@ -196,6 +196,19 @@ class Images:
         sql = _PICTURES + " AND sha256 IN ({marks}) GROUP BY sha256"
         return _pictures(list(self.db.select_in(sql, only, params=(params_id,))))
 
+    def pictures_with_keys(self, params_id: int, keys: Sequence[int]) -> Pictures:
+        """The pictures (as :meth:`pictures`) whose picture keys (the first 8 bytes of the SHA-256,
+        a signed integer) are ``keys``."""
+        rows = []
+        for key in keys:
+            prefix = key & 0xFFFF_FFFF_FFFF_FFFF  # as unsigned: the 8 bytes' order
+            bounds = [prefix.to_bytes(8, "big")]
+            if prefix < 0xFFFF_FFFF_FFFF_FFFF:
+                bounds.append((prefix + 1).to_bytes(8, "big"))
+            where = " AND sha256 >= ?" + (" AND sha256 < ?" if len(bounds) > 1 else "")
+            rows += self.db.execute(_PICTURES + where + " GROUP BY sha256", (params_id, *bounds)).fetchall()
+        return _pictures(rows)
+
     def pictures_near(self, params_id: int, values: Sequence[int]) -> Pictures:
         """The pictures (as :meth:`pictures`) whose hash, of the whole or of the inside, is one of ``values``."""
         sql = _PICTURES + " AND (phash IN ({marks}) OR trim_hash IN ({marks})) GROUP BY sha256"

@@ -7,6 +7,9 @@ changes, so that a process never marks a value stored after another process
 reset the pairs under it. ``near_matches`` holds the pairs of pictures (by
 :func:`picture_keys`) whose thumbnails confirm a match, ``near_pictures`` the
 pictures whose matches are all stored, under the hash settings ``near_params``.
+With ``near_rotations`` set, mirrored and turned copies' matches are stored too,
+under the kind :func:`turned_kind`, with each picture's orientation hashes
+(``near_orientations``).
 Keeping them up to date is :mod:`imgindex.pairs`'s job; this module only reads
 and writes them.
 """
@@ -22,6 +25,11 @@ from .database import Database, int_column
 
 #: A distance meaning "no match of this sort": NULL in ``near_matches``.
 NO_MATCH = 255
+
+
+def turned_kind(kind: str) -> str:
+    """The kind under which the matches of mirrored and turned copies are stored."""
+    return f"{kind}/turned"
 
 
 def picture_keys(sha256: npt.NDArray[np.uint8]) -> npt.NDArray[np.int64]:
@@ -76,6 +84,7 @@ class PairStore:
             c.execute("DELETE FROM near_hashes")
             c.execute("DELETE FROM near_matches")
             c.execute("DELETE FROM near_pictures")
+            c.execute("DELETE FROM near_orientations")
             c.execute("DELETE FROM meta WHERE key = 'near_params'")  # every picture to verify again
             _set_meta(c, near_max_distance=max_distance, near_generation=generation + 1)
         return generation + 1
@@ -199,6 +208,7 @@ class PairStore:
                 return None
             c.execute("DELETE FROM near_matches")
             c.execute("DELETE FROM near_pictures")
+            c.execute("DELETE FROM near_orientations")
             c.execute("DELETE FROM meta WHERE key = 'near_params'")
             _set_meta(c, near_generation=generation + 1)
         return generation + 1
@@ -260,6 +270,63 @@ class PairStore:
             np.where(whole <= max_distance, whole, NO_MATCH).astype(np.uint8),
             np.where(inside <= max_distance, inside, NO_MATCH).astype(np.uint8),
         )
+
+    def rotations(self) -> bool:
+        """Are the matches of mirrored and turned copies stored (and kept up to date)?"""
+        row = self.db.execute("SELECT value FROM meta WHERE key = 'near_rotations'").fetchone()
+        return row is not None and row[0] == "1"
+
+    def set_rotations(self, on: bool, generation: int) -> int | None:
+        """Store the matches of mirrored and turned copies from now on, or stop and forget them.
+        Turning them on forgets every match, for the next update to verify all pictures with
+        their orientations (as :meth:`reset_matches`: the new generation, or None)."""
+        with self.db.write() as c:
+            if self.state()[1] != generation:
+                return None
+            c.execute("DELETE FROM near_orientations")
+            if on:
+                c.execute("DELETE FROM near_matches")
+                c.execute("DELETE FROM near_pictures")
+                c.execute("DELETE FROM meta WHERE key = 'near_params'")
+                _set_meta(c, near_rotations=1, near_generation=generation + 1)
+            else:
+                c.execute("DELETE FROM near_matches WHERE kind LIKE '%/turned'")
+                c.execute("DELETE FROM near_pictures WHERE kind LIKE '%/turned'")
+                c.execute("DELETE FROM meta WHERE key = 'near_rotations'")
+                _set_meta(c, near_generation=generation + 1)
+        return generation + 1
+
+    def add_orientations(
+        self, kind: str, keys: npt.NDArray[np.int64], hashes: npt.NDArray[np.uint64], batch: int = 200_000
+    ) -> None:
+        """Store the orientation hashes (rows of 8) of pictures."""
+        blobs = hashes.astype(">u8")
+        for start in range(0, len(keys), batch):
+            rows = zip(keys[start : start + batch].tolist(), blobs[start : start + batch], strict=True)
+            with self.db.write() as c:
+                c.executemany(
+                    "INSERT OR REPLACE INTO near_orientations (kind, picture, hashes) VALUES (?, ?, ?)",
+                    ((kind, key, row.tobytes()) for key, row in rows),
+                )
+
+    def orientations(self, kind: str) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint64]]:
+        """Every stored picture's key and orientation hashes ``(n, 8)``, by key."""
+        rows = self.db.execute("SELECT picture, hashes FROM near_orientations WHERE kind = ? ORDER BY picture", (kind,))
+        keys: list[int] = []
+        blobs = bytearray()
+        for key, blob in rows:
+            keys.append(key)
+            blobs += blob
+        hashes = np.frombuffer(bytes(blobs), dtype=">u8").astype(np.uint64).reshape(-1, 8)
+        return np.array(keys, dtype=np.int64), hashes
+
+    def remove_orientations(self, kind: str, keys: npt.NDArray[np.int64], batch: int = 50_000) -> None:
+        for start in range(0, len(keys), batch):
+            with self.db.write() as c:
+                c.executemany(
+                    "DELETE FROM near_orientations WHERE kind = ? AND picture = ?",
+                    ((kind, key) for key in keys[start : start + batch].tolist()),
+                )
 
     def pending(self) -> tuple[int, npt.NDArray[np.uint8]]:
         """The pictures written since their matches were last brought up to date: the last
