@@ -80,21 +80,34 @@ def group(
 
 
 def greedy(order: np.ndarray, u: np.ndarray, v: np.ndarray, d: np.ndarray) -> grouping.Grouping:
-    """The rule as it reads, one unit at a time: each unit not yet grouped leads, and takes
-    every ungrouped unit it has an edge to."""
+    """The rule as it reads, one unit at a time: the centres of families first (those whose
+    matches ranked below them mostly match each other; the one with the most first), then
+    the rest, each best first; each unit not yet grouped leads, and takes every ungrouped
+    unit it has an edge to and ranks before."""
     n = len(order)
+    rank = {unit: r for r, unit in enumerate(order.tolist())}
     near: dict[int, dict[int, int]] = {}
     for a, b, gap in zip(u.tolist(), v.tolist(), d.tolist(), strict=True):
-        near.setdefault(a, {})[b] = gap
-        near.setdefault(b, {})[a] = gap
+        near.setdefault(a, {})[b] = min(gap, near.get(a, {}).get(b, gap))
+        near.setdefault(b, {})[a] = near[a][b]
+    below = {x: {y for y in near.get(x, {}) if rank[y] > rank[x]} for x in range(n)}
+
+    def claims(x: int) -> int:
+        k = len(below[x])
+        measured = set(sorted(below[x])[: grouping.CENTRE_MAX_MATCHES])  # the first, by unit number
+        matching = sum(len(near[y].keys() & measured) for y in measured) / 2
+        m = len(measured)
+        return k if k >= 2 and matching >= grouping.CENTRE_COHESION * m * (m - 1) / 2 else 0
+
+    claim_order = sorted(range(n), key=lambda x: (-claims(x), rank[x]))
     leader, distance = [-1] * n, [0] * n
-    for unit in order.tolist():
+    for unit in claim_order:
         if leader[unit] >= 0:
             continue
         leader[unit] = unit
-        for other, gap in near.get(unit, {}).items():
+        for other in sorted(below[unit]):
             if leader[other] < 0:
-                leader[other], distance[other] = unit, gap
+                leader[other], distance[other] = unit, near[unit][other]
     return grouping.Grouping(np.array(leader), np.array(distance, dtype=np.uint8))
 
 
@@ -122,6 +135,50 @@ def test_grouping_over_arrays_is_the_greedy_rule(monkeypatch: pytest.MonkeyPatch
     assert g.leader.tolist() == expected.leader.tolist()
     assert g.distance.tolist() == expected.distance.tolist()
     assert (g.leader != np.arange(n)).sum() > 500
+
+
+def test_grouping_over_arrays_is_the_rule_on_families_of_copies() -> None:
+    # Cliques, nearly cliques and stars, so that centres are found, and some are not.
+    rng = np.random.default_rng(7)
+    n, us, vs = 2000, [], []
+    at = 0
+    for size in rng.integers(2, 12, 220).tolist():
+        members = np.arange(at, at + size)
+        at += size
+        i, j = np.triu_indices(size, 1)
+        keep = rng.random(len(i)) < rng.choice([0.5, 0.8, 1.0])
+        us.append(members[i[keep]])
+        vs.append(members[j[keep]])
+    us.append(rng.integers(0, n, 300))
+    vs.append(rng.integers(0, n, 300))
+    u, v = np.concatenate(us), np.concatenate(vs)
+    keep = u != v
+    lo, hi = np.minimum(u[keep], v[keep]), np.maximum(u[keep], v[keep])
+    d = rng.integers(0, 11, len(lo)).astype(np.uint8)
+    order = rng.permutation(n)
+    g = grouping.group_by_leaders(order, grouping.Edges(lo, hi, d))  # some edges given twice
+    expected = greedy(order, lo, hi, d)
+    assert g.leader.tolist() == expected.leader.tolist()
+    assert g.distance.tolist() == expected.distance.tolist()
+
+
+def test_a_family_stays_with_its_centre_when_a_better_copy_matches_only_some() -> None:
+    # 0: a padded copy (more pixels, ranked first) matching the source 1 and its copy 2;
+    # 1: the source, matching every copy 2..5, which match each other; 3, 4, 5 do not
+    # match the padded copy. Ranked only, 0 would take 1 and 2, and leave 3, 4, 5 to
+    # be grouped by one of them, apart from their source.
+    pairs = [(0, 1), (0, 2)] + [(a, b) for a in range(1, 6) for b in range(a + 1, 6)]
+    lo = np.array([a for a, _ in pairs])
+    hi = np.array([b for _, b in pairs])
+    d = np.full(len(pairs), 3, dtype=np.uint8)
+    g = grouping.group_by_leaders(np.arange(6), grouping.Edges(lo, hi, d))
+    assert g.leader.tolist() == [0, 1, 1, 1, 1, 1]
+    # A picture whose matches are strangers to each other (a template) is no centre:
+    # 1 matches 2..5 and they match nothing else, so 0 takes 1 and 2 as before.
+    star = [(0, 1), (0, 2)] + [(1, b) for b in range(2, 6)]
+    lo, hi = np.array([a for a, _ in star]), np.array([b for _, b in star])
+    g = grouping.group_by_leaders(np.arange(6), grouping.Edges(lo, hi, np.full(len(star), 3, dtype=np.uint8)))
+    assert g.leader.tolist() == [0, 0, 0, 3, 4, 5]
 
 
 def test_grouping_has_no_chains_and_leaders_are_best() -> None:
@@ -295,14 +352,21 @@ def test_units_a_check_refuses_stay_free_for_later_leaders() -> None:
     g = group(order, hashes, np.ones(n, bool), 9, check=accepts)
     d = np.bitwise_count(hashes[:, None] ^ hashes[None, :])
     leaders = np.flatnonzero(g.leader == np.arange(n))
+    found = links.candidates(n, [links.Link(hashes, np.ones(n, bool), 9)])
+    ok = accepts(found.u, found.v)
+    first = position[found.u[ok]] < position[found.v[ok]]
+    better, worse = np.where(first, found.u[ok], found.v[ok]), np.where(first, found.v[ok], found.u[ok])
+    claimed = np.empty(n, np.int64)
+    claimed[grouping.claim_order(position, better, worse)] = np.arange(n)
     for m in range(n):
         lead = int(g.leader[m])
         if lead != m:  # a member: accepted by its leader, within the threshold, after it in order
             assert accepts(np.array([lead]), np.array([m]))[0]
             assert d[lead, m] == g.distance[m] <= 9
             assert position[lead] < position[m]
-        # No leader before its own, within the threshold, would have accepted it.
-        earlier = leaders[(position[leaders] < position[lead]) & (d[leaders, m] <= 9)]
+        # No leader that claims before its own and ranks before it, within the threshold,
+        # would have accepted it.
+        earlier = leaders[(claimed[leaders] < claimed[lead]) & (position[leaders] < position[m]) & (d[leaders, m] <= 9)]
         assert not accepts(earlier, np.full(len(earlier), m)).any()
     unchecked = group(order, hashes, np.ones(n, bool), 9)
     assert (g.leader != np.arange(n)).sum() > 100  # groups were made

@@ -130,11 +130,7 @@ def imgindex_found(report_path: Path, labels: Labels) -> Found:
     """From ``imgindex report --near`` JSON: groups are a kept image and its duplicates."""
     report = json.loads(Path(report_path).read_text(encoding="utf-8"))
     root = os.fspath(labels.root)
-    group: dict[str, int] = {}
     hashes: dict[str, int] = {}
-    pairs: set[tuple[str, str]] = set()
-    links: set[tuple[str, str]] = set()
-    groups: list[list[str]] = []
 
     def rel(entry: dict[str, Any]) -> str:
         r = os.path.relpath(entry["path"], root)
@@ -142,18 +138,26 @@ def imgindex_found(report_path: Path, labels: Labels) -> Found:
             hashes[r] = int(entry["phash"], 16)
         return r
 
-    for number, entry in enumerate(report["images"]):
-        kept = rel(entry)
-        members = [kept] + [rel(d) for d in entry["duplicates"]]
+    runs = [[rel(entry)] + [rel(d) for d in entry["duplicates"]] for entry in report["images"]]
+    return groups_found(runs, hashes, report.get("threshold"), labels)
+
+
+def groups_found(runs: list[list[str]], hashes: dict[str, int], threshold: int | None, labels: Labels) -> Found:
+    """imgindex's finds from its groups, each as its kept image's path, then its duplicates'."""
+    group: dict[str, int] = {}
+    pairs: set[tuple[str, str]] = set()
+    links: set[tuple[str, str]] = set()
+    groups: list[list[str]] = []
+    for number, members in enumerate(runs):
         for m in members:
             group[m] = number
         if len(members) > 1:
             groups.append(members)
-        links.update(_pair(kept, m) for m in members[1:])
+        links.update(_pair(members[0], m) for m in members[1:])
         pairs.update(_pair(a, b) for a, b in combinations(members, 2))
     return Found(
         name="imgindex",
-        threshold=report.get("threshold"),
+        threshold=threshold,
         together=lambda a, b: a in group and group.get(a) == group.get(b),
         pairs=pairs,
         links=links,
