@@ -27,7 +27,8 @@ import numpy.typing as npt
 
 from .hashing import HashSettings, descriptor_rows, orientation_hashes
 from .match.links import NOT_NEAR
-from .match.matcher import ROTATION_THRESHOLD, Matcher, Units, turned_neighbours
+from .match.matcher import Matcher, Units
+from .match.orientations import ROTATION_THRESHOLD, turned_neighbours
 from .match.search import I64, U8, as_unsigned, pairs_from, pairs_within
 from .storage import NO_MATCH, Index, picture_alone, picture_keys, turned_kind
 from .storage.images import Pictures

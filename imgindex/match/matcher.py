@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -41,13 +41,10 @@ from imgindex.storage import Index, picture_alone, picture_keys, turned_kind
 from .candidates import pairs_among
 from .grouping import Edges, Grouping, group_by_leaders
 from .links import NOT_NEAR, Candidates, Link, candidates
-from .search import I64, pairs_from
+from .orientations import ROTATION_CORRELATION, ROTATION_THRESHOLD, turned_pairs
+from .search import I64
 from .verify import LOW_DETAIL, Pictures, confirm, thumbnails
 
-#: --rotations: the largest distance between one picture's hash and an
-#: orientation's of another, and the grey correlation their thumbnails need.
-ROTATION_THRESHOLD = 8
-ROTATION_CORRELATION = 0.90
 #: Candidate pairs verified at once (bounds the memory of the thumbnails' arrays).
 VERIFY_CHUNK = 1 << 15
 #: Pairs of hash values whose candidates are made in one pass (bounds the candidates' arrays).
@@ -183,7 +180,7 @@ class Matcher:
             upright[described] = turned[slot[described], 0]
             rotation_threshold = min(threshold, ROTATION_THRESHOLD)
             self.rotation_link = len(links)
-            links.append(Link(upright, described, rotation_threshold, _turned_pairs(turned, rotation_threshold)))
+            links.append(Link(upright, described, rotation_threshold, turned_pairs(turned, rotation_threshold)))
             del turned
         # The candidates a pass at a time, each pass the pairs with a unit of its share on a side
         # and none of an earlier share's (those were its pass's), so that pictures crowded
@@ -432,38 +429,3 @@ class _Thumbnails:
         framed = at >= 0
         inside = np.where(framed[:, None], self._inside_descriptors[at], whole)
         return Pictures.of(orient_descriptors(whole, turn), orient_descriptors(inside, turn), framed)
-
-
-def _turned_pairs(turned: npt.NDArray[np.uint64], threshold: int) -> tuple[Any, Any, Any]:
-    """Pairs of upright hashes (column 0 of ``turned``) where one is within
-    ``threshold`` of another picture's hash in another orientation."""
-    n = len(turned)
-    if n < 2:
-        empty = np.empty(0, np.uint64)
-        return empty, empty, np.empty(0, np.uint8)
-    flat = np.concatenate([turned[:, 0], turned[:, 1:].T.reshape(-1)])
-    i, j, d = pairs_from(flat, np.arange(n), threshold)
-    keep = j >= n  # an upright hash against a turned one
-    i, other, d = i[keep], (j[keep] - n) % n, d[keep]
-    return turned[i, 0], turned[other, 0], d
-
-
-def turned_neighbours(mine: npt.NDArray[np.uint64], others: npt.NDArray[np.uint64], threshold: int) -> I64:
-    """The rows of ``others`` (orientation hashes, rows of :data:`ORIENTATIONS`) that may be
-    mirrored or turned copies of one of ``mine``: an upright hash equal to one of theirs, or
-    within ``threshold`` of an orientation of it, or an orientation within ``threshold`` of
-    their upright hash. Every picture that --rotations could match with one of ``mine`` is
-    among them (the matcher then decides which are)."""
-    m, n = len(mine), len(others)
-    if not m or not n:
-        return np.empty(0, np.int64)
-    turns = ORIENTATIONS - 1
-    found = [np.flatnonzero(np.isin(others[:, 0], mine[:, 0]))]
-    # My upright hashes against their other orientations ...
-    _, j, _ = pairs_from(np.concatenate([mine[:, 0], others[:, 1:].reshape(-1)]), np.arange(m), threshold)
-    found.append((j[j >= m] - m) // turns)
-    # ... and my other orientations against their upright hashes.
-    flat = np.concatenate([others[:, 0], mine[:, 1:].reshape(-1)])
-    _, j, _ = pairs_from(flat, np.arange(n, n + m * turns), threshold)
-    found.append(j[j < n])
-    return np.unique(np.concatenate(found)).astype(np.int64)
