@@ -388,6 +388,9 @@ def _echo_counts(report: Report, *, to_stderr: bool) -> None:
     warning = render.unconfirmed_warning(report)
     if warning:
         typer.echo(warning, err=True)
+    note = render.rotations_note(report)
+    if note:
+        typer.echo(note, err=True)
 
 
 def _echo_export(lines: list[str], problems: list[str], to_stderr: bool = False) -> None:

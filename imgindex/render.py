@@ -98,6 +98,16 @@ def static_review_line(summary: StaticSummary, output: object) -> str:
     return f"wrote {output}: {summary.groups:,} groups, {summary.images:,} images (thumbnails {where}{unreadable})"
 
 
+def rotations_note(report: Report) -> str | None:
+    """A note when --rotations searched every picture in memory (the index does not keep them)."""
+    if not report.options.rotations or report.stored_count or not report.initial_image_count:
+        return None
+    return (
+        "note: mirrored and turned copies were searched for every image here; 'imgindex pairs --rotations'"
+        " keeps them in the index, so that --rotations reads them (much faster on large indexes)"
+    )
+
+
 def unconfirmed_warning(report: Report) -> str | None:
     """A note when some images could only be matched by hash (an index not rescanned since an upgrade)."""
     if not report.unconfirmed_count:

@@ -96,6 +96,14 @@ def test_mirrored_and_turned_copies_match_only_with_rotations(tree: Path, index:
     run_scan(index, tree)
     assert near_groups(index) == set()
     assert near_groups(index, rotations=True) == {frozenset({"source.png", "mirror.jpg", "turned.jpg"})}
+    # Searched in memory, the report says how to keep them in the index; kept, it reads them.
+    report = ["report", "--near", "--rotations", "--db", index.path, "-o", str(tree / "near.json")]
+    searched = CliRunner().invoke(app, report)
+    assert searched.exit_code == 0 and "imgindex pairs --rotations" in searched.stderr
+    assert CliRunner().invoke(app, ["pairs", "--rotations", "--db", index.path]).exit_code == 0
+    kept = CliRunner().invoke(app, report)
+    assert kept.exit_code == 0 and "pairs --rotations" not in kept.stderr
+    assert near_groups(index, rotations=True) == {frozenset({"source.png", "mirror.jpg", "turned.jpg"})}
 
 
 def test_orientation_hashes_follow_the_thumbnails() -> None:
