@@ -32,7 +32,6 @@ from typing import BinaryIO
 
 from fastwarc.warc import ArchiveIterator as WarcIterator
 from fastwarc.warc import WarcRecordType
-from warcio.archiveiterator import ArchiveIterator as ArcIterator
 
 from imgindex import hashing
 
@@ -252,6 +251,9 @@ def _parse_warc(raw: bytes) -> Record:
 
 
 def _parse_arc(raw: bytes) -> Record:
+    # warcio (and the package metadata and fsspec it loads) only for ARC files, which are rare.
+    from warcio.archiveiterator import ArchiveIterator as ArcIterator
+
     records = iter(ArcIterator(io.BytesIO(raw), arc2warc=True))
     record = next(records, None)
     if record is None:
