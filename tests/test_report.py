@@ -324,6 +324,8 @@ def test_the_report_table_has_every_column_of_every_image_as_stored(tree: Path, 
     write(tree / "b" / "broken.jpg", encode(picture(2), "JPEG")[:300])  # an image without hashes
     with open_index(db_path) as index:
         run_scan(index, tree)
+        # A stranger's header may claim any size a 32-bit field holds (kept for a too_large file).
+        index.db.execute("UPDATE files SET width = 4294967295, height = 2147483648 WHERE name = ?", (b"broken.jpg",))
         table = index.images.table()
         stored = {
             bytes(path): row

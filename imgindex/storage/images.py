@@ -99,10 +99,11 @@ class Images:
         """
         where, params = below("dirs.path", under)
         cursor = self.db.execute(
-            # Pairs of small numbers packed into one: each value handed to Python costs as much as
-            # the rest of the row's work. Widths and heights are below 2**31 (Pillow's limit).
+            # The settings and the hash flags packed into one number: each value handed to Python
+            # costs as much as the rest of the row's work. (Not widths and heights: a stranger's
+            # header may claim up to 2**32 - 1 for each.)
             "SELECT files.id, files.sha256, coalesce(files.phash, 0), coalesce(files.trim_hash, 0),"
-            " ((coalesce(files.width, -1) + 1) << 32) | (coalesce(files.height, -1) + 1),"
+            " coalesce(files.width, -1), coalesce(files.height, -1),"
             " files.size, files.mtime_ns, files.format, files.dir_id, files.name,"
             " ((coalesce(files.params_id, -1) + 1) << 2)"
             " | (files.phash IS NOT NULL) | ((files.trim_hash IS NOT NULL) << 1), files.url"
@@ -115,21 +116,23 @@ class Images:
         )
         # Plain tuples, then columns: a million named rows cost a second. A chunk at a time (a
         # million rows of tuples at once would double the memory a report needs).
-        numbers: list[list[npt.NDArray[np.int64]]] = [[] for _ in range(7)]
+        numbers: list[list[npt.NDArray[np.int64]]] = [[] for _ in range(8)]
         digests, formats, names, dir_id = bytearray(), list[str | None](), list[bytes](), list[int]()
         urls: list[str | None] = []
         with without_gc():
             while rows := cursor.fetchmany(100_000):
-                (ids, sha, phash, trim, sides, size, mtime, fmt, dirs_, name, packed, url) = zip(*rows, strict=True)
+                (ids, sha, phash, trim, width, height, size, mtime, fmt, dirs_, name, packed, url) = zip(
+                    *rows, strict=True
+                )
                 urls += url
-                for k, values in enumerate((ids, phash, trim, sides, size, mtime, packed)):
+                for k, values in enumerate((ids, phash, trim, width, height, size, mtime, packed)):
                     numbers[k].append(np.fromiter(values, np.int64, len(rows)))
                 digests += b"".join(sha)
                 formats += fmt
                 names += name
                 dir_id += dirs_
         n = len(names)
-        ids_, phash_, trim_, sides_, size_, mtime_, packed_ = (
+        ids_, phash_, trim_, width_, height_, size_, mtime_, packed_ = (
             np.concatenate(parts) if parts else np.empty(0, np.int64) for parts in numbers
         )
         dir_ids = np.array(dir_id, dtype=np.int64)
@@ -164,8 +167,8 @@ class Images:
             phash=phash_,
             has_trim=(packed_ & 2).astype(bool),
             trim_hash=trim_,
-            width=(sides_ >> 32) - 1,
-            height=(sides_ & 0xFFFF_FFFF) - 1,
+            width=width_,
+            height=height_,
             size=size_,
             mtime_ns=mtime_,
             path_length=lengths,
