@@ -271,17 +271,20 @@ def update_stopped_when_marking(index: Index, monkeypatch: pytest.MonkeyPatch, c
             pairs.update(index)
 
 
-def report_both_ways(index: Index, threshold: int = 10) -> tuple[list[list[object]], list[list[object]], int]:
+def report_both_ways(
+    index: Index, threshold: int = 10, *, rotations: bool = False
+) -> tuple[list[list[object]], list[list[object]], int]:
     """Near groups from the stored matches and verified afresh in memory, and how many
     pictures' matches came from the index."""
+    options = ReportOptions(mode="near", threshold=threshold, rotations=rotations)
     with index.snapshot():
-        from_store = build_report(index, ReportOptions(mode="near", threshold=threshold))
+        from_store = build_report(index, options)
 
     def listed(report: Report) -> list[list[object]]:
         return [[g.kept.id, *sorted((i.id, d) for i, d in g.duplicates)] for g in report.groups()]
 
     with index.snapshot():
-        afresh = build_report(index, ReportOptions(mode="near", threshold=threshold), stored=False)
+        afresh = build_report(index, options, stored=False)
     assert afresh.stored_count == 0
     return listed(from_store), listed(afresh), from_store.stored_count
 
@@ -468,19 +471,6 @@ def turned_tree(tree: Path, sources: range) -> None:
         write(tree / f"t{s:02d}" / "turned.png", encode(image.transpose(Image.Transpose.ROTATE_270), "PNG"))
 
 
-def rotations_both_ways(index: Index) -> tuple[list[list[object]], list[list[object]], int]:
-    """Near groups with --rotations, from the index and verified afresh, and how many
-    pictures' matches came from the index."""
-
-    def listed(report: Report) -> list[list[object]]:
-        return [[g.kept.id, *sorted((i.id, d) for i, d in g.duplicates)] for g in report.groups()]
-
-    options = ReportOptions(mode="near", rotations=True)
-    with index.snapshot():
-        from_store, afresh = build_report(index, options), build_report(index, options, stored=False)
-    return listed(from_store), listed(afresh), from_store.stored_count
-
-
 def turned_matches(index: Index) -> set[tuple[int, int, int]]:
     a, b, distance, _ = index.pairs.matches(turned_kind(pairs.KIND), 64)
     return set(zip(a.tolist(), b.tolist(), distance.tolist(), strict=True))
@@ -494,7 +484,7 @@ def test_rotation_matches_once_stored_follow_new_and_removed_pictures(
     turned_tree(tree, range(20, 24))
     summary = run_scan(index, tree).near_pairs
     assert summary is not None
-    stored_groups, fresh_groups, used = rotations_both_ways(index)
+    stored_groups, fresh_groups, used = report_both_ways(index, rotations=True)
     assert used == 0 and not turned_matches(index)  # not stored unless asked: searched in memory
     assert stored_groups == fresh_groups
 
@@ -502,7 +492,7 @@ def test_rotation_matches_once_stored_follow_new_and_removed_pictures(
     again = pairs.update(index)
     assert again.pictures_added == again.pictures == summary.pictures  # all verified again, with orientations
     assert len(turned_matches(index)) >= 8  # each source's mirror and turned copy at least
-    stored_groups, fresh_groups, used = rotations_both_ways(index)
+    stored_groups, fresh_groups, used = report_both_ways(index, rotations=True)
     assert used == again.pictures
     assert stored_groups == fresh_groups
     with_copies = [g for g in stored_groups if len(g) >= 4]
@@ -517,7 +507,7 @@ def test_rotation_matches_once_stored_follow_new_and_removed_pictures(
     update = run_scan(index, tree).near_pairs
     assert update is not None and 0 < update.pictures_added < update.pictures
     incremental = turned_matches(index)
-    stored_groups, fresh_groups, used = rotations_both_ways(index)
+    stored_groups, fresh_groups, used = report_both_ways(index, rotations=True)
     assert used == update.pictures
     assert stored_groups == fresh_groups
     late_id = index.db.execute("SELECT id FROM files WHERE name = ?", (b"late-turn.jpg",)).fetchone()[0]
@@ -528,5 +518,5 @@ def test_rotation_matches_once_stored_follow_new_and_removed_pictures(
 
     assert pairs.set_rotations(index, False)
     assert not turned_matches(index) and not len(index.pairs.orientations(pairs.KIND)[0])
-    stored_groups, fresh_groups, used = rotations_both_ways(index)
+    stored_groups, fresh_groups, used = report_both_ways(index, rotations=True)
     assert used == 0 and stored_groups == fresh_groups
