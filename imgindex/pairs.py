@@ -30,6 +30,7 @@ from .match.links import NOT_NEAR
 from .match.matcher import Matcher, Units
 from .match.orientations import ROTATION_THRESHOLD, turned_neighbours
 from .match.search import I64, U8, as_unsigned, pairs_from, pairs_within
+from .match.verify import VERIFICATION
 from .storage import NO_MATCH, Index, picture_alone, picture_keys, turned_kind
 from .storage.images import Pictures
 
@@ -165,7 +166,7 @@ def _update_matches(index: Index, kind: str, stop: Callable[[], bool] | None) ->
     params = index.catalog.params_id(HashSettings().key())
     with index.snapshot():
         max_distance, generation = store.state()
-        stored_params = store.match_params()
+        stored_params = store.match_params(VERIFICATION)
         last, pending = store.pending()
         stored_count = store.picture_count(kind) if stored_params == params else 0
     if max_distance is None:
@@ -263,7 +264,7 @@ def _verify_all(
         if done is None:
             return 0, 0, 0, 0
         added += done
-    if not store.finish_matches(params, new_generation):
+    if not store.finish_matches(params, new_generation, VERIFICATION):
         return 0, 0, 0, 0
     store.clear_pending(last)
     return int(alone.sum()), int(alone.sum()), added, 0

@@ -86,6 +86,37 @@ def test_the_same_layout_in_other_colours_is_not_a_duplicate(tree: Path, index: 
     assert [Path(m.path.decode()).name for m in result.matches] == ["blue.png"]
 
 
+def icon(colour: tuple[int, int, int], size: int = 64) -> Image.Image:
+    """A house in ``colour`` on a transparent background (drawn large, then reduced)."""
+    s = size * 4
+    image = Image.new("RGBA", (s, s), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(image)
+    draw.polygon([(s * 0.2, s * 0.5), (s * 0.5, s * 0.2), (s * 0.8, s * 0.5)], fill=(*colour, 255))
+    draw.rectangle([s * 0.3, s * 0.5, s * 0.7, s * 0.8], fill=(*colour, 255))
+    return image.resize((size, size), Image.Resampling.LANCZOS)
+
+
+def test_a_grey_copy_joins_its_source_not_an_icon_tinted_another_shade(tree: Path, index: Index) -> None:
+    # A grey copy has its source's luminance; the other icon the same shape at another contrast,
+    # and more pixels: ranked first, it took the grey copy when correlation alone decided.
+    write(tree / "a-other.png", encode(icon((230, 200, 40), 128), "PNG"))
+    write(tree / "b-source.png", encode(icon((40, 60, 200)), "PNG"))
+    write(tree / "c-grey.png", encode(icon((40, 60, 200)).convert("LA"), "PNG"))
+    run_scan(index, tree)
+    assert near_groups(index) == {frozenset({"b-source.png", "c-grey.png"})}
+
+
+def test_a_tinted_copy_of_a_grey_icon_is_not_its_grey_copy(tree: Path, index: Index) -> None:
+    # The same shape at other grey levels: the thumbnails correlate fully, the contrast differs.
+    grey, tinted = encode(icon((100, 100, 100)), "PNG"), encode(icon((230, 200, 40)), "PNG")
+    assert distance(info(grey).phash, info(tinted).phash) <= 10
+    write(tree / "grey.png", grey)
+    write(tree / "tinted.png", tinted)
+    write(tree / "tinted.webp", encode(icon((230, 200, 40)), "WEBP", quality=90))
+    run_scan(index, tree)
+    assert near_groups(index) == {frozenset({"tinted.png", "tinted.webp"})}
+
+
 def test_mirrored_and_turned_copies_match_only_with_rotations(tree: Path, index: Index) -> None:
     source = picture(11, (240, 160))
     write(tree / "a" / "source.png", encode(source, "PNG"))

@@ -15,6 +15,7 @@ from imgindex import pairs
 from imgindex.hashing import HashSettings
 from imgindex.match.candidates import pairs_among
 from imgindex.match.search import as_unsigned, pairs_within_brute_force
+from imgindex.match.verify import VERIFICATION
 from imgindex.report import Report, ReportOptions, build_report
 from imgindex.storage import SCHEMA_VERSION, Index, PairStore, open_index, picture_keys, turned_kind
 
@@ -394,7 +395,21 @@ def test_new_hash_settings_verify_every_picture_again(tree: Path, index: Index) 
         c.execute("UPDATE meta SET value = '-7' WHERE key = 'near_params'")
     update = pairs.update(index)
     assert update.pictures_added == update.pictures > 0
-    assert index.pairs.match_params() == params(index)
+    assert index.pairs.match_params(VERIFICATION) == params(index)
+
+
+def test_matches_verified_by_an_older_rule_are_verified_again(tree: Path, index: Index) -> None:
+    family_tree(tree, range(4))
+    run_scan(index, tree)
+    everything = stored_matches(index)
+    with index.db.write() as c:  # as an index whose matches were stored before versions were recorded
+        c.execute("DELETE FROM meta WHERE key = 'near_verification'")
+    assert index.pairs.match_params(VERIFICATION) is None
+    stored_groups, fresh_groups, used = report_both_ways(index)
+    assert used == 0 and stored_groups == fresh_groups  # not trusted until verified again
+    update = pairs.update(index)
+    assert update.pictures_added == update.pictures > 0
+    assert index.pairs.match_params(VERIFICATION) == params(index) and stored_matches(index) == everything
 
 
 def params(index: Index) -> int:
@@ -454,7 +469,7 @@ def test_a_rebuild_stopped_halfway_is_done_whole_by_the_next_update(
     monkeypatch.setattr(pairs, "FULL_CHUNK", 10)  # passes of 10 pictures
     index.pairs.reset_matches(index.pairs.state()[1])
     update_stopped_when_marking(index, monkeypatch, 2)  # in the second pass
-    assert index.pairs.picture_count(pairs.KIND) > 0 and index.pairs.match_params() is None
+    assert index.pairs.picture_count(pairs.KIND) > 0 and index.pairs.match_params(VERIFICATION) is None
     stored_groups, fresh_groups, used = report_both_ways(index)
     assert used == 0 and stored_groups == fresh_groups  # half a rebuild is not trusted
     update = pairs.update(index)  # no picture pending: only the unset settings say to start again

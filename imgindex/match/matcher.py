@@ -43,7 +43,7 @@ from .grouping import Edges, Grouping, group_by_leaders
 from .links import NOT_NEAR, Candidates, Link, candidates
 from .orientations import ROTATION_CORRELATION, ROTATION_THRESHOLD, turned_pairs
 from .search import I64
-from .verify import LOW_DETAIL, Pictures, confirm, thumbnails
+from .verify import LOW_DETAIL, VERIFICATION, Pictures, confirm, thumbnails
 
 #: Candidate pairs verified at once (bounds the memory of the thumbnails' arrays).
 VERIFY_CHUNK = 1 << 15
@@ -318,12 +318,13 @@ def _stored_matches(
     """Which units' matches are all in the index, and those matches between them within
     ``threshold`` (with ``rotations``, those of mirrored and turned copies too, within
     :data:`ROTATION_THRESHOLD`). A unit counts when its picture's matches are stored, were
-    verified under the hash settings of its hashes, it was not written since (pending), and no
+    verified under the hash settings of its hashes and by this version of the verification rule
+    (:data:`.verify.VERIFICATION`), it was not written since (pending), and no
     other unit has its picture key."""
     n = len(units)
     known = np.zeros(n, dtype=bool)
     stored_max, _ = index.pairs.state()
-    params = index.pairs.match_params()
+    params = index.pairs.match_params(VERIFICATION)
     if units.sha256 is None or units.params_id is None or stored_max is None or params is None:
         return known, _no_sorts()
     if threshold > stored_max:

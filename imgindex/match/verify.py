@@ -17,7 +17,17 @@ import numpy.typing as npt
 GREY_CORRELATION = 0.80  # Pearson correlation of the 16x16 grey thumbnails, at least
 COLOURFUL = 5.0  # mean chroma of the 8x8 thumbnail from which a picture counts as colourful
 COLOUR_DIFFERENCE = 30.0  # RMS chroma difference of two colourful pictures, at most
-GREY_COPY_CORRELATION = 0.95  # a grey picture against a colourful one needs this correlation
+#: A grey picture against a colourful one has no colour to compare: it must correlate more
+#: closely, and have about the same contrast (standard deviations of the grey thumbnails within
+#: GREY_COPY_CONTRAST of each other). A grey copy is made of its source's luminance (ITU-R 601
+#: luma, as the grey thumbnails are; averages or desaturation stay within that factor on most
+#: pictures), while a tinted icon, or another picture on one template, often has the same shapes
+#: at other levels. Measured on the quality corpus's tuning part.
+GREY_COPY_CORRELATION = 0.95
+GREY_COPY_CONTRAST = 1.5
+#: The version of the rule above: bump it when a change to the rule or its constants changes
+#: which matches hold, so that an index verifies its stored matches again.
+VERIFICATION = 2
 #: Below this standard deviation (grey levels, in the 16x16 thumbnail) a picture is blank or
 #: one colour: its thumbnail cannot confirm a match, so it matches by its bytes only. (On the
 #: quality corpus, one-colour pictures are at 0 and the faintest real ones, low-contrast
@@ -185,6 +195,7 @@ def _against(
     correlations: npt.NDArray[np.float32] = np.einsum("ij,ij->i", a.grey.astype(np.float32), b.grey.astype(np.float32))
     difference = b.chroma.astype(np.float32) - a.chroma.astype(np.float32)
     accepted = _verdict(correlations, difference, a.colourful, b.colourful, grey_correlation)
+    accepted &= _same_luminance(a, b, correlations, grey_correlation)
     accepted &= (a.detail >= LOW_DETAIL) & (b.detail >= LOW_DETAIL)
     return accepted, correlations
 
@@ -199,13 +210,20 @@ def _verdict(
     """Do two pictures' thumbnails show the same picture, given their grey correlation and
     opponent-colour difference? The grey thumbnails must correlate; two colourful pictures
     must also agree in colour (flags with the same stripes in other colours, tinted icons),
-    while a grey copy of a colourful picture must correlate more closely instead."""
+    while a grey picture against a colourful one is judged on luminance (:func:`_same_luminance`)."""
     rms = np.sqrt((difference * difference).sum(axis=1) / (_CHROMA // 2))
     both = np.logical_and(colourful_a, colourful_b)
-    one = np.logical_xor(colourful_a, colourful_b)
-    accepted: npt.NDArray[np.bool_] = (
-        (correlation >= grey_correlation)
-        & (~both | (rms <= COLOUR_DIFFERENCE))
-        & (~one | (correlation >= max(grey_correlation, GREY_COPY_CORRELATION)))
-    )
+    accepted: npt.NDArray[np.bool_] = (correlation >= grey_correlation) & (~both | (rms <= COLOUR_DIFFERENCE))
     return accepted
+
+
+def _same_luminance(
+    a: Thumbnails, b: Thumbnails, correlation: npt.NDArray[np.float32], grey_correlation: float
+) -> npt.NDArray[np.bool_]:
+    """For each row where one picture is colourful and the other not: could the grey one be made
+    of the colourful one's luminance (see :data:`GREY_COPY_CORRELATION`)? True elsewhere."""
+    one = a.colourful ^ b.colourful
+    contrast = np.maximum(a.detail, b.detail) / np.maximum(np.minimum(a.detail, b.detail), 1e-6)
+    close = (correlation >= max(grey_correlation, GREY_COPY_CORRELATION)) & (contrast <= GREY_COPY_CONTRAST)
+    result: npt.NDArray[np.bool_] = ~one | close
+    return result

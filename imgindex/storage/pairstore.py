@@ -6,7 +6,8 @@ stored. ``meta`` records the maximum and a generation that every reset
 changes, so that a process never marks a value stored after another process
 reset the pairs under it. ``near_matches`` holds the pairs of pictures (by
 :func:`picture_keys`) whose thumbnails confirm a match, ``near_pictures`` the
-pictures whose matches are all stored, under the hash settings ``near_params``.
+pictures whose matches are all stored, under the hash settings ``near_params`` and the
+version of the verification rule ``near_verification``.
 With ``near_rotations`` set, mirrored and turned copies' matches are stored too,
 under the kind :func:`turned_kind`, with each picture's orientation hashes
 (``near_orientations``).
@@ -194,10 +195,14 @@ class PairStore:
     def picture_count(self, kind: str) -> int:
         return int(self.db.execute("SELECT count(*) FROM near_pictures WHERE kind = ?", (kind,)).fetchone()[0])
 
-    def match_params(self) -> int | None:
-        """The hash settings (``hash_params.id``) the stored matches were verified under."""
-        row = self.db.execute("SELECT value FROM meta WHERE key = 'near_params'").fetchone()
-        return None if row is None else int(row[0])
+    def match_params(self, verification: int) -> int | None:
+        """The hash settings (``hash_params.id``) the stored matches were verified under, if
+        they were verified by the rule of version ``verification`` (None otherwise: none of
+        them counts). Matches stored before versions were recorded are of version 1."""
+        rows = dict(self.db.execute("SELECT key, value FROM meta WHERE key IN ('near_params', 'near_verification')"))
+        if "near_params" not in rows or int(rows.get("near_verification", 1)) != verification:
+            return None
+        return int(rows["near_params"])
 
     def reset_matches(self, generation: int) -> int | None:
         """Forget every verified match, to verify them all again: as :meth:`reset`. Until
@@ -213,13 +218,13 @@ class PairStore:
             _set_meta(c, near_generation=generation + 1)
         return generation + 1
 
-    def finish_matches(self, params_id: int, generation: int) -> bool:
-        """Record that every picture's matches are stored, verified under ``params_id`` (unless
-        the store was reset since ``generation``)."""
+    def finish_matches(self, params_id: int, generation: int, verification: int) -> bool:
+        """Record that every picture's matches are stored, verified under ``params_id`` by the
+        rule of version ``verification`` (unless the store was reset since ``generation``)."""
         with self.db.write() as c:
             if self.state()[1] != generation:
                 return False
-            _set_meta(c, near_params=params_id)
+            _set_meta(c, near_params=params_id, near_verification=verification)
         return True
 
     def add_matches(
