@@ -11,6 +11,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -84,17 +85,32 @@ def test_a_full_standard_output_is_one_clear_error(tmp_path: Path) -> None:
         assert "No space left on device" in done.stderr and "Traceback" not in done.stderr, (args, done.stderr)
 
 
-def _small_disk() -> None:
-    resource.setrlimit(resource.RLIMIT_FSIZE, (150_000, 150_000))  # the index cannot grow past this
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past it fails instead of killing
+def _disk_of(size: int) -> Callable[[], None]:
+    """A process in which no file can grow past ``size`` bytes (a disk that fills)."""
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past it fails instead of killing
+
+    return limit
 
 
 def test_a_scan_on_a_full_disk_is_one_clear_error_and_keeps_what_it_committed(tmp_path: Path) -> None:
     for n in range(300):
         write(tmp_path / "dump" / f"{n % 10}" / f"{n}.png", encode(picture(n % 30, (64, 48)), "PNG") + bytes([n % 256]))
+    (tmp_path / "empty").mkdir()
     db = tmp_path / "i.db"
     scan = [sys.executable, "-m", "imgindex", "scan", str(tmp_path / "dump"), "--db", str(db), "-j", "1"]
-    done = subprocess.run([*scan, "--batch-size", "20"], preexec_fn=_small_disk, capture_output=True, text=True)
+    # A new index on a disk too full to hold it: the same clear error, not "not an index".
+    new = subprocess.run(scan, preexec_fn=_disk_of(20_000), capture_output=True, text=True)
+    assert new.returncode == 1 and "reading or writing the index failed" in new.stderr, new.stderr
+    assert "Traceback" not in new.stderr and "not an imgindex index" not in new.stderr
+    for stale in tmp_path.glob("i.db*"):
+        stale.unlink()
+    made = subprocess.run([*scan[:4], str(tmp_path / "empty"), *scan[5:]], capture_output=True, text=True)
+    assert made.returncode == 0, made.stderr
+    room = db.stat().st_size + 150_000  # the index cannot grow much past what it holds
+    done = subprocess.run([*scan, "--batch-size", "20"], preexec_fn=_disk_of(room), capture_output=True, text=True)
     assert done.returncode == 1, done.stderr
     assert "reading or writing the index failed" in done.stderr and "Traceback" not in done.stderr
     with sqlite3.connect(db) as raw:

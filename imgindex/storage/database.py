@@ -327,6 +327,8 @@ def _open(target: str, path: str, *, read_only: bool, threads: bool = False) -> 
         conn.close()
         if any(sign in str(e) for sign in _READ_ONLY_SIGNS):
             raise _ReadOnlyPlace(str(e)) from None
+        if "full" in str(e) or "disk I/O error" in str(e):
+            raise  # a disk that is full or failing, not a file that is no index (the caller says so)
         if "malformed" in str(e):
             raise IndexOpenError(
                 f"the index {path} is damaged ({e}): 'imgindex check' says what is wrong; a scan into a new --db"
@@ -401,7 +403,8 @@ def _check_and_migrate(conn: sqlite3.Connection, path: str, *, read_only: bool =
                 conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:  # SQLite has rolled back already after some errors (a full disk)
+                conn.execute("ROLLBACK")
             raise
 
 
