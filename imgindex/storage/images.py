@@ -87,6 +87,14 @@ def _pictures(rows: Sequence[tuple[int, bytes, int, int, int]]) -> Pictures:
     )
 
 
+def _starting_with(prefix: bytes) -> tuple[str, tuple[bytes, ...]]:
+    """An SQL condition (and its parameters): ``sha256`` starts with ``prefix``, as a range."""
+    stem = prefix.rstrip(b"\xff")  # the first string after every one that starts with prefix
+    if not stem:
+        return "sha256 >= ?", (prefix,)
+    return "sha256 >= ? AND sha256 < ?", (prefix, stem[:-1] + bytes([stem[-1] + 1]))
+
+
 class Images:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -204,12 +212,8 @@ class Images:
         a signed integer) are ``keys``."""
         rows = []
         for key in keys:
-            prefix = key & 0xFFFF_FFFF_FFFF_FFFF  # as unsigned: the 8 bytes' order
-            bounds = [prefix.to_bytes(8, "big")]
-            if prefix < 0xFFFF_FFFF_FFFF_FFFF:
-                bounds.append((prefix + 1).to_bytes(8, "big"))
-            where = " AND sha256 >= ?" + (" AND sha256 < ?" if len(bounds) > 1 else "")
-            rows += self.db.execute(_PICTURES + where + " GROUP BY sha256", (params_id, *bounds)).fetchall()
+            where, bounds = _starting_with((key & 0xFFFF_FFFF_FFFF_FFFF).to_bytes(8, "big"))
+            rows += self.db.execute(_PICTURES + f" AND {where} GROUP BY sha256", (params_id, *bounds)).fetchall()
         return _pictures(rows)
 
     def pictures_near(self, params_id: int, values: Sequence[int]) -> Pictures:
@@ -219,13 +223,8 @@ class Images:
 
     def digests_with_prefix(self, prefix: bytes) -> list[bytes]:
         """The distinct SHA-256s of indexed files that start with ``prefix``."""
-        stem = prefix.rstrip(b"\xff")  # the first string after every one that starts with prefix
-        if stem:
-            end = stem[:-1] + bytes([stem[-1] + 1])
-            rows = self.db.execute("SELECT DISTINCT sha256 FROM files WHERE sha256 >= ? AND sha256 < ?", (prefix, end))
-        else:
-            rows = self.db.execute("SELECT DISTINCT sha256 FROM files WHERE sha256 >= ?", (prefix,))
-        return [bytes(r[0]) for r in rows]
+        where, bounds = _starting_with(prefix)
+        return [bytes(r[0]) for r in self.db.execute(f"SELECT DISTINCT sha256 FROM files WHERE {where}", bounds)]
 
     def with_hashes(self, hashes: Sequence[int]) -> list[tuple[int, int | None, int | None]]:
         """``(file id, phash, trim_hash)`` of the indexed images with one of these hashes as either."""
