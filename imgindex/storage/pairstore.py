@@ -55,6 +55,14 @@ def _set_meta(c: sqlite3.Connection, **values: int) -> None:
     )
 
 
+def _forget_matches(c: sqlite3.Connection) -> None:
+    """Forget every verified match, the pictures marked and their orientation hashes, and the
+    settings they were verified under (in the caller's transaction)."""
+    for table in ("near_matches", "near_pictures", "near_orientations"):
+        c.execute(f"DELETE FROM {table}")
+    c.execute("DELETE FROM meta WHERE key = 'near_params'")
+
+
 class PairStore:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -83,10 +91,7 @@ class PairStore:
                 return None
             c.execute("DELETE FROM near_pairs")
             c.execute("DELETE FROM near_hashes")
-            c.execute("DELETE FROM near_matches")
-            c.execute("DELETE FROM near_pictures")
-            c.execute("DELETE FROM near_orientations")
-            c.execute("DELETE FROM meta WHERE key = 'near_params'")  # every picture to verify again
+            _forget_matches(c)  # every picture to verify again
             _set_meta(c, near_max_distance=max_distance, near_generation=generation + 1)
         return generation + 1
 
@@ -211,10 +216,7 @@ class PairStore:
         with self.db.write() as c:
             if self.state()[1] != generation:
                 return None
-            c.execute("DELETE FROM near_matches")
-            c.execute("DELETE FROM near_pictures")
-            c.execute("DELETE FROM near_orientations")
-            c.execute("DELETE FROM meta WHERE key = 'near_params'")
+            _forget_matches(c)
             _set_meta(c, near_generation=generation + 1)
         return generation + 1
 
@@ -288,15 +290,13 @@ class PairStore:
         with self.db.write() as c:
             if self.state()[1] != generation:
                 return None
-            c.execute("DELETE FROM near_orientations")
             if on:
-                c.execute("DELETE FROM near_matches")
-                c.execute("DELETE FROM near_pictures")
-                c.execute("DELETE FROM meta WHERE key = 'near_params'")
+                _forget_matches(c)
                 _set_meta(c, near_rotations=1, near_generation=generation + 1)
             else:
-                c.execute("DELETE FROM near_matches WHERE kind LIKE '%/turned'")
-                c.execute("DELETE FROM near_pictures WHERE kind LIKE '%/turned'")
+                c.execute("DELETE FROM near_orientations")
+                c.execute("DELETE FROM near_matches WHERE kind LIKE ?", (turned_kind("%"),))
+                c.execute("DELETE FROM near_pictures WHERE kind LIKE ?", (turned_kind("%"),))
                 c.execute("DELETE FROM meta WHERE key = 'near_rotations'")
                 _set_meta(c, near_generation=generation + 1)
         return generation + 1
