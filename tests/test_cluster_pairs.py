@@ -4,6 +4,7 @@ search's pairs, on synthetic hashes and on an index scanned from pictures."""
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -123,3 +124,23 @@ def test_pairs_dask_stores_what_the_local_update_stores(tree: Path, tmp_path: Pa
     assert (again.added, again.pairs_added, again.rebuilt, again.pictures_added) == (0, 0, False, 0)
     code, out, _ = invoke("pairs", "--db", dask)
     assert code == 0 and "0 searched" in out
+
+
+def test_a_search_follows_its_own_client_whatever_client_is_current(client: Any, tmp_path: Path) -> None:
+    """A caller may have another client entered (``with Client(...)`` makes it the current
+    one, as a notebook or a pipeline does): the search waits for its tasks on the loop of the
+    client it was given. Here the current client is closed, so waiting on its loop would
+    never end (the hang CI once saw when two clients were alive)."""
+    hashes = synthetic()[:500]
+    found: list[ValueSet] = []
+
+    def search_under_another_current_client() -> None:  # contextvars are per thread
+        with Client(client.scheduler.address, set_as_default=True) as other:
+            other.close()
+            found.append(cluster_set(ClusterSearch(client, tmp_path / "work"), hashes, None, 10))
+
+    thread = threading.Thread(target=search_under_another_current_client, daemon=True)
+    thread.start()
+    thread.join(120)
+    assert not thread.is_alive(), "the search waited on another client's loop"
+    assert found == [local_set(hashes, None, 10)]

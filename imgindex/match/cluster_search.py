@@ -165,7 +165,9 @@ class ClusterSearch:
         futures = [self.client.submit(reduce_task, task, pure=False) for task in tasks]
         del maps
         try:
-            for future, found in as_completed(futures, with_results=True):
+            # On this client's loop: as_completed would otherwise use the *current* client's
+            # (a caller's own `with Client(...)`), where its waits may never wake.
+            for future, found in as_completed(futures, loop=self.client.loop, with_results=True):
                 future.release()
                 if len(found[0]):
                     yield found
