@@ -216,11 +216,13 @@ CREATE INDEX IF NOT EXISTS near_matches_b ON near_matches(kind, b);
 -- Mirrored and turned copies (report --rotations), once 'imgindex pairs --rotations'
 -- has set meta.near_rotations: their verified matches are in near_matches under
 -- the kind '<kind>/turned' (whole: the distance between one's upright hash and
--- an orientation's of the other's; inside unused), near_pictures lists the
+-- an orientation's of the other's, of the whole pictures or of their insides,
+-- whichever is nearer and verified; inside unused), near_pictures lists the
 -- pictures whose such matches are all stored under that kind too, and here are
 -- the hashes of each picture's thumbnail in its 8 orientations (identity first,
--- 8 big-endian 64-bit numbers in one blob), so that an update finds the
--- orientation matches of new pictures without reading every thumbnail again.
+-- 8 big-endian 64-bit numbers in one blob; for a picture with a border, 8 more:
+-- its inside's), so that an update finds the orientation matches of new
+-- pictures without reading every thumbnail again.
 CREATE TABLE IF NOT EXISTS near_orientations (
     kind        TEXT NOT NULL,          -- the kind of hash, e.g. dhash
     picture     INTEGER NOT NULL,       -- the key of a files.sha256

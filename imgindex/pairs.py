@@ -298,9 +298,9 @@ def _verify_and_store(
         none = np.full(int(turned.sum()), NO_MATCH, np.uint8)
         index.pairs.add_matches(turned_kind(kind), lo[turned], hi[turned], sorts.turned[turned], none)
         stored += len(none)
-        described, hashes = matcher.orientations
+        described, hashes, inside = matcher.orientations
         mine = np.isin(keys[described], marked)
-        index.pairs.add_orientations(kind, keys[described][mine], hashes[mine])
+        index.pairs.add_orientations(kind, keys[described][mine], hashes[mine], inside[mine])
         if not index.pairs.add_pictures(turned_kind(kind), np.unique(marked), generation):
             return None
     if not index.pairs.add_pictures(kind, np.unique(marked), generation):
@@ -323,11 +323,16 @@ def _with_turned_neighbours(
     ids = targets.file_id[chosen].tolist()
     found = index.images.descriptors(ids)
     wholes = [found[i][0] for i in ids if i in found]
-    stored_keys, stored_turned = index.pairs.orientations(kind)
+    insides = [own for i in ids if i in found and (own := found[i][1]) is not None]
+    stored_keys, stored_turned, framed_keys, framed_turned = index.pairs.orientations(kind)
     if not wholes or not len(stored_keys):
         return neighbours
-    mine = orientation_hashes(descriptor_rows(wholes), kind)
-    near = stored_keys[turned_neighbours(mine, stored_turned, min(max_distance, ROTATION_THRESHOLD))]
+    # The wholes' and the insides' orientations on both sides, in one search: a few more
+    # candidates (a whole against an inside) than the matcher's links, which then decide.
+    mine = orientation_hashes(descriptor_rows(wholes + insides), kind)
+    others = np.concatenate([stored_turned, framed_turned])
+    rows = turned_neighbours(mine, others, min(max_distance, ROTATION_THRESHOLD))
+    near = np.unique(np.concatenate([stored_keys, framed_keys])[rows])
     near = near[~np.isin(near, picture_keys(neighbours.sha256))]
     if not len(near):
         return neighbours

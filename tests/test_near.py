@@ -8,7 +8,9 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
+from imgindex.hashing import ORIENTATIONS
 from imgindex.match import grouping, links, search
+from imgindex.match.orientations import turned_pairs
 
 
 def brute_force(hashes: list[int], threshold: int) -> set[tuple[int, int, int]]:
@@ -426,3 +428,18 @@ def test_an_edge_given_twice_counts_at_its_smaller_distance() -> None:
     edges = grouping.Edges(np.array([0, 0, 1]), np.array([1, 1, 2]), np.array([5, 2, 1], dtype=np.uint8))
     g = grouping.group_by_leaders(np.arange(3), edges)
     assert g.leader.tolist() == [0, 0, 2] and g.distance.tolist() == [0, 2, 0]
+
+
+def test_turned_pairs_among_some_rows_are_those_with_one_of_them_on_a_side() -> None:
+    rng = np.random.default_rng(7)
+    turned = rng.integers(0, 2**64, (300, ORIENTATIONS), dtype=np.uint64)
+    for r in range(0, 300, 3):  # row r + 1's upright near row r's orientation k, within 0-5 bits
+        flips = rng.choice(64, int(rng.integers(0, 6)), replace=False)
+        turned[r + 1, 0] = turned[r, 1 + r % 7] ^ np.uint64(sum(1 << int(b) for b in flips))
+    row = {int(v): r for r, v in enumerate(turned[:, 0].tolist())}
+    every = set(zip(*(x.tolist() for x in turned_pairs(turned, 5)), strict=True))
+    assert len(every) >= 90
+    among = rng.random(300) < 0.3
+    some = set(zip(*(x.tolist() for x in turned_pairs(turned, 5, among)), strict=True))
+    assert some == {(a, b, d) for a, b, d in every if among[row[a]] or among[row[b]]}
+    assert not len(turned_pairs(turned, 5, np.zeros(300, dtype=bool))[0])

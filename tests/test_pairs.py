@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from dataclasses import replace
 from pathlib import Path
@@ -489,6 +490,55 @@ def turned_tree(tree: Path, sources: range) -> None:
 def turned_matches(index: Index) -> set[tuple[int, int, int]]:
     a, b, distance, _ = index.pairs.matches(turned_kind(pairs.KIND), 64)
     return set(zip(a.tolist(), b.tolist(), distance.tolist(), strict=True))
+
+
+def padded_tree(tree: Path, sources: range) -> None:
+    """Each source picture, a copy padded onto a white square (the most pixels: it leads the
+    group) and a quarter-turned copy (of the picture, without the padding)."""
+    for s in sources:
+        image = picture(s, (200, 140))
+        canvas = Image.new("RGB", (320, 320), "white")
+        canvas.paste(image, (60, 90))
+        write(tree / f"p{s:02d}" / "a.png", encode(image, "PNG"))
+        write(tree / f"p{s:02d}" / "padded.png", encode(canvas, "PNG"))
+        write(tree / f"p{s:02d}" / "turned.jpg", encode(image.transpose(Image.Transpose.ROTATE_90), "JPEG"))
+
+
+def named_groups(index: Index, groups: list[list[object]]) -> set[frozenset[str]]:
+    names = {i: f"{Path(os.fsdecode(d)).name}/{os.fsdecode(n)}" for i, d, n in index.db.execute(
+        "SELECT files.id, dirs.path, files.name FROM files JOIN dirs ON dirs.id = files.dir_id"
+    )}  # fmt: skip
+    return {frozenset(names[m if isinstance(m, int) else m[0]] for m in g) for g in groups if len(g) > 1}  # type: ignore[index]
+
+
+def test_a_turned_copy_joins_the_padded_copy_that_leads_its_group(
+    tree: Path, index: Index, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The padded copy's inside is the picture: its orientations meet the turned copy, in
+    memory, once stored, and when the turned copy comes later."""
+    monkeypatch.setattr(pairs, "FULL_SHARE", 10.0)  # new pictures are verified alone, against the rest
+    padded_tree(tree, range(30, 34))
+    run_scan(index, tree)
+    family = {frozenset({f"p{s}/a.png", f"p{s}/padded.png", f"p{s}/turned.jpg"}) for s in range(30, 34)}
+    stored_groups, fresh_groups, _ = report_both_ways(index, rotations=True)
+    assert named_groups(index, fresh_groups) == family
+
+    assert pairs.set_rotations(index, True)
+    pairs.update(index)
+    stored_groups, fresh_groups, used = report_both_ways(index, rotations=True)
+    assert used > 0 and stored_groups == fresh_groups and named_groups(index, stored_groups) == family
+
+    # A mirrored copy written after the padded one was stored: found through the stored
+    # orientations of its inside.
+    image = picture(31, (200, 140)).transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    write(tree / "p31" / "late-mirror.jpg", encode(image, "JPEG", quality=80))
+    update = run_scan(index, tree).near_pairs
+    assert update is not None and update.pictures_added == 1
+    stored_groups, fresh_groups, used = report_both_ways(index, rotations=True)
+    assert used == update.pictures and stored_groups == fresh_groups
+    grown = family - {frozenset({"p31/a.png", "p31/padded.png", "p31/turned.jpg"})}
+    grown |= {frozenset({"p31/a.png", "p31/padded.png", "p31/turned.jpg", "p31/late-mirror.jpg"})}
+    assert named_groups(index, stored_groups) == grown
 
 
 def test_rotation_matches_once_stored_follow_new_and_removed_pictures(

@@ -6,8 +6,10 @@ or one file looked up. Two units are *candidates* when their hashes of the
 whole picture are within the threshold, or those of what is inside their
 borders (a picture without a border is its own inside), and with
 ``rotations`` when one's upright hash is within :data:`ROTATION_THRESHOLD` of
-an orientation of the other's. A candidate *matches* only if the thumbnails
-of the pictures that matched confirm it (:func:`.verify.confirm`).
+an orientation of the other's, of the whole pictures or of their insides (a
+turned copy of a picture padded or framed in one of the two). A candidate
+*matches* only if the thumbnails of the pictures (or insides) that matched
+confirm it (:func:`.verify.confirm`).
 
 Candidate pairs of hash values come from the index's stored pairs where they
 can (:func:`.candidates.pairs_among`), thumbnails from its descriptors
@@ -109,15 +111,16 @@ class Matcher:
         self.unconfirmed = 0
         #: How many units' matches came from the index, not verified here.
         self.stored_units = 0
-        self.inside_link = self.rotation_link = -1
+        self.inside_link = self.rotation_link = self.inside_rotation_link = -1
         from_store = _no_sorts()
         in_focus: npt.NDArray[np.bool_] | None = None
         if focus is not None:
             in_focus = np.zeros(n, dtype=bool)
             in_focus[focus] = True
         #: With ``rotations``: the units whose thumbnails were read, and the hashes of each one's
-        #: thumbnail in its orientations (rows of :data:`ORIENTATIONS`, identity first).
-        self.orientations = (np.empty(0, np.int64), np.empty((0, ORIENTATIONS), np.uint64))
+        #: thumbnail in its orientations (rows of :data:`ORIENTATIONS`, identity first), of the
+        #: whole picture and of the inside (the whole's again for a picture without a border).
+        self.orientations = Orientations.empty()
         if stored and focus is None and (not rotations or index.pairs.rotations()):
             known, from_store = _stored_matches(index, units, threshold, kind, rotations=rotations)
             rest = has_hash & ~known
@@ -173,15 +176,30 @@ class Matcher:
             self.inside_link = len(links)
             links.append(Link(inside, usable_inside, threshold, (a[touch], b[touch], d[touch]), framed))
         if rotations:
-            described = (slot >= 0) & usable
+            # Orientations of the whole pictures, and of the insides of those with a border: a
+            # turned copy of a picture that the other shows padded or framed meets its inside.
             turned = orientation_hashes(self.thumbs.descriptors, kind)
-            self.orientations = (np.flatnonzero(slot >= 0), turned[slot[slot >= 0]])
-            upright = np.zeros(n, dtype=np.uint64)
-            upright[described] = turned[slot[described], 0]
+            framed_slot = self.thumbs.framed_slots()
+            turned_inside = turned.copy()
+            turned_inside[framed_slot] = orientation_hashes(self.thumbs.inside_descriptors(framed_slot), kind)
+            has = slot >= 0
+            self.orientations = Orientations(np.flatnonzero(has), turned[slot[has]], turned_inside[slot[has]])
             rotation_threshold = min(threshold, ROTATION_THRESHOLD)
-            self.rotation_link = len(links)
-            links.append(Link(upright, described, rotation_threshold, turned_pairs(turned, rotation_threshold)))
-            del turned
+            for hashes, detail, own in ((turned, whole_detail, None), (turned_inside, inside_detail, has_trim)):
+                described = has & has_hash & (detail >= LOW_DETAIL)
+                upright = np.zeros(n, dtype=np.uint64)
+                upright[described] = hashes[slot[described], 0]
+                among = None
+                if own is not None:  # only pairs with a framed picture on a side are new here
+                    among = np.zeros(len(hashes), dtype=bool)
+                    among[slot[described & own]] = True
+                    self.inside_rotation_link = len(links)
+                else:
+                    self.rotation_link = len(links)
+                links.append(
+                    Link(upright, described, rotation_threshold, turned_pairs(hashes, rotation_threshold, among), own)
+                )
+            del turned, turned_inside
         # The candidates a pass at a time, each pass the pairs with a unit of its share on a side
         # and none of an earlier share's (those were its pass's), so that pictures crowded
         # within a few bits of each other never need all their candidate pairs at once.
@@ -199,13 +217,14 @@ class Matcher:
             joined = np.minimum.reduce(sorts)
             keep = joined != NOT_NEAR
             apart = np.full(int(keep.sum()), NOT_NEAR, np.uint8)
+            both_turns = [sorts[k][keep] for k in (self.rotation_link, self.inside_rotation_link) if k >= 0]
             verified_parts.append(
                 _Sorts(
                     found.u[keep],
                     found.v[keep],
                     sorts[0][keep],
                     sorts[self.inside_link][keep] if self.inside_link >= 0 else apart,
-                    sorts[self.rotation_link][keep] if self.rotation_link >= 0 else apart,
+                    np.minimum.reduce(both_turns) if both_turns else apart,
                     joined[keep],
                 )
             )
@@ -265,10 +284,11 @@ class Matcher:
         # between two such pictures only (newer pictures' hashes may be of another kind).
         blind = np.flatnonzero(blind_u & blind_v)
         verified[:, blind] = gaps[:, blind] != NOT_NEAR
-        if self.rotation_link >= 0:
-            verified[self.rotation_link, blind] = False
+        for link in (self.rotation_link, self.inside_rotation_link):
+            if link >= 0:
+                verified[link, blind] = False
         seen = np.flatnonzero(~blind_u & ~blind_v)
-        inside_link, rotation_link = self.inside_link, self.rotation_link
+        inside_link = self.inside_link
         for start in range(0, len(seen), VERIFY_CHUNK):
             at = seen[start : start + VERIFY_CHUNK]
             mine, theirs = thumbs.pictures(found.u[at]), thumbs.pictures(found.v[at])
@@ -276,22 +296,40 @@ class Matcher:
             verified[0, at], inside_ok = confirm(mine, theirs, gaps[0, at] != NOT_NEAR, near_inside)
             if inside_link >= 0:
                 verified[inside_link, at] = inside_ok
-            if rotation_link >= 0:
-                todo = np.flatnonzero(gaps[rotation_link, at] != NOT_NEAR)
+            for link, insides in ((self.rotation_link, False), (self.inside_rotation_link, True)):
+                if link < 0:
+                    continue
+                todo = np.flatnonzero(gaps[link, at] != NOT_NEAR)
                 for turn in range(1, ORIENTATIONS):
                     if not len(todo):
                         break
                     everywhere = np.ones(len(todo), bool)
-                    ok, _ = confirm(
+                    wholes, within = confirm(
                         mine.rows(todo),
                         thumbs.turned(found.v[at[todo]], turn),
-                        everywhere,
-                        ~everywhere,
+                        everywhere & (not insides),
+                        everywhere & insides,
                         ROTATION_CORRELATION,
                     )
-                    verified[rotation_link, at[todo[ok]]] = True
+                    ok = within if insides else wholes
+                    verified[link, at[todo[ok]]] = True
                     todo = todo[~ok]
         return verified
+
+
+class Orientations(NamedTuple):
+    """Units and the hashes of their thumbnails in each orientation (rows of
+    :data:`ORIENTATIONS`, identity first): of the whole picture, and of the inside (the
+    whole's where the picture has no border)."""
+
+    units: I64
+    whole: npt.NDArray[np.uint64]
+    inside: npt.NDArray[np.uint64]
+
+    @classmethod
+    def empty(cls) -> Orientations:
+        none = np.empty((0, ORIENTATIONS), np.uint64)
+        return cls(np.empty(0, np.int64), none, none)
 
 
 class _Sorts(NamedTuple):
@@ -422,6 +460,17 @@ class _Thumbnails:
         """The thumbnails of these units (which have descriptors)."""
         whole, framed = self._all.rows(self._whole_row[units]), self._inside_slot[units] >= 0
         return Pictures(whole, self._all.rows(self._inside_row[units]) if framed.any() else whole, framed)
+
+    def framed_slots(self) -> I64:
+        """The slots of the units with a border (their rows in :attr:`descriptors`)."""
+        return self.slot[self._inside_slot >= 0]
+
+    def inside_descriptors(self, slots: I64) -> npt.NDArray[np.uint8]:
+        """The raw descriptors of the insides of the units in these slots, which have a border
+        (needs ``keep``)."""
+        unit_of = np.empty(len(self.descriptors), dtype=np.int64)
+        unit_of[self.slot[self.slot >= 0]] = np.flatnonzero(self.slot >= 0)
+        return self._inside_descriptors[self._inside_slot[unit_of[slots]]]
 
     def turned(self, units: I64, turn: int) -> Pictures:
         """The thumbnails of these units in orientation ``turn`` (needs ``keep``)."""

@@ -24,18 +24,27 @@ ROTATION_THRESHOLD = 8
 ROTATION_CORRELATION = 0.90
 
 
-def turned_pairs(turned: npt.NDArray[np.uint64], threshold: int) -> tuple[Any, Any, Any]:
+def turned_pairs(
+    turned: npt.NDArray[np.uint64], threshold: int, among: npt.NDArray[np.bool_] | None = None
+) -> tuple[Any, Any, Any]:
     """Pairs of upright hashes (column 0 of ``turned``) where one is within
-    ``threshold`` of another picture's hash in another orientation."""
+    ``threshold`` of another picture's hash in another orientation; with ``among`` (a mask
+    of the rows), only the pairs with one of those pictures on a side."""
     n = len(turned)
-    if n < 2:
+    if n < 2 or (among is not None and not among.any()):
         empty = np.empty(0, np.uint64)
         return empty, empty, np.empty(0, np.uint8)
-    flat = np.concatenate([turned[:, 0], turned[:, 1:].T.reshape(-1)])
-    i, j, d = pairs_from(flat, np.arange(n), threshold)
-    keep = j >= n  # an upright hash against a turned one
-    i, other, d = i[keep], (j[keep] - n) % n, d[keep]
-    return turned[i, 0], turned[other, 0], d
+    flat = np.concatenate([turned[:, 0], turned[:, 1:].T.reshape(-1)])  # orientation k of row r: k * n + r
+    if among is None:
+        queries = np.arange(n)
+    else:
+        rows = np.flatnonzero(among)
+        queries = np.concatenate([rows + k * n for k in range(ORIENTATIONS)])
+    i, j, d = pairs_from(flat, queries, threshold)
+    lo, hi = np.minimum(i, j), np.maximum(i, j)
+    keep = (lo < n) & (hi >= n)  # an upright hash against a turned one
+    upright, other, d = lo[keep], (hi[keep] - n) % n, d[keep]
+    return turned[upright, 0], turned[other, 0], d
 
 
 def turned_neighbours(mine: npt.NDArray[np.uint64], others: npt.NDArray[np.uint64], threshold: int) -> I64:

@@ -26,8 +26,9 @@ COLOUR_DIFFERENCE = 30.0  # RMS chroma difference of two colourful pictures, at 
 GREY_COPY_CORRELATION = 0.95
 GREY_COPY_CONTRAST = 1.5
 #: The version of the rule above: bump it when a change to the rule or its constants changes
-#: which matches hold, so that an index verifies its stored matches again.
-VERIFICATION = 2
+#: which matches hold, so that an index verifies its stored matches again. (3: mirrored and
+#: turned copies are also matched on the insides of pictures with a border.)
+VERIFICATION = 3
 #: Below this standard deviation (grey levels, in the 16x16 thumbnail) a picture is blank or
 #: one colour: its thumbnail cannot confirm a match, so it matches by its bytes only. (On the
 #: quality corpus, one-colour pictures are at 0 and the faintest real ones, low-contrast

@@ -302,28 +302,46 @@ class PairStore:
         return generation + 1
 
     def add_orientations(
-        self, kind: str, keys: npt.NDArray[np.int64], hashes: npt.NDArray[np.uint64], batch: int = 200_000
+        self,
+        kind: str,
+        keys: npt.NDArray[np.int64],
+        hashes: npt.NDArray[np.uint64],
+        inside: npt.NDArray[np.uint64],
+        batch: int = 200_000,
     ) -> None:
-        """Store the orientation hashes (rows of 8) of pictures."""
+        """Store the orientation hashes (rows of 8) of pictures, of the whole picture and of the
+        inside (the same rows for a picture without a border, stored once)."""
         blobs = hashes.astype(">u8")
+        framed = (inside != hashes).any(axis=1)
+        inside_blobs = inside.astype(">u8")
         for start in range(0, len(keys), batch):
-            rows = zip(keys[start : start + batch].tolist(), blobs[start : start + batch], strict=True)
+            part = slice(start, start + batch)
+            rows = zip(keys[part].tolist(), blobs[part], inside_blobs[part], framed[part].tolist(), strict=True)
             with self.db.write() as c:
                 c.executemany(
                     "INSERT OR REPLACE INTO near_orientations (kind, picture, hashes) VALUES (?, ?, ?)",
-                    ((kind, key, row.tobytes()) for key, row in rows),
+                    ((kind, key, row.tobytes() + (own.tobytes() if f else b"")) for key, row, own, f in rows),
                 )
 
-    def orientations(self, kind: str) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint64]]:
-        """Every stored picture's key and orientation hashes ``(n, 8)``, by key."""
+    def orientations(
+        self, kind: str
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint64], npt.NDArray[np.int64], npt.NDArray[np.uint64]]:
+        """Every stored picture's key and orientation hashes ``(n, 8)``, by key; then the keys
+        and the insides' orientation hashes of those with a border."""
         rows = self.db.execute("SELECT picture, hashes FROM near_orientations WHERE kind = ? ORDER BY picture", (kind,))
         keys: list[int] = []
+        framed: list[int] = []
         blobs = bytearray()
+        insides = bytearray()
         for key, blob in rows:
             keys.append(key)
-            blobs += blob
+            blobs += blob[:64]
+            if len(blob) > 64:
+                framed.append(key)
+                insides += blob[64:]
         hashes = np.frombuffer(bytes(blobs), dtype=">u8").astype(np.uint64).reshape(-1, 8)
-        return np.array(keys, dtype=np.int64), hashes
+        inside = np.frombuffer(bytes(insides), dtype=">u8").astype(np.uint64).reshape(-1, 8)
+        return np.array(keys, dtype=np.int64), hashes, np.array(framed, dtype=np.int64), inside
 
     def remove_orientations(self, kind: str, keys: npt.NDArray[np.int64], batch: int = 50_000) -> None:
         for start in range(0, len(keys), batch):
