@@ -10,7 +10,7 @@ import pytest
 
 from imgindex.hashing import ORIENTATIONS
 from imgindex.match import grouping, links, search
-from imgindex.match.orientations import turned_pairs
+from imgindex.match.orientations import turned_pairs, turned_pairs_with_insides
 
 
 def brute_force(hashes: list[int], threshold: int) -> set[tuple[int, int, int]]:
@@ -430,16 +430,24 @@ def test_an_edge_given_twice_counts_at_its_smaller_distance() -> None:
     assert g.leader.tolist() == [0, 0, 2] and g.distance.tolist() == [0, 2, 0]
 
 
-def test_turned_pairs_among_some_rows_are_those_with_one_of_them_on_a_side() -> None:
+def test_turned_pairs_with_insides_are_each_search_alone() -> None:
+    """One search over the wholes' and the framed insides' orientations gives the wholes' pairs,
+    and the insides' pairs (whole where not framed) that have a framed picture on a side."""
     rng = np.random.default_rng(7)
-    turned = rng.integers(0, 2**64, (300, ORIENTATIONS), dtype=np.uint64)
-    for r in range(0, 300, 3):  # row r + 1's upright near row r's orientation k, within 0-5 bits
-        flips = rng.choice(64, int(rng.integers(0, 6)), replace=False)
-        turned[r + 1, 0] = turned[r, 1 + r % 7] ^ np.uint64(sum(1 << int(b) for b in flips))
-    row = {int(v): r for r, v in enumerate(turned[:, 0].tolist())}
-    every = set(zip(*(x.tolist() for x in turned_pairs(turned, 5)), strict=True))
-    assert len(every) >= 90
-    among = rng.random(300) < 0.3
-    some = set(zip(*(x.tolist() for x in turned_pairs(turned, 5, among)), strict=True))
-    assert some == {(a, b, d) for a, b, d in every if among[row[a]] or among[row[b]]}
-    assert not len(turned_pairs(turned, 5, np.zeros(300, dtype=bool))[0])
+    whole = rng.integers(0, 2**64, (300, ORIENTATIONS), dtype=np.uint64)
+    framed = rng.random(300) < 0.3
+    inside = np.where(framed[:, None], rng.integers(0, 2**64, (300, ORIENTATIONS), dtype=np.uint64), whole)
+    for table in (whole, inside):  # row r + 1's upright near row r's orientation k, within 0-5 bits
+        for r in range(0, 300, 3):
+            flips = rng.choice(64, int(rng.integers(0, 6)), replace=False)
+            table[r + 1, 0] = table[r, 1 + r % 7] ^ np.uint64(sum(1 << int(b) for b in flips))
+    inside[~framed] = whole[~framed]
+
+    def as_set(found: tuple[np.ndarray, ...]) -> set[tuple[int, int, int]]:
+        return set(zip(*(x.tolist() for x in found), strict=True))
+
+    plain, insides = turned_pairs_with_insides(whole, inside, framed, 5)
+    assert as_set(plain) == as_set(turned_pairs(whole, 5)) and len(plain[0]) >= 90
+    row = {int(v): r for r, v in enumerate(inside[:, 0].tolist())}
+    expected = {(a, b, d) for a, b, d in as_set(turned_pairs(inside, 5)) if framed[row[a]] or framed[row[b]]}
+    assert as_set(insides) == expected and len(expected) >= 30

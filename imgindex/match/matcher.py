@@ -43,7 +43,7 @@ from imgindex.storage import Index, picture_alone, picture_keys, turned_kind
 from .candidates import pairs_among
 from .grouping import Edges, Grouping, group_by_leaders
 from .links import NOT_NEAR, Candidates, Link, candidates
-from .orientations import ROTATION_CORRELATION, ROTATION_THRESHOLD, turned_pairs
+from .orientations import ROTATION_CORRELATION, ROTATION_THRESHOLD, turned_pairs_with_insides
 from .search import I64
 from .verify import LOW_DETAIL, VERIFICATION, Pictures, confirm, thumbnails
 
@@ -185,20 +185,21 @@ class Matcher:
             has = slot >= 0
             self.orientations = Orientations(np.flatnonzero(has), turned[slot[has]], turned_inside[slot[has]])
             rotation_threshold = min(threshold, ROTATION_THRESHOLD)
-            for hashes, detail, own in ((turned, whole_detail, None), (turned_inside, inside_detail, has_trim)):
+            framed_rows = np.zeros(len(turned), dtype=bool)
+            framed_rows[framed_slot] = True
+            both = turned_pairs_with_insides(turned, turned_inside, framed_rows, rotation_threshold)
+            for hashes, detail, own, pairs in (
+                (turned, whole_detail, None, both[0]),
+                (turned_inside, inside_detail, has_trim, both[1]),
+            ):
                 described = has & has_hash & (detail >= LOW_DETAIL)
                 upright = np.zeros(n, dtype=np.uint64)
                 upright[described] = hashes[slot[described], 0]
-                among = None
-                if own is not None:  # only pairs with a framed picture on a side are new here
-                    among = np.zeros(len(hashes), dtype=bool)
-                    among[slot[described & own]] = True
-                    self.inside_rotation_link = len(links)
-                else:
+                if own is None:
                     self.rotation_link = len(links)
-                links.append(
-                    Link(upright, described, rotation_threshold, turned_pairs(hashes, rotation_threshold, among), own)
-                )
+                else:  # only pairs with a framed picture on a side are new here
+                    self.inside_rotation_link = len(links)
+                links.append(Link(upright, described, rotation_threshold, pairs, own))
             del turned, turned_inside
         # The candidates a pass at a time, each pass the pairs with a unit of its share on a side
         # and none of an earlier share's (those were its pass's), so that pictures crowded

@@ -24,27 +24,42 @@ ROTATION_THRESHOLD = 8
 ROTATION_CORRELATION = 0.90
 
 
-def turned_pairs(
-    turned: npt.NDArray[np.uint64], threshold: int, among: npt.NDArray[np.bool_] | None = None
-) -> tuple[Any, Any, Any]:
+def turned_pairs(turned: npt.NDArray[np.uint64], threshold: int) -> tuple[Any, Any, Any]:
     """Pairs of upright hashes (column 0 of ``turned``) where one is within
-    ``threshold`` of another picture's hash in another orientation; with ``among`` (a mask
-    of the rows), only the pairs with one of those pictures on a side."""
+    ``threshold`` of another picture's hash in another orientation."""
+    return _turned_rows(turned, threshold)[:3]
+
+
+def turned_pairs_with_insides(
+    whole: npt.NDArray[np.uint64], inside: npt.NDArray[np.uint64], framed: npt.NDArray[np.bool_], threshold: int
+) -> tuple[tuple[Any, Any, Any], tuple[Any, Any, Any]]:
+    """:func:`turned_pairs` of the whole pictures' orientations (``whole``), and those of the
+    insides' (``inside``: the whole's rows where not ``framed``) with a picture with a border
+    on a side, in one search (the insides' rows that differ join the wholes')."""
+    n = len(whole)
+    own = np.flatnonzero(framed)
+    a, b, d, x, y = _turned_rows(np.concatenate([whole, inside[own]]), threshold)
+    # Which picture each row is of, and whether it stands for the inside: an inside's own row,
+    # or the whole's of a picture without a border.
+    picture = np.concatenate([np.arange(n), own])
+    is_inside = np.concatenate([~framed, np.ones(len(own), dtype=bool)])
+    plain = (x < n) & (y < n)
+    insides = is_inside[x] & is_inside[y] & (framed[picture[x]] | framed[picture[y]])
+    return (a[plain], b[plain], d[plain]), (a[insides], b[insides], d[insides])
+
+
+def _turned_rows(turned: npt.NDArray[np.uint64], threshold: int) -> tuple[Any, Any, Any, Any, Any]:
+    """Pairs of rows ``(x, y)`` where row ``x``'s upright hash is within ``threshold`` of row
+    ``y``'s in another orientation: their upright hashes, distance, ``x`` and ``y``."""
     n = len(turned)
-    if n < 2 or (among is not None and not among.any()):
-        empty = np.empty(0, np.uint64)
-        return empty, empty, np.empty(0, np.uint8)
-    flat = np.concatenate([turned[:, 0], turned[:, 1:].T.reshape(-1)])  # orientation k of row r: k * n + r
-    if among is None:
-        queries = np.arange(n)
-    else:
-        rows = np.flatnonzero(among)
-        queries = np.concatenate([rows + k * n for k in range(ORIENTATIONS)])
-    i, j, d = pairs_from(flat, queries, threshold)
-    lo, hi = np.minimum(i, j), np.maximum(i, j)
-    keep = (lo < n) & (hi >= n)  # an upright hash against a turned one
-    upright, other, d = lo[keep], (hi[keep] - n) % n, d[keep]
-    return turned[upright, 0], turned[other, 0], d
+    if n < 2:
+        empty, rows = np.empty(0, np.uint64), np.empty(0, np.int64)
+        return empty, empty, np.empty(0, np.uint8), rows, rows
+    flat = np.concatenate([turned[:, 0], turned[:, 1:].T.reshape(-1)])
+    i, j, d = pairs_from(flat, np.arange(n), threshold)
+    keep = j >= n  # an upright hash against a turned one
+    x, y, d = i[keep], (j[keep] - n) % n, d[keep]
+    return turned[x, 0], turned[y, 0], d, x, y
 
 
 def turned_neighbours(mine: npt.NDArray[np.uint64], others: npt.NDArray[np.uint64], threshold: int) -> I64:
