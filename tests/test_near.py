@@ -424,6 +424,29 @@ def test_a_link_with_framed_units_pairs_only_with_them() -> None:
     assert list(zip(u.tolist(), v.tolist(), d.tolist(), strict=True)) == [(0, 1, 2)]
 
 
+@pytest.mark.parametrize("lower", [True, False])
+def test_a_cross_link_pairs_insides_with_other_units_whole_pictures(lower: bool) -> None:
+    rng = np.random.default_rng(3)
+    n = 200
+    whole = rng.integers(0, 2**64, n, dtype=np.uint64)
+    inside = rng.integers(0, 2**64, n, dtype=np.uint64)
+    for u in range(0, n, 4):  # unit u's inside near unit (u ± 7)'s whole picture, or equal to it
+        partner = (u + 7) % n if u % 8 else (u - 7) % n
+        inside[u] = whole[partner] ^ np.uint64((1 << int(rng.integers(0, 64))) * (u % 3 == 0))
+    has_inside, has_whole = rng.random(n) < 0.8, rng.random(n) < 0.9
+    focus = rng.random(n) < 0.5
+    link = links.CrossLink(inside, has_inside, whole, has_whole, 3, None, lower)
+    u, v, d = links.unit_pairs(link, focus)
+    expected = set()
+    for a in range(n):
+        for b in range(n):
+            gap = int(np.bitwise_count(inside[a] ^ whole[b]))
+            near = a != b and has_inside[a] and has_whole[b] and gap <= 3 and (focus[a] or focus[b])
+            if near and (a < b) == lower:
+                expected.add((min(a, b), max(a, b), gap))
+    assert set(zip(u.tolist(), v.tolist(), d.tolist(), strict=True)) == expected and len(expected) >= 8
+
+
 def test_an_edge_given_twice_counts_at_its_smaller_distance() -> None:
     edges = grouping.Edges(np.array([0, 0, 1]), np.array([1, 1, 2]), np.array([5, 2, 1], dtype=np.uint8))
     g = grouping.group_by_leaders(np.arange(3), edges)

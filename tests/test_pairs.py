@@ -492,6 +492,58 @@ def turned_matches(index: Index) -> set[tuple[int, int, int]]:
     return set(zip(a.tolist(), b.tolist(), distance.tolist(), strict=True))
 
 
+def page_tree(tree: Path, sources: range) -> None:
+    """Each source a page: a picture on white with wide margins (its inside is the picture);
+    and the page padded onto a black square (its inside is the whole page)."""
+    for s in sources:
+        page = Image.new("RGB", (300, 400), "white")
+        page.paste(picture(s, (200, 260)), (50, 70))
+        canvas = Image.new("RGB", (520, 520), "black")
+        canvas.paste(page, (110, 60))
+        write(tree / f"page{s:02d}" / "page.png", encode(page, "PNG"))
+        write(tree / f"page{s:02d}" / "padded.jpg", encode(canvas, "JPEG", quality=85))
+
+
+def test_a_copy_padded_to_its_sources_edge_matches_by_its_inside_and_the_sources_whole(
+    tree: Path, index: Index, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The padding stops at the page's edge, the page's own trim at the picture on it: the
+    padded copy's inside is the page's whole picture, which no other link compares."""
+    monkeypatch.setattr(pairs, "FULL_SHARE", 10.0)  # new pictures are verified alone, against the rest
+    page_tree(tree, range(40, 44))
+    late = tree / "page43" / "padded.jpg"
+    late_bytes = late.read_bytes()
+    late.unlink()
+    run_scan(index, tree)
+    rows = {
+        os.fsdecode(name): (phash, trim)
+        for name, phash, trim in index.db.execute(
+            "SELECT dirs.path || '/' || files.name, phash, trim_hash FROM files JOIN dirs ON dirs.id = files.dir_id"
+        )
+    }
+
+    def bits(a: int, b: int) -> int:
+        return bin((a ^ b) & (2**64 - 1)).count("1")
+
+    for s in range(40, 43):
+        (page, page_inside), (padded, padded_inside) = (
+            rows[str(tree / f"page{s}" / n)] for n in ("page.png", "padded.jpg")
+        )
+        assert page_inside is not None and padded_inside is not None
+        assert min(bits(page, padded), bits(page_inside, padded_inside)) > 10  # no other link meets them
+        assert bits(padded_inside, page) <= 4
+    family = {frozenset({f"page{s}/page.png", f"page{s}/padded.jpg"}) for s in range(40, 43)}
+    stored_groups, fresh_groups, used = report_both_ways(index)
+    assert used > 0 and stored_groups == fresh_groups and named_groups(index, stored_groups) == family
+    # A padded copy that comes after its page was stored meets it through the stored pairs.
+    late.write_bytes(late_bytes)
+    update = run_scan(index, tree).near_pairs
+    assert update is not None and update.pictures_added == 1
+    stored_groups, fresh_groups, used = report_both_ways(index)
+    assert used == update.pictures and stored_groups == fresh_groups
+    assert named_groups(index, stored_groups) == family | {frozenset({"page43/page.png", "page43/padded.jpg"})}
+
+
 def padded_tree(tree: Path, sources: range) -> None:
     """Each source picture, a copy padded onto a white square (the most pixels: it leads the
     group) and a quarter-turned copy (of the picture, without the padding)."""

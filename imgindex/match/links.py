@@ -2,8 +2,9 @@
 
 A unit (a distinct picture) becomes a candidate of another in several ways,
 one :class:`Link` each: their hashes of the whole picture are near, their
-hashes of what is inside their borders are, or one's upright hash is near
-an orientation of the other's. Each link turns pairs of hash values (stored
+hashes of what is inside their borders are, one's inside is near the other's
+whole picture (a :class:`CrossLink`: a copy padded or framed against its
+source), or one's upright hash is near an orientation of the other's. Each link turns pairs of hash values (stored
 in the index, or searched) into pairs of units; :func:`candidates` puts the
 links together, one row per pair of units with its distance in each link.
 
@@ -44,6 +45,25 @@ class Link:
 
 
 @dataclass(frozen=True)
+class CrossLink:
+    """Units whose inside (``inside[u]``, where ``has_inside[u]``) is within ``threshold`` of
+    another's whole picture (``whole[v]``, where ``has_whole[v]``): a copy padded or framed
+    whose border stops where its source's own margin does not (a page padded onto black
+    against the page) meets its source this way, not inside to inside. ``pairs``: as for
+    :class:`Link`, of all values. A pair of units ``u < v`` may meet this way either way
+    round, so there are two: ``lower_inside`` takes the pairs where ``u``'s inside met
+    ``v``'s whole picture, else those where ``v``'s inside met ``u``'s."""
+
+    inside: U64
+    has_inside: npt.NDArray[np.bool_]
+    whole: U64
+    has_whole: npt.NDArray[np.bool_]
+    threshold: int
+    pairs: tuple[U64, U64, U8] | None
+    lower_inside: bool
+
+
+@dataclass(frozen=True)
 class Candidates:
     """Pairs of units (``u < v``), each once, and each one's distance in every link
     (``gaps[k]``, :data:`NOT_NEAR` where not within link ``k``'s threshold)."""
@@ -57,11 +77,15 @@ class Candidates:
 
 
 def unit_pairs(
-    link: Link, focus: npt.NDArray[np.bool_] | None = None, exclude: npt.NDArray[np.bool_] | None = None
+    link: Link | CrossLink,
+    focus: npt.NDArray[np.bool_] | None = None,
+    exclude: npt.NDArray[np.bool_] | None = None,
 ) -> Pairs:
     """The pairs of units the link makes candidates (``u < v``, once each, at the smallest
     distance); with ``focus`` (a mask of units), only those with a focus unit on a side;
     with ``exclude``, none with an excluded unit on a side."""
+    if isinstance(link, CrossLink):
+        return _cross_pairs(link, focus, exclude)
     has_hash = link.has_hash if exclude is None else link.has_hash & ~exclude
     hashed = np.flatnonzero(has_hash)
     if len(hashed) < 2:
@@ -121,7 +145,7 @@ def unit_pairs(
 
 def candidates(
     n: int,
-    links: Sequence[Link],
+    links: Sequence[Link | CrossLink],
     focus: npt.NDArray[np.bool_] | None = None,
     exclude: npt.NDArray[np.bool_] | None = None,
 ) -> Candidates:
@@ -134,6 +158,31 @@ def candidates(
     for k, ((_, _, d), key) in enumerate(zip(found, keys, strict=True)):
         gaps[k, np.searchsorted(every, key)] = d
     return Candidates(every // max(n, 1), every % max(n, 1), gaps)
+
+
+def _cross_pairs(link: CrossLink, focus: npt.NDArray[np.bool_] | None, exclude: npt.NDArray[np.bool_] | None) -> Pairs:
+    """:func:`unit_pairs` of a :class:`CrossLink`: over twice the units, each unit's inside
+    (the first ``n``) and its whole picture (the next ``n``), the pairs of an inside with a
+    whole picture of another unit."""
+    n = len(link.whole)
+    insides = np.concatenate([np.ones(n, dtype=bool), np.zeros(n, dtype=bool)])
+    both = Link(
+        np.concatenate([link.inside, link.whole]),
+        np.concatenate([link.has_inside, link.has_whole]),
+        link.threshold,
+        link.pairs,
+        insides,
+    )
+    p, q, d = unit_pairs(both, _twice(focus), _twice(exclude))  # p < q: an inside first
+    keep = (p < n) & (q >= n) & (p != q - n)
+    u, v, d = p[keep], q[keep] - n, d[keep]  # u's inside, v's whole picture
+    lower = u < v if link.lower_inside else u > v
+    u, v, d = u[lower], v[lower], d[lower]
+    return _smallest(np.minimum(u, v), np.maximum(u, v), d, n)
+
+
+def _twice(mask: npt.NDArray[np.bool_] | None) -> npt.NDArray[np.bool_] | None:
+    return None if mask is None else np.concatenate([mask, mask])
 
 
 def _smallest(u: I64, v: I64, d: U8, n: int) -> Pairs:

@@ -4,7 +4,8 @@ A *unit* is one picture to match: for a report, the byte-identical images of
 one SHA-256 (represented by the best of them); for a query, one indexed file
 or one file looked up. Two units are *candidates* when their hashes of the
 whole picture are within the threshold, or those of what is inside their
-borders (a picture without a border is its own inside), and with
+borders (a picture without a border is its own inside), or one's inside and
+the other's whole picture (a copy padded or framed against its source), and with
 ``rotations`` when one's upright hash is within :data:`ROTATION_THRESHOLD` of
 an orientation of the other's, of the whole pictures or of their insides (a
 turned copy of a picture padded or framed in one of the two). A candidate
@@ -42,7 +43,7 @@ from imgindex.storage import Index, picture_alone, picture_keys, turned_kind
 
 from .candidates import pairs_among
 from .grouping import Edges, Grouping, group_by_leaders
-from .links import NOT_NEAR, Candidates, Link, candidates
+from .links import NOT_NEAR, Candidates, CrossLink, Link, candidates
 from .orientations import ROTATION_CORRELATION, ROTATION_THRESHOLD, turned_pairs_with_insides
 from .search import I64
 from .verify import LOW_DETAIL, VERIFICATION, Pictures, confirm, thumbnails
@@ -112,6 +113,8 @@ class Matcher:
         #: How many units' matches came from the index, not verified here.
         self.stored_units = 0
         self.inside_link = self.rotation_link = self.inside_rotation_link = -1
+        #: The links of one's inside with the other's whole picture (the lower unit's inside, the higher's).
+        self.cross_links: tuple[int, int] = (-1, -1)
         from_store = _no_sorts()
         in_focus: npt.NDArray[np.bool_] | None = None
         if focus is not None:
@@ -147,6 +150,8 @@ class Matcher:
         counts = np.unique(whole[has_hash], return_counts=True)
         trim_counts = np.unique(inside[has_hash], return_counts=True)
         shared = np.union1d(counts[0][counts[1] > 1], trim_counts[0][trim_counts[1] > 1])
+        # ... and a value that is one's inside and another's whole picture (both with borders).
+        shared = np.union1d(shared, np.intersect1d(whole[has_hash], inside[has_hash & has_trim]))
         paired = np.unique(np.concatenate([stored_pairs[0], stored_pairs[1]]))
         if focus_values is None:
             paired = np.union1d(paired, shared)
@@ -164,7 +169,7 @@ class Matcher:
         whole_detail, inside_detail = self.thumbs.detail()
         self._whole_detail = whole_detail
         usable = has_hash & (whole_detail >= LOW_DETAIL)
-        links = [Link(whole, usable, threshold, stored_pairs)]
+        links: list[Link | CrossLink] = [Link(whole, usable, threshold, stored_pairs)]
         if has_trim.any():
             # Insides: only matches that involve a picture with a border are new here (for two
             # pictures without, the insides are the wholes), so only the pairs that touch one.
@@ -175,6 +180,10 @@ class Matcher:
             touch = np.isin(a, framed_values) | np.isin(b, framed_values)
             self.inside_link = len(links)
             links.append(Link(inside, usable_inside, threshold, (a[touch], b[touch], d[touch]), framed))
+            # One's inside against the other's whole picture: the pairs that touch an inside too.
+            self.cross_links = (len(links), len(links) + 1)
+            for lower in (True, False):
+                links.append(CrossLink(inside, framed, whole, usable, threshold, (a[touch], b[touch], d[touch]), lower))
         if rotations:
             # Orientations of the whole pictures, and of the insides of those with a border: a
             # turned copy of a picture that the other shows padded or framed meets its inside.
@@ -219,12 +228,13 @@ class Matcher:
             keep = joined != NOT_NEAR
             apart = np.full(int(keep.sum()), NOT_NEAR, np.uint8)
             both_turns = [sorts[k][keep] for k in (self.rotation_link, self.inside_rotation_link) if k >= 0]
+            insides = [sorts[k][keep] for k in (self.inside_link, *self.cross_links) if k >= 0]
             verified_parts.append(
                 _Sorts(
                     found.u[keep],
                     found.v[keep],
                     sorts[0][keep],
-                    sorts[self.inside_link][keep] if self.inside_link >= 0 else apart,
+                    np.minimum.reduce(insides) if insides else apart,
                     np.minimum.reduce(both_turns) if both_turns else apart,
                     joined[keep],
                 )
@@ -297,6 +307,15 @@ class Matcher:
             verified[0, at], inside_ok = confirm(mine, theirs, gaps[0, at] != NOT_NEAR, near_inside)
             if inside_link >= 0:
                 verified[inside_link, at] = inside_ok
+            for link, lower in zip(self.cross_links, (True, False), strict=True):
+                todo = np.flatnonzero(gaps[link, at] != NOT_NEAR) if link >= 0 else np.empty(0, np.int64)
+                if len(todo):
+                    framed, plain = mine.rows(todo), theirs.rows(todo)
+                    if not lower:
+                        framed, plain = plain, framed
+                    everywhere = np.ones(len(todo), bool)
+                    ok, _ = confirm(framed.insides(), plain.wholes(), everywhere, ~everywhere)
+                    verified[link, at[todo[ok]]] = True
             for link, insides in ((self.rotation_link, False), (self.inside_rotation_link, True)):
                 if link < 0:
                     continue

@@ -27,8 +27,9 @@ GREY_COPY_CORRELATION = 0.95
 GREY_COPY_CONTRAST = 1.5
 #: The version of the rule above: bump it when a change to the rule or its constants changes
 #: which matches hold, so that an index verifies its stored matches again. (3: mirrored and
-#: turned copies are also matched on the insides of pictures with a border.)
-VERIFICATION = 3
+#: turned copies are also matched on the insides of pictures with a border; 4: one's inside
+#: against the other's whole picture.)
+VERIFICATION = 4
 #: Below this standard deviation (grey levels, in the 16x16 thumbnail) a picture is blank or
 #: one colour: its thumbnail cannot confirm a match, so it matches by its bytes only. (On the
 #: quality corpus, one-colour pictures are at 0 and the faintest real ones, low-contrast
@@ -105,6 +106,14 @@ class Pictures:
 
     def rows(self, at: npt.NDArray[np.int64]) -> Pictures:
         return Pictures(self.whole.rows(at), self.inside.rows(at), self.framed[at])
+
+    def wholes(self) -> Pictures:
+        """The whole pictures alone, as pictures without borders."""
+        return Pictures(self.whole, self.whole, np.zeros(len(self.framed), dtype=bool))
+
+    def insides(self) -> Pictures:
+        """What is inside the borders alone, as pictures without borders."""
+        return Pictures(self.inside, self.inside, np.zeros(len(self.framed), dtype=bool))
 
     def __len__(self) -> int:
         return len(self.framed)
