@@ -469,8 +469,21 @@ def test_turned_pairs_with_insides_are_each_search_alone() -> None:
     def as_set(found: tuple[np.ndarray, ...]) -> set[tuple[int, int, int]]:
         return set(zip(*(x.tolist() for x in found), strict=True))
 
-    plain, insides = turned_pairs_with_insides(whole, inside, framed, 5)
+    for r in range(0, 300, 5):  # and some framed insides near another picture's whole, turned
+        inside[r, 0] = whole[(r + 11) % 300, 1 + r % 7] ^ np.uint64(1 << int(rng.integers(0, 64)))
+    inside[~framed] = whole[~framed]
+    plain, insides, cross = turned_pairs_with_insides(whole, inside, framed, 5)
     assert as_set(plain) == as_set(turned_pairs(whole, 5)) and len(plain[0]) >= 90
     row = {int(v): r for r, v in enumerate(inside[:, 0].tolist())}
     expected = {(a, b, d) for a, b, d in as_set(turned_pairs(inside, 5)) if framed[row[a]] or framed[row[b]]}
     assert as_set(insides) == expected and len(expected) >= 30
+    # Cross: all rows in one search, the pairs of a framed inside's row with a framed whole's.
+    rows = np.concatenate([whole, inside[framed]])
+    kind = {int(v): ("whole", framed[r]) for r, v in enumerate(whole[:, 0].tolist())}
+    kind.update({int(v): ("inside", True) for v in inside[framed, 0].tolist()})
+    expected = {
+        (a, b, d)
+        for a, b, d in as_set(turned_pairs(rows, 5))
+        if {kind[a][0], kind[b][0]} == {"whole", "inside"} and kind[a][1] and kind[b][1]
+    }
+    assert as_set(cross) == expected and len(expected) >= 5

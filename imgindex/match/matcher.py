@@ -113,8 +113,10 @@ class Matcher:
         #: How many units' matches came from the index, not verified here.
         self.stored_units = 0
         self.inside_link = self.rotation_link = self.inside_rotation_link = -1
-        #: The links of one's inside with the other's whole picture (the lower unit's inside, the higher's).
+        #: The links of one's inside with the other's whole picture (the lower unit's inside, the
+        #: higher's); with ``rotations``, the same of their orientations.
         self.cross_links: tuple[int, int] = (-1, -1)
+        self.cross_rotation_links: tuple[int, int] = (-1, -1)
         from_store = _no_sorts()
         in_focus: npt.NDArray[np.bool_] | None = None
         if focus is not None:
@@ -197,6 +199,7 @@ class Matcher:
             framed_rows = np.zeros(len(turned), dtype=bool)
             framed_rows[framed_slot] = True
             both = turned_pairs_with_insides(turned, turned_inside, framed_rows, rotation_threshold)
+            uprights = []
             for hashes, detail, own, pairs in (
                 (turned, whole_detail, None, both[0]),
                 (turned_inside, inside_detail, has_trim, both[1]),
@@ -204,11 +207,27 @@ class Matcher:
                 described = has & has_hash & (detail >= LOW_DETAIL)
                 upright = np.zeros(n, dtype=np.uint64)
                 upright[described] = hashes[slot[described], 0]
+                uprights.append((upright, described))
                 if own is None:
                     self.rotation_link = len(links)
                 else:  # only pairs with a framed picture on a side are new here
                     self.inside_rotation_link = len(links)
                 links.append(Link(upright, described, rotation_threshold, pairs, own))
+            # One's inside turned against the other's whole picture (both with borders).
+            (whole_up, whole_described), (inside_up, inside_described) = uprights
+            self.cross_rotation_links = (len(links), len(links) + 1)
+            for lower in (True, False):
+                links.append(
+                    CrossLink(
+                        inside_up,
+                        inside_described & has_trim,
+                        whole_up,
+                        whole_described,
+                        rotation_threshold,
+                        both[2],
+                        lower,
+                    )
+                )
             del turned, turned_inside
         # The candidates a pass at a time, each pass the pairs with a unit of its share on a side
         # and none of an earlier share's (those were its pass's), so that pictures crowded
@@ -227,7 +246,8 @@ class Matcher:
             joined = np.minimum.reduce(sorts)
             keep = joined != NOT_NEAR
             apart = np.full(int(keep.sum()), NOT_NEAR, np.uint8)
-            both_turns = [sorts[k][keep] for k in (self.rotation_link, self.inside_rotation_link) if k >= 0]
+            turns = (self.rotation_link, self.inside_rotation_link, *self.cross_rotation_links)
+            both_turns = [sorts[k][keep] for k in turns if k >= 0]
             insides = [sorts[k][keep] for k in (self.inside_link, *self.cross_links) if k >= 0]
             verified_parts.append(
                 _Sorts(
@@ -295,7 +315,7 @@ class Matcher:
         # between two such pictures only (newer pictures' hashes may be of another kind).
         blind = np.flatnonzero(blind_u & blind_v)
         verified[:, blind] = gaps[:, blind] != NOT_NEAR
-        for link in (self.rotation_link, self.inside_rotation_link):
+        for link in (self.rotation_link, self.inside_rotation_link, *self.cross_rotation_links):
             if link >= 0:
                 verified[link, blind] = False
         seen = np.flatnonzero(~blind_u & ~blind_v)
@@ -316,7 +336,11 @@ class Matcher:
                     everywhere = np.ones(len(todo), bool)
                     ok, _ = confirm(framed.insides(), plain.wholes(), everywhere, ~everywhere)
                     verified[link, at[todo[ok]]] = True
-            for link, insides in ((self.rotation_link, False), (self.inside_rotation_link, True)):
+            # Orientations: whole pictures, insides, then the lower's inside against the higher's
+            # whole picture and the other way round; the higher unit turned.
+            sides = ("whole", "inside", "lower inside", "higher inside")
+            rotation_links = (self.rotation_link, self.inside_rotation_link, *self.cross_rotation_links)
+            for link, side in zip(rotation_links, sides, strict=True):
                 if link < 0:
                     continue
                 todo = np.flatnonzero(gaps[link, at] != NOT_NEAR)
@@ -324,14 +348,19 @@ class Matcher:
                     if not len(todo):
                         break
                     everywhere = np.ones(len(todo), bool)
+                    first, second = mine.rows(todo), thumbs.turned(found.v[at[todo]], turn)
+                    if side == "lower inside":
+                        first, second = first.insides(), second.wholes()
+                    elif side == "higher inside":
+                        first, second = first.wholes(), second.insides()
                     wholes, within = confirm(
-                        mine.rows(todo),
-                        thumbs.turned(found.v[at[todo]], turn),
-                        everywhere & (not insides),
-                        everywhere & insides,
+                        first,
+                        second,
+                        everywhere & (side != "inside"),
+                        everywhere & (side == "inside"),
                         ROTATION_CORRELATION,
                     )
-                    ok = within if insides else wholes
+                    ok = within if side == "inside" else wholes
                     verified[link, at[todo[ok]]] = True
                     todo = todo[~ok]
         return verified

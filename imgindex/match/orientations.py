@@ -32,10 +32,12 @@ def turned_pairs(turned: npt.NDArray[np.uint64], threshold: int) -> tuple[Any, A
 
 def turned_pairs_with_insides(
     whole: npt.NDArray[np.uint64], inside: npt.NDArray[np.uint64], framed: npt.NDArray[np.bool_], threshold: int
-) -> tuple[tuple[Any, Any, Any], tuple[Any, Any, Any]]:
-    """:func:`turned_pairs` of the whole pictures' orientations (``whole``), and those of the
+) -> tuple[tuple[Any, Any, Any], tuple[Any, Any, Any], tuple[Any, Any, Any]]:
+    """:func:`turned_pairs` of the whole pictures' orientations (``whole``); those of the
     insides' (``inside``: the whole's rows where not ``framed``) with a picture with a border
-    on a side, in one search (the insides' rows that differ join the wholes')."""
+    on a side; and the pairs of one's inside with another's whole picture, both with borders
+    (an upright hash of each, in no order): in one search (the insides' rows that differ
+    join the wholes')."""
     n = len(whole)
     own = np.flatnonzero(framed)
     a, b, d, x, y = _turned_rows(np.concatenate([whole, inside[own]]), threshold)
@@ -45,7 +47,9 @@ def turned_pairs_with_insides(
     is_inside = np.concatenate([~framed, np.ones(len(own), dtype=bool)])
     plain = (x < n) & (y < n)
     insides = is_inside[x] & is_inside[y] & (framed[picture[x]] | framed[picture[y]])
-    return (a[plain], b[plain], d[plain]), (a[insides], b[insides], d[insides])
+    framed_whole = np.concatenate([framed, np.zeros(len(own), dtype=bool)])  # a framed picture's whole row
+    cross = ((x >= n) & framed_whole[y]) | ((y >= n) & framed_whole[x])
+    return (a[plain], b[plain], d[plain]), (a[insides], b[insides], d[insides]), (a[cross], b[cross], d[cross])
 
 
 def _turned_rows(turned: npt.NDArray[np.uint64], threshold: int) -> tuple[Any, Any, Any, Any, Any]:
