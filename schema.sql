@@ -190,8 +190,10 @@ CREATE INDEX IF NOT EXISTS near_pairs_b ON near_pairs(kind, b);
 
 -- Verified near matches, kept up to date with the near pairs, so that a near
 -- report is a query: every two pictures whose hashes (of the whole picture, or
--- of what is inside their borders) are within meta.near_max_distance bits and
--- whose thumbnails confirm the match (imgindex/match/verify.py). A picture is
+-- of what is inside their borders, or one's inside and the other's whole
+-- picture: near_matches.inside holds the nearer of those two) are within
+-- meta.near_max_distance bits and whose thumbnails confirm the match
+-- (imgindex/match/verify.py). A picture is
 -- an image's content: its key is the first 8 bytes of its SHA-256 (as a signed
 -- integer); pictures whose keys collide are never stored. near_pictures lists
 -- the pictures whose matches are all stored, made under the hash settings
