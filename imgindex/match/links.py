@@ -49,7 +49,8 @@ class CrossLink:
     """Units whose inside (``inside[u]``, where ``has_inside[u]``) is within ``threshold`` of
     another's whole picture (``whole[v]``, where ``has_whole[v]``): a copy padded or framed
     whose border stops where its source's own margin does not (a page padded onto black
-    against the page) meets its source this way, not inside to inside. ``pairs``: as for
+    against the page) meets its source this way, not inside to inside (for a picture
+    without a border, whole and inside are one: a :class:`Link` of insides has those). ``pairs``: as for
     :class:`Link`, of all values. A pair of units ``u < v`` may meet this way either way
     round, so there are two: ``lower_inside`` takes the pairs where ``u``'s inside met
     ``v``'s whole picture, else those where ``v``'s inside met ``u``'s."""

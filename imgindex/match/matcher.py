@@ -182,10 +182,12 @@ class Matcher:
             touch = np.isin(a, framed_values) | np.isin(b, framed_values)
             self.inside_link = len(links)
             links.append(Link(inside, usable_inside, threshold, (a[touch], b[touch], d[touch]), framed))
-            # One's inside against the other's whole picture: the pairs that touch an inside too.
+            # One's inside against the other's whole picture, both with borders (a picture without
+            # one is its own inside: the link of insides has those), from the pairs that touch an inside.
             self.cross_links = (len(links), len(links) + 1)
+            near = (a[touch], b[touch], d[touch])
             for lower in (True, False):
-                links.append(CrossLink(inside, framed, whole, usable, threshold, (a[touch], b[touch], d[touch]), lower))
+                links.append(CrossLink(inside, framed, whole, usable & has_trim, threshold, near, lower))
         if rotations:
             # Orientations of the whole pictures, and of the insides of those with a border: a
             # turned copy of a picture that the other shows padded or framed meets its inside.
@@ -222,7 +224,7 @@ class Matcher:
                         inside_up,
                         inside_described & has_trim,
                         whole_up,
-                        whole_described,
+                        whole_described & has_trim,
                         rotation_threshold,
                         both[2],
                         lower,
