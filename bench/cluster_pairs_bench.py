@@ -12,8 +12,9 @@ own, finds every pair within 10 bits (what ``pairs.update`` stores):
   directory under ``--work``.
 
 Reported: wall time (the Dask search without and with starting the
-cluster), peak resident memory of the process and of each Dask worker
-(``getrusage`` in the worker), the job's files and probe reads, and whether
+cluster), peak resident memory of the process (``getrusage``) and of each
+Dask worker (its ``VmHWM``: ``getrusage`` in a worker reports its parent's
+peak when that was higher, since Linux keeps it across ``exec``), the job's files and probe reads, and whether
 the two found the same pairs (the count and a digest of the sorted pairs).
 """
 
@@ -68,6 +69,17 @@ def peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def worker_peak_mb() -> float:
+    """This process's own peak resident memory (VmHWM). Not getrusage: Linux keeps ru_maxrss
+    across exec, so a worker process spawned by a client that held a gigabyte reports the
+    client's peak, not its own."""
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def run_local(n: int) -> dict[str, Any]:
     hashes = synthetic(n)
     start = time.perf_counter()
@@ -91,7 +103,7 @@ def run_dask(n: int, workers: int, work: Path) -> dict[str, Any]:
         chunks = list(search(hashes, None, THRESHOLD))
         a, b, d = (np.concatenate([c[k] for c in chunks]) for k in range(3))
         seconds = time.perf_counter() - start
-        worker_mb = [v / 1024 for v in client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss).values()]
+        worker_mb = list(client.run(worker_peak_mb).values())
     return {
         "seconds": seconds,
         "seconds_with_cluster_start": time.perf_counter() - started,
