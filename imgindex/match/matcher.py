@@ -180,21 +180,21 @@ class Matcher:
             a, b, d = stored_pairs
             framed_values = np.unique(inside[framed])
             touch = np.isin(a, framed_values) | np.isin(b, framed_values)
-            self.inside_link = len(links)
-            links.append(Link(inside, usable_inside, threshold, (a[touch], b[touch], d[touch]), framed))
-            # One's inside against the other's whole picture, both with borders (a picture without
-            # one is its own inside: the link of insides has those), from the pairs that touch an inside.
-            self.cross_links = (len(links), len(links) + 1)
             near = (a[touch], b[touch], d[touch])
+            self.inside_link = len(links)
+            links.append(Link(inside, usable_inside, threshold, near, framed))
+            # One's inside against the other's whole picture, both with borders (a picture without
+            # one is its own inside: the link of insides has those), from the same pairs.
+            self.cross_links = (len(links), len(links) + 1)
             for lower in (True, False):
                 links.append(CrossLink(inside, framed, whole, usable & has_trim, threshold, near, lower))
         if rotations:
             # Orientations of the whole pictures, and of the insides of those with a border: a
             # turned copy of a picture that the other shows padded or framed meets its inside.
             turned = orientation_hashes(self.thumbs.descriptors, kind)
-            framed_slot = self.thumbs.framed_slots()
+            framed_slot, framed_insides = self.thumbs.framed_insides()
             turned_inside = turned.copy()
-            turned_inside[framed_slot] = orientation_hashes(self.thumbs.inside_descriptors(framed_slot), kind)
+            turned_inside[framed_slot] = orientation_hashes(framed_insides, kind)
             has = slot >= 0
             self.orientations = Orientations(np.flatnonzero(has), turned[slot[has]], turned_inside[slot[has]])
             rotation_threshold = min(threshold, ROTATION_THRESHOLD)
@@ -332,11 +332,8 @@ class Matcher:
             for link, lower in zip(self.cross_links, (True, False), strict=True):
                 todo = np.flatnonzero(gaps[link, at] != NOT_NEAR) if link >= 0 else np.empty(0, np.int64)
                 if len(todo):
-                    framed, plain = mine.rows(todo), theirs.rows(todo)
-                    if not lower:
-                        framed, plain = plain, framed
                     everywhere = np.ones(len(todo), bool)
-                    ok, _ = confirm(framed.insides(), plain.wholes(), everywhere, ~everywhere)
+                    ok, _ = confirm(*_crossed(mine.rows(todo), theirs.rows(todo), lower), everywhere, ~everywhere)
                     verified[link, at[todo[ok]]] = True
             # Orientations: whole pictures, insides, then the lower's inside against the higher's
             # whole picture and the other way round; the higher unit turned.
@@ -351,10 +348,8 @@ class Matcher:
                         break
                     everywhere = np.ones(len(todo), bool)
                     first, second = mine.rows(todo), thumbs.turned(found.v[at[todo]], turn)
-                    if side == "lower inside":
-                        first, second = first.insides(), second.wholes()
-                    elif side == "higher inside":
-                        first, second = first.wholes(), second.insides()
+                    if side in ("lower inside", "higher inside"):
+                        first, second = _crossed(first, second, side == "lower inside")
                     wholes, within = confirm(
                         first,
                         second,
@@ -366,6 +361,14 @@ class Matcher:
                     verified[link, at[todo[ok]]] = True
                     todo = todo[~ok]
         return verified
+
+
+def _crossed(lower: Pictures, higher: Pictures, lower_inside: bool) -> tuple[Pictures, Pictures]:
+    """The two sides of a cross link, each as pictures without borders: the lower unit's inside
+    and the higher's whole picture, or the lower's whole picture and the higher's inside."""
+    if lower_inside:
+        return lower.insides(), higher.wholes()
+    return lower.wholes(), higher.insides()
 
 
 class Orientations(NamedTuple):
@@ -512,16 +515,11 @@ class _Thumbnails:
         whole, framed = self._all.rows(self._whole_row[units]), self._inside_slot[units] >= 0
         return Pictures(whole, self._all.rows(self._inside_row[units]) if framed.any() else whole, framed)
 
-    def framed_slots(self) -> I64:
-        """The slots of the units with a border (their rows in :attr:`descriptors`)."""
-        return self.slot[self._inside_slot >= 0]
-
-    def inside_descriptors(self, slots: I64) -> npt.NDArray[np.uint8]:
-        """The raw descriptors of the insides of the units in these slots, which have a border
-        (needs ``keep``)."""
-        unit_of = np.empty(len(self.descriptors), dtype=np.int64)
-        unit_of[self.slot[self.slot >= 0]] = np.flatnonzero(self.slot >= 0)
-        return self._inside_descriptors[self._inside_slot[unit_of[slots]]]
+    def framed_insides(self) -> tuple[I64, npt.NDArray[np.uint8]]:
+        """The units with a border: their slots (rows in :attr:`descriptors`) and the raw
+        descriptors of their insides (needs ``keep``)."""
+        framed = np.flatnonzero(self._inside_slot >= 0)
+        return self.slot[framed], self._inside_descriptors[self._inside_slot[framed]]
 
     def turned(self, units: I64, turn: int) -> Pictures:
         """The thumbnails of these units in orientation ``turn`` (needs ``keep``)."""
