@@ -10,7 +10,7 @@ import pytest
 
 from imgindex.hashing import ORIENTATIONS
 from imgindex.match import grouping, links, search
-from imgindex.match.orientations import turned_pairs, turned_pairs_with_insides
+from imgindex.match.orientations import turned_pairs_with_insides, turned_rows
 
 
 def brute_force(hashes: list[int], threshold: int) -> set[tuple[int, int, int]]:
@@ -473,9 +473,9 @@ def test_turned_pairs_with_insides_are_each_search_alone() -> None:
         inside[r, 0] = whole[(r + 11) % 300, 1 + r % 7] ^ np.uint64(1 << int(rng.integers(0, 64)))
     inside[~framed] = whole[~framed]
     plain, insides, cross = turned_pairs_with_insides(whole, inside, framed, 5)
-    assert as_set(plain) == as_set(turned_pairs(whole, 5)) and len(plain[0]) >= 90
+    assert as_set(plain) == as_set(turned_rows(whole, 5)[:3]) and len(plain[0]) >= 90
     row = {int(v): r for r, v in enumerate(inside[:, 0].tolist())}
-    expected = {(a, b, d) for a, b, d in as_set(turned_pairs(inside, 5)) if framed[row[a]] or framed[row[b]]}
+    expected = {(a, b, d) for a, b, d in as_set(turned_rows(inside, 5)[:3]) if framed[row[a]] or framed[row[b]]}
     assert as_set(insides) == expected and len(expected) >= 30
     # Cross: all rows in one search, the pairs of a framed inside's row with a framed whole's.
     rows = np.concatenate([whole, inside[framed]])
@@ -483,7 +483,7 @@ def test_turned_pairs_with_insides_are_each_search_alone() -> None:
     kind.update({int(v): ("inside", True) for v in inside[framed, 0].tolist()})
     expected = {
         (a, b, d)
-        for a, b, d in as_set(turned_pairs(rows, 5))
+        for a, b, d in as_set(turned_rows(rows, 5)[:3])
         if {kind[a][0], kind[b][0]} == {"whole", "inside"} and kind[a][1] and kind[b][1]
     }
     assert as_set(cross) == expected and len(expected) >= 5

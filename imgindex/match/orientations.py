@@ -2,9 +2,10 @@
 
 ``--rotations`` matches a picture's upright hash with the hashes of another's
 thumbnail in its other orientations (:func:`imgindex.hashing.orientation_hashes`):
-:func:`turned_pairs` finds those pairs among a set of pictures (a report in
-memory), :func:`turned_neighbours` the pictures of a stored set that may be
-copies of new ones (an update). Pure numpy: nothing here knows of files or SQLite.
+:func:`turned_rows` finds those pairs among rows of orientation hashes,
+:func:`turned_pairs_with_insides` among a set of pictures' wholes and insides
+(a report in memory), :func:`turned_neighbours` the pictures of a stored set
+that may be copies of new ones (an update). Pure numpy: nothing here knows of files or SQLite.
 """
 
 from __future__ import annotations
@@ -24,23 +25,17 @@ ROTATION_THRESHOLD = 8
 ROTATION_CORRELATION = 0.90
 
 
-def turned_pairs(turned: npt.NDArray[np.uint64], threshold: int) -> tuple[Any, Any, Any]:
-    """Pairs of upright hashes (column 0 of ``turned``) where one is within
-    ``threshold`` of another picture's hash in another orientation."""
-    return _turned_rows(turned, threshold)[:3]
-
-
 def turned_pairs_with_insides(
     whole: npt.NDArray[np.uint64], inside: npt.NDArray[np.uint64], framed: npt.NDArray[np.bool_], threshold: int
 ) -> tuple[tuple[Any, Any, Any], tuple[Any, Any, Any], tuple[Any, Any, Any]]:
-    """:func:`turned_pairs` of the whole pictures' orientations (``whole``); those of the
+    """:func:`turned_rows`' pairs of the whole pictures' orientations (``whole``); those of the
     insides' (``inside``: the whole's rows where not ``framed``) with a picture with a border
     on a side; and the pairs of one's inside with another's whole picture, both with borders
     (an upright hash of each, in no order): in one search (the insides' rows that differ
     join the wholes')."""
     n = len(whole)
     own = np.flatnonzero(framed)
-    a, b, d, x, y = _turned_rows(np.concatenate([whole, inside[own]]), threshold)
+    a, b, d, x, y = turned_rows(np.concatenate([whole, inside[own]]), threshold)
     # Which picture each row is of, and whether it stands for the inside: an inside's own row,
     # or the whole's of a picture without a border.
     picture = np.concatenate([np.arange(n), own])
@@ -52,9 +47,10 @@ def turned_pairs_with_insides(
     return (a[plain], b[plain], d[plain]), (a[insides], b[insides], d[insides]), (a[cross], b[cross], d[cross])
 
 
-def _turned_rows(turned: npt.NDArray[np.uint64], threshold: int) -> tuple[Any, Any, Any, Any, Any]:
-    """Pairs of rows ``(x, y)`` where row ``x``'s upright hash is within ``threshold`` of row
-    ``y``'s in another orientation: their upright hashes, distance, ``x`` and ``y``."""
+def turned_rows(turned: npt.NDArray[np.uint64], threshold: int) -> tuple[Any, Any, Any, Any, Any]:
+    """Pairs of rows ``(x, y)`` where row ``x``'s upright hash (column 0 of ``turned``) is
+    within ``threshold`` of row ``y``'s hash in another orientation: their upright hashes,
+    distance, ``x`` and ``y``."""
     n = len(turned)
     if n < 2:
         empty, rows = np.empty(0, np.uint64), np.empty(0, np.int64)
