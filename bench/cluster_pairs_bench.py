@@ -121,6 +121,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--work", type=Path, default=OUT)
     parser.add_argument("--skip-local", action="store_true", help="Only the Dask search.")
+    parser.add_argument(
+        "--skip-dask", action="store_true", help="Only the local search (its digest compares with a Dask run's)."
+    )
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--run", choices=("local", "dask"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -132,7 +135,7 @@ def main() -> None:
         return
     args.work.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {"hashes": args.hashes, "workers": args.workers, "threshold": THRESHOLD}
-    modes = ["dask"] if args.skip_local else ["local", "dask"]
+    modes = [m for m, skip in (("local", args.skip_local), ("dask", args.skip_dask)) if not skip]
     for mode in modes:
         peers.log(f"{mode}: {args.hashes:,} hashes")
         with tempfile.TemporaryDirectory(dir=args.work) as work:
@@ -141,19 +144,21 @@ def main() -> None:
             wall, peak, out = peers.run_process(argv)
         results[mode] = {**json.loads(out), "process_seconds": wall, "process_peak_mb": peak}
         peers.log(f"{mode}: {results[mode]}")
-    local, dask = results.get("local"), results["dask"]
+    local, dask = results.get("local"), results.get("dask")
     print(f"{args.hashes:,} hashes, pairs within {THRESHOLD} bits:")
     if local:
         print(f"  local search: {local['seconds']:.1f} s, peak {local['process_peak_mb']:,.0f} MB,"
-              f" {local['pairs']:,} pairs")  # fmt: skip
-    print(
-        f"  dask on local:{args.workers}: {dask['seconds']:.1f} s ({dask['seconds_with_cluster_start']:.1f} s with the"
-        f" cluster's start), client peak {dask['process_peak_mb']:,.0f} MB, workers' peaks"
-        f" {', '.join(f'{m:,.0f}' for m in dask['worker_peak_mb'])} MB, {dask['pairs']:,} pairs;"
-        f" {dask['bytes_written'] / 1e6:,.0f} MB written, {dask['probes_read']:,} probes read,"
-        f" {dask['map_tasks']} map and {dask['reduce_tasks']} reduce tasks"
-    )
-    if local:
+              f" {local['pairs']:,} pairs, digest {local['digest']}")  # fmt: skip
+    if dask:
+        print(
+            f"  dask on local:{args.workers}: {dask['seconds']:.1f} s"
+            f" ({dask['seconds_with_cluster_start']:.1f} s with the cluster's start),"
+            f" client peak {dask['process_peak_mb']:,.0f} MB, workers' peaks"
+            f" {', '.join(f'{m:,.0f}' for m in dask['worker_peak_mb'])} MB, {dask['pairs']:,} pairs;"
+            f" {dask['bytes_written'] / 1e6:,.0f} MB written, {dask['probes_read']:,} probes read,"
+            f" {dask['map_tasks']} map and {dask['reduce_tasks']} reduce tasks, digest {dask['digest']}"
+        )
+    if local and dask:
         results["same_pairs"] = local["pairs"] == dask["pairs"] and local["digest"] == dask["digest"]
         print(f"  same pairs: {results['same_pairs']}")
     peers.write_results(args.json, results)
