@@ -37,6 +37,14 @@ families within the threshold by the extra link and not by today's, with
 how many of those the check confirms. A report's misses (pairs not grouped,
 from the run's ``near.json``) are given beside, when the run is there.
 
+With ``--grid``, each extra region's descriptor is not made from the region's
+pixels but cut out of what one picture would store for all of them: a 32x32
+grey thumbnail of the inside (``GRID_SIDE``, 1 KB) for the 16x16 grey part,
+and the inside's 8x8 colour thumbnail for the colour part, each resampled over
+the region's box (fractional box weights). Run with and without it, the
+confirmed counts say whether the stored grid checks regions as well as their
+own pixels do.
+
 Also the time of the extra hashing per image against today's pipeline
 (decode, trim, two hashes and descriptors), single process, and the bytes
 each extra sort would store (8 for its hash, ``DESCRIPTOR_BYTES`` for a
@@ -60,7 +68,7 @@ import score
 from PIL import Image
 
 from imgindex import kinds
-from imgindex.hashing import DESCRIPTOR_BYTES, HashSettings, decode, descriptor, trim_box
+from imgindex.hashing import COLOUR_SIDE, DESCRIPTOR_BYTES, GREY_SIDE, HashSettings, decode, descriptor, trim_box
 from imgindex.match.verify import Pictures, confirm
 
 OUT = Path(__file__).resolve().parent.parent / "out"
@@ -78,6 +86,8 @@ SIDE_SHARE = 0.98
 SIDE_MAX = 0.45
 #: ``Kb``, ``Kt``, ``Kl``, ``Kr``: the inside with this share cut off the bottom, top, left, right.
 SIDE_CUT = 0.12
+#: ``--grid``: the side of the one grey thumbnail of the inside that regions' descriptors are cut from.
+GRID_SIDE = 32
 #: imgindex's threshold, for today's links (whole, inside); the extra links are tried at each of THRESHOLDS.
 TODAY = 10
 THRESHOLDS = (10, 8)
@@ -85,7 +95,10 @@ ROWS = ("crop", "standard", "crop_more", "crop_side", "caption_bar", "pad_square
 
 U64 = npt.NDArray[np.uint64]
 U8 = npt.NDArray[np.uint8]
-Region = Callable[[Image.Image, Image.Image], Image.Image | None]
+Box = tuple[int, int, int, int]
+#: A region: from the whole picture and its inside, which of the two it is cut from
+#: (``"W"`` or ``"I"``) and its box there, or None when the picture has no such region.
+Region = Callable[[Image.Image, Image.Image], tuple[str, Box] | None]
 
 
 def _lines(a: npt.NDArray[np.int16], side: int) -> npt.NDArray[np.int16]:
@@ -119,13 +132,12 @@ def band_depth(lines: npt.NDArray[np.int16]) -> int:
     return depth if depth >= max(2, BAND_MIN * n) else 0
 
 
-def _crop_side(picture: Image.Image, side: int, depth: int) -> Image.Image:
-    w, h = picture.size
-    box = {0: (0, 0, w, h - depth), 1: (0, depth, w, h), 2: (depth, 0, w, h), 3: (0, 0, w - depth, h)}[side]
-    return picture.crop(box)
+def _side_box(size: tuple[int, int], side: int, depth: int) -> Box:
+    w, h = size
+    return {0: (0, 0, w, h - depth), 1: (0, depth, w, h), 2: (depth, 0, w, h), 3: (0, 0, w - depth, h)}[side]
 
 
-def without_band(_: Image.Image, inside: Image.Image) -> Image.Image | None:
+def without_band(_: Image.Image, inside: Image.Image) -> tuple[str, Box] | None:
     """``B``: the inside without its deepest band on one side, trimmed again; None without a band."""
     a = np.asarray(inside, dtype=np.int16)
     if min(a.shape[:2]) < 8:
@@ -134,12 +146,14 @@ def without_band(_: Image.Image, inside: Image.Image) -> Image.Image | None:
     side = int(np.argmax(depths))
     if not depths[side]:
         return None
-    rest = _crop_side(inside, side, depths[side])
-    box = trim_box(rest)
-    return rest.crop(box) if box else rest
+    cut = _side_box(inside.size, side, depths[side])
+    box = trim_box(inside.crop(cut))
+    if box is None:
+        return "I", cut
+    return "I", (cut[0] + box[0], cut[1] + box[1], cut[0] + box[2], cut[1] + box[3])
 
 
-def uniform_sides(picture: Image.Image, _: Image.Image) -> Image.Image | None:
+def uniform_sides(picture: Image.Image, _: Image.Image) -> tuple[str, Box] | None:
     """``S``: the largest box of the whole picture with no uniform line on a side (each side
     against its own edge colour); None when no side has one."""
     a = np.asarray(picture, dtype=np.int16)
@@ -152,25 +166,25 @@ def uniform_sides(picture: Image.Image, _: Image.Image) -> Image.Image | None:
         cut[side] = int(mixed[0]) if len(mixed) else 0
     if not any(cut) or h - cut[0] - cut[1] < 4 or w - cut[2] - cut[3] < 4:
         return None
-    return picture.crop((cut[2], cut[1], w - cut[3], h - cut[0]))
+    return "W", (cut[2], cut[1], w - cut[3], h - cut[0])
 
 
 def centre(share: float) -> Region:
-    def region(_: Image.Image, inside: Image.Image) -> Image.Image | None:
+    def region(_: Image.Image, inside: Image.Image) -> tuple[str, Box] | None:
         w, h = inside.size
         dx, dy = round(w * (1 - share) / 2), round(h * (1 - share) / 2)
         if w - 2 * dx < 4 or h - 2 * dy < 4:
             return None
-        return inside.crop((dx, dy, w - dx, h - dy))
+        return "I", (dx, dy, w - dx, h - dy)
 
     return region
 
 
 def side_cut(side: int) -> Region:
-    def region(_: Image.Image, inside: Image.Image) -> Image.Image | None:
+    def region(_: Image.Image, inside: Image.Image) -> tuple[str, Box] | None:
         n = inside.size[1] if side < 2 else inside.size[0]
         depth = round(n * SIDE_CUT)
-        return _crop_side(inside, side, depth) if depth and n - depth >= 4 else None
+        return ("I", _side_box(inside.size, side, depth)) if depth and n - depth >= 4 else None
 
     return region
 
@@ -194,7 +208,37 @@ class Part:
     seconds_extra: dict[str, float]
 
 
-def hash_part(labels: score.Labels) -> Part:
+def span_weights(size: int, start: float, end: float, cells: int) -> npt.NDArray[np.float32]:
+    """``(cells, size)``: row ``k`` averages pixels ``0 .. size`` (unit spans) over the ``k``-th of
+    ``cells`` equal parts of ``[start, end)`` (fractional: a pixel counts by how much it overlaps)."""
+    edges = start + np.arange(cells + 1) * (end - start) / cells
+    lo, hi = np.arange(size), np.arange(size) + 1
+    overlap = np.clip(np.minimum(hi, edges[1:, None]) - np.maximum(lo, edges[:-1, None]), 0, None)
+    weights: npt.NDArray[np.float32] = (overlap / overlap.sum(axis=1, keepdims=True)).astype(np.float32)
+    return weights
+
+
+def grid_descriptor(inside: Image.Image, box: Box) -> npt.NDArray[np.uint8]:
+    """``--grid``: the descriptor of the region ``box`` of the inside, cut out of the inside's
+    32x32 grey and 8x8 colour thumbnails."""
+    w, h = inside.size
+    grid = np.asarray(inside.convert("L").resize((GRID_SIDE, GRID_SIDE), Image.Resampling.BOX), dtype=np.float32)
+    colour = np.asarray(inside.resize((COLOUR_SIDE, COLOUR_SIDE), Image.Resampling.BOX), dtype=np.float32)
+    x0, y0, x1, y1 = (box[0] / w, box[1] / h, box[2] / w, box[3] / h)
+
+    def cut(a: npt.NDArray[np.float32], out: int) -> npt.NDArray[np.float32]:
+        n = a.shape[0]
+        wy, wx = span_weights(n, y0 * n, y1 * n, out), span_weights(n, x0 * n, x1 * n, out)
+        if a.ndim == 2:
+            return (wy @ a @ wx.T).astype(np.float32)
+        return np.stack([wy @ a[..., c] @ wx.T for c in range(a.shape[2])], axis=-1).astype(np.float32)
+
+    grey = np.clip(np.round(cut(grid, GREY_SIDE)), 0, 255).astype(np.uint8)
+    rgb = np.clip(np.round(cut(colour, COLOUR_SIDE)), 0, 255).astype(np.uint8)
+    return np.concatenate([grey.reshape(-1), rgb.reshape(-1)])
+
+
+def hash_part(labels: score.Labels, grid: bool = False) -> Part:
     """Every file's hashes and descriptors, of every sort (an extra sort without its region: the inside's)."""
     dhash = kinds.get("dhash").picture
     paths = sorted(labels.files)
@@ -209,6 +253,11 @@ def hash_part(labels: score.Labels) -> Part:
         hashes[sort][i] = np.int64(dhash(region)).view(np.uint64)
         descriptors[sort][i] = np.frombuffer(descriptor(region), dtype=np.uint8)
 
+    def put_region(sort: str, i: int, base: Image.Image, box: Box) -> None:
+        put(sort, i, base.crop(box))
+        if grid:
+            descriptors[sort][i] = grid_descriptor(base, box)
+
     for i, rel in enumerate(paths):
         data = (labels.root / rel).read_bytes()
         start = time.perf_counter()
@@ -222,7 +271,7 @@ def hash_part(labels: score.Labels) -> Part:
             start = time.perf_counter()
             region = make(picture, inside)
             if region is not None:
-                put(sort, i, region)
+                put_region(sort, i, picture if region[0] == "W" else inside, region[1])
             extra[sort] += time.perf_counter() - start
             if region is None:
                 hashes[sort][i], descriptors[sort][i] = hashes["I"][i], descriptors["I"][i]
@@ -357,6 +406,7 @@ def candidate_links(part: Part) -> dict[str, Link]:
     specs += [("K (4 sides) cross", ("Kb", "Kt", "Kl", "Kr"), "cross")]
     specs += [("C90+B+S+Kb cross", ("C90", "B", "S", "Kb"), "cross"), ("C90+S+Kb cross", ("C90", "S", "Kb"), "cross")]
     specs += [("C90+S+K cross", ("C90", "S", "Kb", "Kt", "Kl", "Kr"), "cross")]
+    specs += [("C90+K cross", ("C90", "Kb", "Kt", "Kl", "Kr"), "cross")]
     for name, sorts, mode in specs:
         links[name] = link(part, extra_pairs(sorts, mode), cache)
     return links
@@ -402,6 +452,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=OUT, help="the bench output folder with the corpora and runs")
     parser.add_argument("--run", default="quality-run", help="the run folder under --out whose near.json to read")
     parser.add_argument("--json", type=Path, default=OUT / "quality-run" / "centre-probe.json")
+    parser.add_argument(
+        "--grid", action="store_true", help="regions' descriptors cut from one 32x32 grey of the inside"
+    )
     args = parser.parse_args(argv)
     results: dict[str, Any] = {"thresholds": THRESHOLDS, "extras": list(EXTRAS)}
     for part in [p.strip() for p in args.parts.split(",") if p.strip()]:
@@ -409,7 +462,7 @@ def main(argv: list[str] | None = None) -> int:
         labels = score.load_labels(args.out / f"quality-corpus-{part}" / "labels.json")
         near = args.out / args.run / part / "near.json"
         report = score.imgindex_found(near, labels) if near.exists() else None
-        data = hash_part(labels)
+        data = hash_part(labels, args.grid)
         n = len(data.paths)
         found = probe(data, labels, report, candidate_links(data))
         timing = {
