@@ -15,7 +15,11 @@ before hashing it:
 6. hash (a 64-bit dHash) and describe (tiny thumbnails that verify a hash
    match), both of the whole picture and, when it has a uniform border, of
    what is inside the border (crops and padded thumbnails differ mostly
-   there).
+   there);
+7. hash a few regions of the inside (:data:`REGIONS`: its middle 90 %, and
+   it with 12 % cut off each side), and keep one 32x32 grey thumbnail of the
+   inside from which their thumbnails are cut: a copy cropped 5-10 % a side,
+   cut on one side or given a caption bar is near one of them.
 
 This module knows nothing of files or the index: bytes in, values out.
 Failures raise :class:`ImageError` carrying the status to record.
@@ -42,7 +46,7 @@ from PIL import Image, UnidentifiedImageError
 from . import kinds
 
 #: Bump when a change to the pipeline changes perceptual hash values or descriptors.
-PIPELINE_VERSION: Final = 3
+PIPELINE_VERSION: Final = 4
 BACKGROUND: Final = (255, 255, 255)
 #: Pillow's own decompression-bomb limit, the default of ``--max-pixels``.
 DEFAULT_MAX_PIXELS: Final = Image.MAX_IMAGE_PIXELS or 89_478_485
@@ -104,6 +108,10 @@ class ImageInfo:
     # The same of the picture inside its uniform border, when it has one.
     trim_hash: int | None = None
     trim_descriptor: bytes | None = None
+    # The hashes of the inside's regions (REGION_BYTES) and its grey grid (GRID_BYTES), when it is
+    # large enough to cut them.
+    regions: bytes | None = None
+    grid: bytes | None = None
 
 
 def sha256(data: bytes) -> bytes:
@@ -256,11 +264,64 @@ def trim_box(picture: Image.Image) -> tuple[int, int, int, int] | None:
     return box
 
 
-def descriptor(picture: Image.Image) -> bytes:
-    """Tiny thumbnails that verify a hash match: 16x16 grey and 8x8 RGB (``DESCRIPTOR_BYTES``)."""
-    grey = picture.convert("L").resize((GREY_SIDE, GREY_SIDE), Image.Resampling.BOX)
+def descriptor(picture: Image.Image, grey: Image.Image | None = None) -> bytes:
+    """Tiny thumbnails that verify a hash match: 16x16 grey and 8x8 RGB (``DESCRIPTOR_BYTES``);
+    ``grey``: the picture in mode L, when made already."""
+    grey = (grey or picture.convert("L")).resize((GREY_SIDE, GREY_SIDE), Image.Resampling.BOX)
     colour = picture.convert("RGB").resize((COLOUR_SIDE, COLOUR_SIDE), Image.Resampling.BOX)
     return grey.tobytes() + colour.tobytes()
+
+
+#: Regions of the inside (the whole picture without a border) hashed besides it, as boxes in
+#: shares of its width and height: its middle 90 % (a copy cropped 5-10 % a side is near it),
+#: and the inside with 12 % cut off the bottom, top, left and right (a copy cut on one side,
+#: or given a caption bar of 10-18 %, is near one of those). Measured by
+#: bench/quality/centre_probe.py; the order is the order of the stored hashes.
+REGIONS: Final = (
+    ("middle", (0.05, 0.05, 0.95, 0.95)),
+    ("bottom cut", (0.0, 0.0, 1.0, 0.88)),
+    ("top cut", (0.0, 0.12, 1.0, 1.0)),
+    ("left cut", (0.12, 0.0, 1.0, 1.0)),
+    ("right cut", (0.0, 0.0, 0.88, 1.0)),
+)
+#: The side of the grey thumbnail of the inside kept with the regions' hashes: each region's
+#: 16x16 is cut out of it (see imgindex/match/verify.py), 1 KB instead of a descriptor each.
+GRID_SIDE: Final = 32
+#: Regions are hashed only for an inside at least this many pixels a side.
+REGION_MIN_SIDE: Final = 16
+#: ``ImageInfo.regions``: the regions' hashes (big-endian unsigned 64-bit, in REGIONS' order).
+REGION_BYTES: Final = 8 * len(REGIONS)
+#: ``ImageInfo.grid``: the inside's GRID_SIDE x GRID_SIDE grey thumbnail (uint8).
+GRID_BYTES: Final = GRID_SIDE * GRID_SIDE
+
+
+def region_box(size: tuple[int, int], share: tuple[float, float, float, float]) -> tuple[int, int, int, int]:
+    """A region's box (:data:`REGIONS`) in pixels of a picture of ``size``."""
+    w, h = size
+    return (round(share[0] * w), round(share[1] * h), round(share[2] * w), round(share[3] * h))
+
+
+def regions(inside: Image.Image, grey: Image.Image) -> tuple[bytes, bytes] | None:
+    """The hashes of the inside's :data:`REGIONS` (``REGION_BYTES``) and its grid
+    (``GRID_BYTES``), or None when it is too small to cut; ``grey`` is the inside in mode L.
+    The hashes are the dHash kind's of each region, as the whole picture's is of it."""
+    if min(inside.size) < REGION_MIN_SIDE:
+        return None
+    function = kinds.get("dhash").picture
+    hashes = [kinds.to_unsigned(function(grey.crop(region_box(inside.size, share)))) for _, share in REGIONS]
+    grid = grey.resize((GRID_SIDE, GRID_SIDE), Image.Resampling.BOX)
+    return b"".join(h.to_bytes(8, "big") for h in hashes), grid.tobytes()
+
+
+def region_rows(blobs: Sequence[bytes]) -> npt.NDArray[np.uint64]:
+    """``ImageInfo.regions`` blobs as rows of hashes, ``(n, len(REGIONS))``."""
+    raw = np.frombuffer(b"".join(blobs), dtype=">u8").reshape(-1, len(REGIONS))
+    return raw.astype(np.uint64)
+
+
+def grid_rows(blobs: Sequence[bytes]) -> npt.NDArray[np.uint8]:
+    """``ImageInfo.grid`` blobs as ``(n, GRID_SIDE, GRID_SIDE)``."""
+    return np.frombuffer(b"".join(blobs), dtype=np.uint8).reshape(-1, GRID_SIDE, GRID_SIDE)
 
 
 def descriptor_rows(descriptors: Sequence[bytes]) -> npt.NDArray[np.uint8]:
@@ -327,13 +388,21 @@ def image_info(data: bytes, fmt: str | None, settings: HashSettings) -> ImageInf
     picture, width, height = decode(data, fmt, settings)
     box = trim_box(picture)
     trimmed = picture.crop(box) if box else None
+    grey = picture.convert("L")
+    inside_grey = grey.crop(box) if box else grey
+    # The regions are of the dHash kind's values (their pairs are with the whole pictures' and the
+    # insides' values): with settings of another kind, none.
+    cut = regions(trimmed or picture, inside_grey) if settings.algorithm == "dhash" else None
+    region_hashes, grid = cut or (None, None)
     return ImageInfo(
         width,
         height,
         perceptual_hash(picture, settings),
-        descriptor(picture),
+        descriptor(picture, grey),
         perceptual_hash(trimmed, settings) if trimmed else None,
-        descriptor(trimmed) if trimmed else None,
+        descriptor(trimmed, inside_grey) if trimmed else None,
+        region_hashes,
+        grid,
     )
 
 

@@ -25,11 +25,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .hashing import HashSettings, descriptor_rows, orientation_hashes
+from .hashing import REGIONS, HashSettings, descriptor_rows, orientation_hashes, region_rows
 from .match.links import NOT_NEAR
 from .match.matcher import Matcher, Units
 from .match.orientations import ROTATION_THRESHOLD, turned_neighbours
-from .match.search import I64, U8, as_unsigned, pairs_from, pairs_within
+from .match.regions import REGION_THRESHOLD
+from .match.search import I64, U8, as_unsigned, pairs_between, pairs_from, pairs_within
 from .match.verify import VERIFICATION
 from .storage import NO_MATCH, Index, picture_alone, picture_keys, turned_kind
 from .storage.images import Pictures
@@ -207,6 +208,8 @@ def _update_matches(index: Index, kind: str, stop: Callable[[], bool] | None) ->
         neighbours = index.images.pictures_near(params, near.tolist())
         if rotations:  # and the stored pictures that may be mirrored or turned copies of them
             neighbours = _with_turned_neighbours(index, kind, params, targets, alone, neighbours, max_distance)
+        # ... and those a region of one of them is near, or that have a region near one of them.
+        neighbours = _with_region_neighbours(index, kind, params, targets, alone, neighbours, max_distance)
     # The units: the targets, then their neighbours that are stored pictures.
     neighbour_keys = picture_keys(neighbours.sha256)
     others = ~np.isin(neighbour_keys, keys) & store.pictures_among(kind, neighbour_keys)
@@ -289,8 +292,8 @@ def _verify_and_store(
     sorts = matcher.sorts
     a, b = keys[sorts.u], keys[sorts.v]
     lo, hi = np.minimum(a, b), np.maximum(a, b)
-    plain = (sorts.whole != NOT_NEAR) | (sorts.inside != NOT_NEAR)
-    index.pairs.add_matches(kind, lo[plain], hi[plain], sorts.whole[plain], sorts.inside[plain])
+    plain = (sorts.whole != NOT_NEAR) | (sorts.inside != NOT_NEAR) | (sorts.region != NOT_NEAR)
+    index.pairs.add_matches(kind, lo[plain], hi[plain], sorts.whole[plain], sorts.inside[plain], sorts.region[plain])
     marked = keys[units.has_hash] if focus is None else keys[focus]
     stored = len(lo[plain])
     if rotations:
@@ -306,6 +309,56 @@ def _verify_and_store(
     if not index.pairs.add_pictures(kind, np.unique(marked), generation):
         return None
     return stored
+
+
+def _with_region_neighbours(
+    index: Index,
+    kind: str,
+    params: int,
+    targets: Pictures,
+    chosen: npt.NDArray[np.bool_],
+    neighbours: Pictures,
+    max_distance: int,
+) -> Pictures:
+    """``neighbours`` and the stored pictures that a region link (:mod:`.match.regions`) may
+    match with one of the ``chosen`` targets: a target's region near their whole or inside
+    hash, or their region near the target's."""
+    if kind != "dhash":
+        return neighbours
+    t = min(max_distance, REGION_THRESHOLD)
+    near_values: list[npt.NDArray[np.int64]] = []
+    _, blobs = index.images.regions(targets.file_id[chosen].tolist())
+    if blobs:  # the targets' regions against every whole and inside value
+        values = index.images.hashes()
+        _, j, _ = pairs_between(values.view(np.uint64), region_rows(blobs).reshape(-1), t)
+        near_values.append(values[np.unique(j)])
+    mine = np.unique(np.concatenate([targets.phash[chosen], targets.trim_hash[chosen & targets.has_trim]]))
+    digests, stored = index.images.region_pictures(params)
+    keys: npt.NDArray[np.int64] = np.empty(0, np.int64)
+    if stored and len(mine):  # the targets' whole and inside values against every stored region
+        _, j, _ = pairs_between(region_rows(stored).reshape(-1), mine.view(np.uint64), t)
+        keys = np.unique(picture_keys(digests)[np.unique(j) // len(REGIONS)])
+    known = picture_keys(neighbours.sha256)
+    parts = [neighbours]
+    if near_values and len(near_values[0]):
+        found = index.images.pictures_near(params, near_values[0].tolist())
+        parts.append(found)
+        known = np.union1d(known, picture_keys(found.sha256))
+    keys = keys[~np.isin(keys, known)]
+    if len(keys):
+        parts.append(index.images.pictures_with_keys(params, keys.tolist()))
+    if len(parts) == 1:
+        return neighbours
+    sha256 = np.concatenate([p.sha256 for p in parts])
+    _, first = np.unique(picture_keys(sha256), return_index=True)  # each picture once
+    first = np.sort(first)
+    return Pictures(
+        file_id=np.concatenate([p.file_id for p in parts])[first],
+        sha256=sha256[first],
+        phash=np.concatenate([p.phash for p in parts])[first],
+        has_trim=np.concatenate([p.has_trim for p in parts])[first],
+        trim_hash=np.concatenate([p.trim_hash for p in parts])[first],
+    )
 
 
 def _with_turned_neighbours(

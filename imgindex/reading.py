@@ -57,6 +57,8 @@ class Reading:
     trim_hash: int | None = None
     descriptor: bytes | None = None  # hashing.descriptor of the picture (with phash)
     trim_descriptor: bytes | None = None  # ... and of the picture inside its border (with trim_hash)
+    regions: bytes | None = None  # hashing.regions: the hashes of the inside's regions ...
+    grid: bytes | None = None  # ... and its grey grid
 
 
 def read_item(source: Source, path: bytes, expected: FileStat, mode: Mode, settings: HashSettings) -> Reading | None:
@@ -111,6 +113,7 @@ def describe(data: bytes, fmt: str, st: FileStat, read_ns: int, mode: Mode, sett
     return Reading(
         st, read_ns, "ok", None, format=fmt, sha256=digest, width=info.width, height=info.height,
         phash=info.phash, trim_hash=info.trim_hash, descriptor=info.descriptor, trim_descriptor=info.trim_descriptor,
+        regions=info.regions, grid=info.grid,
     )  # fmt: skip
 
 

@@ -320,7 +320,7 @@ class _Writer:
         return FileRecord(
             task.dir_id, task.name, st.size, st.mtime_ns, st.ctime_ns, st.inode, st.device, r.status, r.error,
             r.format, r.sha256, r.width, r.height, r.phash, self.params_id if r.status == "ok" else None, r.read_ns,
-            r.trim_hash, r.descriptor, r.trim_descriptor, task.url,
+            r.trim_hash, r.descriptor, r.trim_descriptor, task.url, r.regions, r.grid,
         )  # fmt: skip
 
     def flush(self) -> None:

@@ -139,6 +139,6 @@ def test_a_worker_that_joins_after_connect_and_would_hash_differently_writes_not
                 process.terminate()
                 process.wait(30)
     assert code == 1, err
-    assert "would hash with other library versions" in err and "pipeline 99 here, 3 there" in err
+    assert "would hash with other library versions" in err and "pipeline 99 here, 4 there" in err
     with sqlite3.connect(tmp_path / "x.db") as conn:
         assert conn.execute("SELECT count(*) FROM files").fetchone() == (0,)

@@ -157,7 +157,7 @@ def test_a_version_1_index_gains_the_pair_tables(db_path: Path, tree: Path) -> N
     )
     raw.close()
     with open_index(db_path) as idx:
-        assert idx.schema_version == SCHEMA_VERSION == 8
+        assert idx.schema_version == SCHEMA_VERSION == 9
         assert stored(idx) == set()
         before = groups(idx)  # a report works before any update, matching by hash alone
         summary = run_scan(idx, tree)
@@ -250,9 +250,9 @@ def test_hashes_of_insides_are_paired_and_forgotten_like_the_others(tree: Path, 
 # -- verified matches of pictures ---------------------------------------------------------
 
 
-def stored_matches(index: Index) -> set[tuple[int, int, int, int]]:
-    a, b, whole, inside = index.pairs.matches(pairs.KIND, 64)
-    return set(zip(a.tolist(), b.tolist(), whole.tolist(), inside.tolist(), strict=True))
+def stored_matches(index: Index) -> set[tuple[int, int, int, int, int]]:
+    a, b, whole, inside, region = index.pairs.matches(pairs.KIND, 64)
+    return set(zip(a.tolist(), b.tolist(), whole.tolist(), inside.tolist(), region.tolist(), strict=True))
 
 
 def update_stopped_when_marking(index: Index, monkeypatch: pytest.MonkeyPatch, call: int) -> None:
@@ -297,7 +297,7 @@ def test_scan_stores_the_verified_matches_and_reports_read_them(tree: Path, inde
     assert summary.near_pairs is not None and summary.near_pairs.pictures_added == summary.near_pairs.pictures > 40
     matches = stored_matches(index)
     assert len(matches) >= 30  # the families' variants
-    assert all(a < b and min(w, i) <= pairs.MAX_DISTANCE for a, b, w, i in matches)
+    assert all(a < b and min(w, i, r) <= pairs.MAX_DISTANCE for a, b, w, i, r in matches)
     for threshold in (4, 10):
         stored_groups, fresh_groups, used = report_both_ways(index, threshold)
         assert used == summary.near_pairs.pictures  # every picture's matches came from the index
@@ -383,7 +383,7 @@ def test_two_pictures_with_one_key_are_never_stored(tree: Path, index: Index) ->
     update = pairs.update(index)
     key = int(picture_keys(found.sha256[:1])[0])
     assert key not in index.pairs.pictures(pairs.KIND).tolist()
-    assert not any(key in (a, b) for a, b, _, _ in stored_matches(index))
+    assert not any(key in (a, b) for a, b, *_ in stored_matches(index))
     assert update.pictures == len(found) - 2
     stored_groups, fresh_groups, _ = report_both_ways(index)
     assert stored_groups == fresh_groups == before_groups
@@ -488,7 +488,7 @@ def turned_tree(tree: Path, sources: range) -> None:
 
 
 def turned_matches(index: Index) -> set[tuple[int, int, int]]:
-    a, b, distance, _ = index.pairs.matches(turned_kind(pairs.KIND), 64)
+    a, b, distance, *_ = index.pairs.matches(turned_kind(pairs.KIND), 64)
     return set(zip(a.tolist(), b.tolist(), distance.tolist(), strict=True))
 
 

@@ -4,7 +4,8 @@ A unit (a distinct picture) becomes a candidate of another in several ways,
 one :class:`Link` each: their hashes of the whole picture are near, their
 hashes of what is inside their borders are, one's inside is near the other's
 whole picture (a :class:`CrossLink`: a copy padded or framed against its
-source), or one's upright hash is near an orientation of the other's. Each link turns pairs of hash values (stored
+source), one's upright hash is near an orientation of the other's, or a
+region of one is near the other (a :class:`FoundLink`, searched apart). Each link turns pairs of hash values (stored
 in the index, or searched) into pairs of units; :func:`candidates` puts the
 links together, one row per pair of units with its distance in each link.
 
@@ -65,6 +66,16 @@ class CrossLink:
 
 
 @dataclass(frozen=True)
+class FoundLink:
+    """Pairs of units found already (``u < v``, once each, with their distance), by a search of
+    its own: a region of one picture near the other (:mod:`.regions`)."""
+
+    u: I64
+    v: I64
+    d: U8
+
+
+@dataclass(frozen=True)
 class Candidates:
     """Pairs of units (``u < v``), each once, and each one's distance in every link
     (``gaps[k]``, :data:`NOT_NEAR` where not within link ``k``'s threshold)."""
@@ -78,7 +89,7 @@ class Candidates:
 
 
 def unit_pairs(
-    link: Link | CrossLink,
+    link: Link | CrossLink | FoundLink,
     focus: npt.NDArray[np.bool_] | None = None,
     exclude: npt.NDArray[np.bool_] | None = None,
 ) -> Pairs:
@@ -87,6 +98,13 @@ def unit_pairs(
     with ``exclude``, none with an excluded unit on a side."""
     if isinstance(link, CrossLink):
         return _cross_pairs(link, focus, exclude)
+    if isinstance(link, FoundLink):
+        keep = np.ones(len(link.u), dtype=bool)
+        if focus is not None:
+            keep &= focus[link.u] | focus[link.v]
+        if exclude is not None:
+            keep &= ~exclude[link.u] & ~exclude[link.v]
+        return link.u[keep], link.v[keep], link.d[keep]
     has_hash = link.has_hash if exclude is None else link.has_hash & ~exclude
     hashed = np.flatnonzero(has_hash)
     if len(hashed) < 2:
@@ -146,7 +164,7 @@ def unit_pairs(
 
 def candidates(
     n: int,
-    links: Sequence[Link | CrossLink],
+    links: Sequence[Link | CrossLink | FoundLink],
     focus: npt.NDArray[np.bool_] | None = None,
     exclude: npt.NDArray[np.bool_] | None = None,
 ) -> Candidates:

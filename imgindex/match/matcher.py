@@ -8,7 +8,10 @@ borders (a picture without a border is its own inside), or one's inside and
 the other's whole picture (a copy padded or framed against its source), and with
 ``rotations`` when one's upright hash is within :data:`ROTATION_THRESHOLD` of
 an orientation of the other's, of the whole pictures or of their insides (a
-turned copy of a picture padded or framed in one of the two). A candidate
+turned copy of a picture padded or framed in one of the two). And when a
+region's hash of one (:data:`imgindex.hashing.REGIONS`: a copy cropped, cut
+on one side or given a bar) is within :data:`.regions.REGION_THRESHOLD` of
+the other's whole or inside hash. A candidate
 *matches* only if the thumbnails of the pictures (or insides) that matched
 confirm it (:func:`.verify.confirm`).
 
@@ -32,19 +35,26 @@ import numpy as np
 import numpy.typing as npt
 
 from imgindex.hashing import (
+    COLOUR_SIDE,
     DESCRIPTOR_BYTES,
+    GREY_SIDE,
+    GRID_SIDE,
     ORIENTATIONS,
+    REGIONS,
     HashSettings,
     descriptor_rows,
+    grid_rows,
     orient_descriptors,
     orientation_hashes,
+    region_rows,
 )
 from imgindex.storage import Index, picture_alone, picture_keys, turned_kind
 
 from .candidates import pairs_among
 from .grouping import Edges, Grouping, group_by_leaders
-from .links import NOT_NEAR, Candidates, CrossLink, Link, candidates
+from .links import NOT_NEAR, Candidates, CrossLink, FoundLink, Link, candidates
 from .orientations import ROTATION_CORRELATION, ROTATION_THRESHOLD, turned_pairs_with_insides
+from .regions import REGION_THRESHOLD, region_descriptors, region_pairs
 from .search import I64
 from .verify import LOW_DETAIL, VERIFICATION, Pictures, confirm, thumbnails
 
@@ -112,7 +122,7 @@ class Matcher:
         self.unconfirmed = 0
         #: How many units' matches came from the index, not verified here.
         self.stored_units = 0
-        self.inside_link = self.rotation_link = self.inside_rotation_link = -1
+        self.inside_link = self.rotation_link = self.inside_rotation_link = self.region_link = -1
         #: The links of one's inside with the other's whole picture (the lower unit's inside, the
         #: higher's); with ``rotations``, the same of their orientations.
         self.cross_links: tuple[int, int] = (-1, -1)
@@ -160,6 +170,12 @@ class Matcher:
         else:
             paired = np.union1d(paired, np.intersect1d(focus_values, shared))
         linked = has_hash & (np.isin(whole, paired) | np.isin(inside, paired))
+        # A region of one near the other's whole picture or inside: searched here (the regions'
+        # hashes are not among the stored pairs' values).
+        self.regions = _Regions.read(index, units, kind)
+        found_regions = self.regions.pairs(whole, inside, has_hash, in_focus, min(threshold, REGION_THRESHOLD))
+        if len(found_regions[0]):
+            linked[found_regions[0]] = linked[found_regions[1]] = True
         wanted = np.flatnonzero(has_hash if rotations else linked)
         self.thumbs = _Thumbnails(index, units, wanted, keep=rotations)
         slot = self.thumbs.slot
@@ -171,7 +187,7 @@ class Matcher:
         whole_detail, inside_detail = self.thumbs.detail()
         self._whole_detail = whole_detail
         usable = has_hash & (whole_detail >= LOW_DETAIL)
-        links: list[Link | CrossLink] = [Link(whole, usable, threshold, stored_pairs)]
+        links: list[Link | CrossLink | FoundLink] = [Link(whole, usable, threshold, stored_pairs)]
         if has_trim.any():
             # Insides: only matches that involve a picture with a border are new here (for two
             # pictures without, the insides are the wholes), so only the pairs that touch one.
@@ -188,6 +204,10 @@ class Matcher:
             self.cross_links = (len(links), len(links) + 1)
             for lower in (True, False):
                 links.append(CrossLink(inside, framed, whole, usable & has_trim, threshold, near, lower))
+        if len(found_regions[0]):
+            self.region_link = len(links)
+            links.append(FoundLink(*found_regions))
+            self.regions.read_grids(index, units, np.union1d(found_regions[0], found_regions[1]))
         if rotations:
             # Orientations of the whole pictures, and of the insides of those with a border: a
             # turned copy of a picture that the other shows padded or framed meets its inside.
@@ -235,7 +255,10 @@ class Matcher:
         # and none of an earlier share's (those were its pass's), so that pictures crowded
         # within a few bits of each other never need all their candidate pairs at once.
         searched = np.flatnonzero(has_hash if in_focus is None else in_focus & has_hash)
-        passes = max(1, -(-sum(len(link.pairs[0]) if link.pairs else 0 for link in links) // CANDIDATE_BUDGET))
+        sizes = [
+            len(link.u) if isinstance(link, FoundLink) else len(link.pairs[0]) if link.pairs else 0 for link in links
+        ]
+        passes = max(1, -(-sum(sizes) // CANDIDATE_BUDGET))
         done = np.zeros(n, dtype=bool)
         verified_parts = []
         for share in np.array_split(searched, passes):
@@ -258,6 +281,7 @@ class Matcher:
                     sorts[0][keep],
                     np.minimum.reduce(insides) if insides else apart,
                     np.minimum.reduce(both_turns) if both_turns else apart,
+                    sorts[self.region_link][keep] if self.region_link >= 0 else apart,
                     joined[keep],
                 )
             )
@@ -335,6 +359,16 @@ class Matcher:
                     everywhere = np.ones(len(todo), bool)
                     ok, _ = confirm(*_crossed(mine.rows(todo), theirs.rows(todo), lower), everywhere, ~everywhere)
                     verified[link, at[todo[ok]]] = True
+            if self.region_link >= 0:
+                # The distance of a region match is that of the nearest region that confirms it
+                # (not of the nearest region), so that a lower threshold keeps what it would find.
+                todo = np.flatnonzero(gaps[self.region_link, at] != NOT_NEAR)
+                if len(todo):
+                    best = self._verify_regions(
+                        found.u[at[todo]], found.v[at[todo]], mine.rows(todo), theirs.rows(todo)
+                    )
+                    gaps[self.region_link, at[todo]] = best
+                    verified[self.region_link, at[todo[best != NOT_NEAR]]] = True
             # Orientations: whole pictures, insides, then the lower's inside against the higher's
             # whole picture and the other way round; the higher unit turned.
             sides = ("whole", "inside", "lower inside", "higher inside")
@@ -361,6 +395,91 @@ class Matcher:
                     verified[link, at[todo[ok]]] = True
                     todo = todo[~ok]
         return verified
+
+    def _verify_regions(self, u: I64, v: I64, mine: Pictures, theirs: Pictures) -> npt.NDArray[np.uint8]:
+        """For each pair of units, the smallest distance of a region of one to the other's whole
+        or inside hash (within the region threshold) whose thumbnails (the region's cut from the
+        grid) agree with that whole picture's or inside's; :data:`NOT_NEAR` where none does."""
+        t = min(self.threshold, REGION_THRESHOLD)
+        regions = self.regions
+        best = np.full(len(u), NOT_NEAR, dtype=np.uint8)
+        # Every way round: whose region (the lower's, the higher's), which region, met what.
+        for owner, other, other_pictures in ((u, v, theirs), (v, u, mine)):
+            has = regions.has[owner] & (regions.slot[owner] >= 0)
+            for side, targets in (("whole", self._whole), ("inside", self._inside)):
+                for k in range(len(REGIONS)):
+                    gap = np.bitwise_count(regions.hashes[owner, k] ^ targets[other]).astype(np.uint8)
+                    near = np.flatnonzero(has & (gap <= t) & (gap < best))
+                    if not len(near):
+                        continue
+                    cut = thumbnails(regions.descriptors(owner[near], k))
+                    target = other_pictures.rows(near)
+                    target = target.wholes() if side == "whole" else target.insides()
+                    flat = np.zeros(len(near), dtype=bool)
+                    accepted, _ = confirm(Pictures(cut, cut, flat), target, ~flat, flat)
+                    best[near[accepted]] = gap[near[accepted]]
+        return best
+
+
+class _Regions:
+    """The hashes of the units' regions (``hashes``, rows of ``len(REGIONS)``, where ``has``),
+    and the grids their thumbnails are cut from, read for the units that need them."""
+
+    def __init__(self, hashes: npt.NDArray[np.uint64], has: npt.NDArray[np.bool_]) -> None:
+        self.hashes, self.has = hashes, has
+        n = len(has)
+        self.slot = np.full(n, -1, dtype=np.int64)
+        self._grids = np.empty((0, GRID_SIDE, GRID_SIDE), np.uint8)
+        self._colours = np.empty((0, COLOUR_SIDE, COLOUR_SIDE, 3), np.uint8)
+
+    @classmethod
+    def read(cls, index: Index, units: Units, kind: str) -> _Regions:
+        """The regions' hashes of the units, from the index (regions are of dHash values: of
+        another kind, none)."""
+        n = len(units)
+        hashes = np.zeros((n, len(REGIONS)), dtype=np.uint64)
+        has = np.zeros(n, dtype=bool)
+        if kind != "dhash" or not n:
+            return cls(hashes, has)
+        indexed = np.flatnonzero(units.has_hash & (units.file_id >= 0))
+        ids, blobs = index.images.regions(units.file_id[indexed].tolist())
+        if blobs:
+            order = np.argsort(units.file_id[indexed], kind="stable")
+            sorted_ids = units.file_id[indexed][order]
+            where = np.searchsorted(sorted_ids, np.array(ids, dtype=np.int64))
+            rows = region_rows(blobs)
+            # Each file read once; several units may share a file id (never in practice).
+            at = indexed[order[where]]
+            hashes[at], has[at] = rows, True
+        return cls(hashes, has)
+
+    def pairs(
+        self,
+        whole: npt.NDArray[np.uint64],
+        inside: npt.NDArray[np.uint64],
+        has_hash: npt.NDArray[np.bool_],
+        focus: npt.NDArray[np.bool_] | None,
+        threshold: int,
+    ) -> tuple[I64, I64, npt.NDArray[np.uint8]]:
+        """The candidate pairs of units by a region (``u < v``), with a focus unit on a side when given."""
+        chosen = None if focus is None else focus & has_hash
+        return region_pairs(self.hashes, self.has & has_hash, whole, inside, has_hash, threshold, chosen)
+
+    def read_grids(self, index: Index, units: Units, wanted: I64) -> None:
+        """Read the grids (and the insides' colour thumbnails) of the ``wanted`` units that have regions."""
+        wanted = wanted[self.has[wanted]]
+        found = index.images.grids(units.file_id[wanted].tolist())
+        have = [u for u, f in zip(wanted.tolist(), units.file_id[wanted].tolist(), strict=True) if f in found]
+        blobs = [found[int(units.file_id[u])] for u in have]
+        self.slot[have] = np.arange(len(have))
+        self._grids = grid_rows([g for g, _ in blobs]) if blobs else self._grids
+        colours = np.frombuffer(b"".join(d[GREY_SIDE * GREY_SIDE :] for _, d in blobs), dtype=np.uint8)
+        self._colours = colours.reshape(-1, COLOUR_SIDE, COLOUR_SIDE, 3)
+
+    def descriptors(self, units: I64, k: int) -> npt.NDArray[np.uint8]:
+        """The descriptors of region ``k`` of these units (which have grids)."""
+        at = self.slot[units]
+        return region_descriptors(self._grids[at], self._colours[at], np.full(len(at), k, dtype=np.int64))
 
 
 def _crossed(lower: Pictures, higher: Pictures, lower_inside: bool) -> tuple[Pictures, Pictures]:
@@ -395,13 +514,14 @@ class _Sorts(NamedTuple):
     whole: npt.NDArray[np.uint8]
     inside: npt.NDArray[np.uint8]
     turned: npt.NDArray[np.uint8]  # an upright hash and an orientation's (with rotations)
+    region: npt.NDArray[np.uint8]  # a region's hash of one and the other's whole or inside
     joined: npt.NDArray[np.uint8]
 
 
 def _no_sorts() -> _Sorts:
     empty = np.empty(0, np.int64)
     none = np.empty(0, np.uint8)
-    return _Sorts(empty, empty, none, none, none, none)
+    return _Sorts(empty, empty, none, none, none, none, none)
 
 
 def _stored_matches(
@@ -433,15 +553,18 @@ def _stored_matches(
     if not len(k_order):
         return known, _no_sorts()
     k_keys = keys[k_order]
-    a, b, whole, inside = index.pairs.matches(kind, threshold)
-    lo, hi, ours = _as_units(k_keys, k_order, a, b)
-    whole, inside, none = whole[ours], inside[ours], np.full(len(lo), NOT_NEAR, np.uint8)
-    parts = [_Sorts(lo, hi, whole, inside, none, np.minimum(whole, inside))]
+    stored = index.pairs.matches(kind, threshold)
+    lo, hi, ours = _as_units(k_keys, k_order, stored.a, stored.b)
+    whole, inside, none = stored.whole[ours], stored.inside[ours], np.full(len(lo), NOT_NEAR, np.uint8)
+    region = np.where(stored.region[ours] <= min(threshold, REGION_THRESHOLD), stored.region[ours], NOT_NEAR)
+    region = region.astype(np.uint8)
+    parts = [_Sorts(lo, hi, whole, inside, none, region, np.minimum.reduce([whole, inside, region]))]
     if rotations:
-        a, b, turned, _ = index.pairs.matches(turned_kind(kind), min(threshold, ROTATION_THRESHOLD))
-        lo, hi, ours = _as_units(k_keys, k_order, a, b)
+        turned_matches = index.pairs.matches(turned_kind(kind), min(threshold, ROTATION_THRESHOLD))
+        lo, hi, ours = _as_units(k_keys, k_order, turned_matches.a, turned_matches.b)
         none = np.full(len(lo), NOT_NEAR, np.uint8)
-        parts.append(_Sorts(lo, hi, none, none, turned[ours], turned[ours]))
+        turned = turned_matches.whole[ours]
+        parts.append(_Sorts(lo, hi, none, none, turned, none, turned))
     return known, _Sorts(*(np.concatenate(column) for column in zip(*parts, strict=True)))
 
 

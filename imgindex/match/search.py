@@ -291,3 +291,36 @@ class BucketTable:
                 owner = np.searchsorted(ends[start:stop] - base, good, side="right")
                 yield part[owner].astype(np.int64), pos[good], x[good], d[good]
             start = stop
+
+
+def pairs_between(targets: U64, queries: U64, threshold: int) -> Pairs:
+    """Every pair of a query and a target within ``threshold``: ``(query, target, distance)``
+    (indices into each), each once, sorted. Only the targets are bucketed, so pairs among the
+    queries are neither looked for nor paid for (many region hashes against fewer pictures)."""
+    targets = np.ascontiguousarray(targets, dtype=np.uint64)
+    queries = np.ascontiguousarray(queries, dtype=np.uint64)
+    n, m = len(targets), len(queries)
+    if not n or not m:
+        return empty_pairs()
+    how = plan(n, m, threshold)
+    found: list[Pairs] = []
+    if not how.blocks:
+        rows = max(1, BLOCK_CELLS // n)
+        for start in range(0, m, rows):
+            d = np.bitwise_count(queries[start : start + rows, None] ^ targets[None, :])
+            flat = np.flatnonzero(d.ravel() <= threshold)
+            r, c = np.divmod(flat, n)
+            found.append(((r + start).astype(np.int64), c.astype(np.int64), d[r, c]))
+        return _sorted(*_concat(found))
+    for number, (shift, width, allowance) in enumerate(how.blocks):
+        table = BucketTable(block_values(targets, shift, width), targets, width)
+        qkeys = block_values(queries, shift, width)
+        values = np.array(flips(width, allowance), dtype=np.intp)
+        per_pass = max(1, LOOKUP_CHUNK // m)
+        for first in range(0, len(values), per_pass):
+            batch = values[first : first + per_pass]
+            keys = (qkeys[None, :] ^ batch[:, None]).reshape(-1)
+            for owner, pos, x, d in table.matches(np.tile(queries, len(batch)), keys, threshold):
+                keep = ~close_on_any(x, how.blocks[:number])  # found on that earlier block already
+                found.append(((owner % m)[keep], table.order[pos][keep].astype(np.int64), d[keep]))
+    return _sorted(*_concat(found))

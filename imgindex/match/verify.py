@@ -28,8 +28,8 @@ GREY_COPY_CONTRAST = 1.5
 #: The version of the rule above: bump it when a change to the rule or its constants changes
 #: which matches hold, so that an index verifies its stored matches again. (3: mirrored and
 #: turned copies are also matched on the insides of pictures with a border; 4: one's inside
-#: against the other's whole picture.)
-VERIFICATION = 4
+#: against the other's whole picture; 5: a region of one against the other's whole or inside.)
+VERIFICATION = 5
 #: Below this standard deviation (grey levels, in the 16x16 thumbnail) a picture is blank or
 #: one colour: its thumbnail cannot confirm a match, so it matches by its bytes only. (On the
 #: quality corpus, one-colour pictures are at 0 and the faintest real ones, low-contrast

@@ -87,6 +87,8 @@ class FileRecord:
     descriptor: bytes | None = None  # hashing.descriptor of the picture (with phash)
     trim_descriptor: bytes | None = None  # ... and of the picture inside its border (with trim_hash)
     url: str | None = None
+    regions: bytes | None = None  # hashing.regions: the hashes of the inside's regions ...
+    grid: bytes | None = None  # ... and its grey grid
 
 
 @dataclass(frozen=True)
@@ -358,8 +360,13 @@ class Catalog:
             # Each row's descriptors are replaced, or dropped when it has none now.
             key = "(SELECT id FROM files WHERE dir_id = ? AND name = ?)"
             c.executemany(
-                f"INSERT OR REPLACE INTO descriptors (file_id, picture, trimmed) VALUES ({key}, ?, ?)",
-                ((r.dir_id, r.name, r.descriptor, r.trim_descriptor) for r in records if r.descriptor is not None),
+                f"INSERT OR REPLACE INTO descriptors (file_id, picture, trimmed, regions, grid)"
+                f" VALUES ({key}, ?, ?, ?, ?)",
+                (
+                    (r.dir_id, r.name, r.descriptor, r.trim_descriptor, r.regions, r.grid)
+                    for r in records
+                    if r.descriptor is not None
+                ),
             )
             c.executemany(
                 f"DELETE FROM descriptors WHERE file_id = {key}",

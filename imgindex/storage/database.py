@@ -26,7 +26,7 @@ import sqlite_utils
 
 from imgindex.errors import IndexOpenError, NewerIndexError, NotAnIndexError
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 #: ``PRAGMA application_id``: "imix" in ASCII.
 APPLICATION_ID = 0x696D6978
 BUSY_TIMEOUT_MS = 60_000
@@ -233,6 +233,22 @@ def _add_orientations(conn: sqlite3.Connection) -> None:
     _create_objects(conn, {"near_orientations"})
 
 
+def _add_regions(conn: sqlite3.Connection) -> None:
+    """Version 9 adds the hashes of regions of each picture (descriptors.regions) and the
+    distance of the matches found by them (near_matches.region). The hash settings changed
+    with it, so the next scan re-reads every image to fill them, and the matches are
+    verified again."""
+    db = sqlite_utils.Database(conn)
+    # (An index older than the tables' own versions made them from schema.sql, with the columns.)
+    for table, column, kind in (
+        ("descriptors", "regions", bytes),
+        ("descriptors", "grid", bytes),
+        ("near_matches", "region", int),
+    ):
+        if column not in db.table(table).columns_dict:
+            db.table(table).add_column(column, kind)
+
+
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     2: _add_near_pairs,
     3: _add_descriptors,
@@ -241,6 +257,7 @@ MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     6: _add_archives,
     7: _add_review,
     8: _add_orientations,
+    9: _add_regions,
 }
 
 

@@ -95,6 +95,10 @@ def _starting_with(prefix: bytes) -> tuple[str, tuple[bytes, ...]]:
     return "sha256 >= ? AND sha256 < ?", (prefix, stem[:-1] + bytes([stem[-1] + 1]))
 
 
+#: Past this many ids, :meth:`Images.regions` reads the whole table rather than look each up.
+_SCAN_BEYOND = 20_000
+
+
 class Images:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -246,6 +250,39 @@ class Images:
         trimmed): files without (not hashed yet by this version) are left out."""
         sql = "SELECT file_id, picture, trimmed FROM descriptors WHERE file_id IN ({marks})"
         return {int(i): (bytes(p), None if t is None else bytes(t)) for i, p, t in self.db.select_in(sql, ids)}
+
+    def regions(self, ids: Sequence[int] | None = None) -> tuple[list[int], list[bytes]]:
+        """The files (by id; every file, without ``ids``) that have the hashes of their regions
+        (``descriptors.regions``), and those: ``(ids, blobs)``, in the same order."""
+        if ids is None or len(ids) > _SCAN_BEYOND:
+            # Past some thousands of ids, one pass over the table beats looking each up.
+            rows = self.db.execute("SELECT file_id, regions FROM descriptors WHERE regions IS NOT NULL")
+            wanted = None if ids is None else set(ids)
+            found = [(i, r) for i, r in rows if wanted is None or i in wanted]
+        else:
+            sql = "SELECT file_id, regions FROM descriptors WHERE regions IS NOT NULL AND file_id IN ({marks})"
+            found = list(self.db.select_in(sql, ids))
+        return [int(i) for i, _ in found], [bytes(r) for _, r in found]
+
+    def grids(self, ids: Sequence[int]) -> dict[int, tuple[bytes, bytes]]:
+        """By file id, the grey grid of a file's inside (``descriptors.grid``) and its inside's
+        descriptor (the whole picture's without a border), for the files that have a grid."""
+        sql = (
+            "SELECT file_id, grid, coalesce(trimmed, picture) FROM descriptors"
+            " WHERE grid IS NOT NULL AND file_id IN ({marks})"
+        )
+        return {int(i): (bytes(g), bytes(d)) for i, g, d in self.db.select_in(sql, ids)}
+
+    def region_pictures(self, params_id: int) -> tuple[npt.NDArray[np.uint8], list[bytes]]:
+        """The pictures hashed under ``params_id`` with the hashes of their regions: SHA-256s
+        (rows of 32 bytes; a picture once per file that has it) and the hashes' blobs."""
+        rows = self.db.execute(
+            "SELECT files.sha256, descriptors.regions FROM files JOIN descriptors ON descriptors.file_id = files.id"
+            " WHERE files.params_id = ? AND descriptors.regions IS NOT NULL AND length(files.sha256) = 32",
+            (params_id,),
+        ).fetchall()
+        digests = np.frombuffer(b"".join(bytes(s) for s, _ in rows), dtype=np.uint8).reshape(-1, 32)
+        return digests, [bytes(r) for _, r in rows]
 
     def file_info(self, ids: Sequence[int]) -> dict[int, tuple[bytes, int | None, int | None, str | None]]:
         """Full path, width, height and URL (None where unknown) of files by id."""

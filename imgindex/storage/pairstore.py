@@ -18,6 +18,7 @@ and writes them.
 from __future__ import annotations
 
 import sqlite3
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -26,6 +27,18 @@ from .database import Database, int_column
 
 #: A distance meaning "no match of this sort": NULL in ``near_matches``.
 NO_MATCH = 255
+
+
+class Matches(NamedTuple):
+    """Stored matches between pictures ``a < b`` (keys), with the distance of each sort that
+    holds: whole pictures, insides (or one's inside and the other's whole), a region of one and
+    the other's whole or inside; :data:`NO_MATCH` where it does not."""
+
+    a: npt.NDArray[np.int64]
+    b: npt.NDArray[np.int64]
+    whole: npt.NDArray[np.uint8]
+    inside: npt.NDArray[np.uint8]
+    region: npt.NDArray[np.uint8]
 
 
 def turned_kind(kind: str) -> str:
@@ -236,16 +249,24 @@ class PairStore:
         b: npt.NDArray[np.int64],
         whole: npt.NDArray[np.uint8],
         inside: npt.NDArray[np.uint8],
+        region: npt.NDArray[np.uint8] | None = None,
         batch: int = 200_000,
     ) -> None:
         """Store verified matches (``a < b``; :data:`NO_MATCH` where a sort does not hold)."""
+        if region is None:
+            region = np.full(len(a), NO_MATCH, np.uint8)
         for start in range(0, len(a), batch):
             part = slice(start, start + batch)
-            rows = zip(a[part].tolist(), b[part].tolist(), whole[part].tolist(), inside[part].tolist(), strict=True)
+            rows = zip(
+                a[part].tolist(),
+                b[part].tolist(),
+                *([None if d == NO_MATCH else d for d in sort[part].tolist()] for sort in (whole, inside, region)),
+                strict=True,
+            )
             with self.db.write() as c:
                 c.executemany(
-                    "INSERT OR REPLACE INTO near_matches (kind, a, b, whole, inside) VALUES (?, ?, ?, ?, ?)",
-                    ((kind, x, y, None if w == NO_MATCH else w, None if i == NO_MATCH else i) for x, y, w, i in rows),
+                    "INSERT OR REPLACE INTO near_matches (kind, a, b, whole, inside, region) VALUES (?, ?, ?, ?, ?, ?)",
+                    ((kind, *row) for row in rows),
                 )
 
     def add_pictures(self, kind: str, keys: npt.NDArray[np.int64], generation: int, batch: int = 200_000) -> bool:
@@ -259,24 +280,17 @@ class PairStore:
         sql = "DELETE FROM near_pictures WHERE kind = ? AND picture = ?"
         return self._forget("near_matches", sql, kind, keys, batch)
 
-    def matches(
-        self, kind: str, max_distance: int
-    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.uint8], npt.NDArray[np.uint8]]:
-        """Stored matches that hold within ``max_distance``: ``(a, b, whole, inside)``, with
-        :data:`NO_MATCH` where a sort does not hold (or not within the distance)."""
+    def matches(self, kind: str, max_distance: int) -> Matches:
+        """Stored matches that hold within ``max_distance``: ``(a, b, whole, inside, region)``,
+        with :data:`NO_MATCH` where a sort does not hold (or not within the distance)."""
         rows = self.db.execute(
-            f"SELECT a, b, coalesce(whole, {NO_MATCH}), coalesce(inside, {NO_MATCH}) FROM near_matches"
-            " WHERE kind = ? AND (whole <= ? OR inside <= ?)",
-            (kind, max_distance, max_distance),
+            f"SELECT a, b, coalesce(whole, {NO_MATCH}), coalesce(inside, {NO_MATCH}), coalesce(region, {NO_MATCH})"
+            " FROM near_matches WHERE kind = ? AND (whole <= ? OR inside <= ? OR region <= ?)",
+            (kind, max_distance, max_distance, max_distance),
         )
-        table = np.array(rows.fetchall(), dtype=np.int64).reshape(-1, 4)
-        whole, inside = table[:, 2], table[:, 3]
-        return (
-            table[:, 0].copy(),
-            table[:, 1].copy(),
-            np.where(whole <= max_distance, whole, NO_MATCH).astype(np.uint8),
-            np.where(inside <= max_distance, inside, NO_MATCH).astype(np.uint8),
-        )
+        table = np.array(rows.fetchall(), dtype=np.int64).reshape(-1, 5)
+        within = [np.where(table[:, k] <= max_distance, table[:, k], NO_MATCH).astype(np.uint8) for k in (2, 3, 4)]
+        return Matches(table[:, 0].copy(), table[:, 1].copy(), *within)
 
     def rotations(self) -> bool:
         """Are the matches of mirrored and turned copies stored (and kept up to date)?"""

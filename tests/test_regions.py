@@ -1,0 +1,170 @@
+"""Regions: a copy cut on one side (or cropped, or given a bar) meets a region of its source."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from imgindex import pairs
+from imgindex.hashing import (
+    DESCRIPTOR_BYTES,
+    GREY_SIDE,
+    REGIONS,
+    HashSettings,
+    descriptor,
+    grid_rows,
+    image_info,
+    region_box,
+    region_rows,
+)
+from imgindex.match.regions import REGION_THRESHOLD, region_descriptors, region_pairs
+from imgindex.match.search import pairs_between
+from imgindex.report import Report, ReportOptions, build_report
+from imgindex.storage import Index
+
+from .conftest import encode, picture, run_scan, write
+
+SETTINGS = HashSettings()
+#: Sources whose copy with 15 % cut off the bottom is more than 10 bits from them, whole to
+#: whole, and near their bottom-cut region (checked below as a precondition).
+CUT_SEEDS = (4, 7, 17, 24)
+
+
+def distance(a: int, b: int) -> int:
+    return bin((a ^ b) & (2**64 - 1)).count("1")
+
+
+def test_pairs_between_is_every_pair_of_a_query_and_a_target() -> None:
+    rng = np.random.default_rng(5)
+    for n, m, t in ((40, 25, 8), (3000, 6000, 8), (500, 20000, 10)):
+        targets = rng.integers(0, 2**63, n, dtype=np.int64).view(np.uint64) << np.uint64(1)
+        queries = rng.integers(0, 2**63, m, dtype=np.int64).view(np.uint64)
+        near = min(n, m) // 2  # planted within a few bits, so that there are pairs to find
+        flips = np.zeros(near, np.uint64)
+        for _ in range(5):
+            flips |= np.uint64(1) << rng.integers(0, 64, near).astype(np.uint64)
+        queries[:near] = targets[:near] ^ flips
+        i, j, d = pairs_between(targets, queries, t)
+        every = np.bitwise_count(queries[:, None] ^ targets[None, :])
+        bi, bj = np.nonzero(every <= t)
+        assert len(bi) >= near // 2
+        assert sorted(zip(i.tolist(), j.tolist(), d.tolist(), strict=True)) == sorted(
+            zip(bi.tolist(), bj.tolist(), every[bi, bj].tolist(), strict=True)
+        )
+
+
+def test_region_pairs_are_a_region_of_one_near_the_other() -> None:
+    rng = np.random.default_rng(9)
+    n = 300
+    whole = rng.integers(0, 2**63, n, dtype=np.int64).view(np.uint64)
+    inside = np.where(rng.random(n) < 0.2, rng.integers(0, 2**63, n, dtype=np.int64).view(np.uint64), whole)
+    regions = rng.integers(0, 2**63, (n, len(REGIONS)), dtype=np.int64).view(np.uint64)
+    for u in range(0, n - 1, 3):  # one region of u near v's whole or inside, a few bits off
+        target = whole[u + 1] if u % 2 else inside[u + 1]
+        regions[u, u % len(REGIONS)] = target ^ np.uint64(1 << (u % 7)) ^ np.uint64(1 << (u % 11 + 20))
+    has = rng.random(n) < 0.9
+    target_ok = rng.random(n) < 0.9
+    u, v, d = region_pairs(regions, has, whole, inside, target_ok, REGION_THRESHOLD)
+    expected = {}
+    for a in range(n):
+        for b in range(n):
+            if a == b or not has[a] or not target_ok[b]:
+                continue
+            gaps = [distance(int(r), int(t)) for r in regions[a] for t in (whole[b], inside[b])]
+            if min(gaps) <= REGION_THRESHOLD:
+                key = (min(a, b), max(a, b))
+                expected[key] = min(expected.get(key, 99), min(gaps))
+    assert len(expected) >= 40
+    assert dict(zip(zip(u.tolist(), v.tolist(), strict=True), d.tolist(), strict=True)) == expected
+    focus = np.zeros(n, dtype=bool)
+    focus[::5] = True
+    fu, fv, fd = region_pairs(regions, has, whole, inside, target_ok, REGION_THRESHOLD, focus)
+    assert dict(zip(zip(fu.tolist(), fv.tolist(), strict=True), fd.tolist(), strict=True)) == {
+        k: g for k, g in expected.items() if focus[k[0]] or focus[k[1]]
+    }
+
+
+def test_a_regions_thumbnails_cut_from_the_grid_are_nearly_its_own() -> None:
+    image = picture(3, (203, 177))
+    info = image_info(encode(image, "PNG"), "PNG", SETTINGS)
+    assert info.regions is not None and info.grid is not None and info.trim_hash is None
+    own = np.frombuffer(descriptor(image), np.uint8)
+    for k, (_, share) in enumerate(REGIONS):
+        region = image.crop(region_box(image.size, share))
+        expected = np.frombuffer(descriptor(region), np.uint8).astype(np.float64)
+        cut = region_descriptors(
+            grid_rows([info.grid]), own[GREY_SIDE * GREY_SIDE :].reshape(1, 8, 8, 3), np.array([k])
+        )
+        assert cut.shape == (1, DESCRIPTOR_BYTES)
+        grey = cut[0, : GREY_SIDE * GREY_SIDE].astype(np.float64)
+        assert np.corrcoef(grey, expected[: GREY_SIDE * GREY_SIDE])[0, 1] > 0.97
+        # The colour is cut from the 8x8 of the inside: coarse, well within the check's allowance.
+        assert np.abs(cut[0, GREY_SIDE * GREY_SIDE :] - expected[GREY_SIDE * GREY_SIDE :]).mean() < 20
+    # And the regions' hashes are the dHash of each region, as a whole picture's is of it.
+    hashes = region_rows([info.regions])[0]
+    for k, (_, share) in enumerate(REGIONS):
+        region = image.crop(region_box(image.size, share))
+        alone = image_info(encode(region, "PNG"), "PNG", SETTINGS).phash
+        assert int(hashes[k]) == alone & (2**64 - 1)
+
+
+def cut_copy(image: Image.Image) -> Image.Image:
+    """The picture with 15 % cut off its bottom (a caption bar cut away, say)."""
+    w, h = image.size
+    return image.crop((0, 0, w, round(h * 0.85)))
+
+
+def groups_of(report: Report) -> set[frozenset[bytes]]:
+    return {frozenset([g.kept.path, *(i.path for i, _ in g.duplicates)]) for g in report.groups() if g.duplicates}
+
+
+def both_ways(index: Index) -> tuple[set[frozenset[bytes]], set[frozenset[bytes]], int]:
+    options = ReportOptions(mode="near")
+    with index.snapshot():
+        stored = build_report(index, options)
+        afresh = build_report(index, options, stored=False)
+    return groups_of(stored), groups_of(afresh), stored.stored_count
+
+
+@pytest.mark.parametrize("copy_first", [False, True])
+def test_a_copy_cut_on_one_side_matches_a_region_of_its_source(
+    tree: Path, index: Index, copy_first: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pairs, "FULL_SHARE", 10.0)  # the new pictures alone, against the stored ones
+    sources = {s: picture(s, (160, 120)) for s in CUT_SEEDS}
+    for image in sources.values():  # preconditions: far whole to whole, near by the region
+        whole = image_info(encode(image, "PNG"), "PNG", SETTINGS)
+        cut = image_info(encode(cut_copy(image), "PNG"), "PNG", SETTINGS)
+        assert whole.regions is not None and whole.trim_hash is None and cut.trim_hash is None
+        assert distance(whole.phash, cut.phash) > pairs.MAX_DISTANCE
+        assert min(distance(int(r), cut.phash) for r in region_rows([whole.regions])[0]) <= REGION_THRESHOLD
+    first, second = ("cut.png", "source.png") if copy_first else ("source.png", "cut.png")
+    for s, image in sources.items():
+        write(tree / f"{s}" / first, encode(cut_copy(image) if copy_first else image, "PNG"))
+        write(tree / f"{s}" / "other.png", encode(picture(s + 100, (160, 120)), "PNG"))
+    run_scan(index, tree)
+    for s, image in sources.items():  # a later scan brings the other one
+        write(tree / f"{s}" / second, encode(image if copy_first else cut_copy(image), "PNG"))
+    update = run_scan(index, tree).near_pairs
+    assert update is not None and 0 < update.pictures_added < update.pictures  # only the new pictures
+    expected = {
+        frozenset([str(tree / f"{s}" / "source.png").encode(), str(tree / f"{s}" / "cut.png").encode()])
+        for s in CUT_SEEDS
+    }
+    stored, afresh, used = both_ways(index)
+    assert used == update.pictures
+    assert stored == afresh
+    assert expected <= stored
+    # Stored incrementally as a full verification stores them.
+    a, b, whole, inside, region = index.pairs.matches(pairs.KIND, 64)
+    incremental = set(zip(a.tolist(), b.tolist(), whole.tolist(), inside.tolist(), region.tolist(), strict=True))
+    assert sum(r <= REGION_THRESHOLD and w > 10 and i > 10 for *_, w, i, r in incremental) >= len(CUT_SEEDS)
+    index.pairs.reset_matches(index.pairs.state()[1])
+    pairs.update(index)
+    a, b, whole, inside, region = index.pairs.matches(pairs.KIND, 64)
+    assert (
+        set(zip(a.tolist(), b.tolist(), whole.tolist(), inside.tolist(), region.tolist(), strict=True)) == incremental
+    )
