@@ -56,7 +56,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import peers
 
 from imgindex import pairs
-from imgindex.hashing import HashSettings
+from imgindex.hashing import REGIONS, HashSettings
 from imgindex.match.search import as_signed, as_unsigned, pairs_within_brute_force
 from imgindex.storage import FileRecord, open_index
 
@@ -151,11 +151,27 @@ def insides_of(hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return framed, hashes ^ mask
 
 
+def regions_of(hashes: np.ndarray) -> np.ndarray:
+    """Stand-in hashes of each picture's regions (rows of ``len(REGIONS)``): its hash with 2 to 12
+    bits flipped for each region (a real picture's middle is a few bits from it, a side cut
+    more), as big-endian blobs' bytes."""
+    rows = np.empty((len(hashes), len(REGIONS)), dtype=np.uint64)
+    for k in range(len(REGIONS)):
+        flips = 2 + (mix(hashes, 20 + k) % np.uint64(11)).astype(np.int64)
+        mask = np.zeros(len(hashes), dtype=np.uint64)
+        for j in range(12):
+            bit = np.uint64(1) << (mix(hashes, 40 + 12 * k + j) % np.uint64(64))
+            mask |= np.where(flips > j, bit, np.uint64(0))
+        rows[:, k] = hashes ^ mask
+    return rows.astype(">u8").view(np.uint8).reshape(len(hashes), -1)
+
+
 def build_index(db: Path, hashes: np.ndarray, *, first: int = 0) -> None:
     """Rows for ``hashes`` in a real index (1,000 files a directory), as a scan would write them:
-    with descriptors, and for one picture in ten a uniform border (a second hash a few bits
-    from the first, and the descriptors of the inside). Equal hashes stand for equal bytes:
-    one SHA-256, one set of thumbnails."""
+    with descriptors, the hashes of the regions and the grid (the inside's 16x16 grey, doubled),
+    and for one picture in ten a uniform border (a second hash a few bits from the first, and
+    the descriptors of the inside). Equal hashes stand for equal bytes: one SHA-256, one set
+    of thumbnails."""
     framed, insides = insides_of(hashes)
     with open_index(db) as index:
         root = index.catalog.ensure_root(b"/synthetic/dump")
@@ -167,6 +183,9 @@ def build_index(db: Path, hashes: np.ndarray, *, first: int = 0) -> None:
             numbers = range(first + start, first + stop)
             whole = descriptors_of(hashes[start:stop], 0)
             inside = descriptors_of(insides[start:stop], 1)
+            own = np.where(framed[start:stop, None], inside, whole)[:, :256].reshape(-1, 16, 16)
+            grids = own.repeat(2, axis=1).repeat(2, axis=2).reshape(stop - start, -1)
+            regions = regions_of(np.where(framed[start:stop], insides[start:stop], hashes[start:stop]))
             dirs = sorted({b"/synthetic/dump/%05d" % (k // 1000) for k in numbers})
             index.catalog.add_dirs(dirs, root.id)
             index.catalog.write_files(
@@ -191,6 +210,8 @@ def build_index(db: Path, hashes: np.ndarray, *, first: int = 0) -> None:
                         inside_signed[k - first] if framed[k - first] else None,
                         whole[k - first - start].tobytes(),
                         inside[k - first - start].tobytes() if framed[k - first] else None,
+                        regions=regions[k - first - start].tobytes(),
+                        grid=grids[k - first - start].tobytes(),
                     )
                     for k in numbers
                 ]

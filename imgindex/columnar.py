@@ -5,7 +5,8 @@ hashes computed elsewhere come back in by.
 
 - ``items.parquet``: one row per item (file, or record in a web archive) with
   its stat data, status, exact and perceptual hashes, URL, the hash settings
-  they were made under, and its thumbnails (``picture``, ``trimmed``);
+  they were made under, and its thumbnails (``picture``, ``trimmed``), its regions' hashes
+  and grey grid (``regions``, ``grid``);
 - ``pairs.parquet``: the stored near pairs of hash values;
 - ``matches.parquet``: the stored verified matches of pictures;
 - ``index.json``: what the files are (format, version, counts, settings).
@@ -60,10 +61,10 @@ def _schemas(pa: Any) -> dict[str, Any]:
         "path": blob, "root": blob, "archived": pa.bool_(), "status": text, "error": text, "format": text,
         "size": i64, "mtime_ns": i64, "ctime_ns": i64, "inode": i64, "device": i64, "sha256": blob,
         "width": i64, "height": i64, "phash": i64, "trim_hash": i64, "url": text, "read_ns": i64,
-        "hash_settings": text, "picture": blob, "trimmed": blob,
+        "hash_settings": text, "picture": blob, "trimmed": blob, "regions": blob, "grid": blob,
     }  # fmt: skip
     pair_types = {"kind": text, "a": i64, "b": i64, "distance": i64}
-    match_types = {"kind": text, "a": i64, "b": i64, "whole": i64, "inside": i64}
+    match_types = {"kind": text, "a": i64, "b": i64, "whole": i64, "inside": i64, "region": i64}
     return {
         ITEMS: pa.schema([(c, item_types[c]) for c in ITEM_COLUMNS]),
         PAIRS: pa.schema([(c, pair_types[c]) for c in PAIR_COLUMNS]),
@@ -223,5 +224,5 @@ def _record(item: dict[str, Any], dir_id: int, name: bytes, params_id: int) -> F
         dir_id, name, item["size"], item["mtime_ns"], item["ctime_ns"], item["inode"], item["device"],
         item["status"], item["error"], item["format"], blob(item["sha256"]), item["width"], item["height"],
         item["phash"], params_id if hashed else None, item["read_ns"], item["trim_hash"],
-        blob(item["picture"]), blob(item["trimmed"]), item["url"],
+        blob(item["picture"]), blob(item["trimmed"]), item["url"], blob(item["regions"]), blob(item["grid"]),
     )  # fmt: skip

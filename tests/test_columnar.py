@@ -32,7 +32,7 @@ def table(db: Path) -> list[tuple[object, ...]]:
     with sqlite3.connect(db) as conn:
         return conn.execute(
             "SELECT p.path, p.status, p.error, p.format, p.size, p.mtime_ns, p.ctime_ns, p.inode, p.sha256,"
-            " p.width, p.height, p.phash, p.trim_hash, p.url, p.read_ns, h.key, d.picture, d.trimmed"
+            " p.width, p.height, p.phash, p.trim_hash, p.url, p.read_ns, h.key, d.picture, d.trimmed, d.regions, d.grid"
             " FROM file_paths p LEFT JOIN hash_params h ON h.id = p.params_id"
             " LEFT JOIN descriptors d ON d.file_id = p.id ORDER BY p.path"
         ).fetchall()
@@ -56,6 +56,7 @@ def test_an_index_round_trips_through_parquet(tree: Path, index: Index, db_path:
         assert done.items == 16 and done.roots == 1
         assert done.near_pairs is not None
     assert table(other) == table(db_path)
+    assert sum(row[-2] is not None for row in table(db_path)) >= 4  # the pictures' regions came across
     # The imported index is as a scan left it: a scan reads nothing, and reports are the same.
     with open_index(other) as fresh:
         assert run_scan(fresh, tree).hashed == 0

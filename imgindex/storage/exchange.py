@@ -15,9 +15,10 @@ from .database import Database
 ITEM_COLUMNS = (
     "path", "root", "archived", "status", "error", "format", "size", "mtime_ns", "ctime_ns", "inode", "device",
     "sha256", "width", "height", "phash", "trim_hash", "url", "read_ns", "hash_settings", "picture", "trimmed",
+    "regions", "grid",
 )  # fmt: skip
 PAIR_COLUMNS = ("kind", "a", "b", "distance")
-MATCH_COLUMNS = ("kind", "a", "b", "whole", "inside")
+MATCH_COLUMNS = ("kind", "a", "b", "whole", "inside", "region")
 
 
 class Exchange:
@@ -30,7 +31,7 @@ class Exchange:
         cursor = self.db.execute(
             "SELECT p.path, r.path, a.dir_id IS NOT NULL, p.status, p.error, p.format, p.size, p.mtime_ns,"
             " p.ctime_ns, p.inode, p.device, p.sha256, p.width, p.height, p.phash, p.trim_hash, p.url, p.read_ns,"
-            " h.key, d.picture, d.trimmed"
+            " h.key, d.picture, d.trimmed, d.regions, d.grid"
             " FROM file_paths p JOIN roots r ON r.id = p.root_id"
             " LEFT JOIN archives a ON a.dir_id = p.dir_id"
             " LEFT JOIN hash_params h ON h.id = p.params_id"
@@ -46,6 +47,6 @@ class Exchange:
             yield rows
 
     def matches(self, batch: int = 200_000) -> Iterator[list[tuple[object, ...]]]:
-        cursor = self.db.execute("SELECT kind, a, b, whole, inside FROM near_matches")
+        cursor = self.db.execute("SELECT kind, a, b, whole, inside, region FROM near_matches")
         while rows := cursor.fetchmany(batch):
             yield rows
