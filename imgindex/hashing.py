@@ -41,7 +41,7 @@ import imagehash
 import numpy as np
 import numpy.typing as npt
 import PIL
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageChops, UnidentifiedImageError
 
 from . import kinds
 
@@ -239,6 +239,9 @@ COLOUR_SIDE: Final = 8
 DESCRIPTOR_BYTES: Final = GREY_SIDE * GREY_SIDE + COLOUR_SIDE * COLOUR_SIDE * 3
 
 
+_ABOVE_TOLERANCE: Final = [255 if v > TRIM_TOLERANCE else 0 for v in range(256)] * 3
+
+
 def trim_box(picture: Image.Image) -> tuple[int, int, int, int] | None:
     """The box inside a uniform border (of the colour of most corners), or None without one.
 
@@ -249,15 +252,13 @@ def trim_box(picture: Image.Image) -> tuple[int, int, int, int] | None:
     """
     rgb = picture if picture.mode == "RGB" else picture.convert("RGB")
     w, h = rgb.size
-    pixels = np.asarray(rgb, dtype=np.int16)
-    corners = pixels[[0, 0, -1, -1], [0, -1, 0, -1]]  # (4, 3)
-    background = np.round(np.median(corners, axis=0)).astype(np.int16)
-    differs = (np.abs(pixels - background) > TRIM_TOLERANCE).any(axis=2)
-    rows, columns = np.flatnonzero(differs.any(axis=1)), np.flatnonzero(differs.any(axis=0))
-    if not len(rows):
-        return None
-    box = (int(columns[0]), int(rows[0]), int(columns[-1]) + 1, int(rows[-1]) + 1)
-    if box == (0, 0, w, h):
+    corners = np.array([rgb.getpixel(xy) for xy in ((0, 0), (w - 1, 0), (0, h - 1), (w - 1, h - 1))])
+    background = tuple(int(v) for v in np.round(np.median(corners, axis=0)))
+    # Per channel, the difference from the background, then whether it is above the tolerance:
+    # the box of the pixels where some channel is (in Pillow's C, not numpy's temporaries).
+    differs = ImageChops.difference(rgb, Image.new("RGB", (w, h), background)).point(_ABOVE_TOLERANCE)
+    box = differs.getbbox()
+    if box is None or box == (0, 0, w, h):
         return None
     if box[2] - box[0] < TRIM_MIN_SIDE or box[3] - box[1] < TRIM_MIN_SIDE:
         return None

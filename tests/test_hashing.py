@@ -313,3 +313,39 @@ def test_readers_keep_freed_memory_for_the_next_image() -> None:
     from imgindex.bulk import keep_freed_memory
 
     assert keep_freed_memory() is True
+
+
+def _trim_box_by_numpy(picture: Image.Image) -> tuple[int, int, int, int] | None:
+    """The rule of hashing.trim_box written out over the pixels (the reference it is held to)."""
+    pixels = np.asarray(picture.convert("RGB"), dtype=np.int16)
+    h, w = pixels.shape[:2]
+    background = np.round(np.median(pixels[[0, 0, -1, -1], [0, -1, 0, -1]], axis=0)).astype(np.int16)
+    differs = (np.abs(pixels - background) > hashing.TRIM_TOLERANCE).any(axis=2)
+    rows, columns = np.flatnonzero(differs.any(axis=1)), np.flatnonzero(differs.any(axis=0))
+    if not len(rows):
+        return None
+    box = (int(columns[0]), int(rows[0]), int(columns[-1]) + 1, int(rows[-1]) + 1)
+    if box == (0, 0, w, h) or box[2] - box[0] < hashing.TRIM_MIN_SIDE or box[3] - box[1] < hashing.TRIM_MIN_SIDE:
+        return None
+    return box
+
+
+def test_trim_box_is_the_box_of_pixels_off_the_border_colour() -> None:
+    rng = np.random.default_rng(12)
+    found = 0
+    for k in range(300):
+        h, w = int(rng.integers(4, 80)), int(rng.integers(4, 80))
+        border = rng.integers(0, 256, 3)
+        # Pixels at the border colour give or take up to twice the tolerance, in a box of any size.
+        pixels = np.clip(border + rng.integers(-2, 3, (h, w, 3)) * (hashing.TRIM_TOLERANCE // 2), 0, 255)
+        if k % 3:  # a margin of the border colour (or near it) on each side, of any width
+            top, left = int(rng.integers(0, h)), int(rng.integers(0, w))
+            bottom, right = int(rng.integers(top, h + 1)), int(rng.integers(left, w + 1))
+            outside = np.ones((h, w), dtype=bool)
+            outside[top:bottom, left:right] = False
+            pixels[outside] = np.clip(border + rng.integers(-1, 2, (int(outside.sum()), 3)) * 12, 0, 255)
+        picture = Image.fromarray(pixels.astype(np.uint8), "RGB")
+        expected = _trim_box_by_numpy(picture)
+        found += expected is not None
+        assert hashing.trim_box(picture) == expected
+    assert found >= 50
