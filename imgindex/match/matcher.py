@@ -54,7 +54,7 @@ from .candidates import pairs_among
 from .grouping import Edges, Grouping, group_by_leaders
 from .links import NOT_NEAR, Candidates, CrossLink, FoundLink, Link, candidates
 from .orientations import ROTATION_CORRELATION, ROTATION_THRESHOLD, turned_pairs_with_insides
-from .regions import REGION_THRESHOLD, region_descriptors, region_pairs
+from .regions import REGION_CORRELATION, REGION_THRESHOLD, region_descriptors, region_pairs
 from .search import I64
 from .verify import LOW_DETAIL, VERIFICATION, Pictures, confirm, thumbnails
 
@@ -416,7 +416,7 @@ class Matcher:
                     target = other_pictures.rows(near)
                     target = target.wholes() if side == "whole" else target.insides()
                     flat = np.zeros(len(near), dtype=bool)
-                    accepted, _ = confirm(Pictures(cut, cut, flat), target, ~flat, flat)
+                    accepted, _ = confirm(Pictures(cut, cut, flat), target, ~flat, flat, REGION_CORRELATION)
                     best[near[accepted]] = gap[near[accepted]]
         return best
 

@@ -26,6 +26,11 @@ from .search import I64, U8, U64, Pairs, empty_pairs, pairs_between
 #: region is one of several chances to meet, so its link is held closer than today's 10 bits
 #: (at 10 the probe's false candidates are 2.8 times as many for 10 % more true ones).
 REGION_THRESHOLD = 8
+#: ... and the grey correlation a region's thumbnails need with what they met: a picture has
+#: twenty chances to meet another by a region (five regions, against a whole picture or an
+#: inside, either way round), so, as for the seven orientations of --rotations, the check is
+#: held as close as that link's (:data:`.orientations.ROTATION_CORRELATION`).
+REGION_CORRELATION = 0.90
 
 
 def region_pairs(
@@ -136,7 +141,8 @@ def region_descriptors(
         gy, gx = _weights(GRID_SIDE, GREY_SIDE, y0, y1), _weights(GRID_SIDE, GREY_SIDE, x0, x1)
         grey = gy @ grids[at].astype(np.float32) @ gx.T  # (m, 16, 16)
         cy, cx = _weights(COLOUR_SIDE, COLOUR_SIDE, y0, y1), _weights(COLOUR_SIDE, COLOUR_SIDE, x0, x1)
-        colour = np.einsum("ay,myxc,bx->mabc", cy, colours[at].astype(np.float32), cx)
+        planes = colours[at].astype(np.float32).transpose(0, 3, 1, 2)  # (m, 3, 8, 8)
+        colour = (cy @ planes @ cx.T).transpose(0, 2, 3, 1)  # (m, 8, 8, 3)
         out[at, :grey_bytes] = np.clip(np.rint(grey), 0, 255).reshape(len(at), -1)
         out[at, grey_bytes:] = np.clip(np.rint(colour), 0, 255).reshape(len(at), -1)
     return out
