@@ -142,6 +142,11 @@ def _near_matches(
     else:
         hashes = [h for _, r in probes for h in (r.phash, r.trim_hash) if h is not None]
         indexed = index.images.with_hashes(Matcher.near_values(index, hashes, threshold))
+        # ... and those a region link may match them with.
+        regions = [r.regions for _, r in probes if r.regions is not None]
+        known = {i for i, _, _ in indexed}
+        more = [i for i in Matcher.near_by_regions(index, hashes, regions, threshold) if i not in known]
+        indexed += index.images.hashes_of(more)
     n = len(probes)
     file_ids = np.array([-1] * n + [i for i, _, _ in indexed], dtype=np.int64)
     whole = [r.phash for _, r in probes] + [h for _, h, _ in indexed]
@@ -153,6 +158,7 @@ def _near_matches(
         has_trim=np.array([t is not None for t in trims], dtype=bool),
         trim_hash=np.array([0 if t is None else t for t in trims], dtype=np.int64),
         given={u: (r.descriptor, r.trim_descriptor) for u, (_, r) in enumerate(probes) if r.descriptor},
+        given_regions={u: (r.regions, r.grid) for u, (_, r) in enumerate(probes) if r.regions and r.grid},
     )
     matcher = Matcher(index, units, threshold, rotations=rotations, focus=np.arange(n))
     for unit, (number, _) in enumerate(probes):

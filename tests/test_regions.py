@@ -22,6 +22,7 @@ from imgindex.hashing import (
 )
 from imgindex.match.regions import REGION_THRESHOLD, region_descriptors, region_pairs
 from imgindex.match.search import pairs_between
+from imgindex.query import query
 from imgindex.report import Report, ReportOptions, build_report
 from imgindex.storage import Index
 
@@ -168,3 +169,24 @@ def test_a_copy_cut_on_one_side_matches_a_region_of_its_source(
     assert (
         set(zip(a.tolist(), b.tolist(), whole.tolist(), inside.tolist(), region.tolist(), strict=True)) == incremental
     )
+
+
+@pytest.mark.parametrize("indexed_cut", [False, True])
+def test_query_finds_a_source_by_its_cut_copy_and_the_other_way(
+    tree: Path, index: Index, tmp_path: Path, indexed_cut: bool
+) -> None:
+    """A file looked up (not indexed) meets an indexed picture by a region either way round: its
+    region near the indexed one's whole, or the indexed one's region near its whole."""
+    outside = tmp_path / "outside"
+    for s in CUT_SEEDS:
+        image = picture(s, (160, 120))
+        indexed, looked_up = (cut_copy(image), image) if indexed_cut else (image, cut_copy(image))
+        write(tree / f"{s}.png", encode(indexed, "PNG"))
+        write(tree / f"other{s}.png", encode(picture(s + 100, (160, 120)), "PNG"))
+        write(outside / f"{s}.png", encode(looked_up, "PNG"))
+    run_scan(index, tree)
+    paths = [str(outside / f"{s}.png").encode() for s in CUT_SEEDS]
+    results = query(index, paths, pairs.MAX_DISTANCE)
+    for s, result in zip(CUT_SEEDS, results, strict=True):
+        assert [m.path for m in result.matches] == [str(tree / f"{s}.png").encode()]
+        assert 0 < result.matches[0].distance <= REGION_THRESHOLD

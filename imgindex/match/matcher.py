@@ -55,7 +55,7 @@ from .grouping import Edges, Grouping, group_by_leaders
 from .links import NOT_NEAR, Candidates, CrossLink, FoundLink, Link, candidates
 from .orientations import ROTATION_CORRELATION, ROTATION_THRESHOLD, turned_pairs_with_insides
 from .regions import REGION_CORRELATION, REGION_THRESHOLD, region_descriptors, region_pairs
-from .search import I64
+from .search import I64, pairs_between
 from .verify import LOW_DETAIL, VERIFICATION, Pictures, confirm, thumbnails
 
 #: Candidate pairs verified at once (bounds the memory of the thumbnails' arrays).
@@ -82,6 +82,8 @@ class Units:
     has_trim: npt.NDArray[np.bool_]
     trim_hash: I64  # of what is inside its border (0 without one)
     given: Mapping[int, Descriptors] = field(default_factory=dict)  # unit -> descriptors not in the index
+    #: unit -> the hashes of its regions and its grid (hashing.regions), for units not in the index
+    given_regions: Mapping[int, tuple[bytes, bytes]] = field(default_factory=dict)
     sha256: npt.NDArray[np.uint8] | None = None  # (n, 32)
     params_id: I64 | None = None
 
@@ -309,6 +311,30 @@ class Matcher:
         near = np.union1d(np.union1d(a, b), probe)
         return [int(v) for v in near.view(np.int64).tolist()]
 
+    @staticmethod
+    def near_by_regions(
+        index: Index, hashes: Sequence[int], regions: Sequence[bytes], threshold: int, *, kind: str = KIND
+    ) -> list[int]:
+        """The indexed files a region link may match with pictures not in the index: whose whole
+        or inside hash is near one of ``regions`` (their regions' hashes), or whose regions are
+        near one of ``hashes`` (signed)."""
+        if kind != "dhash":
+            return []
+        t = min(threshold, REGION_THRESHOLD)
+        files: set[int] = set()
+        if regions:
+            values = index.images.hashes()
+            _, j, _ = pairs_between(values.view(np.uint64), region_rows(regions).reshape(-1), t)
+            near = values[np.unique(j)].tolist()
+            files.update(i for i, _, _ in index.images.with_hashes(near))
+        if len(hashes):
+            ids, blobs = index.images.regions()
+            if blobs:
+                probes = np.array(hashes, dtype=np.int64).view(np.uint64)
+                _, j, _ = pairs_between(region_rows(blobs).reshape(-1), probes, t)
+                files.update(np.array(ids, dtype=np.int64)[np.unique(j) // len(REGIONS)].tolist())
+        return sorted(files)
+
     def matches(self, unit: int) -> dict[int, int]:
         """Every unit that matches ``unit``, with the distance by which it does: the units a
         leader takes into its group in :meth:`grouping`, when free."""
@@ -441,6 +467,8 @@ class _Regions:
         has = np.zeros(n, dtype=bool)
         if kind != "dhash" or not n:
             return cls(hashes, has)
+        for unit, (blob, _) in units.given_regions.items():
+            hashes[unit], has[unit] = region_rows([blob])[0], True
         indexed = np.flatnonzero(units.has_hash & (units.file_id >= 0))
         ids, blobs = index.images.regions(units.file_id[indexed].tolist())
         if blobs:
@@ -469,8 +497,15 @@ class _Regions:
         """Read the grids (and the insides' colour thumbnails) of the ``wanted`` units that have regions."""
         wanted = wanted[self.has[wanted]]
         found = index.images.grids(units.file_id[wanted].tolist())
-        have = [u for u, f in zip(wanted.tolist(), units.file_id[wanted].tolist(), strict=True) if f in found]
-        blobs = [found[int(units.file_id[u])] for u in have]
+        have, blobs = [], []
+        for u, f in zip(wanted.tolist(), units.file_id[wanted].tolist(), strict=True):
+            if u in units.given_regions and u in units.given:  # a file looked up: its own grid and inside
+                whole, inside = units.given[u]
+                have.append(u)
+                blobs.append((units.given_regions[u][1], inside or whole))
+            elif f in found:
+                have.append(u)
+                blobs.append(found[f])
         self.slot[have] = np.arange(len(have))
         self._grids = grid_rows([g for g, _ in blobs]) if blobs else self._grids
         colours = np.frombuffer(b"".join(d[GREY_SIDE * GREY_SIDE :] for _, d in blobs), dtype=np.uint8)

@@ -235,6 +235,11 @@ class Images:
         sql = "SELECT id, phash, trim_hash FROM files WHERE phash IN ({marks}) OR trim_hash IN ({marks})"
         return [(int(i), h, t) for i, h, t in self.db.select_in(sql, hashes, repeat=2)]
 
+    def hashes_of(self, ids: Sequence[int]) -> list[tuple[int, int, int | None]]:
+        """``(file id, phash, trim_hash)`` of the files by id that have a perceptual hash."""
+        sql = "SELECT id, phash, trim_hash FROM files WHERE phash IS NOT NULL AND id IN ({marks})"
+        return [(int(i), int(h), t) for i, h, t in self.db.select_in(sql, ids)]
+
     def hashed_files(self) -> list[tuple[int, int, int | None]]:
         """``(file id, phash, trim_hash)`` of every indexed image with a perceptual hash."""
         rows = self.db.execute("SELECT id, phash, trim_hash FROM files WHERE phash IS NOT NULL ORDER BY id")
