@@ -190,3 +190,16 @@ def test_query_finds_a_source_by_its_cut_copy_and_the_other_way(
     for s, result in zip(CUT_SEEDS, results, strict=True):
         assert [m.path for m in result.matches] == [str(tree / f"{s}.png").encode()]
         assert 0 < result.matches[0].distance <= REGION_THRESHOLD
+
+
+def test_units_with_the_same_hashes_are_not_paired_by_regions_but_each_meets_the_others() -> None:
+    rng = np.random.default_rng(4)
+    copies = 3000  # one picture saved again and again with other bytes: one set of hashes
+    whole = np.full(copies + 1, rng.integers(0, 2**63, dtype=np.int64), dtype=np.int64).view(np.uint64)
+    regions = np.tile(rng.integers(0, 2**63, len(REGIONS), dtype=np.int64).view(np.uint64), (copies + 1, 1))
+    # ... and one other picture whose whole hash is 3 bits from the copies' middle region.
+    whole[copies] = regions[0, 0] ^ np.uint64(0b10101)
+    regions[copies] = rng.integers(0, 2**63, len(REGIONS), dtype=np.int64).view(np.uint64)
+    everyone = np.ones(copies + 1, dtype=bool)
+    u, v, d = region_pairs(regions, everyone, whole, whole, everyone, REGION_THRESHOLD)
+    assert u.tolist() == list(range(copies)) and set(v.tolist()) == {copies} and set(d.tolist()) == {3}

@@ -45,7 +45,48 @@ def region_pairs(
     """Pairs of units ``u < v`` (each once, at the smallest distance) where a hash of one's
     regions (``regions[u]``, rows of ``len(REGIONS)``, where ``has_regions[u]``) is within
     ``threshold`` of the other's whole or inside hash (where ``has_target``). With ``focus``,
-    only pairs with a focus unit on a side."""
+    only pairs with a focus unit on a side.
+
+    Two units with the same hashes (whole, inside and regions) are not paired here: the link
+    of their whole pictures has them at distance 0 already, and thousands of files of one
+    picture with other bytes (a spacer saved again and again) would otherwise make
+    millions of pairs. The search runs over one unit of each such kind."""
+    used = np.flatnonzero(has_regions | has_target)
+    if not len(used):
+        return empty_pairs()
+    signature = np.column_stack([whole[used], inside[used], regions[used], has_regions[used], has_target[used]]).astype(
+        np.uint64
+    )
+    _, first, kind_of = np.unique(signature, axis=0, return_index=True, return_inverse=True)
+    kind_of = kind_of.reshape(-1)
+    one = used[first]  # a unit of each kind
+    kind_focus = None if focus is None else np.bincount(kind_of, weights=focus[used], minlength=len(one)) > 0
+    ku, kv, d = _kind_pairs(
+        regions[one], has_regions[one], whole[one], inside[one], has_target[one], threshold, kind_focus
+    )
+    # Every unit of one kind with every unit of the other.
+    members = used[np.argsort(kind_of, kind="stable")]
+    starts = np.zeros(len(one) + 1, dtype=np.int64)
+    np.cumsum(np.bincount(kind_of, minlength=len(one)), out=starts[1:])
+    u, v, d = _expand(ku, kv, d, (starts, members), (starts, members))
+    if focus is not None:
+        keep = focus[u] | focus[v]
+        u, v, d = u[keep], v[keep], d[keep]
+    lo, hi = np.minimum(u, v), np.maximum(u, v)
+    order = np.lexsort((hi, lo))
+    return lo[order], hi[order], d[order]
+
+
+def _kind_pairs(
+    regions: npt.NDArray[np.uint64],
+    has_regions: npt.NDArray[np.bool_],
+    whole: U64,
+    inside: U64,
+    has_target: npt.NDArray[np.bool_],
+    threshold: int,
+    focus: npt.NDArray[np.bool_] | None,
+) -> Pairs:
+    """:func:`region_pairs` among units of distinct kinds: ``(u, v, distance)``, ``u < v``."""
     n = len(whole)
     owners = np.flatnonzero(has_regions)
     targets = np.flatnonzero(has_target)
