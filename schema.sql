@@ -146,13 +146,19 @@ CREATE TABLE IF NOT EXISTS descriptors (
     file_id     INTEGER PRIMARY KEY REFERENCES files(id) ON DELETE CASCADE,
     picture     BLOB NOT NULL,          -- of the whole picture
     trimmed     BLOB,                   -- of the picture inside its border, when files.trim_hash is set
-    -- The dHash values of regions of the inside (or of the whole picture without a border):
-    -- its middle 90 %, and it with 12 % cut off the bottom, top, left, right (5 big-endian
-    -- 64-bit numbers; imgindex/hashing.py: REGIONS); NULL for a small picture ...
-    regions     BLOB,
-    -- ... and the inside's 32x32 grey thumbnail, from which the regions' thumbnails are cut
-    -- to verify a match found by one of them.
+    -- The 32x32 grey thumbnail of the inside (of the whole picture without a border), from
+    -- which the thumbnails of its regions (below) are cut to verify a match found by one.
     grid        BLOB
+);
+
+-- The dHash values of regions of each image's inside (or of the whole picture without a
+-- border): its middle 90 %, and it with 12 % cut off the bottom, top, left, right (5
+-- big-endian 64-bit numbers in one blob; imgindex/hashing.py: REGIONS); no row for a
+-- picture under 16 pixels a side. A narrow table of its own: every update of the matches
+-- reads all of them (a new picture's hashes against every stored region).
+CREATE TABLE IF NOT EXISTS regions (
+    file_id     INTEGER PRIMARY KEY REFERENCES files(id) ON DELETE CASCADE,
+    hashes      BLOB NOT NULL           -- 40 bytes
 );
 
 -- One row per scan: when it ran, on which roots, what it found.
@@ -218,7 +224,7 @@ CREATE TABLE IF NOT EXISTS near_matches (
     b           INTEGER NOT NULL,
     whole       INTEGER,                -- distance of the whole pictures' hashes, when that match holds
     inside      INTEGER,                -- distance of their insides' hashes, when that match holds
-    region      INTEGER,                -- distance of a region's hash of one (descriptors.regions) and
+    region      INTEGER,                -- distance of a region's hash of one (regions.hashes) and
                                         -- the other's whole or inside, when such a match holds
     PRIMARY KEY (kind, a, b)
 ) WITHOUT ROWID;

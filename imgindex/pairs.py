@@ -119,7 +119,7 @@ def update(
             added = added[:0]  # reset meanwhile by another process: the next update searches them
     else:
         added = added[:0]
-    matches = _update_matches(index, kind, stop) if not (stop and stop()) else (0, 0, 0, 0)
+    matches = _update_matches(index, kind, stop, present) if not (stop and stop()) else (0, 0, 0, 0)
     return PairsUpdate(
         hashes=len(present),
         added=len(added),
@@ -154,10 +154,13 @@ FULL_SHARE = 0.2
 FULL_CHUNK = 1_000_000
 
 
-def _update_matches(index: Index, kind: str, stop: Callable[[], bool] | None) -> tuple[int, int, int, int]:
+def _update_matches(
+    index: Index, kind: str, stop: Callable[[], bool] | None, present: I64 | None = None
+) -> tuple[int, int, int, int]:
     """Bring the verified matches up to date with the pictures of the index: verify the
     pictures written since the last update (``near_pending``) against all, within the
     stored pairs' distance, and store what holds; forget the pictures no file has any more.
+    ``present``: the index's whole and inside values, as the pair update read them.
 
     As for the pairs: matches are written before their pictures are marked, pending rows
     cleared last, and a reset by another process meanwhile leaves the pictures unmarked
@@ -209,7 +212,7 @@ def _update_matches(index: Index, kind: str, stop: Callable[[], bool] | None) ->
         if rotations:  # and the stored pictures that may be mirrored or turned copies of them
             neighbours = _with_turned_neighbours(index, kind, params, targets, alone, neighbours, max_distance)
         # ... and those a region of one of them is near, or that have a region near one of them.
-        neighbours = _with_region_neighbours(index, kind, params, targets, alone, neighbours, max_distance)
+        neighbours = _with_region_neighbours(index, kind, params, targets, alone, neighbours, max_distance, present)
     # The units: the targets, then their neighbours that are stored pictures.
     neighbour_keys = picture_keys(neighbours.sha256)
     others = ~np.isin(neighbour_keys, keys) & store.pictures_among(kind, neighbour_keys)
@@ -319,34 +322,31 @@ def _with_region_neighbours(
     chosen: npt.NDArray[np.bool_],
     neighbours: Pictures,
     max_distance: int,
+    present: I64 | None = None,
 ) -> Pictures:
     """``neighbours`` and the stored pictures that a region link (:mod:`.match.regions`) may
     match with one of the ``chosen`` targets: a target's region near their whole or inside
-    hash, or their region near the target's."""
+    hash, or their region near the target's (``present``: every whole and inside value of the
+    index, when read already)."""
     if kind != "dhash":
         return neighbours
     t = min(max_distance, REGION_THRESHOLD)
     near_values: list[npt.NDArray[np.int64]] = []
     _, blobs = index.images.regions(targets.file_id[chosen].tolist())
     if blobs:  # the targets' regions against every whole and inside value
-        values = index.images.hashes()
+        values = index.images.hashes() if present is None else present
         _, j, _ = pairs_between(values.view(np.uint64), region_rows(blobs).reshape(-1), t)
         near_values.append(values[np.unique(j)])
     mine = np.unique(np.concatenate([targets.phash[chosen], targets.trim_hash[chosen & targets.has_trim]]))
-    digests, stored = index.images.region_pictures(params)
-    keys: npt.NDArray[np.int64] = np.empty(0, np.int64)
+    ids, stored = index.images.regions()
+    parts = [neighbours]
     if stored and len(mine):  # the targets' whole and inside values against every stored region
         _, j, _ = pairs_between(region_rows(stored).reshape(-1), mine.view(np.uint64), t)
-        keys = np.unique(picture_keys(digests)[np.unique(j) // len(REGIONS)])
-    known = picture_keys(neighbours.sha256)
-    parts = [neighbours]
+        files = np.array(ids, dtype=np.int64)[np.unique(j) // len(REGIONS)]
+        if len(files):
+            parts.append(index.images.pictures_of_files(params, files.tolist()))
     if near_values and len(near_values[0]):
-        found = index.images.pictures_near(params, near_values[0].tolist())
-        parts.append(found)
-        known = np.union1d(known, picture_keys(found.sha256))
-    keys = keys[~np.isin(keys, known)]
-    if len(keys):
-        parts.append(index.images.pictures_with_keys(params, keys.tolist()))
+        parts.append(index.images.pictures_near(params, near_values[0].tolist()))
     if len(parts) == 1:
         return neighbours
     sha256 = np.concatenate([p.sha256 for p in parts])

@@ -386,6 +386,7 @@ def test_check_finds_archive_states_and_urls_that_point_at_nothing(tree: Path, d
         "web archive states of no directory": 1,
         "URLs of no side-file": 1,
         "thumbnails of no file": 1,  # the record's
+        "region hashes of no file": 1,  # ... and its regions'
     }
     assert invoke("check", "--repair", "--db", db_path)[0] == 0
     assert invoke("check", "--db", db_path)[0] == 0

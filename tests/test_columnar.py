@@ -32,9 +32,9 @@ def table(db: Path) -> list[tuple[object, ...]]:
     with sqlite3.connect(db) as conn:
         return conn.execute(
             "SELECT p.path, p.status, p.error, p.format, p.size, p.mtime_ns, p.ctime_ns, p.inode, p.sha256,"
-            " p.width, p.height, p.phash, p.trim_hash, p.url, p.read_ns, h.key, d.picture, d.trimmed, d.regions, d.grid"
+            " p.width, p.height, p.phash, p.trim_hash, p.url, p.read_ns, h.key, d.picture, d.trimmed, g.hashes, d.grid"
             " FROM file_paths p LEFT JOIN hash_params h ON h.id = p.params_id"
-            " LEFT JOIN descriptors d ON d.file_id = p.id ORDER BY p.path"
+            " LEFT JOIN descriptors d ON d.file_id = p.id LEFT JOIN regions g ON g.file_id = p.id ORDER BY p.path"
         ).fetchall()
 
 

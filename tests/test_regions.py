@@ -21,7 +21,7 @@ from imgindex.hashing import (
     region_rows,
 )
 from imgindex.match.regions import REGION_THRESHOLD, region_descriptors, region_pairs
-from imgindex.match.search import pairs_between
+from imgindex.match.search import _few_queries_plan, pairs_between
 from imgindex.query import query
 from imgindex.report import Report, ReportOptions, build_report
 from imgindex.storage import Index
@@ -40,14 +40,17 @@ def distance(a: int, b: int) -> int:
 
 def test_pairs_between_is_every_pair_of_a_query_and_a_target() -> None:
     rng = np.random.default_rng(5)
-    for n, m, t in ((40, 25, 8), (3000, 6000, 8), (500, 20000, 10)):
+    # Both ways of searching: targets bucketed, and (many targets, few queries) the queries' values
+    # counted in a table of each block's values.
+    for n, m, t in ((40, 25, 8), (3000, 6000, 8), (500, 20000, 10), (1_200_000, 40, 8), (1_200_000, 40, 3)):
         targets = rng.integers(0, 2**63, n, dtype=np.int64).view(np.uint64) << np.uint64(1)
         queries = rng.integers(0, 2**63, m, dtype=np.int64).view(np.uint64)
         near = min(n, m) // 2  # planted within a few bits, so that there are pairs to find
         flips = np.zeros(near, np.uint64)
-        for _ in range(5):
+        for _ in range(min(5, t)):
             flips |= np.uint64(1) << rng.integers(0, 64, near).astype(np.uint64)
         queries[:near] = targets[:near] ^ flips
+        assert bool(_few_queries_plan(n, m, t)) == (n > 1_000_000)
         i, j, d = pairs_between(targets, queries, t)
         every = np.bitwise_count(queries[:, None] ^ targets[None, :])
         bi, bj = np.nonzero(every <= t)

@@ -302,6 +302,9 @@ def pairs_between(targets: U64, queries: U64, threshold: int) -> Pairs:
     n, m = len(targets), len(queries)
     if not n or not m:
         return empty_pairs()
+    few = _few_queries_plan(n, m, threshold)
+    if few:
+        return _few_queries(targets, queries, threshold, few)
     how = plan(n, m, threshold)
     found: list[Pairs] = []
     if not how.blocks:
@@ -323,4 +326,59 @@ def pairs_between(targets: U64, queries: U64, threshold: int) -> Pairs:
             for owner, pos, x, d in table.matches(np.tile(queries, len(batch)), keys, threshold):
                 keep = ~close_on_any(x, how.blocks[:number])  # found on that earlier block already
                 found.append(((owner % m)[keep], table.order[pos][keep].astype(np.int64), d[keep]))
+    return _sorted(*_concat(found))
+
+
+#: The blocks of the search for few queries among many targets: three, of 22, 21 and 21 bits;
+#: used from this many targets.
+_FEW_WIDTHS = (22, 21, 21)
+_FEW_TARGETS = 1_000_000
+
+
+def _few_queries_plan(n: int, m: int, threshold: int) -> tuple[tuple[int, int, int], ...]:
+    """Blocks ``(shift, width, allowance)`` for :func:`_few_queries` when the targets are many
+    (bucketing them is what costs) and the queries few enough that the values they mark are
+    at most a quarter of each block's (so that a quarter of the targets at most are
+    candidates); else empty."""
+    if threshold > 2 * len(_FEW_WIDTHS) + len(_FEW_WIDTHS) - 1:
+        return ()
+    # Allowances a with sum(a + 1) == threshold + 1, as even as can be (pigeonhole).
+    base, extra = divmod(threshold + 1, len(_FEW_WIDTHS))
+    allowances = [base - 1 + (1 if k < extra else 0) for k in range(len(_FEW_WIDTHS))]
+    if n < _FEW_TARGETS or any(m * flip_count(w, a) * 4 > 1 << w for w, a in zip(_FEW_WIDTHS, allowances, strict=True)):
+        return ()
+    shifts = np.cumsum((0, *_FEW_WIDTHS[:-1])).tolist()
+    return tuple((s, w, a) for s, w, a in zip(shifts, _FEW_WIDTHS, allowances, strict=True) if a >= 0)
+
+
+def _few_queries(targets: U64, queries: U64, threshold: int, blocks: tuple[tuple[int, int, int], ...]) -> Pairs:
+    """:func:`pairs_between` for few queries: per block, every value within the allowance of a
+    query's is counted in a table of the block's values (where its queries start among the
+    sorted probes), the targets whose block value has queries are the candidates (gathers
+    over the targets, no sort of them), and each is checked against those queries."""
+    found: list[Pairs] = []
+    m = len(queries)
+    for number, (shift, width, allowance) in enumerate(blocks):
+        variants = np.array(flips(width, allowance), dtype=np.intp)
+        probes = (block_values(queries, shift, width)[:, None] ^ variants[None, :]).reshape(-1)
+        owners = np.repeat(np.arange(m, dtype=np.int64), len(variants))
+        order = np.argsort(probes, kind="stable")
+        owners = owners[order]
+        # Where each block value's queries start among the sorted probes (a table of the
+        # block's values, so that a candidate finds them by two lookups, not a search).
+        first = np.zeros((1 << width) + 1, dtype=np.int32)
+        np.cumsum(np.bincount(probes, minlength=1 << width), out=first[1:])
+        keys = block_values(targets, shift, width)
+        lo, hi = first[keys], first[keys + 1]
+        candidates = np.flatnonzero(hi > lo)
+        if not len(candidates):
+            continue
+        lo, sizes = lo[candidates].astype(np.int64), (hi[candidates] - lo[candidates]).astype(np.int64)
+        target = np.repeat(candidates, sizes)
+        at = np.repeat(lo - np.cumsum(sizes) + sizes, sizes) + np.arange(int(sizes.sum()))
+        query = owners[at]
+        x = queries[query] ^ targets[target]
+        d = np.bitwise_count(x)
+        keep = (d <= threshold) & ~close_on_any(x, blocks[:number])  # found on that earlier block already
+        found.append((query[keep], target[keep].astype(np.int64), d[keep]))
     return _sorted(*_concat(found))

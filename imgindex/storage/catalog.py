@@ -360,10 +360,9 @@ class Catalog:
             # Each row's descriptors are replaced, or dropped when it has none now.
             key = "(SELECT id FROM files WHERE dir_id = ? AND name = ?)"
             c.executemany(
-                f"INSERT OR REPLACE INTO descriptors (file_id, picture, trimmed, regions, grid)"
-                f" VALUES ({key}, ?, ?, ?, ?)",
+                f"INSERT OR REPLACE INTO descriptors (file_id, picture, trimmed, grid) VALUES ({key}, ?, ?, ?)",
                 (
-                    (r.dir_id, r.name, r.descriptor, r.trim_descriptor, r.regions, r.grid)
+                    (r.dir_id, r.name, r.descriptor, r.trim_descriptor, r.grid)
                     for r in records
                     if r.descriptor is not None
                 ),
@@ -371,6 +370,14 @@ class Catalog:
             c.executemany(
                 f"DELETE FROM descriptors WHERE file_id = {key}",
                 ((r.dir_id, r.name) for r in records if r.descriptor is None),
+            )
+            c.executemany(
+                f"INSERT OR REPLACE INTO regions (file_id, hashes) VALUES ({key}, ?)",
+                ((r.dir_id, r.name, r.regions) for r in records if r.regions is not None),
+            )
+            c.executemany(
+                f"DELETE FROM regions WHERE file_id = {key}",
+                ((r.dir_id, r.name) for r in records if r.regions is None),
             )
         return complete
 

@@ -234,19 +234,16 @@ def _add_orientations(conn: sqlite3.Connection) -> None:
 
 
 def _add_regions(conn: sqlite3.Connection) -> None:
-    """Version 9 adds the hashes of regions of each picture (descriptors.regions) and the
-    distance of the matches found by them (near_matches.region). The hash settings changed
-    with it, so the next scan re-reads every image to fill them, and the matches are
-    verified again."""
+    """Version 9 adds the hashes of regions of each picture (``regions``), the grey grid their
+    thumbnails are cut from (``descriptors.grid``) and the distance of the matches found by
+    them (``near_matches.region``). The hash settings changed with it, so the next scan
+    re-reads every image to fill them, and the matches are verified again."""
     db = sqlite_utils.Database(conn)
     # (An index older than the tables' own versions made them from schema.sql, with the columns.)
-    for table, column, kind in (
-        ("descriptors", "regions", bytes),
-        ("descriptors", "grid", bytes),
-        ("near_matches", "region", int),
-    ):
+    for table, column, kind in (("descriptors", "grid", bytes), ("near_matches", "region", int)):
         if column not in db.table(table).columns_dict:
             db.table(table).add_column(column, kind)
+    _create_objects(conn, {"regions"})
 
 
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {

@@ -31,11 +31,12 @@ class Exchange:
         cursor = self.db.execute(
             "SELECT p.path, r.path, a.dir_id IS NOT NULL, p.status, p.error, p.format, p.size, p.mtime_ns,"
             " p.ctime_ns, p.inode, p.device, p.sha256, p.width, p.height, p.phash, p.trim_hash, p.url, p.read_ns,"
-            " h.key, d.picture, d.trimmed, d.regions, d.grid"
+            " h.key, d.picture, d.trimmed, g.hashes, d.grid"
             " FROM file_paths p JOIN roots r ON r.id = p.root_id"
             " LEFT JOIN archives a ON a.dir_id = p.dir_id"
             " LEFT JOIN hash_params h ON h.id = p.params_id"
             " LEFT JOIN descriptors d ON d.file_id = p.id"
+            " LEFT JOIN regions g ON g.file_id = p.id"
             " ORDER BY p.id"
         )
         while rows := cursor.fetchmany(batch):

@@ -40,6 +40,11 @@ _ORPHANS = (
         "DELETE FROM descriptors WHERE file_id NOT IN (SELECT id FROM files)",
     ),
     (
+        "region hashes of no file",
+        "SELECT count(*) FROM regions WHERE file_id NOT IN (SELECT id FROM files)",
+        "DELETE FROM regions WHERE file_id NOT IN (SELECT id FROM files)",
+    ),
+    (
         "web archive states of no directory",
         "SELECT count(*) FROM archives WHERE dir_id NOT IN (SELECT id FROM dirs)",
         "DELETE FROM archives WHERE dir_id NOT IN (SELECT id FROM dirs)",
@@ -126,7 +131,7 @@ def repair(db: Database) -> Health:
                 c.execute(f"DELETE FROM {table}")
             c.execute("DELETE FROM meta WHERE key IN ('near_max_distance', 'near_params')")
             done.append("dropped the stored near pairs (the next scan stores them again)")
-        if "descriptors" in before.missing:
+        if "descriptors" in before.missing or "regions" in before.missing:
             c.execute("UPDATE files SET params_id = NULL WHERE status = 'ok'")
             done.append("marked every image to be read again by the next scan (its thumbnails were lost)")
     orphans = check(db).orphans  # with the missing tables made again, what points at nothing

@@ -258,16 +258,20 @@ class Images:
 
     def regions(self, ids: Sequence[int] | None = None) -> tuple[list[int], list[bytes]]:
         """The files (by id; every file, without ``ids``) that have the hashes of their regions
-        (``descriptors.regions``), and those: ``(ids, blobs)``, in the same order."""
+        (``regions``), and those: ``(ids, blobs)``, in the same order."""
         if ids is None or len(ids) > _SCAN_BEYOND:
             # Past some thousands of ids, one pass over the table beats looking each up.
-            rows = self.db.execute("SELECT file_id, regions FROM descriptors WHERE regions IS NOT NULL")
-            wanted = None if ids is None else set(ids)
-            found = [(i, r) for i, r in rows if wanted is None or i in wanted]
+            with without_gc():
+                found = self.db.execute("SELECT file_id, hashes FROM regions").fetchall()
+            if ids is not None:
+                wanted = set(ids)
+                found = [row for row in found if row[0] in wanted]
         else:
-            sql = "SELECT file_id, regions FROM descriptors WHERE regions IS NOT NULL AND file_id IN ({marks})"
-            found = list(self.db.select_in(sql, ids))
-        return [int(i) for i, _ in found], [bytes(r) for _, r in found]
+            found = list(self.db.select_in("SELECT file_id, hashes FROM regions WHERE file_id IN ({marks})", ids))
+        if not found:
+            return [], []
+        file_ids, blobs = zip(*found, strict=True)
+        return list(file_ids), list(blobs)
 
     def grids(self, ids: Sequence[int]) -> dict[int, tuple[bytes, bytes]]:
         """By file id, the grey grid of a file's inside (``descriptors.grid``) and its inside's
@@ -278,16 +282,10 @@ class Images:
         )
         return {int(i): (bytes(g), bytes(d)) for i, g, d in self.db.select_in(sql, ids)}
 
-    def region_pictures(self, params_id: int) -> tuple[npt.NDArray[np.uint8], list[bytes]]:
-        """The pictures hashed under ``params_id`` with the hashes of their regions: SHA-256s
-        (rows of 32 bytes; a picture once per file that has it) and the hashes' blobs."""
-        rows = self.db.execute(
-            "SELECT files.sha256, descriptors.regions FROM files JOIN descriptors ON descriptors.file_id = files.id"
-            " WHERE files.params_id = ? AND descriptors.regions IS NOT NULL AND length(files.sha256) = 32",
-            (params_id,),
-        ).fetchall()
-        digests = np.frombuffer(b"".join(bytes(s) for s, _ in rows), dtype=np.uint8).reshape(-1, 32)
-        return digests, [bytes(r) for _, r in rows]
+    def pictures_of_files(self, params_id: int, ids: Sequence[int]) -> Pictures:
+        """The pictures (as :meth:`pictures`) of the files by id."""
+        sql = _PICTURES + " AND sha256 IN (SELECT sha256 FROM files WHERE id IN ({marks})) GROUP BY sha256"
+        return _pictures(list(self.db.select_in(sql, ids, params=(params_id,))))
 
     def file_info(self, ids: Sequence[int]) -> dict[int, tuple[bytes, int | None, int | None, str | None]]:
         """Full path, width, height and URL (None where unknown) of files by id."""
