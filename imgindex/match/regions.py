@@ -50,7 +50,10 @@ def region_pairs(
     Two units with the same hashes (whole, inside and regions) are not paired here: the link
     of their whole pictures has them at distance 0 already, and thousands of files of one
     picture with other bytes (a spacer saved again and again) would otherwise make
-    millions of pairs. The search runs over one unit of each such kind."""
+    millions of pairs. The search runs over one unit of each such kind. A hash of 0 (the
+    hash of any flat picture or region, whatever its colour: blank images, spacers) is
+    left out on both sides: such a picture has nothing its thumbnail could confirm a match
+    by, and thousands of them would all be candidates of each other."""
     used = np.flatnonzero(has_regions | has_target)
     if not len(used):
         return empty_pairs()
@@ -64,17 +67,30 @@ def region_pairs(
     ku, kv, d = _kind_pairs(
         regions[one], has_regions[one], whole[one], inside[one], has_target[one], threshold, kind_focus
     )
-    # Every unit of one kind with every unit of the other.
-    members = used[np.argsort(kind_of, kind="stable")]
-    starts = np.zeros(len(one) + 1, dtype=np.int64)
-    np.cumsum(np.bincount(kind_of, minlength=len(one)), out=starts[1:])
-    u, v, d = _expand(ku, kv, d, (starts, members), (starts, members))
-    if focus is not None:
-        keep = focus[u] | focus[v]
-        u, v, d = u[keep], v[keep], d[keep]
+    # Every unit of one kind with every unit of the other; with a focus, only the pairs with a
+    # focus unit on a side are made (a focus unit of one kind with every unit of the other, then
+    # the others of that kind with its focus units), not all of them first.
+    everyone = _members(used, kind_of, len(one), np.ones(len(used), dtype=bool))
+    if focus is None:
+        u, v, d = _expand(ku, kv, d, everyone, everyone)
+    else:
+        chosen = _members(used, kind_of, len(one), focus[used])
+        others = _members(used, kind_of, len(one), ~focus[used])
+        u1, v1, d1 = _expand(ku, kv, d, chosen, everyone)
+        u2, v2, d2 = _expand(ku, kv, d, others, chosen)
+        u, v, d = np.concatenate([u1, u2]), np.concatenate([v1, v2]), np.concatenate([d1, d2])
     lo, hi = np.minimum(u, v), np.maximum(u, v)
     order = np.lexsort((hi, lo))
     return lo[order], hi[order], d[order]
+
+
+def _members(used: I64, kind_of: I64, kinds: int, mask: npt.NDArray[np.bool_]) -> tuple[I64, I64]:
+    """The units ``used[mask]`` by kind, as CSR: ``(starts, members)``."""
+    chosen = np.flatnonzero(mask)
+    members = used[chosen[np.argsort(kind_of[chosen], kind="stable")]]
+    starts = np.zeros(kinds + 1, dtype=np.int64)
+    np.cumsum(np.bincount(kind_of[chosen], minlength=kinds), out=starts[1:])
+    return starts, members
 
 
 def _kind_pairs(
@@ -96,6 +112,8 @@ def _kind_pairs(
     t_values, t_first, t_members = _by_value(
         np.concatenate([targets, targets]), np.concatenate([whole[targets], inside[targets]])
     )
+    if not len(q_values) or not len(t_values):
+        return empty_pairs()
     if focus is None:
         i, j, d = pairs_between(t_values, q_values, threshold)
     else:
@@ -123,9 +141,10 @@ def _kind_pairs(
 
 
 def _by_value(units: I64, values: U64) -> tuple[U64, I64, I64]:
-    """Distinct values, and for each the units that have it (CSR: ``members[first[k]:first[k+1]]``),
-    each unit once per value."""
-    pair = np.unique(np.stack([values.view(np.int64), units]), axis=1)
+    """Distinct values but the flat hash 0, and for each the units that have it (CSR:
+    ``members[first[k]:first[k+1]]``), each unit once per value."""
+    keep = values != 0
+    pair = np.unique(np.stack([values[keep].view(np.int64), units[keep]]), axis=1)
     distinct, start = np.unique(pair[0], return_index=True)
     first = np.append(start, pair.shape[1]).astype(np.int64)
     return distinct.view(np.uint64), first, pair[1].astype(np.int64)
