@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .hashing import REGIONS, HashSettings, descriptor_rows, orientation_hashes, region_rows
+from .hashing import ORIENTATIONS, REGIONS, HashSettings, descriptor_rows, orientation_hashes, region_rows
 from .match.links import NOT_NEAR
 from .match.matcher import Matcher, Units
 from .match.orientations import ROTATION_THRESHOLD, turned_neighbours
@@ -211,6 +211,7 @@ def _update_matches(
         neighbours = index.images.pictures_near(params, near.tolist())
         if rotations:  # and the stored pictures that may be mirrored or turned copies of them
             neighbours = _with_turned_neighbours(index, kind, params, targets, alone, neighbours, max_distance)
+            neighbours = _with_turned_region_neighbours(index, kind, params, targets, alone, neighbours, max_distance)
         # ... and those a region of one of them is near, or that have a region near one of them.
         neighbours = _with_region_neighbours(index, kind, params, targets, alone, neighbours, max_distance, present)
     # The units: the targets, then their neighbours that are stored pictures.
@@ -347,10 +348,55 @@ def _with_region_neighbours(
             parts.append(index.images.pictures_of_files(params, files.tolist()))
     if near_values and len(near_values[0]):
         parts.append(index.images.pictures_near(params, near_values[0].tolist()))
-    if len(parts) == 1:
+    return _joined(parts)
+
+
+def _with_turned_region_neighbours(
+    index: Index,
+    kind: str,
+    params: int,
+    targets: Pictures,
+    chosen: npt.NDArray[np.bool_],
+    neighbours: Pictures,
+    max_distance: int,
+) -> Pictures:
+    """``neighbours`` and the stored pictures that a region of one against an orientation of
+    the other may match with one of the ``chosen`` targets: a target's orientations near their
+    regions, or a target's regions near their orientations (``near_orientations``)."""
+    if kind != "dhash":
         return neighbours
+    t = min(max_distance, ROTATION_THRESHOLD)
+    ids = targets.file_id[chosen].tolist()
+    found = index.images.descriptors(ids)
+    wholes = [found[i][0] for i in ids if i in found]
+    insides = [own for i in ids if i in found and (own := found[i][1]) is not None]
+    parts = [neighbours]
+    if wholes:  # the targets' orientations against every stored region
+        mine = orientation_hashes(descriptor_rows(wholes + insides), kind)[:, 1:].reshape(-1)
+        region_ids, stored = index.images.regions()
+        if stored:
+            _, j, _ = pairs_between(region_rows(stored).reshape(-1), mine, t)
+            files = np.array(region_ids, dtype=np.int64)[np.unique(j) // len(REGIONS)]
+            if len(files):
+                parts.append(index.images.pictures_of_files(params, files.tolist()))
+    _, blobs = index.images.regions(ids)
+    stored_keys, stored_turned, framed_keys, framed_turned = index.pairs.orientations(kind)
+    if blobs and len(stored_keys):  # the targets' regions against every stored orientation
+        turned = np.concatenate([stored_turned[:, 1:], framed_turned[:, 1:]])
+        keys = np.concatenate([stored_keys, framed_keys])
+        _, j, _ = pairs_between(turned.reshape(-1), region_rows(blobs).reshape(-1), t)
+        near = np.unique(keys[np.unique(j) // (ORIENTATIONS - 1)])
+        if len(near):
+            parts.append(index.images.pictures_with_keys(params, near.tolist()))
+    return _joined(parts)
+
+
+def _joined(parts: list[Pictures]) -> Pictures:
+    """Pictures from several lists, each once (the first of each)."""
+    if len(parts) == 1:
+        return parts[0]
     sha256 = np.concatenate([p.sha256 for p in parts])
-    _, first = np.unique(picture_keys(sha256), return_index=True)  # each picture once
+    _, first = np.unique(picture_keys(sha256), return_index=True)
     first = np.sort(first)
     return Pictures(
         file_id=np.concatenate([p.file_id for p in parts])[first],

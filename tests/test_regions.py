@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from imgindex import pairs
 from imgindex.hashing import (
@@ -71,7 +71,8 @@ def test_region_pairs_are_a_region_of_one_near_the_other() -> None:
         regions[u, u % len(REGIONS)] = target ^ np.uint64(1 << (u % 7)) ^ np.uint64(1 << (u % 11 + 20))
     has = rng.random(n) < 0.9
     target_ok = rng.random(n) < 0.9
-    u, v, d = region_pairs(regions, has, whole, inside, target_ok, REGION_THRESHOLD)
+    both = np.column_stack([whole, inside])
+    u, v, d = region_pairs(regions, has, both, target_ok, REGION_THRESHOLD)
     expected = {}
     for a in range(n):
         for b in range(n):
@@ -85,7 +86,7 @@ def test_region_pairs_are_a_region_of_one_near_the_other() -> None:
     assert dict(zip(zip(u.tolist(), v.tolist(), strict=True), d.tolist(), strict=True)) == expected
     focus = np.zeros(n, dtype=bool)
     focus[::5] = True
-    fu, fv, fd = region_pairs(regions, has, whole, inside, target_ok, REGION_THRESHOLD, focus)
+    fu, fv, fd = region_pairs(regions, has, both, target_ok, REGION_THRESHOLD, focus)
     assert dict(zip(zip(fu.tolist(), fv.tolist(), strict=True), fd.tolist(), strict=True)) == {
         k: g for k, g in expected.items() if focus[k[0]] or focus[k[1]]
     }
@@ -204,13 +205,14 @@ def test_units_with_the_same_hashes_are_not_paired_by_regions_but_each_meets_the
     whole[copies] = regions[0, 0] ^ np.uint64(0b10101)
     regions[copies] = rng.integers(0, 2**63, len(REGIONS), dtype=np.int64).view(np.uint64)
     everyone = np.ones(copies + 1, dtype=bool)
-    u, v, d = region_pairs(regions, everyone, whole, whole, everyone, REGION_THRESHOLD)
+    both = np.column_stack([whole, whole])
+    u, v, d = region_pairs(regions, everyone, both, everyone, REGION_THRESHOLD)
     assert u.tolist() == list(range(copies)) and set(v.tolist()) == {copies} and set(d.tolist()) == {3}
     # With a focus, only its pairs (a copy's, or the other picture's).
     for chosen, expected in ((7, [(7, copies)]), (copies, [(k, copies) for k in range(copies)])):
         focus = np.zeros(copies + 1, dtype=bool)
         focus[chosen] = True
-        u, v, _ = region_pairs(regions, everyone, whole, whole, everyone, REGION_THRESHOLD, focus)
+        u, v, _ = region_pairs(regions, everyone, both, everyone, REGION_THRESHOLD, focus)
         assert list(zip(u.tolist(), v.tolist(), strict=True)) == expected
 
 
@@ -223,5 +225,62 @@ def test_flat_pictures_are_never_paired_by_regions() -> None:
     has_regions = np.arange(n) % 2 == 0  # half of them too small to have regions
     inside = whole.copy()
     inside[::4] = np.uint64(0b111)  # a quarter framed: a blank box with a few bits of frame inside
-    u, _, _ = region_pairs(regions, has_regions, whole, inside, np.ones(n, dtype=bool), REGION_THRESHOLD)
+    both = np.column_stack([whole, inside])
+    u, _, _ = region_pairs(regions, has_regions, both, np.ones(n, dtype=bool), REGION_THRESHOLD)
     assert len(u) == 0
+
+
+def barred(image: Image.Image, seed: int) -> Image.Image:
+    """The picture with a caption bar added below (dark, with light marks for words)."""
+    w, h = image.size
+    bar = round(h * 0.14)
+    out = Image.new("RGB", (w, h + bar), (40, 40, 40))
+    out.paste(image, (0, 0))
+    draw = ImageDraw.Draw(out)
+    rng = np.random.default_rng(seed)
+    for _ in range(6):
+        x = int(rng.integers(4, w - 20))
+        draw.rectangle((x, h + bar // 3, x + int(rng.integers(6, 16)), h + 2 * bar // 3), fill=(230, 230, 230))
+    return out
+
+
+#: Sources whose barred copy is more than 10 bits from them, whole to whole (a precondition below).
+BAR_SEEDS = (1, 4, 7, 10)
+
+
+@pytest.mark.parametrize("turned_later", [False, True])
+def test_a_turned_copy_joins_the_group_its_sources_barred_copy_leads(
+    tree: Path, index: Index, turned_later: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The copy with a bar added meets its source by a region and, larger, leads the group; a
+    turned copy of the source meets the barred copy by that region against its orientations
+    (in memory, stored, and when the turned copy comes after the others were stored)."""
+    monkeypatch.setattr(pairs, "FULL_SHARE", 10.0)
+    pairs.set_rotations(index, True)
+    for s in BAR_SEEDS:
+        image = picture(s, (160, 120))
+        source = image_info(encode(image, "PNG"), "PNG", SETTINGS)
+        copy = image_info(encode(barred(image, s), "PNG"), "PNG", SETTINGS)
+        assert distance(source.phash, copy.phash) > pairs.MAX_DISTANCE
+        write(tree / f"{s}" / "source.png", encode(image, "PNG"))
+        write(tree / f"{s}" / "barred.png", encode(barred(image, s), "PNG"))
+        if not turned_later:
+            write(tree / f"{s}" / "turned.png", encode(image.transpose(Image.Transpose.ROTATE_90), "PNG"))
+    run_scan(index, tree)
+    if turned_later:
+        for s in BAR_SEEDS:
+            turned = picture(s, (160, 120)).transpose(Image.Transpose.ROTATE_90)
+            write(tree / f"{s}" / "turned.png", encode(turned, "PNG"))
+        update = run_scan(index, tree).near_pairs
+        assert update is not None and update.pictures_added == len(BAR_SEEDS)
+    expected = {
+        frozenset(str(tree / f"{s}" / name).encode() for name in ("source.png", "barred.png", "turned.png"))
+        for s in BAR_SEEDS
+    }
+    options = ReportOptions(mode="near", rotations=True)
+    with index.snapshot():
+        afresh = groups_of(build_report(index, options, stored=False))
+    assert afresh == expected
+    with index.snapshot():
+        stored = build_report(index, options)
+    assert stored.stored_count == 3 * len(BAR_SEEDS) and groups_of(stored) == expected

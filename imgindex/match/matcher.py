@@ -125,6 +125,8 @@ class Matcher:
         #: How many units' matches came from the index, not verified here.
         self.stored_units = 0
         self.inside_link = self.rotation_link = self.inside_rotation_link = self.region_link = -1
+        #: With ``rotations``: a region of one against an orientation of the other.
+        self.region_rotation_link = -1
         #: The links of one's inside with the other's whole picture (the lower unit's inside, the
         #: higher's); with ``rotations``, the same of their orientations.
         self.cross_links: tuple[int, int] = (-1, -1)
@@ -206,10 +208,10 @@ class Matcher:
             self.cross_links = (len(links), len(links) + 1)
             for lower in (True, False):
                 links.append(CrossLink(inside, framed, whole, usable & has_trim, threshold, near, lower))
+        region_units = np.union1d(found_regions[0], found_regions[1])
         if len(found_regions[0]):
             self.region_link = len(links)
             links.append(FoundLink(*found_regions))
-            self.regions.read_grids(index, units, np.union1d(found_regions[0], found_regions[1]))
         if rotations:
             # Orientations of the whole pictures, and of the insides of those with a border: a
             # turned copy of a picture that the other shows padded or framed meets its inside.
@@ -252,7 +254,19 @@ class Matcher:
                         lower,
                     )
                 )
+            # A region of one against an orientation of the other (a turned copy of a picture
+            # whose copy with a bar added leads its group meets that copy's cut region).
+            turned_of = np.zeros((n, 2 * (ORIENTATIONS - 1)), dtype=np.uint64)
+            turned_of[has] = np.concatenate([turned[slot[has], 1:], turned_inside[slot[has], 1:]], axis=1)
+            self._turned_of = turned_of
+            found_turned = self.regions.pairs_with(turned_of, has & has_hash, in_focus, rotation_threshold)
+            if len(found_turned[0]):
+                self.region_rotation_link = len(links)
+                links.append(FoundLink(*found_turned))
+                region_units = np.union1d(region_units, np.union1d(found_turned[0], found_turned[1]))
             del turned, turned_inside
+        if len(region_units):
+            self.regions.read_grids(index, units, region_units)
         # The candidates a pass at a time, each pass the pairs with a unit of its share on a side
         # and none of an earlier share's (those were its pass's), so that pictures crowded
         # within a few bits of each other never need all their candidate pairs at once.
@@ -274,7 +288,7 @@ class Matcher:
             keep = joined != NOT_NEAR
             apart = np.full(int(keep.sum()), NOT_NEAR, np.uint8)
             turns = (self.rotation_link, self.inside_rotation_link, *self.cross_rotation_links)
-            both_turns = [sorts[k][keep] for k in turns if k >= 0]
+            both_turns = [sorts[k][keep] for k in (*turns, self.region_rotation_link) if k >= 0]
             insides = [sorts[k][keep] for k in (self.inside_link, *self.cross_links) if k >= 0]
             verified_parts.append(
                 _Sorts(
@@ -395,6 +409,12 @@ class Matcher:
                     )
                     gaps[self.region_link, at[todo]] = best
                     verified[self.region_link, at[todo[best != NOT_NEAR]]] = True
+            if self.region_rotation_link >= 0:
+                todo = np.flatnonzero(gaps[self.region_rotation_link, at] != NOT_NEAR)
+                if len(todo):
+                    best = self._verify_turned_regions(found.u[at[todo]], found.v[at[todo]])
+                    gaps[self.region_rotation_link, at[todo]] = best
+                    verified[self.region_rotation_link, at[todo[best != NOT_NEAR]]] = True
             # Orientations: whole pictures, insides, then the lower's inside against the higher's
             # whole picture and the other way round; the higher unit turned.
             sides = ("whole", "inside", "lower inside", "higher inside")
@@ -438,11 +458,39 @@ class Matcher:
                     near = np.flatnonzero(has & (gap <= t) & (gap < best))
                     if not len(near):
                         continue
-                    cut = thumbnails(regions.descriptors(owner[near], k))
-                    target = other_pictures.rows(near)
-                    target = target.wholes() if side == "whole" else target.insides()
+                    cut = thumbnails(regions.descriptors(owner[near], k)).coarse_colour()
+                    met = other_pictures.rows(near)
+                    target = (met.whole if side == "whole" else met.inside).coarse_colour()
                     flat = np.zeros(len(near), dtype=bool)
-                    accepted, _ = confirm(Pictures(cut, cut, flat), target, ~flat, flat, REGION_CORRELATION)
+                    accepted, _ = confirm(
+                        Pictures(cut, cut, flat), Pictures(target, target, flat), ~flat, flat, REGION_CORRELATION
+                    )
+                    best[near[accepted]] = gap[near[accepted]]
+        return best
+
+    def _verify_turned_regions(self, u: I64, v: I64) -> npt.NDArray[np.uint8]:
+        """As :meth:`_verify_regions`, for a region of one against an orientation of the other:
+        the region's thumbnails against the other's whole picture or inside in that orientation."""
+        t = min(self.threshold, ROTATION_THRESHOLD)
+        regions, thumbs = self.regions, self.thumbs
+        best = np.full(len(u), NOT_NEAR, dtype=np.uint8)
+        turns = ORIENTATIONS - 1
+        for owner, other in ((u, v), (v, u)):
+            has = regions.has[owner] & (regions.slot[owner] >= 0) & (thumbs.slot[other] >= 0)
+            for column in range(2 * turns):
+                turn, side = column % turns + 1, ("whole", "inside")[column // turns]
+                for k in range(len(REGIONS)):
+                    gap = np.bitwise_count(regions.hashes[owner, k] ^ self._turned_of[other, column]).astype(np.uint8)
+                    near = np.flatnonzero(has & (gap <= t) & (gap < best))
+                    if not len(near):
+                        continue
+                    cut = thumbnails(regions.descriptors(owner[near], k)).coarse_colour()
+                    turned = thumbs.turned(other[near], turn)
+                    target = (turned.whole if side == "whole" else turned.inside).coarse_colour()
+                    flat = np.zeros(len(near), dtype=bool)
+                    accepted, _ = confirm(
+                        Pictures(cut, cut, flat), Pictures(target, target, flat), ~flat, flat, ROTATION_CORRELATION
+                    )
                     best[near[accepted]] = gap[near[accepted]]
         return best
 
@@ -491,7 +539,19 @@ class _Regions:
     ) -> tuple[I64, I64, npt.NDArray[np.uint8]]:
         """The candidate pairs of units by a region (``u < v``), with a focus unit on a side when given."""
         chosen = None if focus is None else focus & has_hash
-        return region_pairs(self.hashes, self.has & has_hash, whole, inside, has_hash, threshold, chosen)
+        targets = np.column_stack([whole, inside])
+        return region_pairs(self.hashes, self.has & has_hash, targets, has_hash, threshold, chosen)
+
+    def pairs_with(
+        self,
+        targets: npt.NDArray[np.uint64],
+        has_target: npt.NDArray[np.bool_],
+        focus: npt.NDArray[np.bool_] | None,
+        threshold: int,
+    ) -> tuple[I64, I64, npt.NDArray[np.uint8]]:
+        """The candidate pairs of units by a region of one near one of the other's ``targets``
+        (rows of hashes: its orientations, say)."""
+        return region_pairs(self.hashes, self.has, targets, has_target, threshold, focus)
 
     def read_grids(self, index: Index, units: Units, wanted: I64) -> None:
         """Read the grids (and the insides' colour thumbnails) of the ``wanted`` units that have regions."""

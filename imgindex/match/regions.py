@@ -36,18 +36,18 @@ REGION_CORRELATION = 0.90
 def region_pairs(
     regions: npt.NDArray[np.uint64],
     has_regions: npt.NDArray[np.bool_],
-    whole: U64,
-    inside: U64,
+    targets: npt.NDArray[np.uint64],
     has_target: npt.NDArray[np.bool_],
     threshold: int,
     focus: npt.NDArray[np.bool_] | None = None,
 ) -> Pairs:
     """Pairs of units ``u < v`` (each once, at the smallest distance) where a hash of one's
     regions (``regions[u]``, rows of ``len(REGIONS)``, where ``has_regions[u]``) is within
-    ``threshold`` of the other's whole or inside hash (where ``has_target``). With ``focus``,
-    only pairs with a focus unit on a side.
+    ``threshold`` of one of the other's hashes ``targets[v]`` (rows: its whole and inside
+    hashes, or the hashes of its thumbnail's orientations; where ``has_target``). With
+    ``focus``, only pairs with a focus unit on a side.
 
-    Two units with the same hashes (whole, inside and regions) are not paired here: the link
+    Two units with the same hashes (targets and regions) are not paired here: the link
     of their whole pictures has them at distance 0 already, and thousands of files of one
     picture with other bytes (a spacer saved again and again) would otherwise make
     millions of pairs. The search runs over one unit of each such kind. A hash of 0 (the
@@ -57,16 +57,12 @@ def region_pairs(
     used = np.flatnonzero(has_regions | has_target)
     if not len(used):
         return empty_pairs()
-    signature = np.column_stack([whole[used], inside[used], regions[used], has_regions[used], has_target[used]]).astype(
-        np.uint64
-    )
+    signature = np.column_stack([targets[used], regions[used], has_regions[used], has_target[used]]).astype(np.uint64)
     _, first, kind_of = np.unique(signature, axis=0, return_index=True, return_inverse=True)
     kind_of = kind_of.reshape(-1)
     one = used[first]  # a unit of each kind
     kind_focus = None if focus is None else np.bincount(kind_of, weights=focus[used], minlength=len(one)) > 0
-    ku, kv, d = _kind_pairs(
-        regions[one], has_regions[one], whole[one], inside[one], has_target[one], threshold, kind_focus
-    )
+    ku, kv, d = _kind_pairs(regions[one], has_regions[one], targets[one], has_target[one], threshold, kind_focus)
     # Every unit of one kind with every unit of the other; with a focus, only the pairs with a
     # focus unit on a side are made (a focus unit of one kind with every unit of the other, then
     # the others of that kind with its focus units), not all of them first.
@@ -96,22 +92,19 @@ def _members(used: I64, kind_of: I64, kinds: int, mask: npt.NDArray[np.bool_]) -
 def _kind_pairs(
     regions: npt.NDArray[np.uint64],
     has_regions: npt.NDArray[np.bool_],
-    whole: U64,
-    inside: U64,
+    targets: npt.NDArray[np.uint64],
     has_target: npt.NDArray[np.bool_],
     threshold: int,
     focus: npt.NDArray[np.bool_] | None,
 ) -> Pairs:
     """:func:`region_pairs` among units of distinct kinds: ``(u, v, distance)``, ``u < v``."""
-    n = len(whole)
+    n = len(targets)
     owners = np.flatnonzero(has_regions)
-    targets = np.flatnonzero(has_target)
-    if not len(owners) or not len(targets):
+    aimed = np.flatnonzero(has_target)
+    if not len(owners) or not len(aimed):
         return empty_pairs()
     q_values, q_first, q_members = _by_value(np.repeat(owners, len(REGIONS)), regions[owners].reshape(-1))
-    t_values, t_first, t_members = _by_value(
-        np.concatenate([targets, targets]), np.concatenate([whole[targets], inside[targets]])
-    )
+    t_values, t_first, t_members = _by_value(np.repeat(aimed, targets.shape[1]), targets[aimed].reshape(-1))
     if not len(q_values) or not len(t_values):
         return empty_pairs()
     if focus is None:
