@@ -245,7 +245,7 @@ def barred(image: Image.Image, seed: int) -> Image.Image:
 
 
 #: Sources whose barred copy is more than 10 bits from them, whole to whole (a precondition below).
-BAR_SEEDS = (1, 4, 7, 10)
+BAR_SEEDS = (4, 7, 10)
 
 
 @pytest.mark.parametrize("turned_later", [False, True])

@@ -458,9 +458,9 @@ class Matcher:
                     near = np.flatnonzero(has & (gap <= t) & (gap < best))
                     if not len(near):
                         continue
-                    cut = thumbnails(regions.descriptors(owner[near], k)).coarse_colour()
+                    cut = thumbnails(regions.descriptors(owner[near], k))
                     met = other_pictures.rows(near)
-                    target = (met.whole if side == "whole" else met.inside).coarse_colour()
+                    target = met.whole if side == "whole" else met.inside
                     flat = np.zeros(len(near), dtype=bool)
                     accepted, _ = confirm(
                         Pictures(cut, cut, flat), Pictures(target, target, flat), ~flat, flat, REGION_CORRELATION
@@ -484,9 +484,9 @@ class Matcher:
                     near = np.flatnonzero(has & (gap <= t) & (gap < best))
                     if not len(near):
                         continue
-                    cut = thumbnails(regions.descriptors(owner[near], k)).coarse_colour()
+                    cut = thumbnails(regions.descriptors(owner[near], k))
                     turned = thumbs.turned(other[near], turn)
-                    target = (turned.whole if side == "whole" else turned.inside).coarse_colour()
+                    target = turned.whole if side == "whole" else turned.inside
                     flat = np.zeros(len(near), dtype=bool)
                     accepted, _ = confirm(
                         Pictures(cut, cut, flat), Pictures(target, target, flat), ~flat, flat, ROTATION_CORRELATION

@@ -67,14 +67,6 @@ class Thumbnails:
     def rows(self, at: npt.NDArray[np.int64]) -> Thumbnails:
         return Thumbnails(self.grey[at], self.chroma[at], self.colourful[at], self.detail[at])
 
-    def coarse_colour(self) -> Thumbnails:
-        """The same with the colours of each 2x2 cells of the 8x8 averaged: to compare a region's
-        colours, cut out of an 8x8 thumbnail at a fractional pitch, at the detail they have."""
-        n = len(self.chroma)
-        cells = self.chroma.astype(np.float32).reshape(n, 4, 2, 4, 2, 2).mean(axis=(2, 4))
-        chroma = np.repeat(np.repeat(cells, 2, axis=1), 2, axis=2).reshape(n, -1).astype(np.float16)
-        return Thumbnails(self.grey, chroma, self.colourful, self.detail)
-
 
 def thumbnails(descriptors: npt.NDArray[np.uint8]) -> Thumbnails:
     """Rows of ``DESCRIPTOR_BYTES`` made ready for :func:`confirm`."""
