@@ -226,7 +226,7 @@ def _update_matches(
     )
     unit_keys = np.concatenate([added, neighbour_keys[others]])
     focus = np.arange(len(added))
-    matches_added = _verify_and_store(index, kind, units, unit_keys, focus, max_distance, generation, rotations)
+    matches_added = _verify_and_store(index, kind, units, unit_keys, focus, max_distance, generation, rotations, stop)
     if matches_added is None:
         return store.picture_count(kind), 0, 0, matches_removed
     store.clear_pending(last)
@@ -267,7 +267,7 @@ def _verify_all(
             trim_hash=found.trim_hash,
         )
         focus = None if len(chunks) == 1 else chunk
-        done = _verify_and_store(index, kind, units, keys, focus, max_distance, new_generation, rotations)
+        done = _verify_and_store(index, kind, units, keys, focus, max_distance, new_generation, rotations, stop)
         if done is None:
             return 0, 0, 0, 0
         added += done
@@ -286,10 +286,12 @@ def _verify_and_store(
     max_distance: int,
     generation: int,
     rotations: bool = False,
+    stop: Callable[[], bool] | None = None,
 ) -> int | None:
     """Verify the matches of the ``focus`` units (all, without) among ``units``, store them,
     and mark the focus units' pictures: the matches stored, or None if the store was reset
-    by another process meanwhile (nothing marked). With ``rotations``, the matches of
+    by another process meanwhile, or ``stop`` said to stop while they were written (nothing
+    marked: the next update does them again). With ``rotations``, the matches of
     mirrored and turned copies too (under their own kind), and the pictures' orientation hashes."""
     with index.snapshot():
         matcher = Matcher(index, units, max_distance, kind=kind, focus=focus, rotations=rotations)
@@ -297,13 +299,19 @@ def _verify_and_store(
     a, b = keys[sorts.u], keys[sorts.v]
     lo, hi = np.minimum(a, b), np.maximum(a, b)
     plain = (sorts.whole != NOT_NEAR) | (sorts.inside != NOT_NEAR) | (sorts.region != NOT_NEAR)
-    index.pairs.add_matches(kind, lo[plain], hi[plain], sorts.whole[plain], sorts.inside[plain], sorts.region[plain])
+    if not index.pairs.add_matches(
+        kind, lo[plain], hi[plain], sorts.whole[plain], sorts.inside[plain], sorts.region[plain], stop=stop
+    ):
+        return None
     marked = keys[units.has_hash] if focus is None else keys[focus]
     stored = len(lo[plain])
     if rotations:
         turned = sorts.turned != NOT_NEAR
         none = np.full(int(turned.sum()), NO_MATCH, np.uint8)
-        index.pairs.add_matches(turned_kind(kind), lo[turned], hi[turned], sorts.turned[turned], none)
+        if not index.pairs.add_matches(
+            turned_kind(kind), lo[turned], hi[turned], sorts.turned[turned], none, stop=stop
+        ):
+            return None
         stored += len(none)
         described, hashes, inside = matcher.orientations
         mine = np.isin(keys[described], marked)

@@ -637,3 +637,35 @@ def test_rotation_matches_once_stored_follow_new_and_removed_pictures(
     assert not turned_matches(index) and not len(index.pairs.orientations(pairs.KIND)[0])
     stored_groups, fresh_groups, used = report_both_ways(index, rotations=True)
     assert used == 0 and stored_groups == fresh_groups
+
+
+@pytest.mark.parametrize("share", [10.0, 0.0])  # only the pending pictures; every picture again
+def test_an_update_told_to_stop_while_writing_matches_stops_and_the_next_finishes(
+    tree: Path, index: Index, monkeypatch: pytest.MonkeyPatch, share: float
+) -> None:
+    """A watch being stopped asks its update to stop: writing millions of matches (thousands of
+    pictures on one hash) stops between batches, marks nothing, and the next update does it."""
+    monkeypatch.setattr(pairs, "FULL_SHARE", share)
+    family_tree(tree, range(6))
+    run_scan(index, tree)
+    family_tree(tree, range(6, 9))
+    run_scan(index, tree, options=replace(QUICK, update_pairs=False))
+    writing = False
+    real = PairStore.add_matches
+
+    def noted(self: PairStore, *args: Any, **kwargs: Any) -> bool:
+        nonlocal writing
+        writing = True  # from here on the caller is told to stop
+        return real(self, *args, **kwargs)
+
+    with monkeypatch.context() as m:
+        m.setattr(PairStore, "add_matches", noted)
+        stopped = pairs.update(index, stop=lambda: writing)
+    assert writing and stopped.pictures_added == 0
+    assert len(index.pairs.pending()[1]) > 0  # still to do
+    update = pairs.update(index)
+    assert update.pictures_added > 0 and not len(index.pairs.pending()[1])
+    incremental = stored_matches(index)
+    index.pairs.reset_matches(index.pairs.state()[1])
+    pairs.update(index)
+    assert stored_matches(index) == incremental

@@ -18,6 +18,7 @@ and writes them.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
@@ -250,12 +251,17 @@ class PairStore:
         whole: npt.NDArray[np.uint8],
         inside: npt.NDArray[np.uint8],
         region: npt.NDArray[np.uint8] | None = None,
-        batch: int = 200_000,
-    ) -> None:
-        """Store verified matches (``a < b``; :data:`NO_MATCH` where a sort does not hold)."""
+        batch: int = 100_000,
+        stop: Callable[[], bool] | None = None,
+    ) -> bool:
+        """Store verified matches (``a < b``; :data:`NO_MATCH` where a sort does not hold); False
+        when ``stop`` said to stop before all were written (a batch at a time: thousands of
+        pictures on one hash make millions of matches)."""
         if region is None:
             region = np.full(len(a), NO_MATCH, np.uint8)
         for start in range(0, len(a), batch):
+            if stop is not None and stop():
+                return False
             part = slice(start, start + batch)
             rows = zip(
                 a[part].tolist(),
@@ -268,6 +274,7 @@ class PairStore:
                     "INSERT OR REPLACE INTO near_matches (kind, a, b, whole, inside, region) VALUES (?, ?, ?, ?, ?, ?)",
                     ((kind, *row) for row in rows),
                 )
+        return True
 
     def add_pictures(self, kind: str, keys: npt.NDArray[np.int64], generation: int, batch: int = 200_000) -> bool:
         """Mark pictures as having all their matches stored (after :meth:`add_matches`); as
