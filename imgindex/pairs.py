@@ -347,11 +347,11 @@ def _with_region_neighbours(
         _, j, _ = pairs_between(values.view(np.uint64), region_rows(blobs).reshape(-1), t)
         near_values.append(values[np.unique(j)])
     mine = np.unique(np.concatenate([targets.phash[chosen], targets.trim_hash[chosen & targets.has_trim]]))
-    ids, stored = index.images.regions()
+    ids, stored = index.images.all_regions()
     parts = [neighbours]
     if stored and len(mine):  # the targets' whole and inside values against every stored region
-        _, j, _ = pairs_between(region_rows(stored).reshape(-1), mine.view(np.uint64), t)
-        files = np.array(ids, dtype=np.int64)[np.unique(j) // len(REGIONS)]
+        _, j, _ = pairs_between(region_rows([stored]).reshape(-1), mine.view(np.uint64), t)
+        files = ids[np.unique(j) // len(REGIONS)]
         if len(files):
             parts.append(index.images.pictures_of_files(params, files.tolist()))
     if near_values and len(near_values[0]):
@@ -381,10 +381,10 @@ def _with_turned_region_neighbours(
     parts = [neighbours]
     if wholes:  # the targets' orientations against every stored region
         mine = orientation_hashes(descriptor_rows(wholes + insides), kind)[:, 1:].reshape(-1)
-        region_ids, stored = index.images.regions()
+        region_ids, stored = index.images.all_regions()
         if stored:
-            _, j, _ = pairs_between(region_rows(stored).reshape(-1), mine, t)
-            files = np.array(region_ids, dtype=np.int64)[np.unique(j) // len(REGIONS)]
+            _, j, _ = pairs_between(region_rows([stored]).reshape(-1), mine, t)
+            files = region_ids[np.unique(j) // len(REGIONS)]
             if len(files):
                 parts.append(index.images.pictures_of_files(params, files.tolist()))
     _, blobs = index.images.regions(ids)

@@ -342,11 +342,11 @@ class Matcher:
             near = values[np.unique(j)].tolist()
             files.update(i for i, _, _ in index.images.with_hashes(near))
         if len(hashes):
-            ids, blobs = index.images.regions()
-            if blobs:
+            ids, blob = index.images.all_regions()
+            if blob:
                 probes = np.array(hashes, dtype=np.int64).view(np.uint64)
-                _, j, _ = pairs_between(region_rows(blobs).reshape(-1), probes, t)
-                files.update(np.array(ids, dtype=np.int64)[np.unique(j) // len(REGIONS)].tolist())
+                _, j, _ = pairs_between(region_rows([blob]).reshape(-1), probes, t)
+                files.update(ids[np.unique(j) // len(REGIONS)].tolist())
         return sorted(files)
 
     def matches(self, unit: int) -> dict[int, int]:
