@@ -211,7 +211,6 @@ def _update_matches(
         neighbours = index.images.pictures_near(params, near.tolist())
         if rotations:  # and the stored pictures that may be mirrored or turned copies of them
             neighbours = _with_turned_neighbours(index, kind, params, targets, alone, neighbours, max_distance)
-            neighbours = _with_turned_region_neighbours(index, kind, params, targets, alone, neighbours, max_distance)
         # ... and those a region of one of them is near, or that have a region near one of them.
         neighbours = _with_region_neighbours(index, kind, params, targets, alone, neighbours, max_distance, present)
     # The units: the targets, then their neighbours that are stored pictures.
@@ -359,46 +358,6 @@ def _with_region_neighbours(
     return _joined(parts)
 
 
-def _with_turned_region_neighbours(
-    index: Index,
-    kind: str,
-    params: int,
-    targets: Pictures,
-    chosen: npt.NDArray[np.bool_],
-    neighbours: Pictures,
-    max_distance: int,
-) -> Pictures:
-    """``neighbours`` and the stored pictures that a region of one against an orientation of
-    the other may match with one of the ``chosen`` targets: a target's orientations near their
-    regions, or a target's regions near their orientations (``near_orientations``)."""
-    if kind != "dhash":
-        return neighbours
-    t = min(max_distance, ROTATION_THRESHOLD)
-    ids = targets.file_id[chosen].tolist()
-    found = index.images.descriptors(ids)
-    wholes = [found[i][0] for i in ids if i in found]
-    insides = [own for i in ids if i in found and (own := found[i][1]) is not None]
-    parts = [neighbours]
-    if wholes:  # the targets' orientations against every stored region
-        mine = orientation_hashes(descriptor_rows(wholes + insides), kind)[:, 1:].reshape(-1)
-        region_ids, stored = index.images.all_regions()
-        if stored:
-            _, j, _ = pairs_between(region_rows([stored]).reshape(-1), mine, t)
-            files = region_ids[np.unique(j) // len(REGIONS)]
-            if len(files):
-                parts.append(index.images.pictures_of_files(params, files.tolist()))
-    _, blobs = index.images.regions(ids)
-    stored_keys, stored_turned, framed_keys, framed_turned = index.pairs.orientations(kind)
-    if blobs and len(stored_keys):  # the targets' regions against every stored orientation
-        turned = np.concatenate([stored_turned[:, 1:], framed_turned[:, 1:]])
-        keys = np.concatenate([stored_keys, framed_keys])
-        _, j, _ = pairs_between(turned.reshape(-1), region_rows(blobs).reshape(-1), t)
-        near = np.unique(keys[np.unique(j) // (ORIENTATIONS - 1)])
-        if len(near):
-            parts.append(index.images.pictures_with_keys(params, near.tolist()))
-    return _joined(parts)
-
-
 def _joined(parts: list[Pictures]) -> Pictures:
     """Pictures from several lists, each once (the first of each)."""
     if len(parts) == 1:
@@ -425,29 +384,39 @@ def _with_turned_neighbours(
     max_distance: int,
 ) -> Pictures:
     """``neighbours`` and the stored pictures that --rotations may match with one of the
-    ``chosen`` targets (found by the orientation hashes of the targets' thumbnails against
-    the stored ones)."""
+    ``chosen`` targets: found by the orientation hashes of the targets' thumbnails against
+    the stored ones, and (dHash) a target's orientations near their regions or a target's
+    regions near their orientations (a region of one against an orientation of the other)."""
+    t = min(max_distance, ROTATION_THRESHOLD)
     ids = targets.file_id[chosen].tolist()
     found = index.images.descriptors(ids)
     wholes = [found[i][0] for i in ids if i in found]
     insides = [own for i in ids if i in found and (own := found[i][1]) is not None]
     stored_keys, stored_turned, framed_keys, framed_turned = index.pairs.orientations(kind)
-    if not wholes or not len(stored_keys):
-        return neighbours
-    # The wholes' and the insides' orientations on both sides, in one search: a few more
-    # candidates (a whole against an inside) than the matcher's links, which then decide.
-    mine = orientation_hashes(descriptor_rows(wholes + insides), kind)
+    mine = orientation_hashes(descriptor_rows(wholes + insides), kind) if wholes else None
+    keys = np.concatenate([stored_keys, framed_keys])
     others = np.concatenate([stored_turned, framed_turned])
-    rows = turned_neighbours(mine, others, min(max_distance, ROTATION_THRESHOLD))
-    near = np.unique(np.concatenate([stored_keys, framed_keys])[rows])
-    near = near[~np.isin(near, picture_keys(neighbours.sha256))]
-    if not len(near):
-        return neighbours
-    more = index.images.pictures_with_keys(params, near.tolist())
-    return Pictures(
-        file_id=np.concatenate([neighbours.file_id, more.file_id]),
-        sha256=np.concatenate([neighbours.sha256, more.sha256]),
-        phash=np.concatenate([neighbours.phash, more.phash]),
-        has_trim=np.concatenate([neighbours.has_trim, more.has_trim]),
-        trim_hash=np.concatenate([neighbours.trim_hash, more.trim_hash]),
-    )
+    parts = [neighbours]
+    if mine is not None and len(stored_keys):
+        # The wholes' and the insides' orientations on both sides, in one search: a few more
+        # candidates (a whole against an inside) than the matcher's links, which then decide.
+        near = np.unique(keys[turned_neighbours(mine, others, t)])
+        near = near[~np.isin(near, picture_keys(neighbours.sha256))]
+        if len(near):
+            parts.append(index.images.pictures_with_keys(params, near.tolist()))
+    if kind == "dhash":
+        if mine is not None:  # the targets' orientations against every stored region
+            region_ids, stored = index.images.all_regions()
+            if stored:
+                _, j, _ = pairs_between(region_rows([stored]).reshape(-1), mine[:, 1:].reshape(-1), t)
+                files = region_ids[np.unique(j) // len(REGIONS)]
+                if len(files):
+                    parts.append(index.images.pictures_of_files(params, files.tolist()))
+        _, blobs = index.images.regions(ids)
+        if blobs and len(keys):  # the targets' regions against every stored orientation
+            _, j, _ = pairs_between(others[:, 1:].reshape(-1), region_rows(blobs).reshape(-1), t)
+            near = np.unique(keys[np.unique(j) // (ORIENTATIONS - 1)])
+            near = near[~np.isin(near, picture_keys(np.concatenate([p.sha256 for p in parts])))]
+            if len(near):
+                parts.append(index.images.pictures_with_keys(params, near.tolist()))
+    return _joined(parts)
