@@ -27,7 +27,7 @@ Reports, exports, ``dedup`` and ``watch`` group with :meth:`Matcher.grouping`;
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -56,7 +56,7 @@ from .links import NOT_NEAR, Candidates, CrossLink, FoundLink, Link, candidates
 from .orientations import ROTATION_CORRELATION, ROTATION_THRESHOLD, turned_pairs_with_insides
 from .regions import REGION_CORRELATION, REGION_THRESHOLD, region_descriptors, region_pairs
 from .search import I64, pairs_between
-from .verify import LOW_DETAIL, VERIFICATION, Pictures, confirm, thumbnails
+from .verify import LOW_DETAIL, VERIFICATION, Pictures, Thumbnails, confirm, thumbnails
 
 #: Candidate pairs verified at once (bounds the memory of the thumbnails' arrays).
 VERIFY_CHUNK = 1 << 15
@@ -177,7 +177,15 @@ class Matcher:
         # A region of one near the other's whole picture or inside: searched here (the regions'
         # hashes are not among the stored pairs' values).
         self.regions = _Regions.read(index, units, kind)
-        found_regions = self.regions.pairs(whole, inside, has_hash, in_focus, min(threshold, REGION_THRESHOLD))
+        #: What a region of one meets of the other: its whole and inside hashes, as columns.
+        self._region_targets = np.column_stack([whole, inside])
+        found_regions = self.regions.pairs(
+            self._region_targets,
+            has_hash,
+            None if in_focus is None else in_focus & has_hash,
+            min(threshold, REGION_THRESHOLD),
+            owners=has_hash,
+        )
         if len(found_regions[0]):
             linked[found_regions[0]] = linked[found_regions[1]] = True
         wanted = np.flatnonzero(has_hash if rotations else linked)
@@ -255,11 +263,12 @@ class Matcher:
                     )
                 )
             # A region of one against an orientation of the other (a turned copy of a picture
-            # whose copy with a bar added leads its group meets that copy's cut region).
+            # whose copy with a bar added leads its group meets that copy's cut region): per unit,
+            # the hashes of turns 1-7 of its whole picture, then of its inside.
             turned_of = np.zeros((n, 2 * (ORIENTATIONS - 1)), dtype=np.uint64)
             turned_of[has] = np.concatenate([turned[slot[has], 1:], turned_inside[slot[has], 1:]], axis=1)
             self._turned_of = turned_of
-            found_turned = self.regions.pairs_with(turned_of, has & has_hash, in_focus, rotation_threshold)
+            found_turned = self.regions.pairs(turned_of, has & has_hash, in_focus, rotation_threshold)
             if len(found_turned[0]):
                 self.region_rotation_link = len(links)
                 links.append(FoundLink(*found_turned))
@@ -404,15 +413,27 @@ class Matcher:
                 # (not of the nearest region), so that a lower threshold keeps what it would find.
                 todo = np.flatnonzero(gaps[self.region_link, at] != NOT_NEAR)
                 if len(todo):
-                    best = self._verify_regions(
-                        found.u[at[todo]], found.v[at[todo]], mine.rows(todo), theirs.rows(todo)
+                    best = self._region_distances(
+                        found.u[at[todo]],
+                        found.v[at[todo]],
+                        self._region_targets,
+                        thumbs.of_sort,
+                        min(self.threshold, REGION_THRESHOLD),
+                        REGION_CORRELATION,
                     )
                     gaps[self.region_link, at[todo]] = best
                     verified[self.region_link, at[todo[best != NOT_NEAR]]] = True
             if self.region_rotation_link >= 0:
                 todo = np.flatnonzero(gaps[self.region_rotation_link, at] != NOT_NEAR)
                 if len(todo):
-                    best = self._verify_turned_regions(found.u[at[todo]], found.v[at[todo]])
+                    best = self._region_distances(
+                        found.u[at[todo]],
+                        found.v[at[todo]],
+                        self._turned_of,
+                        thumbs.of_turned_sort,
+                        min(self.threshold, ROTATION_THRESHOLD),
+                        ROTATION_CORRELATION,
+                    )
                     gaps[self.region_rotation_link, at[todo]] = best
                     verified[self.region_rotation_link, at[todo[best != NOT_NEAR]]] = True
             # Orientations: whole pictures, insides, then the lower's inside against the higher's
@@ -442,54 +463,36 @@ class Matcher:
                     todo = todo[~ok]
         return verified
 
-    def _verify_regions(self, u: I64, v: I64, mine: Pictures, theirs: Pictures) -> npt.NDArray[np.uint8]:
-        """For each pair of units, the smallest distance of a region of one to the other's whole
-        or inside hash (within the region threshold) whose thumbnails (the region's cut from the
-        grid) agree with that whole picture's or inside's; :data:`NOT_NEAR` where none does."""
-        t = min(self.threshold, REGION_THRESHOLD)
+    def _region_distances(
+        self,
+        u: I64,
+        v: I64,
+        targets: npt.NDArray[np.uint64],
+        thumbnail: Callable[[I64, int], Thumbnails],
+        threshold: int,
+        correlation: float,
+    ) -> npt.NDArray[np.uint8]:
+        """For each pair of units, the smallest distance of a region of one to a hash of the other
+        (``targets``: a column per sort, as :meth:`_Regions.pairs` searched them) within
+        ``threshold`` whose thumbnails (the region's, cut from the grid) agree at ``correlation``
+        with the other's thumbnail of that sort (``thumbnail(units, column)``); :data:`NOT_NEAR`
+        where none does."""
         regions = self.regions
         best = np.full(len(u), NOT_NEAR, dtype=np.uint8)
         # Every way round: whose region (the lower's, the higher's), which region, met what.
-        for owner, other, other_pictures in ((u, v, theirs), (v, u, mine)):
-            has = regions.has[owner] & (regions.slot[owner] >= 0)
-            for side, targets in (("whole", self._whole), ("inside", self._inside)):
-                for k in range(len(REGIONS)):
-                    gap = np.bitwise_count(regions.hashes[owner, k] ^ targets[other]).astype(np.uint8)
-                    near = np.flatnonzero(has & (gap <= t) & (gap < best))
-                    if not len(near):
-                        continue
-                    cut = thumbnails(regions.descriptors(owner[near], k))
-                    met = other_pictures.rows(near)
-                    target = met.whole if side == "whole" else met.inside
-                    flat = np.zeros(len(near), dtype=bool)
-                    accepted, _ = confirm(
-                        Pictures(cut, cut, flat), Pictures(target, target, flat), ~flat, flat, REGION_CORRELATION
-                    )
-                    best[near[accepted]] = gap[near[accepted]]
-        return best
-
-    def _verify_turned_regions(self, u: I64, v: I64) -> npt.NDArray[np.uint8]:
-        """As :meth:`_verify_regions`, for a region of one against an orientation of the other:
-        the region's thumbnails against the other's whole picture or inside in that orientation."""
-        t = min(self.threshold, ROTATION_THRESHOLD)
-        regions, thumbs = self.regions, self.thumbs
-        best = np.full(len(u), NOT_NEAR, dtype=np.uint8)
-        turns = ORIENTATIONS - 1
         for owner, other in ((u, v), (v, u)):
-            has = regions.has[owner] & (regions.slot[owner] >= 0) & (thumbs.slot[other] >= 0)
-            for column in range(2 * turns):
-                turn, side = column % turns + 1, ("whole", "inside")[column // turns]
+            has = regions.has[owner] & (regions.slot[owner] >= 0)
+            for column in range(targets.shape[1]):
                 for k in range(len(REGIONS)):
-                    gap = np.bitwise_count(regions.hashes[owner, k] ^ self._turned_of[other, column]).astype(np.uint8)
-                    near = np.flatnonzero(has & (gap <= t) & (gap < best))
+                    gap = np.bitwise_count(regions.hashes[owner, k] ^ targets[other, column]).astype(np.uint8)
+                    near = np.flatnonzero(has & (gap <= threshold) & (gap < best))
                     if not len(near):
                         continue
                     cut = thumbnails(regions.descriptors(owner[near], k))
-                    turned = thumbs.turned(other[near], turn)
-                    target = turned.whole if side == "whole" else turned.inside
+                    target = thumbnail(other[near], column)
                     flat = np.zeros(len(near), dtype=bool)
                     accepted, _ = confirm(
-                        Pictures(cut, cut, flat), Pictures(target, target, flat), ~flat, flat, ROTATION_CORRELATION
+                        Pictures(cut, cut, flat), Pictures(target, target, flat), ~flat, flat, correlation
                     )
                     best[near[accepted]] = gap[near[accepted]]
         return best
@@ -531,27 +534,17 @@ class _Regions:
 
     def pairs(
         self,
-        whole: npt.NDArray[np.uint64],
-        inside: npt.NDArray[np.uint64],
-        has_hash: npt.NDArray[np.bool_],
-        focus: npt.NDArray[np.bool_] | None,
-        threshold: int,
-    ) -> tuple[I64, I64, npt.NDArray[np.uint8]]:
-        """The candidate pairs of units by a region (``u < v``), with a focus unit on a side when given."""
-        chosen = None if focus is None else focus & has_hash
-        targets = np.column_stack([whole, inside])
-        return region_pairs(self.hashes, self.has & has_hash, targets, has_hash, threshold, chosen)
-
-    def pairs_with(
-        self,
         targets: npt.NDArray[np.uint64],
         has_target: npt.NDArray[np.bool_],
         focus: npt.NDArray[np.bool_] | None,
         threshold: int,
+        owners: npt.NDArray[np.bool_] | None = None,
     ) -> tuple[I64, I64, npt.NDArray[np.uint8]]:
-        """The candidate pairs of units by a region of one near one of the other's ``targets``
-        (rows of hashes: its orientations, say)."""
-        return region_pairs(self.hashes, self.has, targets, has_target, threshold, focus)
+        """The candidate pairs of units (``u < v``) by a region of one (of the ``owners``, when
+        given) near one of the other's ``targets`` (rows of hashes: its whole and inside, or its
+        orientations), with a focus unit on a side when given."""
+        has = self.has if owners is None else self.has & owners
+        return region_pairs(self.hashes, has, targets, has_target, threshold, focus)
 
     def read_grids(self, index: Index, units: Units, wanted: I64) -> None:
         """Read the grids (and the insides' colour thumbnails) of the ``wanted`` units that have regions."""
@@ -738,6 +731,19 @@ class _Thumbnails:
         descriptors of their insides (needs ``keep``)."""
         framed = np.flatnonzero(self._inside_slot >= 0)
         return self.slot[framed], self._inside_descriptors[self._inside_slot[framed]]
+
+    def of_sort(self, units: I64, column: int) -> Thumbnails:
+        """The thumbnails of these units behind column ``column`` of ``Matcher._region_targets``:
+        of the whole pictures (0), of the insides (1; the whole's without a border)."""
+        pictures = self.pictures(units)
+        return pictures.whole if column == 0 else pictures.inside
+
+    def of_turned_sort(self, units: I64, column: int) -> Thumbnails:
+        """The same behind column ``column`` of ``Matcher._turned_of``: turn ``column % 7 + 1`` of
+        the whole pictures (the first 7 columns) or of the insides (needs ``keep``)."""
+        turns = ORIENTATIONS - 1
+        turned = self.turned(units, column % turns + 1)
+        return turned.whole if column < turns else turned.inside
 
     def turned(self, units: I64, turn: int) -> Pictures:
         """The thumbnails of these units in orientation ``turn`` (needs ``keep``)."""
