@@ -134,15 +134,11 @@ def unit_pairs(
 
     us, vs, ds = [], [], []
     # Units on two near values: every unit of one with every unit of the other.
-    sizes = count[p] * count[q]
-    total = int(sizes.sum())
-    if total:
-        row = np.repeat(np.arange(len(p)), sizes)
-        k = np.arange(total) - np.repeat(np.cumsum(sizes) - sizes, sizes)
-        width = count[q][row]
-        us.append(members[first[p][row] + k // width])
-        vs.append(members[first[q][row] + k % width])
-        ds.append(d[row])
+    u, v, gap = every_pair(p, q, d, (first, members), (first, members))
+    if len(u):
+        us.append(u)
+        vs.append(v)
+        ds.append(gap)
     # Units on one value: every two of them, at distance 0.
     for size in np.unique(count[crowded]).tolist():
         nodes = crowded[count[crowded] == size]
@@ -160,6 +156,21 @@ def unit_pairs(
     if link.framed is not None:
         keep &= link.framed[lo] | link.framed[hi]
     return _smallest(lo[keep], hi[keep], gap[keep], len(link.hashes))
+
+
+def every_pair(i: I64, j: I64, d: U8, left: tuple[I64, I64], right: tuple[I64, I64]) -> tuple[I64, I64, U8]:
+    """Pairs of values (``i`` of the left side's, ``j`` of the right side's) as pairs of units:
+    every unit of the one with every unit of the other, at the pair's distance. Each side's
+    units by value as CSR: ``(first, members)``, value ``k``'s in ``members[first[k]:first[k + 1]]``."""
+    (l_first, l_members), (r_first, r_members) = left, right
+    sizes = (l_first[i + 1] - l_first[i]) * (r_first[j + 1] - r_first[j])
+    total = int(sizes.sum())
+    if not total:
+        return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.uint8)
+    row = np.repeat(np.arange(len(i)), sizes)
+    k = np.arange(total) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+    width = (r_first[j + 1] - r_first[j])[row]
+    return l_members[l_first[i[row]] + k // width], r_members[r_first[j[row]] + k % width], d[row]
 
 
 def candidates(

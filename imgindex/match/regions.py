@@ -20,7 +20,8 @@ import numpy.typing as npt
 
 from imgindex.hashing import COLOUR_SIDE, DESCRIPTOR_BYTES, GREY_SIDE, GRID_SIDE, REGIONS
 
-from .search import I64, U8, U64, Pairs, empty_pairs, pairs_between
+from .links import every_pair
+from .search import I64, U64, Pairs, empty_pairs, pairs_between
 
 #: The largest distance between a region's hash and another picture's (whole or inside): a
 #: region is one of several chances to meet, so its link is held closer than today's 10 bits
@@ -68,12 +69,12 @@ def region_pairs(
     # the others of that kind with its focus units), not all of them first.
     everyone = _members(used, kind_of, len(one), np.ones(len(used), dtype=bool))
     if focus is None:
-        u, v, d = _expand(ku, kv, d, everyone, everyone)
+        u, v, d = every_pair(ku, kv, d, everyone, everyone)
     else:
         chosen = _members(used, kind_of, len(one), focus[used])
         others = _members(used, kind_of, len(one), ~focus[used])
-        u1, v1, d1 = _expand(ku, kv, d, chosen, everyone)
-        u2, v2, d2 = _expand(ku, kv, d, others, chosen)
+        u1, v1, d1 = every_pair(ku, kv, d, chosen, everyone)
+        u2, v2, d2 = every_pair(ku, kv, d, others, chosen)
         u, v, d = np.concatenate([u1, u2]), np.concatenate([v1, v2]), np.concatenate([d1, d2])
     lo, hi = np.minimum(u, v), np.maximum(u, v)
     order = np.lexsort((hi, lo))
@@ -119,7 +120,7 @@ def _kind_pairs(
         i = np.concatenate([q_focus[i1], i2])
         j = np.concatenate([j1, t_focus[j2]])
         d = np.concatenate([d1, d2])
-    u, v, d = _expand(i, j, d, (q_first, q_members), (t_first, t_members))
+    u, v, d = every_pair(i, j, d, (q_first, q_members), (t_first, t_members))
     keep = u != v
     if focus is not None:
         keep &= focus[u] | focus[v]
@@ -147,23 +148,6 @@ def _touching(first: I64, members: I64, focus: npt.NDArray[np.bool_]) -> I64:
     """The values (indices) that some focus unit has."""
     owner = np.repeat(np.arange(len(first) - 1), np.diff(first))
     return np.unique(owner[focus[members]])
-
-
-def _expand(i: I64, j: I64, d: U8, queries: tuple[I64, I64], targets: tuple[I64, I64]) -> tuple[I64, I64, U8]:
-    """Pairs of values (query ``i``, target ``j``) as pairs of units: every owner of the one with
-    every owner of the other."""
-    (q_first, q_members), (t_first, t_members) = queries, targets
-    qn, tn = q_first[i + 1] - q_first[i], t_first[j + 1] - t_first[j]
-    sizes = qn * tn
-    total = int(sizes.sum())
-    if not total:
-        return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.uint8)
-    row = np.repeat(np.arange(len(i)), sizes)
-    k = np.arange(total) - np.repeat(np.cumsum(sizes) - sizes, sizes)
-    width = tn[row]
-    u = q_members[q_first[i[row]] + k // width]
-    v = t_members[t_first[j[row]] + k % width]
-    return u, v, d[row]
 
 
 @cache
