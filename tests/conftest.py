@@ -16,6 +16,7 @@ import pytest
 from PIL import Image, ImageDraw, PngImagePlugin
 from typer.testing import CliRunner
 
+from imgindex import pairs
 from imgindex.scan import ScanOptions, ScanSummary, scan
 from imgindex.storage import Index, open_index
 
@@ -174,3 +175,17 @@ def corpus(tree: Path) -> dict[str, Path]:
         set_mtime(files[key], 100 - hours)  # "a" oldest ... "cut" newest
     set_mtime(files["a_copy"], 200)  # the copy is older than the original
     return files
+
+
+def stored_matches(index: Index) -> set[tuple[int, int, int, int, int]]:
+    """The index's stored matches: (a, b, whole, inside, region), at every distance."""
+    a, b, whole, inside, region = index.pairs.matches(pairs.KIND, 64)
+    return set(zip(a.tolist(), b.tolist(), whole.tolist(), inside.tolist(), region.tolist(), strict=True))
+
+
+def rebuilt_matches(index: Index) -> set[tuple[int, int, int, int, int]]:
+    """The matches a full verification stores: every picture verified again (as under other
+    settings), to compare with what updates stored incrementally."""
+    index.pairs.reset_matches(index.pairs.state()[1])
+    pairs.update(index)
+    return stored_matches(index)

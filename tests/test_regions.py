@@ -26,7 +26,7 @@ from imgindex.query import query
 from imgindex.report import Report, ReportOptions, build_report
 from imgindex.storage import Index
 
-from .conftest import encode, picture, run_scan, write
+from .conftest import encode, picture, rebuilt_matches, run_scan, stored_matches, write
 
 SETTINGS = HashSettings()
 #: Sources whose copy with 15 % cut off the bottom is more than 10 bits from them, whole to
@@ -164,15 +164,9 @@ def test_a_copy_cut_on_one_side_matches_a_region_of_its_source(
     assert stored == afresh
     assert expected <= stored
     # Stored incrementally as a full verification stores them.
-    a, b, whole, inside, region = index.pairs.matches(pairs.KIND, 64)
-    incremental = set(zip(a.tolist(), b.tolist(), whole.tolist(), inside.tolist(), region.tolist(), strict=True))
+    incremental = stored_matches(index)
     assert sum(r <= REGION_THRESHOLD and w > 10 and i > 10 for *_, w, i, r in incremental) >= len(CUT_SEEDS)
-    index.pairs.reset_matches(index.pairs.state()[1])
-    pairs.update(index)
-    a, b, whole, inside, region = index.pairs.matches(pairs.KIND, 64)
-    assert (
-        set(zip(a.tolist(), b.tolist(), whole.tolist(), inside.tolist(), region.tolist(), strict=True)) == incremental
-    )
+    assert rebuilt_matches(index) == incremental
 
 
 @pytest.mark.parametrize("indexed_cut", [False, True])
