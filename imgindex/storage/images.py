@@ -257,16 +257,15 @@ class Images:
         sql = "SELECT file_id, picture, trimmed FROM descriptors WHERE file_id IN ({marks})"
         return {int(i): (bytes(p), None if t is None else bytes(t)) for i, p, t in self.db.select_in(sql, ids)}
 
-    def regions(self, ids: Sequence[int] | None = None) -> tuple[list[int], list[bytes]]:
-        """The files (by id; every file, without ``ids``) that have the hashes of their regions
-        (``regions``), and those: ``(ids, blobs)``, in the same order."""
-        if ids is None or len(ids) > _SCAN_BEYOND:
+    def regions(self, ids: Sequence[int]) -> tuple[list[int], list[bytes]]:
+        """The files of ``ids`` that have the hashes of their regions (``regions``), and those:
+        ``(ids, blobs)``, in the same order (every file's at once: :meth:`all_regions`)."""
+        if len(ids) > _SCAN_BEYOND:
             # Past some thousands of ids, one pass over the table beats looking each up.
             with without_gc():
                 found = self.db.execute("SELECT file_id, hashes FROM regions").fetchall()
-            if ids is not None:
-                wanted = set(ids)
-                found = [row for row in found if row[0] in wanted]
+            wanted = set(ids)
+            found = [row for row in found if row[0] in wanted]
         else:
             found = list(self.db.select_in("SELECT file_id, hashes FROM regions WHERE file_id IN ({marks})", ids))
         if not found:
