@@ -280,9 +280,12 @@ def health_lines(health: Health) -> list[str]:
     lines.append("schema: ok" if not health.missing else "schema: missing " + ", ".join(health.missing))
     orphans = ", ".join(f"{n:,} {what}" for what, n in health.orphans.items())
     lines.append("orphan rows: none" if not orphans else f"orphan rows: {orphans}")
+    malformed = ", ".join(f"{n:,} {what}" for what, n in health.malformed.items())
+    lines.append("blob lengths: ok" if not malformed else f"malformed rows: {malformed}")
     if not health.ok:
         lines.append(
-            "the index is damaged: 'imgindex check --repair' mends indexes, missing tables and orphan rows;"
+            "the index is damaged: 'imgindex check --repair' mends indexes, missing tables, orphan rows and"
+            " malformed rows;"
             " damage inside the tables needs a new index (a scan into another --db)"
         )
     return lines

@@ -294,3 +294,38 @@ def test_export_refuses_a_fifo_where_an_indexed_file_was_instead_of_hanging(tmp_
     )
     assert done.returncode == 3 and "not a regular file" in done.stderr
     assert len(list((tmp_path / "out").iterdir())) == 2
+
+
+def test_check_finds_thumbnails_and_hashes_of_the_wrong_length_and_repair_reads_them_again(tmp_path: Path) -> None:
+    for n in range(12):
+        write(tmp_path / "dump" / f"{n}.png", encode(picture(n % 6, (64, 48)), "PNG"))
+    time.sleep(2.1)  # older than the racy window (2 s): later scans leave the damaged rows' files alone
+    db = str(tmp_path / "i.db")
+    assert _imgindex("scan", str(tmp_path / "dump"), "--db", db, "-q").returncode == 0
+    assert _imgindex("pairs", "--rotations", "--db", db, "-q").returncode == 0
+    healthy = _imgindex("report", "--near", "--db", db, "-q", "--rotations").stdout
+    with sqlite3.connect(db) as raw:  # blobs cut short, as a careless hand or another tool leaves them
+        first, last = raw.execute("SELECT min(file_id), max(file_id) FROM descriptors").fetchone()
+        raw.execute("UPDATE regions SET hashes = substr(hashes, 1, 33) WHERE file_id = ?", (first,))
+        raw.execute("UPDATE descriptors SET grid = zeroblob(1000) WHERE file_id = ?", (last,))
+        raw.execute("UPDATE descriptors SET picture = x'00' WHERE file_id = ?", (first + 1,))
+        key = raw.execute("SELECT min(picture) FROM near_orientations").fetchone()[0]
+        raw.execute("UPDATE near_orientations SET hashes = zeroblob(70) WHERE picture = ?", (key,))
+    (tmp_path / "dump" / "new.png").write_bytes((tmp_path / "dump" / "3.png").read_bytes() + b"more")
+    for command in (["scan", str(tmp_path / "dump")], ["report", "--near", "--rotations", "-t", "12"]):
+        damaged = _imgindex(*command, "--db", db, "-q")  # the malformed rows passed over, not a traceback
+        assert damaged.returncode == 0 and "Traceback" not in damaged.stderr, damaged.stderr
+    (tmp_path / "dump" / "new.png").unlink()
+    found = _imgindex("check", "--db", db, "--json")
+    assert found.returncode == 3, found.stdout
+    health = json.loads(found.stdout)
+    assert health["malformed"] == {
+        "thumbnails of the wrong length": 2,
+        "region hashes of the wrong length": 1,
+        "orientation hashes of the wrong length": 1,
+    }
+    mended = _imgindex("check", "--repair", "--db", db)
+    assert mended.returncode == 0, mended.stdout
+    assert _imgindex("check", "--db", db).returncode == 0
+    assert _imgindex("scan", str(tmp_path / "dump"), "--db", db, "-q").returncode == 0  # reads them again
+    assert _imgindex("report", "--near", "--db", db, "-q", "--rotations").stdout == healthy

@@ -1,11 +1,12 @@
 """The index's health: what ``imgindex check`` finds, and what ``--repair`` can mend.
 
 Found: damage SQLite itself sees (``PRAGMA integrity_check``), objects of
-``schema.sql`` that are missing, and rows that point at nothing. Mended: the
+``schema.sql`` that are missing, rows that point at nothing, and thumbnails or
+hashes of the wrong length (which the readers pass over). Mended: the
 indexes (``REINDEX``), missing objects (made again from schema.sql, empty),
 orphan rows (deleted), and what is derived from the rest (the stored near
 pairs are dropped and rebuilt by the next scan; images whose thumbnails were
-lost are read again by it). Damage inside the tables themselves cannot be
+lost or malformed are read again by it). Damage inside the tables themselves cannot be
 mended here: a new index (a scan into another ``--db``) can.
 """
 
@@ -15,9 +16,10 @@ import sqlite3
 from dataclasses import dataclass, field
 
 from .database import Database, schema_objects, schema_sql, split_sql
+from .shapes import BAD_DESCRIPTORS, BAD_ORIENTATIONS, BAD_REGIONS
 
 #: Tables whose rows are derived from the rest, so they can be dropped and made again.
-DERIVED = ("near_hashes", "near_pairs", "near_pictures", "near_matches")
+DERIVED = ("near_hashes", "near_pairs", "near_pictures", "near_matches", "near_orientations")
 
 #: Rows that point at nothing: (what, the query counting them, the statement deleting them).
 _ORPHANS = (
@@ -57,16 +59,25 @@ _ORPHANS = (
 )
 
 
+#: Rows whose blobs have the wrong length: (what, the table, the condition that picks them).
+_MALFORMED = (
+    ("thumbnails of the wrong length", "descriptors", BAD_DESCRIPTORS),
+    ("region hashes of the wrong length", "regions", BAD_REGIONS),
+    ("orientation hashes of the wrong length", "near_orientations", BAD_ORIENTATIONS),
+)
+
+
 @dataclass
 class Health:
     integrity: list[str] = field(default_factory=list)  # what integrity_check says, when not "ok"
     missing: list[str] = field(default_factory=list)  # objects of schema.sql that are not there
     orphans: dict[str, int] = field(default_factory=dict)
+    malformed: dict[str, int] = field(default_factory=dict)  # rows whose blobs have the wrong length
     repaired: list[str] = field(default_factory=list)  # what --repair did
 
     @property
     def ok(self) -> bool:
-        return not (self.integrity or self.missing or self.orphans)
+        return not (self.integrity or self.missing or self.orphans or self.malformed)
 
 
 def _columns() -> dict[str, dict[str, str]]:
@@ -105,6 +116,13 @@ def check(db: Database) -> Health:
             continue  # a table it needs is missing: said above
         if n:
             health.orphans[what] = n
+    for what, table, bad in _MALFORMED:
+        try:
+            n = int(conn.execute(f"SELECT count(*) FROM {table} WHERE {bad}").fetchone()[0])
+        except sqlite3.DatabaseError:
+            continue
+        if n:
+            health.malformed[what] = n
     return health
 
 
@@ -126,6 +144,13 @@ def repair(db: Database) -> Health:
         for name in [n for n in objects if n in before.missing]:  # in schema.sql's order: tables first
             c.execute(objects[name])
             done.append(f"made {name} again" + (" (empty)" if objects[name].startswith("CREATE TABLE") else ""))
+        for what, table, bad in _MALFORMED:
+            if not before.malformed.get(what):
+                continue
+            if table != "near_orientations":  # the images they came from: read them again
+                c.execute(f"UPDATE files SET params_id = NULL WHERE id IN (SELECT file_id FROM {table} WHERE {bad})")
+            c.execute(f"DELETE FROM {table} WHERE {bad}")
+            done.append(f"deleted {before.malformed[what]:,} {what} (the next scan makes them again)")
         if set(before.missing) & set(DERIVED) or done:
             for table in DERIVED:
                 c.execute(f"DELETE FROM {table}")

@@ -16,6 +16,7 @@ import numpy.typing as npt
 from imgindex.bulk import without_gc
 
 from .database import Database, below, int_column
+from .shapes import GOOD_DESCRIPTORS, GOOD_REGIONS
 
 
 @dataclass(frozen=True)
@@ -254,7 +255,7 @@ class Images:
     def descriptors(self, ids: Sequence[int]) -> dict[int, tuple[bytes, bytes | None]]:
         """The descriptors of files by id (of the whole picture, and of its inside when
         trimmed): files without (not hashed yet by this version) are left out."""
-        sql = "SELECT file_id, picture, trimmed FROM descriptors WHERE file_id IN ({marks})"
+        sql = f"SELECT file_id, picture, trimmed FROM descriptors WHERE {GOOD_DESCRIPTORS} AND file_id IN ({{marks}})"
         return {int(i): (bytes(p), None if t is None else bytes(t)) for i, p, t in self.db.select_in(sql, ids)}
 
     def regions(self, ids: Sequence[int]) -> tuple[list[int], list[bytes]]:
@@ -263,11 +264,12 @@ class Images:
         if len(ids) > _SCAN_BEYOND:
             # Past some thousands of ids, one pass over the table beats looking each up.
             with without_gc():
-                found = self.db.execute("SELECT file_id, hashes FROM regions").fetchall()
+                found = self.db.execute(f"SELECT file_id, hashes FROM regions WHERE {GOOD_REGIONS}").fetchall()
             wanted = set(ids)
             found = [row for row in found if row[0] in wanted]
         else:
-            found = list(self.db.select_in("SELECT file_id, hashes FROM regions WHERE file_id IN ({marks})", ids))
+            sql = f"SELECT file_id, hashes FROM regions WHERE {GOOD_REGIONS} AND file_id IN ({{marks}})"
+            found = list(self.db.select_in(sql, ids))
         if not found:
             return [], []
         file_ids, blobs = zip(*found, strict=True)
@@ -277,7 +279,7 @@ class Images:
         """Every file that has the hashes of its regions: file ids, and the hashes' blobs joined
         in the same order (one pass; no Python object per file beyond the rows themselves)."""
         with without_gc():
-            rows = self.db.execute("SELECT file_id, hashes FROM regions").fetchall()
+            rows = self.db.execute(f"SELECT file_id, hashes FROM regions WHERE {GOOD_REGIONS}").fetchall()
         ids = np.fromiter(map(itemgetter(0), rows), dtype=np.int64, count=len(rows))
         return ids, b"".join(map(itemgetter(1), rows))
 
@@ -286,7 +288,7 @@ class Images:
         descriptor (the whole picture's without a border), for the files that have a grid."""
         sql = (
             "SELECT file_id, grid, coalesce(trimmed, picture) FROM descriptors"
-            " WHERE grid IS NOT NULL AND file_id IN ({marks})"
+            f" WHERE grid IS NOT NULL AND {GOOD_DESCRIPTORS} AND file_id IN ({{marks}})"
         )
         return {int(i): (bytes(g), bytes(d)) for i, g, d in self.db.select_in(sql, ids)}
 

@@ -25,6 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .database import Database, int_column
+from .shapes import GOOD_ORIENTATIONS
 
 #: A distance meaning "no match of this sort": NULL in ``near_matches``.
 NO_MATCH = 255
@@ -349,7 +350,8 @@ class PairStore:
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint64], npt.NDArray[np.int64], npt.NDArray[np.uint64]]:
         """Every stored picture's key and orientation hashes ``(n, 8)``, by key; then the keys
         and the insides' orientation hashes of those with a border."""
-        rows = self.db.execute("SELECT picture, hashes FROM near_orientations WHERE kind = ? ORDER BY picture", (kind,))
+        sql = f"SELECT picture, hashes FROM near_orientations WHERE kind = ? AND {GOOD_ORIENTATIONS} ORDER BY picture"
+        rows = self.db.execute(sql, (kind,))
         keys: list[int] = []
         framed: list[int] = []
         blobs = bytearray()
