@@ -34,6 +34,12 @@ unchanged, to the other parts (held out). A link above it is cut: the
 duplicate leaves the group. Recall and false pairs are then scored as
 score.py scores imgindex (every pair of a group).
 
+``--stat`` sums the cells up otherwise (``ratio``: how much more the pictures differ in
+their most different cell than in the median one; ``excess``: the largest less the median);
+``--stored`` judges on the 32x32 grids of the insides the run's index stores, as imgindex's
+own check does (``match/verify.py``: ``--stat ratio --stored`` with the rule's bound), with
+``--pool`` and ``--register`` as variants tried.
+
 Bytes per image the stage would store: ``side`` x ``side`` grey bytes for the
 whole picture, and as many again for the inside when it has a border.
 """
@@ -42,6 +48,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -81,13 +89,57 @@ def _cells(d: np.ndarray, grid: int) -> np.ndarray:
     return d.reshape(*d.shape[:-2], grid, cell, grid, cell).mean(axis=(-3, -1))
 
 
+#: How a link's cell differences are summed up: ``max`` (the largest cell), ``excess`` (the largest
+#: less the median cell: a difference in one place above the picture's general level), ``ratio``
+#: (the largest over the median, the median floored at ``RATIO_FLOOR``).
+STAT = "max"
+RATIO_FLOOR = 0.05
+
+
+def _summary(cells: np.ndarray) -> float:
+    flat = cells.reshape(-1)
+    top = float(flat.max())
+    if STAT == "max":
+        return top
+    middle = float(np.median(flat))
+    if STAT == "excess":
+        return top - middle
+    return top / max(middle, RATIO_FLOOR)
+
+
+#: With --register K: also compare with one of the two pictures cut by 1..K px on every side
+#: (resampled back to the grid's size), and take the least figure: a crop registered.
+REGISTER = 0
+
+
+def _normal(a: np.ndarray) -> np.ndarray:
+    return (a - a.mean()) / max(float(a.std()), STD_FLOOR)
+
+
+def _cut(raw: np.ndarray, k: int) -> np.ndarray:
+    side = raw.shape[0]
+    image = Image.fromarray(raw.astype(np.float32), mode="F")
+    return np.asarray(image.resize((side, side), Image.Resampling.BILINEAR, box=(k, k, side - k, side - k)))
+
+
+def registered_difference(a_raw: np.ndarray, b_raw: np.ndarray, grid: int) -> float:
+    """The figure at the best registration (the least mean difference): as they are, or either
+    cut by 1..REGISTER px."""
+    tries = [(_normal(a_raw), _normal(b_raw))]
+    for k in range(1, REGISTER + 1):
+        tries += [(_normal(_cut(a_raw, k)), _normal(b_raw)), (_normal(a_raw), _normal(_cut(b_raw, k)))]
+    differences = [np.abs(x - y) for x, y in tries]
+    best = min(differences, key=lambda d: float(d.mean()))
+    return _summary(_cells(best, grid))
+
+
 def detail_difference(a: np.ndarray, b: np.ndarray, grid: int, shift: int = 0) -> float:
     """The largest mean absolute difference over ``grid`` x ``grid`` cells; with ``shift``,
     each cell's difference is the least over moving the other picture by up to ``shift`` px
     each way (a cell may move on its own: crops, rotations and rescaling move content a
     little, a different symbol stays different), taken both ways round."""
     if not shift:
-        return float(_cells(np.abs(a - b), grid).max())
+        return _summary(_cells(np.abs(a - b), grid))
     side = a.shape[0]
 
     def one_way(x: np.ndarray, y: np.ndarray) -> float:
@@ -99,20 +151,47 @@ def detail_difference(a: np.ndarray, b: np.ndarray, grid: int, shift: int = 0) -
                 for dx in range(-shift, shift + 1)
             ]
         )
-        return float(_cells(np.abs(x[None] - moved), grid).min(axis=0).max())
+        return _summary(_cells(np.abs(x[None] - moved), grid).min(axis=0))
 
     return max(one_way(a, b), one_way(b, a))
 
 
-def probe_part(part: str, side: int, grid: int, shift: int = 0) -> dict[str, Any]:
-    """Every link of imgindex's report with its detail difference and whether it is true."""
+#: With --stored: the grids averaged over POOL x POOL px before they are compared.
+POOL = 1
+
+
+def stored_grids(part: str) -> dict[str, np.ndarray]:
+    """By path relative to the corpus, the 32x32 grey grid of each picture's inside that the
+    run's index stores (``descriptors.grid``), normalised as :func:`normalised` does."""
+    with sqlite3.connect(OUT / "quality-run" / part / "index.db") as db:
+        rows = db.execute(
+            "SELECT p.path, d.grid FROM file_paths p JOIN descriptors d ON d.file_id = p.id WHERE d.grid IS NOT NULL"
+        ).fetchall()
+    root = os.fsencode(OUT / f"quality-corpus-{part}" / "dump") + b"/"
+    grids = {}
+    for path, blob in rows:
+        a = np.frombuffer(blob, dtype=np.uint8).reshape(32, 32).astype(np.float32)
+        a = a.reshape(32 // POOL, POOL, 32 // POOL, POOL).mean(axis=(1, 3))
+        # Raw with --register (normalised after each cut), else normalised.
+        grids[os.fsdecode(bytes(path).removeprefix(root))] = a if REGISTER else _normal(a)
+    return grids
+
+
+def probe_part(part: str, side: int, grid: int, shift: int = 0, stored: bool = False) -> dict[str, Any]:
+    """Every link of imgindex's report with its detail difference and whether it is true
+    (with ``stored``, judged on the grids the index stores, as imgindex itself would)."""
     labels = score.load_labels(OUT / f"quality-corpus-{part}" / "labels.json")
     found = score.imgindex_found(OUT / "quality-run" / part / "near.json", labels)
     cache: dict[str, tuple[np.ndarray, np.ndarray, bool]] = {}
+    grids = stored_grids(part) if stored else {}
 
     def get(rel: str) -> tuple[np.ndarray, np.ndarray, bool]:
         if rel not in cache:
-            cache[rel] = pictures(labels.root, rel, side)
+            if stored:
+                g = grids.get(rel, np.zeros((32 // POOL, 32 // POOL), dtype=np.float32))
+                cache[rel] = (g, g, False)
+            else:
+                cache[rel] = pictures(labels.root, rel, side)
         return cache[rel]
 
     links = []
@@ -120,7 +199,10 @@ def probe_part(part: str, side: int, grid: int, shift: int = 0) -> dict[str, Any
         kept = group[0]
         for dup in group[1:]:
             (wa, ia, _), (wb, ib, _) = get(kept), get(dup)
-            d = min(detail_difference(wa, wb, grid, shift), detail_difference(ia, ib, grid, shift))
+            if stored and REGISTER:
+                d = registered_difference(wa, wb, grid)
+            else:
+                d = min(detail_difference(wa, wb, grid, shift), detail_difference(ia, ib, grid, shift))
             true = labels.family(kept) == labels.family(dup)
             links.append({"kept": kept, "duplicate": dup, "difference": round(d, 4), "true": true})
     framed = sum(f for _, _, f in cache.values())
@@ -174,21 +256,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--side", type=int, default=32, help="side of the grey pictures compared (default 32)")
     parser.add_argument("--grid", type=int, default=4, help="cells per side over which the largest difference is taken")
     parser.add_argument("--shift", type=int, default=0, help="let each cell move up to this many px (default 0)")
+    parser.add_argument("--stat", choices=("max", "excess", "ratio"), default="max", help="how cells sum up")
+    parser.add_argument("--stored", action="store_true", help="judge on the grids the run's index stores")
+    parser.add_argument("--register", type=int, default=0, help="with --stored: also cut 1..N px a side")
+    parser.add_argument("--pool", type=int, default=1, help="with --stored: average the grids over N x N px first")
     parser.add_argument("--threshold", type=float, help="use this threshold instead of the rule's")
     parser.add_argument("--json", type=Path, default=OUT / "quality-run" / "detail-probe.json")
     args = parser.parse_args(argv)
+    global STAT, POOL, REGISTER
+    STAT, POOL, REGISTER = args.stat, args.pool, args.register
     parts = [p.strip() for p in args.parts.split(",") if p.strip()]
     threshold = args.threshold
     results: dict[str, Any] = {
         "side": args.side,
         "grid": args.grid,
         "shift": args.shift,
+        "stat": args.stat,
         "std_floor": STD_FLOOR,
         "budget": BUDGET,
     }
     for n, part in enumerate(parts):
         start = time.perf_counter()
-        p = probe_part(part, args.side, args.grid, args.shift)
+        p = probe_part(part, args.side, args.grid, args.shift, args.stored)
         true = sorted(x["difference"] for x in p["links"] if x["true"])
         false = sorted(x["difference"] for x in p["links"] if not x["true"])
         if threshold is None and n == 0:
