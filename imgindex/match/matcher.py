@@ -44,6 +44,7 @@ from imgindex.hashing import (
     HashSettings,
     descriptor_rows,
     grid_rows,
+    orient,
     orient_descriptors,
     orientation_hashes,
     region_rows,
@@ -54,9 +55,18 @@ from .candidates import pairs_among
 from .grouping import Edges, Grouping, group_by_leaders
 from .links import NOT_NEAR, Candidates, CrossLink, FoundLink, Link, candidates
 from .orientations import ROTATION_CORRELATION, ROTATION_THRESHOLD, turned_pairs_with_insides
-from .regions import REGION_CORRELATION, REGION_THRESHOLD, region_descriptors, region_pairs
+from .regions import REGION_CORRELATION, REGION_THRESHOLD, region_descriptors, region_grids, region_pairs
 from .search import I64, pairs_between
-from .verify import LOW_DETAIL, VERIFICATION, Pictures, Thumbnails, confirm, thumbnails
+from .verify import (
+    LOW_DETAIL,
+    VERIFICATION,
+    Pictures,
+    Thumbnails,
+    confirm,
+    differ_in_one_place,
+    normalised_grids,
+    thumbnails,
+)
 
 #: Candidate pairs verified at once (bounds the memory of the thumbnails' arrays).
 VERIFY_CHUNK = 1 << 15
@@ -274,8 +284,8 @@ class Matcher:
                 links.append(FoundLink(*found_turned))
                 region_units = np.union1d(region_units, np.union1d(found_turned[0], found_turned[1]))
             del turned, turned_inside
-        if len(region_units):
-            self.regions.read_grids(index, units, region_units)
+        # Grids: to cut the regions' thumbnails, and to see where two pictures differ.
+        self.regions.read_grids(index, units, np.union1d(region_units, wanted))
         # The candidates a pass at a time, each pass the pairs with a unit of its share on a side
         # and none of an earlier share's (those were its pass's), so that pictures crowded
         # within a few bits of each other never need all their candidate pairs at once.
@@ -420,6 +430,7 @@ class Matcher:
                         thumbs.of_sort,
                         min(self.threshold, REGION_THRESHOLD),
                         REGION_CORRELATION,
+                        lambda units, column: 0,
                     )
                     gaps[self.region_link, at[todo]] = best
                     verified[self.region_link, at[todo[best != NOT_NEAR]]] = True
@@ -433,6 +444,7 @@ class Matcher:
                         thumbs.of_turned_sort,
                         min(self.threshold, ROTATION_THRESHOLD),
                         ROTATION_CORRELATION,
+                        lambda units, column: column % (ORIENTATIONS - 1) + 1,
                     )
                     gaps[self.region_rotation_link, at[todo]] = best
                     verified[self.region_rotation_link, at[todo[best != NOT_NEAR]]] = True
@@ -459,9 +471,45 @@ class Matcher:
                         ROTATION_CORRELATION,
                     )
                     ok = within if side == "inside" else wholes
+                    held = todo[ok]
+                    ok[ok] = ~self._differ_in_one_place(found.u[at[held]], found.v[at[held]], turn)
                     verified[link, at[todo[ok]]] = True
                     todo = todo[~ok]
+            self._refuse_one_place_differences(found, at, verified)
         return verified
+
+    def _refuse_one_place_differences(self, found: Candidates, at: I64, verified: npt.NDArray[np.bool_]) -> None:
+        """Refuse the upright matches (of whole pictures, insides, one's inside and the other's
+        whole) among the candidates ``at`` whose pictures' grids differ in one place
+        (:func:`.verify.differ_in_one_place`): pictures on one template. (Turned matches are
+        judged so as they are verified, on the grid turned, and region matches on the region cut
+        from the grid; pictures without a grid, under 16 px a side, are not judged.)"""
+        links = (0, self.inside_link, *self.cross_links)
+        upright = np.array([link for link in links if link >= 0], dtype=np.int64)
+        held = np.flatnonzero(verified[upright][:, at].any(axis=0))
+        refused = self._differ_in_one_place(found.u[at[held]], found.v[at[held]])
+        verified[np.ix_(upright, at[held[refused]])] = False
+
+    def _region_differs_in_one_place(self, owner: I64, other: I64, k: int, turn: int) -> npt.NDArray[np.bool_]:
+        """For each pair, does region ``k`` of the owner's grid differ in one place from the
+        other's grid (in orientation ``turn``)? False where the other has no grid (the owner,
+        whose region this is, has one)."""
+        result = np.zeros(len(owner), dtype=bool)
+        both = np.flatnonzero(self.regions.has_grid(other))
+        if len(both):
+            a, b = self.regions.region_grids(owner[both], k), self.regions.grids(other[both])
+            result[both] = differ_in_one_place(a, orient(b, turn) if turn else b)
+        return result
+
+    def _differ_in_one_place(self, u: I64, v: I64, turn: int = 0) -> npt.NDArray[np.bool_]:
+        """For each pair of units, do their grids (``v``'s in orientation ``turn``) differ in one
+        place (:func:`.verify.differ_in_one_place`)? False where either has no grid."""
+        result = np.zeros(len(u), dtype=bool)
+        both = np.flatnonzero(self.regions.has_grid(u) & self.regions.has_grid(v))
+        if len(both):
+            a, b = self.regions.grids(u[both]), self.regions.grids(v[both])
+            result[both] = differ_in_one_place(a, orient(b, turn) if turn else b)
+        return result
 
     def _region_distances(
         self,
@@ -471,12 +519,14 @@ class Matcher:
         thumbnail: Callable[[I64, int], Thumbnails],
         threshold: int,
         correlation: float,
+        turn_of: Callable[[I64, int], int],
     ) -> npt.NDArray[np.uint8]:
         """For each pair of units, the smallest distance of a region of one to a hash of the other
         (``targets``: a column per sort, as :meth:`_Regions.pairs` searched them) within
         ``threshold`` whose thumbnails (the region's, cut from the grid) agree at ``correlation``
-        with the other's thumbnail of that sort (``thumbnail(units, column)``); :data:`NOT_NEAR`
-        where none does."""
+        with the other's thumbnail of that sort (``thumbnail(units, column)``), and whose grid
+        does not differ in one place from the other's (in the orientation ``turn_of(units,
+        column)`` of that sort); :data:`NOT_NEAR` where none does."""
         regions = self.regions
         best = np.full(len(u), NOT_NEAR, dtype=np.uint8)
         # Every way round: whose region (the lower's, the higher's), which region, met what.
@@ -493,6 +543,10 @@ class Matcher:
                     flat = np.zeros(len(near), dtype=bool)
                     accepted, _ = confirm(
                         Pictures(cut, cut, flat), Pictures(target, target, flat), ~flat, flat, correlation
+                    )
+                    held = np.flatnonzero(accepted)
+                    accepted[held] = ~self._region_differs_in_one_place(
+                        owner[near[held]], other[near[held]], k, turn_of(other[near[held]], column)
                     )
                     best[near[accepted]] = gap[near[accepted]]
         return best
@@ -563,6 +617,18 @@ class _Regions:
         self._grids = grid_rows([g for g, _ in blobs]) if blobs else self._grids
         colours = np.frombuffer(b"".join(d[GREY_SIDE * GREY_SIDE :] for _, d in blobs), dtype=np.uint8)
         self._colours = colours.reshape(-1, COLOUR_SIDE, COLOUR_SIDE, 3)
+
+    def has_grid(self, units: I64) -> npt.NDArray[np.bool_]:
+        result: npt.NDArray[np.bool_] = self.slot[units] >= 0
+        return result
+
+    def grids(self, units: I64) -> npt.NDArray[np.float32]:
+        """The grids of these units (which have grids), normalised (:func:`.verify.normalised_grids`)."""
+        return normalised_grids(self._grids[self.slot[units]])
+
+    def region_grids(self, units: I64, k: int) -> npt.NDArray[np.float32]:
+        """Region ``k`` of these units' grids (which have grids), normalised."""
+        return normalised_grids(region_grids(self._grids[self.slot[units]], k))
 
     def descriptors(self, units: I64, k: int) -> npt.NDArray[np.uint8]:
         """The descriptors of region ``k`` of these units (which have grids)."""

@@ -183,3 +183,12 @@ def region_descriptors(
         out[at, :grey_bytes] = np.clip(np.rint(grey), 0, 255).reshape(len(at), -1)
         out[at, grey_bytes:] = np.clip(np.rint(colour), 0, 255).reshape(len(at), -1)
     return out
+
+
+def region_grids(grids: npt.NDArray[np.uint8], k: int) -> npt.NDArray[np.float32]:
+    """Region ``k`` of each picture's grey grid (``(m, 32, 32)``, of the inside), cut out by box
+    weights over the region's box and brought back to the grid's size."""
+    _, (x0, y0, x1, y1) = REGIONS[k]
+    gy, gx = _weights(GRID_SIDE, GRID_SIDE, y0, y1), _weights(GRID_SIDE, GRID_SIDE, x0, x1)
+    cut: npt.NDArray[np.float32] = gy @ grids.astype(np.float32) @ gx.T
+    return cut
