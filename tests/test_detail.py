@@ -112,3 +112,29 @@ def test_signs_of_one_frame_are_apart_and_each_keeps_its_copies(
     with index.snapshot():
         blind = groups_of(build_report(index, options, stored=False))
     assert len(blind) < len(expected)
+
+
+def page_with_a_sun(r: int = 20) -> Image.Image:
+    """Grey lines of text and, in a corner, a yellow disc: the one colourful thing on the page."""
+    image = Image.new("RGB", (200, 120), "white")
+    draw = ImageDraw.Draw(image)
+    for k in range(5):
+        draw.rectangle((10, 10 + k * 22, 190 - k * 25, 22 + k * 22), fill=(60, 60, 60))
+    draw.ellipse((175 - r, 95 - r, 175 + r, 95 + r), fill=(250, 220, 0))
+    return image
+
+
+def test_a_grey_copy_made_by_another_formula_is_not_judged_where_it_differs(tree: Path, index: Index) -> None:
+    """A grey copy made by averaging the channels (not by the luma the grids hold) differs from
+    its source's grid where the one colour is: grey against colourful, the grids do not judge."""
+    source = page_with_a_sun()
+    averaged = np.rint(np.asarray(source, dtype=np.float32).mean(axis=2)).astype(np.uint8)
+    grey = Image.fromarray(averaged).convert("RGB")
+    assert differ_in_one_place(grid_of(source)[None], grid_of(grey)[None])[0]  # precondition
+    write(tree / "page.png", encode(source, "PNG"))
+    write(tree / "page-grey.png", encode(grey, "PNG"))
+    run_scan(index, tree)
+    with index.snapshot():
+        afresh = groups_of(build_report(index, ReportOptions(mode="near"), stored=False))
+        stored = groups_of(build_report(index, ReportOptions(mode="near")))
+    assert afresh == stored == {frozenset(["page.png", "page-grey.png"])}

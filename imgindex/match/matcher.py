@@ -70,6 +70,8 @@ from .verify import (
 
 #: Candidate pairs verified at once (bounds the memory of the thumbnails' arrays).
 VERIFY_CHUNK = 1 << 15
+#: Pairs whose grids are compared at once (8 KB of float32 a pair).
+DETAIL_CHUNK = 1 << 12
 #: Pairs of hash values whose candidates are made in one pass (bounds the candidates' arrays).
 CANDIDATE_BUDGET = 2_000_000
 #: The kind of hash the index holds (the settings' own).
@@ -461,6 +463,8 @@ class Matcher:
                         break
                     everywhere = np.ones(len(todo), bool)
                     first, second = mine.rows(todo), thumbs.turned(found.v[at[todo]], turn)
+                    # What the grids show (one's inside against the other's whole: on the insides).
+                    shown = _grids_show(first, second, side != "whole")
                     if side in ("lower inside", "higher inside"):
                         first, second = _crossed(first, second, side == "lower inside")
                     wholes, within = confirm(
@@ -471,24 +475,33 @@ class Matcher:
                         ROTATION_CORRELATION,
                     )
                     ok = within if side == "inside" else wholes
-                    held = todo[ok]
-                    ok[ok] = ~self._differ_in_one_place(found.u[at[held]], found.v[at[held]], turn)
+                    judged = np.flatnonzero(ok & shown)
+                    held = todo[judged]
+                    ok[judged] = ~self._differ_in_one_place(found.u[at[held]], found.v[at[held]], turn)
                     verified[link, at[todo[ok]]] = True
                     todo = todo[~ok]
-            self._refuse_one_place_differences(found, at, verified)
+            self._refuse_one_place_differences(found, at, mine, theirs, verified)
         return verified
 
-    def _refuse_one_place_differences(self, found: Candidates, at: I64, verified: npt.NDArray[np.bool_]) -> None:
-        """Refuse the upright matches (of whole pictures, insides, one's inside and the other's
-        whole) among the candidates ``at`` whose pictures' grids differ in one place
-        (:func:`.verify.differ_in_one_place`): pictures on one template. (Turned matches are
-        judged so as they are verified, on the grid turned, and region matches on the region cut
-        from the grid; pictures without a grid, under 16 px a side, are not judged.)"""
-        links = (0, self.inside_link, *self.cross_links)
-        upright = np.array([link for link in links if link >= 0], dtype=np.int64)
-        held = np.flatnonzero(verified[upright][:, at].any(axis=0))
-        refused = self._differ_in_one_place(found.u[at[held]], found.v[at[held]])
-        verified[np.ix_(upright, at[held[refused]])] = False
+    def _refuse_one_place_differences(
+        self, found: Candidates, at: I64, mine: Pictures, theirs: Pictures, verified: npt.NDArray[np.bool_]
+    ) -> None:
+        """Refuse the upright matches of whole pictures, of insides and of one's inside against the
+        other's whole among the candidates ``at`` (``mine``, ``theirs``: their thumbnails) whose
+        pictures' grids differ in one place
+        (:func:`.verify.differ_in_one_place`): pictures on one template. Where the grids show
+        what matched (see :func:`_grids_show`); turned matches are judged so as they are
+        verified, on the grid turned, and region matches on the region cut from the grid;
+        pictures without a grid, under 16 px a side, are not judged."""
+        # One's inside against the other's whole (both with borders): the other's whole has no
+        # grid, so on the insides, as its own inside link would be.
+        links = ((0, False), (self.inside_link, True), *((link, True) for link in self.cross_links))
+        for link, insides in links:
+            if link < 0:
+                continue
+            held = np.flatnonzero(verified[link, at] & _grids_show(mine, theirs, insides))
+            refused = self._differ_in_one_place(found.u[at[held]], found.v[at[held]])
+            verified[link, at[held[refused]]] = False
 
     def _region_differs_in_one_place(self, owner: I64, other: I64, k: int, turn: int) -> npt.NDArray[np.bool_]:
         """For each pair, does region ``k`` of the owner's grid differ in one place from the
@@ -505,10 +518,14 @@ class Matcher:
         """For each pair of units, do their grids (``v``'s in orientation ``turn``) differ in one
         place (:func:`.verify.differ_in_one_place`)? False where either has no grid."""
         result = np.zeros(len(u), dtype=bool)
-        both = np.flatnonzero(self.regions.has_grid(u) & self.regions.has_grid(v))
-        if len(both):
-            a, b = self.regions.grids(u[both]), self.regions.grids(v[both])
-            result[both] = differ_in_one_place(a, orient(b, turn) if turn else b)
+        judged = self.regions.has_grid(u) & self.regions.has_grid(v)
+        if not turn:  # the same grid (thousands of copies of one picture): no difference anywhere
+            judged &= ~self.regions.same_grid(u, v)
+        both = np.flatnonzero(judged)
+        for start in range(0, len(both), DETAIL_CHUNK):  # bounded float32 temporaries
+            at = both[start : start + DETAIL_CHUNK]
+            a, b = self.regions.grids(u[at]), self.regions.grids(v[at])
+            result[at] = differ_in_one_place(a, orient(b, turn) if turn else b)
         return result
 
     def _region_distances(
@@ -544,7 +561,7 @@ class Matcher:
                     accepted, _ = confirm(
                         Pictures(cut, cut, flat), Pictures(target, target, flat), ~flat, flat, correlation
                     )
-                    held = np.flatnonzero(accepted)
+                    held = np.flatnonzero(accepted & (cut.colourful == target.colourful))  # see _grids_show
                     accepted[held] = ~self._region_differs_in_one_place(
                         owner[near[held]], other[near[held]], k, turn_of(other[near[held]], column)
                     )
@@ -561,6 +578,7 @@ class _Regions:
         n = len(has)
         self.slot = np.full(n, -1, dtype=np.int64)
         self._grids = np.empty((0, GRID_SIDE, GRID_SIDE), np.uint8)
+        self._grid_keys = np.empty(0, np.int64)
         self._colours = np.empty((0, COLOUR_SIDE, COLOUR_SIDE, 3), np.uint8)
 
     @classmethod
@@ -615,8 +633,15 @@ class _Regions:
                 blobs.append(found[f])
         self.slot[have] = np.arange(len(have))
         self._grids = grid_rows([g for g, _ in blobs]) if blobs else self._grids
+        self._grid_keys = _grid_keys(self._grids)
         colours = np.frombuffer(b"".join(d[GREY_SIDE * GREY_SIDE :] for _, d in blobs), dtype=np.uint8)
         self._colours = colours.reshape(-1, COLOUR_SIDE, COLOUR_SIDE, 3)
+
+    def same_grid(self, u: I64, v: I64) -> npt.NDArray[np.bool_]:
+        """For pairs of units that have grids: are their grids the same (by a 64-bit key of
+        each, :func:`_grid_keys`: two different grids share one with a chance of about 2**-64)?"""
+        result: npt.NDArray[np.bool_] = self._grid_keys[self.slot[u]] == self._grid_keys[self.slot[v]]
+        return result
 
     def has_grid(self, units: I64) -> npt.NDArray[np.bool_]:
         result: npt.NDArray[np.bool_] = self.slot[units] >= 0
@@ -634,6 +659,25 @@ class _Regions:
         """The descriptors of region ``k`` of these units (which have grids)."""
         at = self.slot[units]
         return region_descriptors(self._grids[at], self._colours[at], np.full(len(at), k, dtype=np.int64))
+
+
+def _grid_keys(grids: npt.NDArray[np.uint8]) -> npt.NDArray[np.int64]:
+    """A 64-bit key of each grid: Python's hash of its bytes (SipHash, this process's)."""
+    return np.fromiter((hash(grid.tobytes()) for grid in grids), dtype=np.int64, count=len(grids))
+
+
+def _grids_show(a: Pictures, b: Pictures, insides: bool) -> npt.NDArray[np.bool_]:
+    """Where two pictures' grids (of their insides) show what a match of their insides
+    (``insides``) or of their whole pictures compared: always for insides; for whole
+    pictures, where both or neither have a border. And not between a grey picture and a
+    colourful one: a grey copy may be made by another formula than the grids' luma, which
+    differs from it where one colour is (such pairs have their own closer rule,
+    :data:`.verify.GREY_COPY_CORRELATION`)."""
+    sides = (a.inside, b.inside) if insides else (a.whole, b.whole)
+    shown: npt.NDArray[np.bool_] = sides[0].colourful == sides[1].colourful
+    if not insides:
+        shown &= a.framed == b.framed
+    return shown
 
 
 def _crossed(lower: Pictures, higher: Pictures, lower_inside: bool) -> tuple[Pictures, Pictures]:
