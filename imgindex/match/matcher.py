@@ -486,13 +486,12 @@ class Matcher:
     def _refuse_one_place_differences(
         self, found: Candidates, at: I64, mine: Pictures, theirs: Pictures, verified: npt.NDArray[np.bool_]
     ) -> None:
-        """Refuse the upright matches of whole pictures, of insides and of one's inside against the
-        other's whole among the candidates ``at`` (``mine``, ``theirs``: their thumbnails) whose
-        pictures' grids differ in one place
-        (:func:`.verify.differ_in_one_place`): pictures on one template. Where the grids show
-        what matched (see :func:`_grids_show`); turned matches are judged so as they are
-        verified, on the grid turned, and region matches on the region cut from the grid;
-        pictures without a grid, under 16 px a side, are not judged."""
+        """Refuse the upright matches (of whole pictures, of insides, of one's inside against the
+        other's whole) among the candidates ``at`` (``mine``, ``theirs``: their thumbnails)
+        whose grids differ in one place (:func:`.verify.differ_in_one_place`): pictures on one
+        template. Only where the grids show what matched (:func:`_grids_show`). Turned matches
+        are judged as they are verified, on the grid turned, and region matches on the region
+        cut from the grid; pictures without a grid (under 16 px a side) are not judged."""
         # One's inside against the other's whole (both with borders): the other's whole has no
         # grid, so on the insides, as its own inside link would be.
         links = ((0, False), (self.inside_link, True), *((link, True) for link in self.cross_links))
@@ -507,26 +506,17 @@ class Matcher:
         """For each pair, does region ``k`` of the owner's grid differ in one place from the
         other's grid (in orientation ``turn``)? False where the other has no grid (the owner,
         whose region this is, has one)."""
-        result = np.zeros(len(owner), dtype=bool)
-        both = np.flatnonzero(self.regions.has_grid(other))
-        if len(both):
-            a, b = self.regions.region_grids(owner[both], k), self.regions.grids(other[both])
-            result[both] = differ_in_one_place(a, orient(b, turn) if turn else b)
-        return result
+        return _compared(
+            self.regions.has_grid(other), lambda at: self.regions.region_grids(owner[at], k), other, turn, self.regions
+        )
 
     def _differ_in_one_place(self, u: I64, v: I64, turn: int = 0) -> npt.NDArray[np.bool_]:
         """For each pair of units, do their grids (``v``'s in orientation ``turn``) differ in one
         place (:func:`.verify.differ_in_one_place`)? False where either has no grid."""
-        result = np.zeros(len(u), dtype=bool)
         judged = self.regions.has_grid(u) & self.regions.has_grid(v)
         if not turn:  # the same grid (thousands of copies of one picture): no difference anywhere
             judged &= ~self.regions.same_grid(u, v)
-        both = np.flatnonzero(judged)
-        for start in range(0, len(both), DETAIL_CHUNK):  # bounded float32 temporaries
-            at = both[start : start + DETAIL_CHUNK]
-            a, b = self.regions.grids(u[at]), self.regions.grids(v[at])
-            result[at] = differ_in_one_place(a, orient(b, turn) if turn else b)
-        return result
+        return _compared(judged, lambda at: self.regions.grids(u[at]), v, turn, self.regions)
 
     def _region_distances(
         self,
@@ -659,6 +649,25 @@ class _Regions:
         """The descriptors of region ``k`` of these units (which have grids)."""
         at = self.slot[units]
         return region_descriptors(self._grids[at], self._colours[at], np.full(len(at), k, dtype=np.int64))
+
+
+def _compared(
+    judged: npt.NDArray[np.bool_],
+    first: Callable[[I64], npt.NDArray[np.float32]],
+    other: I64,
+    turn: int,
+    regions: _Regions,
+) -> npt.NDArray[np.bool_]:
+    """For each pair where ``judged``: does ``first(rows)`` (normalised grids of those rows) differ
+    in one place from the grid of ``other`` in orientation ``turn``? False elsewhere. A chunk of
+    pairs at a time (bounded float32 temporaries)."""
+    result = np.zeros(len(judged), dtype=bool)
+    both = np.flatnonzero(judged)
+    for start in range(0, len(both), DETAIL_CHUNK):
+        at = both[start : start + DETAIL_CHUNK]
+        theirs = regions.grids(other[at])
+        result[at] = differ_in_one_place(first(at), orient(theirs, turn) if turn else theirs)
+    return result
 
 
 def _grid_keys(grids: npt.NDArray[np.uint8]) -> npt.NDArray[np.int64]:
