@@ -133,6 +133,23 @@ def registered_difference(a_raw: np.ndarray, b_raw: np.ndarray, grid: int) -> fl
     return _summary(_cells(best, grid))
 
 
+def relative_difference(a: np.ndarray, b: np.ndarray, grid: int) -> float:
+    """``--stat relative``/``relratio``: each cell's mean absolute difference over the cell's own
+    detail (the mean of the two pictures' deviations in it, at least 0.1), then the largest
+    (relative) or the largest over the median (relratio, the median at least RATIO_FLOOR)."""
+    cell = a.shape[-1] // grid
+
+    def cells(x: np.ndarray) -> np.ndarray:
+        return x.reshape(grid, cell, grid, cell).transpose(0, 2, 1, 3).reshape(grid * grid, cell * cell)
+
+    ca, cb = cells(a), cells(b)
+    detail = np.maximum((ca.std(axis=1) + cb.std(axis=1)) / 2, 0.1)
+    rel = np.abs(ca - cb).mean(axis=1) / detail
+    if STAT == "relative":
+        return float(rel.max())
+    return float(rel.max() / max(float(np.median(rel)), RATIO_FLOOR))
+
+
 def detail_difference(a: np.ndarray, b: np.ndarray, grid: int, shift: int = 0) -> float:
     """The largest mean absolute difference over ``grid`` x ``grid`` cells; with ``shift``,
     each cell's difference is the least over moving the other picture by up to ``shift`` px
@@ -199,7 +216,9 @@ def probe_part(part: str, side: int, grid: int, shift: int = 0, stored: bool = F
         kept = group[0]
         for dup in group[1:]:
             (wa, ia, _), (wb, ib, _) = get(kept), get(dup)
-            if stored and REGISTER:
+            if STAT in ("relative", "relratio"):
+                d = relative_difference(wa, wb, grid)
+            elif stored and REGISTER:
                 d = registered_difference(wa, wb, grid)
             else:
                 d = min(detail_difference(wa, wb, grid, shift), detail_difference(ia, ib, grid, shift))
@@ -256,7 +275,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--side", type=int, default=32, help="side of the grey pictures compared (default 32)")
     parser.add_argument("--grid", type=int, default=4, help="cells per side over which the largest difference is taken")
     parser.add_argument("--shift", type=int, default=0, help="let each cell move up to this many px (default 0)")
-    parser.add_argument("--stat", choices=("max", "excess", "ratio"), default="max", help="how cells sum up")
+    stats = ("max", "excess", "ratio", "relative", "relratio")
+    parser.add_argument("--stat", choices=stats, default="max", help="how cells sum up")
     parser.add_argument("--stored", action="store_true", help="judge on the grids the run's index stores")
     parser.add_argument("--register", type=int, default=0, help="with --stored: also cut 1..N px a side")
     parser.add_argument("--pool", type=int, default=1, help="with --stored: average the grids over N x N px first")
