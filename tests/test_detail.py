@@ -13,6 +13,7 @@ from imgindex import pairs
 from imgindex.hashing import HashSettings, grid_rows, image_info
 from imgindex.match import verify
 from imgindex.match.verify import differ_in_one_place, normalised_grids
+from imgindex.query import query
 from imgindex.report import Report, ReportOptions, build_report
 from imgindex.storage import Index
 
@@ -138,3 +139,13 @@ def test_a_grey_copy_made_by_another_formula_is_not_judged_where_it_differs(tree
         afresh = groups_of(build_report(index, ReportOptions(mode="near"), stored=False))
         stored = groups_of(build_report(index, ReportOptions(mode="near")))
     assert afresh == stored == {frozenset(["page.png", "page-grey.png"])}
+
+
+def test_a_sign_looked_up_meets_its_copies_and_not_the_other_signs(tree: Path, index: Index, tmp_path: Path) -> None:
+    for s in SYMBOLS:
+        write(tree / f"{s}.png", encode(sign(s), "PNG"))
+    write(tree / "bang-copy.jpg", encode(sign("bang"), "JPEG", quality=90))
+    run_scan(index, tree)
+    looked_up = write(tmp_path / "outside" / "bang.webp", encode(sign("bang"), "WEBP", quality=90))
+    [result] = query(index, [bytes(looked_up)], pairs.MAX_DISTANCE)
+    assert sorted(Path(m.path.decode()).name for m in result.matches) == ["bang-copy.jpg", "bang.png"]
