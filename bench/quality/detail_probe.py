@@ -94,6 +94,8 @@ def _cells(d: np.ndarray, grid: int) -> np.ndarray:
 #: (the largest over the median, the median floored at ``RATIO_FLOOR``).
 STAT = "max"
 RATIO_FLOOR = 0.05
+#: With --quantile Q: the cell at that quantile stands for the general level (0.5: the median).
+QUANTILE = 0.5
 
 
 def _summary(cells: np.ndarray) -> float:
@@ -101,7 +103,7 @@ def _summary(cells: np.ndarray) -> float:
     top = float(flat.max())
     if STAT == "max":
         return top
-    middle = float(np.median(flat))
+    middle = float(np.quantile(flat, QUANTILE))
     if STAT == "excess":
         return top - middle
     return top / max(middle, RATIO_FLOOR)
@@ -277,14 +279,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shift", type=int, default=0, help="let each cell move up to this many px (default 0)")
     stats = ("max", "excess", "ratio", "relative", "relratio")
     parser.add_argument("--stat", choices=stats, default="max", help="how cells sum up")
+    parser.add_argument("--quantile", type=float, default=0.5, help="the general level's quantile (0.5)")
     parser.add_argument("--stored", action="store_true", help="judge on the grids the run's index stores")
     parser.add_argument("--register", type=int, default=0, help="with --stored: also cut 1..N px a side")
     parser.add_argument("--pool", type=int, default=1, help="with --stored: average the grids over N x N px first")
     parser.add_argument("--threshold", type=float, help="use this threshold instead of the rule's")
     parser.add_argument("--json", type=Path, default=OUT / "quality-run" / "detail-probe.json")
     args = parser.parse_args(argv)
-    global STAT, POOL, REGISTER
-    STAT, POOL, REGISTER = args.stat, args.pool, args.register
+    global STAT, POOL, REGISTER, QUANTILE
+    STAT, POOL, REGISTER, QUANTILE = args.stat, args.pool, args.register, args.quantile
     parts = [p.strip() for p in args.parts.split(",") if p.strip()]
     threshold = args.threshold
     results: dict[str, Any] = {
