@@ -20,6 +20,7 @@ from imgindex.hashing import (
     region_box,
     region_rows,
 )
+from imgindex.match import matcher
 from imgindex.match.regions import REGION_THRESHOLD, region_descriptors, region_pairs
 from imgindex.match.search import _few_queries_plan, pairs_between
 from imgindex.query import query
@@ -135,10 +136,13 @@ def both_ways(index: Index) -> tuple[set[frozenset[bytes]], set[frozenset[bytes]
 
 
 @pytest.mark.parametrize("copy_first", [False, True])
+@pytest.mark.parametrize("cut_once", [True, False])
 def test_a_copy_cut_on_one_side_matches_a_region_of_its_source(
-    tree: Path, index: Index, copy_first: bool, monkeypatch: pytest.MonkeyPatch
+    tree: Path, index: Index, copy_first: bool, cut_once: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(pairs, "FULL_SHARE", 10.0)  # the new pictures alone, against the stored ones
+    if not cut_once:  # the regions' thumbnails cut for each chunk of pairs, as for many units
+        monkeypatch.setattr(matcher, "CUT_UNITS", 0)
     sources = {s: picture(s, (160, 120)) for s in CUT_SEEDS}
     for image in sources.values():  # preconditions: far whole to whole, near by the region
         whole = image_info(encode(image, "PNG"), "PNG", SETTINGS)

@@ -72,6 +72,10 @@ from .verify import (
 VERIFY_CHUNK = 1 << 15
 #: Pairs whose grids are compared at once (8 KB of float32 a pair).
 DETAIL_CHUNK = 1 << 12
+#: Up to this many units whose regions met something, each region's thumbnails are cut once
+#: for all the pairs (about 4 KB a unit for the five regions: at most 128 MB); past it, once
+#: per chunk of pairs.
+CUT_UNITS = 1 << 15
 #: Pairs of hash values whose candidates are made in one pass (bounds the candidates' arrays).
 CANDIDATE_BUDGET = 2_000_000
 #: The kind of hash the index holds (the settings' own).
@@ -288,6 +292,11 @@ class Matcher:
             del turned, turned_inside
         # Grids: to cut the regions' thumbnails, and to see where two pictures differ.
         self.regions.read_grids(index, units, np.union1d(region_units, wanted))
+        # Each region's thumbnails, cut once per unit for every chunk of pairs when the units
+        # whose regions may be cut are few enough to keep them (a share of all the candidates).
+        self._cuts: dict[int, tuple[I64, Thumbnails]] = {}
+        owners = region_units[self.regions.has[region_units] & (self.regions.slot[region_units] >= 0)]
+        self._cut_owners = owners if len(owners) <= CUT_UNITS else None
         # The candidates a pass at a time, each pass the pairs with a unit of its share on a side
         # and none of an earlier share's (those were its pass's), so that pictures crowded
         # within a few bits of each other never need all their candidate pairs at once.
@@ -502,6 +511,23 @@ class Matcher:
             refused = self._differ_in_one_place(found.u[at[held]], found.v[at[held]])
             verified[link, at[held[refused]]] = False
 
+    def _cut_regions(self, k: int, u: I64, v: I64) -> tuple[I64, Thumbnails]:
+        """The thumbnails of region ``k`` of the units that may need them (sorted), cut once per
+        unit, not once per pair (a picture among many like it is in thousands of pairs): of all
+        the units whose regions met something, kept for every chunk, when they are few enough;
+        else of the units of these pairs."""
+        if k in self._cuts:
+            return self._cuts[k]
+        regions = self.regions
+        owners = self._cut_owners
+        if owners is None:
+            owners = np.unique(np.concatenate([u, v]))
+            owners = owners[regions.has[owners] & (regions.slot[owners] >= 0)]
+        cuts = (owners, thumbnails(regions.descriptors(owners, k)))
+        if self._cut_owners is not None:
+            self._cuts[k] = cuts
+        return cuts
+
     def _region_differs_in_one_place(self, owner: I64, other: I64, k: int, turn: int) -> npt.NDArray[np.bool_]:
         """For each pair, does region ``k`` of the owner's grid differ in one place from the
         other's grid (in orientation ``turn``)? False where the other has no grid (the owner,
@@ -536,16 +562,19 @@ class Matcher:
         column)`` of that sort); :data:`NOT_NEAR` where none does."""
         regions = self.regions
         best = np.full(len(u), NOT_NEAR, dtype=np.uint8)
-        # Every way round: whose region (the lower's, the higher's), which region, met what.
-        for owner, other in ((u, v), (v, u)):
-            has = regions.has[owner] & (regions.slot[owner] >= 0)
-            for column in range(targets.shape[1]):
-                for k in range(len(REGIONS)):
+        # Every way round: which region, whose region (the lower's, the higher's), met what.
+        for k in range(len(REGIONS)):
+            cuts: tuple[I64, Thumbnails] | None = None
+            for owner, other in ((u, v), (v, u)):
+                has = regions.has[owner] & (regions.slot[owner] >= 0)
+                for column in range(targets.shape[1]):
                     gap = np.bitwise_count(regions.hashes[owner, k] ^ targets[other, column]).astype(np.uint8)
                     near = np.flatnonzero(has & (gap <= threshold) & (gap < best))
                     if not len(near):
                         continue
-                    cut = thumbnails(regions.descriptors(owner[near], k))
+                    if cuts is None:
+                        cuts = self._cut_regions(k, u, v)
+                    cut = cuts[1].rows(np.searchsorted(cuts[0], owner[near]))
                     target = thumbnail(other[near], column)
                     flat = np.zeros(len(near), dtype=bool)
                     accepted, _ = confirm(
