@@ -860,12 +860,16 @@ def errors_command(
 @app.command("check")
 def check_command(
     repair: Annotated[
-        bool, typer.Option("--repair", help="Mend what can be mended: indexes, missing tables, orphan rows, pairs.")
+        bool,
+        typer.Option(
+            "--repair", help="Mend what can be mended: indexes, missing tables, orphan and malformed rows, pairs."
+        ),
     ] = False,
     db: DbOption = Path("imgindex.db"),
     as_json: JsonOption = False,
 ) -> None:
-    """Check the index for damage: SQLite's integrity check, the schema, rows that point at nothing."""
+    """Check the index for damage: SQLite's integrity check, the schema, rows that point at nothing,
+    thumbnails and hashes of the wrong length."""
     with _open(db, create=False) as index:
         health = storage_health.repair(index.db) if repair else storage_health.check(index.db)
     if as_json:
