@@ -195,6 +195,8 @@ class Matcher:
         self.regions = _Regions.read(index, units, kind)
         #: What a region of one meets of the other: its whole and inside hashes, as columns.
         self._region_targets = np.column_stack([whole, inside])
+        #: With ``rotations``: what a region meets of the other's orientations (set below).
+        self._turned_of = np.zeros((n, 0), dtype=np.uint64)
         found_regions = self.regions.pairs(
             self._region_targets,
             has_hash,
@@ -429,36 +431,35 @@ class Matcher:
                     everywhere = np.ones(len(todo), bool)
                     ok, _ = confirm(*_crossed(mine.rows(todo), theirs.rows(todo), lower), everywhere, ~everywhere)
                     verified[link, at[todo[ok]]] = True
-            if self.region_link >= 0:
-                # The distance of a region match is that of the nearest region that confirms it
-                # (not of the nearest region), so that a lower threshold keeps what it would find.
-                todo = np.flatnonzero(gaps[self.region_link, at] != NOT_NEAR)
+            # Regions against the other's whole and inside, then (--rotations) against its
+            # orientations (column c: turn c % 7 + 1). The distance of a region match is that of
+            # the nearest region that confirms it (not of the nearest region), so that a lower
+            # threshold keeps what it would find.
+            region_links = (
+                (self.region_link, self._region_targets, thumbs.of_sort, REGION_THRESHOLD, REGION_CORRELATION, 0),
+                (
+                    self.region_rotation_link,
+                    self._turned_of,
+                    thumbs.of_turned_sort,
+                    ROTATION_THRESHOLD,
+                    ROTATION_CORRELATION,
+                    ORIENTATIONS - 1,
+                ),
+            )
+            for link, targets, thumbnail, threshold, correlation, turns in region_links:
+                todo = np.flatnonzero(gaps[link, at] != NOT_NEAR) if link >= 0 else np.empty(0, np.int64)
                 if len(todo):
                     best = self._region_distances(
                         found.u[at[todo]],
                         found.v[at[todo]],
-                        self._region_targets,
-                        thumbs.of_sort,
-                        min(self.threshold, REGION_THRESHOLD),
-                        REGION_CORRELATION,
-                        lambda units, column: 0,
+                        targets,
+                        thumbnail,
+                        min(self.threshold, threshold),
+                        correlation,
+                        turns,
                     )
-                    gaps[self.region_link, at[todo]] = best
-                    verified[self.region_link, at[todo[best != NOT_NEAR]]] = True
-            if self.region_rotation_link >= 0:
-                todo = np.flatnonzero(gaps[self.region_rotation_link, at] != NOT_NEAR)
-                if len(todo):
-                    best = self._region_distances(
-                        found.u[at[todo]],
-                        found.v[at[todo]],
-                        self._turned_of,
-                        thumbs.of_turned_sort,
-                        min(self.threshold, ROTATION_THRESHOLD),
-                        ROTATION_CORRELATION,
-                        lambda units, column: column % (ORIENTATIONS - 1) + 1,
-                    )
-                    gaps[self.region_rotation_link, at[todo]] = best
-                    verified[self.region_rotation_link, at[todo[best != NOT_NEAR]]] = True
+                    gaps[link, at[todo]] = best
+                    verified[link, at[todo[best != NOT_NEAR]]] = True
             # Orientations: whole pictures, insides, then the lower's inside against the higher's
             # whole picture and the other way round; the higher unit turned.
             sides = ("whole", "inside", "lower inside", "higher inside")
@@ -552,14 +553,14 @@ class Matcher:
         thumbnail: Callable[[I64, int], Thumbnails],
         threshold: int,
         correlation: float,
-        turn_of: Callable[[I64, int], int],
+        turns: int,
     ) -> npt.NDArray[np.uint8]:
         """For each pair of units, the smallest distance of a region of one to a hash of the other
         (``targets``: a column per sort, as :meth:`_Regions.pairs` searched them) within
         ``threshold`` whose thumbnails (the region's, cut from the grid) agree at ``correlation``
         with the other's thumbnail of that sort (``thumbnail(units, column)``), and whose grid
-        does not differ in one place from the other's (in the orientation ``turn_of(units,
-        column)`` of that sort); :data:`NOT_NEAR` where none does."""
+        does not differ in one place from the other's (in that sort's orientation: turn
+        ``column % turns + 1``, or upright when ``turns`` is 0); :data:`NOT_NEAR` where none does."""
         regions = self.regions
         best = np.full(len(u), NOT_NEAR, dtype=np.uint8)
         # Every way round: which region, whose region (the lower's, the higher's), met what.
@@ -582,7 +583,7 @@ class Matcher:
                     )
                     held = np.flatnonzero(accepted & (cut.colourful == target.colourful))  # see _grids_show
                     accepted[held] = ~self._region_differs_in_one_place(
-                        owner[near[held]], other[near[held]], k, turn_of(other[near[held]], column)
+                        owner[near[held]], other[near[held]], k, column % turns + 1 if turns else 0
                     )
                     best[near[accepted]] = gap[near[accepted]]
         return best
