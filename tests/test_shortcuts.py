@@ -1,12 +1,14 @@
-"""Cheap shortcuts that must not change an answer: the coarse bound that rules candidates out
-before their thumbnails are compared."""
+"""Cheap shortcuts that must not change an answer: the order of bits in the search's blocks,
+and the coarse bound that rules candidates out before their thumbnails are compared."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from PIL import Image, ImageFilter
 
-from imgindex import hashing
+from imgindex import hashing, kinds
+from imgindex.match import bitorder, search
 from imgindex.match.verify import could_agree, thumbnails
 
 
@@ -20,6 +22,63 @@ def smooth_pictures(n: int, seed: int) -> list[Image.Image]:
         picture = Image.fromarray(coarse, "RGB").resize((48, 48), Image.Resampling.BICUBIC)
         pictures.append(picture.filter(ImageFilter.GaussianBlur(2)))
     return pictures
+
+
+@pytest.fixture(scope="module")
+def smooth_hashes() -> np.ndarray:
+    pictures = smooth_pictures(7000, 3)
+    values = [kinds.to_unsigned(kinds.get("dhash").picture(p)) for p in pictures]
+    return np.unique(np.array(values, dtype=np.uint64))
+
+
+def test_spread_moves_bits_and_keeps_every_distance() -> None:
+    rng = np.random.default_rng(1)
+    a = rng.integers(0, 2**63, 500, dtype=np.int64).view(np.uint64) * np.uint64(2) + np.uint64(1)
+    b = rng.integers(0, 2**63, 500, dtype=np.int64).view(np.uint64)
+    assert np.array_equal(np.bitwise_count(bitorder.spread(a) ^ bitorder.spread(b)), np.bitwise_count(a ^ b))
+    singles = np.uint64(1) << np.arange(64, dtype=np.uint64)
+    moved = bitorder.spread(singles)
+    assert sorted(moved.tolist()) == sorted(singles.tolist())  # one bit to one bit, each once
+    assert not np.array_equal(moved, singles)
+    # Each 16-bit block of the new order holds two bits of each of a dHash's 8 rows.
+    for block in range(4):
+        rows = [(63 - bitorder.SPREAD[16 * block + k]) // 8 for k in range(16)]
+        assert sorted(rows) == sorted(list(range(8)) * 2)
+
+
+def test_spread_makes_fewer_candidates_for_smooth_pictures(smooth_hashes: np.ndarray) -> None:
+    blocks = ((0, 16, 1), (16, 16, 1), (32, 16, 1), (48, 16, 2))  # the plan for a few million
+    flips = [np.array(search.flips(w, a), dtype=np.intp) for _, w, a in blocks]
+    stored = bitorder.candidates_per_query(smooth_hashes, smooth_hashes, blocks, flips)
+    spread = bitorder.candidates_per_query(
+        bitorder.spread(smooth_hashes), bitorder.spread(smooth_hashes), blocks, flips
+    )
+    assert spread < stored / 2
+    chosen, _ = bitorder.cheaper_order(smooth_hashes, smooth_hashes, blocks, flips)
+    assert np.array_equal(chosen, bitorder.spread(smooth_hashes))
+
+
+@pytest.mark.parametrize("threshold", [3, 8, 10])
+def test_searches_in_either_order_find_the_brute_force_pairs(
+    monkeypatch: pytest.MonkeyPatch, smooth_hashes: np.ndarray, threshold: int
+) -> None:
+    monkeypatch.setattr(search, "ORDER_FLOOR_NS", 0.0)  # choose the order even for a small search
+    assert search.plan(len(smooth_hashes), len(smooth_hashes), threshold).blocks  # the indexed search runs
+    expected = search.pairs_within_brute_force(smooth_hashes, threshold)
+    assert len(expected[0]) > 20
+    for found in (
+        search.pairs_within(smooth_hashes, threshold),
+        search.pairs_from(smooth_hashes, np.arange(len(smooth_hashes)), threshold),
+    ):
+        for a, b in zip(found, expected, strict=True):
+            assert np.array_equal(a, b)
+    targets, queries = smooth_hashes[::2], smooth_hashes[1::2]
+    i, j, d = search.pairs_between(targets, queries, threshold)
+    gaps = np.bitwise_count(queries[:, None] ^ targets[None, :])
+    qi, tj = np.nonzero(gaps <= threshold)
+    assert sorted(zip(i.tolist(), j.tolist(), d.tolist(), strict=True)) == sorted(
+        zip(qi.tolist(), tj.tolist(), gaps[qi, tj].tolist(), strict=True)
+    )
 
 
 def test_coarse_bound_never_refuses_what_correlates_and_refuses_most_of_the_rest() -> None:

@@ -6,7 +6,8 @@ The search is exact: :func:`pairs_within` and :func:`pairs_from` return the
 same pairs as comparing every pair, found by *multi-index hashing* (Norouzi
 et al., "Fast search in Hamming space with multi-index hashing", CVPR 2012).
 Each hash is cut into 3 or 4 blocks (:data:`LAYOUTS`, chosen by :func:`plan`
-for the input's size). If two hashes differ in at most ``k`` bits and block
+for the input's size; the bits in the order of :mod:`.bitorder` that makes
+fewer candidates for these hashes). If two hashes differ in at most ``k`` bits and block
 ``b`` is allowed ``a[b]`` differing bits with ``sum(a[b] + 1) > k``, then by
 pigeonhole some block differs in at most its allowance. So for each block the
 hashes are bucketed by its value, each hash looks up the buckets of every
@@ -29,6 +30,8 @@ from math import comb
 
 import numpy as np
 import numpy.typing as npt
+
+from .bitorder import cheaper_order
 
 U64 = npt.NDArray[np.uint64]
 I64 = npt.NDArray[np.int64]
@@ -83,6 +86,8 @@ def pairs_from(hashes: U64, queries: npt.ArrayLike | None, threshold: int) -> Pa
         return empty_pairs()
     how = plan(n, len(q), threshold)
     if how.blocks:
+        if how.cost_ns >= ORDER_FLOOR_NS:
+            hashes = _in_cheaper_order(hashes, hashes[q], how.blocks)[0]
         i, j, d = _indexed(hashes, q, threshold, how.blocks, all_queries=queries is None)
     else:
         i, j, d = _all_pairs(hashes, q, threshold, all_queries=queries is None)
@@ -111,6 +116,16 @@ LAYOUTS: tuple[tuple[int, ...], ...] = ((16, 16, 16, 16), (17, 17, 17, 13), (22,
 #: a bucket of its table and a hash sorted into it.
 _LOOKUP_NS, _CANDIDATE_NS, _COMPARE_NS = 5.0, 10.0, 0.6
 _BUCKET_NS, _SORT_NS = 2.0, 40.0
+
+
+#: A search the plan expects to take longer than this (ns) first counts which order of the
+#: hashes' bits makes fewer candidates (:mod:`.bitorder`): a few milliseconds.
+ORDER_FLOOR_NS = 2e7
+
+
+def _in_cheaper_order(targets: U64, queries: U64, blocks: tuple[tuple[int, int, int], ...]) -> tuple[U64, U64]:
+    values = [np.array(flips(width, allowance), dtype=np.intp) for _, width, allowance in blocks]
+    return cheaper_order(targets, queries, blocks, values)
 
 
 @dataclass(frozen=True)
@@ -315,6 +330,8 @@ def pairs_between(targets: U64, queries: U64, threshold: int) -> Pairs:
             r, c = np.divmod(flat, n)
             found.append(((r + start).astype(np.int64), c.astype(np.int64), d[r, c]))
         return _sorted(*_concat(found))
+    if how.cost_ns >= ORDER_FLOOR_NS:
+        targets, queries = _in_cheaper_order(targets, queries, how.blocks)
     for number, (shift, width, allowance) in enumerate(how.blocks):
         table = BucketTable(block_values(targets, shift, width), targets, width)
         qkeys = block_values(queries, shift, width)
