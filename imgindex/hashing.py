@@ -239,9 +239,6 @@ COLOUR_SIDE: Final = 8
 DESCRIPTOR_BYTES: Final = GREY_SIDE * GREY_SIDE + COLOUR_SIDE * COLOUR_SIDE * 3
 
 
-_ABOVE_TOLERANCE: Final = [255 if v > TRIM_TOLERANCE else 0 for v in range(256)] * 3
-
-
 def trim_box(picture: Image.Image) -> tuple[int, int, int, int] | None:
     """The box inside a uniform border (of the colour of most corners), or None without one.
 
@@ -252,12 +249,14 @@ def trim_box(picture: Image.Image) -> tuple[int, int, int, int] | None:
     """
     rgb = picture if picture.mode == "RGB" else picture.convert("RGB")
     w, h = rgb.size
-    corners = np.array([rgb.getpixel(xy) for xy in ((0, 0), (w - 1, 0), (0, h - 1), (w - 1, h - 1))])
-    background = tuple(int(v) for v in np.round(np.median(corners, axis=0)))
-    # Per channel, the difference from the background, then whether it is above the tolerance:
-    # the box of the pixels where some channel is (in Pillow's C, not numpy's temporaries).
-    differs = ImageChops.difference(rgb, Image.new("RGB", (w, h), background)).point(_ABOVE_TOLERANCE)
-    box = differs.getbbox()
+    corners = [rgb.getpixel(xy) for xy in ((0, 0), (w - 1, 0), (0, h - 1), (w - 1, h - 1))]
+    # Per channel, the median of the four corners (the mean of the middle two), rounded half to even.
+    middle = [sorted(channel)[1:3] for channel in zip(*corners, strict=True)]
+    background = tuple(round((low + high) / 2) for low, high in middle)
+    # Per channel, the difference from the background less the tolerance (0 where it is within):
+    # the box of the pixels where some channel is above it (in Pillow's C, not numpy's temporaries).
+    difference = ImageChops.difference(rgb, Image.new("RGB", (w, h), background))
+    box = ImageChops.subtract(difference, Image.new("RGB", (w, h), (TRIM_TOLERANCE,) * 3)).getbbox()
     if box is None or box == (0, 0, w, h):
         return None
     if box[2] - box[0] < TRIM_MIN_SIDE or box[3] - box[1] < TRIM_MIN_SIDE:
