@@ -70,9 +70,11 @@ _CHROMA = 8 * 8 * 2
 #: The coarse view of a grey thumbnail that bounds a correlation before it is computed
 #: (:func:`could_agree`): the means of its COARSE_CELLS x COARSE_CELLS blocks.
 COARSE_CELLS = 4
-#: What rounding may add to a bound computed in single precision (far above its real error,
-#: ~1e-5, and far below the distances it is used on).
-_BOUND_SLACK = 1e-3
+#: What the bound (:func:`could_agree`) allows for: it is computed on the thumbnails before
+#: they are rounded to half precision (each value within 2**-11 of itself, so a unit vector
+#: within 5e-4), while the correlation is of the rounded ones; the squared distances it
+#: compares then differ by at most 5e-3 (and single precision adds ~1e-5).
+_BOUND_SLACK = 1e-2
 
 
 @dataclass(frozen=True)
@@ -88,7 +90,7 @@ class Thumbnails:
     detail: npt.NDArray[np.float32]  # (n,): standard deviation of the grey thumbnail, in grey levels
     #: (n, COARSE_CELLS ** 2): ``grey`` projected on the thumbnails constant on each block (the
     #: block means, in coordinates of unit length), and (n,) the squared length of ``grey``,
-    #: both of the half-precision values, in single precision.
+    #: both in single precision, of the values before their rounding to half precision.
     coarse: npt.NDArray[np.float32]
     length2: npt.NDArray[np.float32]
 
@@ -112,11 +114,11 @@ def thumbnails(descriptors: npt.NDArray[np.uint8]) -> Thumbnails:
         g = part[:, :_GREY].astype(np.float32)
         g -= g.mean(axis=1, keepdims=True)
         norm = np.sqrt((g * g).sum(axis=1, keepdims=True))
-        grey[start : start + len(part)] = np.divide(g, norm, out=np.zeros_like(g), where=norm > 0)
+        unit = np.divide(g, norm, out=np.zeros_like(g), where=norm > 0)
+        grey[start : start + len(part)] = unit
         detail[start : start + len(part)] = norm[:, 0] / np.sqrt(_GREY)
-        rounded = grey[start : start + len(part)].astype(np.float32)
-        length2[start : start + len(part)] = np.einsum("ij,ij->i", rounded, rounded)
-        coarse[start : start + len(part)] = rounded @ _coarse_projection()
+        length2[start : start + len(part)] = np.einsum("ij,ij->i", unit, unit)
+        coarse[start : start + len(part)] = unit @ _coarse_projection()
         rgb = part[:, _GREY:].astype(np.float32).reshape(len(part), -1, 3)
         r, gg, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
         pairs = np.stack([r - gg, (r + gg) / 2 - b], axis=-1)  # (m, 64, 2)
@@ -140,8 +142,9 @@ def could_agree(a: Thumbnails, b: Thumbnails, grey_correlation: float) -> npt.ND
     """Which rows could correlate at ``grey_correlation`` (a superset, never less): the grey
     thumbnails are centred vectors of unit length (or zero), so correlation c means a squared
     distance of ``|a|^2 + |b|^2 - 2c``, and their projections on the block-constant
-    thumbnails are no farther apart than they are. Sixteen numbers a row instead of 384: most
-    candidates of a hash search differ already in their block means."""
+    thumbnails are no farther apart than they are (give or take :data:`_BOUND_SLACK`).
+    Sixteen numbers a row instead of 384: most candidates of a hash search differ already in
+    their block means."""
     gap = a.coarse - b.coarse
     bound = a.length2 + b.length2 - 2 * grey_correlation + _BOUND_SLACK
     result: npt.NDArray[np.bool_] = np.einsum("ij,ij->i", gap, gap) <= bound
@@ -258,15 +261,21 @@ def _foreground_correlation(a: Thumbnails, b: Thumbnails) -> tuple[npt.NDArray[n
 def _against(a: Thumbnails, b: Thumbnails, grey_correlation: float) -> npt.NDArray[np.bool_]:
     """Each picture of ``a`` against the same row of ``b``: :func:`_verdict` with the detail
     guard; computed only on the rows that :func:`could_agree`."""
-    accepted = np.zeros(len(a.detail), dtype=bool)
-    at = np.flatnonzero(could_agree(a, b, grey_correlation) & (a.detail >= LOW_DETAIL) & (b.detail >= LOW_DETAIL))
+    possible = could_agree(a, b, grey_correlation) & (a.detail >= LOW_DETAIL) & (b.detail >= LOW_DETAIL)
+    accepted = np.zeros(len(possible), dtype=bool)
+    at = np.flatnonzero(possible)
     if not len(at):
         return accepted
-    a, b = a.rows(at), b.rows(at)
+    if 2 * len(at) < len(possible):  # taking the few rows out costs less than comparing them all
+        a, b = a.rows(at), b.rows(at)
     correlations: npt.NDArray[np.float32] = np.einsum("ij,ij->i", a.grey.astype(np.float32), b.grey.astype(np.float32))
     difference = b.chroma.astype(np.float32) - a.chroma.astype(np.float32)
     verdict = _verdict(correlations, difference, a.colourful, b.colourful, grey_correlation)
-    accepted[at] = verdict & _same_luminance(a, b, correlations, grey_correlation)
+    verdict &= _same_luminance(a, b, correlations, grey_correlation)
+    if len(verdict) == len(at):
+        accepted[at] = verdict
+    else:
+        accepted = verdict & possible
     return accepted
 
 
