@@ -58,6 +58,17 @@ def test_spread_makes_fewer_candidates_for_smooth_pictures(smooth_hashes: np.nda
     assert np.array_equal(chosen, bitorder.spread(smooth_hashes))
 
 
+def test_the_stored_order_is_kept_when_spreading_gains_little() -> None:
+    # Hashes whose bits are independent: either order makes about as many candidates, and the
+    # stored one (whose sorted inputs keep lookups in the cache) stays.
+    rng = np.random.default_rng(4)
+    hashes = np.unique(rng.integers(0, 2**63, 50_000, dtype=np.int64).view(np.uint64) * np.uint64(2))
+    blocks = ((0, 16, 1), (16, 16, 1), (32, 16, 1), (48, 16, 2))
+    flips = [np.array(search.flips(w, a), dtype=np.intp) for _, w, a in blocks]
+    chosen, _ = bitorder.cheaper_order(hashes, hashes[::3], blocks, flips)
+    assert chosen is hashes
+
+
 @pytest.mark.parametrize("threshold", [3, 8, 10])
 def test_searches_in_either_order_find_the_brute_force_pairs(
     monkeypatch: pytest.MonkeyPatch, smooth_hashes: np.ndarray, threshold: int
