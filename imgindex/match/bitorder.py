@@ -11,7 +11,7 @@ buckets are crowded. :data:`SPREAD` deals each row's bits, and each column's,
 evenly over the blocks instead.
 
 Which order is cheaper is a property of the hashes, so it is measured, not
-assumed (:func:`cheaper_spread`): the candidates each order would make for a
+assumed (:func:`cheaper_order`): the candidates each order would make for a
 sample of the queries, counted in the targets' buckets, and the spread one
 is taken only when it makes clearly fewer. On 20,000 small smooth pictures'
 regions against their whole pictures, the spread order made 15 million

@@ -7,9 +7,10 @@ same pairs as comparing every pair, found by *multi-index hashing* (Norouzi
 et al., "Fast search in Hamming space with multi-index hashing", CVPR 2012).
 Each hash is cut into 3 or 4 blocks (:data:`LAYOUTS`, chosen by :func:`plan`
 for the input's size; the bits in the order of :mod:`.bitorder` that makes
-fewer candidates for these hashes). If two hashes differ in at most ``k`` bits and block
-``b`` is allowed ``a[b]`` differing bits with ``sum(a[b] + 1) > k``, then by
-pigeonhole some block differs in at most its allowance. So for each block the
+fewer candidates for these hashes). If two hashes differ in at most ``k``
+bits and block ``b`` is allowed ``a[b]`` differing bits with
+``sum(a[b] + 1) > k``, then by pigeonhole some block differs in at most its
+allowance. So for each block the
 hashes are bucketed by its value, each hash looks up the buckets of every
 value within the allowance of its own (137 values of a 16-bit block for an
 allowance of 2), and the candidates found are checked on all 64 bits. A

@@ -266,17 +266,17 @@ def _against(a: Thumbnails, b: Thumbnails, grey_correlation: float) -> npt.NDArr
     at = np.flatnonzero(possible)
     if not len(at):
         return accepted
-    if 2 * len(at) < len(possible):  # taking the few rows out costs less than comparing them all
+    few = 2 * len(at) < len(possible)  # taking the few rows out costs less than comparing them all
+    if few:
         a, b = a.rows(at), b.rows(at)
     correlations: npt.NDArray[np.float32] = np.einsum("ij,ij->i", a.grey.astype(np.float32), b.grey.astype(np.float32))
     difference = b.chroma.astype(np.float32) - a.chroma.astype(np.float32)
     verdict = _verdict(correlations, difference, a.colourful, b.colourful, grey_correlation)
     verdict &= _same_luminance(a, b, correlations, grey_correlation)
-    if len(verdict) == len(at):
+    if few:
         accepted[at] = verdict
-    else:
-        accepted = verdict & possible
-    return accepted
+        return accepted
+    return verdict & possible
 
 
 def _verdict(
