@@ -297,7 +297,7 @@ class Matcher:
         # Each region's thumbnails, cut once per unit for every chunk of pairs when the units
         # whose regions may be cut are few enough to keep them (a share of all the candidates).
         self._cuts: dict[int, tuple[I64, Thumbnails]] = {}
-        owners = region_units[self.regions.has[region_units] & (self.regions.slot[region_units] >= 0)]
+        owners = region_units[self.regions.has_grid(region_units)]
         self._cut_owners = owners if len(owners) <= CUT_UNITS else None
         # The candidates a pass at a time, each pass the pairs with a unit of its share on a side
         # and none of an earlier share's (those were its pass's), so that pictures crowded
@@ -523,7 +523,7 @@ class Matcher:
         owners = self._cut_owners
         if owners is None:
             owners = np.unique(np.concatenate([u, v]))
-            owners = owners[regions.has[owners] & (regions.slot[owners] >= 0)]
+            owners = owners[regions.has_grid(owners)]
         cuts = (owners, thumbnails(regions.descriptors(owners, k)))
         if self._cut_owners is not None:
             self._cuts[k] = cuts
@@ -567,7 +567,7 @@ class Matcher:
         for k in range(len(REGIONS)):
             cuts: tuple[I64, Thumbnails] | None = None
             for owner, other in ((u, v), (v, u)):
-                has = regions.has[owner] & (regions.slot[owner] >= 0)
+                has = regions.has_grid(owner)
                 for column in range(targets.shape[1]):
                     gap = np.bitwise_count(regions.hashes[owner, k] ^ targets[other, column]).astype(np.uint8)
                     near = np.flatnonzero(has & (gap <= threshold) & (gap < best))
@@ -664,6 +664,8 @@ class _Regions:
         return result
 
     def has_grid(self, units: I64) -> npt.NDArray[np.bool_]:
+        """Which of these units have a grid (read by :meth:`read_grids`, which reads only the
+        grids of units with regions)."""
         result: npt.NDArray[np.bool_] = self.slot[units] >= 0
         return result
 
