@@ -11,7 +11,7 @@ buckets are crowded. :data:`SPREAD` deals each row's bits, and each column's,
 evenly over the blocks instead.
 
 Which order is cheaper is a property of the hashes, so it is measured, not
-assumed (:func:`cheaper_order`): the candidates each order would make for a
+assumed (:func:`spread_if_cheaper`): the candidates each order would make for a
 sample of the queries, counted in the targets' buckets, and the spread one
 is taken only when it makes clearly fewer. On 20,000 small smooth pictures'
 regions against their whole pictures, the spread order made 15 million
@@ -94,13 +94,13 @@ def candidates_per_query(targets: U64, sample: U64, blocks: Blocks, flips: list[
 SPREAD_SHARE = 2 / 3
 
 
-def cheaper_order(targets: U64, queries: U64, blocks: Blocks, flips: list[npt.NDArray[np.intp]]) -> tuple[U64, U64]:
-    """``targets`` and ``queries`` in the order of bits whose search checks clearly fewer
-    candidates (:data:`SPREAD_SHARE`), as counted for an even sample of the queries: as
-    stored, or :func:`spread`."""
+def spread_if_cheaper(targets: U64, queries: U64, blocks: Blocks, flips: list[npt.NDArray[np.intp]]) -> U64 | None:
+    """``targets`` in the :func:`spread` order when a search of ``queries`` by ``blocks`` would
+    check clearly fewer candidates so (:data:`SPREAD_SHARE`, as counted for an even sample of
+    the queries); None when the stored order stays. The caller spreads its queries itself."""
     sample = queries[:: max(1, len(queries) // SAMPLE)]
     spread_targets = spread(targets)
     stored = candidates_per_query(targets, sample, blocks, flips)
     if candidates_per_query(spread_targets, spread(sample), blocks, flips) <= SPREAD_SHARE * stored:
-        return spread_targets, spread(queries)
-    return targets, queries
+        return spread_targets
+    return None

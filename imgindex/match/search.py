@@ -10,10 +10,10 @@ for the input's size; the bits in the order of :mod:`.bitorder` that makes
 fewer candidates for these hashes). If two hashes differ in at most ``k``
 bits and block ``b`` is allowed ``a[b]`` differing bits with
 ``sum(a[b] + 1) > k``, then by pigeonhole some block differs in at most its
-allowance. So for each block the
-hashes are bucketed by its value, each hash looks up the buckets of every
-value within the allowance of its own (137 values of a 16-bit block for an
-allowance of 2), and the candidates found are checked on all 64 bits. A
+allowance. So for each block the hashes are bucketed by its value, each hash
+looks up the buckets of every value within the allowance of its own (137
+values of a 16-bit block for an allowance of 2), and the candidates found
+are checked on all 64 bits. A
 pair close on several blocks is kept only from the first such block, so no
 pair is reported twice. Memory stays bounded: candidates are handled a few
 million at a time, and no N×N matrix is ever made. Small inputs, and
@@ -32,7 +32,7 @@ from math import comb
 import numpy as np
 import numpy.typing as npt
 
-from .bitorder import cheaper_order
+from .bitorder import spread, spread_if_cheaper
 
 U64 = npt.NDArray[np.uint64]
 I64 = npt.NDArray[np.int64]
@@ -88,7 +88,7 @@ def pairs_from(hashes: U64, queries: npt.ArrayLike | None, threshold: int) -> Pa
     how = plan(n, len(q), threshold)
     if how.blocks:
         if how.cost_ns >= ORDER_FLOOR_NS:
-            hashes = _in_cheaper_order(hashes, hashes[q], how.blocks)[0]
+            hashes = _spread_if_cheaper(hashes, hashes[q], how.blocks)
         i, j, d = _indexed(hashes, q, threshold, how.blocks, all_queries=queries is None)
     else:
         i, j, d = _all_pairs(hashes, q, threshold, all_queries=queries is None)
@@ -124,9 +124,12 @@ _BUCKET_NS, _SORT_NS = 2.0, 40.0
 ORDER_FLOOR_NS = 2e7
 
 
-def _in_cheaper_order(targets: U64, queries: U64, blocks: tuple[tuple[int, int, int], ...]) -> tuple[U64, U64]:
+def _spread_if_cheaper(targets: U64, queries: U64, blocks: tuple[tuple[int, int, int], ...]) -> U64:
+    """``targets`` in the order of bits that makes fewer candidates (:mod:`.bitorder`): the
+    spread order, or themselves."""
     values = [np.array(flips(width, allowance), dtype=np.intp) for _, width, allowance in blocks]
-    return cheaper_order(targets, queries, blocks, values)
+    spread_targets = spread_if_cheaper(targets, queries, blocks, values)
+    return targets if spread_targets is None else spread_targets
 
 
 @dataclass(frozen=True)
@@ -332,7 +335,9 @@ def pairs_between(targets: U64, queries: U64, threshold: int) -> Pairs:
             found.append(((r + start).astype(np.int64), c.astype(np.int64), d[r, c]))
         return _sorted(*_concat(found))
     if how.cost_ns >= ORDER_FLOOR_NS:
-        targets, queries = _in_cheaper_order(targets, queries, how.blocks)
+        spread_targets = _spread_if_cheaper(targets, queries, how.blocks)
+        if spread_targets is not targets:
+            targets, queries = spread_targets, spread(queries)
     for number, (shift, width, allowance) in enumerate(how.blocks):
         table = BucketTable(block_values(targets, shift, width), targets, width)
         qkeys = block_values(queries, shift, width)
