@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import base64
 import csv
+import itertools
 import json
+import operator
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -19,6 +21,7 @@ from pathlib import Path
 from typing import IO
 
 import numpy as np
+import numpy.typing as npt
 
 from . import __version__
 from .bulk import without_gc
@@ -75,12 +78,6 @@ def _write_json(report: Report, out: IO[str]) -> None:
         "duplicate_count": report.duplicate_count,
     }
     out.write(json.dumps(header)[:-1] + ', "images": [')
-    # Entries are formatted directly from plain lists: a report can list millions of
-    # images, and a dict (or numpy scalar) per value costs more than the rest. A block of
-    # images at a time, each image's text made in one pass: its paths decoded at once (no path
-    # holds a NUL byte) and quoted by the C encoder json.dumps uses (the few that are not UTF-8
-    # also get their raw bytes); what comes before and after an image (the opening of its
-    # group, or of its place in the duplicates, and their closing) follows from its position.
     t = report.table
     members, distance, starts = report.layout()
     sizes = np.diff(starts)
@@ -94,52 +91,94 @@ def _write_json(report: Report, out: IO[str]) -> None:
     place = np.ones(len(members), dtype=np.int8)
     place[ends - 1] = 2
     place[ends - sizes] = np.where(sizes > 1, 0, 3)
-    first = "\n"
+    templates = _TEMPLATES_NEAR if near else _TEMPLATES_EXACT
     for a in range(0, len(members), _BLOCK):
-        rows = members[a : a + _BLOCK].tolist()
-        places = place[a : a + _BLOCK].tolist()
-        # "distance" of duplicates; width, height and size of kept images (where they are read).
-        if near:
-            closings = [f', "distance": {d}}}' for d in distance[a : a + _BLOCK].tolist()]
-        else:
-            closings = ["}"] * len(rows)
-        widths, heights, sizes_ = (c[rows].tolist() for c in (t.width, t.height, t.size))
-        parts: list[str] = []
-        listed = zip(_entries(t, rows), places, closings, widths, heights, sizes_, strict=True)
-        for text, where, closing, w, h, size in listed:
-            if where == 1:
-                parts += ("{", text, closing, ", ")
-            elif where == 2:
-                parts += ("{", text, closing, "]}")
-            else:
-                parts += (
-                    first,
-                    "{",
-                    text,
-                    f', "width": {w if w >= 0 else "null"}, "height": {h if h >= 0 else "null"}, '
-                    f'"size": {size}, "duplicates": [',
-                    "]}" if where == 3 else "",
-                )
-                first = ",\n"
-        out.write("".join(parts))
+        text = _images_text(t, members[a : a + _BLOCK], place[a : a + _BLOCK], distance[a : a + _BLOCK], templates)
+        out.write(text[1:] if a == 0 else text)  # the first image has no comma before it
     out.write("\n]}\n")
 
 
-def _entries(t: ImageTable, rows: list[int]) -> list[str]:
-    """The fields every listed image has (path, sha256, phash, url), as JSON text, for ``rows``."""
-    paths = [t.dirs[r] + t.names[r] for r in rows]
-    texts = b"\0".join(paths).decode("utf-8", "surrogateescape").split("\0") if paths else []
-    sha_hex = t.sha256[rows].tobytes().hex()
-    phash_hex = t.phash[rows].astype(">u8").tobytes().hex()
-    has_hash = t.has_hash[rows].tolist()
-    return [
-        f'"path": {encode_basestring_ascii(text)}, '
-        + ("" if text.isascii() or _utf8(text) else f'"path_b64": "{_b64(path)}", ')
-        + f'"sha256": "{sha_hex[64 * k : 64 * k + 64]}", '
-        + (f'"phash": "{phash_hex[16 * k : 16 * k + 16]}"' if has_hash[k] else '"phash": null')
-        + ("" if url is None else f', "url": {encode_basestring_ascii(url)}')
-        for k, (text, path, url) in enumerate(zip(texts, paths, [t.urls[r] for r in rows], strict=True))
-    ]
+def _templates(near: bool) -> tuple[str, ...]:
+    """The text of one listed image, by its place and whether it has a perceptual hash
+    (``2 * place + has_hash``), with eight ``%s`` (or ``%.0s``, which writes nothing) for its
+    fields: path, path_b64 part, sha256, phash, url part, then width, height and size for a kept
+    image, the distance for a duplicate."""
+    out = []
+    for place in range(4):
+        for has_hash in (False, True):
+            phash = '"phash": "%s"' if has_hash else '"phash": null%.0s'
+            fields = '"path": %s, %s"sha256": "%s", ' + phash + "%s"
+            if place in (0, 3):
+                closing = ', "width": %s, "height": %s, "size": %s, "duplicates": [' + ("]}" if place == 3 else "")
+                out.append(",\n{" + fields + closing)
+            else:
+                distance = ', "distance": %s}' if near else "}%.0s"
+                out.append("{" + fields + distance + "%.0s%.0s" + (", " if place == 1 else "]}"))
+    return tuple(out)
+
+
+_TEMPLATES_NEAR = _templates(near=True)
+_TEMPLATES_EXACT = _templates(near=False)
+
+
+def _hex(values: npt.NDArray[np.uint8]) -> list[str]:
+    """Each row of bytes ``(n, k)`` as hexadecimal text (slices of one text: fewer objects made
+    than by numpy's strings, which also drop trailing NUL bytes)."""
+    width = 2 * values.shape[1]
+    text = values.tobytes().hex()
+    return [text[i : i + width] for i in range(0, len(text), width)]
+
+
+def _images_text(
+    t: ImageTable,
+    members: npt.NDArray[np.int64],
+    place: npt.NDArray[np.int8],
+    distance: npt.NDArray[np.uint8],
+    templates: tuple[str, ...],
+) -> str:
+    """The JSON text of a block of listed images, each after a comma (the caller drops the
+    first). A report can list millions of images, and a Python object made per field of each
+    costs more than the rest: the text is one ``%`` over the images' templates (by place, see
+    :func:`_templates`), fed by columns made at once. Paths are decoded at once (no path holds
+    a NUL byte) and quoted by the C encoder json.dumps uses; the few that are not UTF-8 also
+    get their raw bytes."""
+    rows = members.tolist()
+    paths = list(map(operator.add, map(t.dirs.__getitem__, rows), map(t.names.__getitem__, rows)))
+    joined = b"\0".join(paths)
+    try:
+        texts = joined.decode("utf-8").split("\0") if paths else []
+        b64 = [""] * len(rows)
+    except UnicodeDecodeError:
+        texts = joined.decode("utf-8", "surrogateescape").split("\0")
+        b64 = ["" if _utf8(text) else f'"path_b64": "{_b64(path)}", ' for text, path in zip(texts, paths, strict=True)]
+    urls = list(map(t.urls.__getitem__, rows))
+    url = [""] * len(rows) if urls.count(None) == len(urls) else [_url_part(u) for u in urls]
+    has_hash = t.has_hash[members]
+    phash = _hex(t.phash[members].astype(">u8").view(np.uint8).reshape(-1, 8))
+    kept = (place == 0) | (place == 3)
+    width, height = t.width[members], t.height[members]
+    first = np.where(kept, width, distance).astype(object)
+    first[kept & (width < 0)] = "null"
+    second = np.where(kept, height, 0).astype(object)
+    second[kept & (height < 0)] = "null"
+    third = np.where(kept, t.size[members], 0).tolist()
+    code = (2 * place + has_hash).tolist()
+    fields = zip(
+        map(encode_basestring_ascii, texts),
+        b64,
+        _hex(t.sha256[members]),
+        phash,
+        url,
+        first.tolist(),
+        second.tolist(),
+        third,
+        strict=True,
+    )
+    return "".join(map(templates.__getitem__, code)) % tuple(itertools.chain.from_iterable(fields))
+
+
+def _url_part(url: str | None) -> str:
+    return "" if url is None else f', "url": {encode_basestring_ascii(url)}'
 
 
 def write_csv(report: Report, out: IO[str]) -> None:

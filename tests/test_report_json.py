@@ -1,0 +1,126 @@
+"""The JSON report's text is what ``json.dumps`` makes of each group, byte for byte.
+
+The writer formats millions of images without a dict per image; these tests build
+the same report the plain way (a dict per image, from ``Report.groups()``) and
+compare the two texts whole, over the cases a row can be in: kept alone, kept
+with duplicates, a duplicate, the last one; no perceptual hash; names that are
+not UTF-8 or hold quotes, backslashes, controls and ``%``; URLs; exact and near
+mode; duplicates only.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from imgindex.formats import _BLOCK, path_fields, write_json
+from imgindex.report import Image, Report, ReportOptions, build_report
+from imgindex.storage import Index
+
+from .conftest import encode, picture, run_scan, write
+
+NAMES = [b"plain.jpg", b'quote"s.jpg', b"back\\slash.jpg", b"pct%s%d%%.jpg", b"tab\tnl\n.jpg", b"\xff\xfe-latin.jpg"]
+
+
+def _fields(image: Image) -> dict[str, Any]:
+    fields: dict[str, Any] = {**path_fields(image.path), "sha256": image.sha256.hex()}
+    fields["phash"] = None if image.phash is None else f"{image.phash & (2**64 - 1):016x}"
+    if image.url is not None:
+        fields["url"] = image.url
+    return fields
+
+
+def plain_json(report: Report) -> str:
+    """The report as json.dumps writes it, one dict per image (the header is another test's)."""
+    header = json.dumps({"initial_image_count": report.initial_image_count})
+    images = []
+    for group in report.groups():
+        kept = group.kept
+        duplicates = [
+            {**_fields(image), **({"distance": distance} if report.options.mode == "near" else {})}
+            for image, distance in group.duplicates
+        ]
+        images.append(
+            json.dumps(
+                {
+                    **_fields(kept),
+                    "width": kept.width,
+                    "height": kept.height,
+                    "size": kept.size,
+                    "duplicates": duplicates,
+                }
+            )
+        )
+    return header[:-1] + ', "images": [' + ("\n" + ",\n".join(images) if images else "") + "\n]}\n"
+
+
+def written(report: Report) -> str:
+    """The report as the writer writes it, its header (the counts, the settings) cut to the first count."""
+    out = io.StringIO()
+    write_json(report, out)
+    text = out.getvalue()
+    start = text.index('"initial_image_count"')
+    return "{" + text[start : text.index(",", start)] + text[text.index(', "images": [') :]
+
+
+@pytest.fixture
+def hostile_index(tree: Path, index: Index) -> Index:
+    top = os.fsencode(tree)
+    a, b = picture(1, (120, 90)), picture(2, (100, 100))
+    for n, name in enumerate(NAMES):
+        d = os.path.join(top, b"d%d" % n)
+        os.makedirs(d)
+        with open(os.path.join(d, name), "wb") as f:  # a near copy of a in each directory, an exact one of b
+            f.write(encode(a.resize((120 - n, 90)), "JPEG", quality=90 - n))
+        with open(os.path.join(d, b"b-" + name), "wb") as f:
+            f.write(encode(b, "PNG"))
+        with open(os.path.join(d, b"alone-" + name), "wb") as f:
+            f.write(encode(picture(10 + n), "PNG"))
+        with open(os.path.join(d, b"cut-" + name), "wb") as f:  # truncated: an image without a hash
+            f.write(encode(picture(30 + n, (300, 200)), "JPEG")[: 400 + n])
+    plain = tree / "d0"
+    side = {str(plain / "plain.jpg"): 'http://example.com/\u00e9t\u00e9 "q".jpg', str(plain / "b-plain.jpg"): "u"}
+    write(tree / "seg_filenameToUrl.json", json.dumps(side).encode())
+    run_scan(index, tree)
+    return index
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        ReportOptions(mode="near"),
+        ReportOptions(mode="exact"),
+        ReportOptions(mode="near", duplicates_only=True),
+        ReportOptions(mode="exact", duplicates_only=True),
+    ],
+    ids=["near", "exact", "near-duplicates-only", "exact-duplicates-only"],
+)
+def test_the_written_report_is_json_dumps_of_its_groups(hostile_index: Index, options: ReportOptions) -> None:
+    report = build_report(hostile_index, options)
+    images = [image for group in report.groups() for image in [group.kept, *(d for d, _ in group.duplicates)]]
+    # The cases are there: groups and lone images, no hash, not UTF-8, a URL.
+    assert report.group_count >= (2 if options.mode == "near" else 1)
+    assert any(image.phash is None for image in images) or options.duplicates_only
+    assert any("path_b64" in path_fields(image.path) for image in images)
+    assert any(image.url is not None for image in images)
+    assert written(report) == plain_json(report)
+
+
+def test_blocks_join_as_one_text(hostile_index: Index, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Images formatted a few at a time give the same text as all at once."""
+    report = build_report(hostile_index, ReportOptions(mode="near"))
+    whole = written(report)
+    monkeypatch.setattr("imgindex.formats._BLOCK", 3)
+    assert _BLOCK > 3
+    assert written(report) == whole == plain_json(report)
+
+
+def test_an_empty_report(index: Index) -> None:
+    report = build_report(index, ReportOptions(mode="near"))
+    assert written(report) == plain_json(report)
+    assert written(report).endswith(', "images": [\n]}\n')
