@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from imgindex.errors import IndexOpenError, NewerIndexError, NotAnIndexError
@@ -144,3 +145,38 @@ def test_wheel_ships_schema_sql(tmp_path: Path) -> None:
     with zipfile.ZipFile(wheel) as z:
         assert z.read("imgindex/schema.sql").decode() == schema_sql()
         assert "imgindex/py.typed" in z.namelist()
+
+
+def test_sorted_ints_reads_every_value_once_across_its_ranges(db_path: Path) -> None:
+    """The values at the ends of the 64-bit range and of each of its parts, and many between,
+    come back sorted, each once (``pairs.hashes`` reads them so)."""
+    step = (1 << 64) // index_module._RANGES
+    edges = [-(1 << 63) + k * step + d for k in range(index_module._RANGES) for d in (-1, 0, 1, step - 1)]
+    rng = np.random.default_rng(3)
+    values = {v for v in edges if -(1 << 63) <= v < 1 << 63} | {-1, 0, 1, (1 << 63) - 1}
+    values |= set(rng.integers(-(1 << 63), (1 << 63) - 1, 5000, dtype=np.int64).tolist())
+    with open_index(db_path) as idx:
+        assert len(idx.pairs.hashes("dhash")) == 0
+        with idx.db.write() as c:
+            c.executemany("INSERT INTO near_hashes (kind, hash) VALUES ('dhash', ?)", [(v,) for v in values])
+            c.executemany(
+                "INSERT INTO near_hashes (kind, hash) VALUES ('other', ?)", [(v,) for v in sorted(values)[:5]]
+            )
+        assert idx.pairs.hashes("dhash").tolist() == sorted(values)
+
+
+def test_all_regions_reads_ids_and_blobs_in_step(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Files' region hashes (blobs with NUL and non-UTF-8 bytes) come back whole, each beside
+    its file id, across ranges of ids; a blob of the wrong length is left out."""
+    monkeypatch.setattr("imgindex.storage.images._REGION_RANGE", 7)
+    rng = np.random.default_rng(4)
+    ids = sorted(set(rng.integers(1, 100, 40).tolist()))
+    blobs = {i: bytes([0, 0xFF, 0xC3]) + rng.integers(0, 256, 37, dtype=np.uint8).tobytes() for i in ids}
+    with open_index(db_path) as idx:
+        idx.db.conn.execute("PRAGMA foreign_keys = OFF")  # regions without their files' rows
+        with idx.db.write() as c:
+            c.executemany("INSERT INTO regions (file_id, hashes) VALUES (?, ?)", list(blobs.items()))
+            c.execute("INSERT INTO regions (file_id, hashes) VALUES (1000, ?)", (b"\0" * 39,))
+        got_ids, joined = idx.images.all_regions()
+    assert got_ids.tolist() == ids
+    assert joined == b"".join(blobs[i] for i in ids)

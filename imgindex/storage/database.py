@@ -8,14 +8,13 @@ timeout, so that ``scan``, ``watch`` and ``report`` can share one index.
 
 from __future__ import annotations
 
-import itertools
 import os
 import re
 import sqlite3
 import time
 import urllib.parse
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -91,6 +90,26 @@ class Database:
             chunk = list(values[start : start + 500])
             yield from self.conn.execute(sql.format(marks=",".join("?" * len(chunk))), (*params, *(chunk * repeat)))
 
+    def sorted_ints(self, sql: str, params: Sequence[Any] = ()) -> npt.NDArray[np.int64]:
+        """The integers (no NULLs) that ``sql`` selects as ``x``, sorted. ``sql`` holds ``{lo}``
+        and ``{hi}`` where it bounds the values (``x BETWEEN {lo} AND {hi}``, on an indexed
+        column): they are read in :data:`_RANGES` ranges, in one read transaction.
+
+        SQLite writes each range's values as one text (``group_concat``) that numpy parses:
+        a row and a Python integer per value cost two to three times as much (at a million
+        values, half a second). The text of about an eighth of the values is held at once."""
+        step = (1 << 64) // _RANGES
+        parts = []
+        with self.snapshot() if not self.conn.in_transaction else nullcontext():
+            for lo in range(-(1 << 63), 1 << 63, step):
+                sql_range = sql.format(lo=lo, hi=lo + step - 1)
+                (text,) = self.conn.execute(f"SELECT group_concat(x, ' ') FROM ({sql_range})", params).fetchone()
+                if text:
+                    values = np.fromstring(text, dtype=np.int64, sep=" ")  # text mode: not deprecated
+                    values.sort()
+                    parts.append(values)
+        return np.concatenate(parts) if parts else np.empty(0, np.int64)
+
     def data_version(self) -> int:
         """A number that changes whenever another connection commits to the index."""
         return int(self.conn.execute("PRAGMA data_version").fetchone()[0])
@@ -109,9 +128,8 @@ class Database:
         return fs if fs in NETWORK_FILESYSTEMS else None
 
 
-def int_column(rows: Iterable[tuple[int]]) -> npt.NDArray[np.int64]:
-    """The one integer column of rows (no NULLs), as an array."""
-    return np.fromiter(itertools.chain.from_iterable(rows), dtype=np.int64)
+#: :meth:`Database.sorted_ints` reads the values in this many ranges (by their top bits).
+_RANGES = 8
 
 
 def below(column: str, tops: Sequence[bytes]) -> tuple[str, tuple[bytes, ...]]:

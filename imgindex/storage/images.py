@@ -7,15 +7,17 @@ rows whose meaning hangs on the order of a SELECT.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
-from operator import itemgetter
 
 import numpy as np
 import numpy.typing as npt
 
 from imgindex.bulk import without_gc
+from imgindex.errors import ImgindexError
+from imgindex.hashing import REGION_BYTES
 
-from .database import Database, below, int_column
+from .database import Database, below
 from .shapes import GOOD_DESCRIPTORS, GOOD_REGIONS
 
 
@@ -97,6 +99,8 @@ def _starting_with(prefix: bytes) -> tuple[str, tuple[bytes, ...]]:
     return "sha256 >= ? AND sha256 < ?", (prefix, stem[:-1] + bytes([stem[-1] + 1]))
 
 
+#: :meth:`Images.all_regions` reads the regions of this many file ids at a time.
+_REGION_RANGE = 250_000
 #: Past this many ids, :meth:`Images.regions` reads the whole table rather than look each up.
 _SCAN_BEYOND = 20_000
 
@@ -198,11 +202,11 @@ class Images:
     def hashes(self) -> npt.NDArray[np.int64]:
         """Every distinct perceptual hash of an indexed image (of the whole picture or of
         what is inside its border), sorted (as signed integers)."""
-        rows = self.db.execute(
-            "SELECT phash FROM files WHERE phash IS NOT NULL"
-            " UNION SELECT trim_hash FROM files WHERE trim_hash IS NOT NULL ORDER BY 1"
+        sql = (
+            "SELECT phash AS x FROM files WHERE phash IS NOT NULL AND phash BETWEEN {lo} AND {hi}"
+            " UNION SELECT trim_hash FROM files WHERE trim_hash IS NOT NULL AND trim_hash BETWEEN {lo} AND {hi}"
         )
-        return int_column(rows)
+        return self.db.sorted_ints(sql)
 
     def pictures(self, params_id: int, only: Sequence[bytes] | None = None) -> Pictures:
         """Every distinct picture (SHA-256) hashed under the settings ``params_id`` (of those
@@ -277,11 +281,24 @@ class Images:
 
     def all_regions(self) -> tuple[npt.NDArray[np.int64], bytes]:
         """Every file that has the hashes of its regions: file ids, and the hashes' blobs joined
-        in the same order (one pass; no Python object per file beyond the rows themselves)."""
-        with without_gc():
-            rows = self.db.execute(f"SELECT file_id, hashes FROM regions WHERE {GOOD_REGIONS}").fetchall()
-        ids = np.fromiter(map(itemgetter(0), rows), dtype=np.int64, count=len(rows))
-        return ids, b"".join(map(itemgetter(1), rows))
+        in the same order. SQLite joins them (``group_concat``, which keeps a blob's bytes, and
+        the ids as one text), a range of ids at a time: a row and two Python objects a file cost
+        three times as much."""
+        (top,) = self.db.execute("SELECT coalesce(max(file_id), 0) FROM regions").fetchone()
+        ids, blobs = [], []
+        with self.db.snapshot() if not self.db.conn.in_transaction else nullcontext():
+            for lo in range(0, top + 1, _REGION_RANGE):
+                text, joined, count = self.db.execute(
+                    "SELECT group_concat(file_id, ' '), CAST(group_concat(hashes, '') AS BLOB), count(*)"
+                    f" FROM regions WHERE file_id BETWEEN ? AND ? AND {GOOD_REGIONS}",
+                    (lo, lo + _REGION_RANGE - 1),
+                ).fetchone()
+                if count:
+                    ids.append(np.fromstring(text, dtype=np.int64, sep=" "))  # text mode: not deprecated
+                    blobs.append(joined)
+                    if len(ids[-1]) != count or len(joined) != count * REGION_BYTES:  # one row feeds both
+                        raise ImgindexError(f"the regions of files {lo} to {lo + _REGION_RANGE - 1} read out of step")
+        return (np.concatenate(ids) if ids else np.empty(0, np.int64)), b"".join(blobs)
 
     def grids(self, ids: Sequence[int]) -> dict[int, tuple[bytes, bytes]]:
         """By file id, the grey grid of a file's inside (``descriptors.grid``) and its inside's

@@ -24,7 +24,7 @@ from typing import NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from .database import Database, int_column
+from .database import Database
 from .shapes import GOOD_ORIENTATIONS
 
 #: A distance meaning "no match of this sort": NULL in ``near_matches``.
@@ -84,7 +84,9 @@ class PairStore:
 
     def hashes(self, kind: str) -> npt.NDArray[np.int64]:
         """The hashes whose near pairs are all stored, sorted."""
-        return int_column(self.db.execute("SELECT hash FROM near_hashes WHERE kind = ? ORDER BY hash", (kind,)))
+        return self.db.sorted_ints(
+            "SELECT hash AS x FROM near_hashes WHERE kind = ? AND hash BETWEEN {lo} AND {hi}", (kind,)
+        )
 
     def state(self) -> tuple[int | None, int]:
         """The distance up to which pairs are kept (None before the first update), and the
@@ -205,8 +207,8 @@ class PairStore:
 
     def pictures(self, kind: str) -> npt.NDArray[np.int64]:
         """The pictures whose verified matches are all stored, sorted."""
-        rows = self.db.execute("SELECT picture FROM near_pictures WHERE kind = ? ORDER BY picture", (kind,))
-        return int_column(rows)
+        sql = "SELECT picture AS x FROM near_pictures WHERE kind = ? AND picture BETWEEN {lo} AND {hi}"
+        return self.db.sorted_ints(sql, (kind,))
 
     def pictures_among(self, kind: str, keys: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
         """Which of ``keys`` are pictures whose matches are all stored (looked up one by one)."""
