@@ -46,7 +46,12 @@ def test_spread_moves_bits_and_keeps_every_distance() -> None:
         assert sorted(rows) == sorted(list(range(8)) * 2)
 
 
-def test_spread_makes_fewer_candidates_for_smooth_pictures(smooth_hashes: np.ndarray) -> None:
+@pytest.mark.parametrize("target_sample", [bitorder.TARGET_SAMPLE, 2048])
+def test_spread_makes_fewer_candidates_for_smooth_pictures(
+    smooth_hashes: np.ndarray, target_sample: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """(Counted on all 7,000 pictures, and on a sample of 2,048 of them as on millions.)"""
+    monkeypatch.setattr(bitorder, "TARGET_SAMPLE", target_sample)
     blocks = ((0, 16, 1), (16, 16, 1), (32, 16, 1), (48, 16, 2))  # the plan for a few million
     flips = [np.array(search.flips(w, a), dtype=np.intp) for _, w, a in blocks]
     stored = bitorder.candidates_per_query(smooth_hashes, smooth_hashes, blocks, flips)
@@ -59,7 +64,11 @@ def test_spread_makes_fewer_candidates_for_smooth_pictures(smooth_hashes: np.nda
     assert np.array_equal(chosen, bitorder.spread(smooth_hashes))
 
 
-def test_the_stored_order_is_kept_when_spreading_gains_little() -> None:
+@pytest.mark.parametrize("target_sample", [bitorder.TARGET_SAMPLE, 2048])
+def test_the_stored_order_is_kept_when_spreading_gains_little(
+    target_sample: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(bitorder, "TARGET_SAMPLE", target_sample)
     # Hashes whose bits are independent: either order makes about as many candidates, and the
     # stored one (whose sorted inputs keep lookups in the cache) stays.
     rng = np.random.default_rng(4)
@@ -67,6 +76,8 @@ def test_the_stored_order_is_kept_when_spreading_gains_little() -> None:
     blocks = ((0, 16, 1), (16, 16, 1), (32, 16, 1), (48, 16, 2))
     flips = [np.array(search.flips(w, a), dtype=np.intp) for _, w, a in blocks]
     assert bitorder.spread_if_cheaper(hashes, hashes[::3], blocks, flips) is None
+    # Nor is it taken when the sample finds no candidate to save.
+    assert bitorder.spread_if_cheaper(hashes[:10], hashes[-10:], blocks, flips) is None
 
 
 @pytest.mark.parametrize("threshold", [3, 8, 10])
