@@ -70,8 +70,12 @@ def spread(hashes: U64) -> U64:
     return out
 
 
-#: Queries whose lookups are counted to compare the orders.
+#: Queries whose lookups are counted to compare the orders: at most this many, and no more
+#: than make :data:`SAMPLE_LOOKUPS` lookups in a block (a block of 22 bits allowed 3 takes
+#: 1,794 values around each query's, so 146 queries), but at least :data:`SAMPLE_LEAST`.
 SAMPLE = 1024
+SAMPLE_LOOKUPS = 1 << 18
+SAMPLE_LEAST = 64
 #: Targets the counts are made on (an even sample of them beyond): the share of the candidates
 #: each order leaves is estimated as well on a quarter of a million targets as on all, and a
 #: search of a few new pictures' hashes against millions costs less than counting them all.
@@ -103,7 +107,8 @@ def spread_if_cheaper(targets: U64, queries: U64, blocks: Blocks, flips: list[np
     check clearly fewer candidates so (:data:`SPREAD_SHARE`, as counted for an even sample of
     the queries among an even sample of the targets); None when the stored order stays. The
     caller spreads its queries itself."""
-    sample = queries[:: max(1, len(queries) // SAMPLE)]
+    count = max(SAMPLE_LEAST, min(SAMPLE, SAMPLE_LOOKUPS // max(len(v) for v in flips)))
+    sample = queries[:: max(1, len(queries) // count)]
     seen = targets[:: max(1, len(targets) // TARGET_SAMPLE)]
     stored = candidates_per_query(seen, sample, blocks, flips)
     if stored and candidates_per_query(spread(seen), spread(sample), blocks, flips) <= SPREAD_SHARE * stored:
