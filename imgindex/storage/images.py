@@ -284,9 +284,9 @@ class Images:
         in the same order. SQLite joins them (``group_concat``, which keeps a blob's bytes, and
         the ids as one text), a range of ids at a time: a row and two Python objects a file cost
         three times as much."""
-        (top,) = self.db.execute("SELECT coalesce(max(file_id), 0) FROM regions").fetchone()
         ids, blobs = [], []
         with self.db.snapshot() if not self.db.conn.in_transaction else nullcontext():
+            (top,) = self.db.execute("SELECT coalesce(max(file_id), 0) FROM regions").fetchone()
             for lo in range(0, top + 1, _REGION_RANGE):
                 text, joined, count = self.db.execute(
                     "SELECT group_concat(file_id, ' '), CAST(group_concat(hashes, '') AS BLOB), count(*)"
