@@ -512,19 +512,19 @@ class Matcher:
             refused = self._differ_in_one_place(found.u[at[held]], found.v[at[held]])
             verified[link, at[held[refused]]] = False
 
-    def _cut_regions(self, k: int, u: I64, v: I64) -> tuple[I64, Thumbnails]:
+    def _cut_regions(self, k: int, wanted: I64) -> tuple[I64, Thumbnails]:
         """The thumbnails of region ``k`` of the units that may need them (sorted), cut once per
         unit, not once per pair (a picture among many like it is in thousands of pairs): of all
         the units whose regions met something, kept for every chunk, when they are few enough;
-        else of the units of these pairs."""
+        else of the units ``wanted`` by a chunk of pairs (those whose region ``k`` is near the
+        other's hash: the chunk's other units would be cut for nothing, and at 200,000 small
+        pictures that was most of the scan)."""
         if k in self._cuts:
             return self._cuts[k]
-        regions = self.regions
         owners = self._cut_owners
         if owners is None:
-            owners = np.unique(np.concatenate([u, v]))
-            owners = owners[regions.has_grid(owners)]
-        cuts = (owners, thumbnails(regions.descriptors(owners, k)))
+            owners = np.unique(wanted)
+        cuts = (owners, thumbnails(self.regions.descriptors(owners, k)))
         if self._cut_owners is not None:
             self._cuts[k] = cuts
         return cuts
@@ -565,27 +565,31 @@ class Matcher:
         best = np.full(len(u), NOT_NEAR, dtype=np.uint8)
         # Every way round: which region, whose region (the lower's, the higher's), met what.
         for k in range(len(REGIONS)):
-            cuts: tuple[I64, Thumbnails] | None = None
+            ways = []
             for owner, other in ((u, v), (v, u)):
                 has = regions.has_grid(owner)
                 for column in range(targets.shape[1]):
                     gap = np.bitwise_count(regions.hashes[owner, k] ^ targets[other, column]).astype(np.uint8)
-                    near = np.flatnonzero(has & (gap <= threshold) & (gap < best))
-                    if not len(near):
-                        continue
-                    if cuts is None:
-                        cuts = self._cut_regions(k, u, v)
-                    cut = cuts[1].rows(np.searchsorted(cuts[0], owner[near]))
-                    target = thumbnail(other[near], column)
-                    flat = np.zeros(len(near), dtype=bool)
-                    accepted, _ = confirm(
-                        Pictures(cut, cut, flat), Pictures(target, target, flat), ~flat, flat, correlation
-                    )
-                    held = np.flatnonzero(accepted & (cut.colourful == target.colourful))  # see _grids_show
-                    accepted[held] = ~self._region_differs_in_one_place(
-                        owner[near[held]], other[near[held]], k, column % turns + 1 if turns else 0
-                    )
-                    best[near[accepted]] = gap[near[accepted]]
+                    ways.append((owner, other, column, has & (gap <= threshold), gap))
+            wanted = np.concatenate([owner[within] for owner, _, _, within, _ in ways])
+            if not len(wanted):
+                continue
+            cuts = self._cut_regions(k, wanted)
+            for owner, other, column, within, gap in ways:
+                near = np.flatnonzero(within & (gap < best))
+                if not len(near):
+                    continue
+                cut = cuts[1].rows(np.searchsorted(cuts[0], owner[near]))
+                target = thumbnail(other[near], column)
+                flat = np.zeros(len(near), dtype=bool)
+                accepted, _ = confirm(
+                    Pictures(cut, cut, flat), Pictures(target, target, flat), ~flat, flat, correlation
+                )
+                held = np.flatnonzero(accepted & (cut.colourful == target.colourful))  # see _grids_show
+                accepted[held] = ~self._region_differs_in_one_place(
+                    owner[near[held]], other[near[held]], k, column % turns + 1 if turns else 0
+                )
+                best[near[accepted]] = gap[near[accepted]]
         return best
 
 
