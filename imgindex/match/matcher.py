@@ -297,6 +297,7 @@ class Matcher:
         # Each region's thumbnails, cut once per unit for every chunk of pairs when the units
         # whose regions may be cut are few enough to keep them (a share of all the candidates).
         self._cuts: dict[int, tuple[I64, Thumbnails]] = {}
+        self._chunk_cuts: dict[int, tuple[I64, Thumbnails]] = {}  # past CUT_UNITS: see _cut_regions
         owners = region_units[self.regions.has_grid(region_units)]
         self._cut_owners = owners if len(owners) <= CUT_UNITS else None
         # The candidates a pass at a time, each pass the pairs with a unit of its share on a side
@@ -515,18 +516,35 @@ class Matcher:
     def _cut_regions(self, k: int, wanted: I64) -> tuple[I64, Thumbnails]:
         """The thumbnails of region ``k`` of the units that may need them (sorted), cut once per
         unit, not once per pair (a picture among many like it is in thousands of pairs): of all
-        the units whose regions met something, kept for every chunk, when they are few enough;
-        else of the units ``wanted`` by a chunk of pairs (those whose region ``k`` is near the
-        other's hash: the chunk's other units would be cut for nothing, and at 200,000 small
-        pictures that was most of the scan)."""
+        the units whose regions met something, kept for every chunk, when they are few enough.
+        Else at least of the units ``wanted`` by a chunk of pairs (those whose region ``k`` is
+        near the other's hash), kept for the next chunks (whose pairs share many units) while
+        they are at most :data:`CUT_UNITS`; past that, cut afresh."""
         if k in self._cuts:
             return self._cuts[k]
-        owners = self._cut_owners
-        if owners is None:
-            owners = np.unique(wanted)
-        cuts = (owners, thumbnails(self.regions.descriptors(owners, k)))
         if self._cut_owners is not None:
-            self._cuts[k] = cuts
+            owners = self._cut_owners
+            self._cuts[k] = (owners, thumbnails(self.regions.descriptors(owners, k)))
+            return self._cuts[k]
+        need = np.unique(wanted)
+        kept = self._chunk_cuts.get(k)
+        if kept is not None:
+            owners, cut = kept
+            at = np.minimum(np.searchsorted(owners, need), len(owners) - 1)
+            missing = need[owners[at] != need]
+            if not len(missing):
+                return kept
+            if len(owners) + len(missing) <= CUT_UNITS:
+                owners = np.concatenate([owners, missing])
+                order = np.argsort(owners, kind="stable")
+                cut = (cut + thumbnails(self.regions.descriptors(missing, k))).rows(order)
+                self._chunk_cuts[k] = (owners[order], cut)
+                return self._chunk_cuts[k]
+        cuts = (need, thumbnails(self.regions.descriptors(need, k)))
+        if len(need) <= CUT_UNITS:
+            self._chunk_cuts[k] = cuts
+        else:
+            self._chunk_cuts.pop(k, None)
         return cuts
 
     def _region_differs_in_one_place(self, owner: I64, other: I64, k: int, turn: int) -> npt.NDArray[np.bool_]:

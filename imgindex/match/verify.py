@@ -99,6 +99,22 @@ class Thumbnails:
             self.grey[at], self.chroma[at], self.colourful[at], self.detail[at], self.coarse[at], self.length2[at]
         )
 
+    def __add__(self, other: Thumbnails) -> Thumbnails:
+        """These rows, then ``other``'s."""
+        return Thumbnails(
+            *(
+                np.concatenate([mine, theirs])
+                for mine, theirs in (
+                    (self.grey, other.grey),
+                    (self.chroma, other.chroma),
+                    (self.colourful, other.colourful),
+                    (self.detail, other.detail),
+                    (self.coarse, other.coarse),
+                    (self.length2, other.length2),
+                )
+            )
+        )
+
 
 def thumbnails(descriptors: npt.NDArray[np.uint8]) -> Thumbnails:
     """Rows of ``DESCRIPTOR_BYTES`` made ready for :func:`confirm`."""
