@@ -20,7 +20,7 @@ from imgindex.hashing import (
     region_box,
     region_rows,
 )
-from imgindex.match import matcher
+from imgindex.match import matcher, verify
 from imgindex.match.regions import REGION_THRESHOLD, region_descriptors, region_pairs
 from imgindex.match.search import _few_queries_plan, pairs_between
 from imgindex.query import query
@@ -136,13 +136,16 @@ def both_ways(index: Index) -> tuple[set[frozenset[bytes]], set[frozenset[bytes]
 
 
 @pytest.mark.parametrize("copy_first", [False, True])
-@pytest.mark.parametrize("cut_once", [True, False])
+@pytest.mark.parametrize("cut", ["once", "each chunk", "kept between chunks"])
 def test_a_copy_cut_on_one_side_matches_a_region_of_its_source(
-    tree: Path, index: Index, copy_first: bool, cut_once: bool, monkeypatch: pytest.MonkeyPatch
+    tree: Path, index: Index, copy_first: bool, cut: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(pairs, "FULL_SHARE", 10.0)  # the new pictures alone, against the stored ones
-    if not cut_once:  # the regions' thumbnails cut for each chunk of pairs, as for many units
+    if cut == "each chunk":  # the regions' thumbnails cut for each chunk of pairs, as for many units
         monkeypatch.setattr(matcher, "CUT_UNITS", 0)
+    elif cut == "kept between chunks":  # chunks of two pairs, a few units' cuts kept, added to, cut afresh
+        monkeypatch.setattr(matcher, "CUT_UNITS", 3)
+        monkeypatch.setattr(matcher, "VERIFY_CHUNK", 2)
     sources = {s: picture(s, (160, 120)) for s in CUT_SEEDS}
     for image in sources.values():  # preconditions: far whole to whole, near by the region
         whole = image_info(encode(image, "PNG"), "PNG", SETTINGS)
@@ -282,3 +285,38 @@ def test_a_turned_copy_joins_the_group_its_sources_barred_copy_leads(
     with index.snapshot():
         stored = build_report(index, options)
     assert stored.stored_count == 3 * len(BAR_SEEDS) and groups_of(stored) == expected
+
+
+def test_cuts_kept_between_chunks_are_each_units_own() -> None:
+    """Past CUT_UNITS, the region thumbnails cut for one chunk of pairs are kept for the next
+    while they are few enough: whatever the order units are wanted in (later chunks want
+    lower units too), each unit's row is its own thumbnails, and no more are kept than the bound."""
+    rng = np.random.default_rng(5)
+    made: list[int] = []
+
+    def cut(units: np.ndarray, k: int) -> verify.Thumbnails:
+        assert np.all(np.diff(units) > 0)  # sorted, each once
+        made.append(len(units))
+        return verify.thumbnails(descriptor_rows(units, k))
+
+    kept = matcher._KeptCuts(40, cut)
+    afresh = 0  # what cutting each chunk's units afresh would cut
+    for _ in range(60):
+        k = int(rng.integers(0, 2))
+        wanted = rng.integers(0, 120, int(rng.integers(1, 60)))  # at times more than are kept
+        afresh += len(np.unique(wanted))
+        owners, thumbs = kept.get(k, wanted)
+        assert np.all(np.diff(owners) > 0) and np.isin(wanted, owners).all()
+        want = verify.thumbnails(descriptor_rows(owners, k))
+        assert np.array_equal(thumbs.grey, want.grey) and np.array_equal(thumbs.chroma, want.chroma)
+        # (The coarse view is a product of matrices, whose last bits depend on the batch it is in.)
+        assert np.allclose(thumbs.coarse, want.coarse, rtol=0, atol=1e-6)
+        assert all(len(o) <= 40 for o, _ in kept.kept.values())
+    assert sum(made) < afresh  # kept cuts were used
+
+
+def descriptor_rows(units: np.ndarray, k: int) -> np.ndarray:
+    """A distinct descriptor for each unit and region (its own random picture)."""
+    return np.stack(
+        [np.random.default_rng(int(u) * 7 + k).integers(0, 256, DESCRIPTOR_BYTES, dtype=np.uint8) for u in units]
+    ).reshape(len(units), DESCRIPTOR_BYTES)

@@ -297,7 +297,7 @@ class Matcher:
         # Each region's thumbnails, cut once per unit for every chunk of pairs when the units
         # whose regions may be cut are few enough to keep them (a share of all the candidates).
         self._cuts: dict[int, tuple[I64, Thumbnails]] = {}
-        self._chunk_cuts: dict[int, tuple[I64, Thumbnails]] = {}  # past CUT_UNITS: see _cut_regions
+        self._chunk_cuts = _KeptCuts(CUT_UNITS, lambda owners, k: thumbnails(self.regions.descriptors(owners, k)))
         owners = region_units[self.regions.has_grid(region_units)]
         self._cut_owners = owners if len(owners) <= CUT_UNITS else None
         # The candidates a pass at a time, each pass the pairs with a unit of its share on a side
@@ -516,36 +516,17 @@ class Matcher:
     def _cut_regions(self, k: int, wanted: I64) -> tuple[I64, Thumbnails]:
         """The thumbnails of region ``k`` of the units that may need them (sorted), cut once per
         unit, not once per pair (a picture among many like it is in thousands of pairs): of all
-        the units whose regions met something, kept for every chunk, when they are few enough.
-        Else at least of the units ``wanted`` by a chunk of pairs (those whose region ``k`` is
-        near the other's hash), kept for the next chunks (whose pairs share many units) while
-        they are at most :data:`CUT_UNITS`; past that, cut afresh."""
+        the units whose regions met something, kept for every chunk, when they are few enough;
+        else at least of the units ``wanted`` by a chunk of pairs (those whose region ``k`` is
+        near the other's hash), kept for the next chunks while they are few enough
+        (:class:`_KeptCuts`)."""
         if k in self._cuts:
             return self._cuts[k]
-        if self._cut_owners is not None:
-            owners = self._cut_owners
-            self._cuts[k] = (owners, thumbnails(self.regions.descriptors(owners, k)))
-            return self._cuts[k]
-        need = np.unique(wanted)
-        kept = self._chunk_cuts.get(k)
-        if kept is not None:
-            owners, cut = kept
-            at = np.minimum(np.searchsorted(owners, need), len(owners) - 1)
-            missing = need[owners[at] != need]
-            if not len(missing):
-                return kept
-            if len(owners) + len(missing) <= CUT_UNITS:
-                owners = np.concatenate([owners, missing])
-                order = np.argsort(owners, kind="stable")
-                cut = (cut + thumbnails(self.regions.descriptors(missing, k))).rows(order)
-                self._chunk_cuts[k] = (owners[order], cut)
-                return self._chunk_cuts[k]
-        cuts = (need, thumbnails(self.regions.descriptors(need, k)))
-        if len(need) <= CUT_UNITS:
-            self._chunk_cuts[k] = cuts
-        else:
-            self._chunk_cuts.pop(k, None)
-        return cuts
+        if self._cut_owners is None:
+            return self._chunk_cuts.get(k, wanted)
+        owners = self._cut_owners
+        self._cuts[k] = (owners, thumbnails(self.regions.descriptors(owners, k)))
+        return self._cuts[k]
 
     def _region_differs_in_one_place(self, owner: I64, other: I64, k: int, turn: int) -> npt.NDArray[np.bool_]:
         """For each pair, does region ``k`` of the owner's grid differ in one place from the
@@ -609,6 +590,39 @@ class Matcher:
                 )
                 best[near[accepted]] = gap[near[accepted]]
         return best
+
+
+class _KeptCuts:
+    """The region thumbnails cut for chunks of pairs, per region: a chunk's units are cut when
+    it needs them, and kept for the next chunks (whose pairs share many units) while they are at
+    most ``limit`` units; past that, a chunk's are cut afresh. ``cut(units, k)``: the thumbnails
+    of region ``k`` of sorted units."""
+
+    def __init__(self, limit: int, cut: Callable[[I64, int], Thumbnails]) -> None:
+        self.limit, self.cut = limit, cut
+        self.kept: dict[int, tuple[I64, Thumbnails]] = {}
+
+    def get(self, k: int, wanted: I64) -> tuple[I64, Thumbnails]:
+        """Sorted units, among them every one of ``wanted``, and their thumbnails of region ``k``."""
+        need = np.unique(wanted)
+        kept = self.kept.get(k)
+        if kept is not None and len(kept[0]):
+            owners, cuts = kept
+            at = np.minimum(np.searchsorted(owners, need), len(owners) - 1)
+            missing = need[owners[at] != need]
+            if not len(missing):
+                return kept
+            if len(owners) + len(missing) <= self.limit:
+                owners = np.concatenate([owners, missing])
+                order = np.argsort(owners, kind="stable")
+                self.kept[k] = (owners[order], (cuts + self.cut(missing, k)).rows(order))
+                return self.kept[k]
+        fresh = (need, self.cut(need, k))
+        if len(need) <= self.limit:
+            self.kept[k] = fresh
+        else:
+            self.kept.pop(k, None)
+        return fresh
 
 
 class _Regions:
