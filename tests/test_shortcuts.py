@@ -124,3 +124,18 @@ def test_coarse_bound_never_refuses_what_correlates_and_refuses_most_of_the_rest
     assert possible[: len(pictures)].mean() > 0.9  # the copies correlate and pass
     refused = ~possible[len(pictures) :] & (correlation[len(pictures) :] < 0.9)
     assert refused.mean() > 0.5  # most other pictures are refused without their full thumbnails
+
+
+def test_thumbnails_rows_of_rows_are_the_rows_they_name() -> None:
+    """Rows of thumbnails are gathered when a column is asked for: rows of rows (in any order,
+    repeated) name the rows of the whole, column by column, and joined ones follow in order."""
+    rng = np.random.default_rng(6)
+    whole = thumbnails(rng.integers(0, 256, (50, hashing.DESCRIPTOR_BYTES), dtype=np.uint8))
+    first = rng.integers(0, 50, 40)
+    second = rng.integers(0, 40, 30)
+    nested = whole.rows(first).rows(second)
+    joined = whole.rows(first) + whole.rows(second)
+    for name in ("grey", "chroma", "colourful", "detail", "coarse", "length2"):
+        column = getattr(whole, name)
+        assert np.array_equal(getattr(nested, name), column[first[second]])
+        assert np.array_equal(getattr(joined, name), np.concatenate([column[first], column[second]]))

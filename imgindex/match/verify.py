@@ -9,7 +9,8 @@ files or SQLite.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -77,27 +78,63 @@ COARSE_CELLS = 4
 _BOUND_SLACK = 1e-2
 
 
-@dataclass(frozen=True)
 class Thumbnails:
     """Descriptors made ready to compare (see :func:`thumbnails`): per picture, its grey
     thumbnail centred and scaled to unit length (zero for a flat picture), its colours as
     opponent-colour pairs, and whether it is colourful. Half-precision: 768 bytes a picture,
-    and 68 more for the coarse view that rules most candidates out cheaply (:func:`could_agree`)."""
+    and 68 more for the coarse view that rules most candidates out cheaply (:func:`could_agree`).
 
-    grey: npt.NDArray[np.float16]  # (n, 256)
-    chroma: npt.NDArray[np.float16]  # (n, 128): (R - G, (R + G) / 2 - B) per pixel of the 8x8
-    colourful: npt.NDArray[np.bool_]  # (n,)
-    detail: npt.NDArray[np.float32]  # (n,): standard deviation of the grey thumbnail, in grey levels
-    #: (n, COARSE_CELLS ** 2): ``grey`` projected on the thumbnails constant on each block (the
-    #: block means, in coordinates of unit length), and (n,) the squared length of ``grey``,
-    #: both in single precision, of the values before their rounding to half precision.
-    coarse: npt.NDArray[np.float32]
-    length2: npt.NDArray[np.float32]
+    ``rows(at)`` gathers nothing until a column is asked for, and then that column alone: the
+    coarse bound, asked first, rules out most candidates, whose 768 bytes are then never copied."""
+
+    def __init__(
+        self,
+        grey: npt.NDArray[np.float16],
+        chroma: npt.NDArray[np.float16],
+        colourful: npt.NDArray[np.bool_],
+        detail: npt.NDArray[np.float32],
+        coarse: npt.NDArray[np.float32],
+        length2: npt.NDArray[np.float32],
+        at: npt.NDArray[np.int64] | None = None,
+    ) -> None:
+        self._columns = (grey, chroma, colourful, detail, coarse, length2)
+        self._at = at  # the rows of the columns these are (all, when None)
+
+    def _column(self, k: int) -> npt.NDArray[Any]:
+        column = self._columns[k]
+        return column if self._at is None else column[self._at]
+
+    @cached_property
+    def grey(self) -> npt.NDArray[np.float16]:  # (n, 256)
+        return self._column(0)
+
+    @cached_property
+    def chroma(self) -> npt.NDArray[np.float16]:  # (n, 128): (R - G, (R + G) / 2 - B) per pixel of the 8x8
+        return self._column(1)
+
+    @cached_property
+    def colourful(self) -> npt.NDArray[np.bool_]:  # (n,)
+        return self._column(2)
+
+    @cached_property
+    def detail(self) -> npt.NDArray[np.float32]:  # (n,): standard deviation of the grey thumbnail, in grey levels
+        return self._column(3)
+
+    @cached_property
+    def coarse(self) -> npt.NDArray[np.float32]:
+        """(n, COARSE_CELLS ** 2): ``grey`` projected on the thumbnails constant on each block (the
+        block means, in coordinates of unit length), in single precision, of the values before
+        their rounding to half precision."""
+        return self._column(4)
+
+    @cached_property
+    def length2(self) -> npt.NDArray[np.float32]:
+        """(n,): the squared length of ``grey``, likewise."""
+        return self._column(5)
 
     def rows(self, at: npt.NDArray[np.int64]) -> Thumbnails:
-        return Thumbnails(
-            self.grey[at], self.chroma[at], self.colourful[at], self.detail[at], self.coarse[at], self.length2[at]
-        )
+        at = np.flatnonzero(at) if at.dtype == bool else at  # (indices compose; masks would not)
+        return Thumbnails(*self._columns, at=at if self._at is None else self._at[at])
 
     def __add__(self, other: Thumbnails) -> Thumbnails:
         """These rows, then ``other``'s."""
