@@ -14,7 +14,7 @@ import sqlite3
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -72,7 +72,11 @@ class Database:
 
     @contextmanager
     def snapshot(self) -> Iterator[None]:
-        """Reads that see one state of the index, whatever other processes write meanwhile."""
+        """Reads that see one state of the index, whatever other processes write meanwhile
+        (inside a transaction already, that one's)."""
+        if self.conn.in_transaction:
+            yield
+            return
         self.conn.execute("BEGIN")
         try:
             yield
@@ -100,7 +104,7 @@ class Database:
         values, half a second). The text of about an eighth of the values is held at once."""
         step = (1 << 64) // _RANGES
         parts = []
-        with self.snapshot() if not self.conn.in_transaction else nullcontext():
+        with self.snapshot():
             for lo in range(-(1 << 63), 1 << 63, step):
                 sql_range = sql.format(lo=lo, hi=lo + step - 1)
                 (text,) = self.conn.execute(f"SELECT group_concat(x, ' ') FROM ({sql_range})", params).fetchone()

@@ -7,7 +7,6 @@ rows whose meaning hangs on the order of a SELECT.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -285,7 +284,7 @@ class Images:
         the ids as one text), a range of ids at a time: a row and two Python objects a file cost
         three times as much."""
         ids, blobs = [], []
-        with self.db.snapshot() if not self.db.conn.in_transaction else nullcontext():
+        with self.db.snapshot():
             (top,) = self.db.execute("SELECT coalesce(max(file_id), 0) FROM regions").fetchone()
             for lo in range(0, top + 1, _REGION_RANGE):
                 text, joined, count = self.db.execute(
