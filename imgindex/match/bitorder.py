@@ -70,6 +70,11 @@ def spread(hashes: U64) -> U64:
     return out
 
 
+def block_values(hashes: U64, shift: int, width: int) -> npt.NDArray[np.intp]:
+    """Each hash's block of ``width`` bits from bit ``shift``."""
+    return ((hashes >> np.uint64(shift)) & np.uint64((1 << width) - 1)).astype(np.intp)
+
+
 #: Queries whose lookups are counted to compare the orders: at most this many, and no more
 #: than make :data:`SAMPLE_LOOKUPS` lookups in a block (a block of 22 bits allowed 3 takes
 #: 1,794 values around each query's, so 146 queries), but at least :data:`SAMPLE_LEAST`.
@@ -87,9 +92,8 @@ def candidates_per_query(targets: U64, sample: U64, blocks: Blocks, flips: list[
     ``sample``, on average (``flips[b]``: the values within block ``b``'s allowance)."""
     total = 0
     for (shift, width, _), values in zip(blocks, flips, strict=True):
-        mask = np.uint64((1 << width) - 1)
-        counts = np.bincount(((targets >> np.uint64(shift)) & mask).astype(np.intp), minlength=1 << width)
-        keys = ((sample >> np.uint64(shift)) & mask).astype(np.intp)
+        counts = np.bincount(block_values(targets, shift, width), minlength=1 << width)
+        keys = block_values(sample, shift, width)
         total += int(counts[keys[:, None] ^ values[None, :]].sum())
     return total / max(len(sample), 1)
 

@@ -47,7 +47,8 @@ import numpy.typing as npt
 
 from imgindex.errors import ClusterError
 
-from .search import I64, U8, U64, BucketTable, as_signed, as_unsigned, block_values, close_on_any, flips, plan
+from .bitorder import block_values
+from .search import I64, U8, U64, BucketTable, as_signed, as_unsigned, close_on_any, flips, plan
 
 #: Hashes per row group of ``hashes.parquet``: what one map task reads.
 MAP_ROWS = 2_000_000

@@ -32,7 +32,7 @@ from math import comb
 import numpy as np
 import numpy.typing as npt
 
-from .bitorder import spread, spread_if_cheaper
+from .bitorder import block_values, spread, spread_if_cheaper
 
 U64 = npt.NDArray[np.uint64]
 I64 = npt.NDArray[np.int64]
@@ -249,11 +249,6 @@ def _indexed(hashes: U64, q: I64, threshold: int, blocks: tuple[tuple[int, int, 
                 keep &= ~close_on_any(x, blocks[:number])  # found on that earlier block already
                 found.append((i[keep], j[keep], d[keep]))
     return _concat(found)
-
-
-def block_values(hashes: U64, shift: int, width: int) -> npt.NDArray[np.intp]:
-    """Each hash's block of ``width`` bits from bit ``shift``."""
-    return ((hashes >> np.uint64(shift)) & np.uint64((1 << width) - 1)).astype(np.intp)
 
 
 def close_on_any(x: U64, blocks: tuple[tuple[int, int, int], ...]) -> npt.NDArray[np.bool_]:

@@ -138,19 +138,7 @@ class Thumbnails:
 
     def __add__(self, other: Thumbnails) -> Thumbnails:
         """These rows, then ``other``'s."""
-        return Thumbnails(
-            *(
-                np.concatenate([mine, theirs])
-                for mine, theirs in (
-                    (self.grey, other.grey),
-                    (self.chroma, other.chroma),
-                    (self.colourful, other.colourful),
-                    (self.detail, other.detail),
-                    (self.coarse, other.coarse),
-                    (self.length2, other.length2),
-                )
-            )
-        )
+        return Thumbnails(*(np.concatenate([self._column(k), other._column(k)]) for k in range(len(self._columns))))
 
 
 def thumbnails(descriptors: npt.NDArray[np.uint8]) -> Thumbnails:
