@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import tracemalloc
 from collections.abc import Callable
 
 import numpy as np
@@ -422,6 +423,71 @@ def test_a_link_with_framed_units_pairs_only_with_them() -> None:
     focus = np.array([True, False, False, False])
     u, v, d = links.unit_pairs(links.Link(hashes, np.ones(4, bool), 4, framed=framed), focus)
     assert list(zip(u.tolist(), v.tolist(), d.tolist(), strict=True)) == [(0, 1, 2)]
+
+
+@pytest.mark.parametrize(
+    ("given", "framed", "excluded"), [(True, False, False), (False, True, True), (True, True, True)]
+)
+def test_a_link_makes_the_brute_force_pairs_of_a_focus_and_counts_each_units(
+    given: bool, framed: bool, excluded: bool
+) -> None:
+    """Crowds of units on a few near values: the pairs with a focus unit on a side are those
+    of brute force, and a unit's degree is how many units are within the threshold of it."""
+    rng = np.random.default_rng(11)
+    n, threshold = 240, 2
+    pool = [0, 1, 3, 0xF0, 1 << 40, (1 << 40) | 1, 0xFFFF]  # a few near each other, some alone
+    hashes = np.array([pool[k] for k in rng.integers(0, len(pool), n)], dtype=np.uint64)
+    has_hash = rng.random(n) < 0.9
+    frame = rng.random(n) < 0.3 if framed else None
+    exclude = rng.random(n) < 0.2 if excluded else None
+    values = sorted(set(pool))
+    near = [(a, b, bin(a ^ b).count("1")) for a, b in itertools.combinations(values, 2)]
+    near = [(a, b, d) for a, b, d in near if d <= threshold]
+    pairs = (
+        np.array([a for a, _, _ in near], np.uint64),
+        np.array([b for _, b, _ in near], np.uint64),
+        np.array([d for _, _, d in near], np.uint8),
+    )
+    link = links.Link(hashes, has_hash, threshold, pairs if given else None, frame)
+    for focus in (None, rng.random(n) < 0.1, np.zeros(n, bool)):
+        u, v, d = links.unit_pairs(link, focus, exclude)
+        expected = {
+            (a, b, int(np.bitwise_count(hashes[a] ^ hashes[b])))
+            for a, b in itertools.combinations(range(n), 2)
+            if has_hash[a]
+            and has_hash[b]
+            and np.bitwise_count(hashes[a] ^ hashes[b]) <= threshold
+            and (focus is None or focus[a] or focus[b])
+            and (frame is None or frame[a] or frame[b])
+            and (exclude is None or not (exclude[a] or exclude[b]))
+        }
+        assert set(zip(u.tolist(), v.tolist(), d.tolist(), strict=True)) == expected
+        assert len(u) == len(expected) and (len(expected) > 50 or (focus is not None and not focus.any()))
+    degrees = links.unit_degrees(links.Link(hashes, has_hash, threshold, pairs), n)
+    within = np.bitwise_count(hashes[:, None] ^ hashes[None, :]) <= threshold
+    within &= has_hash[:, None] & has_hash[None, :] & ~np.eye(n, dtype=bool)
+    assert degrees.tolist() == within.sum(axis=1).tolist()
+    crowds = links.unit_degrees(links.Link(hashes, has_hash, threshold), n)  # pairs not given: one value
+    same = (hashes[:, None] == hashes[None, :]) & has_hash[:, None] & has_hash[None, :] & ~np.eye(n, dtype=bool)
+    assert crowds.tolist() == same.sum(axis=1).tolist()
+
+
+def test_a_focus_unit_in_a_crowd_costs_its_own_pairs_not_the_crowds() -> None:
+    """One unit of 4,000 on one hash: its 3,999 pairs are made without the crowd's eight million."""
+    n = 4000
+    link = links.Link(
+        np.zeros(n, np.uint64), np.ones(n, bool), 4, (np.empty(0, np.uint64),) * 2 + (np.empty(0, np.uint8),)
+    )
+    focus = np.zeros(n, bool)
+    focus[1234] = True
+    tracemalloc.start()
+    try:
+        u, v, _ = links.unit_pairs(link, focus)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(u) == n - 1 and ((u == 1234) | (v == 1234)).all()
+    assert peak < 2_000_000  # the crowd's pairs would be over 64 MB for one column
 
 
 @pytest.mark.parametrize("lower", [True, False])

@@ -440,6 +440,45 @@ def test_candidates_made_in_many_passes_give_the_same_groups(
     assert stored_matches(index) == stored
 
 
+def gradient(rng: np.random.Generator, grey: bool) -> Image.Image:
+    """A picture that changes from top to bottom only: its dHash is 0, whatever its colours."""
+    top, bottom = rng.integers(0, 256, (2, 3))
+    if grey:
+        top[:], bottom[:] = top[0], bottom[0]
+    ramp = np.linspace(0, 1, 64)[:, None]
+    rows = (top * (1 - ramp) + bottom * ramp).astype(np.uint8)
+    return Image.fromarray(np.repeat(rows[:, None, :], 48, axis=1), "RGB")
+
+
+def test_a_crowd_on_one_hash_is_verified_in_passes_within_the_budget(
+    tree: Path, index: Index, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Forty pictures on one hash make 780 candidate pairs: with a budget of 60, no pass makes
+    more than the budget and the pairs of its last unit, and the matches are those of one pass."""
+    from imgindex.match import matcher
+
+    rng = np.random.default_rng(5)
+    for k in range(40):
+        write(tree / f"{k:02d}.png", encode(gradient(rng, grey=k % 4 == 0), "PNG"))
+    run_scan(index, tree)
+    in_one = stored_matches(index)
+    assert len(in_one) >= 45  # the ten grey ones match each other, and some colourful ones
+    made: list[int] = []
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        found = real(*args, **kwargs)
+        made.append(len(found))
+        return found
+
+    real = matcher.candidates
+    monkeypatch.setattr(matcher, "candidates", counted)
+    monkeypatch.setattr(matcher, "CANDIDATE_BUDGET", 60)
+    index.pairs.reset_matches(index.pairs.state()[1])
+    pairs.update(index)
+    assert stored_matches(index) == in_one
+    assert sum(made) == 40 * 39 // 2 and len(made) > 10 and max(made) <= 60 + 39
+
+
 def test_a_write_after_the_queue_emptied_is_not_cleared_by_an_older_update(tree: Path, index: Index) -> None:
     family_tree(tree, range(3))
     run_scan(index, tree, options=replace(QUICK, update_pairs=False))

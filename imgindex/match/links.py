@@ -95,7 +95,11 @@ def unit_pairs(
 ) -> Pairs:
     """The pairs of units the link makes candidates (``u < v``, once each, at the smallest
     distance); with ``focus`` (a mask of units), only those with a focus unit on a side;
-    with ``exclude``, none with an excluded unit on a side."""
+    with ``exclude``, none with an excluded unit on a side.
+
+    With a focus, only the pairs with a focus unit on a side are ever made (a focus unit with
+    every unit of a value near its own, the others there with its focus units), so that a
+    pass over a few units of a crowd costs what their pairs do, not what the crowd's do."""
     if isinstance(link, CrossLink):
         return _cross_pairs(link, focus, exclude)
     if isinstance(link, FoundLink):
@@ -111,51 +115,85 @@ def unit_pairs(
         return empty_pairs()
     values, node_of = np.unique(link.hashes[hashed], return_inverse=True)
     node_of = node_of.reshape(-1)
-    members = hashed[np.argsort(node_of, kind="stable")]
-    count = np.bincount(node_of, minlength=len(values))
-    first = np.zeros(len(values) + 1, dtype=np.int64)
-    np.cumsum(count, out=first[1:])
-    # Nodes that hold a unit a pair must have on a side (a focus unit, a framed one).
-    needs = [
-        np.bincount(node_of[mask[hashed]], minlength=len(values)) > 0
-        for mask in (focus, link.framed)
-        if mask is not None
-    ]
-
+    everyone = by_group(hashed, node_of, len(values))
+    chosen = everyone if focus is None else by_group(hashed, node_of, len(values), focus[hashed])
     if link.pairs is None:
         p, q, d = pairs_within(values, link.threshold)
     else:
         p, q, d = _as_nodes(values, link.pairs, link.threshold)
-    crowded = np.flatnonzero(count >= 2)
-    for need in needs:
-        keep = need[p] | need[q]
-        p, q, d = p[keep], q[keep], d[keep]
-        crowded = crowded[need[crowded]]
+    # Values that hold a unit a pair must have on a side (a focus unit, a framed one).
+    crowded = np.flatnonzero(np.diff(everyone[0]) >= 2)
+    for mask in (focus, link.framed):
+        if mask is not None:
+            need = np.bincount(node_of[mask[hashed]], minlength=len(values)) > 0
+            keep = need[p] | need[q]
+            p, q, d = p[keep], q[keep], d[keep]
+            crowded = crowded[need[crowded]]
 
-    us, vs, ds = [], [], []
-    # Units on two near values: every unit of one with every unit of the other.
-    u, v, gap = every_pair(p, q, d, (first, members), (first, members))
-    if len(u):
-        us.append(u)
-        vs.append(v)
-        ds.append(gap)
-    # Units on one value: every two of them, at distance 0.
-    for size in np.unique(count[crowded]).tolist():
-        nodes = crowded[count[crowded] == size]
+    # Units on two near values: every unit of one with every unit of the other; on one value:
+    # every two of them, at distance 0. With a focus: the focus units with every unit, the
+    # other units with the focus units.
+    parts = [every_pair(p, q, d, chosen, everyone), _within(crowded, chosen)]
+    if focus is not None:
+        others = by_group(hashed, node_of, len(values), ~focus[hashed])
+        parts.append(every_pair(p, q, d, others, chosen))
+        parts.append(every_pair(crowded, crowded, np.zeros(len(crowded), np.uint8), chosen, others))
+    u, v, gap = (np.concatenate(column) for column in zip(*parts, strict=True))
+    lo, hi = np.minimum(u, v), np.maximum(u, v)
+    if link.framed is not None:
+        keep = link.framed[lo] | link.framed[hi]
+        lo, hi, gap = lo[keep], hi[keep], gap[keep]
+    return _smallest(lo, hi, gap, len(link.hashes))
+
+
+def unit_degrees(link: Link | CrossLink | FoundLink, n: int) -> I64:
+    """For each of ``n`` units, how many pairs the link makes with it on a side, counted before
+    each pair is made once (at most twice what :func:`unit_pairs` gives for them): what a
+    pass over some units costs. A :class:`Link` without its pairs given counts its units on
+    one value only."""
+    if isinstance(link, FoundLink):
+        return np.bincount(link.u, minlength=n) + np.bincount(link.v, minlength=n)
+    if isinstance(link, CrossLink):
+        twice = unit_degrees(_doubled(link), 2 * n)
+        return twice[:n] + twice[n:]
+    degrees = np.zeros(n, dtype=np.int64)
+    hashed = np.flatnonzero(link.has_hash)
+    if not len(hashed):
+        return degrees
+    values, node_of = np.unique(link.hashes[hashed], return_inverse=True)
+    node_of = node_of.reshape(-1)
+    count = np.bincount(node_of, minlength=len(values))
+    per_value = count - 1
+    if link.pairs is not None:
+        p, q, _ = _as_nodes(values, link.pairs, link.threshold)
+        per_value += np.bincount(p, weights=count[q], minlength=len(values)).astype(np.int64)
+        per_value += np.bincount(q, weights=count[p], minlength=len(values)).astype(np.int64)
+    degrees[hashed] = per_value[node_of]
+    return degrees
+
+
+def by_group(units: I64, group_of: I64, groups: int, mask: npt.NDArray[np.bool_] | None = None) -> tuple[I64, I64]:
+    """The ``units`` (those in ``mask``, when given) by their group (``group_of``, one of
+    ``groups``: a value, a kind), as CSR: group ``k``'s in ``members[first[k]:first[k + 1]]``."""
+    chosen = np.arange(len(units)) if mask is None else np.flatnonzero(mask)
+    members = units[chosen[np.argsort(group_of[chosen], kind="stable")]]
+    first = np.zeros(groups + 1, dtype=np.int64)
+    np.cumsum(np.bincount(group_of[chosen], minlength=groups), out=first[1:])
+    return first, members
+
+
+def _within(values: I64, side: tuple[I64, I64]) -> tuple[I64, I64, U8]:
+    """Every two units of one value (of ``values``, on ``side``, CSR), at distance 0."""
+    first, members = side
+    count = first[values + 1] - first[values]
+    us, vs = [np.empty(0, np.int64)], [np.empty(0, np.int64)]
+    for size in np.unique(count[count >= 2]).tolist():
+        nodes = values[count == size]
         ti, tj = np.triu_indices(size, 1)
         us.append(members[(first[nodes][:, None] + ti[None, :]).reshape(-1)])
         vs.append(members[(first[nodes][:, None] + tj[None, :]).reshape(-1)])
-        ds.append(np.zeros(len(nodes) * len(ti), dtype=np.uint8))
-    if not us:
-        return empty_pairs()
-    u, v, gap = np.concatenate(us), np.concatenate(vs), np.concatenate(ds)
-    lo, hi = np.minimum(u, v), np.maximum(u, v)
-    keep = np.ones(len(lo), dtype=bool)
-    if focus is not None:
-        keep &= focus[lo] | focus[hi]
-    if link.framed is not None:
-        keep &= link.framed[lo] | link.framed[hi]
-    return _smallest(lo[keep], hi[keep], gap[keep], len(link.hashes))
+    u = np.concatenate(us)
+    return u, np.concatenate(vs), np.zeros(len(u), dtype=np.uint8)
 
 
 def every_pair(i: I64, j: I64, d: U8, left: tuple[I64, I64], right: tuple[I64, I64]) -> tuple[I64, I64, U8]:
@@ -191,24 +229,28 @@ def candidates(
 
 
 def _cross_pairs(link: CrossLink, focus: npt.NDArray[np.bool_] | None, exclude: npt.NDArray[np.bool_] | None) -> Pairs:
-    """:func:`unit_pairs` of a :class:`CrossLink`: over twice the units, each unit's inside
-    (the first ``n``) and its whole picture (the next ``n``), the pairs of an inside with a
-    whole picture of another unit."""
+    """:func:`unit_pairs` of a :class:`CrossLink`: over twice the units (:func:`_doubled`),
+    the pairs of an inside with a whole picture of another unit."""
     n = len(link.whole)
-    insides = np.concatenate([np.ones(n, dtype=bool), np.zeros(n, dtype=bool)])
-    both = Link(
-        np.concatenate([link.inside, link.whole]),
-        np.concatenate([link.has_inside, link.has_whole]),
-        link.threshold,
-        link.pairs,
-        insides,
-    )
-    p, q, d = unit_pairs(both, _twice(focus), _twice(exclude))  # p < q: an inside first
+    p, q, d = unit_pairs(_doubled(link), _twice(focus), _twice(exclude))  # p < q: an inside first
     keep = (p < n) & (q >= n) & (p != q - n)
     u, v, d = p[keep], q[keep] - n, d[keep]  # u's inside, v's whole picture
     lower = u < v if link.lower_inside else u > v
     u, v, d = u[lower], v[lower], d[lower]
     return _smallest(np.minimum(u, v), np.maximum(u, v), d, n)
+
+
+def _doubled(link: CrossLink) -> Link:
+    """A :class:`CrossLink` as a :class:`Link` over twice its units: each unit's inside (the
+    first ``n``) and its whole picture (the next ``n``), with an inside on a side."""
+    n = len(link.whole)
+    return Link(
+        np.concatenate([link.inside, link.whole]),
+        np.concatenate([link.has_inside, link.has_whole]),
+        link.threshold,
+        link.pairs,
+        np.concatenate([np.ones(n, dtype=bool), np.zeros(n, dtype=bool)]),
+    )
 
 
 def _twice(mask: npt.NDArray[np.bool_] | None) -> npt.NDArray[np.bool_] | None:

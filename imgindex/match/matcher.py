@@ -53,7 +53,7 @@ from imgindex.storage import Index, picture_alone, picture_keys, turned_kind
 
 from .candidates import pairs_among
 from .grouping import Edges, Grouping, group_by_leaders
-from .links import NOT_NEAR, Candidates, CrossLink, FoundLink, Link, candidates
+from .links import NOT_NEAR, Candidates, CrossLink, FoundLink, Link, candidates, unit_degrees
 from .orientations import ROTATION_CORRELATION, ROTATION_THRESHOLD, turned_pairs_with_insides
 from .regions import REGION_CORRELATION, REGION_THRESHOLD, region_descriptors, region_grids, region_pairs
 from .search import I64, pairs_between
@@ -76,7 +76,7 @@ DETAIL_CHUNK = 1 << 12
 #: for all the pairs (about 4 KB a unit for the five regions: at most 128 MB); past it, once
 #: per chunk of pairs.
 CUT_UNITS = 1 << 15
-#: Pairs of hash values whose candidates are made in one pass (bounds the candidates' arrays).
+#: Candidate pairs of units made in one pass (bounds the candidates' arrays: about 60 bytes a pair).
 CANDIDATE_BUDGET = 2_000_000
 #: The kind of hash the index holds (the settings' own).
 KIND = HashSettings().algorithm
@@ -302,15 +302,16 @@ class Matcher:
         self._cut_owners = owners if len(owners) <= CUT_UNITS else None
         # The candidates a pass at a time, each pass the pairs with a unit of its share on a side
         # and none of an earlier share's (those were its pass's), so that pictures crowded
-        # within a few bits of each other never need all their candidate pairs at once.
+        # within a few bits of each other (thousands of gradients on one hash) never need all
+        # their candidate pairs at once: the shares are cut where the pairs their units are on
+        # a side of reach the budget.
         searched = np.flatnonzero(has_hash if in_focus is None else in_focus & has_hash)
-        sizes = [
-            len(link.u) if isinstance(link, FoundLink) else len(link.pairs[0]) if link.pairs else 0 for link in links
-        ]
-        passes = max(1, -(-sum(sizes) // CANDIDATE_BUDGET))
+        cost = sum((unit_degrees(link, n) for link in links), np.zeros(n, np.int64))[searched]
+        ends = np.cumsum(cost)
+        step = (ends - cost) // CANDIDATE_BUDGET
         done = np.zeros(n, dtype=bool)
         verified_parts = []
-        for share in np.array_split(searched, passes):
+        for share in np.split(searched, np.flatnonzero(np.diff(step)) + 1):
             mask = np.zeros(n, dtype=bool)
             mask[share] = True
             found = candidates(n, links, mask, exclude=done if done.any() else None)

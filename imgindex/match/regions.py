@@ -20,7 +20,7 @@ import numpy.typing as npt
 
 from imgindex.hashing import COLOUR_SIDE, DESCRIPTOR_BYTES, GREY_SIDE, GRID_SIDE, REGIONS
 
-from .links import every_pair
+from .links import by_group, every_pair
 from .search import I64, U64, Pairs, empty_pairs, pairs_between
 
 #: The largest distance between a region's hash and another picture's (whole or inside): a
@@ -67,27 +67,18 @@ def region_pairs(
     # Every unit of one kind with every unit of the other; with a focus, only the pairs with a
     # focus unit on a side are made (a focus unit of one kind with every unit of the other, then
     # the others of that kind with its focus units), not all of them first.
-    everyone = _members(used, kind_of, len(one), np.ones(len(used), dtype=bool))
+    everyone = by_group(used, kind_of, len(one))
     if focus is None:
         u, v, d = every_pair(ku, kv, d, everyone, everyone)
     else:
-        chosen = _members(used, kind_of, len(one), focus[used])
-        others = _members(used, kind_of, len(one), ~focus[used])
+        chosen = by_group(used, kind_of, len(one), focus[used])
+        others = by_group(used, kind_of, len(one), ~focus[used])
         u1, v1, d1 = every_pair(ku, kv, d, chosen, everyone)
         u2, v2, d2 = every_pair(ku, kv, d, others, chosen)
         u, v, d = np.concatenate([u1, u2]), np.concatenate([v1, v2]), np.concatenate([d1, d2])
     lo, hi = np.minimum(u, v), np.maximum(u, v)
     order = np.lexsort((hi, lo))
     return lo[order], hi[order], d[order]
-
-
-def _members(used: I64, kind_of: I64, kinds: int, mask: npt.NDArray[np.bool_]) -> tuple[I64, I64]:
-    """The units ``used[mask]`` by kind, as CSR: ``(starts, members)``."""
-    chosen = np.flatnonzero(mask)
-    members = used[chosen[np.argsort(kind_of[chosen], kind="stable")]]
-    starts = np.zeros(kinds + 1, dtype=np.int64)
-    np.cumsum(np.bincount(kind_of[chosen], minlength=kinds), out=starts[1:])
-    return starts, members
 
 
 def _kind_pairs(
