@@ -8,7 +8,7 @@ import pytest
 from PIL import Image, ImageFilter
 
 from imgindex import hashing, kinds
-from imgindex.match import bitorder, search
+from imgindex.match import bitorder, search, verify
 from imgindex.match.verify import could_agree, thumbnails
 
 
@@ -135,7 +135,52 @@ def test_thumbnails_rows_of_rows_are_the_rows_they_name() -> None:
     second = rng.integers(0, 40, 30)
     nested = whole.rows(first).rows(second)
     joined = whole.rows(first) + whole.rows(second)
-    for name in ("grey", "chroma", "colourful", "detail", "coarse", "length2"):
+    for name in ("grey", "chroma", "colourful", "detail", "coarse", "length2", "mean_chroma"):
         column = getattr(whole, name)
         assert np.array_equal(getattr(nested, name), column[first[second]])
         assert np.array_equal(getattr(joined, name), np.concatenate([column[first], column[second]]))
+
+
+def gradients(n: int, seed: int) -> list[Image.Image]:
+    """Pictures that change from top to bottom only (one dHash for all), in colours near each
+    other, and grey copies of some at other contrasts, a little noisy: many pairs close to
+    every colour, contrast and correlation rule."""
+    rng = np.random.default_rng(seed)
+    ramp = np.linspace(0, 1, 40)[:, None]
+    made = []
+    for k in range(n):
+        top = np.clip(np.array([150, 90, 60]) + rng.integers(-45, 46, 3), 0, 255)
+        bottom = np.clip(np.array([40, 60, 110]) + rng.integers(-45, 46, 3), 0, 255)
+        rows = top * (1 - ramp) + bottom * ramp
+        if k % 5 == 4:  # a grey copy of the one before, at another contrast
+            grey = rows @ np.array([0.299, 0.587, 0.114])
+            grey = 128 + (grey - grey.mean()) * rng.uniform(0.5, 2.0)
+            rows = np.repeat(grey[:, None], 3, axis=1)
+        pixels = np.repeat(rows[:, None], 32, axis=1)
+        if k % 5 == 4:  # ... a little changed in its broad areas: correlations just under one
+            pixels += np.kron(rng.normal(0, rng.uniform(0, 10), (4, 4)), np.ones((10, 8)))[:, :, None]
+        made.append(Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "RGB"))
+    return made
+
+
+@pytest.mark.parametrize("level", [0.8, 0.9, 0.97])
+def test_the_colour_and_contrast_bounds_change_no_verdict(level: float) -> None:
+    """Every pair of many gradients on one hash: the verdict with the bounds that skip the
+    pixels (mean chromas, contrasts) is the verdict on the pixels, and the bounds skip most."""
+    pictures = gradients(120, 8)
+    rows = thumbnails(hashing.descriptor_rows([hashing.descriptor(p) for p in pictures]))
+    i, j = np.triu_indices(len(pictures), 1)
+    a, b = rows.rows(i), rows.rows(j)
+    correlation = np.einsum("ij,ij->i", a.grey.astype(np.float32), b.grey.astype(np.float32))
+    difference = b.chroma.astype(np.float32) - a.chroma.astype(np.float32)
+    on_pixels = verify._verdict(correlation, difference, a.colourful, b.colourful, level)
+    on_pixels &= verify._same_luminance(a, b, correlation, level)
+    on_pixels &= (a.detail >= verify.LOW_DETAIL) & (b.detail >= verify.LOW_DETAIL)
+    assert np.array_equal(verify._against(a, b, level), on_pixels)
+    possible = verify._could_pass(a, b, level)
+    assert possible[on_pixels].all()
+    colourful = a.colourful & b.colourful
+    assert on_pixels[colourful].sum() > 50 and (~possible[colourful]).sum() > 1000
+    one = a.colourful ^ b.colourful
+    assert on_pixels[one].sum() > 10 and (~possible[one] & (correlation[one] > 0.99)).sum() > 100
+    assert (on_pixels[one] & (correlation[one] < 0.99)).any()

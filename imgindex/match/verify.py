@@ -95,9 +95,10 @@ class Thumbnails:
         detail: npt.NDArray[np.float32],
         coarse: npt.NDArray[np.float32],
         length2: npt.NDArray[np.float32],
+        mean_chroma: npt.NDArray[np.float32],
         at: npt.NDArray[np.int64] | None = None,
     ) -> None:
-        self._columns = (grey, chroma, colourful, detail, coarse, length2)
+        self._columns = (grey, chroma, colourful, detail, coarse, length2, mean_chroma)
         self._at = at  # the rows of the columns these are (all, when None)
 
     def _column(self, k: int) -> npt.NDArray[Any]:
@@ -132,6 +133,11 @@ class Thumbnails:
         """(n,): the squared length of ``grey``, likewise."""
         return self._column(5)
 
+    @cached_property
+    def mean_chroma(self) -> npt.NDArray[np.float32]:
+        """(n, 2): the mean of ``chroma``'s pairs, of the values rounded to half precision."""
+        return self._column(6)
+
     def rows(self, at: npt.NDArray[np.int64]) -> Thumbnails:
         at = np.flatnonzero(at) if at.dtype == bool else at  # (indices compose; masks would not)
         return Thumbnails(*self._columns, at=at if self._at is None else self._at[at])
@@ -150,6 +156,7 @@ def thumbnails(descriptors: npt.NDArray[np.uint8]) -> Thumbnails:
     detail = np.empty(n, dtype=np.float32)
     coarse = np.empty((n, COARSE_CELLS * COARSE_CELLS), dtype=np.float32)
     length2 = np.empty(n, dtype=np.float32)
+    mean_chroma = np.empty((n, 2), dtype=np.float32)
     for start in range(0, n, 1 << 16):  # bounded float32 temporaries
         part = descriptors[start : start + (1 << 16)]
         g = part[:, :_GREY].astype(np.float32)
@@ -164,8 +171,10 @@ def thumbnails(descriptors: npt.NDArray[np.uint8]) -> Thumbnails:
         r, gg, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
         pairs = np.stack([r - gg, (r + gg) / 2 - b], axis=-1)  # (m, 64, 2)
         chroma[start : start + len(part)] = pairs.reshape(len(part), -1)
+        rounded = chroma[start : start + len(part)].astype(np.float32).reshape(len(part), -1, 2)
+        mean_chroma[start : start + len(part)] = rounded.mean(axis=1)
         colourful[start : start + len(part)] = np.hypot(pairs[..., 0], pairs[..., 1]).mean(axis=1) >= COLOURFUL
-    return Thumbnails(grey, chroma, colourful, detail, coarse, length2)
+    return Thumbnails(grey, chroma, colourful, detail, coarse, length2, mean_chroma)
 
 
 @cache
@@ -179,7 +188,9 @@ def _coarse_projection() -> npt.NDArray[np.float32]:
     return projection
 
 
-def could_agree(a: Thumbnails, b: Thumbnails, grey_correlation: float) -> npt.NDArray[np.bool_]:
+def could_agree(
+    a: Thumbnails, b: Thumbnails, grey_correlation: float | npt.NDArray[np.float32]
+) -> npt.NDArray[np.bool_]:
     """Which rows could correlate at ``grey_correlation`` (a superset, never less): the grey
     thumbnails are centred vectors of unit length (or zero), so correlation c means a squared
     distance of ``|a|^2 + |b|^2 - 2c``, and their projections on the block-constant
@@ -301,8 +312,8 @@ def _foreground_correlation(a: Thumbnails, b: Thumbnails) -> tuple[npt.NDArray[n
 
 def _against(a: Thumbnails, b: Thumbnails, grey_correlation: float) -> npt.NDArray[np.bool_]:
     """Each picture of ``a`` against the same row of ``b``: :func:`_verdict` with the detail
-    guard; computed only on the rows that :func:`could_agree`."""
-    possible = could_agree(a, b, grey_correlation) & (a.detail >= LOW_DETAIL) & (b.detail >= LOW_DETAIL)
+    guard; computed only on the rows that could pass (:func:`_could_pass`)."""
+    possible = _could_pass(a, b, grey_correlation)
     accepted = np.zeros(len(possible), dtype=bool)
     at = np.flatnonzero(possible)
     if not len(at):
@@ -318,6 +329,23 @@ def _against(a: Thumbnails, b: Thumbnails, grey_correlation: float) -> npt.NDArr
         accepted[at] = verdict
         return accepted
     return verdict & possible
+
+
+def _could_pass(a: Thumbnails, b: Thumbnails, grey_correlation: float) -> npt.NDArray[np.bool_]:
+    """Which rows could pass :func:`_verdict` and :func:`_same_luminance` (a superset, never
+    less), from a few numbers a row: both with detail; the coarse bound (:func:`could_agree`)
+    at the correlation the row needs; for two colourful pictures, mean chromas within
+    :data:`COLOUR_DIFFERENCE` (the length of a difference's mean is at most its RMS); for a
+    colourful and a grey one, their contrasts within :data:`GREY_COPY_CONTRAST`. Thousands
+    of gradients on one hash in other colours are refused here, not pixel by pixel."""
+    one = a.colourful ^ b.colourful
+    needed = np.where(one, max(grey_correlation, GREY_COPY_CORRELATION), grey_correlation).astype(np.float32)
+    possible = could_agree(a, b, needed) & (a.detail >= LOW_DETAIL) & (b.detail >= LOW_DETAIL)
+    both = a.colourful & b.colourful
+    gap = a.mean_chroma - b.mean_chroma
+    possible &= ~both | (np.einsum("ij,ij->i", gap, gap) <= (COLOUR_DIFFERENCE + _BOUND_SLACK) ** 2)
+    possible &= ~one | (_contrast(a, b) <= GREY_COPY_CONTRAST)
+    return possible
 
 
 def _verdict(
@@ -343,10 +371,14 @@ def _same_luminance(
     """For each row where one picture is colourful and the other not: could the grey one be made
     of the colourful one's luminance (see :data:`GREY_COPY_CORRELATION`)? True elsewhere."""
     one = a.colourful ^ b.colourful
-    contrast = np.maximum(a.detail, b.detail) / np.maximum(np.minimum(a.detail, b.detail), 1e-6)
-    close = (correlation >= max(grey_correlation, GREY_COPY_CORRELATION)) & (contrast <= GREY_COPY_CONTRAST)
+    close = (correlation >= max(grey_correlation, GREY_COPY_CORRELATION)) & (_contrast(a, b) <= GREY_COPY_CONTRAST)
     result: npt.NDArray[np.bool_] = ~one | close
     return result
+
+
+def _contrast(a: Thumbnails, b: Thumbnails) -> npt.NDArray[np.floating[Any]]:
+    """How many times one picture's detail is the other's (at least 1)."""
+    return np.maximum(a.detail, b.detail) / np.maximum(np.minimum(a.detail, b.detail), np.float32(1e-6))
 
 
 def normalised_grids(grids: npt.NDArray[np.uint8] | npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
