@@ -25,6 +25,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from imgindex.arrays import distinct
+
 from .hashing import ORIENTATIONS, REGIONS, HashSettings, descriptor_rows, orientation_hashes, region_rows
 from .match.links import NOT_NEAR
 from .match.matcher import Matcher, Units
@@ -202,12 +204,12 @@ def _update_matches(
         return store.picture_count(kind), 0, 0, matches_removed
     whole = targets.phash[alone]
     inside = targets.trim_hash[alone][targets.has_trim[alone]]
-    values = np.unique(np.concatenate([whole, inside]))
+    values = distinct(np.concatenate([whole, inside]))
     with index.snapshot():
         if not store.stored_among(kind, values).all():  # their pairs not stored yet: search all
             return _verify_all(index, kind, params, generation, last, stop)
         a, b, _ = store.pairs_touching(kind, values, max_distance)
-        near = np.unique(np.concatenate([values, a, b]))
+        near = distinct(np.concatenate([values, a, b]))
         neighbours = index.images.pictures_near(params, near.tolist())
         if rotations:  # and the stored pictures that may be mirrored or turned copies of them
             neighbours = _with_turned_neighbours(index, kind, params, targets, alone, neighbours, max_distance)
@@ -315,9 +317,9 @@ def _verify_and_store(
         described, hashes, inside = matcher.orientations
         mine = np.isin(keys[described], marked)
         index.pairs.add_orientations(kind, keys[described][mine], hashes[mine], inside[mine])
-        if not index.pairs.add_pictures(turned_kind(kind), np.unique(marked), generation):
+        if not index.pairs.add_pictures(turned_kind(kind), distinct(marked), generation):
             return None
-    if not index.pairs.add_pictures(kind, np.unique(marked), generation):
+    if not index.pairs.add_pictures(kind, distinct(marked), generation):
         return None
     return stored
 
@@ -344,13 +346,13 @@ def _with_region_neighbours(
     if blobs:  # the targets' regions against every whole and inside value
         values = index.images.hashes() if present is None else present
         _, j, _ = pairs_between(values.view(np.uint64), region_rows(blobs).reshape(-1), t)
-        near_values.append(values[np.unique(j)])
-    mine = np.unique(np.concatenate([targets.phash[chosen], targets.trim_hash[chosen & targets.has_trim]]))
+        near_values.append(values[distinct(j)])
+    mine = distinct(np.concatenate([targets.phash[chosen], targets.trim_hash[chosen & targets.has_trim]]))
     ids, stored = index.images.all_regions()
     parts = [neighbours]
     if stored and len(mine):  # the targets' whole and inside values against every stored region
         _, j, _ = pairs_between(region_rows([stored]).reshape(-1), mine.view(np.uint64), t)
-        files = ids[np.unique(j) // len(REGIONS)]
+        files = ids[distinct(j) // len(REGIONS)]
         if len(files):
             parts.append(index.images.pictures_of_files(params, files.tolist()))
     if near_values and len(near_values[0]):
@@ -400,7 +402,7 @@ def _with_turned_neighbours(
     if mine is not None and len(stored_keys):
         # The wholes' and the insides' orientations on both sides, in one search: a few more
         # candidates (a whole against an inside) than the matcher's links, which then decide.
-        near = np.unique(keys[turned_neighbours(mine, others, t)])
+        near = distinct(keys[turned_neighbours(mine, others, t)])
         near = near[~np.isin(near, picture_keys(neighbours.sha256))]
         if len(near):
             parts.append(index.images.pictures_with_keys(params, near.tolist()))
@@ -409,13 +411,13 @@ def _with_turned_neighbours(
             region_ids, stored = index.images.all_regions()
             if stored:
                 _, j, _ = pairs_between(region_rows([stored]).reshape(-1), mine[:, 1:].reshape(-1), t)
-                files = region_ids[np.unique(j) // len(REGIONS)]
+                files = region_ids[distinct(j) // len(REGIONS)]
                 if len(files):
                     parts.append(index.images.pictures_of_files(params, files.tolist()))
         _, blobs = index.images.regions(ids)
         if blobs and len(keys):  # the targets' regions against every stored orientation
             _, j, _ = pairs_between(others[:, 1:].reshape(-1), region_rows(blobs).reshape(-1), t)
-            near = np.unique(keys[np.unique(j) // (ORIENTATIONS - 1)])
+            near = distinct(keys[distinct(j) // (ORIENTATIONS - 1)])
             near = near[~np.isin(near, picture_keys(np.concatenate([p.sha256 for p in parts])))]
             if len(near):
                 parts.append(index.images.pictures_with_keys(params, near.tolist()))

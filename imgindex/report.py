@@ -16,6 +16,8 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from imgindex.arrays import distinct
+
 from .decisions import InForce, in_force, keep_priority, keep_rows, without_apart
 from .errors import ReportError
 from .hashing import HashSettings
@@ -316,7 +318,7 @@ def _group(options: ReportOptions, matched: _Matched, decided: InForce) -> Repor
     kept_by_decision = int(np.count_nonzero(named & is_kept & in_group))
 
     root_paths = matched.root_paths
-    used_roots = sorted({root_paths[int(r)] for r in np.unique(table.root_id)}) if n else []
+    used_roots = sorted({root_paths[int(r)] for r in distinct(table.root_id)}) if n else []
     return Report(
         options=options,
         hash_kind=HashSettings().algorithm,

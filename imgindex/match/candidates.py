@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from imgindex.arrays import union
 from imgindex.storage import Index
 
 from .search import U64, as_signed, as_unsigned, pairs_from, pairs_within
@@ -46,7 +47,7 @@ def pairs_among(
         known = at[is_stored[at]]
         a, b, d = index.pairs.pairs_touching(kind, signed[known], threshold)
         i, j, dd = pairs_from(values, at[~is_stored[at]], threshold)
-        late = np.union1d(known, np.flatnonzero(~is_stored))
+        late = union(known, np.flatnonzero(~is_stored))
         li, lj, ld = pairs_from(values[late], np.searchsorted(late, known), threshold)
         i, j, dd = np.concatenate([i, late[li]]), np.concatenate([j, late[lj]]), np.concatenate([dd, ld])
     if len(i):

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from imgindex.arrays import distinct
+
 from .search import I64, U8, U64, Pairs, empty_pairs, pairs_within
 
 #: A gap meaning "not within the threshold in this link".
@@ -187,7 +189,7 @@ def _within(values: I64, side: tuple[I64, I64]) -> tuple[I64, I64, U8]:
     first, members = side
     count = first[values + 1] - first[values]
     us, vs = [np.empty(0, np.int64)], [np.empty(0, np.int64)]
-    for size in np.unique(count[count >= 2]).tolist():
+    for size in distinct(count[count >= 2]).tolist():
         nodes = values[count == size]
         ti, tj = np.triu_indices(size, 1)
         us.append(members[(first[nodes][:, None] + ti[None, :]).reshape(-1)])
@@ -221,7 +223,7 @@ def candidates(
     (``focus``, ``exclude``: as :func:`unit_pairs`)."""
     found = [unit_pairs(link, focus, exclude) for link in links]
     keys = [u * n + v for u, v, _ in found]
-    every = np.unique(np.concatenate(keys)) if keys else np.empty(0, np.int64)
+    every = distinct(np.concatenate(keys)) if keys else np.empty(0, np.int64)
     gaps = np.full((len(links), len(every)), NOT_NEAR, dtype=np.uint8)
     for k, ((_, _, d), key) in enumerate(zip(found, keys, strict=True)):
         gaps[k, np.searchsorted(every, key)] = d

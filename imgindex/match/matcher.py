@@ -34,6 +34,7 @@ from typing import NamedTuple
 import numpy as np
 import numpy.typing as npt
 
+from imgindex.arrays import common, distinct, union
 from imgindex.hashing import (
     COLOUR_SIDE,
     DESCRIPTOR_BYTES,
@@ -171,24 +172,24 @@ class Matcher:
             self._whole_detail = np.full(n, np.inf, dtype=np.float32)
             self._set_edges(from_store, _no_sorts())
             return
-        values = np.unique(np.concatenate([whole[has_hash], inside[has_hash]]))
+        values = distinct(np.concatenate([whole[has_hash], inside[has_hash]]))
         focus_values = None
         if in_focus is not None:
             chosen = in_focus & has_hash
-            focus_values = np.unique(np.concatenate([whole[chosen], inside[chosen]]))
+            focus_values = distinct(np.concatenate([whole[chosen], inside[chosen]]))
         stored_pairs = pairs_among(index, values, threshold, kind=kind, focus=focus_values)
 
         # Thumbnails of the units that have a candidate (all of them for --rotations).
         counts = np.unique(whole[has_hash], return_counts=True)
         trim_counts = np.unique(inside[has_hash], return_counts=True)
-        shared = np.union1d(counts[0][counts[1] > 1], trim_counts[0][trim_counts[1] > 1])
+        shared = union(counts[0][counts[1] > 1], trim_counts[0][trim_counts[1] > 1])
         # ... and a value that is one's inside and another's whole picture (both with borders).
-        shared = np.union1d(shared, np.intersect1d(whole[has_hash], inside[has_hash & has_trim]))
-        paired = np.unique(np.concatenate([stored_pairs[0], stored_pairs[1]]))
+        shared = union(shared, common(whole[has_hash], inside[has_hash & has_trim]))
+        paired = distinct(np.concatenate([stored_pairs[0], stored_pairs[1]]))
         if focus_values is None:
-            paired = np.union1d(paired, shared)
+            paired = union(paired, shared)
         else:
-            paired = np.union1d(paired, np.intersect1d(focus_values, shared))
+            paired = union(paired, common(focus_values, shared))
         linked = has_hash & (np.isin(whole, paired) | np.isin(inside, paired))
         # A region of one near the other's whole picture or inside: searched here (the regions'
         # hashes are not among the stored pairs' values).
@@ -224,7 +225,7 @@ class Matcher:
             usable_inside = has_hash & (inside_detail >= LOW_DETAIL)
             framed = has_trim & usable_inside
             a, b, d = stored_pairs
-            framed_values = np.unique(inside[framed])
+            framed_values = distinct(inside[framed])
             touch = np.isin(a, framed_values) | np.isin(b, framed_values)
             near = (a[touch], b[touch], d[touch])
             self.inside_link = len(links)
@@ -234,7 +235,7 @@ class Matcher:
             self.cross_links = (len(links), len(links) + 1)
             for lower in (True, False):
                 links.append(CrossLink(inside, framed, whole, usable & has_trim, threshold, near, lower))
-        region_units = np.union1d(found_regions[0], found_regions[1])
+        region_units = union(found_regions[0], found_regions[1])
         if len(found_regions[0]):
             self.region_link = len(links)
             links.append(FoundLink(*found_regions))
@@ -290,10 +291,10 @@ class Matcher:
             if len(found_turned[0]):
                 self.region_rotation_link = len(links)
                 links.append(FoundLink(*found_turned))
-                region_units = np.union1d(region_units, np.union1d(found_turned[0], found_turned[1]))
+                region_units = union(region_units, union(found_turned[0], found_turned[1]))
             del turned, turned_inside
         # Grids: to cut the regions' thumbnails, and to see where two pictures differ.
-        self.regions.read_grids(index, units, np.union1d(region_units, wanted))
+        self.regions.read_grids(index, units, union(region_units, wanted))
         # Each region's thumbnails, cut once per unit for every chunk of pairs when the units
         # whose regions may be cut are few enough to keep them (a share of all the candidates).
         self._cuts: dict[int, tuple[I64, Thumbnails]] = {}
@@ -353,10 +354,10 @@ class Matcher:
     def near_values(index: Index, hashes: Sequence[int], threshold: int, *, kind: str = KIND) -> list[int]:
         """The indexed hash values (signed) within ``threshold`` of any of ``hashes`` (signed), or
         equal to one: where the candidates of pictures that are not in the index lie."""
-        probe = np.unique(np.array(hashes, dtype=np.int64).view(np.uint64))
-        values = np.union1d(index.images.hashes().view(np.uint64), probe)
+        probe = distinct(np.array(hashes, dtype=np.int64).view(np.uint64))
+        values = union(index.images.hashes().view(np.uint64), probe)
         a, b, _ = pairs_among(index, values, threshold, kind=kind, focus=probe)
-        near = np.union1d(np.union1d(a, b), probe)
+        near = union(union(a, b), probe)
         return [int(v) for v in near.view(np.int64).tolist()]
 
     @staticmethod
@@ -373,14 +374,14 @@ class Matcher:
         if regions:
             values = index.images.hashes()
             _, j, _ = pairs_between(values.view(np.uint64), region_rows(regions).reshape(-1), t)
-            near = values[np.unique(j)].tolist()
+            near = values[distinct(j)].tolist()
             files.update(i for i, _, _ in index.images.with_hashes(near))
         if len(hashes):
             ids, blob = index.images.all_regions()
             if blob:
                 probes = np.array(hashes, dtype=np.int64).view(np.uint64)
                 _, j, _ = pairs_between(region_rows([blob]).reshape(-1), probes, t)
-                files.update(ids[np.unique(j) // len(REGIONS)].tolist())
+                files.update(ids[distinct(j) // len(REGIONS)].tolist())
         return sorted(files)
 
     def matches(self, unit: int) -> dict[int, int]:
@@ -605,7 +606,7 @@ class _KeptCuts:
 
     def get(self, k: int, wanted: I64) -> tuple[I64, Thumbnails]:
         """Sorted units, among them every one of ``wanted``, and their thumbnails of region ``k``."""
-        need = np.unique(wanted)
+        need = distinct(wanted)
         kept = self.kept.get(k)
         if kept is not None and len(kept[0]):
             owners, cuts = kept

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from imgindex.arrays import distinct
 from imgindex.hashing import ORIENTATIONS
 
 from .search import I64, pairs_from
@@ -80,4 +81,4 @@ def turned_neighbours(mine: npt.NDArray[np.uint64], others: npt.NDArray[np.uint6
     flat = np.concatenate([others[:, 0], mine[:, 1:].reshape(-1)])
     _, j, _ = pairs_from(flat, np.arange(n, n + m * turns), threshold)
     found.append(j[j < n])
-    return np.unique(np.concatenate(found)).astype(np.int64)
+    return distinct(np.concatenate(found)).astype(np.int64)

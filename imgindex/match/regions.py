@@ -18,6 +18,7 @@ from functools import cache
 import numpy as np
 import numpy.typing as npt
 
+from imgindex.arrays import distinct
 from imgindex.hashing import COLOUR_SIDE, DESCRIPTOR_BYTES, GREY_SIDE, GRID_SIDE, REGIONS
 
 from .links import by_group, every_pair
@@ -138,7 +139,7 @@ def _by_value(units: I64, values: U64) -> tuple[U64, I64, I64]:
 def _touching(first: I64, members: I64, focus: npt.NDArray[np.bool_]) -> I64:
     """The values (indices) that some focus unit has."""
     owner = np.repeat(np.arange(len(first) - 1), np.diff(first))
-    return np.unique(owner[focus[members]])
+    return distinct(owner[focus[members]])
 
 
 @cache

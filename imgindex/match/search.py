@@ -32,6 +32,8 @@ from math import comb
 import numpy as np
 import numpy.typing as npt
 
+from imgindex.arrays import distinct
+
 from .bitorder import block_values, spread, spread_if_cheaper
 
 U64 = npt.NDArray[np.uint64]
@@ -82,7 +84,7 @@ def pairs_from(hashes: U64, queries: npt.ArrayLike | None, threshold: int) -> Pa
     """
     hashes = np.ascontiguousarray(hashes, dtype=np.uint64)
     n = len(hashes)
-    q = np.arange(n, dtype=np.int64) if queries is None else np.unique(np.asarray(queries, dtype=np.int64))
+    q = np.arange(n, dtype=np.int64) if queries is None else distinct(np.asarray(queries, dtype=np.int64))
     if n < 2 or len(q) == 0:
         return empty_pairs()
     how = plan(n, len(q), threshold)

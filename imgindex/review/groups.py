@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from imgindex import decisions
+from imgindex.arrays import distinct
 from imgindex.display import display_path, display_text
 from imgindex.errors import ReportError
 from imgindex.report import Report
@@ -219,7 +220,7 @@ class Snapshot:
         void = np.dtype((np.void, 32))
         hit = np.isin(np.ascontiguousarray(sha).view(void).reshape(-1), wanted.view(void).reshape(-1))
         group_of = np.repeat(np.arange(len(self)), self.count)
-        found: list[int] = np.unique(group_of[hit]).tolist()
+        found: list[int] = distinct(group_of[hit]).tolist()
         return found
 
     # -- groups and members ---------------------------------------------------------------------
