@@ -11,6 +11,8 @@ from fractions import Fraction
 import numpy as np
 import numpy.typing as npt
 
+from imgindex.arrays import distinct
+
 from .search import I64, U8, empty_pairs
 
 
@@ -93,7 +95,7 @@ def group_by_leaders(order: I64, edges: Edges) -> Grouping:
     better, worse, gap = better[can_take], worse[can_take], edges.distance[can_take]
     state = np.zeros(n, dtype=np.int8)
     b, w = better, worse
-    pending = _distinct(np.concatenate([b, w]))
+    pending = distinct(np.concatenate([b, w]))
     rounds = 0
     while len(pending) and rounds < ROUNDS:
         waiting = np.zeros(n, dtype=bool)
@@ -137,7 +139,7 @@ def claim_order(rank: I64, better: I64, worse: I64) -> I64:
     ``better`` and ``worse``: the edges, each as its better-ranked unit and the other.
     """
     n = len(rank)
-    keys = _distinct(better * n + worse)  # an edge given twice counts once
+    keys = distinct(better * n + worse)  # an edge given twice counts once
     better, worse = keys // n, keys % n
     below = np.bincount(better, minlength=n)
     inner = _pairs_that_match(better, worse, below, n)
@@ -152,7 +154,7 @@ def _pairs_that_match(better: I64, worse: I64, below: I64, n: int) -> I64:
     the first :data:`CENTRE_MAX_MATCHES` of them by unit number. The edges: each once, sorted
     by ``better * n + worse``."""
     inner = np.zeros(n, dtype=np.int64)
-    pairs = _distinct(np.minimum(better, worse) * n + np.maximum(better, worse))  # by unit number
+    pairs = distinct(np.minimum(better, worse) * n + np.maximum(better, worse))  # by unit number
     b, w = better[below[better] >= 2], worse[below[better] >= 2]  # in runs of one b each, w ascending
     if not len(b):
         return inner
@@ -179,12 +181,6 @@ def _pairs_that_match(better: I64, worse: I64, below: I64, n: int) -> I64:
         inner += np.bincount(b[i[by[pairs[at] == asked[by]]]], minlength=n)
         lo = hi
     return inner
-
-
-def _distinct(values: I64) -> I64:
-    """``np.unique`` of integers, by sorting (numpy's own can be many times slower)."""
-    values = np.sort(values)
-    return values[np.r_[True, values[1:] != values[:-1]]] if len(values) else values
 
 
 def _one_at_a_time(state: npt.NDArray[np.int8], position: I64, pending: I64, better: I64, worse: I64) -> None:

@@ -145,7 +145,7 @@ def unit_pairs(
     if link.framed is not None:
         keep = link.framed[lo] | link.framed[hi]
         lo, hi, gap = lo[keep], hi[keep], gap[keep]
-    return _smallest(lo, hi, gap, len(link.hashes))
+    return smallest(lo, hi, gap, len(link.hashes))
 
 
 def unit_degrees(link: Link | CrossLink | FoundLink, n: int) -> I64:
@@ -239,7 +239,7 @@ def _cross_pairs(link: CrossLink, focus: npt.NDArray[np.bool_] | None, exclude: 
     u, v, d = p[keep], q[keep] - n, d[keep]  # u's inside, v's whole picture
     lower = u < v if link.lower_inside else u > v
     u, v, d = u[lower], v[lower], d[lower]
-    return _smallest(np.minimum(u, v), np.maximum(u, v), d, n)
+    return smallest(np.minimum(u, v), np.maximum(u, v), d, n)
 
 
 def _doubled(link: CrossLink) -> Link:
@@ -259,8 +259,8 @@ def _twice(mask: npt.NDArray[np.bool_] | None) -> npt.NDArray[np.bool_] | None:
     return None if mask is None else np.concatenate([mask, mask])
 
 
-def _smallest(u: I64, v: I64, d: U8, n: int) -> Pairs:
-    """Each pair once, at its smallest distance."""
+def smallest(u: I64, v: I64, d: U8, n: int) -> Pairs:
+    """Each pair (``u < v``, of ``n`` units) once, at its smallest distance, in order."""
     key = u * n + v
     order = np.lexsort((d, key))
     key, d = key[order], d[order]

@@ -21,7 +21,7 @@ import numpy.typing as npt
 from imgindex.arrays import distinct
 from imgindex.hashing import COLOUR_SIDE, DESCRIPTOR_BYTES, GREY_SIDE, GRID_SIDE, REGIONS
 
-from .links import by_group, every_pair
+from .links import by_group, every_pair, smallest
 from .search import I64, U64, Pairs, empty_pairs, pairs_between
 
 #: The largest distance between a region's hash and another picture's (whole or inside): a
@@ -117,13 +117,7 @@ def _kind_pairs(
     if focus is not None:
         keep &= focus[u] | focus[v]
     u, v, d = u[keep], v[keep], d[keep]
-    lo, hi = np.minimum(u, v), np.maximum(u, v)
-    key = lo * n + hi
-    order = np.lexsort((d, key))
-    key, d = key[order], d[order]
-    head = np.ones(len(key), dtype=bool)
-    head[1:] = key[1:] != key[:-1]
-    return key[head] // n, key[head] % n, d[head]
+    return smallest(np.minimum(u, v), np.maximum(u, v), d, n)
 
 
 def _by_value(units: I64, values: U64) -> tuple[U64, I64, I64]:
