@@ -140,6 +140,47 @@ def test_grouping_over_arrays_is_the_greedy_rule(monkeypatch: pytest.MonkeyPatch
     assert (g.leader != np.arange(n)).sum() > 500
 
 
+@pytest.mark.parametrize("dense", [2, 10**9])
+def test_the_pairs_among_a_units_matches_are_counted_alike_on_a_table_and_by_lookups(
+    monkeypatch: pytest.MonkeyPatch, dense: int
+) -> None:
+    """Cliques (gradients that all match), families with pairs missing, and random edges: the
+    pairs among each unit's measured matches, counted on the dense table (every run, or only
+    while its units are few) and by lookups, are the rule's, and so is the grouping."""
+    monkeypatch.setattr(grouping, "CENTRE_MAX_MATCHES", 12)
+    monkeypatch.setattr(grouping, "DENSE_RUN", dense)
+    rng = np.random.default_rng(4)
+    n = 600
+    edges = {tuple(sorted(map(int, rng.choice(n, 2, replace=False)))) for _ in range(900)}
+    for start, size, share in ((0, 30, 1.0), (100, 18, 0.8), (300, 8, 1.0), (400, 40, 0.6)):
+        for a, b in itertools.combinations(range(start, start + size), 2):
+            if rng.random() < share:
+                edges.add((a, b))
+    lo, hi = (np.array(column) for column in zip(*sorted(edges), strict=True))
+    d = rng.integers(0, 11, len(lo)).astype(np.uint8)
+    order = rng.permutation(n)
+    position = np.empty(n, np.int64)
+    position[order] = np.arange(n)
+    better = np.where(position[lo] < position[hi], lo, hi)
+    worse = np.where(position[lo] < position[hi], hi, lo)
+    key = np.sort(better * n + worse)
+    better, worse = key // n, key % n
+    below = np.bincount(better, minlength=n)
+    counted = grouping._pairs_that_match(better, worse, below, n)
+    monkeypatch.setattr(grouping, "DENSE_UNITS", 5)  # too many units for the table: lookups
+    assert np.array_equal(grouping._pairs_that_match(better, worse, below, n), counted)
+    near = set(edges)
+    for unit in range(n):
+        measured = sorted(worse[better == unit].tolist())[:12]
+        expected = sum((x, y) in near for x, y in itertools.combinations(measured, 2)) if len(measured) >= 2 else 0
+        assert counted[unit] == expected
+    assert (counted >= 30).sum() > 20  # the cliques and families count many pairs
+    monkeypatch.setattr(grouping, "DENSE_UNITS", 8192)
+    g = grouping.group_by_leaders(order, grouping.Edges(lo, hi, d))
+    expected_groups = greedy(order, lo, hi, d)
+    assert g.leader.tolist() == expected_groups.leader.tolist()
+
+
 def test_grouping_over_arrays_is_the_rule_on_families_of_copies() -> None:
     # Cliques, nearly cliques and stars, so that centres are found, and some are not.
     rng = np.random.default_rng(7)
