@@ -80,8 +80,7 @@ def bench_size(workdir: Path, n: int, seed: int, peer: bool) -> dict[str, Any]:
     peers.log(f"making {n:,} gradients")
     grey = make_tree(tree, n, seed)
     db = workdir / f"index-{n}.db"
-    for stale in (db, Path(f"{db}-wal"), Path(f"{db}-shm")):
-        stale.unlink(missing_ok=True)
+    peers.remove_index(db)
     imgindex = peers.imgindex_command()
     peers.log(f"imgindex scan of {n:,}")
     scan_seconds, scan_mb, _ = peers.run_process([*imgindex, "scan", str(tree), "--db", str(db), "-q"])

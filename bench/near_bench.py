@@ -316,8 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for n in sizes:
         db = args.workdir / f"index-{n}.db"
-        for stale in (db, Path(f"{db}-wal"), Path(f"{db}-shm")):
-            stale.unlink(missing_ok=True)
+        peers.remove_index(db)
         peers.log(f"building a synthetic index of {n:,} images")
         # Every step in a process of its own, this one included: a child's peak memory
         # as the kernel counts it starts from its parent's size at fork.

@@ -23,6 +23,12 @@ def imgindex_command() -> list[str]:
     return [found] if found else [sys.executable, "-m", "imgindex"]
 
 
+def remove_index(db: Path) -> None:
+    """Remove an index and its WAL files, for a run to start from nothing."""
+    for stale in (db, Path(f"{db}-wal"), Path(f"{db}-shm")):
+        stale.unlink(missing_ok=True)
+
+
 def imagededup_phash() -> Any:
     """imagededup's PHash class, without torch.
 

@@ -121,8 +121,7 @@ def bench_size(workdir: Path, n: int, seed: int) -> dict[str, Any]:
     peers.log(f"making {n:,} pictures")
     planted = make_tree(tree, n, seed)
     db = workdir / f"index-{n}.db"
-    for stale in (db, Path(f"{db}-wal"), Path(f"{db}-shm")):
-        stale.unlink(missing_ok=True)
+    peers.remove_index(db)
     report = workdir / f"near-{n}.json"
     imgindex = peers.imgindex_command()
     peers.log(f"imgindex scan + report --near on {n:,}")
@@ -154,8 +153,7 @@ def bench_large(workdir: Path, n: int, seed: int) -> dict[str, Any]:
     peers.log(f"making {n:,} pictures")
     make_tree(tree, n, seed)
     db = workdir / f"index-{n}.db"
-    for stale in (db, Path(f"{db}-wal"), Path(f"{db}-shm")):
-        stale.unlink(missing_ok=True)
+    peers.remove_index(db)
     imgindex = peers.imgindex_command()
     peers.log(f"imgindex scan of {n:,}")
     scan_seconds, _, _ = peers.run_process([*imgindex, "scan", str(tree), "--db", str(db), "-q"])

@@ -62,8 +62,7 @@ def run_part(args: argparse.Namespace, part: str, out: Path, workdir: Path, seed
     workdir = workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     db = workdir / "index.db"
-    for stale in (db, workdir / "index.db-wal", workdir / "index.db-shm"):
-        stale.unlink(missing_ok=True)
+    peers.remove_index(db)
     cli = peers.imgindex_command()
 
     scan = [*cli, "scan", "--db", str(db), "--json", str(labels.root)]
