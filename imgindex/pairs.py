@@ -20,7 +20,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -57,6 +57,9 @@ class PairsUpdate:
     pictures_added: int = 0  # pictures verified against the rest by this update
     matches_added: int = 0  # verified matches stored
     matches_removed: int = 0
+    #: Another process started the pairs or the matches again while this update ran: what this
+    #: one found is not marked, and the next update does that work (the index is as correct).
+    superseded: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "seconds": round(self.seconds, 3)}
@@ -112,6 +115,7 @@ def update(
 
     pairs_removed = store.remove_hashes(kind, removed) if len(removed) else 0
     pairs_added = 0
+    superseded = False
     if len(added) and not (stop and stop()):
         queries = None if len(added) == len(present) else np.searchsorted(present, added)
         for a, b, d in search(present, queries, max_distance):
@@ -119,9 +123,10 @@ def update(
             pairs_added += len(a)
         if not store.add_hashes(kind, added, generation):
             added = added[:0]  # reset meanwhile by another process: the next update searches them
+            superseded = True
     else:
         added = added[:0]
-    matches = _update_matches(index, kind, stop, present) if not (stop and stop()) else (0, 0, 0, 0)
+    matches = _update_matches(index, kind, stop, present) if not (stop and stop()) else _Verified()
     return PairsUpdate(
         hashes=len(present),
         added=len(added),
@@ -130,10 +135,11 @@ def update(
         pairs_removed=pairs_removed,
         rebuilt=rebuilt,
         seconds=time.perf_counter() - start,
-        pictures=matches[0],
-        pictures_added=matches[1],
-        matches_added=matches[2],
-        matches_removed=matches[3],
+        pictures=matches.pictures,
+        pictures_added=matches.added,
+        matches_added=matches.matches_added,
+        matches_removed=matches.matches_removed,
+        superseded=superseded or matches.superseded,
     )
 
 
@@ -156,9 +162,23 @@ FULL_SHARE = 0.2
 FULL_CHUNK = 1_000_000
 
 
-def _update_matches(
-    index: Index, kind: str, stop: Callable[[], bool] | None, present: I64 | None = None
-) -> tuple[int, int, int, int]:
+class _Verified(NamedTuple):
+    """What an update of the verified matches did (see :class:`PairsUpdate`)."""
+
+    pictures: int = 0
+    added: int = 0
+    matches_added: int = 0
+    matches_removed: int = 0
+    superseded: bool = False
+
+
+def _left(stop: Callable[[], bool] | None, pictures: int = 0, matches_removed: int = 0) -> _Verified:
+    """An update that marked nothing new: asked to stop, or else another process started the
+    matches again meanwhile (superseded)."""
+    return _Verified(pictures, 0, 0, matches_removed, superseded=not (stop and stop()))
+
+
+def _update_matches(index: Index, kind: str, stop: Callable[[], bool] | None, present: I64 | None = None) -> _Verified:
     """Bring the verified matches up to date with the pictures of the index: verify the
     pictures written since the last update (``near_pending``) against all, within the
     stored pairs' distance, and store what holds; forget the pictures no file has any more.
@@ -166,7 +186,7 @@ def _update_matches(
 
     As for the pairs: matches are written before their pictures are marked, pending rows
     cleared last, and a reset by another process meanwhile leaves the pictures unmarked
-    for the next update. Returns (pictures, pictures added, matches added, matches removed).
+    for the next update.
     """
     store = index.pairs
     params = index.catalog.params_id(HashSettings().key())
@@ -176,7 +196,7 @@ def _update_matches(
         last, pending = store.pending()
         stored_count = store.picture_count(kind) if stored_params == params else 0
     if max_distance is None:
-        return 0, 0, 0, 0
+        return _Verified()
     if stored_params != params or len(pending) > FULL_SHARE * max(stored_count, 1):
         return _verify_all(index, kind, params, generation, last, stop)
 
@@ -201,7 +221,7 @@ def _update_matches(
     if not len(added) or (stop and stop()):
         if not len(added):
             store.clear_pending(last)
-        return store.picture_count(kind), 0, 0, matches_removed
+        return _Verified(store.picture_count(kind), 0, 0, matches_removed)
     whole = targets.phash[alone]
     inside = targets.trim_hash[alone][targets.has_trim[alone]]
     values = distinct(np.concatenate([whole, inside]))
@@ -229,24 +249,24 @@ def _update_matches(
     focus = np.arange(len(added))
     matches_added = _verify_and_store(index, kind, units, unit_keys, focus, max_distance, generation, rotations, stop)
     if matches_added is None:
-        return store.picture_count(kind), 0, 0, matches_removed
+        return _left(stop, store.picture_count(kind), matches_removed)
     store.clear_pending(last)
-    return store.picture_count(kind), len(added), matches_added, matches_removed
+    return _Verified(store.picture_count(kind), len(added), matches_added, matches_removed)
 
 
 def _verify_all(
     index: Index, kind: str, params: int, generation: int, last: int, stop: Callable[[], bool] | None
-) -> tuple[int, int, int, int]:
+) -> _Verified:
     """Verify every picture against all: after new hash settings, or when most are pending."""
     store = index.pairs
     new_generation = store.reset_matches(generation)
     if new_generation is None:
-        return 0, 0, 0, 0  # reset by another process meanwhile: the next update does it
+        return _Verified(superseded=True)  # reset by another process meanwhile: the next update does it
     with index.snapshot():
         found = index.images.pictures(params)
         max_distance = store.state()[0]
     if max_distance is None or (stop and stop()):
-        return 0, 0, 0, 0
+        return _left(stop)
     keys = picture_keys(found.sha256)
     alone = picture_alone(keys)
     rotations = store.rotations()
@@ -256,7 +276,7 @@ def _verify_all(
     chunks = np.array_split(np.flatnonzero(alone), max(1, -(-int(alone.sum()) // FULL_CHUNK)))
     for k, chunk in enumerate(chunks):
         if stop and stop():
-            return 0, 0, 0, 0
+            return _Verified()
         remaining = alone.copy()
         for earlier in chunks[:k]:
             remaining[earlier] = False
@@ -270,12 +290,12 @@ def _verify_all(
         focus = None if len(chunks) == 1 else chunk
         done = _verify_and_store(index, kind, units, keys, focus, max_distance, new_generation, rotations, stop)
         if done is None:
-            return 0, 0, 0, 0
+            return _left(stop)
         added += done
     if not store.finish_matches(params, new_generation, VERIFICATION):
-        return 0, 0, 0, 0
+        return _Verified(superseded=True)
     store.clear_pending(last)
-    return int(alone.sum()), int(alone.sum()), added, 0
+    return _Verified(int(alone.sum()), int(alone.sum()), added, 0)
 
 
 def _verify_and_store(

@@ -29,11 +29,14 @@ def pairs_summary(u: PairsUpdate) -> str:
     """One line, e.g. ``30 hashes: 30 searched (all again), 0 forgotten, 12 pairs added, 0 removed;
     31 pictures: 31 verified, 9 matches added, 0 removed — 0.4 s``."""
     again = " (all again)" if u.rebuilt else ""
-    return (
+    line = (
         f"{u.hashes:,} hashes: {u.added:,} searched{again}, {u.removed:,} forgotten, {u.pairs_added:,} pairs added,"
         f" {u.pairs_removed:,} removed; {u.pictures:,} pictures: {u.pictures_added:,} verified,"
         f" {u.matches_added:,} matches added, {u.matches_removed:,} removed — {u.seconds:.1f} s"
     )
+    if u.superseded:
+        line += "\nAnother process started the pairs or matches again meanwhile: the next update does this one's work."
+    return line
 
 
 def scan_summary(s: ScanSummary) -> str:

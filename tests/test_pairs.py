@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageEnhance
 
-from imgindex import pairs
+from imgindex import pairs, render
 from imgindex.hashing import HashSettings
 from imgindex.match.candidates import pairs_among
 from imgindex.match.search import as_unsigned, pairs_within_brute_force
@@ -226,6 +226,31 @@ def test_hashes_are_not_marked_stored_after_another_process_reset_the_pairs(
     update = pairs.update(index)  # the next update finds them all again
     assert update.added == len(values)
     assert stored(index) == expected_pairs(index, pairs.MAX_DISTANCE)
+
+
+def test_an_update_whose_matches_another_process_started_again_says_so(
+    tree: Path, db_path: Path, index: Index, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    family_tree(tree, range(4))
+    run_scan(index, tree)
+    everything = stored_matches(index)
+    real = pairs.Matcher
+
+    def meanwhile(*args: Any, **kwargs: Any) -> Any:
+        with open_index(db_path) as other:  # another process starts the matches again
+            assert other.pairs.reset_matches(other.pairs.state()[1]) is not None
+        return real(*args, **kwargs)
+
+    index.pairs.reset_matches(index.pairs.state()[1])
+    monkeypatch.setattr(pairs, "Matcher", meanwhile)
+    update = pairs.update(index)
+    assert update.superseded and update.pictures_added == 0
+    assert "the next update does this one's work" in render.pairs_summary(update)
+    monkeypatch.setattr(pairs, "Matcher", real)
+    update = pairs.update(index)  # the next update does it
+    assert not update.superseded and update.pictures_added == update.pictures > 0
+    assert stored_matches(index) == everything
+    assert "meanwhile" not in render.pairs_summary(update)
 
 
 def test_hashes_of_insides_are_paired_and_forgotten_like_the_others(tree: Path, index: Index) -> None:
@@ -692,7 +717,7 @@ def test_an_update_told_to_stop_while_writing_matches_stops_and_the_next_finishe
     with monkeypatch.context() as m:
         m.setattr(PairStore, "add_matches", noted)
         stopped = pairs.update(index, stop=lambda: writing)
-    assert writing and stopped.pictures_added == 0
+    assert writing and stopped.pictures_added == 0 and not stopped.superseded  # stopped, not superseded
     assert len(index.pairs.pending()[1]) > 0  # still to do
     update = pairs.update(index)
     assert update.pictures_added > 0 and not len(index.pairs.pending()[1])
