@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import numpy.typing as npt
@@ -46,6 +47,19 @@ class Link:
     pairs: tuple[U64, U64, U8] | None = None
     framed: npt.NDArray[np.bool_] | None = None
 
+    @cached_property
+    def nodes(self) -> tuple[I64, U64, I64, Pairs]:
+        """The units with a hash, the distinct values (nodes), each unit's node, and the pairs of
+        nodes within the threshold: worked out once for every pass over some of the units (at
+        200,000 small pictures the pairs of values are millions)."""
+        hashed = np.flatnonzero(self.has_hash)
+        values, node_of = np.unique(self.hashes[hashed], return_inverse=True)
+        if self.pairs is None:
+            pairs = pairs_within(values, self.threshold)
+        else:
+            pairs = _as_nodes(values, self.pairs, self.threshold)
+        return hashed, values, node_of.reshape(-1), pairs
+
 
 @dataclass(frozen=True)
 class CrossLink:
@@ -65,6 +79,19 @@ class CrossLink:
     threshold: int
     pairs: tuple[U64, U64, U8] | None
     lower_inside: bool
+
+    @cached_property
+    def doubled(self) -> Link:
+        """The link as a :class:`Link` over twice its units: each unit's inside (the first ``n``)
+        and its whole picture (the next ``n``), with an inside on a side."""
+        n = len(self.whole)
+        return Link(
+            np.concatenate([self.inside, self.whole]),
+            np.concatenate([self.has_inside, self.has_whole]),
+            self.threshold,
+            self.pairs,
+            np.concatenate([np.ones(n, dtype=bool), np.zeros(n, dtype=bool)]),
+        )
 
 
 @dataclass(frozen=True)
@@ -111,23 +138,17 @@ def unit_pairs(
         if exclude is not None:
             keep &= ~exclude[link.u] & ~exclude[link.v]
         return link.u[keep], link.v[keep], link.d[keep]
-    has_hash = link.has_hash if exclude is None else link.has_hash & ~exclude
-    hashed = np.flatnonzero(has_hash)
-    if len(hashed) < 2:
+    hashed, values, node_of, (p, q, d) = link.nodes
+    kept = np.ones(len(hashed), dtype=bool) if exclude is None else ~exclude[hashed]
+    if np.count_nonzero(kept) < 2:
         return empty_pairs()
-    values, node_of = np.unique(link.hashes[hashed], return_inverse=True)
-    node_of = node_of.reshape(-1)
-    everyone = by_group(hashed, node_of, len(values))
-    chosen = everyone if focus is None else by_group(hashed, node_of, len(values), focus[hashed])
-    if link.pairs is None:
-        p, q, d = pairs_within(values, link.threshold)
-    else:
-        p, q, d = _as_nodes(values, link.pairs, link.threshold)
+    everyone = by_group(hashed, node_of, len(values), kept)
+    chosen = everyone if focus is None else by_group(hashed, node_of, len(values), focus[hashed] & kept)
     # Values that hold a unit a pair must have on a side (a focus unit, a framed one).
     crowded = np.flatnonzero(np.diff(everyone[0]) >= 2)
     for mask in (focus, link.framed):
         if mask is not None:
-            need = np.bincount(node_of[mask[hashed]], minlength=len(values)) > 0
+            need = np.bincount(node_of[mask[hashed] & kept], minlength=len(values)) > 0
             keep = need[p] | need[q]
             p, q, d = p[keep], q[keep], d[keep]
             crowded = crowded[need[crowded]]
@@ -137,7 +158,7 @@ def unit_pairs(
     # other units with the focus units.
     parts = [every_pair(p, q, d, chosen, everyone), _within(crowded, chosen)]
     if focus is not None:
-        others = by_group(hashed, node_of, len(values), ~focus[hashed])
+        others = by_group(hashed, node_of, len(values), ~focus[hashed] & kept)
         parts.append(every_pair(p, q, d, others, chosen))
         parts.append(every_pair(crowded, crowded, np.zeros(len(crowded), np.uint8), chosen, others))
     u, v, gap = (np.concatenate(column) for column in zip(*parts, strict=True))
@@ -151,25 +172,18 @@ def unit_pairs(
 def unit_degrees(link: Link | CrossLink | FoundLink, n: int) -> I64:
     """For each of ``n`` units, how many pairs the link makes with it on a side, counted before
     each pair is made once (at most twice what :func:`unit_pairs` gives for them): what a
-    pass over some units costs. A :class:`Link` without its pairs given counts its units on
-    one value only."""
+    pass over some units costs."""
     if isinstance(link, FoundLink):
         return np.bincount(link.u, minlength=n) + np.bincount(link.v, minlength=n)
     if isinstance(link, CrossLink):
-        twice = unit_degrees(_doubled(link), 2 * n)
+        twice = unit_degrees(link.doubled, 2 * n)
         return twice[:n] + twice[n:]
     degrees = np.zeros(n, dtype=np.int64)
-    hashed = np.flatnonzero(link.has_hash)
-    if not len(hashed):
-        return degrees
-    values, node_of = np.unique(link.hashes[hashed], return_inverse=True)
-    node_of = node_of.reshape(-1)
+    hashed, values, node_of, (p, q, _) = link.nodes
     count = np.bincount(node_of, minlength=len(values))
     per_value = count - 1
-    if link.pairs is not None:
-        p, q, _ = _as_nodes(values, link.pairs, link.threshold)
-        per_value += np.bincount(p, weights=count[q], minlength=len(values)).astype(np.int64)
-        per_value += np.bincount(q, weights=count[p], minlength=len(values)).astype(np.int64)
+    per_value += np.bincount(p, weights=count[q], minlength=len(values)).astype(np.int64)
+    per_value += np.bincount(q, weights=count[p], minlength=len(values)).astype(np.int64)
     degrees[hashed] = per_value[node_of]
     return degrees
 
@@ -231,28 +245,15 @@ def candidates(
 
 
 def _cross_pairs(link: CrossLink, focus: npt.NDArray[np.bool_] | None, exclude: npt.NDArray[np.bool_] | None) -> Pairs:
-    """:func:`unit_pairs` of a :class:`CrossLink`: over twice the units (:func:`_doubled`),
+    """:func:`unit_pairs` of a :class:`CrossLink`: over twice the units (``link.doubled``),
     the pairs of an inside with a whole picture of another unit."""
     n = len(link.whole)
-    p, q, d = unit_pairs(_doubled(link), _twice(focus), _twice(exclude))  # p < q: an inside first
+    p, q, d = unit_pairs(link.doubled, _twice(focus), _twice(exclude))  # p < q: an inside first
     keep = (p < n) & (q >= n) & (p != q - n)
     u, v, d = p[keep], q[keep] - n, d[keep]  # u's inside, v's whole picture
     lower = u < v if link.lower_inside else u > v
     u, v, d = u[lower], v[lower], d[lower]
     return smallest(np.minimum(u, v), np.maximum(u, v), d, n)
-
-
-def _doubled(link: CrossLink) -> Link:
-    """A :class:`CrossLink` as a :class:`Link` over twice its units: each unit's inside (the
-    first ``n``) and its whole picture (the next ``n``), with an inside on a side."""
-    n = len(link.whole)
-    return Link(
-        np.concatenate([link.inside, link.whole]),
-        np.concatenate([link.has_inside, link.has_whole]),
-        link.threshold,
-        link.pairs,
-        np.concatenate([np.ones(n, dtype=bool), np.zeros(n, dtype=bool)]),
-    )
 
 
 def _twice(mask: npt.NDArray[np.bool_] | None) -> npt.NDArray[np.bool_] | None:
