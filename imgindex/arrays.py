@@ -34,6 +34,6 @@ def union(*arrays: npt.NDArray[T]) -> npt.NDArray[T]:
 def common(a: npt.NDArray[T], b: npt.NDArray[T]) -> npt.NDArray[T]:
     """The values in both, each once, in order: ``np.intersect1d`` by a sort."""
     both = np.concatenate([distinct(a), distinct(b)])
-    both.sort(kind="stable")
+    both.sort()
     result: npt.NDArray[T] = both[1:][both[1:] == both[:-1]]
     return result

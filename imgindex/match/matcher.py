@@ -77,7 +77,7 @@ DETAIL_CHUNK = 1 << 12
 #: for all the pairs (about 4 KB a unit for the five regions: at most 128 MB); past it, once
 #: per chunk of pairs.
 CUT_UNITS = 1 << 15
-#: Candidate pairs of units made in one pass (bounds the candidates' arrays: about 60 bytes a pair).
+#: Candidate pairs of units made in one pass, counted by the units' degrees (bounds the candidates' arrays).
 CANDIDATE_BUDGET = 2_000_000
 #: The kind of hash the index holds (the settings' own).
 KIND = HashSettings().algorithm
