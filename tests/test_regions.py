@@ -289,8 +289,9 @@ def test_a_turned_copy_joins_the_group_its_sources_barred_copy_leads(
 
 def test_cuts_kept_between_chunks_are_each_units_own() -> None:
     """Past CUT_UNITS, the region thumbnails cut for one chunk of pairs are kept for the next
-    while they are few enough: whatever the order units are wanted in (later chunks want
-    lower units too), each unit's row is its own thumbnails, and no more are kept than the bound."""
+    while they are few enough, and past the bound a chunk keeps its own: whatever the order
+    units are wanted in (later chunks want lower units too), each unit's row is its own
+    thumbnails, only units not kept are cut, and no more are kept than the bound."""
     rng = np.random.default_rng(5)
     made: list[int] = []
 
@@ -305,8 +306,10 @@ def test_cuts_kept_between_chunks_are_each_units_own() -> None:
         k = int(rng.integers(0, 2))
         wanted = rng.integers(0, 120, int(rng.integers(1, 60)))  # at times more than are kept
         afresh += len(np.unique(wanted))
+        before, calls = kept.kept.get(k, (np.empty(0, np.int64), None))[0], len(made)
         owners, thumbs = kept.get(k, wanted)
         assert np.all(np.diff(owners) > 0) and np.isin(wanted, owners).all()
+        assert sum(made[calls:]) == len(np.setdiff1d(wanted, before))  # only what was not kept is cut
         want = verify.thumbnails(descriptor_rows(owners, k))
         assert np.array_equal(thumbs.grey, want.grey) and np.array_equal(thumbs.chroma, want.chroma)
         # (The coarse view is a product of matrices, whose last bits depend on the batch it is in.)

@@ -597,8 +597,8 @@ class Matcher:
 class _KeptCuts:
     """The region thumbnails cut for chunks of pairs, per region: a chunk's units are cut when
     it needs them, and kept for the next chunks (whose pairs share many units) while they are at
-    most ``limit`` units; past that, a chunk's are cut afresh. ``cut(units, k)``: the thumbnails
-    of region ``k`` of sorted units."""
+    most ``limit`` units; past that, a chunk keeps its own units only (those kept already are
+    not cut again). ``cut(units, k)``: the thumbnails of region ``k`` of sorted units."""
 
     def __init__(self, limit: int, cut: Callable[[I64, int], Thumbnails]) -> None:
         self.limit, self.cut = limit, cut
@@ -608,10 +608,12 @@ class _KeptCuts:
         """Sorted units, among them every one of ``wanted``, and their thumbnails of region ``k``."""
         need = distinct(wanted)
         kept = self.kept.get(k)
+        fresh = None
         if kept is not None and len(kept[0]):
             owners, cuts = kept
             at = np.minimum(np.searchsorted(owners, need), len(owners) - 1)
-            missing = need[owners[at] != need]
+            present = owners[at] == need
+            missing = need[~present]
             if not len(missing):
                 return kept
             if len(owners) + len(missing) <= self.limit:
@@ -619,7 +621,11 @@ class _KeptCuts:
                 order = np.argsort(owners, kind="stable")
                 self.kept[k] = (owners[order], (cuts + self.cut(missing, k)).rows(order))
                 return self.kept[k]
-        fresh = (need, self.cut(need, k))
+            # Past the bound: this chunk's units only, the kept ones among them not cut again.
+            order = np.argsort(np.concatenate([need[present], missing]), kind="stable")
+            fresh = (need, (cuts.rows(at[present]) + self.cut(missing, k)).rows(order))
+        if fresh is None:
+            fresh = (need, self.cut(need, k))
         if len(need) <= self.limit:
             self.kept[k] = fresh
         else:
