@@ -28,7 +28,6 @@ import json
 import os
 import sqlite3
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -66,11 +65,7 @@ def make_tree(tree: Path, n: int, seed: int) -> int:
 
 
 def step_imagededup(tree: str) -> dict[str, Any]:
-    phash = peers.imagededup_phash()()
-    start = time.perf_counter()
-    encodings = phash.encode_images(image_dir=tree, recursive=True)
-    found = phash.find_duplicates(encoding_map=encodings, max_distance_threshold=THRESHOLD)
-    seconds = time.perf_counter() - start
+    found, _, seconds = peers.imagededup_tree(tree, THRESHOLD)
     pairs = sum(len(dups) for dups in found.values()) // 2
     return {"seconds": seconds, "pairs": pairs}
 

@@ -26,7 +26,6 @@ import json
 import os
 import resource
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -105,12 +104,7 @@ def imgindex_pairs(report: Path, tree: Path) -> set[frozenset[str]]:
 
 
 def step_imagededup(tree: str) -> dict[str, Any]:
-    phash = peers.imagededup_phash()()
-    start = time.perf_counter()
-    encodings = phash.encode_images(image_dir=tree, recursive=True)
-    encoded = time.perf_counter() - start
-    found = phash.find_duplicates(encoding_map=encodings, max_distance_threshold=THRESHOLD)
-    seconds = time.perf_counter() - start
+    found, encoded, seconds = peers.imagededup_tree(tree, THRESHOLD)
     pairs = sorted({tuple(sorted((a, b))) for a, dups in found.items() for b in dups})
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"seconds": seconds, "encode_seconds": encoded, "pairs": pairs, "peak_mb": peak}
