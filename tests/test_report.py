@@ -326,6 +326,9 @@ def test_the_report_table_has_every_column_of_every_image_as_stored(tree: Path, 
         run_scan(index, tree)
         # A stranger's header may claim any size a 32-bit field holds (kept for a too_large file).
         index.db.execute("UPDATE files SET width = 4294967295, height = 2147483648 WHERE name = ?", (b"broken.jpg",))
+        # Formats outside the common ones (an older version's, another decoder's) and none at all.
+        index.db.execute("UPDATE files SET format = 'QOI', width = 2147483646 WHERE name = ?", (b"plain.png",))
+        index.db.execute("UPDATE files SET format = NULL, height = 0 WHERE name = ?", (b"framed.png",))
         table = index.images.table()
         stored = {
             bytes(path): row
@@ -341,9 +344,27 @@ def test_the_report_table_has_every_column_of_every_image_as_stored(tree: Path, 
         assert table.id[row] == file_id and table.size[row] == size and table.mtime_ns[row] == mtime
         assert (bool(table.has_hash[row]), int(table.phash[row])) == (phash is not None, phash or 0)
         assert (bool(table.has_trim[row]), int(table.trim_hash[row])) == (trim is not None, trim or 0)
-        assert (table.width[row], table.height[row]) == (width if width is not None else -1, height or -1)
+        assert (table.width[row], table.height[row]) == (
+            width if width is not None else -1,
+            height if height is not None else -1,
+        )
         assert table.format[row] == fmt and table.params_id[row] == (params if params is not None else -1)
         assert table.path_length[row] == len(table.path(row))
+    assert sorted(map(str, table.format)) == ["JPEG", "None", "QOI"]
+    assert sorted(table.width.tolist()) == [130, 2147483646, 4294967295]
+
+
+def test_a_sha256_of_another_length_is_an_error_not_padded(tree: Path, db_path: Path) -> None:
+    from imgindex.errors import ImgindexError
+
+    write(tree / "a.png", encode(picture(1), "PNG"))
+    write(tree / "b.png", encode(picture(2), "PNG"))
+    with open_index(db_path) as index:
+        run_scan(index, tree)
+        assert len(index.images.table()) == 2
+        index.db.execute("UPDATE files SET sha256 = substr(sha256, 1, 31) WHERE name = ?", (b"b.png",))
+        with pytest.raises(ImgindexError, match="not 32 bytes"):
+            index.images.table()
 
 
 def test_units_of_equals_unique_rows_even_when_64_bits_collide() -> None:

@@ -14,7 +14,7 @@ import numpy.typing as npt
 
 from imgindex.bulk import without_gc
 from imgindex.errors import ImgindexError
-from imgindex.hashing import REGION_BYTES
+from imgindex.hashing import PILLOW_FORMATS, REGION_BYTES
 
 from .database import Database, below
 from .shapes import GOOD_DESCRIPTORS, GOOD_REGIONS
@@ -104,6 +104,46 @@ _REGION_RANGE = 250_000
 _SCAN_BEYOND = 20_000
 
 
+#: Formats the image table reads as a code (``_TABLE_FORMATS[code]``); any other is read again
+#: by id, as are sizes past 31 bits (each value a row hands to Python costs as much as the
+#: rest of the row's work, so small ones are packed into one number).
+_TABLE_FORMATS: tuple[str | None, ...] = (None, *PILLOW_FORMATS)
+_FORMAT_CODE = (
+    "CASE WHEN files.format IS NULL THEN 0 ELSE CASE files.format "
+    + " ".join(f"WHEN '{f}' THEN {k}" for k, f in enumerate(_TABLE_FORMATS) if f)
+    + f" ELSE {len(_TABLE_FORMATS)} END END"
+)
+_SIDE = "coalesce(files.{0}, -1) BETWEEN -1 AND 2147483646"
+_TABLE_COLUMNS = (
+    # 32 bytes or None, which the record array refuses (it would pad or cut other lengths).
+    "files.id, CASE WHEN length(files.sha256) = 32 THEN files.sha256 END,"
+    " coalesce(files.phash, 0), coalesce(files.trim_hash, 0),"
+    # Width and height (-1: none) each plus one, in 32 bits each; -1 when one does not fit
+    # (a stranger's header may claim up to 2**32 - 1).
+    f" CASE WHEN {_SIDE.format('width')} AND {_SIDE.format('height')}"
+    " THEN ((coalesce(files.width, -1) + 1) << 32) | (coalesce(files.height, -1) + 1) ELSE -1 END,"
+    " files.size, files.mtime_ns, files.dir_id, files.name,"
+    # The hash settings (-1: none) plus one, the format's code, whether each hash is there.
+    f" ((coalesce(files.params_id, -1) + 1) << 10) | (({_FORMAT_CODE}) << 2)"
+    " | (files.phash IS NOT NULL) | ((files.trim_hash IS NOT NULL) << 1), files.url"
+)
+_TABLE_ROW = np.dtype(
+    [
+        ("id", np.int64),
+        ("sha256", "V32"),
+        ("phash", np.int64),
+        ("trim_hash", np.int64),
+        ("shape", np.int64),
+        ("size", np.int64),
+        ("mtime_ns", np.int64),
+        ("dir", np.int64),
+        ("name", object),
+        ("packed", np.int64),
+        ("url", object),
+    ]
+)
+
+
 class Images:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -115,88 +155,80 @@ class Images:
         images below those directories.
         """
         where, params = below("dirs.path", under)
-        cursor = self.db.execute(
-            # The settings and the hash flags packed into one number: each value handed to Python
-            # costs as much as the rest of the row's work. (Not widths and heights: a stranger's
-            # header may claim up to 2**32 - 1 for each.)
-            "SELECT files.id, files.sha256, coalesce(files.phash, 0), coalesce(files.trim_hash, 0),"
-            " coalesce(files.width, -1), coalesce(files.height, -1),"
-            " files.size, files.mtime_ns, files.format, files.dir_id, files.name,"
-            " ((coalesce(files.params_id, -1) + 1) << 2)"
-            " | (files.phash IS NOT NULL) | ((files.trim_hash IS NOT NULL) << 1), files.url"
-            # Directories in path order, each one's files by name through the UNIQUE (dir_id, name)
-            # index: no sort; "+" keeps SQLite off the sha256 index (a random read per row).
-            " FROM dirs JOIN files ON files.dir_id = dirs.id WHERE +files.sha256 IS NOT NULL"
-            + (f" AND {where}" if under else "")
-            + " ORDER BY dirs.path, files.name",
-            params,
-        )
-        # Plain tuples, then columns: a million named rows cost a second. A chunk at a time (a
-        # million rows of tuples at once would double the memory a report needs).
-        numbers: list[list[npt.NDArray[np.int64]]] = [[] for _ in range(8)]
-        digests, formats, names, dir_id = bytearray(), list[str | None](), list[bytes](), list[int]()
-        urls: list[str | None] = []
-        with without_gc():
-            while rows := cursor.fetchmany(100_000):
-                (ids, sha, phash, trim, width, height, size, mtime, fmt, dirs_, name, packed, url) = zip(
-                    *rows, strict=True
-                )
-                urls += url
-                for k, values in enumerate((ids, phash, trim, width, height, size, mtime, packed)):
-                    numbers[k].append(np.fromiter(values, np.int64, len(rows)))
-                digests += b"".join(sha)
-                formats += fmt
-                names += name
-                dir_id += dirs_
-        n = len(names)
-        ids_, phash_, trim_, width_, height_, size_, mtime_, packed_ = (
-            np.concatenate(parts) if parts else np.empty(0, np.int64) for parts in numbers
-        )
-        dir_ids = np.array(dir_id, dtype=np.int64)
+        with self.db.snapshot():  # the rows and the few read again by id (_read_again) alike
+            cursor = self.db.execute(
+                f"SELECT {_TABLE_COLUMNS}"
+                # Directories in path order, each one's files by name through the UNIQUE (dir_id, name)
+                # index: no sort; "+" keeps SQLite off the sha256 index (a random read per row).
+                " FROM dirs JOIN files ON files.dir_id = dirs.id WHERE +files.sha256 IS NOT NULL"
+                + (f" AND {where}" if under else "")
+                + " ORDER BY dirs.path, files.name",
+                params,
+            )
+            # Rows a chunk at a time into a record array (no tuple per column, no int kept per
+            # value): a million rows of tuples at once would double the memory a report needs.
+            parts = []
+            with without_gc():
+                while rows := cursor.fetchmany(100_000):
+                    try:
+                        parts.append(np.fromiter(rows, dtype=_TABLE_ROW, count=len(rows)))
+                    except TypeError:
+                        raise ImgindexError("an image's SHA-256 in the index is not 32 bytes long") from None
+            rows_ = np.concatenate(parts) if parts else np.empty(0, dtype=_TABLE_ROW)
+            shape, packed = rows_["shape"], rows_["packed"]
+            width, height = (shape >> 32) - 1, (shape & 0xFFFF_FFFF) - 1
+            code = (packed >> 2) & 0xFF
+            formats = np.array(_TABLE_FORMATS, dtype=object)[np.minimum(code, len(_TABLE_FORMATS) - 1)]
+            odd = np.flatnonzero((shape < 0) | (code >= len(_TABLE_FORMATS)))
+            if len(odd):  # sizes past 31 bits, formats not in _TABLE_FORMATS: read as stored
+                odd_ids = rows_["id"][odd].tolist()
+                again = self._read_again(odd_ids)
+                for k, file_id in zip(odd.tolist(), odd_ids, strict=True):
+                    width[k], height[k], formats[k] = again[file_id]
 
-        # The directories' parts, by directory: paths, roots, whether below one to prefer.
-        flag, flag_params = below("path", prefer)
-        dir_rows = self.db.execute(
-            f"SELECT id, root_id, path, {flag if prefer else '0'}, archives.dir_id IS NOT NULL"
-            " FROM dirs LEFT JOIN archives ON archives.dir_id = dirs.id",
-            flag_params,
-        )
-        dir_paths: dict[int, bytes] = {}
-        dir_root: dict[int, int] = {}
-        preferred_dirs: set[int] = set()
-        archive_dirs: set[int] = set()
-        for i, root, p, preferred, archive in dir_rows:
-            if archive:
-                dir_paths[i] = bytes(p) + b"#"
-                archive_dirs.add(i)
-            else:
-                dir_paths[i] = b"/" if p == b"/" else bytes(p) + b"/"
-            dir_root[i] = root
-            if preferred:
-                preferred_dirs.add(i)
-        dirs = [dir_paths[d] for d in dir_id]
-        lengths = np.fromiter(map(len, dirs), np.int64, n) + np.fromiter(map(len, names), np.int64, n)
+            # The directories' parts, by directory: paths, roots, whether below one to prefer.
+            flag, flag_params = below("path", prefer)
+            dir_rows = self.db.execute(
+                f"SELECT id, root_id, path, {flag if prefer else '0'}, archives.dir_id IS NOT NULL"
+                " FROM dirs LEFT JOIN archives ON archives.dir_id = dirs.id ORDER BY id",
+                flag_params,
+            ).fetchall()
+        n = len(rows_)
+        ids, root, path, preferred, archive = zip(*dir_rows, strict=True) if dir_rows else ((),) * 5
+        # A directory's path with what joins a name to it: "/" or, for a web archive, "#".
+        joined = [
+            bytes(p) + b"#" if a else (b"/" if p == b"/" else bytes(p) + b"/")
+            for p, a in zip(path, archive, strict=True)
+        ]
+        at = np.searchsorted(np.array(ids, dtype=np.int64), rows_["dir"])  # each image's directory
+        names = rows_["name"].tolist()
         return ImageTable(
-            id=ids_,
-            root_id=np.fromiter(map(dir_root.__getitem__, dir_id), dtype=np.int64, count=n),
-            sha256=np.frombuffer(bytes(digests), dtype=np.uint8).reshape(n, 32),
-            has_hash=(packed_ & 1).astype(bool),
-            phash=phash_,
-            has_trim=(packed_ & 2).astype(bool),
-            trim_hash=trim_,
-            width=width_,
-            height=height_,
-            size=size_,
-            mtime_ns=mtime_,
-            path_length=lengths,
-            preferred=np.isin(dir_ids, np.fromiter(preferred_dirs, np.int64)) if prefer else np.zeros(n, bool),
-            params_id=(packed_ >> 2) - 1,
-            format=formats,
-            dirs=dirs,
+            id=np.ascontiguousarray(rows_["id"]),
+            root_id=np.array(root, dtype=np.int64)[at],
+            sha256=np.ascontiguousarray(rows_["sha256"]).view(np.uint8).reshape(n, 32),
+            has_hash=(packed & 1).astype(bool),
+            phash=np.ascontiguousarray(rows_["phash"]),
+            has_trim=(packed & 2).astype(bool),
+            trim_hash=np.ascontiguousarray(rows_["trim_hash"]),
+            width=width,
+            height=height,
+            size=np.ascontiguousarray(rows_["size"]),
+            mtime_ns=np.ascontiguousarray(rows_["mtime_ns"]),
+            path_length=np.fromiter(map(len, joined), np.int64, len(joined))[at]
+            + np.fromiter(map(len, names), np.int64, n),
+            preferred=np.array(preferred, dtype=bool)[at] if prefer else np.zeros(n, bool),
+            params_id=(packed >> 10) - 1,
+            format=formats.tolist(),
+            dirs=np.array(joined, dtype=object)[at].tolist(),
             names=names,
-            urls=urls,
-            archived=np.isin(dir_ids, np.fromiter(archive_dirs, np.int64)) if archive_dirs else np.zeros(n, bool),
+            urls=rows_["url"].tolist(),
+            archived=np.array(archive, dtype=bool)[at],
         )
+
+    def _read_again(self, ids: Sequence[int]) -> dict[int, tuple[int, int, str | None]]:
+        """Width, height (-1 for none) and format of these files, as stored."""
+        sql = "SELECT id, coalesce(width, -1), coalesce(height, -1), format FROM files WHERE id IN ({marks})"
+        return {i: (w, h, f) for i, w, h, f in self.db.select_in(sql, ids)}
 
     def hashes(self) -> npt.NDArray[np.int64]:
         """Every distinct perceptual hash of an indexed image (of the whole picture or of
