@@ -71,8 +71,11 @@ def spread(hashes: U64) -> U64:
 
 
 def block_values(hashes: U64, shift: int, width: int) -> npt.NDArray[np.intp]:
-    """Each hash's block of ``width`` bits from bit ``shift``."""
-    return ((hashes >> np.uint64(shift)) & np.uint64((1 << width) - 1)).astype(np.intp)
+    """Each hash's block of ``width`` bits from bit ``shift`` (``shift + width <= 64``, ``width < 63``)."""
+    # As signed integers: the bits shifted in from the left are masked off, and the result
+    # is an index already (no conversion pass over millions of hashes).
+    signed = hashes.view(np.int64) if hashes.dtype in (np.uint64, np.int64) else hashes.astype(np.int64)
+    return ((signed >> shift) & ((1 << width) - 1)).astype(np.intp, copy=False)
 
 
 #: Queries whose lookups are counted to compare the orders: at most this many, and no more

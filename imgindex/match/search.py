@@ -373,9 +373,11 @@ def _few_queries_plan(n: int, m: int, threshold: int) -> tuple[tuple[int, int, i
 
 def _few_queries(targets: U64, queries: U64, threshold: int, blocks: tuple[tuple[int, int, int], ...]) -> Pairs:
     """:func:`pairs_between` for few queries: per block, every value within the allowance of a
-    query's is counted in a table of the block's values (where its queries start among the
-    sorted probes), the targets whose block value has queries are the candidates (gathers
-    over the targets, no sort of them), and each is checked against those queries."""
+    query's is marked in a table of the block's values (a byte each, which stays in cache
+    where a table of starts would not), the targets on a marked value are the candidates (a
+    gather over the targets, no sort of them), and each is checked against the queries of
+    its value (where they start among the sorted probes: a second table, asked for the
+    candidates only)."""
     found: list[Pairs] = []
     m = len(queries)
     for number, (shift, width, allowance) in enumerate(blocks):
@@ -388,12 +390,14 @@ def _few_queries(targets: U64, queries: U64, threshold: int, blocks: tuple[tuple
         # block's values, so that a candidate finds them by two lookups, not a search).
         first = np.zeros((1 << width) + 1, dtype=np.int32)
         np.cumsum(np.bincount(probes, minlength=1 << width), out=first[1:])
+        probed = np.zeros(1 << width, dtype=bool)
+        probed[probes] = True
         keys = block_values(targets, shift, width)
-        lo, hi = first[keys], first[keys + 1]
-        candidates = np.flatnonzero(hi > lo)
+        candidates = np.flatnonzero(probed[keys])
         if not len(candidates):
             continue
-        lo, sizes = lo[candidates].astype(np.int64), (hi[candidates] - lo[candidates]).astype(np.int64)
+        keys = keys[candidates]
+        lo, sizes = first[keys].astype(np.int64), (first[keys + 1] - first[keys]).astype(np.int64)
         target = np.repeat(candidates, sizes)
         at = np.repeat(lo - np.cumsum(sizes) + sizes, sizes) + np.arange(int(sizes.sum()))
         query = owners[at]
