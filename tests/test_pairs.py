@@ -72,6 +72,20 @@ def test_scan_stores_exactly_the_pairs_within_the_maximum(tree: Path, index: Ind
     assert set(index.pairs.hashes(pairs.KIND).tolist()) == set(index.images.hashes().tolist())
 
 
+def test_the_index_hashes_are_every_whole_and_inside_value_once_in_signed_order(tree: Path, index: Index) -> None:
+    family_tree(tree, range(6))
+    run_scan(index, tree)
+    ids = [r[0] for r in index.db.execute("SELECT id FROM files WHERE phash IS NOT NULL ORDER BY id")]
+    assert len(ids) >= 6
+    # Values in both columns, in one twice, negative and positive, and a file with neither.
+    values = [(-(2**63), 5), (5, None), (2**63 - 1, -(2**63)), (-7, -7), (0, 12), (None, None)]
+    for file_id, (whole, inside) in zip(ids, values, strict=False):
+        index.db.execute("UPDATE files SET phash = ?, trim_hash = ? WHERE id = ?", (whole, inside, file_id))
+    rows = index.db.execute("SELECT phash, trim_hash FROM files").fetchall()
+    expected = sorted({v for row in rows for v in row if v is not None})
+    assert index.images.hashes().tolist() == expected
+
+
 def test_new_and_removed_images_update_only_their_pairs(tree: Path, index: Index) -> None:
     family_tree(tree, range(8))
     run_scan(index, tree)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from imgindex.arrays import union
 from imgindex.bulk import without_gc
 from imgindex.errors import ImgindexError
 from imgindex.hashing import PILLOW_FORMATS, REGION_BYTES
@@ -233,11 +234,17 @@ class Images:
     def hashes(self) -> npt.NDArray[np.int64]:
         """Every distinct perceptual hash of an indexed image (of the whole picture or of
         what is inside its border), sorted (as signed integers)."""
-        sql = (
-            "SELECT phash AS x FROM files WHERE phash IS NOT NULL AND phash BETWEEN {lo} AND {hi}"
-            " UNION SELECT trim_hash FROM files WHERE trim_hash IS NOT NULL AND trim_hash BETWEEN {lo} AND {hi}"
-        )
-        return self.db.sorted_ints(sql)
+        # Each column's values in order along its index, merged here: an SQL UNION of the two
+        # builds a temporary B-tree of a million values, twice as slow.
+        with self.db.snapshot():
+            whole = self.db.sorted_ints(
+                "SELECT DISTINCT phash AS x FROM files WHERE phash IS NOT NULL AND phash BETWEEN {lo} AND {hi}"
+            )
+            inside = self.db.sorted_ints(
+                "SELECT DISTINCT trim_hash AS x FROM files"
+                " WHERE trim_hash IS NOT NULL AND trim_hash BETWEEN {lo} AND {hi}"
+            )
+        return union(whole, inside)
 
     def pictures(self, params_id: int, only: Sequence[bytes] | None = None) -> Pictures:
         """Every distinct picture (SHA-256) hashed under the settings ``params_id`` (of those
