@@ -17,6 +17,7 @@ hash is in ``near_hashes`` only once all its pairs are stored.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
@@ -194,7 +195,9 @@ def _update_matches(index: Index, kind: str, stop: Callable[[], bool] | None, pr
         max_distance, generation = store.state()
         stored_params = store.match_params(VERIFICATION)
         last, pending = store.pending()
-        stored_count = store.picture_count(kind) if stored_params == params else 0
+        # Enough stored pictures that the pending ones are at most FULL_SHARE of them?
+        enough = math.ceil(len(pending) / FULL_SHARE) if FULL_SHARE > 0 else 0
+        stored_count = store.picture_count(kind, at_most=enough) if stored_params == params else 0
     if max_distance is None:
         return _Verified()
     if stored_params != params or len(pending) > FULL_SHARE * max(stored_count, 1):

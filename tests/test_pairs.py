@@ -86,6 +86,15 @@ def test_the_index_hashes_are_every_whole_and_inside_value_once_in_signed_order(
     assert index.images.hashes().tolist() == expected
 
 
+def test_the_stored_pictures_are_counted_up_to_a_bound(tree: Path, index: Index) -> None:
+    family_tree(tree, range(5))
+    run_scan(index, tree)
+    n = index.pairs.picture_count(pairs.KIND)
+    assert n == len(index.pairs.pictures(pairs.KIND)) > 3
+    for bound in (0, 1, n - 1, n, n + 5):
+        assert index.pairs.picture_count(pairs.KIND, at_most=bound) == min(n, bound)
+
+
 def test_new_and_removed_images_update_only_their_pairs(tree: Path, index: Index) -> None:
     family_tree(tree, range(8))
     run_scan(index, tree)

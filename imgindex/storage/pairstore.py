@@ -214,8 +214,13 @@ class PairStore:
         """Which of ``keys`` are pictures whose matches are all stored (looked up one by one)."""
         return self._listed("SELECT picture FROM near_pictures WHERE kind = ? AND picture IN ({marks})", kind, keys)
 
-    def picture_count(self, kind: str) -> int:
-        return int(self.db.execute("SELECT count(*) FROM near_pictures WHERE kind = ?", (kind,)).fetchone()[0])
+    def picture_count(self, kind: str, at_most: int | None = None) -> int:
+        """The pictures whose matches are stored; counted no further than ``at_most`` when
+        given (a question of more or fewer than so many, not a count of a million rows)."""
+        if at_most is None:
+            return int(self.db.execute("SELECT count(*) FROM near_pictures WHERE kind = ?", (kind,)).fetchone()[0])
+        sql = "SELECT count(*) FROM (SELECT 1 FROM near_pictures WHERE kind = ? LIMIT ?)"
+        return int(self.db.execute(sql, (kind, at_most)).fetchone()[0])
 
     def match_params(self, verification: int) -> int | None:
         """The hash settings (``hash_params.id``) the stored matches were verified under, if
