@@ -165,6 +165,23 @@ def test_sorted_ints_reads_every_value_once_across_its_ranges(db_path: Path) -> 
         assert idx.pairs.hashes("dhash").tolist() == sorted(values)
 
 
+def test_int_rows_reads_every_row_in_order_across_chunks(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows of integers (extremes included) come back as an (n, width) array in the query's
+    order, whatever the chunks they are read in; none as (0, width)."""
+    monkeypatch.setattr(index_module, "_ROW_CHUNK", 7)
+    rng = np.random.default_rng(6)
+    rows = [(int(a), int(b), int(d)) for a, b, d in rng.integers(-(1 << 63), (1 << 63) - 1, (50, 3), dtype=np.int64)]
+    rows += [(-(1 << 63), (1 << 63) - 1, 0)]
+    with open_index(db_path) as idx:
+        with idx.db.write() as c:
+            c.executemany("INSERT INTO near_pairs (kind, a, b, distance) VALUES ('t', ?, ?, ?)", rows)
+        sql = "SELECT a, b, distance FROM near_pairs WHERE kind = ? ORDER BY distance, a"
+        got = idx.db.int_rows(sql, ("t",), 3)
+        assert got.shape == (len(rows), 3) and got.dtype == np.int64
+        assert got.tolist() == sorted(map(list, rows), key=lambda r: (r[2], r[0]))
+        assert idx.db.int_rows(sql, ("none",), 3).shape == (0, 3)
+
+
 def test_all_regions_reads_ids_and_blobs_in_step(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Files' region hashes (blobs with NUL and non-UTF-8 bytes) come back whole, each beside
     its file id, across ranges of ids; a blob of the wrong length is left out."""

@@ -114,6 +114,18 @@ class Database:
                     parts.append(values)
         return np.concatenate(parts) if parts else np.empty(0, np.int64)
 
+    def int_rows(self, sql: str, params: Sequence[Any], width: int) -> npt.NDArray[np.int64]:
+        """The rows of ``sql``, ``width`` integers each (no NULLs), as an ``(n, width)`` array:
+        read a chunk at a time into a record array, never a list of every row's tuple (twenty
+        million pairs as tuples took 3.9 GB)."""
+        fields = np.dtype([(f"c{k}", np.int64) for k in range(width)])
+        cursor = self.conn.execute(sql, params)
+        parts = []
+        while chunk := cursor.fetchmany(_ROW_CHUNK):
+            parts.append(np.fromiter(chunk, dtype=fields, count=len(chunk)))
+        table = np.concatenate(parts) if parts else np.empty(0, dtype=fields)
+        return table.view(np.int64).reshape(-1, width)
+
     def data_version(self) -> int:
         """A number that changes whenever another connection commits to the index."""
         return int(self.conn.execute("PRAGMA data_version").fetchone()[0])
@@ -134,6 +146,8 @@ class Database:
 
 #: :meth:`Database.sorted_ints` reads the values in this many ranges (by their top bits).
 _RANGES = 8
+#: Rows :meth:`Database.int_rows` hands over at a time.
+_ROW_CHUNK = 1 << 18
 
 
 def below(column: str, tops: Sequence[bytes]) -> tuple[str, tuple[bytes, ...]]:

@@ -151,10 +151,8 @@ class PairStore:
         self, kind: str, max_distance: int
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.uint8]]:
         """Stored pairs within ``max_distance``: ``(a, b, distance)``."""
-        rows = self.db.execute(
-            "SELECT a, b, distance FROM near_pairs WHERE kind = ? AND distance <= ?", (kind, max_distance)
-        )
-        table = np.array(rows.fetchall(), dtype=np.int64).reshape(-1, 3)
+        sql = "SELECT a, b, distance FROM near_pairs WHERE kind = ? AND distance <= ?"
+        table = self.db.int_rows(sql, (kind, max_distance), 3)
         return table[:, 0].copy(), table[:, 1].copy(), table[:, 2].astype(np.uint8)
 
     def pairs_touching(
@@ -298,12 +296,12 @@ class PairStore:
     def matches(self, kind: str, max_distance: int) -> Matches:
         """Stored matches that hold within ``max_distance``: ``(a, b, whole, inside, region)``,
         with :data:`NO_MATCH` where a sort does not hold (or not within the distance)."""
-        rows = self.db.execute(
+        table = self.db.int_rows(
             f"SELECT a, b, coalesce(whole, {NO_MATCH}), coalesce(inside, {NO_MATCH}), coalesce(region, {NO_MATCH})"
             " FROM near_matches WHERE kind = ? AND (whole <= ? OR inside <= ? OR region <= ?)",
             (kind, max_distance, max_distance, max_distance),
+            5,
         )
-        table = np.array(rows.fetchall(), dtype=np.int64).reshape(-1, 5)
         within = [np.where(table[:, k] <= max_distance, table[:, k], NO_MATCH).astype(np.uint8) for k in (2, 3, 4)]
         return Matches(table[:, 0].copy(), table[:, 1].copy(), *within)
 
