@@ -6,7 +6,8 @@ rows whose meaning hangs on the order of a SELECT.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import itertools
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -79,15 +80,26 @@ _PICTURES = (
 )
 
 
-def _pictures(rows: Sequence[tuple[int, bytes, int, int, int]]) -> Pictures:
-    n = len(rows)
-    ids, digests, phash, trim, has_trim = zip(*rows, strict=True) if rows else ((),) * 5
+_PICTURE_ROW = np.dtype(
+    [("file_id", np.int64), ("sha256", "V32"), ("phash", np.int64), ("trim_hash", np.int64), ("has_trim", np.int64)]
+)
+#: Rows of pictures turned into columns at a time (never a list of a million tuples at once).
+_PICTURE_CHUNK = 1 << 18
+
+
+def _pictures(rows: Iterable[tuple[int, bytes, int, int, int]]) -> Pictures:
+    """Rows of :data:`_PICTURES` (whose SHA-256s are 32 bytes) as columns."""
+    parts = []
+    remaining = iter(rows)
+    while chunk := list(itertools.islice(remaining, _PICTURE_CHUNK)):
+        parts.append(np.fromiter(chunk, dtype=_PICTURE_ROW, count=len(chunk)))
+    table = np.concatenate(parts) if parts else np.empty(0, dtype=_PICTURE_ROW)
     return Pictures(
-        file_id=np.array(ids, dtype=np.int64),
-        sha256=np.frombuffer(b"".join(digests), dtype=np.uint8).reshape(n, 32),
-        phash=np.array(phash, dtype=np.int64),
-        has_trim=np.array(has_trim, dtype=bool),
-        trim_hash=np.array(trim, dtype=np.int64),
+        file_id=np.ascontiguousarray(table["file_id"]),
+        sha256=np.ascontiguousarray(table["sha256"]).view(np.uint8).reshape(len(table), 32),
+        phash=np.ascontiguousarray(table["phash"]),
+        has_trim=table["has_trim"].astype(bool),
+        trim_hash=np.ascontiguousarray(table["trim_hash"]),
     )
 
 
@@ -251,7 +263,7 @@ class Images:
         with the digests ``only``, when given), with the id of one of its files (the lowest)
         and its hashes."""
         if only is None:
-            return _pictures(self.db.execute(_PICTURES + " GROUP BY sha256", (params_id,)).fetchall())
+            return _pictures(self.db.execute(_PICTURES + " GROUP BY sha256", (params_id,)))
         sql = _PICTURES + " AND sha256 IN ({marks}) GROUP BY sha256"
         return _pictures(list(self.db.select_in(sql, only, params=(params_id,))))
 
