@@ -593,3 +593,22 @@ def test_turned_pairs_with_insides_are_each_search_alone() -> None:
         if {kind[a][0], kind[b][0]} == {"whole", "inside"} and kind[a][1] and kind[b][1]
     }
     assert as_set(cross) == expected and len(expected) >= 5
+
+
+@pytest.mark.parametrize("n", [7, 50_000, 1 << 30])
+def test_smallest_keeps_each_pair_once_at_its_smallest_distance(n: int) -> None:
+    """By the packed key (pair and distance sorted as one number) and, for units too many to
+    pack (1 << 30), by the two-key sort: the same as a dict of the smallest distances."""
+    rng = np.random.default_rng(n % 1000)
+    u = rng.integers(0, min(n, 300), 5000)
+    v = rng.integers(0, min(n, 300), 5000) + (n - min(n, 300))
+    u, v = np.minimum(u, v), np.maximum(u, v)
+    d = rng.integers(0, 65, 5000).astype(np.uint8)
+    best: dict[tuple[int, int], int] = {}
+    for a, b, x in zip(u.tolist(), v.tolist(), d.tolist(), strict=True):
+        best[a, b] = min(x, best.get((a, b), 64))
+    su, sv, sd = links.smallest(u, v, d, n)
+    assert sd.dtype == np.uint8
+    expected = [(a, b, x) for (a, b), x in sorted(best.items())]
+    assert list(zip(su.tolist(), sv.tolist(), sd.tolist(), strict=True)) == expected
+    assert links.smallest(u[:0], v[:0], d[:0], n)[0].shape == (0,)

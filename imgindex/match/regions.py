@@ -117,7 +117,10 @@ def _kind_pairs(
     if focus is not None:
         keep &= focus[u] | focus[v]
     u, v, d = u[keep], v[keep], d[keep]
-    return smallest(np.minimum(u, v), np.maximum(u, v), d, n)
+    lo = np.minimum(u, v)  # (tens of millions of pairs: no more copies alive than needed)
+    np.maximum(u, v, out=v)
+    del u
+    return smallest(lo, v, d, n)
 
 
 def _by_value(units: I64, values: U64) -> tuple[U64, I64, I64]:
