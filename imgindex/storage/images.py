@@ -186,7 +186,10 @@ class Images:
                     try:
                         parts.append(np.fromiter(rows, dtype=_TABLE_ROW, count=len(rows)))
                     except TypeError:
-                        raise ImgindexError("an image's SHA-256 in the index is not 32 bytes long") from None
+                        # (the SQL above hands such a digest over as NULL)
+                        raise ImgindexError(
+                            "an image's row in the index is damaged: its SHA-256 is not 32 bytes long"
+                        ) from None
             rows_ = np.concatenate(parts) if parts else np.empty(0, dtype=_TABLE_ROW)
             shape, packed = rows_["shape"], rows_["packed"]
             width, height = (shape >> 32) - 1, (shape & 0xFFFF_FFFF) - 1
