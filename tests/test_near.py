@@ -609,6 +609,11 @@ def test_smallest_keeps_each_pair_once_at_its_smallest_distance(n: int) -> None:
         best[a, b] = min(x, best.get((a, b), 64))
     su, sv, sd = links.smallest(u, v, d, n)
     assert sd.dtype == np.uint8
+    swap = rng.random(5000) < 0.5  # either way round, the same pairs
+    assert all(
+        np.array_equal(x, y)
+        for x, y in zip(links.smallest(np.where(swap, v, u), np.where(swap, u, v), d, n), (su, sv, sd), strict=True)
+    )
     expected = [(a, b, x) for (a, b), x in sorted(best.items())]
     assert list(zip(su.tolist(), sv.tolist(), sd.tolist(), strict=True)) == expected
     assert links.smallest(u[:0], v[:0], d[:0], n)[0].shape == (0,)

@@ -264,8 +264,7 @@ def _cross_pairs(link: CrossLink, focus: npt.NDArray[np.bool_] | None, exclude: 
     keep = (p < n) & (q >= n) & (p != q - n)
     u, v, d = p[keep], q[keep] - n, d[keep]  # u's inside, v's whole picture
     lower = u < v if link.lower_inside else u > v
-    u, v, d = u[lower], v[lower], d[lower]
-    return smallest(np.minimum(u, v), np.maximum(u, v), d, n)
+    return smallest(u[lower], v[lower], d[lower], n)
 
 
 def _twice(mask: npt.NDArray[np.bool_] | None) -> npt.NDArray[np.bool_] | None:
@@ -273,9 +272,12 @@ def _twice(mask: npt.NDArray[np.bool_] | None) -> npt.NDArray[np.bool_] | None:
 
 
 def smallest(u: I64, v: I64, d: U8, n: int) -> Pairs:
-    """Each pair (``u < v``, of ``n`` units) once, at its smallest distance, in order."""
+    """Each pair of ``n`` units once, as ``(lo, hi)`` with ``lo < hi`` (``u`` and ``v`` either
+    way round), at its smallest distance, in order."""
+    key = np.minimum(u, v)  # the pair as one number, made in place (tens of millions of pairs)
+    key *= n
+    key += np.maximum(u, v)
     if n * n << _DISTANCE_BITS > np.iinfo(np.int64).max or (len(d) and int(d.max()) >> _DISTANCE_BITS):
-        key = u * n + v
         order = np.lexsort((d, key))
         key, d = key[order], d[order]
         head = np.ones(len(key), dtype=bool)
@@ -283,8 +285,7 @@ def smallest(u: I64, v: I64, d: U8, n: int) -> Pairs:
         return key[head] // n, key[head] % n, d[head]
     # The pair and its distance as one number, sorted in place: no order array, no gathers,
     # and a third of the memory of the two-key sort (tens of millions of region pairs).
-    both = u * n
-    both += v
+    both = key
     both <<= _DISTANCE_BITS
     both |= d
     both.sort()

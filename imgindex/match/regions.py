@@ -116,11 +116,8 @@ def _kind_pairs(
     keep = u != v
     if focus is not None:
         keep &= focus[u] | focus[v]
-    u, v, d = u[keep], v[keep], d[keep]
-    lo = np.minimum(u, v)  # (tens of millions of pairs: no more copies alive than needed)
-    np.maximum(u, v, out=v)
-    del u
-    return smallest(lo, v, d, n)
+    u, v, d = u[keep], v[keep], d[keep]  # (the unfiltered arrays freed before the sort)
+    return smallest(u, v, d, n)
 
 
 def _by_value(units: I64, values: U64) -> tuple[U64, I64, I64]:
