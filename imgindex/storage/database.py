@@ -8,12 +8,13 @@ timeout, so that ``scan``, ``watch`` and ``report`` can share one index.
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import sqlite3
 import time
 import urllib.parse
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
@@ -119,12 +120,7 @@ class Database:
         read a chunk at a time into a record array, never a list of every row's tuple (twenty
         million pairs as tuples took 3.9 GB)."""
         fields = np.dtype([(f"c{k}", np.int64) for k in range(width)])
-        cursor = self.conn.execute(sql, params)
-        parts = []
-        while chunk := cursor.fetchmany(_ROW_CHUNK):
-            parts.append(np.fromiter(chunk, dtype=fields, count=len(chunk)))
-        table = np.concatenate(parts) if parts else np.empty(0, dtype=fields)
-        return table.view(np.int64).reshape(-1, width)
+        return record_array(self.conn.execute(sql, params), fields).view(np.int64).reshape(-1, width)
 
     def data_version(self) -> int:
         """A number that changes whenever another connection commits to the index."""
@@ -146,8 +142,20 @@ class Database:
 
 #: :meth:`Database.sorted_ints` reads the values in this many ranges (by their top bits).
 _RANGES = 8
-#: Rows :meth:`Database.int_rows` hands over at a time.
+#: Rows :func:`record_array` turns into columns at a time.
 _ROW_CHUNK = 1 << 18
+
+
+def record_array(rows: Iterable[Sequence[Any]], dtype: np.dtype[Any], chunk: int | None = None) -> npt.NDArray[Any]:
+    """Rows (a cursor, say) as a numpy record array of ``dtype``, ``chunk`` rows at a time
+    (default :data:`_ROW_CHUNK`): never a list of every row's tuple, nor a Python int kept
+    per value."""
+    step = _ROW_CHUNK if chunk is None else chunk
+    parts = []
+    remaining = iter(rows)
+    while batch := list(itertools.islice(remaining, step)):
+        parts.append(np.fromiter(batch, dtype=dtype, count=len(batch)))
+    return np.concatenate(parts) if parts else np.empty(0, dtype=dtype)
 
 
 def below(column: str, tops: Sequence[bytes]) -> tuple[str, tuple[bytes, ...]]:

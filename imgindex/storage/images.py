@@ -6,7 +6,6 @@ rows whose meaning hangs on the order of a SELECT.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -18,7 +17,7 @@ from imgindex.bulk import without_gc
 from imgindex.errors import ImgindexError
 from imgindex.hashing import PILLOW_FORMATS, REGION_BYTES
 
-from .database import Database, below
+from .database import Database, below, record_array
 from .shapes import GOOD_DESCRIPTORS, GOOD_REGIONS
 
 
@@ -83,17 +82,11 @@ _PICTURES = (
 _PICTURE_ROW = np.dtype(
     [("file_id", np.int64), ("sha256", "V32"), ("phash", np.int64), ("trim_hash", np.int64), ("has_trim", np.int64)]
 )
-#: Rows of pictures turned into columns at a time (never a list of a million tuples at once).
-_PICTURE_CHUNK = 1 << 18
 
 
 def _pictures(rows: Iterable[tuple[int, bytes, int, int, int]]) -> Pictures:
     """Rows of :data:`_PICTURES` (whose SHA-256s are 32 bytes) as columns."""
-    parts = []
-    remaining = iter(rows)
-    while chunk := list(itertools.islice(remaining, _PICTURE_CHUNK)):
-        parts.append(np.fromiter(chunk, dtype=_PICTURE_ROW, count=len(chunk)))
-    table = np.concatenate(parts) if parts else np.empty(0, dtype=_PICTURE_ROW)
+    table = record_array(rows, _PICTURE_ROW)
     return Pictures(
         file_id=np.ascontiguousarray(table["file_id"]),
         sha256=np.ascontiguousarray(table["sha256"]).view(np.uint8).reshape(len(table), 32),
@@ -180,17 +173,14 @@ class Images:
             )
             # Rows a chunk at a time into a record array (no tuple per column, no int kept per
             # value): a million rows of tuples at once would double the memory a report needs.
-            parts = []
-            with without_gc():
-                while rows := cursor.fetchmany(100_000):
-                    try:
-                        parts.append(np.fromiter(rows, dtype=_TABLE_ROW, count=len(rows)))
-                    except TypeError:
-                        # (the SQL above hands such a digest over as NULL)
-                        raise ImgindexError(
-                            "an image's row in the index is damaged: its SHA-256 is not 32 bytes long"
-                        ) from None
-            rows_ = np.concatenate(parts) if parts else np.empty(0, dtype=_TABLE_ROW)
+            try:
+                with without_gc():
+                    rows_ = record_array(cursor, _TABLE_ROW, 100_000)
+            except TypeError:
+                # (the SQL above hands such a digest over as NULL)
+                raise ImgindexError(
+                    "an image's row in the index is damaged: its SHA-256 is not 32 bytes long"
+                ) from None
             shape, packed = rows_["shape"], rows_["packed"]
             width, height = (shape >> 32) - 1, (shape & 0xFFFF_FFFF) - 1
             code = (packed >> 2) & 0xFF
