@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 import sqlite_utils
 
-from imgindex.errors import IndexOpenError, NewerIndexError, NotAnIndexError
+from imgindex.errors import ImgindexError, IndexOpenError, NewerIndexError, NotAnIndexError
 
 SCHEMA_VERSION = 9
 #: ``PRAGMA application_id``: "imix" in ASCII.
@@ -144,6 +144,15 @@ class Database:
 _RANGES = 8
 #: Rows :func:`record_array` turns into columns at a time.
 _ROW_CHUNK = 1 << 18
+
+
+def ints_of(text: str | None, count: int, what: str) -> npt.NDArray[np.int64]:
+    """The integers of ``text`` (SQLite's ``group_concat(x, ' ')``; None for no rows), which
+    must be ``count`` of them (any number for -1); ``what`` names them in the error if not."""
+    values = np.fromstring(text, dtype=np.int64, sep=" ") if text else np.empty(0, np.int64)  # text mode
+    if count >= 0 and len(values) != count:
+        raise ImgindexError(f"{what} read out of step")
+    return values
 
 
 def record_array(rows: Iterable[Sequence[Any]], dtype: np.dtype[Any], chunk: int | None = None) -> npt.NDArray[Any]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -17,7 +18,7 @@ from imgindex.bulk import without_gc
 from imgindex.errors import ImgindexError
 from imgindex.hashing import PILLOW_FORMATS, REGION_BYTES
 
-from .database import Database, below, record_array
+from .database import Database, below, ints_of, record_array
 from .shapes import GOOD_DESCRIPTORS, GOOD_REGIONS
 
 
@@ -120,34 +121,109 @@ _FORMAT_CODE = (
     + f" ELSE {len(_TABLE_FORMATS)} END END"
 )
 _SIDE = "coalesce(files.{0}, -1) BETWEEN -1 AND 2147483646"
-_TABLE_COLUMNS = (
-    # 32 bytes or None, which the record array refuses (it would pad or cut other lengths).
-    "files.id, CASE WHEN length(files.sha256) = 32 THEN files.sha256 END,"
-    " coalesce(files.phash, 0), coalesce(files.trim_hash, 0),"
+#: The image table's numbers, each joined by SQLite over a range of directories into one text
+#: that numpy reads (:func:`~imgindex.storage.database.ints_of`): handing Python a value a row
+#: costs more than SQLite's own work on the row.
+_TABLE_NUMBERS = (
+    ("id", "files.id"),
+    ("phash", "coalesce(files.phash, 0)"),
+    ("trim_hash", "coalesce(files.trim_hash, 0)"),
     # Width and height (-1: none) each plus one, in 32 bits each; -1 when one does not fit
     # (a stranger's header may claim up to 2**32 - 1).
-    f" CASE WHEN {_SIDE.format('width')} AND {_SIDE.format('height')}"
-    " THEN ((coalesce(files.width, -1) + 1) << 32) | (coalesce(files.height, -1) + 1) ELSE -1 END,"
-    " files.size, files.mtime_ns, files.dir_id, files.name,"
-    # The hash settings (-1: none) plus one, the format's code, whether each hash is there.
-    f" ((coalesce(files.params_id, -1) + 1) << 10) | (({_FORMAT_CODE}) << 2)"
-    " | (files.phash IS NOT NULL) | ((files.trim_hash IS NOT NULL) << 1), files.url"
+    (
+        "shape",
+        f"CASE WHEN {_SIDE.format('width')} AND {_SIDE.format('height')}"
+        " THEN ((coalesce(files.width, -1) + 1) << 32) | (coalesce(files.height, -1) + 1) ELSE -1 END",
+    ),
+    ("size", "files.size"),
+    ("mtime_ns", "files.mtime_ns"),
+    ("dir", "files.dir_id"),
+    # The hash settings (-1: none) plus one; whether it has a URL; the format's code; whether
+    # each hash is there.
+    (
+        "packed",
+        f"((coalesce(files.params_id, -1) + 1) << 10) | ((files.url IS NOT NULL) << 9)"
+        f" | (({_FORMAT_CODE}) << 2) | (files.phash IS NOT NULL) | ((files.trim_hash IS NOT NULL) << 1)",
+    ),
 )
-_TABLE_ROW = np.dtype(
-    [
-        ("id", np.int64),
-        ("sha256", "V32"),
-        ("phash", np.int64),
-        ("trim_hash", np.int64),
-        ("shape", np.int64),
-        ("size", np.int64),
-        ("mtime_ns", np.int64),
-        ("dir", np.int64),
-        ("name", object),
-        ("packed", np.int64),
-        ("url", object),
-    ]
+#: Rows the image table asks SQLite for at a time (by ranges of directories).
+_TABLE_CHUNK = 100_000
+#: The image table over the files of a range of directories (and, with ``under``, the
+#: directories that condition keeps), along the index of UNIQUE (dir_id, name) (named where
+#: the query is made): by directory id, each one's files by name. NULLs are left out of a
+#: group_concat, so a SHA-256 that is not 32 bytes shortens the digests (and an error is
+#: raised), and only the URLs there are (marked in ``packed``) are joined.
+_TABLE_SQL = (
+    "SELECT count(*), "
+    + ", ".join(f"group_concat({expr}, ' ')" for _, expr in _TABLE_NUMBERS)
+    + ", CAST(group_concat(CASE WHEN length(files.sha256) = 32 THEN files.sha256 END, '') AS BLOB)"
+    + ", CAST(group_concat(files.name, X'00') AS BLOB), CAST(group_concat(files.url, X'00') AS BLOB)"
+    + " FROM files INDEXED BY {index} WHERE +files.sha256 IS NOT NULL AND files.dir_id BETWEEN ? AND ?{under}"
 )
+#: Names (or URLs) of a range of directories by their lengths, when one holds a NUL.
+_LENGTHS_SQL = (
+    "SELECT group_concat(length(CAST(files.{column} AS BLOB)), ' ')"
+    " FROM files INDEXED BY {index} WHERE +files.sha256 IS NOT NULL AND files.dir_id BETWEEN ? AND ?{under}"
+)
+
+
+class _TableRead:
+    """The image table's rows, a range of directories at a time, as columns (:data:`_TABLE_SQL`)."""
+
+    def __init__(self, db: Database, index: str, under: str, params: Sequence[bytes]) -> None:
+        self.db = db
+        self.index = index
+        self.under = f" AND files.dir_id IN (SELECT id FROM dirs WHERE {under})" if under else ""
+        self.params = tuple(params)
+
+    def chunks(self, dir_ids: Sequence[int]) -> list[dict[str, Any]]:
+        """The rows of every directory of ``dir_ids`` (ascending), by ranges of directories
+        that hold about :data:`_TABLE_CHUNK` rows each (sized by the ones before)."""
+        chunks, start, width = [], 0, 16
+        while start < len(dir_ids):
+            end = min(start + width, len(dir_ids))
+            chunk = self.range(dir_ids[start], dir_ids[end - 1])
+            chunks.append(chunk)
+            rows = len(chunk["names"])
+            width = max(1, min(width * 8, width * _TABLE_CHUNK // max(rows, 1)))
+            start = end
+        return chunks
+
+    def range(self, lo: int, hi: int) -> dict[str, Any]:
+        """The rows of the directories with ids ``lo`` to ``hi``."""
+        sql = _TABLE_SQL.format(index=self.index, under=self.under)
+        n, *numbers, digests, names, urls = self.db.execute(sql, (lo, hi, *self.params)).fetchone()
+        chunk: dict[str, Any] = {
+            name: ints_of(text, n, f"the image table of directories {lo} to {hi}")
+            for (name, _), text in zip(_TABLE_NUMBERS, numbers, strict=True)
+        }
+        if len(digests or b"") != 32 * n:  # (the SQL above leaves out such a digest)
+            raise ImgindexError("an image's row in the index is damaged: its SHA-256 is not 32 bytes long")
+        chunk["sha256"] = np.frombuffer(digests or b"", np.uint8).reshape(n, 32)
+        if np.any(np.diff(chunk["dir"]) < 0):  # not along the index: names would be out of order
+            raise ImgindexError(f"the image table of directories {lo} to {hi} read out of order")
+        chunk["names"] = self._split(names, n, "name", lo, hi) if n else []
+        has_url = np.flatnonzero(chunk["packed"] & (1 << 9))
+        chunk["urls"] = [None] * n
+        if len(has_url):
+            found = self._split(urls, len(has_url), "url", lo, hi)
+            for k, url in zip(has_url.tolist(), found, strict=True):
+                chunk["urls"][k] = url.decode()
+        return chunk
+
+    def _split(self, joined: bytes, count: int, column: str, lo: int, hi: int) -> list[bytes]:
+        """``count`` values joined by NULs, split; by their lengths when one holds a NUL."""
+        parts = joined.split(b"\0")
+        if len(parts) == count:
+            return parts
+        sql = _LENGTHS_SQL.format(column=column, index=self.index, under=self.under)
+        (text,) = self.db.execute(sql, (lo, hi, *self.params)).fetchone()
+        lengths = ints_of(text, -1, f"the {column}s of directories {lo} to {hi}")
+        if len(lengths) != count:
+            raise ImgindexError(f"the {column}s of directories {lo} to {hi} read out of step")
+        ends = np.cumsum(lengths + 1) - 1  # each value's end, a NUL joining it to the next
+        starts = ends - lengths
+        return [joined[a:b] for a, b in zip(starts.tolist(), ends.tolist(), strict=True)]
 
 
 class Images:
@@ -160,76 +236,86 @@ class Images:
         ``under`` keeps only images below those directories; ``prefer`` marks
         images below those directories.
         """
-        where, params = below("dirs.path", under)
-        with self.db.snapshot():  # the rows and the few read again by id (_read_again) alike
-            cursor = self.db.execute(
-                f"SELECT {_TABLE_COLUMNS}"
-                # Directories in path order, each one's files by name through the UNIQUE (dir_id, name)
-                # index: no sort; "+" keeps SQLite off the sha256 index (a random read per row).
-                " FROM dirs JOIN files ON files.dir_id = dirs.id WHERE +files.sha256 IS NOT NULL"
-                + (f" AND {where}" if under else "")
-                + " ORDER BY dirs.path, files.name",
-                params,
-            )
-            # Rows a chunk at a time into a record array (no tuple per column, no int kept per
-            # value): a million rows of tuples at once would double the memory a report needs.
-            try:
-                with without_gc():
-                    rows_ = record_array(cursor, _TABLE_ROW, 100_000)
-            except TypeError:
-                # (the SQL above hands such a digest over as NULL)
-                raise ImgindexError(
-                    "an image's row in the index is damaged: its SHA-256 is not 32 bytes long"
-                ) from None
-            shape, packed = rows_["shape"], rows_["packed"]
-            width, height = (shape >> 32) - 1, (shape & 0xFFFF_FFFF) - 1
-            code = (packed >> 2) & 0xFF
-            formats = np.array(_TABLE_FORMATS, dtype=object)[np.minimum(code, len(_TABLE_FORMATS) - 1)]
-            odd = np.flatnonzero((shape < 0) | (code >= len(_TABLE_FORMATS)))
-            if len(odd):  # sizes past 31 bits, formats not in _TABLE_FORMATS: read as stored
-                odd_ids = rows_["id"][odd].tolist()
-                again = self._read_again(odd_ids)
-                for k, file_id in zip(odd.tolist(), odd_ids, strict=True):
-                    width[k], height[k], formats[k] = again[file_id]
-
+        where, params = below("path", under)
+        flag, flag_params = below("path", prefer)
+        with self.db.snapshot():  # every range of directories and the few read again by id alike
             # The directories' parts, by directory: paths, roots, whether below one to prefer.
-            flag, flag_params = below("path", prefer)
             dir_rows = self.db.execute(
                 f"SELECT id, root_id, path, {flag if prefer else '0'}, archives.dir_id IS NOT NULL"
                 " FROM dirs LEFT JOIN archives ON archives.dir_id = dirs.id ORDER BY id",
                 flag_params,
             ).fetchall()
-        n = len(rows_)
+            in_path_order = np.fromiter((i for (i,) in self.db.execute("SELECT id FROM dirs ORDER BY path")), np.int64)
+            read = _TableRead(self.db, self._by_dir_and_name(), where if under else "", params)
+            chunks = read.chunks([row[0] for row in dir_rows])
+            columns = {
+                name: np.concatenate([c[name] for c in chunks]) if chunks else np.empty(0, np.int64)
+                for name, _ in _TABLE_NUMBERS
+            }
+            digests: npt.NDArray[np.uint8] = (
+                np.concatenate([c["sha256"] for c in chunks]) if chunks else np.empty((0, 32), np.uint8)
+            )
+            names = [name for c in chunks for name in c["names"]]
+            urls = [url for c in chunks for url in c["urls"]]
+            shape, packed = columns["shape"], columns["packed"]
+            width, height = (shape >> 32) - 1, (shape & 0xFFFF_FFFF) - 1
+            code = (packed >> 2) & 0x7F
+            formats = np.array(_TABLE_FORMATS, dtype=object)[np.minimum(code, len(_TABLE_FORMATS) - 1)]
+            odd = np.flatnonzero((shape < 0) | (code >= len(_TABLE_FORMATS)))
+            if len(odd):  # sizes past 31 bits, formats not in _TABLE_FORMATS: read as stored
+                odd_ids = columns["id"][odd].tolist()
+                again = self._read_again(odd_ids)
+                for k, file_id in zip(odd.tolist(), odd_ids, strict=True):
+                    width[k], height[k], formats[k] = again[file_id]
+        n = len(names)
         ids, root, path, preferred, archive = zip(*dir_rows, strict=True) if dir_rows else ((),) * 5
+        dir_ids = np.array(ids, dtype=np.int64)
+        # Rows come by directory id, each directory's by name: in path order once the
+        # directories are (a stable sort keeps each one's names in order).
+        rank = np.empty(len(dir_ids), np.int64)
+        rank[np.searchsorted(dir_ids, in_path_order)] = np.arange(len(dir_ids))
+        at = np.searchsorted(dir_ids, columns["dir"])  # each image's directory
+        order = np.argsort(rank[at], kind="stable")
+        at = at[order]
+        names = np.array(names, dtype=object)[order].tolist() if n else []
         # A directory's path with what joins a name to it: "/" or, for a web archive, "#".
         joined = [
             bytes(p) + b"#" if a else (b"/" if p == b"/" else bytes(p) + b"/")
             for p, a in zip(path, archive, strict=True)
         ]
-        at = np.searchsorted(np.array(ids, dtype=np.int64), rows_["dir"])  # each image's directory
-        names = rows_["name"].tolist()
+        packed = packed[order]
         return ImageTable(
-            id=np.ascontiguousarray(rows_["id"]),
+            id=columns["id"][order],
             root_id=np.array(root, dtype=np.int64)[at],
-            sha256=np.ascontiguousarray(rows_["sha256"]).view(np.uint8).reshape(n, 32),
+            sha256=digests[order],
             has_hash=(packed & 1).astype(bool),
-            phash=np.ascontiguousarray(rows_["phash"]),
+            phash=columns["phash"][order],
             has_trim=(packed & 2).astype(bool),
-            trim_hash=np.ascontiguousarray(rows_["trim_hash"]),
-            width=width,
-            height=height,
-            size=np.ascontiguousarray(rows_["size"]),
-            mtime_ns=np.ascontiguousarray(rows_["mtime_ns"]),
+            trim_hash=columns["trim_hash"][order],
+            width=width[order],
+            height=height[order],
+            size=columns["size"][order],
+            mtime_ns=columns["mtime_ns"][order],
             path_length=np.fromiter(map(len, joined), np.int64, len(joined))[at]
             + np.fromiter(map(len, names), np.int64, n),
             preferred=np.array(preferred, dtype=bool)[at] if prefer else np.zeros(n, bool),
             params_id=(packed >> 10) - 1,
-            format=formats.tolist(),
+            format=formats[order].tolist(),
             dirs=np.array(joined, dtype=object)[at].tolist(),
             names=names,
-            urls=rows_["url"].tolist(),
+            urls=np.array(urls, dtype=object)[order].tolist() if n else [],
             archived=np.array(archive, dtype=bool)[at],
         )
+
+    def _by_dir_and_name(self) -> str:
+        """The name of the index of UNIQUE (dir_id, name), quoted, along which the table reads."""
+        for (name,) in self.db.execute(
+            "SELECT name FROM pragma_index_list('files') WHERE \"unique\" AND origin = 'u'"
+        ).fetchall():
+            columns = [c for (c,) in self.db.execute("SELECT name FROM pragma_index_info(?) ORDER BY seqno", (name,))]
+            if columns == ["dir_id", "name"]:
+                return '"' + str(name).replace('"', '""') + '"'
+        raise ImgindexError("the index's files table has lost its UNIQUE (dir_id, name) constraint")
 
     def _read_again(self, ids: Sequence[int]) -> dict[int, tuple[int, int, str | None]]:
         """Width, height (-1 for none) and format of these files, as stored."""
@@ -337,10 +423,11 @@ class Images:
                     (lo, lo + _REGION_RANGE - 1),
                 ).fetchone()
                 if count:
-                    ids.append(np.fromstring(text, dtype=np.int64, sep=" "))  # text mode: not deprecated
+                    what = f"the regions of files {lo} to {lo + _REGION_RANGE - 1}"
+                    ids.append(ints_of(text, count, what))
                     blobs.append(joined)
-                    if len(ids[-1]) != count or len(joined) != count * REGION_BYTES:  # one row feeds both
-                        raise ImgindexError(f"the regions of files {lo} to {lo + _REGION_RANGE - 1} read out of step")
+                    if len(joined) != count * REGION_BYTES:  # one row feeds both
+                        raise ImgindexError(f"{what} read out of step")
         return (np.concatenate(ids) if ids else np.empty(0, np.int64)), b"".join(blobs)
 
     def grids(self, ids: Sequence[int]) -> dict[int, tuple[bytes, bytes]]:
