@@ -146,11 +146,11 @@ _TABLE_NUMBERS = (
         f" | (({_FORMAT_CODE}) << 2) | (files.phash IS NOT NULL) | ((files.trim_hash IS NOT NULL) << 1)",
     ),
 )
-#: Rows the image table asks SQLite for at a time (by ranges of directories).
+#: Files (images or not) whose rows the image table asks SQLite for at a time.
 _TABLE_CHUNK = 100_000
-#: The image table over the files of a range of directories (and, with ``under``, the
-#: directories that condition keeps), along the index of UNIQUE (dir_id, name) (named where
-#: the query is made): by directory id, each one's files by name. NULLs are left out of a
+#: The image table over the files of a range of keys (dir_id, name) (and, with ``under``, of the
+#: directories that condition keeps), along the index of UNIQUE (dir_id, name) (named where the
+#: query is made): by directory id, each one's files by name. NULLs are left out of a
 #: group_concat, so a SHA-256 that is not 32 bytes shortens the digests (and an error is
 #: raised), and only the URLs there are (marked in ``packed``) are joined.
 _TABLE_SQL = (
@@ -158,17 +158,18 @@ _TABLE_SQL = (
     + ", ".join(f"group_concat({expr}, ' ')" for _, expr in _TABLE_NUMBERS)
     + ", CAST(group_concat(CASE WHEN length(files.sha256) = 32 THEN files.sha256 END, '') AS BLOB)"
     + ", CAST(group_concat(files.name, X'00') AS BLOB), CAST(group_concat(files.url, X'00') AS BLOB)"
-    + " FROM files INDEXED BY {index} WHERE +files.sha256 IS NOT NULL AND files.dir_id BETWEEN ? AND ?{under}"
+    + " FROM files INDEXED BY {index} WHERE +files.sha256 IS NOT NULL{where}"
 )
-#: Names (or URLs) of a range of directories by their lengths, when one holds a NUL.
+#: Names (or URLs) of a range of keys by their lengths, when one holds a NUL.
 _LENGTHS_SQL = (
     "SELECT group_concat(length(CAST(files.{column} AS BLOB)), ' ')"
-    " FROM files INDEXED BY {index} WHERE +files.sha256 IS NOT NULL AND files.dir_id BETWEEN ? AND ?{under}"
+    " FROM files INDEXED BY {index} WHERE +files.sha256 IS NOT NULL{where}"
 )
 
 
 class _TableRead:
-    """The image table's rows, a range of directories at a time, as columns (:data:`_TABLE_SQL`)."""
+    """The image table's rows, a range of keys (dir_id, name) at a time, as columns
+    (:data:`_TABLE_SQL`)."""
 
     def __init__(self, db: Database, index: str, under: str, params: Sequence[bytes]) -> None:
         self.db = db
@@ -176,51 +177,55 @@ class _TableRead:
         self.under = f" AND files.dir_id IN (SELECT id FROM dirs WHERE {under})" if under else ""
         self.params = tuple(params)
 
-    def chunks(self, dir_ids: Sequence[int]) -> list[dict[str, Any]]:
-        """The rows of every directory of ``dir_ids`` (ascending), by ranges of directories
-        that hold about :data:`_TABLE_CHUNK` rows each (sized by the ones before)."""
-        chunks, start, width = [], 0, 16
-        while start < len(dir_ids):
-            end = min(start + width, len(dir_ids))
-            chunk = self.range(dir_ids[start], dir_ids[end - 1])
-            chunks.append(chunk)
-            rows = len(chunk["names"])
-            width = max(1, min(width * 8, width * _TABLE_CHUNK // max(rows, 1)))
-            start = end
-        return chunks
+    def chunks(self) -> list[dict[str, Any]]:
+        """Every row, by ranges of :data:`_TABLE_CHUNK` files: each range's end is found by
+        walking that many entries of the index from its start (a directory of millions of
+        files is cut too: SQLite's texts stay small, and below its limit on a value's length)."""
+        chunks, start = [], None
+        while True:
+            where, params = (" AND (files.dir_id, files.name) >= (?, ?)", start) if start else ("", ())
+            end = self.db.execute(
+                f"SELECT files.dir_id, files.name FROM files INDEXED BY {self.index} WHERE 1{where}"
+                " ORDER BY files.dir_id, files.name LIMIT 1 OFFSET ?",
+                (*params, _TABLE_CHUNK),
+            ).fetchone()
+            if end is not None:
+                where += " AND (files.dir_id, files.name) < (?, ?)"
+                params += tuple(end)
+            chunks.append(self.range(where + self.under, params + self.params))
+            if end is None:
+                return chunks
+            start = tuple(end)
 
-    def range(self, lo: int, hi: int) -> dict[str, Any]:
-        """The rows of the directories with ids ``lo`` to ``hi``."""
-        sql = _TABLE_SQL.format(index=self.index, under=self.under)
-        n, *numbers, digests, names, urls = self.db.execute(sql, (lo, hi, *self.params)).fetchone()
+    def range(self, where: str, params: tuple[Any, ...]) -> dict[str, Any]:
+        """The rows of a range of keys: the condition ``where`` and its parameters."""
+        n, *numbers, digests, names, urls = self.db.execute(
+            _TABLE_SQL.format(index=self.index, where=where), params
+        ).fetchone()
         chunk: dict[str, Any] = {
-            name: ints_of(text, n, f"the image table of directories {lo} to {hi}")
-            for (name, _), text in zip(_TABLE_NUMBERS, numbers, strict=True)
+            name: ints_of(text, n, "the image table") for (name, _), text in zip(_TABLE_NUMBERS, numbers, strict=True)
         }
         if len(digests or b"") != 32 * n:  # (the SQL above leaves out such a digest)
             raise ImgindexError("an image's row in the index is damaged: its SHA-256 is not 32 bytes long")
         chunk["sha256"] = np.frombuffer(digests or b"", np.uint8).reshape(n, 32)
         if np.any(np.diff(chunk["dir"]) < 0):  # not along the index: names would be out of order
-            raise ImgindexError(f"the image table of directories {lo} to {hi} read out of order")
-        chunk["names"] = self._split(names, n, "name", lo, hi) if n else []
+            raise ImgindexError("the image table read out of order")
+        chunk["names"] = self._split(names, n, "name", where, params) if n else []
         has_url = np.flatnonzero(chunk["packed"] & (1 << 9))
         chunk["urls"] = [None] * n
         if len(has_url):
-            found = self._split(urls, len(has_url), "url", lo, hi)
+            found = self._split(urls, len(has_url), "url", where, params)
             for k, url in zip(has_url.tolist(), found, strict=True):
                 chunk["urls"][k] = url.decode()
         return chunk
 
-    def _split(self, joined: bytes, count: int, column: str, lo: int, hi: int) -> list[bytes]:
+    def _split(self, joined: bytes, count: int, column: str, where: str, params: tuple[Any, ...]) -> list[bytes]:
         """``count`` values joined by NULs, split; by their lengths when one holds a NUL."""
         parts = joined.split(b"\0")
         if len(parts) == count:
             return parts
-        sql = _LENGTHS_SQL.format(column=column, index=self.index, under=self.under)
-        (text,) = self.db.execute(sql, (lo, hi, *self.params)).fetchone()
-        lengths = ints_of(text, -1, f"the {column}s of directories {lo} to {hi}")
-        if len(lengths) != count:
-            raise ImgindexError(f"the {column}s of directories {lo} to {hi} read out of step")
+        (text,) = self.db.execute(_LENGTHS_SQL.format(column=column, index=self.index, where=where), params).fetchone()
+        lengths = ints_of(text, count, f"the {column}s of the image table")
         ends = np.cumsum(lengths + 1) - 1  # each value's end, a NUL joining it to the next
         starts = ends - lengths
         return [joined[a:b] for a, b in zip(starts.tolist(), ends.tolist(), strict=True)]
@@ -247,7 +252,7 @@ class Images:
             ).fetchall()
             in_path_order = np.fromiter((i for (i,) in self.db.execute("SELECT id FROM dirs ORDER BY path")), np.int64)
             read = _TableRead(self.db, self._by_dir_and_name(), where if under else "", params)
-            chunks = read.chunks([row[0] for row in dir_rows])
+            chunks = read.chunks()
             columns = {
                 name: np.concatenate([c[name] for c in chunks]) if chunks else np.empty(0, np.int64)
                 for name, _ in _TABLE_NUMBERS
