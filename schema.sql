@@ -275,6 +275,39 @@ BEGIN
     INSERT INTO near_pending (sha256) VALUES (old.sha256);
 END;
 
+-- The image table (what every report, review and export reads) kept as columns: a
+-- chunk of 65,536 file ids (id >> 16) a row, for the chunks whose ids are all
+-- below the highest one (imgindex/storage/table.py). Derived data: the triggers
+-- below drop a chunk in the same transaction as any write to a column the table
+-- reads of one of its files (cascades included), so a chunk here is never stale;
+-- each scan and watch makes the missing ones again, and a report reads those
+-- row by row meanwhile.
+CREATE TABLE IF NOT EXISTS image_columns (
+    chunk        INTEGER PRIMARY KEY,   -- file ids chunk << 16 to (chunk << 16) + 65535
+    layout       INTEGER NOT NULL,      -- of the blobs (storage/table.py LAYOUT); another one is made again
+    rows         INTEGER NOT NULL,      -- the images among those files
+    numbers      BLOB NOT NULL,         -- int64 columns (little-endian), one after another, by id
+    digests      BLOB NOT NULL,         -- the SHA-256s, 32 bytes a row
+    names        BLOB NOT NULL,         -- joined by NUL
+    name_lengths BLOB,                  -- int64 each, only when a name holds a NUL
+    urls         BLOB NOT NULL,         -- of the rows with one, joined by NUL
+    url_lengths  BLOB                   -- int64 each, only when a URL holds a NUL
+);
+CREATE TRIGGER IF NOT EXISTS files_columns_insert AFTER INSERT ON files
+BEGIN
+    DELETE FROM image_columns WHERE chunk = new.id >> 16;
+END;
+CREATE TRIGGER IF NOT EXISTS files_columns_update
+    AFTER UPDATE OF id, dir_id, name, size, mtime_ns, format, sha256, width, height, phash, params_id, trim_hash, url
+    ON files
+BEGIN
+    DELETE FROM image_columns WHERE chunk IN (old.id >> 16, new.id >> 16);
+END;
+CREATE TRIGGER IF NOT EXISTS files_columns_delete AFTER DELETE ON files
+BEGIN
+    DELETE FROM image_columns WHERE chunk = old.id >> 16;
+END;
+
 -- Settings of the index as a whole (near_max_distance, near_generation, near_params, near_rotations, ...).
 CREATE TABLE IF NOT EXISTS meta (
     key         TEXT PRIMARY KEY,

@@ -212,6 +212,7 @@ def import_index(
     summary.roots = len(roots)
     if update_pairs:
         summary.near_pairs = pairs.update(index)
+        index.images.keep_table()
     return summary
 
 

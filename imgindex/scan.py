@@ -7,7 +7,8 @@
    while the listing goes on; results are written in short batched
    transactions as they arrive, so an interruption loses at most the batch in
    flight and the next scan carries on with what is left.
-3. The stored near pairs are brought up to date (:mod:`imgindex.pairs`).
+3. The stored near pairs are brought up to date (:mod:`imgindex.pairs`), and
+   the image table kept as columns (:mod:`imgindex.storage.table`).
 """
 
 from __future__ import annotations
@@ -99,6 +100,7 @@ def scan(
         _read_side_files(index, source, planner)
         if options.update_pairs and not (stop and stop.is_set()):
             summary.near_pairs = pairs.update(index, stop=stop.is_set if stop else None)
+            index.images.keep_table(stop=stop.is_set if stop else None)
         state = "done"
     except KeyboardInterrupt:
         state = "interrupted"

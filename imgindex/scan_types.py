@@ -30,7 +30,7 @@ class ScanOptions:
     chunk_size: int = 16  # files per task sent to a worker
     racy_window_ns: int = RACY_WINDOW_NS
     settle_ns: int = 0  # leave files modified this recently for later (watch mode)
-    update_pairs: bool = True  # bring the stored near pairs up to date at the end
+    update_pairs: bool = True  # bring the stored near pairs (and the kept image table) up to date at the end
     item_seconds: float | None = 60.0  # a worker stuck longer on one file is stopped (worker processes only)
 
 

@@ -335,6 +335,7 @@ class Watcher:
         start = time.monotonic()
         try:
             pairs.update(self.index, stop=self._stopping.is_set)
+            self.index.images.keep_table(stop=self._stopping.is_set)
         except sqlite3.Error as e:  # e.g. the index stayed locked: try again later
             self.on_event(WatchEvent("warning", message=f"could not update the near pairs: {e}"))
             self.pairs_gap = min(max(PAIRS_GAP, 2 * self.pairs_gap), 600.0)

@@ -354,43 +354,6 @@ def test_the_report_table_has_every_column_of_every_image_as_stored(tree: Path, 
     assert sorted(table.width.tolist()) == [130, 2147483646, 4294967295]
 
 
-def test_the_report_table_comes_in_path_order_across_ranges_of_directories(
-    tree: Path, db_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from imgindex.storage import images
-
-    # Directories met in one order whose paths sort in another: the later scan's come first.
-    for k in range(6):
-        write(tree / f"m{k}" / "x.png", encode(picture(k), "PNG"))
-        write(tree / f"m{k}" / "y.png", encode(picture(k + 20), "PNG"))
-    with open_index(db_path) as index:
-        run_scan(index, tree)
-        for k in range(5):
-            write(tree / f"a{k}" / "z.png", encode(picture(k + 40), "PNG"))
-        write(tree / "b" / "not-an-image.txt", b"text")
-        run_scan(index, tree)
-        # Names and URLs of strangers: a NUL in a name (a record's, say) and in a URL.
-        index.db.execute("UPDATE files SET name = ? WHERE name = ? AND id % 2 = 0", (b"x\x00.png", b"x.png"))
-        index.db.execute("UPDATE files SET url = 'http://e.test/' || id WHERE name = ?", (b"y.png",))
-        index.db.execute("UPDATE files SET url = 'http://e.test/a' || char(0) || 'b' WHERE name = ?", (b"z.png",))
-        stored = index.db.execute(
-            "SELECT path, id, url FROM file_paths WHERE sha256 IS NOT NULL ORDER BY path"
-        ).fetchall()
-        expected = [(bytes(p), i, u) for p, i, u in stored]
-        assert any(b"\x00" in p for p, _, _ in expected) and any(u and "\x00" in u for _, _, u in expected)
-        # The directories met first hold the lowest ids but sort last.
-        first = index.db.execute("SELECT path FROM dirs WHERE id = (SELECT min(dir_id) FROM files)").fetchone()[0]
-        assert bytes(first) > min(p for p, _, _ in expected)
-        for chunk in (1, 2, 1_000_000):  # ranges of one directory, of a few, of all
-            monkeypatch.setattr(images, "_TABLE_CHUNK", chunk)
-            table = index.images.table()
-            assert [(table.path(r), int(table.id[r]), table.urls[r]) for r in range(len(table))] == expected
-        below_a = index.images.table(under=[os.fsencode(tree / "a1"), os.fsencode(tree / "m3")])
-        assert sorted(map(bytes, map(below_a.path, range(len(below_a))))) == [
-            p for p, _, _ in expected if b"/a1/" in p or b"/m3/" in p
-        ]
-
-
 def test_a_sha256_of_another_length_is_an_error_not_padded(tree: Path, db_path: Path) -> None:
     from imgindex.errors import ImgindexError
 

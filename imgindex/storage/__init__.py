@@ -16,8 +16,9 @@ from .catalog import Catalog, FileRecord, ProblemFile, Root, StoredArchive, Stor
 from .database import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION, Database, connect, schema_sql, split_sql
 from .decisions import Batch, Decisions, StoredDecision
 from .exchange import Exchange
-from .images import Images, ImageTable
+from .images import Images
 from .pairstore import NO_MATCH, PairStore, picture_alone, picture_keys, turned_kind
+from .table import ImageTable
 
 __all__ = [
     "APPLICATION_ID",

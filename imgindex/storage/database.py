@@ -26,7 +26,7 @@ import sqlite_utils
 
 from imgindex.errors import ImgindexError, IndexOpenError, NewerIndexError, NotAnIndexError
 
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 #: ``PRAGMA application_id``: "imix" in ASCII.
 APPLICATION_ID = 0x696D6978
 BUSY_TIMEOUT_MS = 60_000
@@ -299,6 +299,12 @@ def _add_regions(conn: sqlite3.Connection) -> None:
     _create_objects(conn, {"regions"})
 
 
+def _add_image_columns(conn: sqlite3.Connection) -> None:
+    """Version 10 keeps the image table as columns (``image_columns`` and its triggers); the
+    next scan makes them."""
+    _create_objects(conn, {"image_columns", "files_columns_insert", "files_columns_update", "files_columns_delete"})
+
+
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     2: _add_near_pairs,
     3: _add_descriptors,
@@ -308,6 +314,7 @@ MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     7: _add_review,
     8: _add_orientations,
     9: _add_regions,
+    10: _add_image_columns,
 }
 
 

@@ -1,0 +1,182 @@
+"""The image table: read live and from the chunks kept as columns, always the same, never stale."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from imgindex.storage import Index, open_index
+from imgindex.storage import table as table_module
+from imgindex.storage.table import CHUNK_IDS, ImageTable
+
+from .conftest import encode, picture, run_scan, write
+
+
+def rows(table: ImageTable) -> list[tuple[Any, ...]]:
+    """Every column of every row, comparable."""
+    return [
+        (
+            table.path(r),
+            int(table.id[r]),
+            int(table.root_id[r]),
+            table.sha256[r].tobytes(),
+            bool(table.has_hash[r]),
+            int(table.phash[r]),
+            bool(table.has_trim[r]),
+            int(table.trim_hash[r]),
+            int(table.width[r]),
+            int(table.height[r]),
+            int(table.size[r]),
+            int(table.mtime_ns[r]),
+            int(table.path_length[r]),
+            bool(table.preferred[r]),
+            int(table.params_id[r]),
+            table.format[r],
+            table.urls[r],
+            bool(table.archived[r]),
+        )
+        for r in range(len(table))
+    ]
+
+
+def live(index: Index, **kwargs: Any) -> list[tuple[Any, ...]]:
+    """The table read with no chunk kept (inside a transaction that is rolled back)."""
+    index.db.execute("SAVEPOINT live")
+    try:
+        index.db.execute("DELETE FROM image_columns")
+        return rows(index.images.table(**kwargs))
+    finally:
+        index.db.execute("ROLLBACK TO live")
+        index.db.execute("RELEASE live")
+
+
+def kept(index: Index) -> set[int]:
+    return {c for (c,) in index.db.execute("SELECT chunk FROM image_columns")}
+
+
+def stored_order(index: Index) -> list[tuple[bytes, int, str | None]]:
+    found = index.db.execute("SELECT path, id, url FROM file_paths WHERE sha256 IS NOT NULL ORDER BY path")
+    return [(bytes(p), i, u) for p, i, u in found]
+
+
+@pytest.fixture
+def spread(tree: Path, db_path: Path) -> Path:
+    """An index whose images lie in three chunks of file ids (0, 2 and beyond) in directories
+    met in one order whose paths sort in another."""
+    for k in range(4):
+        write(tree / f"m{k}" / "x.png", encode(picture(k), "PNG"))
+        write(tree / f"m{k}" / "y.png", encode(picture(k + 20), "PNG"))
+    write(tree / "note.txt", b"not a picture")
+    with open_index(db_path) as index:
+        run_scan(index, tree)
+        # Ids with a gap (files removed, say): the next files take ids past it, in later chunks.
+        index.db.execute("UPDATE files SET id = ? WHERE name = ?", (3 * CHUNK_IDS - 1, b"note.txt"))
+        for k in range(3):
+            write(tree / f"a{k}" / "z.png", encode(picture(k + 40), "PNG"))
+        write(tree / "m1" / "w.png", encode(picture(60), "PNG"))
+        run_scan(index, tree)
+    return db_path
+
+
+def test_kept_chunks_give_the_table_read_live(spread: Path, tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with open_index(spread) as index:
+        # The scan kept every chunk whose ids are all taken: 0 (images), 1 (empty), 2 (the gap's end).
+        assert kept(index) == {0, 1, 2}
+        ids = index.db.execute("SELECT id >> 16, count(*) FROM files WHERE sha256 IS NOT NULL GROUP BY 1").fetchall()
+        assert dict(ids) == {0: 8, 3: 4}
+        table = index.images.table()
+        assert [(p, i, u) for p, i, *_, u, _archived in rows(table)] == stored_order(index)
+        assert rows(table) == live(index)
+        # The directories met first hold the lowest ids but sort last.
+        assert table.path(0).endswith(b"/a0/z.png") and table.path(len(table) - 1).endswith(b"/m3/y.png")
+        # The order's walk of the (dir_id, name) index, a few entries at a time.
+        for step in (1, 2, 5):
+            monkeypatch.setattr(table_module, "_ORDER_CHUNK", step)
+            assert rows(index.images.table()) == rows(table)
+        below = [os.fsencode(tree / "a1"), os.fsencode(tree / "m3")]
+        prefer = [os.fsencode(tree / "m1")]
+        assert rows(index.images.table(under=below, prefer=prefer)) == live(index, under=below, prefer=prefer)
+        chosen = index.images.table(under=below, prefer=prefer)
+        assert sorted(p.rsplit(b"/", 2)[1] for p in map(chosen.path, range(len(chosen)))) == [b"a1", b"m3", b"m3"]
+
+
+def test_a_write_drops_its_chunk_in_the_same_transaction(spread: Path, tree: Path) -> None:
+    with open_index(spread) as index:
+        before = rows(index.images.table())
+        # A changed picture: the rescan writes its row, which drops chunk 0; the scan makes it again.
+        write(tree / "m2" / "x.png", encode(picture(99), "PNG"))
+        os.utime(tree / "m2" / "x.png", ns=(1, 1))
+        run_scan(index, tree)
+        after = rows(index.images.table())
+        assert after != before and after == live(index) and kept(index) == {0, 1, 2}
+        # Any write to a column the table reads drops the chunk, even one outside a scan ...
+        for sql in (
+            "UPDATE files SET url = 'http://e.test/' || id WHERE name = CAST('y.png' AS BLOB)",
+            "UPDATE files SET format = 'QOI', width = 4294967295 WHERE name = CAST('x.png' AS BLOB)",
+            "UPDATE files SET mtime_ns = mtime_ns + 1 WHERE name = CAST('x.png' AS BLOB)",
+            "DELETE FROM files WHERE name = CAST('y.png' AS BLOB) AND id < 65536",
+        ):
+            with index.db.write() as c:
+                assert c.execute(sql).rowcount
+                assert 0 not in kept(index)  # in the same transaction
+            assert rows(index.images.table()) == live(index)
+            assert index.images.keep_table() == 1 and kept(index) == {0, 1, 2}
+            assert rows(index.images.table()) == live(index)
+        # ... but a write to another column does not.
+        index.db.execute("UPDATE files SET read_ns = read_ns + 1, inode = inode + 1")
+        assert kept(index) == {0, 1, 2}
+        # Files removed from the tree (a directory of them): their rows go, and their chunk.
+        for name in ("x.png", "y.png"):
+            (tree / "m0" / name).unlink()
+        (tree / "m0").rmdir()
+        run_scan(index, tree)
+        assert not any(b"/m0/" in p for p, *_ in rows(index.images.table()))
+        assert rows(index.images.table()) == live(index)
+
+
+def test_names_and_urls_with_a_nul_and_a_damaged_chunk(spread: Path) -> None:
+    with open_index(spread) as index:
+        # Names and URLs of strangers: a NUL in a name (a record's, say) and in a URL.
+        first = "(SELECT min(id) FROM files WHERE name = ?)"
+        index.db.execute(f"UPDATE files SET name = ? WHERE id = {first}", (b"x\x00.png", b"x.png"))
+        index.db.execute("UPDATE files SET url = 'http://e.test/' || id WHERE name = ?", (b"w.png",))
+        index.db.execute("UPDATE files SET url = 'http://e.test/a' || char(0) || 'b' WHERE name = ?", (b"z.png",))
+        index.db.execute("UPDATE files SET url = 'http://e.test/c' || char(0) || 'd' WHERE name = ?", (b"y.png",))
+        expected = stored_order(index)
+        assert any(b"\x00" in p for p, _, _ in expected) and any(u and "\x00" in u for _, _, u in expected)
+        for _ in range(2):  # live, then kept (with the lengths of the names and URLs)
+            table = index.images.table()
+            assert [(p, i, u) for p, i, *_, u, _archived in rows(table)] == expected
+            index.images.keep_table()
+        assert index.db.execute("SELECT count(*) FROM image_columns WHERE name_lengths IS NOT NULL").fetchone()[0]
+        assert index.db.execute("SELECT count(*) FROM image_columns WHERE url_lengths IS NOT NULL").fetchone()[0]
+        # A chunk that does not hold what it says is read live instead (and made again by a scan).
+        good = rows(index.images.table())
+        for damage in ("names = X'00'", "numbers = substr(numbers, 9)", "name_lengths = X'0100000000000000'"):
+            index.db.execute("SAVEPOINT damage")
+            index.db.execute(f"UPDATE image_columns SET {damage} WHERE chunk = 0")
+            assert rows(index.images.table()) == good
+            index.db.execute("ROLLBACK TO damage")
+            index.db.execute("RELEASE damage")
+
+
+def test_an_index_of_the_version_before_gains_the_kept_table(spread: Path) -> None:
+    import sqlite3
+
+    conn = sqlite3.connect(spread)
+    for name in ("files_columns_insert", "files_columns_update", "files_columns_delete"):
+        conn.execute(f"DROP TRIGGER {name}")
+    conn.execute("DROP TABLE image_columns")
+    conn.execute("PRAGMA user_version = 9")
+    conn.commit()
+    conn.close()
+    with open_index(spread) as index:
+        assert index.db.schema_version == 10 and kept(index) == set()
+        table = index.images.table()
+        assert index.images.keep_table() == 3
+        assert rows(index.images.table()) == rows(table) == live(index)
+        index.db.execute("DELETE FROM files WHERE name = CAST('x.png' AS BLOB)")
+        assert kept(index) == {1, 2}
