@@ -83,8 +83,9 @@ def spread(tree: Path, db_path: Path) -> Path:
 
 def test_kept_chunks_give_the_table_read_live(spread: Path, tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with open_index(spread) as index:
-        # The scan kept every chunk whose ids are all taken: 0 (images), 1 (empty), 2 (the gap's end).
-        assert kept(index) == {0, 1, 2}
+        # The scan kept every chunk with a file below the last one: 0 (images), 2 (the gap's end);
+        # 1 holds none, 3 the highest id.
+        assert kept(index) == {0, 2}
         ids = index.db.execute("SELECT id >> 16, count(*) FROM files WHERE sha256 IS NOT NULL GROUP BY 1").fetchall()
         assert dict(ids) == {0: 8, 3: 4}
         table = index.images.table()
@@ -103,6 +104,16 @@ def test_kept_chunks_give_the_table_read_live(spread: Path, tree: Path, monkeypa
         assert sorted(p.rsplit(b"/", 2)[1] for p in map(chosen.path, range(len(chosen)))) == [b"a1", b"m3", b"m3"]
 
 
+def test_ids_far_apart_cost_a_query_a_chunk_that_holds_files(spread: Path) -> None:
+    with open_index(spread) as index:
+        before = rows(index.images.table())
+        # The highest id 2**40: sixteen million chunks below it, three hold a file.
+        index.db.execute("UPDATE files SET id = ? WHERE name = ?", (1 << 40, b"note.txt"))
+        assert kept(index) == {0}
+        assert index.images.keep_table() == 1 and kept(index) == {0, 3}
+        assert rows(index.images.table()) == before == live(index)
+
+
 def test_a_write_drops_its_chunk_in_the_same_transaction(spread: Path, tree: Path) -> None:
     with open_index(spread) as index:
         before = rows(index.images.table())
@@ -111,7 +122,7 @@ def test_a_write_drops_its_chunk_in_the_same_transaction(spread: Path, tree: Pat
         os.utime(tree / "m2" / "x.png", ns=(1, 1))
         run_scan(index, tree)
         after = rows(index.images.table())
-        assert after != before and after == live(index) and kept(index) == {0, 1, 2}
+        assert after != before and after == live(index) and kept(index) == {0, 2}
         # Any write to a column the table reads drops the chunk, even one outside a scan ...
         for sql in (
             "UPDATE files SET url = 'http://e.test/' || id WHERE name = CAST('y.png' AS BLOB)",
@@ -123,11 +134,11 @@ def test_a_write_drops_its_chunk_in_the_same_transaction(spread: Path, tree: Pat
                 assert c.execute(sql).rowcount
                 assert 0 not in kept(index)  # in the same transaction
             assert rows(index.images.table()) == live(index)
-            assert index.images.keep_table() == 1 and kept(index) == {0, 1, 2}
+            assert index.images.keep_table() == 1 and kept(index) == {0, 2}
             assert rows(index.images.table()) == live(index)
         # ... but a write to another column does not.
         index.db.execute("UPDATE files SET read_ns = read_ns + 1, inode = inode + 1")
-        assert kept(index) == {0, 1, 2}
+        assert kept(index) == {0, 2}
         # Files removed from the tree (a directory of them): their rows go, and their chunk.
         for name in ("x.png", "y.png"):
             (tree / "m0" / name).unlink()
@@ -176,7 +187,7 @@ def test_an_index_of_the_version_before_gains_the_kept_table(spread: Path) -> No
     with open_index(spread) as index:
         assert index.db.schema_version == 10 and kept(index) == set()
         table = index.images.table()
-        assert index.images.keep_table() == 3
+        assert index.images.keep_table() == 2
         assert rows(index.images.table()) == rows(table) == live(index)
         index.db.execute("DELETE FROM files WHERE name = CAST('x.png' AS BLOB)")
-        assert kept(index) == {1, 2}
+        assert kept(index) == {2}

@@ -5,8 +5,8 @@ time. So the table is read a chunk of file ids at a time, two ways:
 
 - **kept**: ``image_columns`` holds a chunk's columns as a few blobs, made by
   :func:`keep_columns` (each scan and watch, at the end) for the chunks of
-  :data:`CHUNK_IDS` ids that are all taken (below the highest id: new files take
-  higher ones). Triggers on ``files`` drop a chunk in the same transaction as
+  :data:`CHUNK_IDS` ids below the one of the highest id (new files take higher
+  ids). Triggers on ``files`` drop a chunk in the same transaction as
   any write to a column the table reads of one of its files, so a kept chunk is
   never stale: the last chunk, and one written since, is simply not there;
 - **live**: any other chunk, SQLite joins each column of its rows into one text
@@ -220,14 +220,26 @@ def _unjoined(joined: bytes, lengths: bytes | None, count: int) -> list[bytes] |
     return values if len(values) == count else None
 
 
+def _chunks(db: Database) -> list[int]:
+    """The chunks that hold a file, ascending: one query each (a seek of the ids), however
+    far apart the ids lie."""
+    chunks: list[int] = []
+    found = db.execute("SELECT min(id) FROM files").fetchone()[0]
+    while found is not None:
+        chunks.append(found >> CHUNK_BITS)
+        found = db.execute("SELECT min(id) FROM files WHERE id >= ?", ((chunks[-1] + 1) << CHUNK_BITS,)).fetchone()[0]
+    return chunks
+
+
 def keep_columns(db: Database, stop: Callable[[], bool] | None = None) -> int:
-    """Make the kept chunks (see the module docstring) that are missing: those whose ids are
-    all below the highest file id; each in a write transaction of its own (short: another
-    process's scan waits for one chunk at most). How many were made."""
-    top = db.execute("SELECT coalesce(max(id), -1) FROM files").fetchone()[0]
-    kept = {c for (c,) in db.execute("SELECT chunk FROM image_columns WHERE layout = ?", (LAYOUT,))}
+    """Make the kept chunks (see the module docstring) that are missing: those that hold a
+    file and whose ids are all below the highest file id; each in a write transaction of its
+    own (short: another process's scan waits for one chunk at most). How many were made."""
+    with db.snapshot():
+        chunks = _chunks(db)
+        kept = {c for (c,) in db.execute("SELECT chunk FROM image_columns WHERE layout = ?", (LAYOUT,))}
     made = 0
-    for chunk in range((top + 1) >> CHUNK_BITS):
+    for chunk in chunks[:-1]:  # the last holds the highest id: new files join it
         if chunk in kept:
             continue
         if stop is not None and stop():
@@ -272,7 +284,6 @@ def read_table(db: Database, under: Sequence[bytes] = (), prefer: Sequence[bytes
             (*flag_params, *within_params),
         ).fetchall()
         path_order = np.fromiter((i for (i,) in db.execute("SELECT id FROM dirs ORDER BY path")), np.int64)
-        top = db.execute("SELECT coalesce(max(id), -1) FROM files").fetchone()[0]
         kept = {
             row[0]: part
             for row in db.execute(
@@ -282,8 +293,7 @@ def read_table(db: Database, under: Sequence[bytes] = (), prefer: Sequence[bytes
             )
             if (part := _kept(row[1:])) is not None
         }
-        chunks = range((top >> CHUNK_BITS) + 1 if top >= 0 else 0)
-        parts = [kept[chunk] if chunk in kept else _live(db, chunk) for chunk in chunks]
+        parts = [kept[chunk] if chunk in kept else _live(db, chunk) for chunk in _chunks(db)]
         key_order = _key_order(db)
         empty = np.empty((len(_NUMBERS), 0), np.int64)
         numbers = np.concatenate([p.numbers for p in parts], axis=1) if parts else empty
