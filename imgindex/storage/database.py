@@ -8,6 +8,7 @@ timeout, so that ``scan``, ``watch`` and ``report`` can share one index.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import re
@@ -18,11 +19,13 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
-import sqlite_utils
+
+if TYPE_CHECKING:
+    import sqlite_utils
 
 from imgindex.errors import ImgindexError, IndexOpenError, NewerIndexError, NotAnIndexError
 
@@ -52,8 +55,12 @@ class Database:
         self.path = path
         #: Opened read-only (the index's place cannot be written): writes raise IndexOpenError.
         self.read_only = read_only
-        #: The same connection through sqlite-utils, for introspection.
-        self.utils = sqlite_utils.Database(conn)
+
+    @functools.cached_property
+    def utils(self) -> sqlite_utils.Database:
+        """The same connection through sqlite-utils, for introspection (imported when first
+        asked for: a twentieth of a second every command would pay)."""
+        return _utils(self.conn)
 
     def close(self) -> None:
         self.conn.close()
@@ -200,6 +207,12 @@ def filesystem_type(path: str | os.PathLike[str]) -> str | None:
     return best_type
 
 
+def _utils(conn: sqlite3.Connection) -> sqlite_utils.Database:
+    import sqlite_utils
+
+    return sqlite_utils.Database(conn)
+
+
 # -- migrations -------------------------------------------------------------------
 #
 # Migrations by the version they produce: a function that brings an index of
@@ -217,7 +230,7 @@ def _add_near_pairs(conn: sqlite3.Connection) -> None:
 def _add_descriptors(conn: sqlite3.Connection) -> None:
     """Version 3 adds files.trim_hash and the descriptors table. The hash settings
     changed with it, so the next scan re-reads every image to fill them."""
-    sqlite_utils.Database(conn).table("files").add_column("trim_hash", int)
+    _utils(conn).table("files").add_column("trim_hash", int)
     _create_objects(conn, {"files_trim_hash", "descriptors"})
 
 
@@ -258,7 +271,7 @@ def _add_archives(conn: sqlite3.Connection) -> None:
     """Version 6 adds web archives (their records are entries), files.url and the URLs that
     crawlers' side-files give; the view of full paths joins a record's archive and offset
     with '#', so it is made again."""
-    sqlite_utils.Database(conn).table("files").add_column("url", str)
+    _utils(conn).table("files").add_column("url", str)
     conn.execute("DROP VIEW IF EXISTS file_paths")
     _create_objects(
         conn,
@@ -291,7 +304,7 @@ def _add_regions(conn: sqlite3.Connection) -> None:
     thumbnails are cut from (``descriptors.grid``) and the distance of the matches found by
     them (``near_matches.region``). The hash settings changed with it, so the next scan
     re-reads every image to fill them, and the matches are verified again."""
-    db = sqlite_utils.Database(conn)
+    db = _utils(conn)
     # (An index older than the tables' own versions made them from schema.sql, with the columns.)
     for table, column, kind in (("descriptors", "grid", bytes), ("near_matches", "region", int)):
         if column not in db.table(table).columns_dict:
