@@ -165,21 +165,30 @@ def test_sorted_ints_reads_every_value_once_across_its_ranges(db_path: Path) -> 
         assert idx.pairs.hashes("dhash").tolist() == sorted(values)
 
 
-def test_int_rows_reads_every_row_in_order_across_chunks(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Rows of integers (extremes included) come back as an (n, width) array in the query's
-    order, whatever the chunks they are read in; none as (0, width)."""
-    monkeypatch.setattr(index_module, "_ROW_CHUNK", 7)
+def test_int_rows_reads_every_row_by_ranges_of_its_first_column(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows of integers (extremes included) come back as an (n, width) array, by ranges of the
+    first column's values (ascending; each range in the query's order), however many ranges;
+    none as (0, width)."""
     rng = np.random.default_rng(6)
     rows = [(int(a), int(b), int(d)) for a, b, d in rng.integers(-(1 << 63), (1 << 63) - 1, (50, 3), dtype=np.int64)]
-    rows += [(-(1 << 63), (1 << 63) - 1, 0)]
+    rows += [(-(1 << 63), (1 << 63) - 1, 0), ((1 << 63) - 1, -(1 << 63), 5), (7, 3, 1), (7, -2, 2)]
     with open_index(db_path) as idx:
         with idx.db.write() as c:
             c.executemany("INSERT INTO near_pairs (kind, a, b, distance) VALUES ('t', ?, ?, ?)", rows)
-        sql = "SELECT a, b, distance FROM near_pairs WHERE kind = ? ORDER BY distance, a"
-        got = idx.db.int_rows(sql, ("t",), 3)
-        assert got.shape == (len(rows), 3) and got.dtype == np.int64
-        assert got.tolist() == sorted(map(list, rows), key=lambda r: (r[2], r[0]))
-        assert idx.db.int_rows(sql, ("none",), 3).shape == (0, 3)
+        sql = (
+            "SELECT a AS c0, b AS c1, distance AS c2 FROM near_pairs"
+            " WHERE kind = ? AND a BETWEEN {lo} AND {hi} ORDER BY distance DESC"
+        )
+        for ranges in (1, 3, 64):
+            monkeypatch.setattr(index_module, "_ROW_RANGES", ranges)
+            got = idx.db.int_rows(sql, ("t",), 3)
+            step = (1 << 64) // ranges
+            expected = sorted(rows, key=lambda r: ((r[0] + (1 << 63)) // step, -r[2]))
+            assert got.dtype == np.int64 and got.tolist() == [list(r) for r in expected]
+            assert idx.db.int_rows(sql, ("none",), 3).shape == (0, 3)
+        # The pair store's own reads: all of a kind, by the first column.
+        a, b, _ = idx.pairs.pairs("t", 64)
+        assert sorted(zip(a.tolist(), b.tolist(), strict=True)) == sorted((x, y) for x, y, z in rows if z <= 64)
 
 
 def test_all_regions_reads_ids_and_blobs_in_step(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -151,7 +151,10 @@ class PairStore:
         self, kind: str, max_distance: int
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.uint8]]:
         """Stored pairs within ``max_distance``: ``(a, b, distance)``."""
-        sql = "SELECT a, b, distance FROM near_pairs WHERE kind = ? AND distance <= ?"
+        sql = (
+            "SELECT a AS c0, b AS c1, distance AS c2 FROM near_pairs"
+            " WHERE kind = ? AND a BETWEEN {lo} AND {hi} AND distance <= ?"
+        )
         table = self.db.int_rows(sql, (kind, max_distance), 3)
         return table[:, 0].copy(), table[:, 1].copy(), table[:, 2].astype(np.uint8)
 
@@ -297,8 +300,9 @@ class PairStore:
         """Stored matches that hold within ``max_distance``: ``(a, b, whole, inside, region)``,
         with :data:`NO_MATCH` where a sort does not hold (or not within the distance)."""
         table = self.db.int_rows(
-            f"SELECT a, b, coalesce(whole, {NO_MATCH}), coalesce(inside, {NO_MATCH}), coalesce(region, {NO_MATCH})"
-            " FROM near_matches WHERE kind = ? AND (whole <= ? OR inside <= ? OR region <= ?)",
+            f"SELECT a AS c0, b AS c1, coalesce(whole, {NO_MATCH}) AS c2, coalesce(inside, {NO_MATCH}) AS c3,"
+            f" coalesce(region, {NO_MATCH}) AS c4 FROM near_matches"
+            " WHERE kind = ? AND a BETWEEN {lo} AND {hi} AND (whole <= ? OR inside <= ? OR region <= ?)",
             (kind, max_distance, max_distance, max_distance),
             5,
         )
