@@ -191,3 +191,20 @@ def test_an_index_of_the_version_before_gains_the_kept_table(spread: Path) -> No
         assert rows(index.images.table()) == rows(table) == live(index)
         index.db.execute("DELETE FROM files WHERE name = CAST('x.png' AS BLOB)")
         assert kept(index) == {2}
+
+
+def test_repair_drops_chunks_a_lost_trigger_may_have_left_stale(spread: Path) -> None:
+    from imgindex.storage import health
+
+    with open_index(spread) as index:
+        index.db.execute("DROP TRIGGER files_columns_update")
+        # A write with the trigger gone leaves chunk 0 as it was: stale.
+        index.db.execute("UPDATE files SET size = size + 1 WHERE name = CAST('x.png' AS BLOB)")
+        assert 0 in kept(index) and rows(index.images.table()) != live(index)
+        assert "files_columns_update" in health.check(index.db).missing
+        mended = health.repair(index.db)
+        assert mended.ok and any("kept image table" in step for step in mended.repaired)
+        assert kept(index) == set() and rows(index.images.table()) == live(index)
+        index.db.execute("UPDATE files SET size = size + 1 WHERE name = CAST('x.png' AS BLOB)")
+        index.images.keep_table()
+        assert rows(index.images.table()) == live(index)
