@@ -208,3 +208,16 @@ def test_repair_drops_chunks_a_lost_trigger_may_have_left_stale(spread: Path) ->
         index.db.execute("UPDATE files SET size = size + 1 WHERE name = CAST('x.png' AS BLOB)")
         index.images.keep_table()
         assert rows(index.images.table()) == live(index)
+
+
+def test_a_damaged_row_is_not_kept_and_the_scan_goes_on(spread: Path, tree: Path) -> None:
+    from imgindex.errors import ImgindexError
+
+    with open_index(spread) as index:
+        # A digest cut short (by hand, or damage) in chunk 0: that chunk cannot be kept.
+        index.db.execute("UPDATE files SET sha256 = substr(sha256, 1, 31) WHERE id = (SELECT min(id) FROM files)")
+        write(tree / "m0" / "v.png", encode(picture(77), "PNG"))
+        summary = run_scan(index, tree)
+        assert summary.new == 1 and kept(index) == {2}
+        with pytest.raises(ImgindexError, match="not 32 bytes"):
+            index.images.table()

@@ -245,7 +245,10 @@ def keep_columns(db: Database, stop: Callable[[], bool] | None = None) -> int:
         if stop is not None and stop():
             break
         with db.write() as c:
-            part = _live(db, chunk)
+            try:
+                part = _live(db, chunk)
+            except ImgindexError:  # a damaged row: left to be read live (and reported) by a report
+                continue
             names, name_lengths = _joined(part.names)
             urls, url_lengths = _joined(part.urls)
             c.execute(
