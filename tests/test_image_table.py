@@ -221,3 +221,37 @@ def test_a_damaged_row_is_not_kept_and_the_scan_goes_on(spread: Path, tree: Path
         assert summary.new == 1 and kept(index) == {2}
         with pytest.raises(ImgindexError, match="not 32 bytes"):
             index.images.table()
+
+
+def test_all_pictures_are_sqlites_group_by_digest_across_chunks(spread: Path) -> None:
+    """Every picture of some settings, one file each (the lowest id), in digest order: as
+    SQLite's GROUP BY sha256 gives them, with copies in two chunks of ids, digests that share
+    their first 64 bits, one digest a prefix-ordered neighbour of another, files of other
+    settings, and a picture without an inside hash."""
+    from imgindex.storage.images import _PICTURES, _pictures
+
+    with open_index(spread) as index:
+        ids = [i for (i,) in index.db.execute("SELECT id FROM files WHERE sha256 IS NOT NULL ORDER BY id")]
+        shared = bytes(range(8))
+        digests = {
+            ids[0]: shared + b"\x01" * 24,
+            ids[1]: shared + b"\x00" * 24,  # the same first 64 bits, lower after them
+            ids[2]: shared + b"\x01" * 24,  # a copy of ids[0] (a higher id)
+            ids[-1]: shared + b"\x00" * 24,  # a copy of ids[1], in another chunk of ids
+            ids[3]: b"\xff" * 32,
+            ids[4]: b"\x00" * 32,
+        }
+        for file_id, digest in digests.items():
+            index.db.execute("UPDATE files SET sha256 = ? WHERE id = ?", (digest, file_id))
+        index.db.execute("UPDATE files SET trim_hash = NULL WHERE id = ?", (ids[4],))
+        index.db.execute("UPDATE files SET trim_hash = 12345 WHERE id = ?", (ids[3],))
+        (params,) = index.db.execute("SELECT params_id FROM files WHERE id = ?", (ids[5],)).fetchone()
+        index.db.execute("INSERT INTO hash_params (key, created_at) VALUES ('other', 0)")
+        index.db.execute("UPDATE files SET params_id = (SELECT max(id) FROM hash_params) WHERE id = ?", (ids[5],))
+        assert {i >> 16 for i in ids} == {0, 3}
+        found = index.images.pictures(params)
+        oracle = _pictures(index.db.execute(_PICTURES + " GROUP BY sha256", (params,)).fetchall())
+        for column in ("file_id", "sha256", "phash", "has_trim", "trim_hash"):
+            assert getattr(found, column).tolist() == getattr(oracle, column).tolist(), column
+        assert found.file_id.tolist()[:3] == [ids[4], ids[1], ids[0]]
+        assert len(found) == len(ids) - 3

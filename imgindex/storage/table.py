@@ -220,7 +220,7 @@ def _unjoined(joined: bytes, lengths: bytes | None, count: int) -> list[bytes] |
     return values if len(values) == count else None
 
 
-def _chunks(db: Database) -> list[int]:
+def file_chunks(db: Database) -> list[int]:
     """The chunks that hold a file, ascending: one query each (a seek of the ids), however
     far apart the ids lie."""
     chunks: list[int] = []
@@ -236,7 +236,7 @@ def keep_columns(db: Database, stop: Callable[[], bool] | None = None) -> int:
     file and whose ids are all below the highest file id; each in a write transaction of its
     own (short: another process's scan waits for one chunk at most). How many were made."""
     with db.snapshot():
-        chunks = _chunks(db)
+        chunks = file_chunks(db)
         kept = {c for (c,) in db.execute("SELECT chunk FROM image_columns WHERE layout = ?", (LAYOUT,))}
     made = 0
     for chunk in chunks[:-1]:  # the last holds the highest id: new files join it
@@ -296,7 +296,7 @@ def read_table(db: Database, under: Sequence[bytes] = (), prefer: Sequence[bytes
             )
             if (part := _kept(row[1:])) is not None
         }
-        parts = [kept[chunk] if chunk in kept else _live(db, chunk) for chunk in _chunks(db)]
+        parts = [kept[chunk] if chunk in kept else _live(db, chunk) for chunk in file_chunks(db)]
         key_order = _key_order(db)
         empty = np.empty((len(_NUMBERS), 0), np.int64)
         numbers = np.concatenate([p.numbers for p in parts], axis=1) if parts else empty
