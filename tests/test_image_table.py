@@ -255,3 +255,14 @@ def test_all_pictures_are_sqlites_group_by_digest_across_chunks(spread: Path) ->
             assert getattr(found, column).tolist() == getattr(oracle, column).tolist(), column
         assert found.file_id.tolist()[:3] == [ids[4], ids[1], ids[0]]
         assert len(found) == len(ids) - 3
+
+
+def test_a_file_in_no_directory_is_left_out_as_the_join_left_it(spread: Path) -> None:
+    with open_index(spread) as index:
+        before = rows(index.images.table())
+        index.db.execute("PRAGMA foreign_keys = OFF")  # damage: a row whose directory is gone
+        (lost,) = index.db.execute("SELECT id FROM files WHERE name = CAST('w.png' AS BLOB)").fetchone()
+        index.db.execute("UPDATE files SET dir_id = 999999 WHERE id = ?", (lost,))
+        index.db.execute("PRAGMA foreign_keys = ON")
+        after = rows(index.images.table())
+        assert after == [r for r in before if r[1] != lost] and after == live(index)

@@ -331,12 +331,16 @@ def read_table(db: Database, under: Sequence[bytes] = (), prefer: Sequence[bytes
     dir_ids = np.array(dir_id, dtype=np.int64)
     rank = np.empty(len(dir_ids), np.int64)
     rank[np.searchsorted(dir_ids, path_order)] = np.arange(len(dir_ids))
-    at = np.searchsorted(dir_ids, columns["dir"][order])
-    if np.any(np.diff(at) < 0):  # directory ids ascend along the index
+    dirs_of_rows = columns["dir"][order]
+    if np.any(np.diff(dirs_of_rows) < 0):  # directory ids ascend along the index
         raise ImgindexError("the index of names read out of order")
+    at = np.minimum(np.searchsorted(dir_ids, dirs_of_rows), max(len(dir_ids) - 1, 0))
+    # Only files in a directory the index knows (a file in none is damage, which 'check' finds),
+    # below ``under`` when given.
+    shown = dir_ids[at] == dirs_of_rows if len(dir_ids) else np.zeros(len(order), bool)
     if under:
-        shown = np.array(inside, dtype=bool)[at]
-        order, at = order[shown], at[shown]
+        shown &= np.array(inside, dtype=bool)[at]
+    order, at = order[shown], at[shown]
     by_path = np.argsort(rank[at], kind="stable")
     order, at = order[by_path], at[by_path]
     n = len(order)
