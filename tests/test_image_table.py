@@ -112,6 +112,10 @@ def test_ids_far_apart_cost_a_query_a_chunk_that_holds_files(spread: Path) -> No
         assert kept(index) == {0}
         assert index.images.keep_table() == 1 and kept(index) == {0, 3}
         assert rows(index.images.table()) == before == live(index)
+        # The highest id SQLite has: its chunk is the last there can be.
+        index.db.execute("UPDATE files SET id = ? WHERE name = ?", ((1 << 63) - 1, b"note.txt"))
+        assert index.images.keep_table() == 0 and kept(index) == {0, 3}
+        assert rows(index.images.table()) == before == live(index)
 
 
 def test_a_write_drops_its_chunk_in_the_same_transaction(spread: Path, tree: Path) -> None:

@@ -227,7 +227,10 @@ def file_chunks(db: Database) -> list[int]:
     found = db.execute("SELECT min(id) FROM files").fetchone()[0]
     while found is not None:
         chunks.append(found >> CHUNK_BITS)
-        found = db.execute("SELECT min(id) FROM files WHERE id >= ?", ((chunks[-1] + 1) << CHUNK_BITS,)).fetchone()[0]
+        after = (chunks[-1] + 1) << CHUNK_BITS
+        if after >= 1 << 63:  # the last chunk of SQLite's ids
+            break
+        found = db.execute("SELECT min(id) FROM files WHERE id >= ?", (after,)).fetchone()[0]
     return chunks
 
 
