@@ -37,3 +37,31 @@ def common(a: npt.NDArray[T], b: npt.NDArray[T]) -> npt.NDArray[T]:
     both.sort()
     result: npt.NDArray[T] = both[1:][both[1:] == both[:-1]]
     return result
+
+
+def digest_units(
+    sha256: npt.NDArray[np.uint8],
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """The distinct rows of ``(n, 32)`` digests, ascending (byte by byte, as SQLite orders
+    blobs): for each, its first row (the lowest index); and each row's index among them.
+    ``np.unique`` over the rows, sorting 8-byte numbers instead of 32-byte strings (half the
+    time or less at a million rows). Rows that share their first 8 bytes are the same bytes
+    but for a collision of 64 bits, which is checked, and then sorted whole."""
+    n = len(sha256)
+    if not n:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    first = np.ascontiguousarray(sha256[:, :8]).view(">u8").reshape(-1)
+    order = np.argsort(first, kind="stable")
+    ordered = first[order]
+    starts = np.ones(n, dtype=bool)
+    starts[1:] = ordered[1:] != ordered[:-1]
+    unit_in_order = np.cumsum(starts) - 1
+    heads = order[starts]
+    later = ~starts  # rows after the first of their 8 bytes: they must be its bytes whole
+    if not (sha256[order[later]] == sha256[heads[unit_in_order[later]]]).all():  # a 64-bit collision
+        rows = np.ascontiguousarray(sha256).view(np.dtype((np.void, sha256.shape[1]))).reshape(n)
+        _, heads, inverse = np.unique(rows, return_index=True, return_inverse=True)
+        return heads.astype(np.int64), inverse.reshape(-1).astype(np.int64)
+    unit_of_row = np.empty(n, dtype=np.int64)
+    unit_of_row[order] = unit_in_order
+    return heads, unit_of_row

@@ -16,7 +16,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from imgindex.arrays import distinct
+from imgindex.arrays import digest_units, distinct
 
 from .decisions import InForce, in_force, keep_priority, keep_rows, without_apart
 from .errors import ReportError
@@ -200,25 +200,8 @@ def build_report(index: Index, options: ReportOptions, *, stored: bool = True) -
 
 def units_of(sha256: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]]:
     """The distinct SHA-256 values of ``(n, 32)`` rows, ascending, and each row's index among
-    them: ``np.unique`` over the rows, sorting 8-byte numbers instead of 32-byte strings
-    (half the time or less at a million rows). Rows that share their first 8 bytes are the same
-    bytes but for a collision of 64 bits, which is checked, and then sorted whole."""
-    n = len(sha256)
-    if not n:
-        return sha256[:0], np.empty(0, np.int64)
-    first = np.ascontiguousarray(sha256[:, :8]).view(">u8").reshape(-1)
-    order = np.argsort(first, kind="stable")
-    ordered = first[order]
-    starts = np.ones(n, dtype=bool)
-    starts[1:] = ordered[1:] != ordered[:-1]
-    unit_in_order = np.cumsum(starts) - 1
-    heads = order[starts]
-    later = ~starts  # rows after the first of their 8 bytes: they must be its bytes whole
-    if not (sha256[order[later]] == sha256[heads[unit_in_order[later]]]).all():  # a 64-bit collision
-        unique, inverse = np.unique(sha256.view(np.dtype((np.void, 32))).reshape(n), return_inverse=True)
-        return unique.view(np.uint8).reshape(-1, 32), inverse.reshape(-1).astype(np.int64)
-    unit_of_row = np.empty(n, dtype=np.int64)
-    unit_of_row[order] = unit_in_order
+    them (:func:`~imgindex.arrays.digest_units`)."""
+    heads, unit_of_row = digest_units(sha256)
     return sha256[heads], unit_of_row
 
 

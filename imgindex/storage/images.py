@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from imgindex.arrays import union
+from imgindex.arrays import digest_units, union
 from imgindex.bulk import without_gc
 from imgindex.errors import ImgindexError
 from imgindex.hashing import REGION_BYTES
@@ -144,17 +144,8 @@ class Images:
         if not parts:
             return _pictures([])
         ids, phash, trim, has_trim, sha256 = (np.concatenate(column) for column in zip(*parts, strict=True))
-        # By digest (as SQLite orders blobs: byte by byte), files of one picture by id: the first
-        # of each is its lowest id, as min(id) was.
-        words = sha256.view(">u8").reshape(-1, 4)
-        order = np.argsort(words[:, 0], kind="stable")
-        ordered = words[order]
-        same = np.all(ordered[1:] == ordered[:-1], axis=1)
-        if np.any((ordered[1:, 0] == ordered[:-1, 0]) & ~same):  # 64 bits shared, not all 256
-            order = np.lexsort((words[:, 3], words[:, 2], words[:, 1], words[:, 0]))
-            ordered = words[order]
-            same = np.all(ordered[1:] == ordered[:-1], axis=1)
-        rows = order[np.r_[True, ~same]]
+        # By digest, files of one picture by id: the first of each is its lowest id, as min(id) was.
+        rows, _ = digest_units(sha256)
         return Pictures(
             file_id=ids[rows],
             sha256=sha256[rows],
