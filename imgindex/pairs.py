@@ -28,9 +28,9 @@ import numpy.typing as npt
 
 from imgindex.arrays import distinct
 
-from .hashing import ORIENTATIONS, REGIONS, HashSettings, descriptor_rows, orientation_hashes, region_rows
+from .hashing import ORIENTATIONS, REGIONS, HashSettings, descriptor_rows, orientation_hashes
 from .match.links import NOT_NEAR
-from .match.matcher import Matcher, Units
+from .match.matcher import Matcher, Units, unit_regions
 from .match.orientations import ROTATION_THRESHOLD, turned_neighbours
 from .match.regions import REGION_THRESHOLD
 from .match.search import I64, U8, as_unsigned, pairs_between, pairs_from, pairs_within
@@ -277,6 +277,13 @@ def _verify_all(
     # and later chunks (its matches with earlier ones were found in their passes).
     added = 0
     chunks = np.array_split(np.flatnonzero(alone), max(1, -(-int(alone.sum()) // FULL_CHUNK)))
+    regions = None
+    if len(chunks) > 1:  # the regions of all, read once for every pass
+        every = Units(
+            file_id=found.file_id, has_hash=alone, phash=found.phash, has_trim=found.has_trim, trim_hash=found.trim_hash
+        )
+        with index.snapshot():
+            regions = unit_regions(index, every, kind)
     for k, chunk in enumerate(chunks):
         if stop and stop():
             return _Verified()
@@ -289,6 +296,7 @@ def _verify_all(
             phash=found.phash,
             has_trim=found.has_trim,
             trim_hash=found.trim_hash,
+            regions=regions,
         )
         focus = None if len(chunks) == 1 else chunk
         done = _verify_and_store(index, kind, units, keys, focus, max_distance, new_generation, rotations, stop)
@@ -365,16 +373,16 @@ def _with_region_neighbours(
         return neighbours
     t = min(max_distance, REGION_THRESHOLD)
     near_values: list[npt.NDArray[np.int64]] = []
-    _, blobs = index.images.regions(targets.file_id[chosen].tolist())
-    if blobs:  # the targets' regions against every whole and inside value
+    _, rows = index.images.regions(targets.file_id[chosen])
+    if len(rows):  # the targets' regions against every whole and inside value
         values = index.images.hashes() if present is None else present
-        _, j, _ = pairs_between(values.view(np.uint64), region_rows(blobs).reshape(-1), t)
+        _, j, _ = pairs_between(values.view(np.uint64), rows.reshape(-1), t)
         near_values.append(values[distinct(j)])
     mine = distinct(np.concatenate([targets.phash[chosen], targets.trim_hash[chosen & targets.has_trim]]))
     ids, stored = index.images.all_regions()
     parts = [neighbours]
-    if stored and len(mine):  # the targets' whole and inside values against every stored region
-        _, j, _ = pairs_between(region_rows([stored]).reshape(-1), mine.view(np.uint64), t)
+    if len(stored) and len(mine):  # the targets' whole and inside values against every stored region
+        _, j, _ = pairs_between(stored.reshape(-1), mine.view(np.uint64), t)
         files = ids[distinct(j) // len(REGIONS)]
         if len(files):
             parts.append(index.images.pictures_of_files(params, files.tolist()))
@@ -432,14 +440,14 @@ def _with_turned_neighbours(
     if kind == "dhash":
         if mine is not None:  # the targets' orientations against every stored region
             region_ids, stored = index.images.all_regions()
-            if stored:
-                _, j, _ = pairs_between(region_rows([stored]).reshape(-1), mine[:, 1:].reshape(-1), t)
+            if len(stored):
+                _, j, _ = pairs_between(stored.reshape(-1), mine[:, 1:].reshape(-1), t)
                 files = region_ids[distinct(j) // len(REGIONS)]
                 if len(files):
                     parts.append(index.images.pictures_of_files(params, files.tolist()))
-        _, blobs = index.images.regions(ids)
-        if blobs and len(keys):  # the targets' regions against every stored orientation
-            _, j, _ = pairs_between(others[:, 1:].reshape(-1), region_rows(blobs).reshape(-1), t)
+        _, rows = index.images.regions(ids)
+        if len(rows) and len(keys):  # the targets' regions against every stored orientation
+            _, j, _ = pairs_between(others[:, 1:].reshape(-1), rows.reshape(-1), t)
             near = distinct(keys[distinct(j) // (ORIENTATIONS - 1)])
             near = near[~np.isin(near, picture_keys(np.concatenate([p.sha256 for p in parts])))]
             if len(near):

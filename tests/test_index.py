@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from imgindex.errors import IndexOpenError, NewerIndexError, NotAnIndexError
+from imgindex.hashing import REGIONS
 from imgindex.storage import APPLICATION_ID, SCHEMA_VERSION, open_index, schema_sql
 from imgindex.storage import database as index_module
 
@@ -203,6 +204,15 @@ def test_all_regions_reads_ids_and_blobs_in_step(db_path: Path, monkeypatch: pyt
         with idx.db.write() as c:
             c.executemany("INSERT INTO regions (file_id, hashes) VALUES (?, ?)", list(blobs.items()))
             c.execute("INSERT INTO regions (file_id, hashes) VALUES (1000, ?)", (b"\0" * 39,))
-        got_ids, joined = idx.images.all_regions()
+        got_ids, rows = idx.images.all_regions()
+        # A few files looked up one by one, and many (the whole table read, the rest left out).
+        few = idx.images.regions([ids[3], ids[0], 1000, 5000])
+        monkeypatch.setattr("imgindex.storage.images._SCAN_BEYOND", 2)
+        many = idx.images.regions([*ids[1::2], 1000])
     assert got_ids.tolist() == ids
-    assert joined == b"".join(blobs[i] for i in ids)
+    assert rows.dtype == np.uint64 and rows.shape == (len(ids), len(REGIONS))
+    assert rows.astype(">u8").tobytes() == b"".join(blobs[i] for i in ids)
+    assert sorted(few[0].tolist()) == [ids[0], ids[3]]
+    assert {i: r.tolist() for i, r in zip(*few, strict=True)} == {i: rows[ids.index(i)].tolist() for i in ids[0:4:3]}
+    assert many[0].tolist() == ids[1::2]
+    assert many[1].tolist() == rows[1::2].tolist()

@@ -103,6 +103,9 @@ class Units:
     given_regions: Mapping[int, tuple[bytes, bytes]] = field(default_factory=dict)
     sha256: npt.NDArray[np.uint8] | None = None  # (n, 32)
     params_id: I64 | None = None
+    #: The hashes of the units' regions (rows of ``len(REGIONS)``) and which units have them,
+    #: when read already (:func:`unit_regions`): the passes of a full verification read them once.
+    regions: tuple[npt.NDArray[np.uint64], npt.NDArray[np.bool_]] | None = None
 
     def __len__(self) -> int:
         return len(self.file_id)
@@ -377,10 +380,10 @@ class Matcher:
             near = values[distinct(j)].tolist()
             files.update(i for i, _, _ in index.images.with_hashes(near))
         if len(hashes):
-            ids, blob = index.images.all_regions()
-            if blob:
+            ids, rows = index.images.all_regions()
+            if len(rows):
                 probes = np.array(hashes, dtype=np.int64).view(np.uint64)
-                _, j, _ = pairs_between(region_rows([blob]).reshape(-1), probes, t)
+                _, j, _ = pairs_between(rows.reshape(-1), probes, t)
                 files.update(ids[distinct(j) // len(REGIONS)].tolist())
         return sorted(files)
 
@@ -647,26 +650,11 @@ class _Regions:
 
     @classmethod
     def read(cls, index: Index, units: Units, kind: str) -> _Regions:
-        """The regions' hashes of the units, from the index (regions are of dHash values: of
-        another kind, none)."""
-        n = len(units)
-        hashes = np.zeros((n, len(REGIONS)), dtype=np.uint64)
-        has = np.zeros(n, dtype=bool)
-        if kind != "dhash" or not n:
-            return cls(hashes, has)
-        for unit, (blob, _) in units.given_regions.items():
-            hashes[unit], has[unit] = region_rows([blob])[0], True
-        indexed = np.flatnonzero(units.has_hash & (units.file_id >= 0))
-        ids, blobs = index.images.regions(units.file_id[indexed].tolist())
-        if blobs:
-            order = np.argsort(units.file_id[indexed], kind="stable")
-            sorted_ids = units.file_id[indexed][order]
-            where = np.searchsorted(sorted_ids, np.array(ids, dtype=np.int64))
-            rows = region_rows(blobs)
-            # Each file read once; several units may share a file id (never in practice).
-            at = indexed[order[where]]
-            hashes[at], has[at] = rows, True
-        return cls(hashes, has)
+        """The regions' hashes of the units with a hash (:func:`unit_regions`; given, or read)."""
+        if units.regions is not None:
+            hashes, has = units.regions
+            return cls(hashes, has & units.has_hash)
+        return cls(*unit_regions(index, units, kind))
 
     def pairs(
         self,
@@ -725,6 +713,28 @@ class _Regions:
         """The descriptors of region ``k`` of these units (which have grids)."""
         at = self.slot[units]
         return region_descriptors(self._grids[at], self._colours[at], np.full(len(at), k, dtype=np.int64))
+
+
+def unit_regions(index: Index, units: Units, kind: str) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.bool_]]:
+    """The hashes of the regions of the units with a hash (rows of ``len(REGIONS)``), given or
+    from the index, and which units have them (regions are of dHash values: of another kind, none)."""
+    n = len(units)
+    hashes = np.zeros((n, len(REGIONS)), dtype=np.uint64)
+    has = np.zeros(n, dtype=bool)
+    if kind != "dhash" or not n:
+        return hashes, has
+    for unit, (blob, _) in units.given_regions.items():
+        hashes[unit], has[unit] = region_rows([blob])[0], True
+    indexed = np.flatnonzero(units.has_hash & (units.file_id >= 0))
+    ids, rows = index.images.regions(units.file_id[indexed])
+    if len(ids):
+        order = np.argsort(units.file_id[indexed], kind="stable")
+        sorted_ids = units.file_id[indexed][order]
+        where = np.searchsorted(sorted_ids, ids)
+        # Each file read once; several units may share a file id (never in practice).
+        at = indexed[order[where]]
+        hashes[at], has[at] = rows, True
+    return hashes, has
 
 
 def _compared(

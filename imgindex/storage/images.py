@@ -13,13 +13,14 @@ import numpy as np
 import numpy.typing as npt
 
 from imgindex.arrays import digest_units, union
-from imgindex.bulk import without_gc
 from imgindex.errors import ImgindexError
-from imgindex.hashing import REGION_BYTES
+from imgindex.hashing import REGION_BYTES, REGIONS, region_rows
 
 from .database import Database, ints_of, record_array
 from .shapes import GOOD_DESCRIPTORS, GOOD_REGIONS
 from .table import CHUNK_BITS, ImageTable, file_chunks, keep_columns, read_table
+
+I64 = npt.NDArray[np.int64]
 
 
 @dataclass(frozen=True)
@@ -199,29 +200,28 @@ class Images:
         sql = f"SELECT file_id, picture, trimmed FROM descriptors WHERE {GOOD_DESCRIPTORS} AND file_id IN ({{marks}})"
         return {int(i): (bytes(p), None if t is None else bytes(t)) for i, p, t in self.db.select_in(sql, ids)}
 
-    def regions(self, ids: Sequence[int]) -> tuple[list[int], list[bytes]]:
-        """The files of ``ids`` that have the hashes of their regions (``regions``), and those:
-        ``(ids, blobs)``, in the same order (every file's at once: :meth:`all_regions`)."""
-        if len(ids) > _SCAN_BEYOND:
+    def regions(self, ids: Sequence[int] | I64) -> tuple[I64, npt.NDArray[np.uint64]]:
+        """The files of ``ids`` that have the hashes of their regions (``regions``), and those,
+        as rows of ``len(REGIONS)`` hashes (:func:`imgindex.hashing.region_rows`)."""
+        wanted = np.asarray(ids, dtype=np.int64)
+        if len(wanted) > _SCAN_BEYOND:
             # Past some thousands of ids, one pass over the table beats looking each up.
-            with without_gc():
-                found = self.db.execute(f"SELECT file_id, hashes FROM regions WHERE {GOOD_REGIONS}").fetchall()
-            wanted = set(ids)
-            found = [row for row in found if row[0] in wanted]
-        else:
-            sql = f"SELECT file_id, hashes FROM regions WHERE {GOOD_REGIONS} AND file_id IN ({{marks}})"
-            found = list(self.db.select_in(sql, ids))
-        if not found:
-            return [], []
-        file_ids, blobs = zip(*found, strict=True)
-        return list(file_ids), list(blobs)
+            found, rows = self.all_regions()
+            keep = np.isin(found, wanted)
+            return (found, rows) if keep.all() else (found[keep], rows[keep])
+        sql = f"SELECT file_id, hashes FROM regions WHERE {GOOD_REGIONS} AND file_id IN ({{marks}})"
+        rows_read = list(self.db.select_in(sql, wanted.tolist()))
+        if not rows_read:
+            return np.empty(0, np.int64), np.empty((0, len(REGIONS)), np.uint64)
+        file_ids, blobs = zip(*rows_read, strict=True)
+        return np.array(file_ids, dtype=np.int64), region_rows(blobs)
 
-    def all_regions(self) -> tuple[npt.NDArray[np.int64], bytes]:
-        """Every file that has the hashes of its regions: file ids, and the hashes' blobs joined
-        in the same order. SQLite joins them (``group_concat``, which keeps a blob's bytes, and
-        the ids as one text), a range of ids at a time: a row and two Python objects a file cost
-        three times as much."""
-        ids, blobs = [], []
+    def all_regions(self) -> tuple[I64, npt.NDArray[np.uint64]]:
+        """Every file that has the hashes of its regions: file ids, and the hashes as rows of
+        ``len(REGIONS)``, in the same order. SQLite joins them (``group_concat``, which keeps a
+        blob's bytes, and the ids as one text), a range of ids at a time: a row and two Python
+        objects a file cost three times as much (and tens of gigabytes at ten million)."""
+        ids, rows = [], []
         with self.db.snapshot():
             (top,) = self.db.execute("SELECT coalesce(max(file_id), 0) FROM regions").fetchone()
             for lo in range(0, top + 1, _REGION_RANGE):
@@ -232,11 +232,13 @@ class Images:
                 ).fetchone()
                 if count:
                     what = f"the regions of files {lo} to {lo + _REGION_RANGE - 1}"
-                    ids.append(ints_of(text, count, what))
-                    blobs.append(joined)
                     if len(joined) != count * REGION_BYTES:  # one row feeds both
                         raise ImgindexError(f"{what} read out of step")
-        return (np.concatenate(ids) if ids else np.empty(0, np.int64)), b"".join(blobs)
+                    ids.append(ints_of(text, count, what))
+                    rows.append(region_rows([joined]))
+        if not ids:
+            return np.empty(0, np.int64), np.empty((0, len(REGIONS)), np.uint64)
+        return np.concatenate(ids), np.concatenate(rows)
 
     def grids(self, ids: Sequence[int]) -> dict[int, tuple[bytes, bytes]]:
         """By file id, the grey grid of a file's inside (``descriptors.grid``) and its inside's
