@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from imgindex.arrays import common, distinct, union
+from imgindex import arrays
+from imgindex.arrays import common, distinct, row_kinds, union
 
 
 @pytest.mark.parametrize("dtype", [np.int64, np.uint64, np.uint8])
@@ -29,3 +30,23 @@ def test_distinct_union_and_common_are_numpys(dtype: type, n: int) -> None:
     shuffled = np.arange(20, 0, -1).astype(dtype)
     distinct(shuffled)
     assert shuffled.tolist() == list(range(20, 0, -1))  # its input left as it was
+
+
+@pytest.mark.parametrize("collide", [False, True])
+def test_row_kinds_groups_rows_as_numpys_unique_does(collide: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each row's kind is its distinct row's, each kind's first row the lowest; when two
+    different rows share the mixed number (forced here: every row mixed to 0), the rows are
+    grouped whole."""
+    if collide:
+        monkeypatch.setattr(arrays, "_mix", lambda values: values.fill(0))
+    rng = np.random.default_rng(7)
+    for n, spread in ((0, 3), (1, 3), (500, 3), (500, 2**64 - 1)):
+        rows = rng.integers(0, spread, (n, 4), dtype=np.uint64, endpoint=True)
+        rows[::7, 1] = rows[::7, 0]  # rows alike but for where their values sit
+        rows[1::7, 0], rows[1::7, 1] = rows[::7, 1][: len(rows[1::7])], rows[::7, 0][: len(rows[1::7])]
+        first, kind_of = row_kinds(rows)
+        _, heads, inverse = np.unique(rows, axis=0, return_index=True, return_inverse=True)
+        assert sorted(first.tolist()) == sorted(heads.tolist())
+        assert np.array_equal(rows[first[kind_of]], rows)  # each row is its kind's
+        assert len(set(map(tuple, rows[first].tolist()))) == len(first)  # kinds differ
+        assert np.array_equal(first[kind_of], heads[inverse.reshape(-1)])  # and each first is the lowest

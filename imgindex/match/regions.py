@@ -18,7 +18,7 @@ from functools import cache
 import numpy as np
 import numpy.typing as npt
 
-from imgindex.arrays import distinct
+from imgindex.arrays import distinct, row_kinds
 from imgindex.hashing import COLOUR_SIDE, DESCRIPTOR_BYTES, GREY_SIDE, GRID_SIDE, REGIONS
 
 from .links import by_group, every_pair, smallest
@@ -60,8 +60,8 @@ def region_pairs(
     if not len(used):
         return empty_pairs()
     signature = np.column_stack([targets[used], regions[used], has_regions[used], has_target[used]]).astype(np.uint64)
-    _, first, kind_of = np.unique(signature, axis=0, return_index=True, return_inverse=True)
-    kind_of = kind_of.reshape(-1)
+    first, kind_of = row_kinds(signature)
+    del signature
     one = used[first]  # a unit of each kind
     kind_focus = None if focus is None else np.bincount(kind_of, weights=focus[used], minlength=len(one)) > 0
     ku, kv, d = _kind_pairs(regions[one], has_regions[one], targets[one], has_target[one], threshold, kind_focus)
@@ -124,10 +124,17 @@ def _by_value(units: I64, values: U64) -> tuple[U64, I64, I64]:
     """Distinct values but the flat hash 0, and for each the units that have it (CSR:
     ``members[first[k]:first[k+1]]``), each unit once per value."""
     keep = values != 0
-    pair = np.unique(np.stack([values[keep].view(np.int64), units[keep]]), axis=1)
-    distinct, start = np.unique(pair[0], return_index=True)
-    first = np.append(start, pair.shape[1]).astype(np.int64)
-    return distinct.view(np.uint64), first, pair[1].astype(np.int64)
+    signed, members = values[keep].view(np.int64), units[keep].astype(np.int64)
+    order = np.lexsort((members, signed))  # by value (as signed numbers), then unit
+    signed, members = signed[order], members[order]
+    del order
+    fresh = np.ones(len(signed), dtype=bool)  # the first of each (value, unit)
+    fresh[1:] = (signed[1:] != signed[:-1]) | (members[1:] != members[:-1])
+    signed, members = signed[fresh], members[fresh]
+    start = np.ones(len(signed), dtype=bool)
+    start[1:] = signed[1:] != signed[:-1]
+    first = np.append(np.flatnonzero(start), len(signed)).astype(np.int64)
+    return signed[start].view(np.uint64), first, members
 
 
 def _touching(first: I64, members: I64, focus: npt.NDArray[np.bool_]) -> I64:
