@@ -194,13 +194,16 @@ def _update_matches(index: Index, kind: str, stop: Callable[[], bool] | None, pr
     with index.snapshot():
         max_distance, generation = store.state()
         stored_params = store.match_params(VERIFICATION)
-        last, pending = store.pending()
-        # Enough stored pictures that the pending ones are at most FULL_SHARE of them?
-        enough = math.ceil(len(pending) / FULL_SHARE) if FULL_SHARE > 0 else 0
-        stored_count = store.picture_count(kind, at_most=enough) if stored_params == params else 0
+        if stored_params != params:  # every picture is verified again: which are pending is moot
+            last, pending, stored_count = store.last_pending(), None, 0
+        else:  # (their distinct digests: at ten million pending, minutes and gigabytes)
+            last, pending = store.pending()
+            # Enough stored pictures that the pending ones are at most FULL_SHARE of them?
+            enough = math.ceil(len(pending) / FULL_SHARE) if FULL_SHARE > 0 else 0
+            stored_count = store.picture_count(kind, at_most=enough)
     if max_distance is None:
         return _Verified()
-    if stored_params != params or len(pending) > FULL_SHARE * max(stored_count, 1):
+    if pending is None or len(pending) > FULL_SHARE * max(stored_count, 1):
         return _verify_all(index, kind, params, generation, last, stop)
 
     # Only the pending pictures: verified again if a file has them, forgotten if not.

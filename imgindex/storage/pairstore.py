@@ -383,13 +383,18 @@ class PairStore:
                     ((kind, key) for key in keys[start : start + batch].tolist()),
                 )
 
+    def last_pending(self) -> int:
+        """The sequence number of the last picture written (0 when none is pending)."""
+        last = self.db.execute("SELECT max(seq) FROM near_pending").fetchone()[0]
+        return 0 if last is None else int(last)
+
     def pending(self) -> tuple[int, npt.NDArray[np.uint8]]:
         """The pictures written since their matches were last brought up to date: the last
         sequence number, and their distinct SHA-256s (rows of 32 bytes)."""
-        last = self.db.execute("SELECT max(seq) FROM near_pending").fetchone()[0]
+        last = self.last_pending()
         rows = self.db.execute("SELECT DISTINCT sha256 FROM near_pending WHERE length(sha256) = 32").fetchall()
         digests = np.frombuffer(b"".join(r[0] for r in rows), dtype=np.uint8).reshape(-1, 32)
-        return (0 if last is None else int(last)), digests
+        return last, digests
 
     def clear_pending(self, last: int) -> None:
         """Forget the pending pictures up to sequence number ``last`` (those an update has done)."""
