@@ -275,6 +275,8 @@ def _verify_all(
         return _left(stop)
     keys = picture_keys(found.sha256)
     alone = picture_alone(keys)
+    file_id, phash, has_trim, trim_hash = found.file_id, found.phash, found.has_trim, found.trim_hash
+    del found  # (its digests: 32 bytes a picture, through every pass)
     rotations = store.rotations()
     # A pass per chunk of pictures (bounded memory): each verified against those of its own
     # and later chunks (its matches with earlier ones were found in their passes).
@@ -282,9 +284,7 @@ def _verify_all(
     chunks = np.array_split(np.flatnonzero(alone), max(1, -(-int(alone.sum()) // FULL_CHUNK)))
     regions = None
     if len(chunks) > 1:  # the regions of all, read once for every pass
-        every = Units(
-            file_id=found.file_id, has_hash=alone, phash=found.phash, has_trim=found.has_trim, trim_hash=found.trim_hash
-        )
+        every = Units(file_id=file_id, has_hash=alone, phash=phash, has_trim=has_trim, trim_hash=trim_hash)
         with index.snapshot():
             regions = unit_regions(index, every, kind)
     for k, chunk in enumerate(chunks):
@@ -294,12 +294,7 @@ def _verify_all(
         for earlier in chunks[:k]:
             remaining[earlier] = False
         units = Units(
-            file_id=found.file_id,
-            has_hash=remaining,
-            phash=found.phash,
-            has_trim=found.has_trim,
-            trim_hash=found.trim_hash,
-            regions=regions,
+            file_id=file_id, has_hash=remaining, phash=phash, has_trim=has_trim, trim_hash=trim_hash, regions=regions
         )
         focus = None if len(chunks) == 1 else chunk
         done = _verify_and_store(index, kind, units, keys, focus, max_distance, new_generation, rotations, stop)

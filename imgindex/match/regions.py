@@ -96,8 +96,8 @@ def _kind_pairs(
     aimed = np.flatnonzero(has_target)
     if not len(owners) or not len(aimed):
         return empty_pairs()
-    q_values, q_first, q_members = _by_value(np.repeat(owners, len(REGIONS)), regions[owners].reshape(-1))
-    t_values, t_first, t_members = _by_value(np.repeat(aimed, targets.shape[1]), targets[aimed].reshape(-1))
+    q_values, q_first, q_members = _by_value(owners, regions[owners])
+    t_values, t_first, t_members = _by_value(aimed, targets[aimed])
     if not len(q_values) or not len(t_values):
         return empty_pairs()
     if focus is None:
@@ -122,19 +122,25 @@ def _kind_pairs(
 
 def _by_value(units: I64, values: U64) -> tuple[U64, I64, I64]:
     """Distinct values but the flat hash 0, and for each the units that have it (CSR:
-    ``members[first[k]:first[k+1]]``), each unit once per value."""
-    keep = values != 0
-    signed, members = values[keep].view(np.int64), units[keep].astype(np.int64)
-    order = np.lexsort((members, signed))  # by value (as signed numbers), then unit
-    signed, members = signed[order], members[order]
+    ``members[first[k]:first[k + 1]]``), each unit once per value. ``values``: a row of hashes
+    for each of ``units`` (ascending). At ten million pictures these are tens of millions of
+    values: sorted once, each array made from the one before and let go (a pass's peak)."""
+    flat = values.reshape(-1).view(np.int64)  # by value as signed numbers, then unit:
+    order = np.argsort(flat, kind="stable")  # a stable sort keeps each value's rows ascending
+    signed = flat[order]
+    order //= values.shape[1]
+    members = units[order]
     del order
-    fresh = np.ones(len(signed), dtype=bool)  # the first of each (value, unit)
-    fresh[1:] = (signed[1:] != signed[:-1]) | (members[1:] != members[:-1])
-    signed, members = signed[fresh], members[fresh]
+    fresh = signed != 0  # the first of each (value, unit), but the flat hash
+    fresh[1:] &= (signed[1:] != signed[:-1]) | (members[1:] != members[:-1])
+    if not fresh.all():
+        signed = signed[fresh]
+        members = members[fresh]
+    del fresh
     start = np.ones(len(signed), dtype=bool)
     start[1:] = signed[1:] != signed[:-1]
     first = np.append(np.flatnonzero(start), len(signed)).astype(np.int64)
-    return signed[start].view(np.uint64), first, members
+    return signed[start].view(np.uint64), first, members.astype(np.int64, copy=False)
 
 
 def _touching(first: I64, members: I64, focus: npt.NDArray[np.bool_]) -> I64:
