@@ -64,7 +64,7 @@ def region_pairs(
     del signature
     one = used[first]  # a unit of each kind
     kind_focus = None if focus is None else np.bincount(kind_of, weights=focus[used], minlength=len(one)) > 0
-    ku, kv, d = _kind_pairs(regions[one], has_regions[one], targets[one], has_target[one], threshold, kind_focus)
+    ku, kv, d = _kind_pairs(one, regions, has_regions, targets, has_target, threshold, kind_focus)
     # Every unit of one kind with every unit of the other; with a focus, only the pairs with a
     # focus unit on a side are made (a focus unit of one kind with every unit of the other, then
     # the others of that kind with its focus units), not all of them first.
@@ -83,6 +83,7 @@ def region_pairs(
 
 
 def _kind_pairs(
+    one: I64,
     regions: npt.NDArray[np.uint64],
     has_regions: npt.NDArray[np.bool_],
     targets: npt.NDArray[np.uint64],
@@ -90,14 +91,16 @@ def _kind_pairs(
     threshold: int,
     focus: npt.NDArray[np.bool_] | None,
 ) -> Pairs:
-    """:func:`region_pairs` among units of distinct kinds: ``(u, v, distance)``, ``u < v``."""
-    n = len(targets)
-    owners = np.flatnonzero(has_regions)
-    aimed = np.flatnonzero(has_target)
+    """:func:`region_pairs` among the kinds, each the unit ``one[k]`` of the columns (whose
+    rows are not copied for it: at ten million units, half a gigabyte): ``(k, l, distance)``,
+    ``k < l``."""
+    n = len(one)
+    owners = np.flatnonzero(has_regions[one])
+    aimed = np.flatnonzero(has_target[one])
     if not len(owners) or not len(aimed):
         return empty_pairs()
-    q_values, q_first, q_members = _by_value(owners, regions[owners])
-    t_values, t_first, t_members = _by_value(aimed, targets[aimed])
+    q_values, q_first, q_members = _by_value(owners, regions, one[owners])
+    t_values, t_first, t_members = _by_value(aimed, targets, one[aimed])
     if not len(q_values) or not len(t_values):
         return empty_pairs()
     if focus is None:
@@ -120,15 +123,17 @@ def _kind_pairs(
     return smallest(u, v, d, n)
 
 
-def _by_value(units: I64, values: U64) -> tuple[U64, I64, I64]:
+def _by_value(units: I64, source: U64, rows: I64) -> tuple[U64, I64, I64]:
     """Distinct values but the flat hash 0, and for each the units that have it (CSR:
-    ``members[first[k]:first[k + 1]]``), each unit once per value. ``values``: a row of hashes
-    for each of ``units`` (ascending). At ten million pictures these are tens of millions of
-    values: sorted once, each array made from the one before and let go (a pass's peak)."""
-    flat = values.reshape(-1).view(np.int64)  # by value as signed numbers, then unit:
+    ``members[first[k]:first[k + 1]]``), each unit once per value. The values: for each of
+    ``units`` (ascending), the row ``rows[k]`` of ``source``. At ten million pictures these are
+    tens of millions of values: sorted once, each array made from the one before and let go
+    (a pass's peak)."""
+    flat = source[rows].reshape(-1).view(np.int64)  # by value as signed numbers, then unit:
     order = np.argsort(flat, kind="stable")  # a stable sort keeps each value's rows ascending
     signed = flat[order]
-    order //= values.shape[1]
+    del flat
+    order //= source.shape[1]
     members = units[order]
     del order
     fresh = signed != 0  # the first of each (value, unit), but the flat hash
