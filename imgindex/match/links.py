@@ -212,29 +212,36 @@ def _within(values: I64, side: tuple[I64, I64]) -> tuple[I64, I64, U8]:
     return u, np.concatenate(vs), np.zeros(len(u), dtype=np.uint8)
 
 
-def every_pair(i: I64, j: I64, d: U8, left: tuple[I64, I64], right: tuple[I64, I64]) -> tuple[I64, I64, U8]:
+#: Positions or units: 64-bit, or 32-bit where the caller saves memory.
+Positions = npt.NDArray[np.int64] | npt.NDArray[np.int32]
+#: Units by value as CSR, ``(first, members)``.
+Side = tuple[Positions, Positions]
+
+
+def every_pair(i: I64, j: I64, d: U8, left: Side, right: Side) -> tuple[I64, I64, U8]:
     """Pairs of values (``i`` of the left side's, ``j`` of the right side's) as pairs of units:
     every unit of the one with every unit of the other, at the pair's distance. Each side's
     units by value as CSR: ``(first, members)``, value ``k``'s in ``members[first[k]:first[k + 1]]``."""
     (l_first, l_members), (r_first, r_members) = left, right
-    sizes = (l_first[i + 1] - l_first[i]) * (r_first[j + 1] - r_first[j])
+    # (Sides may come in 32 bits: every count, position and unit made here is of 64.)
+    sizes = (l_first[i + 1] - l_first[i]).astype(np.int64) * (r_first[j + 1] - r_first[j])
     total = int(sizes.sum())
     if not total:
         return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.uint8)
     # Pair k of a pair of values is left unit k // width and right unit k % width. Built with
     # repeats and in place (tens of millions of unit pairs: each array of them is hundreds of
     # megabytes, so as few are alive at once as can be).
-    k = np.arange(total)
+    k = np.arange(total, dtype=np.int64)
     k -= np.repeat(np.cumsum(sizes) - sizes, sizes)
-    width = np.repeat(r_first[j + 1] - r_first[j], sizes)
+    width = np.repeat((r_first[j + 1] - r_first[j]).astype(np.int64), sizes)
     row = k // width  # the left unit's row among its value's units
     k -= np.multiply(row, width, out=width)  # k % width
     del width
     row += np.repeat(l_first[i], sizes)
-    u = l_members[row]
+    u = l_members[row].astype(np.int64, copy=False)
     del row
     k += np.repeat(r_first[j], sizes)
-    v = r_members[k]
+    v = r_members[k].astype(np.int64, copy=False)
     del k
     return u, v, np.repeat(d, sizes)
 

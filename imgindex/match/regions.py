@@ -21,7 +21,7 @@ import numpy.typing as npt
 from imgindex.arrays import distinct, row_kinds
 from imgindex.hashing import COLOUR_SIDE, DESCRIPTOR_BYTES, GREY_SIDE, GRID_SIDE, REGIONS
 
-from .links import by_group, every_pair, smallest
+from .links import Positions, by_group, every_pair, smallest
 from .search import I64, U64, Pairs, empty_pairs, pairs_between
 
 #: The largest distance between a region's hash and another picture's (whole or inside): a
@@ -123,7 +123,7 @@ def _kind_pairs(
     return smallest(u, v, d, n)
 
 
-def _by_value(units: I64, source: U64, rows: I64) -> tuple[U64, I64, I64]:
+def _by_value(units: I64, source: U64, rows: I64) -> tuple[U64, Positions, Positions]:
     """Distinct values but the flat hash 0, and for each the units that have it (CSR:
     ``members[first[k]:first[k + 1]]``), each unit once per value. The values: for each of
     ``units`` (ascending), the row ``rows[k]`` of ``source``. At ten million pictures these are
@@ -144,11 +144,15 @@ def _by_value(units: I64, source: U64, rows: I64) -> tuple[U64, I64, I64]:
     del fresh
     start = np.ones(len(signed), dtype=bool)
     start[1:] = signed[1:] != signed[:-1]
-    first = np.append(np.flatnonzero(start), len(signed)).astype(np.int64)
-    return signed[start].view(np.uint64), first, members.astype(np.int64, copy=False)
+    # Positions and units in 32 bits where they fit (half the memory of the CSR kept through
+    # the pass; :func:`.links.every_pair` widens what it makes).
+    first = np.append(np.flatnonzero(start), len(signed))
+    if len(signed) < 2**31 and len(source) < 2**31:
+        return signed[start].view(np.uint64), first.astype(np.int32), members.astype(np.int32)
+    return signed[start].view(np.uint64), first.astype(np.int64), members
 
 
-def _touching(first: I64, members: I64, focus: npt.NDArray[np.bool_]) -> I64:
+def _touching(first: Positions, members: Positions, focus: npt.NDArray[np.bool_]) -> I64:
     """The values (indices) that some focus unit has."""
     owner = np.repeat(np.arange(len(first) - 1), np.diff(first))
     return distinct(owner[focus[members]])
