@@ -20,7 +20,7 @@ from imgindex.hashing import (
     region_box,
     region_rows,
 )
-from imgindex.match import matcher, verify
+from imgindex.match import matcher, search, verify
 from imgindex.match.regions import REGION_THRESHOLD, region_descriptors, region_pairs
 from imgindex.match.search import _few_queries_plan, pairs_between
 from imgindex.query import query
@@ -39,11 +39,14 @@ def distance(a: int, b: int) -> int:
     return bin((a ^ b) & (2**64 - 1)).count("1")
 
 
-def test_pairs_between_is_every_pair_of_a_query_and_a_target() -> None:
+@pytest.mark.parametrize("part", [search.TARGET_PART, 1000])
+def test_pairs_between_is_every_pair_of_a_query_and_a_target(part: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(search, "TARGET_PART", part)  # all targets bucketed at once, or parts of them
     rng = np.random.default_rng(5)
     # Both ways of searching: targets bucketed, and (many targets, few queries) the queries' values
     # counted in a table of each block's values.
-    for n, m, t in ((40, 25, 8), (3000, 6000, 8), (500, 20000, 10), (1_200_000, 40, 8), (1_200_000, 40, 3)):
+    cases = ((40, 25, 8), (3000, 6000, 8), (500, 20000, 10), (1_200_000, 40, 8), (1_200_000, 40, 3))
+    for n, m, t in cases if part > 1000 else cases[:3]:
         targets = rng.integers(0, 2**63, n, dtype=np.int64).view(np.uint64) << np.uint64(1)
         queries = rng.integers(0, 2**63, m, dtype=np.int64).view(np.uint64)
         near = min(n, m) // 2  # planted within a few bits, so that there are pairs to find
@@ -51,7 +54,7 @@ def test_pairs_between_is_every_pair_of_a_query_and_a_target() -> None:
         for _ in range(min(5, t)):
             flips |= np.uint64(1) << rng.integers(0, 64, near).astype(np.uint64)
         queries[:near] = targets[:near] ^ flips
-        assert bool(_few_queries_plan(n, m, t)) == (n > 1_000_000)
+        assert bool(_few_queries_plan(min(n, part), m, t)) == (n > 1_000_000)
         i, j, d = pairs_between(targets, queries, t)
         expected = []
         for q in range(m):  # a query at a time: bounded memory
