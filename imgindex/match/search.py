@@ -236,8 +236,9 @@ def _indexed(hashes: U64, q: I64, threshold: int, blocks: tuple[tuple[int, int, 
         keys = block_values(hashes, shift, width)
         table = BucketTable(keys, hashes, width)
         # The queries in the order of their block's value (see :func:`_by_block_value`).
-        by_value = _by_block_value(keys[q], width)
-        qkeys, qs, qh = keys[q][by_value], q[by_value], hashes[q][by_value]
+        qkeys = keys[q]
+        by_value = _by_block_value(qkeys, width)
+        qkeys, qs, qh = qkeys[by_value], q[by_value], hashes[q[by_value]]
         del keys
         # The lookups of several flips at once when the queries are few (a pair's XOR has one
         # value on the block, so it is found by one flip alone): one pass over a few
