@@ -906,17 +906,22 @@ class _Thumbnails:
         self._inside_slot[framed] = np.arange(len(framed))
         # One array of thumbnails: the whole pictures', the insides', then a blank row (never
         # accepted: flat), where units without descriptors point.
-        blank = bytes(DESCRIPTOR_BYTES)
-        pictures, inside_pictures = descriptor_rows([*whole, blank]), descriptor_rows([*insides, blank])
-        self._all = thumbnails(np.concatenate([pictures[:-1], inside_pictures]))
+        # Joined at once, and the bytes read let go before the thumbnails are made: at ten
+        # million pictures a pass's are gigabytes, and each copy alive at once was one more.
+        del found
+        rows = descriptor_rows([*whole, *insides, bytes(DESCRIPTOR_BYTES)])
+        del whole, insides
+        self._all = thumbnails(rows)
         blank_row = len(self._all.grey) - 1
         self._whole_row = np.where(self.slot >= 0, self.slot, blank_row)
         #: Row in ``_all`` of each unit's inside: its whole picture's without a border.
         self._inside_row = np.where(self._inside_slot >= 0, len(described) + self._inside_slot, self._whole_row)
         #: The raw descriptors of the whole pictures (by ``slot``; without the blank row),
         #: when asked to ``keep`` them (for orientations); the insides' with theirs.
-        self.descriptors = pictures[:-1] if keep else pictures[:0]
-        self._inside_descriptors = inside_pictures if keep else inside_pictures[:0]
+        # (Without ``keep``, arrays of their own: a view, even of no row, keeps its whole array.)
+        nothing = np.empty((0, DESCRIPTOR_BYTES), np.uint8)
+        self.descriptors = rows[: len(described)] if keep else nothing
+        self._inside_descriptors = rows[len(described) :] if keep else nothing
 
     def detail(self) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
         """Each unit's detail (:class:`.verify.Thumbnails`) of its whole picture and of its inside;
