@@ -220,7 +220,7 @@ class Images:
         """Every file that has the hashes of its regions: file ids, and the hashes as rows of
         ``len(REGIONS)``, in the same order. SQLite joins them (``group_concat``, which keeps a
         blob's bytes, and the ids as one text), a range of ids at a time: a row and two Python
-        objects a file cost three times as much (and tens of gigabytes at ten million)."""
+        objects a file cost three times as much, and gigabytes at ten million files."""
         ids, rows = [], []
         with self.db.snapshot():
             (top,) = self.db.execute("SELECT coalesce(max(file_id), 0) FROM regions").fetchone()
