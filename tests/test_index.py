@@ -216,3 +216,21 @@ def test_all_regions_reads_ids_and_blobs_in_step(db_path: Path, monkeypatch: pyt
     assert {i: r.tolist() for i, r in zip(*few, strict=True)} == {i: rows[ids.index(i)].tolist() for i in ids[0:4:3]}
     assert many[0].tolist() == ids[1::2]
     assert many[1].tolist() == rows[1::2].tolist()
+
+
+def test_all_regions_of_ids_far_apart_costs_a_query_per_range_that_holds_one(db_path: Path) -> None:
+    """Ids 2**40 apart, and the highest id SQLite has: each read once, and the statements
+    SQLite runs are a few per range holding a region, not one per empty range between."""
+    far = [5, 1 << 40, (1 << 62) + 3, (1 << 63) - 1]
+    blobs = {i: bytes([k]) * 40 for k, i in enumerate(far)}
+    with open_index(db_path) as idx:
+        idx.db.conn.execute("PRAGMA foreign_keys = OFF")  # regions without their files' rows
+        with idx.db.write() as c:
+            c.executemany("INSERT INTO regions (file_id, hashes) VALUES (?, ?)", list(blobs.items()))
+        statements: list[str] = []
+        idx.db.conn.set_trace_callback(statements.append)
+        got_ids, rows = idx.images.all_regions()
+        idx.db.conn.set_trace_callback(None)
+    assert got_ids.tolist() == far
+    assert rows.astype(">u8").tobytes() == b"".join(blobs[i] for i in far)
+    assert sum("FROM regions" in s for s in statements) <= 3 * len(far)
