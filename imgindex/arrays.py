@@ -39,6 +39,24 @@ def common(a: npt.NDArray[T], b: npt.NDArray[T]) -> npt.NDArray[T]:
     return result
 
 
+def concatenate_consumed(parts: list[npt.NDArray[T]]) -> npt.NDArray[T]:
+    """``np.concatenate(parts)``, emptying ``parts`` as it goes: each part is let go once
+    copied, so the memory held is about the result's, not twice it (a large result's pages
+    are the system's until written)."""
+    if not parts:
+        raise ValueError("nothing to concatenate")
+    first = parts[0]
+    result = np.empty((sum(len(p) for p in parts), *first.shape[1:]), dtype=first.dtype)
+    at = 0
+    parts.reverse()
+    while parts:
+        part = parts.pop()
+        result[at : at + len(part)] = part
+        at += len(part)
+        del part
+    return result
+
+
 def digest_units(
     sha256: npt.NDArray[np.uint8],
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from imgindex import arrays
-from imgindex.arrays import common, distinct, row_kinds, union
+from imgindex.arrays import common, concatenate_consumed, distinct, row_kinds, union
 
 
 @pytest.mark.parametrize("dtype", [np.int64, np.uint64, np.uint8])
@@ -50,3 +50,13 @@ def test_row_kinds_groups_rows_as_numpys_unique_does(collide: bool, monkeypatch:
         assert np.array_equal(rows[first[kind_of]], rows)  # each row is its kind's
         assert len(set(map(tuple, rows[first].tolist()))) == len(first)  # kinds differ
         assert np.array_equal(first[kind_of], heads[inverse.reshape(-1)])  # and each first is the lowest
+
+
+def test_concatenate_consumed_is_concatenate_and_lets_the_parts_go() -> None:
+    rng = np.random.default_rng(3)
+    parts = [rng.integers(0, 9, (k, 3)) for k in (4, 0, 7, 1)]
+    expected = np.concatenate(parts)
+    given = list(parts)
+    assert np.array_equal(concatenate_consumed(given), expected) and given == []
+    with pytest.raises(ValueError):
+        concatenate_consumed([])

@@ -11,6 +11,7 @@ from PIL import Image, ImageEnhance
 
 from imgindex import kinds, pairs
 from imgindex.hashing import DESCRIPTOR_BYTES, GREY_SIDE
+from imgindex.match import matcher as matcher_module
 from imgindex.match.candidates import pairs_among
 from imgindex.match.matcher import Matcher, Units
 from imgindex.match.search import as_unsigned
@@ -61,6 +62,37 @@ def test_every_member_of_a_group_is_a_verified_match_of_its_leader(tree: Path, i
         assert all(len(d) for d in kept)
     else:
         assert all(len(d) == 0 and d.base is None for d in kept)
+
+
+def test_thumbnails_read_by_parts_give_the_same_matches(
+    tree: Path, index: Index, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past :data:`~imgindex.match.matcher.THUMBNAIL_UNITS` units to verify, the thumbnails and
+    grids are read two parts at a time (a full verification at millions of pictures), and
+    they are always read :data:`~imgindex.match.matcher.READ_UNITS` at a time: every match
+    and each of its distances is the one reading and verifying them all at once finds."""
+    families(tree, 6)
+    for s in range(4):  # copies with a bar cut off: matched by a region of their source
+        image = picture(70 + s, (160, 120))
+        write(tree / f"cut{s}" / "source.png", encode(image, "PNG"))
+        write(tree / f"cut{s}" / "cut.png", encode(image.crop((0, 0, 160, 102)), "PNG"))
+    run_scan(index, tree)
+    with index.snapshot():
+        units = all_units(index)
+        whole, turned = Matcher(index, units, 10), Matcher(index, units, 10, rotations=True)
+        monkeypatch.setattr(matcher_module, "READ_UNITS", 2)  # the descriptors and grids of two units at a time
+        read_in_shares = Matcher(index, units, 10)
+        turned_in_shares = Matcher(index, units, 10, rotations=True)
+        monkeypatch.setattr(matcher_module, "THUMBNAIL_UNITS", 6)  # parts of three units
+        monkeypatch.setattr(matcher_module, "VERIFY_CHUNK", 5)
+        by_parts = Matcher(index, units, 10)
+    assert len(by_parts._parts) > 4 and not whole._parts and not read_in_shares._parts
+    assert whole.region_link >= 0 and len(whole.edges) >= 6 * 3 + 4 and len(turned.edges) > len(whole.edges)
+    for one, other in ((whole, read_in_shares), (whole, by_parts), (turned, turned_in_shares)):
+        assert all(np.array_equal(x, y) for x, y in zip(one.sorts, other.sorts, strict=True))
+        assert np.array_equal(one._described, other._described) and one.unconfirmed == other.unconfirmed
+        assert np.array_equal(one._whole_detail, other._whole_detail)
+    assert all(np.array_equal(x, y) for x, y in zip(turned.orientations, turned_in_shares.orientations, strict=True))
 
 
 def test_a_query_finds_what_a_report_groups_with_it(tree: Path, index: Index, tmp_path: Path) -> None:

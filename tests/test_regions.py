@@ -139,7 +139,7 @@ def both_ways(index: Index) -> tuple[set[frozenset[bytes]], set[frozenset[bytes]
 
 
 @pytest.mark.parametrize("copy_first", [False, True])
-@pytest.mark.parametrize("cut", ["once", "each chunk", "kept between chunks"])
+@pytest.mark.parametrize("cut", ["once", "each chunk", "kept between chunks", "thumbnails by parts"])
 def test_a_copy_cut_on_one_side_matches_a_region_of_its_source(
     tree: Path, index: Index, copy_first: bool, cut: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -149,6 +149,8 @@ def test_a_copy_cut_on_one_side_matches_a_region_of_its_source(
     elif cut == "kept between chunks":  # chunks of two pairs, a few units' cuts kept, added to, cut afresh
         monkeypatch.setattr(matcher, "CUT_UNITS", 3)
         monkeypatch.setattr(matcher, "VERIFY_CHUNK", 2)
+    elif cut == "thumbnails by parts":  # a few units' thumbnails and grids at a time, as for millions
+        monkeypatch.setattr(matcher, "THUMBNAIL_UNITS", 4)
     sources = {s: picture(s, (160, 120)) for s in CUT_SEEDS}
     for image in sources.values():  # preconditions: far whole to whole, near by the region
         whole = image_info(encode(image, "PNG"), "PNG", SETTINGS)

@@ -34,7 +34,7 @@ from typing import NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from imgindex.arrays import common, distinct, union
+from imgindex.arrays import common, concatenate_consumed, distinct, union
 from imgindex.hashing import (
     COLOUR_SIDE,
     DESCRIPTOR_BYTES,
@@ -65,6 +65,7 @@ from .verify import (
     Thumbnails,
     confirm,
     differ_in_one_place,
+    joined_thumbnails,
     normalised_grids,
     thumbnails,
 )
@@ -79,6 +80,12 @@ DETAIL_CHUNK = 1 << 12
 CUT_UNITS = 1 << 15
 #: Candidate pairs of units made in one pass, counted by the units' degrees (bounds the candidates' arrays).
 CANDIDATE_BUDGET = 2_000_000
+#: Units whose descriptors or grids are read from the index at once (their bytes, some
+#: 130 MB, are let go once they are made into arrays).
+READ_UNITS = 1 << 16
+#: Units whose thumbnails and grids are held at once (about 2 KB a unit: 1 GB). With more
+#: units to verify, they are read a part at a time (see :meth:`Matcher._verify_by_parts`).
+THUMBNAIL_UNITS = 1 << 19
 #: The kind of hash the index holds (the settings' own).
 KIND = HashSettings().algorithm
 
@@ -211,14 +218,23 @@ class Matcher:
         if len(found_regions[0]):
             linked[found_regions[0]] = linked[found_regions[1]] = True
         wanted = np.flatnonzero(has_hash if rotations else linked)
-        self.thumbs = _Thumbnails(index, units, wanted, keep=rotations)
+        # Too many units to hold their thumbnails and grids at once (a full verification at
+        # millions of pictures): their detail first, a part at a time; the thumbnails and grids
+        # then by pairs of parts, as the candidates are verified.
+        self._parts = [] if rotations or len(wanted) <= THUMBNAIL_UNITS else _parts(units, wanted)
+        if self._parts:
+            self.thumbs = _Thumbnails(index, units, np.empty(0, np.int64), keep=False)
+            self._described, whole_detail, inside_detail = _detail_by_parts(index, units, self._parts)
+        else:
+            self.thumbs = _Thumbnails(index, units, wanted, keep=rotations)
+            self._described = self.thumbs.slot >= 0
+            whole_detail, inside_detail = self.thumbs.detail()
         slot = self.thumbs.slot
-        self.unconfirmed = int(np.count_nonzero(linked & (slot < 0)))
+        self.unconfirmed = int(np.count_nonzero(linked & ~self._described))
 
         # A blank or one-colour picture (or inside) has nothing its thumbnail could confirm a
         # match by: it matches by its bytes only. (Left out here, thousands of blank images of
         # different sizes are not compared with each other in vain.)
-        whole_detail, inside_detail = self.thumbs.detail()
         self._whole_detail = whole_detail
         usable = has_hash & (whole_detail >= LOW_DETAIL)
         links: list[Link | CrossLink | FoundLink] = [Link(whole, usable, threshold, stored_pairs)]
@@ -297,13 +313,15 @@ class Matcher:
                 region_units = union(region_units, union(found_turned[0], found_turned[1]))
             del turned, turned_inside
         # Grids: to cut the regions' thumbnails, and to see where two pictures differ.
-        self.regions.read_grids(index, units, union(region_units, wanted))
+        self._index, self._units = index, units
+        if not self._parts:
+            self.regions.read_grids(index, units, union(region_units, wanted))
         # Each region's thumbnails, cut once per unit for every chunk of pairs when the units
         # whose regions may be cut are few enough to keep them (a share of all the candidates).
         self._cuts: dict[int, tuple[I64, Thumbnails]] = {}
         self._chunk_cuts = _KeptCuts(CUT_UNITS, lambda owners, k: thumbnails(self.regions.descriptors(owners, k)))
         owners = region_units[self.regions.has_grid(region_units)]
-        self._cut_owners = owners if len(owners) <= CUT_UNITS else None
+        self._cut_owners = owners if len(owners) <= CUT_UNITS and not self._parts else None
         # The candidates a pass at a time, each pass the pairs with a unit of its share on a side
         # and none of an earlier share's (those were its pass's), so that pictures crowded
         # within a few bits of each other (thousands of gradients on one hash) never need all
@@ -320,7 +338,7 @@ class Matcher:
             mask[share] = True
             found = candidates(n, links, mask, exclude=done if done.any() else None)
             done[share] = True
-            verified = self._verify(found)
+            verified = self._verify_by_parts(found) if self._parts else self._verify(found)
             sorts = [np.where(verified[k], found.gaps[k], NOT_NEAR).astype(np.uint8) for k in range(len(links))]
             joined = np.minimum.reduce(sorts)
             keep = joined != NOT_NEAR
@@ -401,7 +419,7 @@ class Matcher:
         compared with, had they thumbnails."""
         if self._whole_detail[unit] < LOW_DETAIL:
             return []
-        blind = np.flatnonzero(self._has_hash & (self.thumbs.slot < 0))
+        blind = np.flatnonzero(self._has_hash & ~self._described)
         blind = blind[blind != unit]
         gap = np.minimum(
             np.bitwise_count(self._whole[blind] ^ self._whole[unit]),
@@ -409,6 +427,36 @@ class Matcher:
         )
         found: list[int] = blind[gap <= self.threshold].tolist()
         return found
+
+    def _verify_by_parts(self, found: Candidates) -> npt.NDArray[np.bool_]:
+        """:meth:`_verify` with the thumbnails and grids of two parts of the units at a time
+        (``self._parts``): the candidates between parts ``a`` and ``b`` (``a <= b``) with
+        those two parts' read. Each part is read about as many times as there are parts, each
+        in the order of its files (the rows of one part lie near each other in the index),
+        for memory bounded by :data:`THUMBNAIL_UNITS`. Verdicts and distances are those of
+        :meth:`_verify` over all at once: a candidate is judged on its two units alone."""
+        n, count = len(self._described), len(self._parts)
+        part_of = np.zeros(n, dtype=np.int64)
+        for k, part in enumerate(self._parts):
+            part_of[part] = k
+        pu, pv = part_of[found.u], part_of[found.v]
+        low, high = np.minimum(pu, pv), np.maximum(pu, pv)
+        verified = np.zeros(found.gaps.shape, dtype=bool)
+        for a in range(count):
+            for b in range(a, count):
+                at = np.flatnonzero((low == a) & (high == b))
+                if not len(at):
+                    continue
+                held = self._parts[a] if a == b else union(self._parts[a], self._parts[b])
+                del self.thumbs  # (before the next are read: two parts' at once, not four)
+                self.thumbs = _Thumbnails(self._index, self._units, held, keep=False)
+                self.regions.read_grids(self._index, self._units, held)
+                some = Candidates(found.u[at], found.v[at], found.gaps[:, at])
+                verified[:, at] = self._verify(some)
+                found.gaps[:, at] = some.gaps  # (the region links' distances, set by their verification)
+        self.thumbs = _Thumbnails(self._index, self._units, np.empty(0, np.int64), keep=False)
+        self.regions.read_grids(self._index, self._units, np.empty(0, np.int64))
+        return verified
 
     def _verify(self, found: Candidates) -> npt.NDArray[np.bool_]:
         """Which candidates' hash matches (per link) the thumbnails confirm: ``(links, pairs)``."""
@@ -671,23 +719,35 @@ class _Regions:
         return region_pairs(self.hashes, has, targets, has_target, threshold, focus)
 
     def read_grids(self, index: Index, units: Units, wanted: I64) -> None:
-        """Read the grids (and the insides' colour thumbnails) of the ``wanted`` units that have regions."""
+        """Read the grids (and the insides' colour thumbnails) of the ``wanted`` units that have
+        regions (those of an earlier read are let go)."""
         wanted = wanted[self.has[wanted]]
-        found = index.images.grids(units.file_id[wanted].tolist())
-        have, blobs = [], []
-        for u, f in zip(wanted.tolist(), units.file_id[wanted].tolist(), strict=True):
-            if u in units.given_regions and u in units.given:  # a file looked up: its own grid and inside
-                whole, inside = units.given[u]
-                have.append(u)
-                blobs.append((units.given_regions[u][1], inside or whole))
-            elif f in found:
-                have.append(u)
-                blobs.append(found[f])
+        self.slot[:] = -1
+        self._grids = self._grids[:0].copy()
+        self._colours = self._colours[:0].copy()
+        have: list[int] = []
+        grids, colours = [self._grids], [self._colours]
+        for start in range(0, len(wanted), READ_UNITS):  # (a share at a time, as the thumbnails)
+            share = wanted[start : start + READ_UNITS]
+            found = index.images.grids(units.file_id[share].tolist())
+            blobs = []
+            for u, f in zip(share.tolist(), units.file_id[share].tolist(), strict=True):
+                if u in units.given_regions and u in units.given:  # a file looked up: its own grid and inside
+                    whole, inside = units.given[u]
+                    have.append(u)
+                    blobs.append((units.given_regions[u][1], inside or whole))
+                elif f in found:
+                    have.append(u)
+                    blobs.append(found.pop(f))
+            del found
+            grids.append(grid_rows([g for g, _ in blobs]))
+            joined = b"".join(d[GREY_SIDE * GREY_SIDE :] for _, d in blobs)
+            colours.append(np.frombuffer(joined, dtype=np.uint8).reshape(-1, COLOUR_SIDE, COLOUR_SIDE, 3))
+            del blobs, joined
         self.slot[have] = np.arange(len(have))
-        self._grids = grid_rows([g for g, _ in blobs]) if blobs else self._grids
+        self._grids = concatenate_consumed(grids)
         self._grid_keys = _grid_keys(self._grids)
-        colours = np.frombuffer(b"".join(d[GREY_SIDE * GREY_SIDE :] for _, d in blobs), dtype=np.uint8)
-        self._colours = colours.reshape(-1, COLOUR_SIDE, COLOUR_SIDE, 3)
+        self._colours = concatenate_consumed(colours)
 
     def same_grid(self, u: I64, v: I64) -> npt.NDArray[np.bool_]:
         """For pairs of units that have grids: are their grids the same (by a 64-bit key of
@@ -881,23 +941,65 @@ def _listed(keys: I64, stored: I64) -> npt.NDArray[np.bool_]:
     return found
 
 
+def _parts(units: Units, wanted: I64) -> list[I64]:
+    """``wanted`` units in parts of at most half :data:`THUMBNAIL_UNITS` (two are held at
+    once), by their files' ids (read in order, a part's rows lie near each other), each sorted."""
+    by_file = wanted[np.argsort(units.file_id[wanted], kind="stable")]
+    count = -(-len(by_file) // max(1, THUMBNAIL_UNITS // 2))
+    return [np.sort(part) for part in np.array_split(by_file, count)]
+
+
+def _detail_by_parts(
+    index: Index, units: Units, parts: list[I64]
+) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+    """Which units have a descriptor and the detail of each one's whole picture and inside
+    (:meth:`_Thumbnails.detail`), the thumbnails of a part at a time read and let go."""
+    n = len(units)
+    described = np.zeros(n, dtype=bool)
+    whole = np.full(n, np.inf, dtype=np.float32)
+    inside = np.full(n, np.inf, dtype=np.float32)
+    for part in parts:
+        thumbs = _Thumbnails(index, units, part, keep=False)
+        described[part] = thumbs.slot[part] >= 0
+        whole[part], inside[part] = (detail[part] for detail in thumbs.detail())
+        del thumbs
+    return described, whole, inside
+
+
 class _Thumbnails:
     """The descriptors of some units, read from the index at once and made ready to compare."""
 
     def __init__(self, index: Index, units: Units, wanted: I64, *, keep: bool) -> None:
         n = len(units)
-        from_index = [u for u in wanted.tolist() if u not in units.given]
-        found = index.images.descriptors(units.file_id[from_index].tolist())
-        described, whole, framed, insides = [], [], [], []
-        for unit, file_id in zip(wanted.tolist(), units.file_id[wanted].tolist(), strict=True):
-            pair = units.given.get(unit) or found.pop(file_id, None)
-            if pair is None:
-                continue  # indexed before descriptors existed
-            described.append(unit)
-            whole.append(pair[0])
-            if pair[1] is not None:
-                framed.append(unit)
-                insides.append(pair[1])
+        described: list[int] = []
+        framed: list[int] = []
+        whole_parts: list[Thumbnails] = []
+        inside_parts: list[Thumbnails] = []
+        raw_wholes: list[npt.NDArray[np.uint8]] = []
+        raw_insides: list[npt.NDArray[np.uint8]] = []
+        # A share of the units at a time: the bytes read of each share let go once its
+        # thumbnails are made (at millions of units, the bytes of all were gigabytes).
+        for start in range(0, len(wanted), READ_UNITS):
+            share = wanted[start : start + READ_UNITS]
+            from_index = [u for u in share.tolist() if u not in units.given]
+            found = index.images.descriptors(units.file_id[from_index].tolist())
+            wholes, insides = [], []
+            for unit, file_id in zip(share.tolist(), units.file_id[share].tolist(), strict=True):
+                pair = units.given.get(unit) or found.pop(file_id, None)
+                if pair is None:
+                    continue  # indexed before descriptors existed
+                described.append(unit)
+                wholes.append(pair[0])
+                if pair[1] is not None:
+                    framed.append(unit)
+                    insides.append(pair[1])
+            del found
+            for texts, parts, raw in ((wholes, whole_parts, raw_wholes), (insides, inside_parts, raw_insides)):
+                rows = descriptor_rows(texts)
+                texts.clear()
+                parts.append(thumbnails(rows))
+                if keep:
+                    raw.append(rows)
         #: Row of each unit in the whole pictures' arrays; -1 without a descriptor.
         self.slot = np.full(n, -1, dtype=np.int64)
         self.slot[described] = np.arange(len(described))
@@ -906,35 +1008,40 @@ class _Thumbnails:
         self._inside_slot[framed] = np.arange(len(framed))
         # One array of thumbnails: the whole pictures', the insides', then a blank row (never
         # accepted: flat), where units without descriptors point.
-        # Joined at once, and the bytes read let go before the thumbnails are made: at ten
-        # million pictures a pass's are gigabytes, and each copy alive at once was one more.
-        del found
-        rows = descriptor_rows([*whole, *insides, bytes(DESCRIPTOR_BYTES)])
-        del whole, insides
-        self._all = thumbnails(rows)
-        blank_row = len(self._all.grey) - 1
-        self._whole_row = np.where(self.slot >= 0, self.slot, blank_row)
-        #: Row in ``_all`` of each unit's inside: its whole picture's without a border.
-        self._inside_row = np.where(self._inside_slot >= 0, len(described) + self._inside_slot, self._whole_row)
-        #: The raw descriptors of the whole pictures (by ``slot``; without the blank row),
-        #: when asked to ``keep`` them (for orientations); the insides' with theirs.
-        # (Without ``keep``, arrays of their own: a view, even of no row, keeps its whole array.)
+        blank = descriptor_rows([bytes(DESCRIPTOR_BYTES)])
+        self._all = joined_thumbnails([*whole_parts, *inside_parts, thumbnails(blank)])
+        del whole_parts, inside_parts
+        self._described = len(described)
+        #: The raw descriptors of the whole pictures (by ``slot``), when asked to ``keep`` them
+        #: (for orientations); the insides' with theirs, then the blank row (where ``-1`` points).
         nothing = np.empty((0, DESCRIPTOR_BYTES), np.uint8)
-        self.descriptors = rows[: len(described)] if keep else nothing
-        self._inside_descriptors = rows[len(described) :] if keep else nothing
+        self.descriptors = concatenate_consumed(raw_wholes) if keep and raw_wholes else nothing
+        self._inside_descriptors = concatenate_consumed([*raw_insides, blank]) if keep else nothing
 
     def detail(self) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
         """Each unit's detail (:class:`.verify.Thumbnails`) of its whole picture and of its inside;
         infinite for a unit without a descriptor (its hashes decide)."""
+        every = np.arange(len(self.slot))
         known = self.slot >= 0
-        whole = np.where(known, self._all.detail[self._whole_row], np.inf).astype(np.float32)
-        inside = np.where(known, self._all.detail[self._inside_row], np.inf).astype(np.float32)
+        whole = np.where(known, self._all.detail[self._whole_rows(every)], np.inf).astype(np.float32)
+        inside = np.where(known, self._all.detail[self._inside_rows(every)], np.inf).astype(np.float32)
         return whole, inside
+
+    def _whole_rows(self, units: I64) -> I64:
+        """The rows in ``_all`` of these units' whole pictures (the blank row, the last, without
+        a descriptor). (Made when asked: an array of every unit's is 80 MB at ten million.)"""
+        slot = self.slot[units]
+        return np.where(slot >= 0, slot, len(self._all.grey) - 1)
+
+    def _inside_rows(self, units: I64) -> I64:
+        """The rows in ``_all`` of these units' insides: their whole pictures' without a border."""
+        at = self._inside_slot[units]
+        return np.where(at >= 0, self._described + at, self._whole_rows(units))
 
     def pictures(self, units: I64) -> Pictures:
         """The thumbnails of these units (which have descriptors)."""
-        whole, framed = self._all.rows(self._whole_row[units]), self._inside_slot[units] >= 0
-        return Pictures(whole, self._all.rows(self._inside_row[units]) if framed.any() else whole, framed)
+        whole, framed = self._all.rows(self._whole_rows(units)), self._inside_slot[units] >= 0
+        return Pictures(whole, self._all.rows(self._inside_rows(units)) if framed.any() else whole, framed)
 
     def framed_insides(self) -> tuple[I64, npt.NDArray[np.uint8]]:
         """The units with a border: their slots (rows in :attr:`descriptors`) and the raw

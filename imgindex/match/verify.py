@@ -147,6 +147,29 @@ class Thumbnails:
         return Thumbnails(*(np.concatenate([self._column(k), other._column(k)]) for k in range(len(self._columns))))
 
 
+def joined_thumbnails(parts: list[Thumbnails]) -> Thumbnails:
+    """The rows of ``parts`` in turn, as one :class:`Thumbnails` (``Thumbnails.__add__`` over
+    many), emptying ``parts`` as it goes: each part is let go once copied, so the memory held
+    is about the result's, not twice it (a large result's pages are the system's until written)."""
+    if not parts:
+        raise ValueError("no thumbnails to join")
+    firsts = [parts[0]._column(k) for k in range(len(parts[0]._columns))]
+    total = sum(len(part._column(3)) for part in parts)
+    columns = [np.empty((total, *c.shape[1:]), dtype=c.dtype) for c in firsts]
+    del firsts
+    at = 0
+    parts.reverse()
+    while parts:
+        part = parts.pop()
+        size = len(part._column(3))
+        for k, column in enumerate(columns):
+            column[at : at + size] = part._column(k)
+        at += size
+        del part
+    grey, chroma, colourful, detail, coarse, length2, mean_chroma = columns
+    return Thumbnails(grey, chroma, colourful, detail, coarse, length2, mean_chroma)
+
+
 def thumbnails(descriptors: npt.NDArray[np.uint8]) -> Thumbnails:
     """Rows of ``DESCRIPTOR_BYTES`` made ready for :func:`confirm`."""
     n = len(descriptors)
