@@ -543,6 +543,12 @@ def test_a_cross_link_pairs_insides_with_other_units_whole_pictures(lower: bool)
     focus = rng.random(n) < 0.5
     link = links.CrossLink(inside, has_inside, whole, has_whole, 3, None, lower)
     u, v, d = links.unit_pairs(link, focus)
+    # The two ways round made together share their link over twice the units, with the same pairs.
+    pair = links.CrossLink.both(inside, has_inside, whole, has_whole, 3, None)
+    assert pair[0].doubled is pair[1].doubled and pair[1 - lower].lower_inside == lower
+    twin = links.unit_pairs(pair[1 - lower], focus)
+    assert all(np.array_equal(x, y) for x, y in zip((u, v, d), twin, strict=True))
+    assert np.array_equal(links.unit_degrees(link, n), links.unit_degrees(pair[1 - lower], n))
     expected = set()
     for a in range(n):
         for b in range(n):

@@ -79,11 +79,31 @@ class CrossLink:
     threshold: int
     pairs: tuple[U64, U64, U8] | None
     lower_inside: bool
+    #: The same link the other way round, whose :attr:`doubled` this one uses (see :meth:`both`).
+    twin: CrossLink | None = None
+
+    @classmethod
+    def both(
+        cls,
+        inside: U64,
+        has_inside: npt.NDArray[np.bool_],
+        whole: U64,
+        has_whole: npt.NDArray[np.bool_],
+        threshold: int,
+        pairs: tuple[U64, U64, U8] | None,
+    ) -> tuple[CrossLink, CrossLink]:
+        """The two ways round (the lower unit's inside, then the higher's), sharing one
+        :attr:`doubled` link: by their sizes its arrays are up to 68 bytes a unit (the hashes, masks
+        and nodes of twice the units), half a gigabyte at 7.5 million."""
+        lower = cls(inside, has_inside, whole, has_whole, threshold, pairs, True)
+        return lower, cls(inside, has_inside, whole, has_whole, threshold, pairs, False, twin=lower)
 
     @cached_property
     def doubled(self) -> Link:
         """The link as a :class:`Link` over twice its units: each unit's inside (the first ``n``)
         and its whole picture (the next ``n``), with an inside on a side."""
+        if self.twin is not None:
+            return self.twin.doubled
         n = len(self.whole)
         return Link(
             np.concatenate([self.inside, self.whole]),

@@ -252,8 +252,7 @@ class Matcher:
             # One's inside against the other's whole picture, both with borders (a picture without
             # one is its own inside: the link of insides has those), from the same pairs.
             self.cross_links = (len(links), len(links) + 1)
-            for lower in (True, False):
-                links.append(CrossLink(inside, framed, whole, usable & has_trim, threshold, near, lower))
+            links += CrossLink.both(inside, framed, whole, usable & has_trim, threshold, near)
         region_units = union(found_regions[0], found_regions[1])
         if len(found_regions[0]):
             self.region_link = len(links)
@@ -288,18 +287,14 @@ class Matcher:
             # One's inside turned against the other's whole picture (both with borders).
             (whole_up, whole_described), (inside_up, inside_described) = uprights
             self.cross_rotation_links = (len(links), len(links) + 1)
-            for lower in (True, False):
-                links.append(
-                    CrossLink(
-                        inside_up,
-                        inside_described & has_trim,
-                        whole_up,
-                        whole_described & has_trim,
-                        rotation_threshold,
-                        both[2],
-                        lower,
-                    )
-                )
+            links += CrossLink.both(
+                inside_up,
+                inside_described & has_trim,
+                whole_up,
+                whole_described & has_trim,
+                rotation_threshold,
+                both[2],
+            )
             # A region of one against an orientation of the other (a turned copy of a picture
             # whose copy with a bar added leads its group meets that copy's cut region): per unit,
             # the hashes of turns 1-7 of its whole picture, then of its inside.
