@@ -962,7 +962,7 @@ def _detail_by_parts(
 
 
 class _Thumbnails:
-    """The descriptors of some units, read from the index at once and made ready to compare."""
+    """The descriptors of some units, read from the index (a share at a time) and made ready to compare."""
 
     def __init__(self, index: Index, units: Units, wanted: I64, *, keep: bool) -> None:
         n = len(units)
