@@ -9,7 +9,7 @@ machine the benches run on. Every function here sorts.
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -40,21 +40,32 @@ def common(a: npt.NDArray[T], b: npt.NDArray[T]) -> npt.NDArray[T]:
 
 
 def concatenate_consumed(parts: list[npt.NDArray[T]]) -> npt.NDArray[T]:
-    """``np.concatenate(parts)``, emptying ``parts`` as it goes: each part is let go once
-    copied, so the memory held is about the result's, not twice it (a large result's pages
-    are the system's until written)."""
+    """``np.concatenate(parts)``, emptying ``parts`` as it goes (:func:`concatenate_columns_consumed`)."""
+    columns: list[tuple[npt.NDArray[Any], ...]] = [(part,) for part in parts]
+    parts.clear()
+    (result,) = concatenate_columns_consumed(columns)
+    return result
+
+
+def concatenate_columns_consumed(parts: list[tuple[npt.NDArray[Any], ...]]) -> tuple[npt.NDArray[Any], ...]:
+    """Parts of the same columns (a part's columns of as many rows): each column's parts
+    concatenated, ``parts`` emptied as it goes. Each part is let go once copied, so the memory
+    held is about the result's, not twice it (a large result's pages are the system's until
+    written)."""
     if not parts:
         raise ValueError("nothing to concatenate")
-    first = parts[0]
-    result = np.empty((sum(len(p) for p in parts), *first.shape[1:]), dtype=first.dtype)
+    total = sum(len(part[0]) for part in parts)
+    columns = tuple(np.empty((total, *c.shape[1:]), dtype=c.dtype) for c in parts[0])
     at = 0
     parts.reverse()
     while parts:
         part = parts.pop()
-        result[at : at + len(part)] = part
-        at += len(part)
+        size = len(part[0])
+        for column, values in zip(columns, part, strict=True):
+            column[at : at + size] = values
+        at += size
         del part
-    return result
+    return columns
 
 
 def digest_units(

@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from imgindex.arrays import concatenate_columns_consumed
+
 #: Verification of a hash match on the pictures' descriptors (see hashing.descriptor).
 GREY_CORRELATION = 0.80  # Pearson correlation of the 16x16 grey thumbnails, at least
 COLOURFUL = 5.0  # mean chroma of the 8x8 thumbnail from which a picture counts as colourful
@@ -149,24 +151,10 @@ class Thumbnails:
 
 def joined_thumbnails(parts: list[Thumbnails]) -> Thumbnails:
     """The rows of ``parts`` in turn, as one :class:`Thumbnails` (``Thumbnails.__add__`` over
-    many), emptying ``parts`` as it goes: each part is let go once copied, so the memory held
-    is about the result's, not twice it (a large result's pages are the system's until written)."""
-    if not parts:
-        raise ValueError("no thumbnails to join")
-    firsts = [parts[0]._column(k) for k in range(len(parts[0]._columns))]
-    total = sum(len(part._column(3)) for part in parts)
-    columns = [np.empty((total, *c.shape[1:]), dtype=c.dtype) for c in firsts]
-    del firsts
-    at = 0
-    parts.reverse()
-    while parts:
-        part = parts.pop()
-        size = len(part._column(3))
-        for k, column in enumerate(columns):
-            column[at : at + size] = part._column(k)
-        at += size
-        del part
-    grey, chroma, colourful, detail, coarse, length2, mean_chroma = columns
+    many), emptying ``parts`` as it goes (:func:`~imgindex.arrays.concatenate_columns_consumed`)."""
+    columns = [tuple(part._column(k) for k in range(len(part._columns))) for part in parts]
+    parts.clear()
+    grey, chroma, colourful, detail, coarse, length2, mean_chroma = concatenate_columns_consumed(columns)
     return Thumbnails(grey, chroma, colourful, detail, coarse, length2, mean_chroma)
 
 
