@@ -956,7 +956,7 @@ def _detail_by_parts(
     for part in parts:
         thumbs = _Thumbnails(index, units, part, keep=False)
         described[part] = thumbs.slot[part] >= 0
-        whole[part], inside[part] = (detail[part] for detail in thumbs.detail())
+        whole[part], inside[part] = thumbs.detail(part)
         del thumbs
     return described, whole, inside
 
@@ -1013,13 +1013,13 @@ class _Thumbnails:
         self.descriptors = concatenate_consumed(raw_wholes) if keep and raw_wholes else nothing
         self._inside_descriptors = concatenate_consumed([*raw_insides, blank]) if keep else nothing
 
-    def detail(self) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
-        """Each unit's detail (:class:`.verify.Thumbnails`) of its whole picture and of its inside;
-        infinite for a unit without a descriptor (its hashes decide)."""
-        every = np.arange(len(self.slot))
-        known = self.slot >= 0
-        whole = np.where(known, self._all.detail[self._whole_rows(every)], np.inf).astype(np.float32)
-        inside = np.where(known, self._all.detail[self._inside_rows(every)], np.inf).astype(np.float32)
+    def detail(self, units: I64 | None = None) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+        """The detail (:class:`.verify.Thumbnails`) of the whole picture and of the inside of
+        ``units`` (all when not given); infinite for a unit without a descriptor (its hashes decide)."""
+        units = np.arange(len(self.slot)) if units is None else units
+        known = self.slot[units] >= 0
+        whole = np.where(known, self._all.detail[self._whole_rows(units)], np.inf).astype(np.float32)
+        inside = np.where(known, self._all.detail[self._inside_rows(units)], np.inf).astype(np.float32)
         return whole, inside
 
     def _whole_rows(self, units: I64) -> I64:
