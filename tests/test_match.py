@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, PngImagePlugin
+from PIL import Image, ImageDraw, ImageEnhance, PngImagePlugin
 from typer.testing import CliRunner
 
 from imgindex import hashing
 from imgindex.cli import app
 from imgindex.kinds import to_unsigned
-from imgindex.match.verify import LOW_DETAIL, thumbnails
+from imgindex.match.verify import COLOUR_DIFFERENCE, LOW_DETAIL, colour_residual, thumbnails
 from imgindex.query import query
 from imgindex.report import ReportOptions, build_report
 from imgindex.storage import Index
@@ -115,6 +115,51 @@ def test_a_tinted_copy_of_a_grey_icon_is_not_its_grey_copy(tree: Path, index: In
     write(tree / "tinted.webp", encode(icon((230, 200, 40)), "WEBP", quality=90))
     run_scan(index, tree)
     assert near_groups(index) == {frozenset({"tinted.png", "tinted.webp"})}
+
+
+def plus(colour: tuple[int, int, int], size: int = 64) -> Image.Image:
+    """A thin plus in ``colour`` on a transparent background: it fills a third of its own box."""
+    s = size * 4
+    image = Image.new("RGBA", (s, s), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(image)
+    c, r, w = s / 2, s * 0.3, s * 0.09
+    draw.rectangle([c - w / 2, c - r, c + w / 2, c + r], fill=(*colour, 255))
+    draw.rectangle([c - r, c - w / 2, c + r, c + w / 2], fill=(*colour, 255))
+    return image.resize((size, size), Image.Resampling.LANCZOS)
+
+
+def test_an_icon_in_another_tint_is_not_a_copy_however_little_of_its_box_it_fills(tree: Path, index: Index) -> None:
+    # A pink and a tan plus: the white around the strokes, in both, fills most of the colour
+    # thumbnails, and over all of them their colours differ as little as a copy's may. Darker
+    # copies of a saturated yellow house differ more where it is drawn, but by one factor.
+    pink, tan, yellow = plus((230, 130, 160)), plus((200, 130, 90)), icon((250, 220, 20))
+
+    def darkened(factor: float) -> Image.Image:
+        out = ImageEnhance.Brightness(yellow.convert("RGB")).enhance(factor).convert("RGBA")
+        out.putalpha(yellow.getchannel("A"))
+        return out
+
+    write(tree / "pink.png", encode(pink, "PNG"))
+    write(tree / "pink.webp", encode(pink, "WEBP", quality=90))
+    write(tree / "tan.png", encode(tan, "PNG"))
+    write(tree / "yellow.png", encode(yellow, "PNG"))
+    write(tree / "yellow-darker.png", encode(darkened(0.85), "PNG"))
+    run_scan(index, tree)
+    assert near_groups(index) == {frozenset({"pink.png", "pink.webp"}), frozenset({"yellow.png", "yellow-darker.png"})}
+
+    # Their insides (what the check of insides compares; the strokes are thin in the wholes):
+    made = [info(encode(i, "PNG")).trim_descriptor for i in (pink, tan, yellow, darkened(0.8))]
+    rows = hashing.descriptor_rows([d for d in made if d is not None])
+    assert len(rows) == 4
+    pictures = thumbnails(rows)
+    a, b = pictures.rows(np.array([0, 2])), pictures.rows(np.array([1, 3]))
+    x, y = a.chroma.astype(np.float32).reshape(2, -1, 2), b.chroma.astype(np.float32).reshape(2, -1, 2)
+    plain = np.sqrt(((y - x) ** 2).sum(axis=2).mean(axis=1))
+    weight = np.maximum(np.hypot(x[..., 0], x[..., 1]), np.hypot(y[..., 0], y[..., 1]))
+    where_drawn = np.sqrt((weight * ((y - x) ** 2).sum(axis=2)).sum(axis=1) / weight.sum(axis=1))
+    assert plain[0] <= COLOUR_DIFFERENCE  # over the whole box the two pluses differ as a copy may
+    assert (where_drawn > COLOUR_DIFFERENCE).all()  # where drawn, both pairs differ more; scaled:
+    assert list(colour_residual(a, b) <= COLOUR_DIFFERENCE) == [False, True]
 
 
 def test_mirrored_and_turned_copies_match_only_with_rotations(tree: Path, index: Index) -> None:

@@ -62,6 +62,8 @@ def _why(a: verify.Pictures, b: verify.Pictures, near_whole: bool, near_inside: 
             reasons.append(f"{name}: corr {corr:.3f} < {verify.GREY_CORRELATION}")
         elif x.colourful[0] and y.colourful[0] and rms > verify.COLOUR_DIFFERENCE:
             reasons.append(f"{name}: both colourful, colour rms {rms:.1f}")
+        elif x.colourful[0] and y.colourful[0] and verify.colour_residual(x, y)[0] > verify.COLOUR_DIFFERENCE:
+            reasons.append(f"{name}: both colourful, colour where drawn {verify.colour_residual(x, y)[0]:.1f}")
         elif one and not verify._same_luminance(x, y, np.array([corr], np.float32), verify.GREY_CORRELATION)[0]:
             ratio = max(x.detail[0], y.detail[0]) / max(min(x.detail[0], y.detail[0]), 1e-6)
             reasons.append(f"{name}: grey vs colourful, corr {corr:.3f}, contrast x{ratio:.2f}")

@@ -29,6 +29,14 @@ COLOUR_DIFFERENCE = 30.0  # RMS chroma difference of two colourful pictures, at 
 #: at other levels. Measured on the quality corpus's tuning part.
 GREY_COPY_CORRELATION = 0.95
 GREY_COPY_CONTRAST = 1.5
+#: Two colourful pictures must also agree in colour where they have it: a tinted icon on a white
+#: or transparent page differs from one in another tint only where it is drawn, and the
+#: colourless page, the same in both, dilutes that difference in a plain mean. So the
+#: difference of their colour thumbnails is also taken weighted by each cell's colour (the
+#: stronger chroma of the two), after scaling one picture's colours by the factor that fits
+#: them best within GREY_COPY_CONTRAST (about the same contrast, as for grey copies): a
+#: brightness or contrast change scales every opponent-colour pair by one factor, a tint does
+#: not. Its weighted RMS must be at most COLOUR_DIFFERENCE too (:func:`colour_residual`).
 #: Where two pictures differ: a copy differs from its source a little everywhere (noise,
 #: resampling, a shift by a crop or a turn of a few degrees), while two pictures on one
 #: template (signs of one frame, cards of one deck, buttons with other labels) are the same
@@ -47,8 +55,9 @@ DETAIL_CONCENTRATION = 5.9
 #: which matches hold, so that an index verifies its stored matches again. (3: mirrored and
 #: turned copies are also matched on the insides of pictures with a border; 4: one's inside
 #: against the other's whole picture; 5: a region of one against the other's whole or inside;
-#: 6: where the pictures differ, DETAIL_CONCENTRATION.)
-VERIFICATION = 6
+#: 6: where the pictures differ, DETAIL_CONCENTRATION; 7: colour compared where it is, the
+#: weighted colour residual.)
+VERIFICATION = 7
 #: Below this standard deviation (grey levels, in the 16x16 thumbnail) a picture is blank or
 #: one colour: its thumbnail cannot confirm a match, so it matches by its bytes only. (On the
 #: quality corpus, one-colour pictures are at 0 and the faintest real ones, low-contrast
@@ -333,8 +342,7 @@ def _against(a: Thumbnails, b: Thumbnails, grey_correlation: float) -> npt.NDArr
     if few:
         a, b = a.rows(at), b.rows(at)
     correlations: npt.NDArray[np.float32] = np.einsum("ij,ij->i", a.grey.astype(np.float32), b.grey.astype(np.float32))
-    difference = b.chroma.astype(np.float32) - a.chroma.astype(np.float32)
-    verdict = _verdict(correlations, difference, a.colourful, b.colourful, grey_correlation)
+    verdict = _verdict(correlations, a, b, grey_correlation)
     verdict &= _same_luminance(a, b, correlations, grey_correlation)
     if few:
         accepted[at] = verdict
@@ -360,20 +368,44 @@ def _could_pass(a: Thumbnails, b: Thumbnails, grey_correlation: float) -> npt.ND
 
 
 def _verdict(
-    correlation: npt.NDArray[np.float32],
-    difference: npt.NDArray[np.float32],
-    colourful_a: npt.ArrayLike,
-    colourful_b: npt.ArrayLike,
-    grey_correlation: float,
+    correlation: npt.NDArray[np.float32], a: Thumbnails, b: Thumbnails, grey_correlation: float
 ) -> npt.NDArray[np.bool_]:
-    """Do two pictures' thumbnails show the same picture, given their grey correlation and
-    opponent-colour difference? The grey thumbnails must correlate; two colourful pictures
-    must also agree in colour (flags with the same stripes in other colours, tinted icons),
-    while a grey picture against a colourful one is judged on luminance (:func:`_same_luminance`)."""
-    rms = np.sqrt((difference * difference).sum(axis=1) / (_CHROMA // 2))
-    both = np.logical_and(colourful_a, colourful_b)
-    accepted: npt.NDArray[np.bool_] = (correlation >= grey_correlation) & (~both | (rms <= COLOUR_DIFFERENCE))
+    """Do two pictures' thumbnails show the same picture, given their grey correlation? The grey
+    thumbnails must correlate; two colourful pictures must also agree in colour (flags with the
+    same stripes in other colours, tinted icons): the RMS of their opponent-colour difference,
+    and its residual weighted by where the colour is (:func:`colour_residual`), at most
+    :data:`COLOUR_DIFFERENCE`. A grey picture against a colourful one is judged on luminance
+    (:func:`_same_luminance`)."""
+    accepted: npt.NDArray[np.bool_] = correlation >= grey_correlation
+    both = np.flatnonzero(accepted & a.colourful & b.colourful)
+    if len(both):
+        x, y = a.rows(both), b.rows(both)
+        difference = y.chroma.astype(np.float32) - x.chroma.astype(np.float32)
+        rms = np.sqrt((difference * difference).sum(axis=1) / (_CHROMA // 2))
+        accepted[both] = (rms <= COLOUR_DIFFERENCE) & (colour_residual(x, y) <= COLOUR_DIFFERENCE)
     return accepted
+
+
+def colour_residual(a: Thumbnails, b: Thumbnails) -> npt.NDArray[np.float32]:
+    """For each row, how far ``b``'s colours are from ``a``'s scaled by one factor within
+    :data:`GREY_COPY_CONTRAST` (or ``a``'s from ``b``'s, whichever is nearer): the RMS over the
+    8x8 cells of the opponent-colour residual, each cell weighted by the stronger chroma of the
+    two there (see the constant's note). Zero for two colourless rows."""
+    n = len(a.colourful)
+    x = a.chroma.astype(np.float32).reshape(n, -1, 2)
+    y = b.chroma.astype(np.float32).reshape(n, -1, 2)
+    xx, yy = (x * x).sum(axis=2), (y * y).sum(axis=2)
+    weight = np.sqrt(np.maximum(xx, yy))
+    total = np.maximum(weight.sum(axis=1), np.float32(1e-6))
+    wxx, wyy = (weight * xx).sum(axis=1), (weight * yy).sum(axis=1)
+    wxy = (weight * (x * y).sum(axis=2)).sum(axis=1)
+    tiny = np.float32(1e-6)
+    residuals = []
+    for own, other in ((wxx, wyy), (wyy, wxx)):  # other ~ scale * own, best scale in the range
+        scale = np.clip(wxy / np.maximum(own, tiny), 1 / GREY_COPY_CONTRAST, GREY_COPY_CONTRAST)
+        residuals.append(other - 2 * scale * wxy + scale * scale * own)
+    residual: npt.NDArray[np.float32] = np.sqrt(np.maximum(np.minimum(*residuals), 0) / total).astype(np.float32)
+    return residual
 
 
 def _same_luminance(
