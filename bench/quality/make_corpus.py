@@ -65,6 +65,9 @@ HELDOUT_SEED = 2
 #: 2: planted pairs and family pairs carry a class (standard, hard, moderate, family); the
 #: template-family members and moderate edits of the round-2 parts. score.py reads 1 and 2.
 LABELS_VERSION = 2
+#: What was built, beside the labels' format: a corpus of another build is built again.
+#: (2: icon-glyph templates no longer draw one icon twice, see SAME_TINT.)
+CORPUS_BUILD = 2
 
 #: Transform name -> what it does. Order is the order of the printed tables.
 TRANSFORMS: dict[str, str] = {
@@ -592,7 +595,8 @@ MODERATE_PER_SOURCE = 4
 #: Template family kind -> (templates, members per template). Members are different pictures
 #: on one template (no member may pair with another); some get planted variants.
 #: Different templates must not make one picture twice: one deck per suit (all its ranks),
-#: one sign template per frame (its symbols each once).
+#: one sign template per frame (its symbols each once), and icon-glyph templates on one plate
+#: in tints apart by more than SAME_TINT (their glyphs repeat across templates).
 FAMILIES: dict[str, tuple[int, int]] = {
     "cards": (2, 10),
     "signs": (3, 7),
@@ -602,6 +606,12 @@ FAMILIES: dict[str, tuple[int, int]] = {
 }
 #: Share of family members given planted variants, and the transforms drawn for them.
 FAMILY_VARIANT_SHARE = 0.5
+#: Two icon-glyph templates on one plate whose tints are within this many levels in every channel
+#: draw the same icons: 15 % of 255, what the planted brightness change moves a channel by, so
+#: such tints are one picture by the corpus's own standard. (Before build 2, three of the tuning
+#: part's five templates drew square plates in (66, 20, 110), (102, 34, 102) and (107, 50, 109),
+#: and their same glyphs were scored as false pairs.) A later template's tint is drawn again.
+SAME_TINT = 38
 FAMILY_TRANSFORMS = ("jpeg", "webp", "alpha_to_jpeg", "resize50", "thumb", "crop", "brightness", "grey")
 
 #: Per part: what the families are drawn from.
@@ -974,9 +984,15 @@ def product(template: dict[str, Any], kind: str, tint: tuple[int, int, int]) -> 
 
 
 def family_set(
-    rng: np.random.Generator, kind: str, members: int, fs: dict[str, Any], number: int = 0
+    rng: np.random.Generator,
+    kind: str,
+    members: int,
+    fs: dict[str, Any],
+    number: int = 0,
+    taken: list[tuple[tuple[int, int, int], str]] | None = None,
 ) -> list[tuple[Image.Image, str]]:
-    """Template ``number``'s members: (picture, what differs) each, all different pictures."""
+    """Template ``number``'s members: (picture, what differs) each, all different pictures.
+    ``taken``: the (tint, plate) of the kind's earlier icon-glyph templates (this one's is added)."""
     out: list[tuple[Image.Image, str]] = []
     if kind == "cards":
         suit = str(fs["suits"][number % len(fs["suits"])])
@@ -1034,6 +1050,10 @@ def family_set(
     elif kind == "icon_glyph":
         size = int(rng.choice(fs["icon_sizes"]))
         tint, plate = colour(rng), str(rng.choice(["circle", "square"]))
+        taken = [] if taken is None else taken
+        while any(p == plate and max(abs(x - y) for x, y in zip(t, tint, strict=True)) <= SAME_TINT for t, p in taken):
+            tint = colour(rng)
+        taken.append((tint, plate))
         glyphs = fs["icon_glyphs"]
         seen: set[str] = set()
         while len(out) < members:
@@ -1698,9 +1718,10 @@ def build(
         f_rng = np.random.default_rng([seed, 7])
         n_members = n_family_variants = 0
         for kind, (templates, members) in FAMILIES.items():
+            taken: list[tuple[tuple[int, int, int], str]] = []
             for t in range(max(1, round(templates * distractor_scale))):
                 group = f"{kind}-{t:02d}"
-                for im, what in family_set(f_rng, kind, members, fs, t):
+                for im, what in family_set(f_rng, kind, members, fs, t, taken):
                     src = family_source(f"f{n_members:04d}", kind, im, f_rng, what)
                     n_members += 1
                     rel = corpus.add(
@@ -1846,6 +1867,7 @@ def labels_document(
     transforms = Counter(f["transform"] for f in corpus.files)
     return {
         "version": LABELS_VERSION,
+        "build": CORPUS_BUILD,
         "root": "dump",
         "options": {
             "part": part,
@@ -1905,7 +1927,11 @@ def options_match(
         "variant_share": variant_share,
         "distractor_scale": distractor_scale,
     }
-    return bool(labels.get("version") == LABELS_VERSION and labels.get("options") == wanted)
+    return bool(
+        labels.get("version") == LABELS_VERSION
+        and labels.get("build", 1) == CORPUS_BUILD
+        and labels.get("options") == wanted
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
