@@ -8,15 +8,18 @@ whole or not at all (:func:`atomic_text_file`).
 from __future__ import annotations
 
 import base64
+import contextlib
 import csv
 import itertools
 import json
 import operator
 import os
+import signal
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from json.encoder import encode_basestring_ascii
+from multiprocessing.connection import Connection, Pipe
 from pathlib import Path
 from typing import IO
 
@@ -31,6 +34,11 @@ from .storage import ImageTable
 
 #: Images formatted at a time by the JSON writer (their text is held until written).
 _BLOCK = 50_000
+#: Processes that format the blocks of a JSON report of several blocks, where the system forks
+#: (they read the report as this process holds it, copying nothing), while this one writes
+#: what they send: None for one a core this process may use, at most 4, none on one core.
+JSON_HELPERS: int | None = None
+_MAX_HELPERS = 4
 
 
 def path_fields(path: bytes) -> dict[str, str]:
@@ -92,10 +100,84 @@ def _write_json(report: Report, out: IO[str]) -> None:
     place[ends - 1] = 2
     place[ends - sizes] = np.where(sizes > 1, 0, 3)
     templates = _TEMPLATES_NEAR if near else _TEMPLATES_EXACT
-    for a in range(0, len(members), _BLOCK):
-        text = _images_text(t, members[a : a + _BLOCK], place[a : a + _BLOCK], distance[a : a + _BLOCK], templates)
-        out.write(text[1:] if a == 0 else text)  # the first image has no comma before it
+    for k, text in enumerate(_block_texts((t, members, place, distance, templates))):
+        out.write(text[1:] if k == 0 else text)  # the first image has no comma before it
     out.write("\n]}\n")
+
+
+_Blocks = tuple[ImageTable, npt.NDArray[np.int64], npt.NDArray[np.int8], npt.NDArray[np.uint8], tuple[str, ...]]
+
+
+def _block_text(blocks: _Blocks, a: int) -> str:
+    """The text of the listed images from ``a`` (a block's worth)."""
+    t, members, place, distance, templates = blocks
+    return _images_text(t, members[a : a + _BLOCK], place[a : a + _BLOCK], distance[a : a + _BLOCK], templates)
+
+
+def _helpers(blocks: int) -> int:
+    if blocks < 2 or not hasattr(os, "fork"):
+        return 0
+    if JSON_HELPERS is not None:
+        return min(JSON_HELPERS, blocks)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return 0 if cores < 2 else min(cores, _MAX_HELPERS, blocks)
+
+
+def _block_texts(blocks: _Blocks) -> Iterator[str]:
+    """The blocks' texts in order. With helpers (:data:`JSON_HELPERS`), forked with the report
+    as it is held here, helper ``i`` formats the blocks ``k`` with ``k % helpers == i`` and sends
+    each through a pipe as it is made, while this process reads them in order and writes them:
+    each helper is at most a block ahead of what is written, and nothing here competes with
+    them for the interpreter (a thread reading pipes beside formatting here kept them waiting).
+    A block a helper did not send (it failed, or was killed) is formatted here: the same text."""
+    starts = list(range(0, len(blocks[1]), _BLOCK))
+    helpers = _helpers(len(starts))
+    if not helpers:
+        yield from (_block_text(blocks, a) for a in starts)
+        return
+    pids: list[int] = []
+    readers: list[Connection | None] = []
+    try:
+        for i in range(helpers):
+            reading, sending = Pipe(duplex=False)
+            pid = os.fork()
+            if pid == 0:  # the helper: its blocks, then out at once (no exit handlers, no flushing)
+                try:
+                    for other in readers:
+                        if other is not None:
+                            other.close()
+                    reading.close()
+                    _help(blocks, starts[i::helpers], sending)
+                finally:
+                    os._exit(0)
+            pids.append(pid)
+            sending.close()
+            readers.append(reading)
+        for k, a in enumerate(starts):
+            reader = readers[k % helpers]
+            text = None
+            if reader is not None:
+                try:
+                    text = reader.recv_bytes().decode("utf-8", "surrogateescape")
+                except (EOFError, OSError):
+                    reader.close()
+                    readers[k % helpers] = None
+            yield _block_text(blocks, a) if text is None else text
+    finally:
+        for reader in readers:
+            if reader is not None:
+                reader.close()
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)  # (done by now, unless the writing stopped early)
+            os.waitpid(pid, 0)
+
+
+def _help(blocks: _Blocks, run: list[int], sending: Connection) -> None:
+    """A helper's work: the texts of the blocks from ``run``'s starts, each sent as it is made."""
+    with sending:
+        for a in run:
+            sending.send_bytes(_block_text(blocks, a).encode("utf-8", "surrogateescape"))
 
 
 def _templates(near: bool) -> tuple[str, ...]:

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from imgindex import formats
 from imgindex.formats import _BLOCK, path_fields, write_json
 from imgindex.report import Image, Report, ReportOptions, build_report
 from imgindex.storage import Index
@@ -118,6 +119,39 @@ def test_blocks_join_as_one_text(hostile_index: Index, monkeypatch: pytest.Monke
     monkeypatch.setattr("imgindex.formats._BLOCK", 3)
     assert _BLOCK > 3
     assert written(report) == whole == plain_json(report)
+
+
+@pytest.mark.parametrize("helpers", [1, 2])
+def test_blocks_formatted_by_helpers_join_as_one_text(
+    hostile_index: Index, monkeypatch: pytest.MonkeyPatch, helpers: int
+) -> None:
+    """Blocks formatted by forked helpers come back in order: the same text as in one process."""
+    report = build_report(hostile_index, ReportOptions(mode="near"))
+    monkeypatch.setattr("imgindex.formats._BLOCK", 2)
+    monkeypatch.setattr("imgindex.formats.JSON_HELPERS", 0)
+    alone = written(report)
+    monkeypatch.setattr("imgindex.formats.JSON_HELPERS", helpers)
+    blocks = -(-len(report.layout()[0]) // 2)
+    assert blocks > helpers + 1 and formats._helpers(blocks) == helpers  # every one has blocks to do
+    assert written(report) == alone == plain_json(report)
+
+
+def test_blocks_a_helper_did_not_send_are_formatted_here(hostile_index: Index, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A helper that stops after its first block (as one killed would): the rest of its run is
+    formatted by the writer itself, and the text is whole."""
+    report = build_report(hostile_index, ReportOptions(mode="near"))
+    monkeypatch.setattr("imgindex.formats._BLOCK", 2)
+    monkeypatch.setattr("imgindex.formats.JSON_HELPERS", 0)
+    alone = written(report)
+    real = formats._help
+
+    def stops_early(blocks: Any, run: list[int], sending: Any) -> None:
+        real(blocks, run[:1], sending)
+        os._exit(1)
+
+    monkeypatch.setattr("imgindex.formats._help", stops_early)
+    monkeypatch.setattr("imgindex.formats.JSON_HELPERS", 1)
+    assert written(report) == alone
 
 
 def test_an_empty_report(index: Index) -> None:
