@@ -140,7 +140,13 @@ def _block_texts(blocks: _Blocks) -> Iterator[str]:
     try:
         for i in range(helpers):
             reading, sending = Pipe(duplex=False)
-            pid = os.fork()
+            try:
+                pid = os.fork()
+            except OSError:  # (no more processes: the blocks of helpers not made are formatted here)
+                reading.close()
+                sending.close()
+                readers.extend([None] * (helpers - i))
+                break
             if pid == 0:  # the helper: its blocks, then out at once (no exit handlers, no flushing)
                 try:
                     for other in readers:

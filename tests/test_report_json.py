@@ -154,6 +154,28 @@ def test_blocks_a_helper_did_not_send_are_formatted_here(hostile_index: Index, m
     assert written(report) == alone
 
 
+@pytest.mark.parametrize("forks", [0, 1])
+def test_helpers_the_system_would_not_fork_leave_their_blocks_here(
+    hostile_index: Index, monkeypatch: pytest.MonkeyPatch, forks: int
+) -> None:
+    report = build_report(hostile_index, ReportOptions(mode="near"))
+    monkeypatch.setattr("imgindex.formats._BLOCK", 2)
+    monkeypatch.setattr("imgindex.formats.JSON_HELPERS", 0)
+    alone = written(report)
+    real, made = os.fork, []
+
+    def fork() -> int:
+        if len(made) >= forks:
+            raise BlockingIOError("Resource temporarily unavailable")
+        made.append(1)
+        return real()
+
+    monkeypatch.setattr("imgindex.formats.os.fork", fork)
+    monkeypatch.setattr("imgindex.formats.JSON_HELPERS", 2)
+    assert written(report) == alone
+    assert len(made) == forks
+
+
 def test_an_empty_report(index: Index) -> None:
     report = build_report(index, ReportOptions(mode="near"))
     assert written(report) == plain_json(report)
