@@ -16,6 +16,7 @@ import operator
 import os
 import signal
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from json.encoder import encode_basestring_ascii
@@ -36,7 +37,8 @@ from .storage import ImageTable
 _BLOCK = 50_000
 #: Processes that format the blocks of a JSON report of several blocks, where the system forks
 #: (they read the report as this process holds it, copying nothing), while this one writes
-#: what they send: None for one a core this process may use, at most 4, none on one core.
+#: what they send: None for one a core this process may use, at most 4, none on one core or
+#: while other threads run here (see :func:`_helpers`).
 JSON_HELPERS: int | None = None
 _MAX_HELPERS = 4
 
@@ -115,10 +117,15 @@ def _block_text(blocks: _Blocks, a: int) -> str:
 
 
 def _helpers(blocks: int) -> int:
+    """How many helpers format ``blocks`` blocks: none from a process where other threads run
+    (``watch``'s observer): a forked child has only the thread that forked, and a lock another
+    thread held stays held in it. (:data:`JSON_HELPERS`, when set, is taken as it is.)"""
     if blocks < 2 or not hasattr(os, "fork"):
         return 0
     if JSON_HELPERS is not None:
         return min(JSON_HELPERS, blocks)
+    if threading.active_count() > 1:
+        return 0
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     return 0 if cores < 2 else min(cores, _MAX_HELPERS, blocks)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -174,6 +175,18 @@ def test_helpers_the_system_would_not_fork_leave_their_blocks_here(
     monkeypatch.setattr("imgindex.formats.JSON_HELPERS", 2)
     assert written(report) == alone
     assert len(made) == forks
+
+
+def test_no_helpers_are_forked_while_other_threads_run() -> None:
+    """A forked child has only the thread that forked: a lock another held stays held in it."""
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        assert formats._helpers(40) == 0
+    finally:
+        stop.set()
+        other.join()
 
 
 def test_an_empty_report(index: Index) -> None:
