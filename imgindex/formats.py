@@ -183,7 +183,8 @@ def _block_texts(blocks: _Blocks) -> Iterator[str]:
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)  # (done by now, unless the writing stopped early)
-            os.waitpid(pid, 0)
+            with contextlib.suppress(ChildProcessError):  # (reaped already, where SIGCHLD is ignored)
+                os.waitpid(pid, 0)
 
 
 def _help(blocks: _Blocks, run: list[int], sending: Connection) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import signal
 import threading
 from pathlib import Path
 from typing import Any
@@ -175,6 +176,20 @@ def test_helpers_the_system_would_not_fork_leave_their_blocks_here(
     monkeypatch.setattr("imgindex.formats.JSON_HELPERS", 2)
     assert written(report) == alone
     assert len(made) == forks
+
+
+def test_helpers_reaped_by_the_system_are_no_error(hostile_index: Index, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where SIGCHLD is ignored, finished helpers are reaped at once: waiting for them finds none."""
+    report = build_report(hostile_index, ReportOptions(mode="near"))
+    monkeypatch.setattr("imgindex.formats._BLOCK", 2)
+    monkeypatch.setattr("imgindex.formats.JSON_HELPERS", 0)
+    alone = written(report)
+    monkeypatch.setattr("imgindex.formats.JSON_HELPERS", 2)
+    before = signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    try:
+        assert written(report) == alone
+    finally:
+        signal.signal(signal.SIGCHLD, before)
 
 
 def test_no_helpers_are_forked_while_other_threads_run() -> None:
