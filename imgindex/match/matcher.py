@@ -426,14 +426,16 @@ class Matcher:
     def _verify_by_parts(self, found: Candidates) -> npt.NDArray[np.bool_]:
         """:meth:`_verify` with the thumbnails and grids of two parts of the units at a time
         (``self._parts``): the candidates between parts ``a`` and ``b`` (``a <= b``) with
-        those two parts' read. Each part is read about as many times as there are parts, each
-        in the order of its files (the rows of one part lie near each other in the index),
-        for memory bounded by :data:`THUMBNAIL_UNITS`. Verdicts and distances are those of
+        the units of those two parts that they touch read. Each part is read about as many
+        times as there are parts, each in the order of its files (the rows of one part lie near
+        each other in the index), for memory bounded by :data:`THUMBNAIL_UNITS`. Verdicts and distances are those of
         :meth:`_verify` over all at once: a candidate is judged on its two units alone."""
         n, count = len(self._described), len(self._parts)
         part_of = np.zeros(n, dtype=np.int64)
+        in_a_part = np.zeros(n, dtype=bool)
         for k, part in enumerate(self._parts):
             part_of[part] = k
+            in_a_part[part] = True
         pu, pv = part_of[found.u], part_of[found.v]
         low, high = np.minimum(pu, pv), np.maximum(pu, pv)
         verified = np.zeros(found.gaps.shape, dtype=bool)
@@ -442,7 +444,10 @@ class Matcher:
                 at = np.flatnonzero((low == a) & (high == b))
                 if not len(at):
                     continue
-                held = self._parts[a] if a == b else union(self._parts[a], self._parts[b])
+                # Only the units of parts a and b these candidates touch: a share's candidates
+                # between two parts may touch a third of their units, or less.
+                held = union(found.u[at], found.v[at])
+                held = held[in_a_part[held]]
                 del self.thumbs  # (before the next are read: two parts' at once, not four)
                 self.thumbs = _Thumbnails(self._index, self._units, held, keep=False)
                 self.regions.read_grids(self._index, self._units, held)
