@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import imagehash
 import numpy as np
@@ -85,8 +86,28 @@ def test_thumbnails_read_by_parts_give_the_same_matches(
         turned_in_shares = Matcher(index, units, 10, rotations=True)
         monkeypatch.setattr(matcher_module, "THUMBNAIL_UNITS", 6)  # parts of three units
         monkeypatch.setattr(matcher_module, "VERIFY_CHUNK", 5)
+        # What the verification by parts reads: of two parts, only the units candidates touch.
+        touched: set[int] = set()
+        read: list[set[int]] = []
+        by_parts_verify, thumbnails_made = Matcher._verify_by_parts, matcher_module._Thumbnails.__init__
+
+        def verify_by_parts(self: Matcher, found: Any) -> Any:
+            touched.update(found.u.tolist(), found.v.tolist())
+            return by_parts_verify(self, found)
+
+        def thumbnails(self: Any, index: Index, units: Any, wanted: Any, *, keep: bool) -> None:
+            if touched:  # (after the detail pass, which reads every part whole)
+                read.append(set(wanted.tolist()))
+            thumbnails_made(self, index, units, wanted, keep=keep)
+
+        monkeypatch.setattr(Matcher, "_verify_by_parts", verify_by_parts)
+        monkeypatch.setattr(matcher_module._Thumbnails, "__init__", thumbnails)
         by_parts = Matcher(index, units, 10)
     assert len(by_parts._parts) > 4 and not whole._parts and not read_in_shares._parts
+    parts = [set(p.tolist()) for p in by_parts._parts]
+    whole_parts = [set().union(*(p for p in parts if p & r)) for r in read]
+    assert len(read) > 4 and all(r <= touched and r <= w for r, w in zip(read, whole_parts, strict=True))
+    assert any(r < w for r, w in zip(read, whole_parts, strict=True))  # not both parts whole
     assert whole.region_link >= 0 and len(whole.edges) >= 6 * 3 + 4 and len(turned.edges) > len(whole.edges)
     for one, other in ((whole, read_in_shares), (whole, by_parts), (turned, turned_in_shares)):
         assert all(np.array_equal(x, y) for x, y in zip(one.sorts, other.sorts, strict=True))
