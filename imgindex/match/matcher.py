@@ -428,8 +428,9 @@ class Matcher:
         (``self._parts``): the candidates between parts ``a`` and ``b`` (``a <= b``) with
         the units of those two parts that they touch read. Each part is read about as many
         times as there are parts, each in the order of its files (the rows of one part lie near
-        each other in the index), for memory bounded by :data:`THUMBNAIL_UNITS`. Verdicts and distances are those of
-        :meth:`_verify` over all at once: a candidate is judged on its two units alone."""
+        each other in the index), for memory bounded by :data:`THUMBNAIL_UNITS`. Verdicts and
+        distances are those of :meth:`_verify` over all at once: a candidate is judged on its
+        two units alone."""
         n, count = len(self._described), len(self._parts)
         part_of = np.zeros(n, dtype=np.int64)
         in_a_part = np.zeros(n, dtype=bool)
