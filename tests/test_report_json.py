@@ -123,28 +123,33 @@ def test_blocks_join_as_one_text(hostile_index: Index, monkeypatch: pytest.Monke
     assert written(report) == whole == plain_json(report)
 
 
-@pytest.mark.parametrize("helpers", [1, 2])
-def test_blocks_formatted_by_helpers_join_as_one_text(
-    hostile_index: Index, monkeypatch: pytest.MonkeyPatch, helpers: int
-) -> None:
-    """Blocks formatted by forked helpers come back in order: the same text as in one process."""
+@pytest.fixture
+def in_blocks(hostile_index: Index, monkeypatch: pytest.MonkeyPatch) -> tuple[Report, str]:
+    """A near report in blocks of two images, and its text written in one process."""
     report = build_report(hostile_index, ReportOptions(mode="near"))
     monkeypatch.setattr("imgindex.formats._BLOCK", 2)
     monkeypatch.setattr("imgindex.formats.JSON_HELPERS", 0)
-    alone = written(report)
+    return report, written(report)
+
+
+@pytest.mark.parametrize("helpers", [1, 2])
+def test_blocks_formatted_by_helpers_join_as_one_text(
+    in_blocks: tuple[Report, str], monkeypatch: pytest.MonkeyPatch, helpers: int
+) -> None:
+    """Blocks formatted by forked helpers come back in order: the same text as in one process."""
+    report, alone = in_blocks
     monkeypatch.setattr("imgindex.formats.JSON_HELPERS", helpers)
     blocks = -(-len(report.layout()[0]) // 2)
     assert blocks > helpers + 1 and formats._helpers(blocks) == helpers  # every one has blocks to do
     assert written(report) == alone == plain_json(report)
 
 
-def test_blocks_a_helper_did_not_send_are_formatted_here(hostile_index: Index, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_blocks_a_helper_did_not_send_are_formatted_here(
+    in_blocks: tuple[Report, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A helper that stops after its first block (as one killed would): the rest of its run is
     formatted by the writer itself, and the text is whole."""
-    report = build_report(hostile_index, ReportOptions(mode="near"))
-    monkeypatch.setattr("imgindex.formats._BLOCK", 2)
-    monkeypatch.setattr("imgindex.formats.JSON_HELPERS", 0)
-    alone = written(report)
+    report, alone = in_blocks
     real = formats._help
 
     def stops_early(blocks: Any, run: list[int], sending: Any) -> None:
@@ -158,12 +163,9 @@ def test_blocks_a_helper_did_not_send_are_formatted_here(hostile_index: Index, m
 
 @pytest.mark.parametrize("forks", [0, 1])
 def test_helpers_the_system_would_not_fork_leave_their_blocks_here(
-    hostile_index: Index, monkeypatch: pytest.MonkeyPatch, forks: int
+    in_blocks: tuple[Report, str], monkeypatch: pytest.MonkeyPatch, forks: int
 ) -> None:
-    report = build_report(hostile_index, ReportOptions(mode="near"))
-    monkeypatch.setattr("imgindex.formats._BLOCK", 2)
-    monkeypatch.setattr("imgindex.formats.JSON_HELPERS", 0)
-    alone = written(report)
+    report, alone = in_blocks
     real, made = os.fork, []
 
     def fork() -> int:
@@ -178,12 +180,11 @@ def test_helpers_the_system_would_not_fork_leave_their_blocks_here(
     assert len(made) == forks
 
 
-def test_helpers_reaped_by_the_system_are_no_error(hostile_index: Index, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_helpers_reaped_by_the_system_are_no_error(
+    in_blocks: tuple[Report, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Where SIGCHLD is ignored, finished helpers are reaped at once: waiting for them finds none."""
-    report = build_report(hostile_index, ReportOptions(mode="near"))
-    monkeypatch.setattr("imgindex.formats._BLOCK", 2)
-    monkeypatch.setattr("imgindex.formats.JSON_HELPERS", 0)
-    alone = written(report)
+    report, alone = in_blocks
     monkeypatch.setattr("imgindex.formats.JSON_HELPERS", 2)
     before = signal.signal(signal.SIGCHLD, signal.SIG_IGN)
     try:
