@@ -395,11 +395,11 @@ def colour_residual(a: Thumbnails, b: Thumbnails) -> npt.NDArray[np.float32]:
     x = a.chroma.astype(np.float32).reshape(n, -1, 2)
     y = b.chroma.astype(np.float32).reshape(n, -1, 2)
     xx, yy = (x * x).sum(axis=2), (y * y).sum(axis=2)
+    tiny = np.float32(1e-6)
     weight = np.sqrt(np.maximum(xx, yy))
-    total = np.maximum(weight.sum(axis=1), np.float32(1e-6))
+    total = np.maximum(weight.sum(axis=1), tiny)
     wxx, wyy = (weight * xx).sum(axis=1), (weight * yy).sum(axis=1)
     wxy = (weight * (x * y).sum(axis=2)).sum(axis=1)
-    tiny = np.float32(1e-6)
     residuals = []
     for own, other in ((wxx, wyy), (wyy, wxx)):  # other ~ scale * own, best scale in the range
         scale = np.clip(wxy / np.maximum(own, tiny), 1 / GREY_COPY_CONTRAST, GREY_COPY_CONTRAST)
