@@ -20,8 +20,9 @@ from typing import Any
 
 import pytest
 
-from imgindex import formats
-from imgindex.formats import _BLOCK, path_fields, write_json
+from imgindex import json_images
+from imgindex.formats import atomic_text_file, path_fields, write_json
+from imgindex.json_images import BLOCK
 from imgindex.report import Image, Report, ReportOptions, build_report
 from imgindex.storage import Index
 
@@ -66,7 +67,10 @@ def written(report: Report) -> str:
     """The report as the writer writes it, its header (the counts, the settings) cut to the first count."""
     out = io.StringIO()
     write_json(report, out)
-    text = out.getvalue()
+    return cut_header(out.getvalue())
+
+
+def cut_header(text: str) -> str:
     start = text.index('"initial_image_count"')
     return "{" + text[start : text.index(",", start)] + text[text.index(', "images": [') :]
 
@@ -118,8 +122,8 @@ def test_blocks_join_as_one_text(hostile_index: Index, monkeypatch: pytest.Monke
     """Images formatted a few at a time give the same text as all at once."""
     report = build_report(hostile_index, ReportOptions(mode="near"))
     whole = written(report)
-    monkeypatch.setattr("imgindex.formats._BLOCK", 3)
-    assert _BLOCK > 3
+    monkeypatch.setattr("imgindex.json_images.BLOCK", 3)
+    assert BLOCK > 3
     assert written(report) == whole == plain_json(report)
 
 
@@ -127,8 +131,8 @@ def test_blocks_join_as_one_text(hostile_index: Index, monkeypatch: pytest.Monke
 def in_blocks(hostile_index: Index, monkeypatch: pytest.MonkeyPatch) -> tuple[Report, str]:
     """A near report in blocks of two images, and its text written in one process."""
     report = build_report(hostile_index, ReportOptions(mode="near"))
-    monkeypatch.setattr("imgindex.formats._BLOCK", 2)
-    monkeypatch.setattr("imgindex.formats.JSON_HELPERS", 0)
+    monkeypatch.setattr("imgindex.json_images.BLOCK", 2)
+    monkeypatch.setattr("imgindex.json_images.JSON_HELPERS", 0)
     return report, written(report)
 
 
@@ -138,9 +142,9 @@ def test_blocks_formatted_by_helpers_join_as_one_text(
 ) -> None:
     """Blocks formatted by forked helpers come back in order: the same text as in one process."""
     report, alone = in_blocks
-    monkeypatch.setattr("imgindex.formats.JSON_HELPERS", helpers)
+    monkeypatch.setattr("imgindex.json_images.JSON_HELPERS", helpers)
     blocks = -(-len(report.layout()[0]) // 2)
-    assert blocks > helpers + 1 and formats._helpers(blocks) == helpers  # every one has blocks to do
+    assert blocks > helpers + 1 and json_images.helpers_for(blocks) == helpers  # every one has blocks to do
     assert written(report) == alone == plain_json(report)
 
 
@@ -150,14 +154,50 @@ def test_blocks_a_helper_did_not_send_are_formatted_here(
     """A helper that stops after its first block (as one killed would): the rest of its run is
     formatted by the writer itself, and the text is whole."""
     report, alone = in_blocks
-    real = formats._help
+    real = json_images._help
 
-    def stops_early(blocks: Any, run: list[int], sending: Any) -> None:
+    def stops_early(blocks: Any, run: list[int], sending: int) -> None:
         real(blocks, run[:1], sending)
         os._exit(1)
 
-    monkeypatch.setattr("imgindex.formats._help", stops_early)
-    monkeypatch.setattr("imgindex.formats.JSON_HELPERS", 1)
+    monkeypatch.setattr("imgindex.json_images._help", stops_early)
+    monkeypatch.setattr("imgindex.json_images.JSON_HELPERS", 1)
+    assert written(report) == alone
+
+
+def test_blocks_go_to_a_file_as_bytes(
+    in_blocks: tuple[Report, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Written to a file, the helpers' blocks go to its bytes as they came (not through text):
+    the file holds the same text as one made in one process."""
+    report, alone = in_blocks
+    monkeypatch.setattr("imgindex.json_images.JSON_HELPERS", 2)
+    target = tmp_path / "near.json"
+    with atomic_text_file(target) as out:
+        assert json_images._bytes_of(out) is not None
+        write_json(report, out)
+    assert cut_header(target.read_bytes().decode("utf-8", "surrogateescape")) == alone
+
+
+def test_a_block_sent_in_part_is_made_here(
+    in_blocks: tuple[Report, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A helper killed while it sends a block (its length and half its bytes came): the block
+    is made here, and nothing of the half sent is written."""
+    report, alone = in_blocks
+
+    def sends_half(blocks: Any, run: list[int], sending: int) -> None:
+        data = json_images._block_text(blocks, run[0]).encode()
+        with open(sending, "wb") as pipe:
+            pipe.write(len(data).to_bytes(8, "big") + data[: len(data) // 2])
+        os._exit(1)
+
+    monkeypatch.setattr("imgindex.json_images._help", sends_half)
+    monkeypatch.setattr("imgindex.json_images.JSON_HELPERS", 2)
+    target = tmp_path / "near.json"
+    with atomic_text_file(target) as out:
+        write_json(report, out)
+    assert cut_header(target.read_bytes().decode("utf-8", "surrogateescape")) == alone
     assert written(report) == alone
 
 
@@ -174,8 +214,8 @@ def test_helpers_the_system_would_not_fork_leave_their_blocks_here(
         made.append(1)
         return real()
 
-    monkeypatch.setattr("imgindex.formats.os.fork", fork)
-    monkeypatch.setattr("imgindex.formats.JSON_HELPERS", 2)
+    monkeypatch.setattr("imgindex.json_images.os.fork", fork)
+    monkeypatch.setattr("imgindex.json_images.JSON_HELPERS", 2)
     assert written(report) == alone
     assert len(made) == forks
 
@@ -185,7 +225,7 @@ def test_helpers_reaped_by_the_system_are_no_error(
 ) -> None:
     """Where SIGCHLD is ignored, finished helpers are reaped at once: waiting for them finds none."""
     report, alone = in_blocks
-    monkeypatch.setattr("imgindex.formats.JSON_HELPERS", 2)
+    monkeypatch.setattr("imgindex.json_images.JSON_HELPERS", 2)
     before = signal.signal(signal.SIGCHLD, signal.SIG_IGN)
     try:
         assert written(report) == alone
@@ -199,7 +239,7 @@ def test_no_helpers_are_forked_while_other_threads_run() -> None:
     other = threading.Thread(target=stop.wait)
     other.start()
     try:
-        assert formats._helpers(40) == 0
+        assert json_images.helpers_for(40) == 0
     finally:
         stop.set()
         other.join()
