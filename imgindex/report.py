@@ -16,7 +16,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from imgindex.arrays import digest_units, distinct
+from imgindex.arrays import digest_units, distinct, lex_order
 
 from .decisions import InForce, in_force, keep_priority, keep_rows, without_apart
 from .errors import ReportError
@@ -180,6 +180,7 @@ class _Matched:
 
     table: ImageTable
     rule_keys: list[npt.NDArray[Any]]  # for np.lexsort, most significant first
+    rule_ranking: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]] | None  # _rank(rule_keys), once made
     unit_sha256: npt.NDArray[np.uint8]  # (units, 32), ascending
     unit_of_row: npt.NDArray[np.int64]
     edges: Edges
@@ -246,8 +247,10 @@ def _match(index: Index, options: ReportOptions, stored: bool) -> _Matched:
     unit_sha256, unit_of_row = units_of(table.sha256)
     threshold = options.effective_threshold
     edges, unconfirmed, stored_count = no_edges(), 0, 0
+    ranking = None
     if threshold is not None:
-        _, best_row = _best_rows(*_rank(keys, n), unit_of_row)
+        ranking = _rank(keys, n)
+        _, best_row = _best_rows(*ranking, unit_of_row)
         units = Units(
             file_id=table.id[best_row],
             has_hash=table.has_hash[best_row],
@@ -262,6 +265,7 @@ def _match(index: Index, options: ReportOptions, stored: bool) -> _Matched:
     return _Matched(
         table=table,
         rule_keys=keys,
+        rule_ranking=ranking,
         unit_sha256=unit_sha256,
         unit_of_row=unit_of_row,
         edges=edges,
@@ -277,9 +281,12 @@ def _group(options: ReportOptions, matched: _Matched, decided: InForce) -> Repor
     table, unit_of_row = matched.table, matched.unit_of_row
     n = len(table)
     named = keep_rows(decided, table.sha256)
-    order, rank = _rank([-keep_priority(decided, table.sha256, named, table.path), *matched.rule_keys], n)
+    if named.any() or matched.rule_ranking is None:
+        order, rank = _rank([-keep_priority(decided, table.sha256, named, table.path), *matched.rule_keys], n)
+    else:  # (no decision to keep: the rules' ranking alone)
+        order, rank = matched.rule_ranking
     best_rank, best_row = _best_rows(order, rank, unit_of_row)
-    unit_order = np.argsort(best_rank, kind="stable")
+    unit_order = np.argsort(best_rank)  # (the units' best ranks are distinct: no ties to keep in order)
     edges, apart_count = without_apart(matched.edges, matched.unit_sha256, decided)
     grouping = group_by_leaders(unit_order, edges)
 
@@ -289,7 +296,7 @@ def _group(options: ReportOptions, matched: _Matched, decided: InForce) -> Repor
     kept_row = best_row[leader_unit]
     distance = grouping.distance[unit_of_row]
     is_kept = kept_row == np.arange(n)
-    members = np.lexsort((rank, distance, ~is_kept, kept_row)) if n else np.empty(0, np.int64)
+    members = lex_order([rank, distance, ~is_kept, kept_row], distinct_rows=True) if n else np.empty(0, np.int64)
     starts = np.flatnonzero(is_kept[members]).astype(np.int64)
     starts = np.append(starts, n)
     kept_count = int(is_kept.sum())

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from imgindex import arrays
-from imgindex.arrays import common, concatenate_consumed, distinct, row_kinds, union
+from imgindex.arrays import common, concatenate_consumed, digest_units, distinct, lex_order, row_kinds, union
 
 
 @pytest.mark.parametrize("dtype", [np.int64, np.uint64, np.uint8])
@@ -50,6 +50,33 @@ def test_row_kinds_groups_rows_as_numpys_unique_does(collide: bool, monkeypatch:
         assert np.array_equal(rows[first[kind_of]], rows)  # each row is its kind's
         assert len(set(map(tuple, rows[first].tolist()))) == len(first)  # kinds differ
         assert np.array_equal(first[kind_of], heads[inverse.reshape(-1)])  # and each first is the lowest
+
+
+@pytest.mark.parametrize("shared_prefix", [False, True])
+def test_digest_units_are_numpys_unique_rows(shared_prefix: bool) -> None:
+    """Distinct digests ascending byte by byte, each one's lowest row, each row's unit; also
+    when digests share their first 8 bytes (they are then grouped whole)."""
+    rng = np.random.default_rng(3)
+    for n in (1, 2, 700):
+        rows = rng.integers(0, 4, (n, 32), dtype=np.uint8)
+        rows[:, :30] = 0 if shared_prefix else rows[:, :30]  # few kinds: many repeats
+        heads, unit_of_row = digest_units(rows)
+        void = np.ascontiguousarray(rows).view(np.dtype((np.void, 32))).reshape(n)
+        _, first, inverse = np.unique(void, return_index=True, return_inverse=True)
+        assert heads.tolist() == first.tolist()
+        assert unit_of_row.tolist() == inverse.reshape(-1).tolist()
+
+
+@pytest.mark.parametrize("distinct_rows", [False, True])
+def test_lex_order_is_lexsort(distinct_rows: bool) -> None:
+    """The order of np.lexsort (ties in row order), keys narrow enough for one number a row
+    or not (then by np.lexsort itself)."""
+    rng = np.random.default_rng(5)
+    for n in (0, 1, 2, 1000):
+        last = rng.permutation(n) if distinct_rows else rng.integers(-3, 3, n)  # ties, unless distinct
+        for spread in (5, 2**40, 2**55):  # one number a row, then too wide for one
+            keys = [last, rng.integers(-spread, spread, n), rng.random(n) < 0.5, rng.integers(0, 70, n)]
+            assert lex_order(keys, distinct_rows=distinct_rows).tolist() == np.lexsort(keys).tolist()
 
 
 def test_concatenate_consumed_is_concatenate_and_lets_the_parts_go() -> None:

@@ -11,7 +11,7 @@ from fractions import Fraction
 import numpy as np
 import numpy.typing as npt
 
-from imgindex.arrays import distinct
+from imgindex.arrays import distinct, lex_order
 
 from .search import I64, U8, empty_pairs
 
@@ -152,7 +152,7 @@ def claim_order(rank: I64, better: I64, worse: I64) -> I64:
     share = CENTRE_COHESION
     measured = np.minimum(below, CENTRE_MAX_MATCHES)
     centre = (below >= 2) & (2 * share.denominator * inner >= share.numerator * measured * (measured - 1))
-    return np.lexsort((rank, -np.where(centre, below, 0)))
+    return lex_order([rank, -np.where(centre, below, 0)], distinct_rows=True)  # (ranks are distinct)
 
 
 def _pairs_that_match(better: I64, worse: I64, below: I64, n: int) -> I64:
