@@ -19,6 +19,7 @@ from imgindex.match.search import as_unsigned, pairs_within_brute_force
 from imgindex.match.verify import VERIFICATION
 from imgindex.report import Report, ReportOptions, build_report
 from imgindex.storage import SCHEMA_VERSION, Index, PairStore, open_index, picture_keys, turned_kind
+from imgindex.storage.pairstore import picture_alone
 
 from .conftest import BACK_TO_VERSION_5, QUICK, encode, picture, rebuilt_matches, run_scan, stored_matches, write
 
@@ -745,3 +746,14 @@ def test_an_update_told_to_stop_while_writing_matches_stops_and_the_next_finishe
     update = pairs.update(index)
     assert update.pictures_added > 0 and not len(index.pairs.pending()[1])
     assert rebuilt_matches(index) == stored_matches(index)
+
+
+def test_picture_alone_marks_keys_no_other_picture_shares() -> None:
+    """Pictures whose 64-bit key another shares are never trusted; the rest are alone."""
+    rng = np.random.default_rng(11)
+    for n in (0, 1, 2, 3, 500):
+        keys = rng.integers(-4, 4, n) if n > 3 else np.array([7, 7, 1][:n], dtype=np.int64)
+        keys[::50] = rng.integers(100, 10**12, len(keys[::50]))  # some alone, at either end too
+        values, counts = np.unique(keys, return_counts=True)
+        expected = np.isin(keys, values[counts == 1])
+        assert picture_alone(keys).tolist() == expected.tolist()

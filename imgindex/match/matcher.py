@@ -902,7 +902,7 @@ def _stored_matches(
     # Written since the last update of the matches: theirs may be out of date.
     pending = np.isin(keys, picture_keys(index.pairs.pending()[1]))
     known = units.has_hash & picture_alone(keys) & (units.params_id == params) & listed & ~pending
-    order = np.argsort(keys, kind="stable")
+    order = np.argsort(keys)  # (keys alike are never known: picture_alone)
     k_order = order[known[order]]
     if not len(k_order):
         return known, _no_sorts()

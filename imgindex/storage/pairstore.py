@@ -56,9 +56,14 @@ def picture_keys(sha256: npt.NDArray[np.uint8]) -> npt.NDArray[np.int64]:
 def picture_alone(keys: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
     """Which pictures no other of ``keys`` shares its key with (two pictures whose keys
     collide are never stored, and their stored matches never trusted)."""
-    _, first, counts = np.unique(keys, return_index=True, return_counts=True)
+    order = np.argsort(keys)  # (np.unique asked for indices sorts stably: three times slower)
+    ordered = keys[order]
+    single = np.ones(len(keys), dtype=bool)
+    shared = ordered[1:] == ordered[:-1]
+    single[1:] &= ~shared
+    single[:-1] &= ~shared
     alone = np.zeros(len(keys), dtype=bool)
-    alone[first[counts == 1]] = True
+    alone[order[single]] = True
     return alone
 
 

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from imgindex.arrays import lex_order
 from imgindex.errors import ImgindexError
 from imgindex.hashing import PILLOW_FORMATS
 
@@ -344,7 +345,7 @@ def read_table(db: Database, under: Sequence[bytes] = (), prefer: Sequence[bytes
     if under:
         shown &= np.array(inside, dtype=bool)[at]
     order, at = order[shown], at[shown]
-    by_path = np.argsort(rank[at], kind="stable")
+    by_path = lex_order([rank[at]])  # (a stable sort: each directory's names stay in order)
     order, at = order[by_path], at[by_path]
     n = len(order)
     rows = order.tolist()
