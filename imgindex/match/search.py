@@ -412,7 +412,7 @@ def _few_queries(targets: U64, queries: U64, threshold: int, blocks: tuple[tuple
         variants = np.array(flips(width, allowance), dtype=np.intp)
         probes = (block_values(queries, shift, width)[:, None] ^ variants[None, :]).reshape(-1)
         owners = np.repeat(np.arange(m, dtype=np.int64), len(variants))
-        order = np.argsort(probes, kind="stable")
+        order = np.argsort(probes)  # (a value's queries in any order: the pairs are sorted at the end)
         owners = owners[order]
         # Where each block value's queries start among the sorted probes (a table of the
         # block's values, so that a candidate finds them by two lookups, not a search).
