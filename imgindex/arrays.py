@@ -28,22 +28,24 @@ def distinct(values: npt.NDArray[T]) -> npt.NDArray[T]:
 
 def lex_order(keys: list[npt.NDArray[Any]], *, distinct_rows: bool = False) -> npt.NDArray[np.intp]:
     """``np.lexsort(keys)``: the rows by the last key, then the one before, ..., ties in row
-    order; integer keys only. Where the keys' ranges (and the row number, unless
-    ``distinct_rows`` says no two rows have all keys alike) fit in 63 bits, by one sort of
-    one number a row made of them: a million rows of four keys took 0.06 s against 0.9 s."""
+    order. Where the keys are integers (or booleans) whose ranges, with the row number unless
+    ``distinct_rows`` says no two rows have all keys alike, fit in 63 bits, by one sort of one
+    number a row made of them: a million rows of four keys took 0.06 s against 0.9 s."""
     n = len(keys[0]) if keys else 0
     width = 0 if distinct_rows else max(n - 1, 0).bit_length()
-    spans = []
+    parts = []
     for key in keys:
-        low = int(key.min()) if n else 0
-        bits = (int(key.max()) - low).bit_length() if n else 0
-        spans.append((low, width))
-        width += bits
+        whole = key.view(np.uint8) if key.dtype == np.bool_ else key
+        if whole.dtype.kind not in "iu":
+            return np.lexsort(keys)
+        low = whole.min() if n else whole.dtype.type(0)
+        parts.append((whole, low, width))
+        width += (int(whole.max()) - int(low)).bit_length() if n else 0
     if width > 63:
         return np.lexsort(keys)
     combined = np.zeros(n, dtype=np.int64) if distinct_rows else np.arange(n, dtype=np.int64)
-    for key, (low, shift) in zip(keys, spans, strict=True):
-        combined |= (key.astype(np.int64) - low) << shift
+    for whole, low, shift in parts:
+        combined |= (whole - low).astype(np.int64) << shift  # (below 2**63: no wrap)
     return np.argsort(combined)
 
 

@@ -77,6 +77,10 @@ def test_lex_order_is_lexsort(distinct_rows: bool) -> None:
         for spread in (5, 2**40, 2**55):  # one number a row, then too wide for one
             keys = [last, rng.integers(-spread, spread, n), rng.random(n) < 0.5, rng.integers(0, 70, n)]
             assert lex_order(keys, distinct_rows=distinct_rows).tolist() == np.lexsort(keys).tolist()
+        high = rng.integers(2**63, 2**63 + 9, n, dtype=np.uint64)  # unsigned past int64's end, a narrow range
+        floats = rng.random(n)  # (not integers: np.lexsort itself)
+        for keys in ([last, high], [last, floats, high.astype(np.uint8)]):
+            assert lex_order(keys, distinct_rows=distinct_rows).tolist() == np.lexsort(keys).tolist()
 
 
 def test_concatenate_consumed_is_concatenate_and_lets_the_parts_go() -> None:
