@@ -4,7 +4,10 @@ numpy 2.3 and later find ``np.unique``'s values (when asked for no indices or
 counts) with a hash table, and ``np.union1d`` and ``np.intersect1d`` go
 through it. At the sizes an index reaches that is far slower than sorting: a
 million random 64-bit values take 0.93 s against 0.02 s by a sort on the
-machine the benches run on. Every function here sorts.
+machine the benches run on. Every function here sorts, and sorts cheaply: a
+stable sort of a million 64-bit numbers takes three times a plain one, and
+``np.lexsort`` of several keys fifteen times one sort of one number made of
+them (:func:`lex_order`).
 """
 
 from __future__ import annotations
