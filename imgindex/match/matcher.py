@@ -29,7 +29,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from functools import partial
+from typing import Generic, NamedTuple, Protocol, Self, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -56,7 +57,18 @@ from .candidates import pairs_among
 from .grouping import Edges, Grouping, group_by_leaders
 from .links import NOT_NEAR, Candidates, CrossLink, FoundLink, Link, candidates, unit_degrees
 from .orientations import ROTATION_CORRELATION, ROTATION_THRESHOLD, turned_pairs_with_insides
-from .regions import REGION_CORRELATION, REGION_THRESHOLD, region_descriptors, region_grids, region_pairs
+from .regions import (
+    REGION_CORRELATION,
+    REGION_THRESHOLD,
+    Box,
+    box_descriptors,
+    box_grey,
+    box_grids,
+    moved_cuts,
+    region_descriptors,
+    region_grids,
+    region_pairs,
+)
 from .search import I64, pairs_between
 from .verify import (
     LOW_DETAIL,
@@ -64,12 +76,19 @@ from .verify import (
     Pictures,
     Thumbnails,
     confirm,
+    could_agree,
     differ_in_one_place,
+    grey_views,
     joined_thumbnails,
     normalised_grids,
     thumbnails,
 )
 
+#: Up to this many units, the coarse views of the regions' moved cuts are kept for every chunk
+#: of pairs (68 bytes a unit and cut, twenty cuts: at most 89 MB); past it, once per chunk.
+MOVED_UNITS = 1 << 16
+#: Moved cuts a region may have, at most (keys of the kept coarse views: region * this + cut).
+MOVED_KEYS = 8
 #: Candidate pairs verified at once (bounds the memory of the thumbnails' arrays).
 VERIFY_CHUNK = 1 << 15
 #: Pairs whose grids are compared at once (8 KB of float32 a pair).
@@ -315,6 +334,8 @@ class Matcher:
         # whose regions may be cut are few enough to keep them (a share of all the candidates).
         self._cuts: dict[int, tuple[I64, Thumbnails]] = {}
         self._chunk_cuts = _KeptCuts(CUT_UNITS, lambda owners, k: thumbnails(self.regions.descriptors(owners, k)))
+        #: The coarse views of the regions' moved cuts (68 bytes a unit and cut), by ``_moved_key``.
+        self._moved_views = _KeptCuts(MOVED_UNITS, self._moved_coarse)
         owners = region_units[self.regions.has_grid(region_units)]
         self._cut_owners = owners if len(owners) <= CUT_UNITS and not self._parts else None
         # The candidates a pass at a time, each pass the pairs with a unit of its share on a side
@@ -628,6 +649,7 @@ class Matcher:
             if not len(wanted):
                 continue
             cuts = self._cut_regions(k, wanted)
+            retries: list[tuple[I64, I64, Thumbnails, int, I64, npt.NDArray[np.uint8]]] = []
             for owner, other, column, within, gap in ways:
                 near = np.flatnonzero(within & (gap < best))
                 if not len(near):
@@ -638,26 +660,133 @@ class Matcher:
                 accepted, _ = confirm(
                     Pictures(cut, cut, flat), Pictures(target, target, flat), ~flat, flat, correlation
                 )
+                turn = column % turns + 1 if turns else 0
                 held = np.flatnonzero(accepted & (cut.colourful == target.colourful))  # see _grids_show
-                accepted[held] = ~self._region_differs_in_one_place(
-                    owner[near[held]], other[near[held]], k, column % turns + 1 if turns else 0
-                )
+                accepted[held] = ~self._region_differs_in_one_place(owner[near[held]], other[near[held]], k, turn)
                 best[near[accepted]] = gap[near[accepted]]
+                refused = np.flatnonzero(~accepted)
+                if len(refused):
+                    pairs = near[refused]
+                    retries.append((owner[pairs], other[pairs], target.rows(refused), turn, pairs, gap[pairs]))
+            # Those its own cut did not confirm, at the region's moved cuts (each cut made once
+            # for the owners of every way round).
+            confirmed = self._moved_cuts_confirm(k, [retry[:4] for retry in retries], correlation)
+            for (*_, pairs, gaps), ok in zip(retries, confirmed, strict=True):
+                np.minimum.at(best, pairs[ok], gaps[ok])
         return best
 
+    def _moved_coarse(self, units: I64, key: int) -> _CoarseViews:
+        """The coarse views of moved cut ``key`` (:func:`_moved_key`) of sorted units."""
+        k, b = divmod(key, MOVED_KEYS)
+        _, coarse, length2, _ = grey_views(self.regions.box_grey(units, moved_cuts(k)[b]))
+        return _CoarseViews(coarse, length2)
 
-class _KeptCuts:
-    """The region thumbnails cut for chunks of pairs, per region: a chunk's units are cut when
-    it needs them, and kept for the next chunks (whose pairs share many units) while they are at
-    most ``limit`` units; past that, a chunk keeps its own units only (those kept already are
-    not cut again). ``cut(units, k)``: the thumbnails of region ``k`` of sorted units."""
+    def _moved_candidates(
+        self,
+        box: Box,
+        units: I64,
+        views: _CoarseViews,
+        owner: I64,
+        target: Thumbnails,
+        left: I64,
+        correlation: float,
+    ) -> I64:
+        """Of the pairs ``left`` (their owners, and the others' ``target`` thumbnails), those whose
+        cut ``box`` of the owner (``views``: the coarse views of that cut of ``units``) could
+        correlate with the other's at ``correlation``: by the coarse bound, then by the
+        correlation itself, as the check computes it (of the grey thumbnails in half precision)."""
+        could = left[could_agree(views.rows(np.searchsorted(units, owner[left])), target.rows(left), correlation)]
+        if not len(could):
+            return could
+        few = distinct(owner[could])
+        unit, *_ = grey_views(self.regions.box_grey(few, box))
+        mine = unit.astype(np.float16)[np.searchsorted(few, owner[could])].astype(np.float32)
+        grey = target.rows(could).grey.astype(np.float32)
+        result: I64 = could[np.einsum("ij,ij->i", mine, grey) >= correlation]
+        return result
 
-    def __init__(self, limit: int, cut: Callable[[I64, int], Thumbnails]) -> None:
+    def _moved_cuts_confirm(
+        self, k: int, tries: list[tuple[I64, I64, Thumbnails, int]], correlation: float
+    ) -> list[npt.NDArray[np.bool_]]:
+        """For pairs whose region ``k`` did not confirm a match at its own cut (``tries``: the
+        region's owners, the others, the others' thumbnails it met and their orientation), does
+        it at one of its moved cuts (:func:`.regions.moved_cuts`), by the same rules (the
+        correlation, colour, and no difference in one place from the other's grid in that
+        orientation)? Most pairs are ruled out by the coarse bound (:func:`.verify.could_agree`)
+        on the coarse view of each cut, made once per owner and kept for the next chunks, more
+        by the correlation (as the check computes it) on the grey of the cut alone; only what
+        is left is cut whole and judged."""
+        regions = self.regions
+        accepted = [np.zeros(len(owner), dtype=bool) for owner, *_ in tries]
+        if not tries:
+            return accepted
+        wanted = np.concatenate([owner for owner, *_ in tries])
+        for b, box in enumerate(moved_cuts(k)):
+            if all(done.all() for done in accepted):
+                break
+            units, views = self._moved_views.get(k * MOVED_KEYS + b, wanted)
+            for (owner, other, target, turn), done in zip(tries, accepted, strict=True):
+                left = np.flatnonzero(~done)
+                if not len(left):
+                    continue
+                pairs = self._moved_candidates(box, units, views, owner, target, left, correlation)
+                if not len(pairs):
+                    continue
+                few = distinct(owner[pairs])
+                cut = thumbnails(regions.box_descriptors(few, box)).rows(np.searchsorted(few, owner[pairs]))
+                theirs = target.rows(pairs)
+                flat = np.zeros(len(pairs), dtype=bool)
+                ok, _ = confirm(Pictures(cut, cut, flat), Pictures(theirs, theirs, flat), ~flat, flat, correlation)
+                held = np.flatnonzero(ok & (cut.colourful == theirs.colourful))  # see _grids_show
+                ok[held] = ~_compared(
+                    regions.has_grid(other[pairs[held]]),
+                    partial(_cut_grids, regions, owner[pairs[held]], box),
+                    other[pairs[held]],
+                    turn,
+                    regions,
+                )
+                done[pairs[ok]] = True
+        return accepted
+
+
+class _Rows(Protocol):
+    """Rows of per-unit arrays: a subset of them, and them followed by others."""
+
+    def rows(self, at: I64) -> Self: ...
+    def __add__(self, other: Self) -> Self: ...
+
+
+_Cut = TypeVar("_Cut", bound=_Rows)
+
+
+@dataclass(frozen=True)
+class _CoarseViews:
+    """The coarse views and squared lengths of some units' grey thumbnails (of a moved cut of a
+    region): what :func:`.verify.could_agree` reads of a side."""
+
+    coarse: npt.NDArray[np.float32]
+    length2: npt.NDArray[np.float32]
+
+    def rows(self, at: I64) -> _CoarseViews:
+        return _CoarseViews(self.coarse[at], self.length2[at])
+
+    def __add__(self, other: _CoarseViews) -> _CoarseViews:
+        return _CoarseViews(np.concatenate([self.coarse, other.coarse]), np.concatenate([self.length2, other.length2]))
+
+
+class _KeptCuts(Generic[_Cut]):
+    """What is cut of the units' grids for chunks of pairs, per cut (a region, or one of its moved
+    cuts): a chunk's units are cut when it needs them, and kept for the next chunks (whose pairs
+    share many units) while they are at most ``limit`` units; past that, a chunk keeps its own
+    units only (those kept already are not cut again). ``cut(units, k)``: what cut ``k`` gives of
+    sorted units (for a region, its thumbnails)."""
+
+    def __init__(self, limit: int, cut: Callable[[I64, int], _Cut]) -> None:
         self.limit, self.cut = limit, cut
-        self.kept: dict[int, tuple[I64, Thumbnails]] = {}
+        self.kept: dict[int, tuple[I64, _Cut]] = {}
 
-    def get(self, k: int, wanted: I64) -> tuple[I64, Thumbnails]:
-        """Sorted units, among them every one of ``wanted``, and their thumbnails of region ``k``."""
+    def get(self, k: int, wanted: I64) -> tuple[I64, _Cut]:
+        """Sorted units, among them every one of ``wanted``, and what cut ``k`` gives of them."""
         need = distinct(wanted)
         kept = self.kept.get(k)
         fresh = None
@@ -770,6 +899,19 @@ class _Regions:
         """Region ``k`` of these units' grids (which have grids), normalised."""
         return normalised_grids(region_grids(self._grids[self.slot[units]], k))
 
+    def box_grids(self, units: I64, box: Box) -> npt.NDArray[np.float32]:
+        """One box of these units' grids (which have grids), normalised."""
+        return normalised_grids(box_grids(self._grids[self.slot[units]], box))
+
+    def box_grey(self, units: I64, box: Box) -> npt.NDArray[np.float32]:
+        """The 16x16 grey of one box of these units (which have grids), as its descriptors have it."""
+        return box_grey(self._grids[self.slot[units]], box)
+
+    def box_descriptors(self, units: I64, box: Box) -> npt.NDArray[np.uint8]:
+        """The descriptors of one box of these units (which have grids), cut as a region's."""
+        at = self.slot[units]
+        return box_descriptors(self._grids[at], self._colours[at], box)
+
     def descriptors(self, units: I64, k: int) -> npt.NDArray[np.uint8]:
         """The descriptors of region ``k`` of these units (which have grids)."""
         at = self.slot[units]
@@ -815,6 +957,11 @@ def _compared(
         theirs = regions.grids(other[at])
         result[at] = differ_in_one_place(first(at), orient(theirs, turn) if turn else theirs)
     return result
+
+
+def _cut_grids(regions: _Regions, units: I64, box: Box, at: I64) -> npt.NDArray[np.float32]:
+    """``box`` of the grids of ``units[at]``, normalised (for :func:`_compared`)."""
+    return regions.box_grids(units[at], box)
 
 
 def _grid_keys(grids: npt.NDArray[np.uint8]) -> npt.NDArray[np.int64]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache, cached_property
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -56,8 +56,8 @@ DETAIL_CONCENTRATION = 5.9
 #: turned copies are also matched on the insides of pictures with a border; 4: one's inside
 #: against the other's whole picture; 5: a region of one against the other's whole or inside;
 #: 6: where the pictures differ, DETAIL_CONCENTRATION; 7: colour compared where it is, the
-#: weighted colour residual.)
-VERIFICATION = 7
+#: weighted colour residual; 8: a region also at its moved cuts, regions.moved_cuts.)
+VERIFICATION = 8
 #: Below this standard deviation (grey levels, in the 16x16 thumbnail) a picture is blank or
 #: one colour: its thumbnail cannot confirm a match, so it matches by its bytes only. (On the
 #: quality corpus, one-colour pictures are at 0 and the faintest real ones, low-contrast
@@ -86,7 +86,7 @@ COARSE_CELLS = 4
 #: they are rounded to half precision (each value within 2**-11 of itself, so a unit vector
 #: within 5e-4), while the correlation is of the rounded ones; the squared distances it
 #: compares then differ by at most 5e-3 (and single precision adds ~1e-5).
-_BOUND_SLACK = 1e-2
+BOUND_SLACK = 1e-2
 
 
 class Thumbnails:
@@ -179,14 +179,11 @@ def thumbnails(descriptors: npt.NDArray[np.uint8]) -> Thumbnails:
     mean_chroma = np.empty((n, 2), dtype=np.float32)
     for start in range(0, n, 1 << 16):  # bounded float32 temporaries
         part = descriptors[start : start + (1 << 16)]
-        g = part[:, :_GREY].astype(np.float32)
-        g -= g.mean(axis=1, keepdims=True)
-        norm = np.sqrt((g * g).sum(axis=1, keepdims=True))
-        unit = np.divide(g, norm, out=np.zeros_like(g), where=norm > 0)
+        unit, part_coarse, part_length2, part_detail = grey_views(part[:, :_GREY].astype(np.float32))
         grey[start : start + len(part)] = unit
-        detail[start : start + len(part)] = norm[:, 0] / np.sqrt(_GREY)
-        length2[start : start + len(part)] = np.einsum("ij,ij->i", unit, unit)
-        coarse[start : start + len(part)] = unit @ _coarse_projection()
+        detail[start : start + len(part)] = part_detail
+        length2[start : start + len(part)] = part_length2
+        coarse[start : start + len(part)] = part_coarse
         rgb = part[:, _GREY:].astype(np.float32).reshape(len(part), -1, 3)
         r, gg, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
         pairs = np.stack([r - gg, (r + gg) / 2 - b], axis=-1)  # (m, 64, 2)
@@ -195,6 +192,20 @@ def thumbnails(descriptors: npt.NDArray[np.uint8]) -> Thumbnails:
         mean_chroma[start : start + len(part)] = rounded.mean(axis=1)
         colourful[start : start + len(part)] = np.hypot(pairs[..., 0], pairs[..., 1]).mean(axis=1) >= COLOURFUL
     return Thumbnails(grey, chroma, colourful, detail, coarse, length2, mean_chroma)
+
+
+def grey_views(
+    grey: npt.NDArray[np.float32],
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+    """16x16 grey thumbnails (rows of 256, in single precision; changed in place) as
+    :class:`Thumbnails` has them, in single precision: centred and scaled to unit length (zero
+    for a flat one), their coarse views (:func:`could_agree`), squared lengths and details."""
+    grey -= grey.mean(axis=1, keepdims=True)
+    norm = np.sqrt((grey * grey).sum(axis=1, keepdims=True))
+    unit = np.divide(grey, norm, out=np.zeros_like(grey), where=norm > 0)
+    length2: npt.NDArray[np.float32] = np.einsum("ij,ij->i", unit, unit)
+    detail: npt.NDArray[np.float32] = norm[:, 0] / np.float32(np.sqrt(_GREY))
+    return unit, unit @ _coarse_projection(), length2, detail
 
 
 @cache
@@ -208,17 +219,26 @@ def _coarse_projection() -> npt.NDArray[np.float32]:
     return projection
 
 
+class CoarseViewed(Protocol):
+    """What :func:`could_agree` reads of a side: the coarse views and squared lengths."""
+
+    @property
+    def coarse(self) -> npt.NDArray[np.float32]: ...
+    @property
+    def length2(self) -> npt.NDArray[np.float32]: ...
+
+
 def could_agree(
-    a: Thumbnails, b: Thumbnails, grey_correlation: float | npt.NDArray[np.float32]
+    a: CoarseViewed, b: CoarseViewed, grey_correlation: float | npt.NDArray[np.float32]
 ) -> npt.NDArray[np.bool_]:
     """Which rows could correlate at ``grey_correlation`` (a superset, never less): the grey
     thumbnails are centred vectors of unit length (or zero), so correlation c means a squared
     distance of ``|a|^2 + |b|^2 - 2c``, and their projections on the block-constant
-    thumbnails are no farther apart than they are (give or take :data:`_BOUND_SLACK`).
+    thumbnails are no farther apart than they are (give or take :data:`BOUND_SLACK`).
     Sixteen numbers a row instead of 384: most candidates of a hash search differ already in
     their block means."""
     gap = a.coarse - b.coarse
-    bound = a.length2 + b.length2 - 2 * grey_correlation + _BOUND_SLACK
+    bound = a.length2 + b.length2 - 2 * grey_correlation + BOUND_SLACK
     result: npt.NDArray[np.bool_] = np.einsum("ij,ij->i", gap, gap) <= bound
     return result
 
@@ -362,7 +382,7 @@ def _could_pass(a: Thumbnails, b: Thumbnails, grey_correlation: float) -> npt.ND
     possible = could_agree(a, b, needed) & (a.detail >= LOW_DETAIL) & (b.detail >= LOW_DETAIL)
     both = a.colourful & b.colourful
     gap = a.mean_chroma - b.mean_chroma
-    possible &= ~both | (np.einsum("ij,ij->i", gap, gap) <= (COLOUR_DIFFERENCE + _BOUND_SLACK) ** 2)
+    possible &= ~both | (np.einsum("ij,ij->i", gap, gap) <= (COLOUR_DIFFERENCE + BOUND_SLACK) ** 2)
     possible &= ~one | (_contrast(a, b) <= GREY_COPY_CONTRAST)
     return possible
 
