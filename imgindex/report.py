@@ -288,7 +288,11 @@ def _group(options: ReportOptions, matched: _Matched, decided: InForce) -> Repor
     best_rank, best_row = _best_rows(order, rank, unit_of_row)
     unit_order = np.argsort(best_rank)  # (the units' best ranks are distinct: no ties to keep in order)
     edges, apart_count = without_apart(matched.edges, matched.unit_sha256, decided)
-    grouping = group_by_leaders(unit_order, edges)
+    fixed = None
+    if named.any():  # a unit decided to keep is never taken by another
+        fixed = np.zeros(len(unit_order), dtype=bool)
+        fixed[unit_of_row[named]] = True
+    grouping = group_by_leaders(unit_order, edges, fixed)
 
     # Lay the groups out as runs: each run starts with its kept image, then the
     # duplicates by distance and rank; runs ordered by the kept image's path.

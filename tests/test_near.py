@@ -82,36 +82,60 @@ def group(
     return g
 
 
-def greedy(order: np.ndarray, u: np.ndarray, v: np.ndarray, d: np.ndarray) -> grouping.Grouping:
+def greedy(
+    order: np.ndarray, u: np.ndarray, v: np.ndarray, d: np.ndarray, fixed: set[int] = frozenset()
+) -> grouping.Grouping:
     """The rule as it reads, one unit at a time: the centres of families first (those whose
-    matches ranked below them mostly match each other; the one with the most first), then
-    the rest, each best first; each unit not yet grouped leads, and takes every ungrouped
-    unit it has an edge to and ranks before."""
+    matches mostly match each other; the one with the most first), then the rest, each best
+    first; each unit not yet grouped leads, and takes every ungrouped unit it has an edge to
+    and ranks before, and, a centre, every ungrouped unit it has an edge to that ranks before
+    it and matches most of its other matches (but not a ``fixed`` one); then each group is
+    kept by its best unit among those that match all the others."""
     n = len(order)
     rank = {unit: r for r, unit in enumerate(order.tolist())}
     near: dict[int, dict[int, int]] = {}
     for a, b, gap in zip(u.tolist(), v.tolist(), d.tolist(), strict=True):
         near.setdefault(a, {})[b] = min(gap, near.get(a, {}).get(b, gap))
         near.setdefault(b, {})[a] = near[a][b]
-    below = {x: {y for y in near.get(x, {}) if rank[y] > rank[x]} for x in range(n)}
+
+    def measured(x: int) -> list[int]:
+        return sorted(near.get(x, {}))[: grouping.CENTRE_MAX_MATCHES]  # the first, by unit number
 
     def claims(x: int) -> int:
-        k = len(below[x])
-        measured = set(sorted(below[x])[: grouping.CENTRE_MAX_MATCHES])  # the first, by unit number
-        matching = sum(len(near[y].keys() & measured) for y in measured) / 2
-        m = len(measured)
-        return k if k >= 2 and matching >= grouping.CENTRE_COHESION * m * (m - 1) / 2 else 0
+        m = measured(x)
+        matching = sum(len(near[y].keys() & set(m)) for y in m) / 2
+        return (
+            len(near.get(x, {}))
+            if len(m) >= 2 and matching >= grouping.CENTRE_COHESION * len(m) * (len(m) - 1) / 2
+            else 0
+        )
+
+    def cohesive(x: int, y: int) -> bool:
+        others = [z for z in measured(x) if z != y]
+        return bool(others) and sum(z in near[y] for z in others) >= grouping.CENTRE_COHESION * len(others)
 
     claim_order = sorted(range(n), key=lambda x: (-claims(x), rank[x]))
-    leader, distance = [-1] * n, [0] * n
+    leader = [-1] * n
     for unit in claim_order:
         if leader[unit] >= 0:
             continue
         leader[unit] = unit
-        for other in sorted(below[unit]):
-            if leader[other] < 0:
-                leader[other], distance[other] = unit, near[unit][other]
-    return grouping.Grouping(np.array(leader), np.array(distance, dtype=np.uint8))
+        centre = claims(unit) > 0
+        for other in sorted(near.get(unit, {})):
+            if leader[other] >= 0:
+                continue
+            if rank[other] > rank[unit] or (centre and other not in fixed and cohesive(unit, other)):
+                leader[other] = unit
+    groups: dict[int, list[int]] = {}
+    for unit, head in enumerate(leader):
+        groups.setdefault(head, []).append(unit)
+    kept, distance = list(range(n)), [0] * n
+    for members in groups.values():
+        whole = [m for m in members if all(o == m or o in near.get(m, {}) for o in members)]
+        best = min(whole, key=lambda m: rank[m])
+        for m in members:
+            kept[m], distance[m] = best, (0 if m == best else near[best][m])
+    return grouping.Grouping(np.array(kept), np.array(distance, dtype=np.uint8))
 
 
 @pytest.mark.parametrize(("seed", "rounds"), [(1, grouping.ROUNDS), (2, grouping.ROUNDS), (3, 1), (4, 0)])
@@ -223,6 +247,36 @@ def test_a_family_stays_with_its_centre_when_a_better_copy_matches_only_some() -
     lo, hi = np.array([a for a, _ in star]), np.array([b for _, b in star])
     g = grouping.group_by_leaders(np.arange(6), grouping.Edges(lo, hi, np.full(len(star), 3, dtype=np.uint8)))
     assert g.leader.tolist() == [0, 0, 0, 3, 4, 5]
+
+
+def test_a_centre_takes_a_better_copy_of_its_family_and_the_best_that_matches_all_keeps_it() -> None:
+    # 1: the source, matching its copies 2..5, which match each other; 0: a copy with more
+    # pixels (ranked first) that matches the source and three of its four copies.
+    pairs = [(0, 1), (0, 2), (0, 3), (0, 4)] + [(a, b) for a in range(1, 6) for b in range(a + 1, 6)]
+    lo, hi = np.array([a for a, _ in pairs]), np.array([b for _, b in pairs])
+    d = np.arange(len(pairs), dtype=np.uint8) % 7 + 1
+    g = grouping.group_by_leaders(np.arange(6), grouping.Edges(lo, hi, d))
+    # One group; 0 does not match 5, so the source, which matches all, keeps it.
+    assert g.leader.tolist() == [1] * 6
+    assert g.distance.tolist() == [d[0], 0, *(d[pairs.index((1, b))] for b in range(2, 6))]
+    # With 0 matching 5 too, 0 (the best) keeps the group: every member matches it.
+    pairs.append((0, 5))
+    lo, hi = np.array([a for a, _ in pairs]), np.array([b for _, b in pairs])
+    d = np.arange(len(pairs), dtype=np.uint8) % 7 + 1
+    g = grouping.group_by_leaders(np.arange(6), grouping.Edges(lo, hi, d))
+    assert g.leader.tolist() == [0] * 6
+    assert g.distance.tolist() == [0, *(d[pairs.index((0, b))] for b in range(1, 6))]
+    # A unit decided to keep is never taken: 0 stays apart with what only it could take.
+    fixed = np.zeros(6, dtype=bool)
+    fixed[0] = True
+    g = grouping.group_by_leaders(np.arange(6), grouping.Edges(lo[:4], hi[:4], d[:4]))
+    assert g.leader.tolist() == [0, 0, 0, 0, 0, 5]  # (without the family's edges: plain rank order)
+    pairs.pop()
+    lo, hi = np.array([a for a, _ in pairs]), np.array([b for _, b in pairs])
+    d = np.arange(len(pairs), dtype=np.uint8) % 7 + 1
+    g = grouping.group_by_leaders(np.arange(6), grouping.Edges(lo, hi, d), fixed)
+    assert g.leader.tolist() == [0, 1, 1, 1, 1, 1]
+    assert g.leader.tolist() == greedy(np.arange(6), lo, hi, d, {0}).leader.tolist()
 
 
 def test_grouping_has_no_chains_and_leaders_are_best() -> None:
@@ -387,8 +441,6 @@ def test_units_a_check_refuses_stay_free_for_later_leaders() -> None:
     hashes = clustered(22, 2500)
     n = len(hashes)
     order = rng.permutation(n).astype(np.int64)
-    position = np.empty(n, np.int64)
-    position[order] = np.arange(n)
 
     def accepts(u: np.ndarray, v: np.ndarray) -> np.ndarray:
         return np.asarray((u + v) % 3 != 0)  # a deterministic, arbitrary verdict, the same either way round
@@ -396,22 +448,18 @@ def test_units_a_check_refuses_stay_free_for_later_leaders() -> None:
     g = group(order, hashes, np.ones(n, bool), 9, check=accepts)
     d = np.bitwise_count(hashes[:, None] ^ hashes[None, :])
     leaders = np.flatnonzero(g.leader == np.arange(n))
-    found = links.candidates(n, [links.Link(hashes, np.ones(n, bool), 9)])
-    ok = accepts(found.u, found.v)
-    first = position[found.u[ok]] < position[found.v[ok]]
-    better, worse = np.where(first, found.u[ok], found.v[ok]), np.where(first, found.v[ok], found.u[ok])
-    claimed = np.empty(n, np.int64)
-    claimed[grouping.claim_order(position, better, worse)] = np.arange(n)
     for m in range(n):
         lead = int(g.leader[m])
-        if lead != m:  # a member: accepted by its leader, within the threshold, after it in order
+        if lead != m:  # a member: accepted by the unit that keeps its group, within the threshold
             assert accepts(np.array([lead]), np.array([m]))[0]
             assert d[lead, m] == g.distance[m] <= 9
-            assert position[lead] < position[m]
-        # No leader that claims before its own and ranks before it, within the threshold,
-        # would have accepted it.
-        earlier = leaders[(claimed[leaders] < claimed[lead]) & (position[leaders] < position[m]) & (d[leaders, m] <= 9)]
-        assert not accepts(earlier, np.full(len(earlier), m)).any()
+    # And the groups are the rule's over the matches the check accepted: a refused candidate
+    # is no edge, so the unit stays free for a later leader.
+    found = links.candidates(n, [links.Link(hashes, np.ones(n, bool), 9)])
+    ok = accepts(found.u, found.v)
+    u, v = found.u[ok], found.v[ok]
+    expected = greedy(order, u, v, np.bitwise_count(hashes[u] ^ hashes[v]).astype(np.uint8))
+    assert g.leader.tolist() == expected.leader.tolist()
     unchecked = group(order, hashes, np.ones(n, bool), 9)
     assert (g.leader != np.arange(n)).sum() > 100  # groups were made
     assert len(leaders) > (unchecked.leader == np.arange(n)).sum()  # and refusals made more of them

@@ -62,28 +62,31 @@ DENSE_RUN = 64
 DENSE_UNITS = 1 << 15
 
 
-def group_by_leaders(order: I64, edges: Edges) -> Grouping:
+def group_by_leaders(order: I64, edges: Edges, fixed: npt.NDArray[np.bool_] | None = None) -> Grouping:
     """Group units greedily around leaders.
 
-    ``order`` lists the units best first (the rules for the kept image). A
-    unit only ever takes units it ranks before, so every member matches its
-    leader (no chains) and the leader is the best unit of its group; the
-    result depends only on ``order`` and the edges. Units without edges stay
-    alone.
+    ``order`` lists the units best first (the rules for the kept image). Units
+    claim in :func:`claim_order`: the centres of families of copies first, then
+    the rest, best first. A free unit leads and takes every free unit it
+    matches and ranks before; a centre also takes the free units it matches
+    that rank before it and match at least :data:`CENTRE_COHESION` of its other
+    matches (as its matches match each other), but never a unit that is
+    ``fixed`` (one a person decided to keep). A member joins the first leader
+    that takes it. Then each group is kept by its best unit among those that
+    match every other member (the one that took them does), so every member
+    matches the kept unit (no chains), and the kept unit is the best of its
+    group where the group was taken downwards alone. The result depends only
+    on ``order``, ``fixed`` and the edges. Units without edges stay alone.
 
-    Units claim in :func:`claim_order`: the centres of families of copies
-    first, then the rest, best first. A free unit leads and takes every free
-    unit it matches and ranks before; a member joins the first leader that
-    takes it.
-
-    Computed over arrays, not one unit at a time: an edge counts only where
-    one unit comes first both in rank and in claim order (otherwise neither
-    can take the other), and a unit leads exactly when none of its earlier
-    neighbours by those edges leads (the lexicographically first maximal
-    independent set), so each round settles every unit whose earlier
-    neighbours are all settled: those with a leading one join the first of
-    those, the others lead. Sparse graphs need a few rounds; after
-    :data:`ROUNDS` the rest goes one unit at a time.
+    Computed over arrays, not one unit at a time: each edge points from the
+    unit that may take to the other (by rank, or a centre's cohesive better
+    match), and counts only where that unit comes first in claim order;
+    a unit leads exactly when none of its earlier neighbours by those edges
+    leads (the lexicographically first maximal independent set), so each
+    round settles every unit whose earlier neighbours are all settled: those
+    with a leading one join the first of those, the others lead. Sparse
+    graphs need a few rounds; after :data:`ROUNDS` the rest goes one unit at
+    a time.
     """
     n = len(order)
     leader = np.arange(n, dtype=np.int64)
@@ -95,10 +98,21 @@ def group_by_leaders(order: I64, edges: Edges) -> Grouping:
     first = rank[edges.u] < rank[edges.v]
     better = np.where(first, edges.u, edges.v)
     worse = np.where(first, edges.v, edges.u)
+    near = _Matches(edges.u, edges.v, n)
+    centre, degree = near.centres()
     position = np.empty(n, dtype=np.int64)
-    position[claim_order(rank, better, worse)] = np.arange(n)
-    can_take = position[better] < position[worse]
-    better, worse, gap = better[can_take], worse[can_take], edges.distance[can_take]
+    position[_claim_order(rank, centre, degree)] = np.arange(n)
+    # Who may take whom: the better-ranked unit, or a centre (claiming first) its better match
+    # when that one is as much one of the family as the family's members are to each other.
+    upward = centre[worse] & (position[worse] < position[better])
+    if fixed is not None:
+        upward &= ~fixed[better]
+    at = np.flatnonzero(upward)
+    upward[at] = near.cohesive(worse[at], better[at])
+    taker = np.where(upward, worse, better)
+    taken = np.where(upward, better, worse)
+    can_take = position[taker] < position[taken]
+    better, worse, gap = taker[can_take], taken[can_take], edges.distance[can_take]
     state = np.zeros(n, dtype=np.int8)
     b, w = better, worse
     pending = distinct(np.concatenate([b, w]))
@@ -125,34 +139,116 @@ def group_by_leaders(order: I64, edges: Edges) -> Grouping:
     head[1:] = lw[1:] != lw[:-1]
     leader[lw[head]] = lb[head]
     distance[lw[head]] = ld[head]
+    if upward.any():
+        _kept_by_the_best(leader, distance, rank, edges)
     return Grouping(leader, distance)
+
+
+def _kept_by_the_best(leader: I64, distance: U8, rank: I64, edges: Edges) -> None:
+    """Each group kept by its best-ranked unit among those that match every other member (its
+    leader does), and each member's distance its distance to that unit."""
+    n = len(leader)
+    same = leader[edges.u] == leader[edges.v]
+    key = distinct(np.minimum(edges.u[same], edges.v[same]) * n + np.maximum(edges.u[same], edges.v[same]))
+    x, y = key // n, key % n
+    size = np.bincount(leader, minlength=n)
+    inside = np.bincount(np.concatenate([x, y]), minlength=n)
+    grouped = np.flatnonzero(size[leader] >= 2)
+    whole = grouped[inside[grouped] == size[leader[grouped]] - 1]  # matches all the others of its group
+    best = whole[np.argsort(leader[whole] * n + rank[whole])]  # by group, best first
+    head = np.ones(len(best), dtype=bool)
+    head[1:] = leader[best[1:]] != leader[best[:-1]]
+    kept = np.arange(n, dtype=np.int64)
+    kept[leader[best[head]]] = best[head]
+    moved = np.flatnonzero(kept[leader] != leader)  # members of groups kept by another unit
+    if not len(moved):
+        return
+    new = kept[leader[moved]]
+    # Their distances to it: the smallest of the edges between them.
+    ends = np.concatenate([edges.u, edges.v])
+    others = np.concatenate([edges.v, edges.u])
+    gaps = np.concatenate([edges.distance, edges.distance])
+    mine = np.zeros(n, dtype=bool)
+    mine[moved] = True
+    near = mine[others] & (ends == kept[leader[np.where(mine[others], others, 0)]])
+    nearest = np.full(n, 255, dtype=np.uint8)
+    np.minimum.at(nearest, others[near], gaps[near])
+    leader[moved] = new
+    distance[moved] = np.where(moved == new, 0, nearest[moved])
+
+
+class _Matches:
+    """The distinct matches of units (each pair once, ``x * n + y`` with ``x < y``, sorted), and
+    each unit's matches in unit order (CSR), for the centres' counts."""
+
+    def __init__(self, u: I64, v: I64, n: int) -> None:
+        self.n = n
+        self.pairs = distinct(np.minimum(u, v) * n + np.maximum(u, v))
+        x, y = self.pairs // n, self.pairs % n
+        keys = np.sort(np.concatenate([x * n + y, y * n + x]))
+        self.owner, self.other = keys // n, keys % n  # by owner, then other, ascending
+        self.start = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(np.bincount(self.owner, minlength=n), out=self.start[1:])
+
+    def centres(self) -> tuple[npt.NDArray[np.bool_], I64]:
+        """Which units are centres (:func:`claim_order`), and each unit's number of matches."""
+        degree = np.diff(self.start)
+        inner = _pairs_that_match(self.owner, self.other, degree, self.n)
+        share = CENTRE_COHESION
+        measured = np.minimum(degree, CENTRE_MAX_MATCHES)
+        centre = (degree >= 2) & (2 * share.denominator * inner >= share.numerator * measured * (measured - 1))
+        return centre, degree
+
+    def cohesive(self, centre: I64, other: I64) -> npt.NDArray[np.bool_]:
+        """For each pair: does ``other`` match at least :data:`CENTRE_COHESION` of the centre's
+        other matches (of the first :data:`CENTRE_MAX_MATCHES` by unit number)?"""
+        n = self.n
+        count = np.minimum(self.start[centre + 1] - self.start[centre], CENTRE_MAX_MATCHES)
+        hits = np.zeros(len(centre), dtype=np.int64)
+        listed = np.zeros(len(centre), dtype=np.int64)  # whether other is among those measured
+        ends = np.cumsum(count)
+        lo = 0
+        while lo < len(centre):
+            hi = max(int(np.searchsorted(ends, (ends[lo - 1] if lo else 0) + PAIR_CHUNK, side="right")), lo + 1)
+            k = count[lo:hi]
+            row = np.repeat(np.arange(lo, hi), k)
+            at = np.repeat(self.start[centre[lo:hi]], k) + np.arange(len(row)) - np.repeat(np.cumsum(k) - k, k)
+            mate = self.other[at]
+            mine = other[row]
+            listed += np.bincount(row, weights=mate == mine, minlength=len(centre)).astype(np.int64)
+            asked = np.minimum(mate, mine) * n + np.maximum(mate, mine)
+            found = np.searchsorted(self.pairs, asked)
+            found[found == len(self.pairs)] = 0
+            hits += np.bincount(row[(self.pairs[found] == asked) & (mate != mine)], minlength=len(centre))
+            lo = hi
+        others = count - listed
+        share = CENTRE_COHESION
+        result: npt.NDArray[np.bool_] = (others > 0) & (share.denominator * hits >= share.numerator * others)
+        return result
 
 
 def claim_order(rank: I64, better: I64, worse: I64) -> I64:
     """The order in which units claim their groups: the centres of families of copies, the
-    one that would take the most first, then the other units; best first within each.
+    one with the most matches first, then the other units; best first within each.
 
     Ranked only by the rules, a picture is taken by any better match of its own (a source
     by its padded, captioned or rotated copy, which has more pixels or bytes), and its
     other copies, which need not match that copy, are left apart from it: alone, or in
-    groups kept by one another. A *centre* is a unit at least two of whose matches rank
-    below it, and at least :data:`CENTRE_COHESION` of the pairs of those match each other:
-    copies of one picture do; a picture that shares a layout with others (a template, a
-    near-blank page) matches strangers that do not match each other, and is no centre. Of
-    a unit with more than :data:`CENTRE_MAX_MATCHES` matches below it, the first that many
-    (by unit number) are measured: the count costs the square of them.
+    groups kept by one another. A *centre* is a unit with at least two matches, at least
+    :data:`CENTRE_COHESION` of whose pairs match each other: copies of one picture do; a
+    picture that shares a layout with others (a template, a near-blank page) matches
+    strangers that do not match each other, and is no centre. Of a unit with more than
+    :data:`CENTRE_MAX_MATCHES` matches, the first that many (by unit number) are measured:
+    the count costs the square of them.
 
     ``better`` and ``worse``: the edges, each as its better-ranked unit and the other.
     """
-    n = len(rank)
-    keys = distinct(better * n + worse)  # an edge given twice counts once
-    better, worse = keys // n, keys % n
-    below = np.bincount(better, minlength=n)
-    inner = _pairs_that_match(better, worse, below, n)
-    share = CENTRE_COHESION
-    measured = np.minimum(below, CENTRE_MAX_MATCHES)
-    centre = (below >= 2) & (2 * share.denominator * inner >= share.numerator * measured * (measured - 1))
-    return lex_order([rank, -np.where(centre, below, 0)], distinct_rows=True)  # (ranks are distinct)
+    centre, degree = _Matches(better, worse, len(rank)).centres()
+    return _claim_order(rank, centre, degree)
+
+
+def _claim_order(rank: I64, centre: npt.NDArray[np.bool_], degree: I64) -> I64:
+    return lex_order([rank, -np.where(centre, degree, 0)], distinct_rows=True)  # (ranks are distinct)
 
 
 def _pairs_that_match(better: I64, worse: I64, below: I64, n: int) -> I64:
