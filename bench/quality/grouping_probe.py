@@ -20,6 +20,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -44,13 +45,19 @@ def _ranks(order: Any) -> Any:
 
 
 def rank_only(order: Any, edges: Edges) -> Grouping:
-    """imgindex before centres claimed first: every unit claims in rank order."""
-    saved = grouping.claim_order
-    grouping.claim_order = lambda rank, better, worse: np.argsort(rank)  # type: ignore[assignment]
+    """imgindex before centres claimed first: no unit is a centre, so every unit claims in rank
+    order and takes only the units it ranks before."""
+    saved = grouping._Matches.centres
+
+    def no_centres(self: Any) -> Any:
+        centre, degree = saved(self)
+        return np.zeros_like(centre), degree
+
+    grouping._Matches.centres = no_centres  # type: ignore[method-assign]
     try:
         return group_by_leaders(order, edges)
     finally:
-        grouping.claim_order = saved
+        grouping._Matches.centres = saved  # type: ignore[method-assign]
 
 
 def _rejoin(rank: Any, edges: Edges, leader: Any, distance: Any) -> Grouping:
@@ -241,6 +248,11 @@ RULES: dict[str, Rule] = {
 }
 
 
+def _without_fixed(rule: Rule, order: Any, edges: Edges, fixed: Any = None) -> Grouping:
+    """A rule called as the report calls the grouping (no unit is fixed in the probe)."""
+    return rule(order, edges)
+
+
 def found_of(rep: report_module.Report, labels: score.Labels) -> score.Found:
     """A report's groups as the scorer's ``Found`` (as ``score.imgindex_found`` reads its JSON)."""
     root = os.fspath(labels.root)
@@ -291,7 +303,8 @@ def main(argv: list[str] | None = None) -> int:
             options = report_module.ReportOptions(mode="near", rotations=rotations)
             matched = report_module._match(index, options, True)
             for name in rules:
-                report_module.group_by_leaders = RULES[name]  # type: ignore[assignment]
+                # (No decisions here, so nothing is fixed: each rule takes the order and the edges.)
+                report_module.group_by_leaders = partial(_without_fixed, RULES[name])
                 try:
                     rep = report_module._group(options, matched, report_module.InForce())
                 finally:
