@@ -334,7 +334,8 @@ class Matcher:
         # whose regions may be cut are few enough to keep them (a share of all the candidates).
         self._cuts: dict[int, tuple[I64, Thumbnails]] = {}
         self._chunk_cuts = _KeptCuts(CUT_UNITS, lambda owners, k: thumbnails(self.regions.descriptors(owners, k)))
-        #: The coarse views of the regions' moved cuts (68 bytes a unit and cut), by ``_moved_key``.
+        #: The coarse views of the regions' moved cuts (68 bytes a unit and cut), by the key
+        #: ``region * MOVED_KEYS + cut``.
         self._moved_views = _KeptCuts(MOVED_UNITS, self._moved_coarse)
         owners = region_units[self.regions.has_grid(region_units)]
         self._cut_owners = owners if len(owners) <= CUT_UNITS and not self._parts else None
@@ -676,7 +677,8 @@ class Matcher:
         return best
 
     def _moved_coarse(self, units: I64, key: int) -> _CoarseViews:
-        """The coarse views of moved cut ``key`` (:func:`_moved_key`) of sorted units."""
+        """The coarse views of a moved cut of sorted units (``key``: its region times
+        :data:`MOVED_KEYS`, plus its place in :func:`.regions.moved_cuts`)."""
         k, b = divmod(key, MOVED_KEYS)
         _, coarse, length2, _ = grey_views(self.regions.box_grey(units, moved_cuts(k)[b]))
         return _CoarseViews(coarse, length2)

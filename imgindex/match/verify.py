@@ -86,7 +86,7 @@ COARSE_CELLS = 4
 #: they are rounded to half precision (each value within 2**-11 of itself, so a unit vector
 #: within 5e-4), while the correlation is of the rounded ones; the squared distances it
 #: compares then differ by at most 5e-3 (and single precision adds ~1e-5).
-BOUND_SLACK = 1e-2
+_BOUND_SLACK = 1e-2
 
 
 class Thumbnails:
@@ -196,7 +196,7 @@ def thumbnails(descriptors: npt.NDArray[np.uint8]) -> Thumbnails:
 
 def grey_views(
     grey: npt.NDArray[np.float32],
-) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.floating[Any]]]:
     """16x16 grey thumbnails (rows of 256, in single precision; changed in place) as
     :class:`Thumbnails` has them, in single precision: centred and scaled to unit length (zero
     for a flat one), their coarse views (:func:`could_agree`), squared lengths and details."""
@@ -204,7 +204,7 @@ def grey_views(
     norm = np.sqrt((grey * grey).sum(axis=1, keepdims=True))
     unit = np.divide(grey, norm, out=np.zeros_like(grey), where=norm > 0)
     length2: npt.NDArray[np.float32] = np.einsum("ij,ij->i", unit, unit)
-    detail: npt.NDArray[np.float32] = norm[:, 0] / np.float32(np.sqrt(_GREY))
+    detail: npt.NDArray[np.floating[Any]] = norm[:, 0] / np.sqrt(_GREY)
     return unit, unit @ _coarse_projection(), length2, detail
 
 
@@ -234,11 +234,11 @@ def could_agree(
     """Which rows could correlate at ``grey_correlation`` (a superset, never less): the grey
     thumbnails are centred vectors of unit length (or zero), so correlation c means a squared
     distance of ``|a|^2 + |b|^2 - 2c``, and their projections on the block-constant
-    thumbnails are no farther apart than they are (give or take :data:`BOUND_SLACK`).
+    thumbnails are no farther apart than they are (give or take :data:`_BOUND_SLACK`).
     Sixteen numbers a row instead of 384: most candidates of a hash search differ already in
     their block means."""
     gap = a.coarse - b.coarse
-    bound = a.length2 + b.length2 - 2 * grey_correlation + BOUND_SLACK
+    bound = a.length2 + b.length2 - 2 * grey_correlation + _BOUND_SLACK
     result: npt.NDArray[np.bool_] = np.einsum("ij,ij->i", gap, gap) <= bound
     return result
 
@@ -382,7 +382,7 @@ def _could_pass(a: Thumbnails, b: Thumbnails, grey_correlation: float) -> npt.ND
     possible = could_agree(a, b, needed) & (a.detail >= LOW_DETAIL) & (b.detail >= LOW_DETAIL)
     both = a.colourful & b.colourful
     gap = a.mean_chroma - b.mean_chroma
-    possible &= ~both | (np.einsum("ij,ij->i", gap, gap) <= (COLOUR_DIFFERENCE + BOUND_SLACK) ** 2)
+    possible &= ~both | (np.einsum("ij,ij->i", gap, gap) <= (COLOUR_DIFFERENCE + _BOUND_SLACK) ** 2)
     possible &= ~one | (_contrast(a, b) <= GREY_COPY_CONTRAST)
     return possible
 
