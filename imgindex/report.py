@@ -289,7 +289,7 @@ def _group(options: ReportOptions, matched: _Matched, decided: InForce) -> Repor
     unit_order = np.argsort(best_rank)  # (the units' best ranks are distinct: no ties to keep in order)
     edges, apart_count = without_apart(matched.edges, matched.unit_sha256, decided)
     fixed = None
-    if named.any():  # a unit decided to keep is never taken by another
+    if named.any():  # a unit decided to keep is never taken from above (see group_by_leaders)
         fixed = np.zeros(len(unit_order), dtype=bool)
         fixed[unit_of_row[named]] = True
     grouping = group_by_leaders(unit_order, edges, fixed)

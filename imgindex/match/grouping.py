@@ -140,17 +140,18 @@ def group_by_leaders(order: I64, edges: Edges, fixed: npt.NDArray[np.bool_] | No
     leader[lw[head]] = lb[head]
     distance[lw[head]] = ld[head]
     if upward.any():
-        _kept_by_the_best(leader, distance, rank, edges)
+        _kept_by_the_best(leader, distance, rank, edges, near)
     return Grouping(leader, distance)
 
 
-def _kept_by_the_best(leader: I64, distance: U8, rank: I64, edges: Edges) -> None:
+def _kept_by_the_best(leader: I64, distance: U8, rank: I64, edges: Edges, near: _Matches) -> None:
     """Each group kept by its best-ranked unit among those that match every other member (its
-    leader does), and each member's distance its distance to that unit."""
+    leader does), and each member's distance its distance to that unit (``near``: the distinct
+    matches of ``edges``)."""
     n = len(leader)
-    same = leader[edges.u] == leader[edges.v]
-    key = distinct(np.minimum(edges.u[same], edges.v[same]) * n + np.maximum(edges.u[same], edges.v[same]))
-    x, y = key // n, key % n
+    x, y = near.pairs // n, near.pairs % n
+    same = leader[x] == leader[y]
+    x, y = x[same], y[same]
     size = np.bincount(leader, minlength=n)
     inside = np.bincount(np.concatenate([x, y]), minlength=n)
     grouped = np.flatnonzero(size[leader] >= 2)
@@ -170,9 +171,9 @@ def _kept_by_the_best(leader: I64, distance: U8, rank: I64, edges: Edges) -> Non
     gaps = np.concatenate([edges.distance, edges.distance])
     mine = np.zeros(n, dtype=bool)
     mine[moved] = True
-    near = mine[others] & (ends == kept[leader[np.where(mine[others], others, 0)]])
+    to_kept = mine[others] & (ends == kept[leader[np.where(mine[others], others, 0)]])
     nearest = np.full(n, 255, dtype=np.uint8)
-    np.minimum.at(nearest, others[near], gaps[near])
+    np.minimum.at(nearest, others[to_kept], gaps[to_kept])
     leader[moved] = new
     distance[moved] = np.where(moved == new, 0, nearest[moved])
 
