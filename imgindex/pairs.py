@@ -30,10 +30,11 @@ from imgindex.arrays import distinct
 
 from .hashing import ORIENTATIONS, REGIONS, HashSettings, descriptor_rows, orientation_hashes
 from .match.links import NOT_NEAR
-from .match.matcher import Matcher, Units, unit_regions
+from .match.matcher import Matcher
 from .match.orientations import ROTATION_THRESHOLD, turned_neighbours
 from .match.regions import REGION_THRESHOLD
 from .match.search import I64, U8, as_unsigned, pairs_between, pairs_from, pairs_within
+from .match.units import Units, unit_regions
 from .match.verify import VERIFICATION
 from .storage import NO_MATCH, Index, picture_alone, picture_keys, turned_kind
 from .storage.images import Pictures

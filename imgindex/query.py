@@ -18,7 +18,8 @@ import numpy as np
 from .formats import path_fields
 from .hashing import HashSettings
 from .kinds import hash_hex
-from .match.matcher import Matcher, Units
+from .match.matcher import Matcher
+from .match.units import Units
 from .reading import Reading, read_item
 from .sources import FileStat
 from .sources.directory import DirectorySource

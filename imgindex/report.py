@@ -22,7 +22,8 @@ from .decisions import InForce, in_force, keep_priority, keep_rows, without_apar
 from .errors import ReportError
 from .hashing import HashSettings
 from .match.grouping import Edges, group_by_leaders, no_edges
-from .match.matcher import Matcher, Units
+from .match.matcher import Matcher
+from .match.units import Units
 from .storage import ImageTable, Index
 
 Mode = Literal["exact", "near"]

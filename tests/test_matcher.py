@@ -13,9 +13,11 @@ from PIL import Image, ImageEnhance
 from imgindex import kinds, pairs
 from imgindex.hashing import DESCRIPTOR_BYTES, GREY_SIDE
 from imgindex.match import matcher as matcher_module
+from imgindex.match import units as units_module
 from imgindex.match.candidates import pairs_among
-from imgindex.match.matcher import Matcher, Units
+from imgindex.match.matcher import Matcher
 from imgindex.match.search import as_unsigned
+from imgindex.match.units import Units
 from imgindex.query import query
 from imgindex.report import ReportOptions, build_report
 from imgindex.storage import Index
@@ -70,7 +72,7 @@ def test_thumbnails_read_by_parts_give_the_same_matches(
 ) -> None:
     """Past :data:`~imgindex.match.matcher.THUMBNAIL_UNITS` units to verify, the thumbnails and
     grids are read two parts at a time (a full verification at millions of pictures), and
-    they are always read :data:`~imgindex.match.matcher.READ_UNITS` at a time: every match
+    they are always read :data:`~imgindex.match.units.READ_UNITS` at a time: every match
     and each of its distances is the one reading and verifying them all at once finds."""
     families(tree, 6)
     for s in range(4):  # copies with a bar cut off: matched by a region of their source
@@ -81,7 +83,7 @@ def test_thumbnails_read_by_parts_give_the_same_matches(
     with index.snapshot():
         units = all_units(index)
         whole, turned = Matcher(index, units, 10), Matcher(index, units, 10, rotations=True)
-        monkeypatch.setattr(matcher_module, "READ_UNITS", 2)  # the descriptors and grids of two units at a time
+        monkeypatch.setattr(units_module, "READ_UNITS", 2)  # the descriptors and grids of two units at a time
         read_in_shares = Matcher(index, units, 10)
         turned_in_shares = Matcher(index, units, 10, rotations=True)
         monkeypatch.setattr(matcher_module, "THUMBNAIL_UNITS", 6)  # parts of three units
@@ -89,7 +91,7 @@ def test_thumbnails_read_by_parts_give_the_same_matches(
         # What the verification by parts reads: of two parts, only the units candidates touch.
         touched: set[int] = set()
         read: list[set[int]] = []
-        by_parts_verify, thumbnails_made = Matcher._verify_by_parts, matcher_module._Thumbnails.__init__
+        by_parts_verify, thumbnails_made = Matcher._verify_by_parts, units_module.UnitThumbnails.__init__
 
         def verify_by_parts(self: Matcher, found: Any) -> Any:
             touched.update(found.u.tolist(), found.v.tolist())
@@ -101,7 +103,7 @@ def test_thumbnails_read_by_parts_give_the_same_matches(
             thumbnails_made(self, index, units, wanted, keep=keep)
 
         monkeypatch.setattr(Matcher, "_verify_by_parts", verify_by_parts)
-        monkeypatch.setattr(matcher_module._Thumbnails, "__init__", thumbnails)
+        monkeypatch.setattr(units_module.UnitThumbnails, "__init__", thumbnails)
         by_parts = Matcher(index, units, 10)
     assert len(by_parts._parts) > 4 and not whole._parts and not read_in_shares._parts
     parts = [set(p.tolist()) for p in by_parts._parts]

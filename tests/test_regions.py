@@ -20,7 +20,7 @@ from imgindex.hashing import (
     region_box,
     region_rows,
 )
-from imgindex.match import matcher, regions, search, verify
+from imgindex.match import matcher, region_check, regions, search, verify
 from imgindex.match.regions import REGION_THRESHOLD, region_descriptors, region_pairs
 from imgindex.match.search import _few_queries_plan, pairs_between
 from imgindex.query import query
@@ -145,9 +145,9 @@ def test_a_copy_cut_on_one_side_matches_a_region_of_its_source(
 ) -> None:
     monkeypatch.setattr(pairs, "FULL_SHARE", 10.0)  # the new pictures alone, against the stored ones
     if cut == "each chunk":  # the regions' thumbnails cut for each chunk of pairs, as for many units
-        monkeypatch.setattr(matcher, "CUT_UNITS", 0)
+        monkeypatch.setattr(region_check, "CUT_UNITS", 0)
     elif cut == "kept between chunks":  # chunks of two pairs, a few units' cuts kept, added to, cut afresh
-        monkeypatch.setattr(matcher, "CUT_UNITS", 3)
+        monkeypatch.setattr(region_check, "CUT_UNITS", 3)
         monkeypatch.setattr(matcher, "VERIFY_CHUNK", 2)
     elif cut == "thumbnails by parts":  # a few units' thumbnails and grids at a time, as for millions
         monkeypatch.setattr(matcher, "THUMBNAIL_UNITS", 4)
@@ -310,7 +310,7 @@ def test_cuts_kept_between_chunks_are_each_units_own() -> None:
         made.append(len(units))
         return verify.thumbnails(descriptor_rows(units, k))
 
-    kept = matcher._KeptCuts(40, cut)
+    kept = region_check._KeptCuts(40, cut)
     afresh = 0  # what cutting each chunk's units afresh would cut
     for _ in range(60):
         k = int(rng.integers(0, 2))
@@ -391,7 +391,7 @@ def test_moved_cuts_lie_across_their_regions_range_and_are_cut_as_regions_are() 
         assert np.array_equal(regions.box_descriptors(grids, colours, share), own)
         assert np.array_equal(regions.box_grey(grids, share), own[:, : GREY_SIDE * GREY_SIDE].astype(np.float32))
         moved = regions.moved_cuts(k)
-        assert len(moved) <= matcher.MOVED_KEYS and share not in moved
+        assert len(moved) <= region_check.MOVED_KEYS and share not in moved
         for box in moved:
             x0, y0, x1, y1 = box
             if name == "middle":  # the same margin on every side, 3.5-10 %
@@ -421,7 +421,7 @@ def test_the_moved_cuts_bounds_refuse_only_what_the_check_refuses(
         bounded = groups_of(build_report(index, options, stored=False))
 
     def every_pair(
-        self: matcher.Matcher,
+        self: region_check.RegionCheck,
         box: object,
         units: object,
         views: object,
@@ -432,7 +432,7 @@ def test_the_moved_cuts_bounds_refuse_only_what_the_check_refuses(
     ) -> np.ndarray:
         return left
 
-    monkeypatch.setattr(matcher.Matcher, "_moved_candidates", every_pair)
+    monkeypatch.setattr(region_check.RegionCheck, "_moved_candidates", every_pair)
     with index.snapshot():
         everything = groups_of(build_report(index, options, stored=False))
     assert bounded == everything
