@@ -21,6 +21,7 @@ from imgindex.hashing import (
     region_rows,
 )
 from imgindex.match import matcher, region_check, regions, search, verify
+from imgindex.match.links import NOT_NEAR
 from imgindex.match.regions import REGION_THRESHOLD, region_descriptors, region_pairs
 from imgindex.match.search import _few_queries_plan, pairs_between
 from imgindex.query import query
@@ -139,15 +140,16 @@ def both_ways(index: Index) -> tuple[set[frozenset[bytes]], set[frozenset[bytes]
 
 
 @pytest.mark.parametrize("copy_first", [False, True])
-@pytest.mark.parametrize("cut", ["once", "each chunk", "kept between chunks", "thumbnails by parts"])
+@pytest.mark.parametrize("cut", ["once", "one owner a block", "small blocks", "thumbnails by parts"])
 def test_a_copy_cut_on_one_side_matches_a_region_of_its_source(
     tree: Path, index: Index, copy_first: bool, cut: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(pairs, "FULL_SHARE", 10.0)  # the new pictures alone, against the stored ones
-    if cut == "each chunk":  # the regions' thumbnails cut for each chunk of pairs, as for many units
-        monkeypatch.setattr(region_check, "CUT_UNITS", 0)
-    elif cut == "kept between chunks":  # chunks of two pairs, a few units' cuts kept, added to, cut afresh
-        monkeypatch.setattr(region_check, "CUT_UNITS", 3)
+    if cut == "one owner a block":  # each owner's region cut for its own pairs alone
+        monkeypatch.setattr(region_check, "REGION_BLOCK", 1)
+    elif cut == "small blocks":  # blocks of three owners and two pairs: an owner's pairs in several
+        monkeypatch.setattr(region_check, "REGION_BLOCK", 3)
+        monkeypatch.setattr(region_check, "BLOCK_PAIRS", 2)
         monkeypatch.setattr(matcher, "VERIFY_CHUNK", 2)
     elif cut == "thumbnails by parts":  # a few units' thumbnails and grids at a time, as for millions
         monkeypatch.setattr(matcher, "THUMBNAIL_UNITS", 4)
@@ -297,42 +299,27 @@ def test_a_turned_copy_joins_the_group_its_sources_barred_copy_leads(
     assert stored.stored_count == 3 * len(BAR_SEEDS) and groups_of(stored) == expected
 
 
-def test_cuts_kept_between_chunks_are_each_units_own() -> None:
-    """Past CUT_UNITS, the region thumbnails cut for one chunk of pairs are kept for the next
-    while they are few enough, and past the bound a chunk keeps its own: whatever the order
-    units are wanted in (later chunks want lower units too), each unit's row is its own
-    thumbnails, only units not kept are cut, and no more are kept than the bound."""
-    rng = np.random.default_rng(5)
-    made: list[int] = []
-
-    def cut(units: np.ndarray, k: int) -> verify.Thumbnails:
-        assert np.all(np.diff(units) > 0)  # sorted, each once
-        made.append(len(units))
-        return verify.thumbnails(descriptor_rows(units, k))
-
-    kept = region_check._KeptCuts(40, cut)
-    afresh = 0  # what cutting each chunk's units afresh would cut
-    for _ in range(60):
-        k = int(rng.integers(0, 2))
-        wanted = rng.integers(0, 120, int(rng.integers(1, 60)))  # at times more than are kept
-        afresh += len(np.unique(wanted))
-        before, calls = kept.kept.get(k, (np.empty(0, np.int64), None))[0], len(made)
-        owners, thumbs = kept.get(k, wanted)
-        assert np.all(np.diff(owners) > 0) and np.isin(wanted, owners).all()
-        assert sum(made[calls:]) == len(np.setdiff1d(wanted, before))  # only what was not kept is cut
-        want = verify.thumbnails(descriptor_rows(owners, k))
-        assert np.array_equal(thumbs.grey, want.grey) and np.array_equal(thumbs.chroma, want.chroma)
-        # (The coarse view is a product of matrices, whose last bits depend on the batch it is in.)
-        assert np.allclose(thumbs.coarse, want.coarse, rtol=0, atol=1e-6)
-        assert all(len(o) <= 40 for o, _ in kept.kept.values())
-    assert sum(made) < afresh  # kept cuts were used
-
-
-def descriptor_rows(units: np.ndarray, k: int) -> np.ndarray:
-    """A distinct descriptor for each unit and region (its own random picture)."""
-    return np.stack(
-        [np.random.default_rng(int(u) * 7 + k).integers(0, 256, DESCRIPTOR_BYTES, dtype=np.uint8) for u in units]
-    ).reshape(len(units), DESCRIPTOR_BYTES)
+@pytest.mark.parametrize(("owners", "rows"), [(1, 1), (3, 2), (3, 7), (40, 1000)])
+def test_blocks_of_owners_cover_the_rows_and_keep_to_their_bounds(
+    owners: int, rows: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A region's rows, sorted by owner, are checked in blocks: consecutive, covering every row
+    once, each of at most REGION_BLOCK owners and BLOCK_PAIRS rows, and as few as those bounds
+    allow (a block ends only where one more row would pass one of them)."""
+    monkeypatch.setattr(region_check, "REGION_BLOCK", owners)
+    monkeypatch.setattr(region_check, "BLOCK_PAIRS", rows)
+    rng = np.random.default_rng(owners * 100 + rows)
+    for _ in range(30):
+        owner = np.sort(rng.integers(0, int(rng.integers(1, 60)), int(rng.integers(0, 200))))
+        blocks = region_check._blocks(owner)
+        assert [b.start for b in blocks] == [0, *(b.stop for b in blocks[:-1])]
+        assert (blocks[-1].stop if blocks else 0) == len(owner)
+        for block, after in zip(blocks, [*blocks[1:], None], strict=True):
+            part = owner[block]
+            assert 0 < len(part) <= rows and len(np.unique(part)) <= owners
+            if after is not None:  # full: one more row would pass a bound
+                more = owner[block.start : block.stop + 1]
+                assert len(more) > rows or len(np.unique(more)) > owners
 
 
 def tall_barred(image: Image.Image, seed: int) -> Image.Image:
@@ -391,7 +378,7 @@ def test_moved_cuts_lie_across_their_regions_range_and_are_cut_as_regions_are() 
         assert np.array_equal(regions.box_descriptors(grids, colours, share), own)
         assert np.array_equal(regions.box_grey(grids, share), own[:, : GREY_SIDE * GREY_SIDE].astype(np.float32))
         moved = regions.moved_cuts(k)
-        assert len(moved) <= region_check.MOVED_KEYS and share not in moved
+        assert 0 < len(moved) <= 4 and share not in moved
         for box in moved:
             x0, y0, x1, y1 = box
             if name == "middle":  # the same margin on every side, 3.5-10 %
@@ -404,11 +391,12 @@ def test_moved_cuts_lie_across_their_regions_range_and_are_cut_as_regions_are() 
                 assert 0.08 - 1e-9 <= cuts[side] <= 0.16 + 1e-9
 
 
-def test_the_moved_cuts_bounds_refuse_only_what_the_check_refuses(
+def test_the_cuts_bounds_refuse_only_what_the_check_refuses(
     tree: Path, index: Index, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The moved cuts' coarse bound and correlation, on the grey of each cut alone, rule out only
-    pairs the whole check would refuse: with every pair let through to it, the same groups."""
+    """A region's coarse bound and correlation, on the grey of each cut alone (its own and the
+    moved ones), rule out only pairs the whole check would refuse: with every pair let through
+    to it, the same groups."""
     for s in range(24):  # bars and cuts of several sizes, some re-encoded smaller
         image = picture(s, (160, 120))
         barred = tall_barred(image, s) if s % 3 else barred_by(image, s, 0.11 + 0.01 * (s % 9))
@@ -422,18 +410,56 @@ def test_the_moved_cuts_bounds_refuse_only_what_the_check_refuses(
 
     def every_pair(
         self: region_check.RegionCheck,
-        box: object,
-        units: object,
         views: object,
-        owner: object,
+        slot: object,
         target: object,
         left: np.ndarray,
         correlation: float,
     ) -> np.ndarray:
         return left
 
-    monkeypatch.setattr(region_check.RegionCheck, "_moved_candidates", every_pair)
+    monkeypatch.setattr(region_check.RegionCheck, "_candidates", every_pair)
     with index.snapshot():
         everything = groups_of(build_report(index, options, stored=False))
     assert bounded == everything
     assert sum(len(g) for g in bounded) >= 40  # (a test with something to find)
+
+
+@pytest.mark.parametrize("framed", [True, False])
+def test_an_inside_is_met_apart_from_the_whole_only_where_the_other_has_a_border(framed: bool) -> None:
+    """A region meets the other's whole picture (column 0) and its inside (column 1). With the
+    same hash in both columns and no border, the inside's thumbnail is the whole's, so the
+    row is checked once, by the whole; with a border it is the inside's own thumbnail, checked
+    apart. Here only the inside shows the region: found with a border, not without (where
+    the thumbnail given for the inside is not what the matcher would give)."""
+    image = picture(3, (203, 177))
+    info = image_info(encode(image, "PNG"), "PNG", SETTINGS)
+    assert info.grid is not None and info.regions is not None
+    grid = grid_rows([info.grid])
+    colours = np.frombuffer(descriptor(image), np.uint8)[GREY_SIDE * GREY_SIDE :].reshape(1, 8, 8, 3)
+    k, box = 0, REGIONS[0][1]
+    cut = regions.box_descriptors(grid, colours, box)
+    other = picture(40, (203, 177))  # the other's whole picture: nothing like the region
+    whole = np.frombuffer(descriptor(other), np.uint8).reshape(1, -1)
+    hashes = np.zeros((2, len(REGIONS)), dtype=np.uint64)
+    hashes[0] = region_rows([info.regions])[0]
+    found = region_check.Regions(hashes, np.array([True, False]))
+    found.slot[:] = [0, 1]
+    found._grids = np.concatenate([grid, np.rint(regions.box_grids(grid, box)).astype(np.uint8)])
+    found._colours = np.concatenate([colours, colours])
+    found._grid_keys = region_check._grid_keys(found._grids)
+    targets = np.full((2, 2), np.uint64(2**64 - 1))  # the owner's: far from the other's regions (0)
+    targets[1] = hashes[0, k]  # the other's, both columns: the region's own hash
+    sorts = [verify.thumbnails(whole), verify.thumbnails(cut)]
+
+    def thumbnail(units: np.ndarray, column: int) -> verify.Thumbnails:
+        assert np.all(units == 1)
+        return sorts[column].rows(np.zeros(len(units), dtype=np.int64))
+
+    one = np.ones(1, dtype=bool)
+    pictures = [verify.Pictures(t, t, ~one) for t in sorts]
+    assert not verify.confirm(pictures[1], pictures[0], one, one)[0][0]  # the whole does not show it
+    best = region_check.RegionCheck(found).distances(
+        np.array([0]), np.array([1]), targets, thumbnail, np.array([False, framed]), REGION_THRESHOLD, 0.9, 0
+    )
+    assert best.tolist() == ([0] if framed else [NOT_NEAR])

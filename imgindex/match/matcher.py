@@ -252,10 +252,8 @@ class Matcher:
         self._index, self._units = index, units
         if not self._parts:
             self.regions.read_grids(index, units, union(region_units, wanted))
-        # Region candidates are verified over the grids, what is cut of them kept between chunks:
-        # each region's thumbnails of every unit whose regions met something when they are few.
-        owners = region_units[self.regions.has_grid(region_units)]
-        self._region_check = RegionCheck(self.regions, None if self._parts else owners)
+        # Region candidates are verified over the grids (a share's at once, by blocks of owners).
+        self._region_check = RegionCheck(self.regions)
         # The candidates a pass at a time, each pass the pairs with a unit of its share on a side
         # and none of an earlier share's (those were its pass's), so that pictures crowded
         # within a few bits of each other (thousands of gradients on one hash) never need all
@@ -411,6 +409,37 @@ class Matcher:
             if link >= 0:
                 verified[link, blind] = False
         seen = np.flatnonzero(~blind_u & ~blind_v)
+        # Regions against the other's whole and inside, then (--rotations) against its
+        # orientations (column c: turn c % 7 + 1), all at once (RegionCheck takes them by blocks
+        # of the regions' owners). The distance of a region match is that of the nearest region
+        # that confirms it (not of the nearest region), so that a lower threshold keeps what it
+        # would find.
+        region_links = (
+            (self.region_link, self._region_targets, thumbs.of_sort, REGION_THRESHOLD, REGION_CORRELATION, 0),
+            (
+                self.region_rotation_link,
+                self._turned_of,
+                thumbs.of_turned_sort,
+                ROTATION_THRESHOLD,
+                ROTATION_CORRELATION,
+                ORIENTATIONS - 1,
+            ),
+        )
+        for link, targets, thumbnail, threshold, correlation, turns in region_links:
+            todo = seen[gaps[link, seen] != NOT_NEAR] if link >= 0 else np.empty(0, np.int64)
+            if len(todo):
+                best = self._region_check.distances(
+                    found.u[todo],
+                    found.v[todo],
+                    targets,
+                    thumbnail,
+                    thumbs.framed(),
+                    min(self.threshold, threshold),
+                    correlation,
+                    turns,
+                )
+                gaps[link, todo] = best
+                verified[link, todo[best != NOT_NEAR]] = True
         inside_link = self.inside_link
         for start in range(0, len(seen), VERIFY_CHUNK):
             at = seen[start : start + VERIFY_CHUNK]
@@ -425,35 +454,6 @@ class Matcher:
                     everywhere = np.ones(len(todo), bool)
                     ok, _ = confirm(*_crossed(mine.rows(todo), theirs.rows(todo), lower), everywhere, ~everywhere)
                     verified[link, at[todo[ok]]] = True
-            # Regions against the other's whole and inside, then (--rotations) against its
-            # orientations (column c: turn c % 7 + 1). The distance of a region match is that of
-            # the nearest region that confirms it (not of the nearest region), so that a lower
-            # threshold keeps what it would find.
-            region_links = (
-                (self.region_link, self._region_targets, thumbs.of_sort, REGION_THRESHOLD, REGION_CORRELATION, 0),
-                (
-                    self.region_rotation_link,
-                    self._turned_of,
-                    thumbs.of_turned_sort,
-                    ROTATION_THRESHOLD,
-                    ROTATION_CORRELATION,
-                    ORIENTATIONS - 1,
-                ),
-            )
-            for link, targets, thumbnail, threshold, correlation, turns in region_links:
-                todo = np.flatnonzero(gaps[link, at] != NOT_NEAR) if link >= 0 else np.empty(0, np.int64)
-                if len(todo):
-                    best = self._region_check.distances(
-                        found.u[at[todo]],
-                        found.v[at[todo]],
-                        targets,
-                        thumbnail,
-                        min(self.threshold, threshold),
-                        correlation,
-                        turns,
-                    )
-                    gaps[link, at[todo]] = best
-                    verified[link, at[todo[best != NOT_NEAR]]] = True
             # Orientations: whole pictures, insides, then the lower's inside against the higher's
             # whole picture and the other way round; the higher unit turned.
             sides = ("whole", "inside", "lower inside", "higher inside")

@@ -20,7 +20,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Generic, Protocol, Self, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -33,12 +32,11 @@ from .links import NOT_NEAR
 from .regions import (
     Box,
     box_descriptors,
-    box_grey,
     box_grids,
+    box_rows,
     moved_cuts,
-    region_descriptors,
-    region_grids,
     region_pairs,
+    rows_grey,
 )
 from .search import I64
 from .units import Units, read_grids, unit_regions
@@ -53,33 +51,26 @@ from .verify import (
     thumbnails,
 )
 
-#: Up to this many units, the coarse views of the regions' moved cuts are kept for every chunk
-#: of pairs (68 bytes a unit and cut, twenty cuts: at most 89 MB); past it, once per chunk.
-MOVED_UNITS = 1 << 16
-#: Moved cuts a region may have, at most (keys of the kept coarse views: region * this + cut).
-MOVED_KEYS = 8
+#: A region's pairs are checked a block of owners at a time, each owner's cuts made once for
+#: the block: at most this many owners (4 KB an owner for its grid in single precision, 2 KB for
+#: its rows resampled, 580 bytes for a cut's views, :class:`_CutViews`) ...
+REGION_BLOCK = 1 << 13
+#: ... and this many pairs (the others' thumbnails gathered for them).
+BLOCK_PAIRS = 1 << 15
 #: Pairs whose grids are compared at once (8 KB of float32 a pair).
 DETAIL_CHUNK = 1 << 12
-#: Up to this many units whose regions met something, each region's thumbnails are cut once
-#: for all the pairs (about 4 KB a unit for the five regions: at most 128 MB); past it, once
-#: per chunk of pairs.
-CUT_UNITS = 1 << 15
 
 
 class RegionCheck:
-    """Verifies region candidates over ``regions`` (:meth:`distances`), for the chunks of pairs
-    of one matcher. What it cuts of the units' grids is kept between chunks: each region's
-    thumbnails of all the ``owners`` (the units whose regions met something) when they are at
-    most :data:`CUT_UNITS` (``None``: never all at once, as when the grids are read a part at
-    a time), else those of a chunk's units kept while they are few enough; and the coarse views
-    of the moved cuts, by the key ``region * MOVED_KEYS + cut``."""
+    """Verifies region candidates over ``regions`` (:meth:`distances`). A region's pairs are
+    taken in the order of their owners (whose region it is), a block of at most
+    :data:`REGION_BLOCK` owners and :data:`BLOCK_PAIRS` pairs at a time, so that each owner's
+    region is cut once for all its pairs in a call, at its own cut and at each moved cut (a
+    picture among many like it is in thousands of pairs), and what is cut first is only what
+    the coarse bound and the correlation read: most pairs end there."""
 
-    def __init__(self, regions: Regions, owners: I64 | None) -> None:
+    def __init__(self, regions: Regions) -> None:
         self.regions = regions
-        self._cuts: dict[int, tuple[I64, Thumbnails]] = {}
-        self._chunk_cuts = _KeptCuts(CUT_UNITS, lambda units, k: thumbnails(regions.descriptors(units, k)))
-        self._moved_views = _KeptCuts(MOVED_UNITS, self._moved_coarse)
-        self._cut_owners = owners if owners is not None and len(owners) <= CUT_UNITS else None
 
     def distances(
         self,
@@ -87,6 +78,7 @@ class RegionCheck:
         v: I64,
         targets: npt.NDArray[np.uint64],
         thumbnail: Callable[[I64, int], Thumbnails],
+        framed: npt.NDArray[np.bool_],
         threshold: int,
         correlation: float,
         turns: int,
@@ -96,199 +88,149 @@ class RegionCheck:
         ``threshold`` whose thumbnails (the region's, cut from the grid) agree at ``correlation``
         with the other's thumbnail of that sort (``thumbnail(units, column)``), and whose grid
         does not differ in one place from the other's (in that sort's orientation: turn
-        ``column % turns + 1``, or upright when ``turns`` is 0); :data:`NOT_NEAR` where none does."""
+        ``column % turns + 1``, or upright when ``turns`` is 0); :data:`NOT_NEAR` where none does.
+
+        The second half of the columns are the first half's sorts of the insides: for a unit
+        not ``framed`` (no border, by its thumbnails) with the same hash there, the same
+        thumbnail too, so it is met once, by the first."""
         regions = self.regions
         best = np.full(len(u), NOT_NEAR, dtype=np.uint8)
-        # Every way round: which region, whose region (the lower's, the higher's), met what.
+        # Every way round: whose region (the lower's, the higher's) met which sort of the other.
+        owner, other = np.concatenate([u, v]), np.concatenate([v, u])
+        pair = np.concatenate([np.arange(len(u)), np.arange(len(u))])
+        has = regions.has_grid(owner)
+        half = targets.shape[1] // 2
+        repeated = [np.zeros(len(owner), dtype=bool)] * half
+        plain = ~framed[other]
+        repeated += [plain & (targets[other, c] == targets[other, c - half]) for c in range(half, targets.shape[1])]
         for k in range(len(REGIONS)):
-            ways = []
-            for owner, other in ((u, v), (v, u)):
-                has = regions.has_grid(owner)
-                for column in range(targets.shape[1]):
-                    gap = np.bitwise_count(regions.hashes[owner, k] ^ targets[other, column]).astype(np.uint8)
-                    ways.append((owner, other, column, has & (gap <= threshold), gap))
-            wanted = np.concatenate([owner[within] for owner, _, _, within, _ in ways])
-            if not len(wanted):
-                continue
-            cuts = self._cut_regions(k, wanted)
-            retries: list[tuple[I64, I64, Thumbnails, int, I64, npt.NDArray[np.uint8]]] = []
-            for owner, other, column, within, gap in ways:
-                near = np.flatnonzero(within & (gap < best))
-                if not len(near):
-                    continue
-                cut = cuts[1].rows(np.searchsorted(cuts[0], owner[near]))
-                target = thumbnail(other[near], column)
-                flat = np.zeros(len(near), dtype=bool)
-                accepted, _ = confirm(
-                    Pictures(cut, cut, flat), Pictures(target, target, flat), ~flat, flat, correlation
-                )
-                turn = column % turns + 1 if turns else 0
-                held = np.flatnonzero(accepted & (cut.colourful == target.colourful))  # see _grids_show
-                accepted[held] = ~regions.region_differs_in_one_place(owner[near[held]], other[near[held]], k, turn)
-                best[near[accepted]] = gap[near[accepted]]
-                refused = np.flatnonzero(~accepted)
-                if len(refused):
-                    pairs = near[refused]
-                    retries.append((owner[pairs], other[pairs], target.rows(refused), turn, pairs, gap[pairs]))
-            # Those its own cut did not confirm, at the region's moved cuts (each cut made once
-            # for the owners of every way round).
-            confirmed = self._moved_cuts_confirm(k, [retry[:4] for retry in retries], correlation)
-            for (*_, pairs, gaps), ok in zip(retries, confirmed, strict=True):
-                np.minimum.at(best, pairs[ok], gaps[ok])
+            ways, columns, gaps = [], [], []
+            for column in range(targets.shape[1]):
+                gap = np.bitwise_count(regions.hashes[owner, k] ^ targets[other, column]).astype(np.uint8)
+                at = np.flatnonzero(has & (gap <= threshold) & ~repeated[column])
+                ways.append(at)
+                columns.append(np.full(len(at), column, dtype=np.int64))
+                gaps.append(gap[at])
+            way = np.concatenate(ways)
+            order = np.argsort(owner[way], kind="stable")
+            way, column_of, gap_of = way[order], np.concatenate(columns)[order], np.concatenate(gaps)[order]
+            for block in _blocks(owner[way]):
+                at = way[block]
+                rows = (owner[at], other[at], pair[at], column_of[block], gap_of[block])
+                self._block(k, *rows, best, thumbnail, correlation, turns)
         return best
 
-    def _cut_regions(self, k: int, wanted: I64) -> tuple[I64, Thumbnails]:
-        """The thumbnails of region ``k`` of the units that may need them (sorted), cut once per
-        unit, not once per pair (a picture among many like it is in thousands of pairs): of all
-        the units whose regions met something, kept for every chunk, when they are few enough;
-        else at least of the units ``wanted`` by a chunk of pairs (those whose region ``k`` is
-        near the other's hash), kept for the next chunks while they are few enough
-        (:class:`_KeptCuts`)."""
-        if k in self._cuts:
-            return self._cuts[k]
-        if self._cut_owners is None:
-            return self._chunk_cuts.get(k, wanted)
-        owners = self._cut_owners
-        self._cuts[k] = (owners, thumbnails(self.regions.descriptors(owners, k)))
-        return self._cuts[k]
-
-    def _moved_coarse(self, units: I64, key: int) -> _CoarseViews:
-        """The coarse views of a moved cut of sorted units (``key``: its region times
-        :data:`MOVED_KEYS`, plus its place in :func:`.regions.moved_cuts`)."""
-        k, b = divmod(key, MOVED_KEYS)
-        _, coarse, length2, _ = grey_views(self.regions.box_grey(units, moved_cuts(k)[b]))
-        return _CoarseViews(coarse, length2)
-
-    def _moved_candidates(
+    def _block(
         self,
-        box: Box,
-        units: I64,
-        views: _CoarseViews,
+        k: int,
         owner: I64,
-        target: Thumbnails,
-        left: I64,
+        other: I64,
+        pair: I64,
+        column: I64,
+        gap: npt.NDArray[np.uint8],
+        best: npt.NDArray[np.uint8],
+        thumbnail: Callable[[I64, int], Thumbnails],
         correlation: float,
-    ) -> I64:
-        """Of the pairs ``left`` (their owners, and the others' ``target`` thumbnails), those whose
-        cut ``box`` of the owner (``views``: the coarse views of that cut of ``units``) could
-        correlate with the other's at ``correlation``: by the coarse bound, then by the
-        correlation itself, as the check computes it (of the grey thumbnails in half precision)."""
-        could = left[could_agree(views.rows(np.searchsorted(units, owner[left])), target.rows(left), correlation)]
+        turns: int,
+    ) -> None:
+        """Region ``k`` of a block of owners against what each met of the other (``column``, at
+        ``gap`` bits; ``pair``: where in ``best``, lowered where a row is confirmed): at the
+        region's own cut, then, for what that refused, at its moved cuts
+        (:func:`.regions.moved_cuts`), by the same rules (the correlation, colour, and no
+        difference in one place from the other's grid in that sort's orientation). Each cut is
+        judged first on what it takes of the owners' grey alone (:class:`_CutViews`: most rows
+        are ruled out by the coarse bound, more by the correlation as the check computes it);
+        only what is left is cut whole and judged."""
+        regions = self.regions
+        live = np.flatnonzero(gap < best[pair])
+        sorts = [(live[column[live] == c], c) for c in distinct(column[live]).tolist()]
+        # Per sort of the other: the rows, the others' thumbnails, the orientation, what is confirmed.
+        tries = [(rows, thumbnail(other[rows], c), c % turns + 1 if turns else 0) for rows, c in sorts]
+        accepted = [np.zeros(len(rows), dtype=bool) for rows, _ in sorts]
+        # The owners' grids, and their rows resampled for the last box (a side region's cuts
+        # moved left or right share them), made once for every cut.
+        few = distinct(owner[live])
+        grids = regions.float_grids(few)
+        resampled: tuple[tuple[float, float], npt.NDArray[np.float32]] | None = None
+        slots = [np.searchsorted(few, owner[rows]) for rows, _, _ in tries]
+        for box in (REGIONS[k][1], *moved_cuts(k)):
+            left_of = [np.flatnonzero(~done) for done in accepted]
+            if not any(len(left) for left in left_of):
+                break
+            if resampled is None or resampled[0] != (box[1], box[3]):
+                resampled = ((box[1], box[3]), box_rows(grids, box))
+            views = _CutViews.of(rows_grey(resampled[1], box))
+            for (rows, target, turn), slot, left, done in zip(tries, slots, left_of, accepted, strict=True):
+                if not len(left):
+                    continue
+                could = self._candidates(views, slot, target, left, correlation)
+                if not len(could):
+                    continue
+                at = rows[could]
+                some = distinct(owner[at])
+                cut = thumbnails(regions.box_descriptors(some, box)).rows(np.searchsorted(some, owner[at]))
+                theirs = target.rows(could)
+                flat = np.zeros(len(could), dtype=bool)
+                ok, _ = confirm(Pictures(cut, cut, flat), Pictures(theirs, theirs, flat), ~flat, flat, correlation)
+                held = np.flatnonzero(ok & (cut.colourful == theirs.colourful))  # see _grids_show
+                ok[held] = ~regions.compared(
+                    regions.has_grid(other[at[held]]),
+                    partial(_cut_grids, regions, owner[at[held]], box),
+                    other[at[held]],
+                    turn,
+                )
+                done[could[ok]] = True
+        for (rows, _, _), done in zip(tries, accepted, strict=True):
+            np.minimum.at(best, pair[rows[done]], gap[rows[done]])
+
+    def _candidates(self, views: _CutViews, slot: I64, target: Thumbnails, left: I64, correlation: float) -> I64:
+        """Of the rows ``left`` (their owners' rows in ``views``, the views of a cut, at ``slot``;
+        the others' ``target`` thumbnails), those whose cut could correlate with the other's at
+        ``correlation``: by the coarse bound, then by the correlation itself, as the check
+        computes it (of the grey thumbnails in half precision)."""
+        could = left[could_agree(views.rows(slot[left]), target.rows(left), correlation)]
         if not len(could):
             return could
-        few = distinct(owner[could])
-        unit, *_ = grey_views(self.regions.box_grey(few, box))
-        mine = unit.astype(np.float16)[np.searchsorted(few, owner[could])].astype(np.float32)
+        mine = views.grey[slot[could]].astype(np.float32)
         grey = target.rows(could).grey.astype(np.float32)
         result: I64 = could[np.einsum("ij,ij->i", mine, grey) >= correlation]
         return result
 
-    def _moved_cuts_confirm(
-        self, k: int, tries: list[tuple[I64, I64, Thumbnails, int]], correlation: float
-    ) -> list[npt.NDArray[np.bool_]]:
-        """For pairs whose region ``k`` did not confirm a match at its own cut (``tries``: the
-        region's owners, the others, the others' thumbnails it met and their orientation), does
-        it at one of its moved cuts (:func:`.regions.moved_cuts`), by the same rules (the
-        correlation, colour, and no difference in one place from the other's grid in that
-        orientation)? Most pairs are ruled out by the coarse bound (:func:`.verify.could_agree`)
-        on the coarse view of each cut, made once per owner and kept for the next chunks, more
-        by the correlation (as the check computes it) on the grey of the cut alone; only what
-        is left is cut whole and judged."""
-        regions = self.regions
-        accepted = [np.zeros(len(owner), dtype=bool) for owner, *_ in tries]
-        if not tries:
-            return accepted
-        wanted = np.concatenate([owner for owner, *_ in tries])
-        for b, box in enumerate(moved_cuts(k)):
-            if all(done.all() for done in accepted):
-                break
-            units, views = self._moved_views.get(k * MOVED_KEYS + b, wanted)
-            for (owner, other, target, turn), done in zip(tries, accepted, strict=True):
-                left = np.flatnonzero(~done)
-                if not len(left):
-                    continue
-                pairs = self._moved_candidates(box, units, views, owner, target, left, correlation)
-                if not len(pairs):
-                    continue
-                few = distinct(owner[pairs])
-                cut = thumbnails(regions.box_descriptors(few, box)).rows(np.searchsorted(few, owner[pairs]))
-                theirs = target.rows(pairs)
-                flat = np.zeros(len(pairs), dtype=bool)
-                ok, _ = confirm(Pictures(cut, cut, flat), Pictures(theirs, theirs, flat), ~flat, flat, correlation)
-                held = np.flatnonzero(ok & (cut.colourful == theirs.colourful))  # see _grids_show
-                ok[held] = ~regions.compared(
-                    regions.has_grid(other[pairs[held]]),
-                    partial(_cut_grids, regions, owner[pairs[held]], box),
-                    other[pairs[held]],
-                    turn,
-                )
-                done[pairs[ok]] = True
-        return accepted
 
-
-class _Rows(Protocol):
-    """Rows of per-unit arrays: a subset of them, and them followed by others."""
-
-    def rows(self, at: I64) -> Self: ...
-    def __add__(self, other: Self) -> Self: ...
-
-
-_Cut = TypeVar("_Cut", bound=_Rows)
+def _blocks(owner: I64) -> list[slice]:
+    """Runs of the sorted ``owner`` (rows of pairs), each of at most :data:`REGION_BLOCK`
+    owners and :data:`BLOCK_PAIRS` rows (an owner with more rows spans several)."""
+    if not len(owner):
+        return []
+    starts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
+    blocks, begin = [], 0
+    while begin < len(owner):
+        end = min(begin + BLOCK_PAIRS, len(owner))
+        first = np.searchsorted(starts, begin, side="right")  # the next owner's first row, past begin
+        if first + REGION_BLOCK - 1 < len(starts):
+            end = min(end, int(starts[first + REGION_BLOCK - 1]))
+        blocks.append(slice(begin, end))
+        begin = end
+    return blocks
 
 
 @dataclass(frozen=True)
-class _CoarseViews:
-    """The coarse views and squared lengths of some units' grey thumbnails (of a moved cut of a
-    region): what :func:`.verify.could_agree` reads of a side."""
+class _CutViews:
+    """What the moved cuts' checks read of some owners' cut before they cut it whole: its grey
+    thumbnails as the check has them (half precision), their coarse views and squared lengths
+    (:func:`.verify.could_agree`)."""
 
+    grey: npt.NDArray[np.float16]
     coarse: npt.NDArray[np.float32]
     length2: npt.NDArray[np.float32]
 
-    def rows(self, at: I64) -> _CoarseViews:
-        return _CoarseViews(self.coarse[at], self.length2[at])
+    @classmethod
+    def of(cls, grey: npt.NDArray[np.float32]) -> _CutViews:
+        unit, coarse, length2, _ = grey_views(grey)
+        return cls(unit.astype(np.float16), coarse, length2)
 
-    def __add__(self, other: _CoarseViews) -> _CoarseViews:
-        return _CoarseViews(np.concatenate([self.coarse, other.coarse]), np.concatenate([self.length2, other.length2]))
-
-
-class _KeptCuts(Generic[_Cut]):
-    """What is cut of the units' grids for chunks of pairs, per cut (a region, or one of its moved
-    cuts): a chunk's units are cut when it needs them, and kept for the next chunks (whose pairs
-    share many units) while they are at most ``limit`` units; past that, a chunk keeps its own
-    units only (those kept already are not cut again). ``cut(units, k)``: what cut ``k`` gives of
-    sorted units (for a region, its thumbnails)."""
-
-    def __init__(self, limit: int, cut: Callable[[I64, int], _Cut]) -> None:
-        self.limit, self.cut = limit, cut
-        self.kept: dict[int, tuple[I64, _Cut]] = {}
-
-    def get(self, k: int, wanted: I64) -> tuple[I64, _Cut]:
-        """Sorted units, among them every one of ``wanted``, and what cut ``k`` gives of them."""
-        need = distinct(wanted)
-        kept = self.kept.get(k)
-        fresh = None
-        if kept is not None and len(kept[0]):
-            owners, cuts = kept
-            at = np.minimum(np.searchsorted(owners, need), len(owners) - 1)
-            present = owners[at] == need
-            missing = need[~present]
-            if not len(missing):
-                return kept
-            if len(owners) + len(missing) <= self.limit:
-                owners = np.concatenate([owners, missing])
-                order = np.argsort(owners, kind="stable")
-                self.kept[k] = (owners[order], (cuts + self.cut(missing, k)).rows(order))
-                return self.kept[k]
-            # Past the bound: this chunk's units only, the kept ones among them not cut again.
-            order = np.argsort(np.concatenate([need[present], missing]), kind="stable")
-            fresh = (need, (cuts.rows(at[present]) + self.cut(missing, k)).rows(order))
-        if fresh is None:
-            fresh = (need, self.cut(need, k))
-        if len(need) <= self.limit:
-            self.kept[k] = fresh
-        else:
-            self.kept.pop(k, None)
-        return fresh
+    def rows(self, at: I64) -> _CutViews:
+        return _CutViews(self.grey[at], self.coarse[at], self.length2[at])
 
 
 class Regions:
@@ -350,27 +292,18 @@ class Regions:
         """The grids of these units (which have grids), normalised (:func:`.verify.normalised_grids`)."""
         return normalised_grids(self._grids[self.slot[units]])
 
-    def region_grids(self, units: I64, k: int) -> npt.NDArray[np.float32]:
-        """Region ``k`` of these units' grids (which have grids), normalised."""
-        return normalised_grids(region_grids(self._grids[self.slot[units]], k))
-
     def box_grids(self, units: I64, box: Box) -> npt.NDArray[np.float32]:
         """One box of these units' grids (which have grids), normalised."""
         return normalised_grids(box_grids(self._grids[self.slot[units]], box))
 
-    def box_grey(self, units: I64, box: Box) -> npt.NDArray[np.float32]:
-        """The 16x16 grey of one box of these units (which have grids), as its descriptors have it."""
-        return box_grey(self._grids[self.slot[units]], box)
+    def float_grids(self, units: I64) -> npt.NDArray[np.float32]:
+        """The grids of these units (which have grids), in single precision (as cuts read them)."""
+        return self._grids[self.slot[units]].astype(np.float32)
 
     def box_descriptors(self, units: I64, box: Box) -> npt.NDArray[np.uint8]:
         """The descriptors of one box of these units (which have grids), cut as a region's."""
         at = self.slot[units]
         return box_descriptors(self._grids[at], self._colours[at], box)
-
-    def descriptors(self, units: I64, k: int) -> npt.NDArray[np.uint8]:
-        """The descriptors of region ``k`` of these units (which have grids)."""
-        at = self.slot[units]
-        return region_descriptors(self._grids[at], self._colours[at], np.full(len(at), k, dtype=np.int64))
 
     def differ_in_one_place(self, u: I64, v: I64, turn: int = 0) -> npt.NDArray[np.bool_]:
         """For each pair of units, do their grids (``v``'s in orientation ``turn``) differ in one
@@ -379,12 +312,6 @@ class Regions:
         if not turn:  # the same grid (thousands of copies of one picture): no difference anywhere
             judged &= ~self.same_grid(u, v)
         return self.compared(judged, lambda at: self.grids(u[at]), v, turn)
-
-    def region_differs_in_one_place(self, owner: I64, other: I64, k: int, turn: int) -> npt.NDArray[np.bool_]:
-        """For each pair, does region ``k`` of the owner's grid differ in one place from the
-        other's grid (in orientation ``turn``)? False where the other has no grid (the owner,
-        whose region this is, has one)."""
-        return self.compared(self.has_grid(other), lambda at: self.region_grids(owner[at], k), other, turn)
 
     def compared(
         self,

@@ -232,20 +232,27 @@ def box_descriptors(grids: npt.NDArray[np.uint8], colours: npt.NDArray[np.uint8]
     return out
 
 
-def box_grey(grids: npt.NDArray[np.uint8], box: Box) -> npt.NDArray[np.float32]:
+def box_grey(grids: npt.NDArray[np.uint8] | npt.NDArray[np.float32], box: Box) -> npt.NDArray[np.float32]:
     """The 16x16 grey of one box of each picture's grid (rows of 256 whole numbers, in single
-    precision), as :func:`box_descriptors` cuts it."""
-    x0, y0, x1, y1 = box
-    gy, gx = _weights(GRID_SIDE, GREY_SIDE, y0, y1), _weights(GRID_SIDE, GREY_SIDE, x0, x1)
-    grey = np.rint(gy @ grids.astype(np.float32) @ gx.T).reshape(len(grids), -1)
+    precision), as :func:`box_descriptors` cuts it: :func:`box_rows`, then :func:`rows_grey`."""
+    return rows_grey(box_rows(np.asarray(grids, dtype=np.float32), box), box)
+
+
+def box_rows(grids: npt.NDArray[np.float32], box: Box) -> npt.NDArray[np.float32]:
+    """``(m, 16, 32)``: the grids' rows resampled to the box's 16 rows (boxes with the same top
+    and bottom share them: a side region's cuts moved left or right)."""
+    _, y0, _, y1 = box
+    rows: npt.NDArray[np.float32] = _weights(GRID_SIDE, GREY_SIDE, y0, y1) @ grids
+    return rows
+
+
+def rows_grey(rows: npt.NDArray[np.float32], box: Box) -> npt.NDArray[np.float32]:
+    """The 16x16 grey of the box from its rows (:func:`box_rows`): their columns resampled to
+    the box's 16, rounded to whole grey levels."""
+    x0, _, x1, _ = box
+    grey = np.rint(rows @ _weights(GRID_SIDE, GREY_SIDE, x0, x1).T).reshape(len(rows), -1)
     result: npt.NDArray[np.float32] = np.clip(grey, 0, 255, out=grey)
     return result
-
-
-def region_grids(grids: npt.NDArray[np.uint8], k: int) -> npt.NDArray[np.float32]:
-    """Region ``k`` of each picture's grey grid (``(m, 32, 32)``, of the inside), cut out by box
-    weights over the region's box and brought back to the grid's size."""
-    return box_grids(grids, REGIONS[k][1])
 
 
 def box_grids(grids: npt.NDArray[np.uint8], box: Box) -> npt.NDArray[np.float32]:

@@ -150,6 +150,11 @@ class UnitThumbnails:
         framed = np.flatnonzero(self._inside_slot >= 0)
         return self.slot[framed], self._inside_descriptors[self._inside_slot[framed]]
 
+    def framed(self) -> npt.NDArray[np.bool_]:
+        """Which units have a border (their inside's thumbnails are not their whole picture's)."""
+        result: npt.NDArray[np.bool_] = self._inside_slot >= 0
+        return result
+
     def of_sort(self, units: I64, column: int) -> Thumbnails:
         """The thumbnails of these units behind column ``column`` of ``Matcher._region_targets``:
         of the whole pictures (0), of the insides (1; the whole's without a border)."""
