@@ -338,6 +338,24 @@ def _children(pid: int) -> list[int]:
     return found
 
 
+def _pool_workers() -> list[int]:
+    """The processes of this process's worker pools: the forkserver's children (or, without a
+    forkserver, the children started by spawn). Not any child's children: an earlier test may
+    have left a browser or a cluster's processes running under this one."""
+    found = []
+    for child in _children(os.getpid()):
+        try:
+            with open(f"/proc/{child}/cmdline", "rb") as f:
+                command = f.read()
+        except OSError:
+            continue
+        if b"forkserver" in command:
+            found += _children(child)
+        elif b"spawn_main" in command:
+            found.append(child)
+    return found
+
+
 def test_a_worker_that_dies_does_not_end_the_scan(tree: Path, index: Index) -> None:
     """Fault injection: a worker process is killed mid-scan (as a decoder crash would kill it)."""
     import signal
@@ -347,11 +365,12 @@ def test_a_worker_that_dies_does_not_end_the_scan(tree: Path, index: Index) -> N
     for i in range(300):
         write(tree / f"{i % 10}" / f"{i}.jpg", blobs[i % 10])
     killed: list[int] = []
+    before = set(_pool_workers())  # (none, unless an earlier scan's pool is still closing)
 
     def kill_a_worker() -> None:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and not killed:
-            workers = [w for server in _children(os.getpid()) for w in _children(server)]
+            workers = [w for w in _pool_workers() if w not in before]
             if workers:
                 os.kill(workers[0], signal.SIGKILL)
                 killed.append(workers[0])
