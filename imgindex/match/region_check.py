@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -188,10 +189,10 @@ class RegionCheck:
         the others' ``target`` thumbnails), those whose cut could correlate with the other's at
         ``correlation``: by the coarse bound, then by the correlation itself, as the check
         computes it (of the grey thumbnails in half precision)."""
-        could = left[could_agree(views.rows(slot[left]), target.rows(left), correlation)]
+        could = left[could_agree(views.bounds(slot[left]), target.rows(left), correlation)]
         if not len(could):
             return could
-        mine = views.grey[slot[could]].astype(np.float32)
+        mine = views.grey[slot[could]].astype(np.float16).astype(np.float32)
         grey = target.rows(could).grey.astype(np.float32)
         result: I64 = could[np.einsum("ij,ij->i", mine, grey) >= correlation]
         return result
@@ -216,21 +217,29 @@ def _blocks(owner: I64) -> list[slice]:
 
 @dataclass(frozen=True)
 class _CutViews:
-    """What the moved cuts' checks read of some owners' cut before they cut it whole: its grey
-    thumbnails as the check has them (half precision), their coarse views and squared lengths
-    (:func:`.verify.could_agree`)."""
+    """What a cut's checks read of some owners' cut before they cut it whole: its grey
+    thumbnails centred and of unit length (single precision: the check's are these rounded to
+    half), their coarse views and squared lengths (:func:`.verify.could_agree`)."""
 
-    grey: npt.NDArray[np.float16]
+    grey: npt.NDArray[np.float32]
     coarse: npt.NDArray[np.float32]
     length2: npt.NDArray[np.float32]
 
     @classmethod
     def of(cls, grey: npt.NDArray[np.float32]) -> _CutViews:
         unit, coarse, length2, _ = grey_views(grey)
-        return cls(unit.astype(np.float16), coarse, length2)
+        return cls(unit, coarse, length2)
 
-    def rows(self, at: I64) -> _CutViews:
-        return _CutViews(self.grey[at], self.coarse[at], self.length2[at])
+    def bounds(self, at: I64) -> _Bounds:
+        """What the coarse bound reads of these rows (not their grey)."""
+        return _Bounds(self.coarse[at], self.length2[at])
+
+
+class _Bounds(NamedTuple):
+    """Rows of a cut's coarse views and squared lengths: a side of the coarse bound."""
+
+    coarse: npt.NDArray[np.float32]
+    length2: npt.NDArray[np.float32]
 
 
 class Regions:
