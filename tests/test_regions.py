@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFilter
 
 from imgindex import pairs
 from imgindex.hashing import (
@@ -396,17 +396,22 @@ def test_the_cuts_bounds_refuse_only_what_the_check_refuses(
 ) -> None:
     """A region's coarse bound and correlation, on the grey of each cut alone (its own and the
     moved ones), rule out only pairs the whole check would refuse: with every pair let through
-    to it, the same groups."""
+    to it, the same groups and the same matches, each region match at the same distance (that
+    of the nearest region that confirms it)."""
     for s in range(24):  # bars and cuts of several sizes, some re-encoded smaller
         image = picture(s, (160, 120))
         barred = tall_barred(image, s) if s % 3 else barred_by(image, s, 0.11 + 0.01 * (s % 9))
         write(tree / f"{s}" / "source.png", encode(image, "PNG"))
         write(tree / f"{s}" / "barred.jpg", encode(barred.resize((128, round(128 * barred.height / 160))), quality=70))
         write(tree / f"{s}" / "cut.png", encode(image.crop((0, round(120 * (0.07 + 0.01 * (s % 7))), 160, 120)), "PNG"))
+        # ... and blurred, small and coarse: correlations near the check's line, not near 1
+        soft = image.crop((0, 0, 160, round(120 * (0.86 + 0.01 * (s % 5))))).filter(ImageFilter.GaussianBlur(1 + s % 3))
+        write(tree / f"{s}" / "soft.jpg", encode(soft.resize((64, round(64 * soft.height / 160))), quality=25))
     run_scan(index, tree)
     options = ReportOptions(mode="near")
     with index.snapshot():
         bounded = groups_of(build_report(index, options, stored=False))
+    bounded_matches = rebuilt_matches(index)  # each match with its region's distance
 
     def every_pair(
         self: region_check.RegionCheck,
@@ -421,7 +426,7 @@ def test_the_cuts_bounds_refuse_only_what_the_check_refuses(
     monkeypatch.setattr(region_check.RegionCheck, "_candidates", every_pair)
     with index.snapshot():
         everything = groups_of(build_report(index, options, stored=False))
-    assert bounded == everything
+    assert bounded == everything and bounded_matches == rebuilt_matches(index)
     assert sum(len(g) for g in bounded) >= 40  # (a test with something to find)
 
 
