@@ -27,7 +27,7 @@ Reports, exports, ``dedup`` and ``watch`` group with :meth:`Matcher.grouping`;
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -46,10 +46,12 @@ from .regions import REGION_CORRELATION, REGION_THRESHOLD
 from .search import I64, pairs_between
 from .stored_matches import Sorts, no_sorts, stored_matches
 from .units import Units, UnitThumbnails, detail_by_parts
-from .verify import LOW_DETAIL, Pictures, confirm
+from .verify import LOW_DETAIL, Pictures, Thumbnails, confirm
 
 #: Candidate pairs verified at once (bounds the memory of the thumbnails' arrays).
 VERIFY_CHUNK = 1 << 15
+#: Region candidates checked at once before the passes (bounds the arrays of their rows).
+REGION_PAIRS = 1 << 22
 #: Candidate pairs of units made in one pass, counted by the units' degrees (bounds the candidates' arrays).
 CANDIDATE_BUDGET = 2_000_000
 #: Units whose thumbnails and grids are held at once (about 2 KB a unit: 1 GB). With more
@@ -252,8 +254,17 @@ class Matcher:
         self._index, self._units = index, units
         if not self._parts:
             self.regions.read_grids(index, units, union(region_units, wanted))
-        # Region candidates are verified over the grids (a share's at once, by blocks of owners).
+        # Region candidates are verified over the grids, by blocks of the regions' owners: all
+        # at once here when every unit's thumbnails and grids are held (each owner's cuts made
+        # once, not once a pass), else a pass's at a time as its parts are read.
         self._region_check = RegionCheck(self.regions)
+        self._regions_checked = not self._parts
+        if self._regions_checked:
+            for region in self._region_links():
+                if region.link >= 0:
+                    by_regions = links[region.link]
+                    assert isinstance(by_regions, FoundLink)
+                    links[region.link] = self._checked(by_regions, region)
         # The candidates a pass at a time, each pass the pairs with a unit of its share on a side
         # and none of an earlier share's (those were its pass's), so that pictures crowded
         # within a few bits of each other (thousands of gradients on one hash) never need all
@@ -414,32 +425,17 @@ class Matcher:
         # of the regions' owners). The distance of a region match is that of the nearest region
         # that confirms it (not of the nearest region), so that a lower threshold keeps what it
         # would find.
-        region_links = (
-            (self.region_link, self._region_targets, thumbs.of_sort, REGION_THRESHOLD, REGION_CORRELATION, 0),
-            (
-                self.region_rotation_link,
-                self._turned_of,
-                thumbs.of_turned_sort,
-                ROTATION_THRESHOLD,
-                ROTATION_CORRELATION,
-                ORIENTATIONS - 1,
-            ),
-        )
-        for link, targets, thumbnail, threshold, correlation, turns in region_links:
+        for region in self._region_links():
+            link = region.link
             todo = seen[gaps[link, seen] != NOT_NEAR] if link >= 0 else np.empty(0, np.int64)
-            if len(todo):
-                best = self._region_check.distances(
-                    found.u[todo],
-                    found.v[todo],
-                    targets,
-                    thumbnail,
-                    thumbs.framed(),
-                    min(self.threshold, threshold),
-                    correlation,
-                    turns,
-                )
-                gaps[link, todo] = best
-                verified[link, todo[best != NOT_NEAR]] = True
+            if not len(todo):
+                continue
+            if self._regions_checked:  # (checked before the passes: their distances are the confirmed ones)
+                verified[link, todo] = True
+                continue
+            best = self._region_distances(region, found.u[todo], found.v[todo])
+            gaps[link, todo] = best
+            verified[link, todo[best != NOT_NEAR]] = True
         inside_link = self.inside_link
         for start in range(0, len(seen), VERIFY_CHUNK):
             at = seen[start : start + VERIFY_CHUNK]
@@ -487,6 +483,66 @@ class Matcher:
             self._refuse_one_place_differences(found, at, mine, theirs, verified)
         return verified
 
+    def _region_links(self) -> list[_RegionLink]:
+        """The region links (a region against the other's whole and inside; with rotations,
+        against its orientations: column c is turn c % 7 + 1), each with what
+        :meth:`.RegionCheck.distances` checks them by."""
+        thumbs = self.thumbs
+        framed = thumbs.framed()
+        return [
+            _RegionLink(
+                self.region_link,
+                self._region_targets,
+                thumbs.of_sort,
+                framed,
+                min(self.threshold, REGION_THRESHOLD),
+                REGION_CORRELATION,
+                0,
+            ),
+            _RegionLink(
+                self.region_rotation_link,
+                self._turned_of,
+                thumbs.of_turned_sort,
+                framed,
+                min(self.threshold, ROTATION_THRESHOLD),
+                ROTATION_CORRELATION,
+                ORIENTATIONS - 1,
+            ),
+        ]
+
+    def _region_distances(self, region: _RegionLink, u: I64, v: I64) -> npt.NDArray[np.uint8]:
+        """:meth:`.RegionCheck.distances` of these pairs by one region link."""
+        return self._region_check.distances(
+            u,
+            v,
+            region.targets,
+            region.thumbnail,
+            region.framed,
+            region.threshold,
+            region.correlation,
+            region.turns,
+        )
+
+    def _checked(self, found: FoundLink, region: _RegionLink) -> FoundLink:
+        """A region link's pairs checked all at once (:data:`REGION_PAIRS` at a time), each at the
+        distance of the nearest region that confirms it; those none confirms left out. Pairs of
+        two units without thumbnails stay as found (their hashes decide, as in :meth:`_verify`);
+        a pair of one with and one without can never be confirmed."""
+        slot = self.thumbs.slot
+        seen = (slot[found.u] >= 0) & (slot[found.v] >= 0)
+        blind = (slot[found.u] < 0) & (slot[found.v] < 0)
+        at = np.flatnonzero(seen)
+        best = np.full(len(at), NOT_NEAR, dtype=np.uint8)
+        for start in range(0, len(at), REGION_PAIRS):
+            part = at[start : start + REGION_PAIRS]
+            best[start : start + len(part)] = self._region_distances(region, found.u[part], found.v[part])
+        keep = np.zeros(len(found.u), dtype=bool)
+        keep[at[best != NOT_NEAR]] = True
+        keep |= blind
+        d = found.d.copy()
+        d[at] = best
+        return FoundLink(found.u[keep], found.v[keep], d[keep])
+
     def _refuse_one_place_differences(
         self, found: Candidates, at: I64, mine: Pictures, theirs: Pictures, verified: npt.NDArray[np.bool_]
     ) -> None:
@@ -527,6 +583,19 @@ def _crossed(lower: Pictures, higher: Pictures, lower_inside: bool) -> tuple[Pic
     if lower_inside:
         return lower.insides(), higher.wholes()
     return lower.wholes(), higher.insides()
+
+
+class _RegionLink(NamedTuple):
+    """A region link of the matcher's (``link``: its place; -1 without one) and what its pairs
+    are checked by (:meth:`.RegionCheck.distances`)."""
+
+    link: int
+    targets: npt.NDArray[np.uint64]
+    thumbnail: Callable[[I64, int], Thumbnails]
+    framed: npt.NDArray[np.bool_]
+    threshold: int
+    correlation: float
+    turns: int
 
 
 class Orientations(NamedTuple):
