@@ -22,7 +22,7 @@ from imgindex.hashing import (
 )
 from imgindex.match import matcher, region_check, regions, search, verify
 from imgindex.match.links import NOT_NEAR
-from imgindex.match.regions import REGION_THRESHOLD, region_descriptors, region_pairs
+from imgindex.match.regions import REGION_THRESHOLD, region_pairs
 from imgindex.match.search import _few_queries_plan, pairs_between
 from imgindex.query import query
 from imgindex.report import Report, ReportOptions, build_report
@@ -102,12 +102,10 @@ def test_a_regions_thumbnails_cut_from_the_grid_are_nearly_its_own() -> None:
     info = image_info(encode(image, "PNG"), "PNG", SETTINGS)
     assert info.regions is not None and info.grid is not None and info.trim_hash is None
     own = np.frombuffer(descriptor(image), np.uint8)
-    for k, (_, share) in enumerate(REGIONS):
+    for _, share in REGIONS:
         region = image.crop(region_box(image.size, share))
         expected = np.frombuffer(descriptor(region), np.uint8).astype(np.float64)
-        cut = region_descriptors(
-            grid_rows([info.grid]), own[GREY_SIDE * GREY_SIDE :].reshape(1, 8, 8, 3), np.array([k])
-        )
+        cut = regions.box_descriptors(grid_rows([info.grid]), own[GREY_SIDE * GREY_SIDE :].reshape(1, 8, 8, 3), share)
         assert cut.shape == (1, DESCRIPTOR_BYTES)
         grey = cut[0, : GREY_SIDE * GREY_SIDE].astype(np.float64)
         assert np.corrcoef(grey, expected[: GREY_SIDE * GREY_SIDE])[0, 1] > 0.97
@@ -366,20 +364,23 @@ def test_a_bar_taller_than_the_regions_cut_is_matched_at_a_moved_cut(
         assert not stored
 
 
-def test_moved_cuts_lie_across_their_regions_range_and_are_cut_as_regions_are() -> None:
+def test_moved_cuts_lie_across_their_regions_range_and_are_cut_as_the_check_reads_them() -> None:
     image = picture(3, (203, 177))
     info = image_info(encode(image, "PNG"), "PNG", SETTINGS)
     assert info.grid is not None
     grids = grid_rows([info.grid])
     colours = np.frombuffer(descriptor(image), np.uint8)[GREY_SIDE * GREY_SIDE :].reshape(1, 8, 8, 3)
     for k, (name, share) in enumerate(REGIONS):
-        # The region's own box, cut as a box, is the region's thumbnail.
-        own = region_descriptors(grids, colours, np.array([k]))
-        assert np.array_equal(regions.box_descriptors(grids, colours, share), own)
-        assert np.array_equal(regions.box_grey(grids, share), own[:, : GREY_SIDE * GREY_SIDE].astype(np.float32))
+        # The grey the check's first look reads of a cut (rows resampled, then columns) is the
+        # grey of the cut's descriptors, to the bit.
+        own = regions.box_descriptors(grids, colours, share)
+        rows = regions.box_rows(grids.astype(np.float32), share)
+        assert np.array_equal(regions.rows_grey(rows, share), own[:, : GREY_SIDE * GREY_SIDE].astype(np.float32))
         moved = regions.moved_cuts(k)
         assert 0 < len(moved) <= 4 and share not in moved
         for box in moved:
+            cut = regions.box_descriptors(grids, colours, box)[:, : GREY_SIDE * GREY_SIDE].astype(np.float32)
+            assert np.array_equal(regions.rows_grey(regions.box_rows(grids.astype(np.float32), box), box), cut)
             x0, y0, x1, y1 = box
             if name == "middle":  # the same margin on every side, 3.5-10 %
                 assert x0 == y0 == pytest.approx(1 - x1) == pytest.approx(1 - y1) and 0.03 <= x0 <= 0.1

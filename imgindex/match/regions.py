@@ -6,9 +6,9 @@ near its source's hash, but it is near the hash of a region of the source
 inside with 12 % cut off one side), and the other way round for a copy that
 adds a bar. :func:`region_pairs` finds the pairs of pictures where a region's
 hash of one is within the threshold of the other's whole or inside hash;
-:func:`region_descriptors` cuts a region's thumbnails out of the picture's
-stored grey grid and its inside's colour thumbnail, to verify such a match
-on what met. Pure numpy: nothing here knows of files or SQLite.
+:func:`box_descriptors` cuts a region's thumbnails (or a moved cut's) out of
+the picture's stored grey grid and its inside's colour thumbnail, to verify
+such a match on what met. Pure numpy: nothing here knows of files or SQLite.
 """
 
 from __future__ import annotations
@@ -202,24 +202,11 @@ def _weights(side: int, cells: int, start: float, end: float) -> npt.NDArray[np.
     return weights
 
 
-def region_descriptors(
-    grids: npt.NDArray[np.uint8], colours: npt.NDArray[np.uint8], region: I64
-) -> npt.NDArray[np.uint8]:
-    """The descriptors (rows of ``DESCRIPTOR_BYTES``) of region ``region[i]`` of picture ``i``:
-    its 16x16 grey cut out of the picture's grey grid (``grids``, ``(m, 32, 32)``, of the
-    inside) and its 8x8 colour out of the inside's 8x8 colour thumbnail (``colours``,
-    ``(m, 8, 8, 3)``), both by box weights over the region's box."""
-    out = np.empty((len(region), DESCRIPTOR_BYTES), dtype=np.uint8)
-    for k, (_, box) in enumerate(REGIONS):
-        at = np.flatnonzero(region == k)
-        if len(at):
-            out[at] = box_descriptors(grids[at], colours[at], box)
-    return out
-
-
 def box_descriptors(grids: npt.NDArray[np.uint8], colours: npt.NDArray[np.uint8], box: Box) -> npt.NDArray[np.uint8]:
-    """The descriptors of one box (shares of the inside's width and height) of each picture,
-    cut as :func:`region_descriptors` cuts a region's."""
+    """The descriptors (rows of ``DESCRIPTOR_BYTES``) of one box (shares of the inside's width
+    and height) of each picture: its 16x16 grey cut out of the picture's grey grid (``grids``,
+    ``(m, 32, 32)``, of the inside) and its 8x8 colour out of the inside's 8x8 colour thumbnail
+    (``colours``, ``(m, 8, 8, 3)``), both by box weights over the box."""
     m = len(grids)
     out = np.empty((m, DESCRIPTOR_BYTES), dtype=np.uint8)
     grey_bytes = GREY_SIDE * GREY_SIDE
