@@ -125,6 +125,31 @@ class Matcher:
             self._whole_detail = np.full(n, np.inf, dtype=np.float32)
             self._set_edges(from_store, no_sorts())
             return
+        self._index, self._units = index, units
+        links = self._links(index, units, in_focus, rotations)
+        # Region candidates are verified over the grids, by blocks of the regions' owners: all
+        # at once here when every unit's thumbnails and grids are held (each owner's cuts made
+        # once, not once a pass), else a pass's at a time as its parts are read.
+        self._region_check = RegionCheck(self.regions)
+        self._regions_checked = not self._parts
+        if self._regions_checked:
+            for region in self._region_links():
+                if region.link >= 0:
+                    by_regions = links[region.link]
+                    assert isinstance(by_regions, FoundLink)
+                    links[region.link] = self._checked(by_regions, region)
+        searched = np.flatnonzero(has_hash if in_focus is None else in_focus & has_hash)
+        self._set_edges(from_store, self._passes(links, searched))
+
+    def _links(
+        self, index: Index, units: Units, in_focus: npt.NDArray[np.bool_] | None, rotations: bool
+    ) -> list[Link | CrossLink | FoundLink]:
+        """The candidate links (their pairs of hash values and what each pair is between), with
+        the thumbnails, the regions and the grids of the units they touch read (or, past
+        :data:`THUMBNAIL_UNITS`, the parts they are read by): whole pictures, insides, one's
+        inside against the other's whole, regions, and with ``rotations`` the orientations."""
+        n, threshold, kind = len(units), self.threshold, self.kind
+        has_hash, whole, inside, has_trim = self._has_hash, self._whole, self._inside, units.has_trim
         values = distinct(np.concatenate([whole[has_hash], inside[has_hash]]))
         focus_values = None
         if in_focus is not None:
@@ -172,7 +197,6 @@ class Matcher:
             self.thumbs = UnitThumbnails(index, units, wanted, keep=rotations)
             self._described = self.thumbs.slot >= 0
             whole_detail, inside_detail = self.thumbs.detail()
-        slot = self.thumbs.slot
         self.unconfirmed = int(np.count_nonzero(linked & ~self._described))
 
         # A blank or one-colour picture (or inside) has nothing its thumbnail could confirm a
@@ -201,76 +225,85 @@ class Matcher:
             self.region_link = len(links)
             links.append(FoundLink(*found_regions))
         if rotations:
-            # Orientations of the whole pictures, and of the insides of those with a border: a
-            # turned copy of a picture that the other shows padded or framed meets its inside.
-            turned = orientation_hashes(self.thumbs.descriptors, kind)
-            framed_slot, framed_insides = self.thumbs.framed_insides()
-            turned_inside = turned.copy()
-            turned_inside[framed_slot] = orientation_hashes(framed_insides, kind)
-            has = slot >= 0
-            self.orientations = Orientations(np.flatnonzero(has), turned[slot[has]], turned_inside[slot[has]])
-            rotation_threshold = min(threshold, ROTATION_THRESHOLD)
-            framed_rows = np.zeros(len(turned), dtype=bool)
-            framed_rows[framed_slot] = True
-            both = turned_pairs_with_insides(turned, turned_inside, framed_rows, rotation_threshold)
-            uprights = []
-            for hashes, detail, own, pairs in (
-                (turned, whole_detail, None, both[0]),
-                (turned_inside, inside_detail, has_trim, both[1]),
-            ):
-                described = has & has_hash & (detail >= LOW_DETAIL)
-                upright = np.zeros(n, dtype=np.uint64)
-                upright[described] = hashes[slot[described], 0]
-                uprights.append((upright, described))
-                if own is None:
-                    self.rotation_link = len(links)
-                else:  # only pairs with a framed picture on a side are new here
-                    self.inside_rotation_link = len(links)
-                links.append(Link(upright, described, rotation_threshold, pairs, own))
-            # One's inside turned against the other's whole picture (both with borders).
-            (whole_up, whole_described), (inside_up, inside_described) = uprights
-            self.cross_rotation_links = (len(links), len(links) + 1)
-            links += CrossLink.both(
-                inside_up,
-                inside_described & has_trim,
-                whole_up,
-                whole_described & has_trim,
-                rotation_threshold,
-                both[2],
-            )
-            # A region of one against an orientation of the other (a turned copy of a picture
-            # whose copy with a bar added leads its group meets that copy's cut region): per unit,
-            # the hashes of turns 1-7 of its whole picture, then of its inside.
-            turned_of = np.zeros((n, 2 * (ORIENTATIONS - 1)), dtype=np.uint64)
-            turned_of[has] = np.concatenate([turned[slot[has], 1:], turned_inside[slot[has], 1:]], axis=1)
-            self._turned_of = turned_of
-            found_turned = self.regions.pairs(turned_of, has & has_hash, in_focus, rotation_threshold)
-            if len(found_turned[0]):
-                self.region_rotation_link = len(links)
-                links.append(FoundLink(*found_turned))
-                region_units = union(region_units, union(found_turned[0], found_turned[1]))
-            del turned, turned_inside
+            turned_units = self._rotation_links(links, units, whole_detail, inside_detail, in_focus)
+            region_units = union(region_units, turned_units)
         # Grids: to cut the regions' thumbnails, and to see where two pictures differ.
-        self._index, self._units = index, units
         if not self._parts:
             self.regions.read_grids(index, units, union(region_units, wanted))
-        # Region candidates are verified over the grids, by blocks of the regions' owners: all
-        # at once here when every unit's thumbnails and grids are held (each owner's cuts made
-        # once, not once a pass), else a pass's at a time as its parts are read.
-        self._region_check = RegionCheck(self.regions)
-        self._regions_checked = not self._parts
-        if self._regions_checked:
-            for region in self._region_links():
-                if region.link >= 0:
-                    by_regions = links[region.link]
-                    assert isinstance(by_regions, FoundLink)
-                    links[region.link] = self._checked(by_regions, region)
+        return links
+
+    def _rotation_links(
+        self,
+        links: list[Link | CrossLink | FoundLink],
+        units: Units,
+        whole_detail: npt.NDArray[np.float32],
+        inside_detail: npt.NDArray[np.float32],
+        in_focus: npt.NDArray[np.bool_] | None,
+    ) -> I64:
+        """``--rotations``' links, added to ``links``: orientations of the whole pictures and of
+        the insides, one's inside turned against the other's whole, and a region of one against
+        an orientation of the other. The units of the last (whose grids are read)."""
+        n, kind, threshold, slot = len(units), self.kind, self.threshold, self.thumbs.slot
+        has_hash, has_trim = self._has_hash, units.has_trim
+        # Orientations of the whole pictures, and of the insides of those with a border: a
+        # turned copy of a picture that the other shows padded or framed meets its inside.
+        turned = orientation_hashes(self.thumbs.descriptors, kind)
+        framed_slot, framed_insides = self.thumbs.framed_insides()
+        turned_inside = turned.copy()
+        turned_inside[framed_slot] = orientation_hashes(framed_insides, kind)
+        has = slot >= 0
+        self.orientations = Orientations(np.flatnonzero(has), turned[slot[has]], turned_inside[slot[has]])
+        rotation_threshold = min(threshold, ROTATION_THRESHOLD)
+        framed_rows = np.zeros(len(turned), dtype=bool)
+        framed_rows[framed_slot] = True
+        both = turned_pairs_with_insides(turned, turned_inside, framed_rows, rotation_threshold)
+        uprights = []
+        for hashes, detail, own, pairs in (
+            (turned, whole_detail, None, both[0]),
+            (turned_inside, inside_detail, has_trim, both[1]),
+        ):
+            described = has & has_hash & (detail >= LOW_DETAIL)
+            upright = np.zeros(n, dtype=np.uint64)
+            upright[described] = hashes[slot[described], 0]
+            uprights.append((upright, described))
+            if own is None:
+                self.rotation_link = len(links)
+            else:  # only pairs with a framed picture on a side are new here
+                self.inside_rotation_link = len(links)
+            links.append(Link(upright, described, rotation_threshold, pairs, own))
+        # One's inside turned against the other's whole picture (both with borders).
+        (whole_up, whole_described), (inside_up, inside_described) = uprights
+        self.cross_rotation_links = (len(links), len(links) + 1)
+        links += CrossLink.both(
+            inside_up,
+            inside_described & has_trim,
+            whole_up,
+            whole_described & has_trim,
+            rotation_threshold,
+            both[2],
+        )
+        # A region of one against an orientation of the other (a turned copy of a picture
+        # whose copy with a bar added leads its group meets that copy's cut region): per unit,
+        # the hashes of turns 1-7 of its whole picture, then of its inside.
+        turned_of = np.zeros((n, 2 * (ORIENTATIONS - 1)), dtype=np.uint64)
+        turned_of[has] = np.concatenate([turned[slot[has], 1:], turned_inside[slot[has], 1:]], axis=1)
+        self._turned_of = turned_of
+        found_turned = self.regions.pairs(turned_of, has & has_hash, in_focus, rotation_threshold)
+        if not len(found_turned[0]):
+            return np.empty(0, np.int64)
+        self.region_rotation_link = len(links)
+        links.append(FoundLink(*found_turned))
+        return union(found_turned[0], found_turned[1])
+
+    def _passes(self, links: list[Link | CrossLink | FoundLink], searched: I64) -> Sorts:
+        """The candidates of the ``searched`` units verified a pass at a time: their matches
+        with the distance of each sort that holds."""
+        n = len(self._has_hash)
         # The candidates a pass at a time, each pass the pairs with a unit of its share on a side
         # and none of an earlier share's (those were its pass's), so that pictures crowded
         # within a few bits of each other (thousands of gradients on one hash) never need all
         # their candidate pairs at once: the shares are cut where the pairs their units are on
         # a side of reach the budget.
-        searched = np.flatnonzero(has_hash if in_focus is None else in_focus & has_hash)
         cost = sum((unit_degrees(link, n) for link in links), np.zeros(n, np.int64))[searched]
         ends = np.cumsum(cost)
         step = (ends - cost) // CANDIDATE_BUDGET
@@ -300,7 +333,7 @@ class Matcher:
                     joined[keep],
                 )
             )
-        self._set_edges(from_store, Sorts(*(np.concatenate(parts) for parts in zip(*verified_parts, strict=True))))
+        return Sorts(*(np.concatenate(parts) for parts in zip(*verified_parts, strict=True)))
 
     def _set_edges(self, stored: Sorts, verified: Sorts) -> None:
         both = Sorts(*(np.concatenate([x, y]) for x, y in zip(stored, verified, strict=True)))
