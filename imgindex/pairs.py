@@ -120,9 +120,10 @@ def update(
     superseded = False
     if len(added) and not (stop and stop()):
         queries = None if len(added) == len(present) else np.searchsorted(present, added)
-        for a, b, d in search(present, queries, max_distance):
-            store.add_pairs(kind, a, b, d)
-            pairs_added += len(a)
+        with store.bulk():
+            for a, b, d in search(present, queries, max_distance):
+                store.add_pairs(kind, a, b, d)
+                pairs_added += len(a)
         if not store.add_hashes(kind, added, generation):
             added = added[:0]  # reset meanwhile by another process: the next update searches them
             superseded = True

@@ -12,7 +12,7 @@ import pytest
 
 from imgindex.errors import IndexOpenError, NewerIndexError, NotAnIndexError
 from imgindex.hashing import REGIONS
-from imgindex.storage import APPLICATION_ID, SCHEMA_VERSION, open_index, schema_sql
+from imgindex.storage import APPLICATION_ID, SCHEMA_VERSION, open_index, pairstore, schema_sql
 from imgindex.storage import database as index_module
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -234,3 +234,50 @@ def test_all_regions_of_ids_far_apart_costs_a_query_per_range_that_holds_one(db_
     assert got_ids.tolist() == far
     assert rows.astype(">u8").tobytes() == b"".join(blobs[i] for i in far)
     assert sum("FROM regions" in s for s in statements) <= 3 * len(far)
+
+
+def test_page_cache_is_raised_for_a_block_and_restored_after(db_path: Path) -> None:
+    """``page_cache`` raises the connection's cache for its block only (restored after an error
+    too), never lowers it; storing more pairs than a batch runs with the bulk cache, and the
+    pairs are all there."""
+    with open_index(db_path) as idx:
+        conn = idx.db.conn
+
+        def size() -> int:
+            return int(conn.execute("PRAGMA cache_size").fetchone()[0])
+
+        default = size()
+        with idx.db.page_cache(8 * 1024):
+            assert size() == -8 * 1024
+        assert size() == default
+        with pytest.raises(RuntimeError), idx.db.page_cache(8 * 1024):
+            raise RuntimeError
+        assert size() == default
+        with idx.db.page_cache(1):  # below the default: left as it is
+            assert size() == default
+
+        seen = []
+        execute = conn.execute
+
+        class Watched:  # the connection, noting the cache size at each write transaction
+            def __getattr__(self, name: str) -> object:
+                return getattr(conn, name)
+
+            def execute(self, sql: str, *args: object) -> sqlite3.Cursor:
+                if sql == "BEGIN IMMEDIATE":
+                    seen.append(size())
+                return execute(sql, *args)
+
+        idx.db.conn = Watched()  # type: ignore[assignment]
+        try:
+            rng = np.random.default_rng(5)
+            a = np.sort(rng.choice(1 << 40, 50, replace=False)).astype(np.int64)
+            b = a + 1
+            idx.pairs.add_pairs("dhash", a, b, np.full(50, 3, np.uint8), batch=20)
+            idx.pairs.add_pairs("dhash", a[:5], b[:5] + 1, np.full(5, 4, np.uint8), batch=20)
+        finally:
+            idx.db.conn = conn
+        assert seen == [-pairstore.BULK_CACHE_KIB] * 3 + [default]
+        assert size() == default
+        stored = idx.pairs.pairs("dhash", 10)
+        assert len(stored[0]) == 55

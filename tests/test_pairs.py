@@ -19,7 +19,7 @@ from imgindex.match.search import as_unsigned, pairs_within_brute_force
 from imgindex.match.verify import VERIFICATION
 from imgindex.report import Report, ReportOptions, build_report
 from imgindex.storage import SCHEMA_VERSION, Index, PairStore, open_index, picture_keys, turned_kind
-from imgindex.storage.pairstore import picture_alone
+from imgindex.storage.pairstore import BULK_CACHE_KIB, picture_alone
 
 from .conftest import BACK_TO_VERSION_5, QUICK, encode, picture, rebuilt_matches, run_scan, stored_matches, write
 
@@ -165,6 +165,30 @@ def test_a_new_maximum_distance_rebuilds_the_pairs(tree: Path, index: Index) -> 
     assert update.rebuilt
     assert stored(index) == expected_pairs(index, 4)
     assert pairs.stored_max_distance(index) == 4
+
+
+def test_an_update_stores_the_search_chunks_with_the_bulk_page_cache(tree: Path, index: Index) -> None:
+    """Every chunk a search yields (a cluster's, task by task) is stored with the bulk page
+    cache, and the cache is as before once the update is done; the pairs are all stored."""
+    family_tree(tree, range(6))
+    run_scan(index, tree)
+
+    def cache_size() -> int:
+        return int(index.db.conn.execute("PRAGMA cache_size").fetchone()[0])
+
+    before, seen = cache_size(), []
+
+    def search(hashes: Any, queries: Any, threshold: int) -> Any:
+        for a, b, d in pairs.local_search(hashes, queries, threshold):
+            for half in (slice(0, len(a) // 2), slice(len(a) // 2, None)):  # two chunks
+                seen.append(cache_size())
+                yield a[half], b[half], d[half]
+
+    update = pairs.update(index, max_distance=8, search=search)
+    assert update.rebuilt and update.pairs_added > 0
+    assert seen == [-BULK_CACHE_KIB] * 2
+    assert cache_size() == before
+    assert stored(index) == expected_pairs(index, 8)
 
 
 def test_a_version_1_index_gains_the_pair_tables(db_path: Path, tree: Path) -> None:

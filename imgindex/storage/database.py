@@ -79,6 +79,22 @@ class Database:
         self.conn.execute("COMMIT")
 
     @contextmanager
+    def page_cache(self, kib: int) -> Iterator[None]:
+        """A page cache of at least ``kib`` KiB for this connection while the block runs (the
+        one before restored after, its pages let go): for bulk writes into large indexes,
+        whose B-tree pages a default cache of 2 MB reads again and again."""
+        (before,) = self.conn.execute("PRAGMA cache_size").fetchone()
+        current_kib = -before if before < 0 else before * self.conn.execute("PRAGMA page_size").fetchone()[0] // 1024
+        if current_kib >= kib:
+            yield
+            return
+        self.conn.execute(f"PRAGMA cache_size = {-int(kib)}")
+        try:
+            yield
+        finally:
+            self.conn.execute(f"PRAGMA cache_size = {int(before)}")
+
+    @contextmanager
     def snapshot(self) -> Iterator[None]:
         """Reads that see one state of the index, whatever other processes write meanwhile
         (inside a transaction already, that one's)."""
