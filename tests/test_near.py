@@ -44,6 +44,7 @@ def test_pairs_within_finds_exactly_the_brute_force_pairs(seed: int, threshold: 
     expected = brute_force(hashes, threshold)
     assert found == expected
     assert len(expected) > (0 if threshold == 0 else 20)  # the planted pairs are there to find
+    assert list(zip(i.tolist(), j.tolist(), strict=True)) == sorted(zip(i.tolist(), j.tolist(), strict=True))
 
 
 def test_pairs_within_blocks_do_not_change_the_answer(monkeypatch: pytest.MonkeyPatch) -> None:
