@@ -31,8 +31,8 @@ from .shapes import GOOD_ORIENTATIONS
 #: A distance meaning "no match of this sort": NULL in ``near_matches``.
 NO_MATCH = 255
 #: The page cache (KiB) while many pairs are stored: 20.8 million pairs (a crowd of 188,000
-#: hash values of small pictures) took 147 s with SQLite's default 2 MB and about 115 s with
-#: 64 MB (256 MB and 1 GB gave the same, within noise).
+#: hash values of small pictures), inserted alone into a new index, took about 150 s with
+#: SQLite's default 2 MB and 116 s with 64 MB (256 MB and 1 GB: 110-117 s, within noise).
 BULK_CACHE_KIB = 64 * 1024
 
 
