@@ -107,6 +107,11 @@ class Workers:
         self.item_seconds = item_seconds
 
     @property
+    def given(self) -> bool:
+        """Whether the executor was given (a cluster's), not a pool started here."""
+        return self._given
+
+    @property
     def timed(self) -> bool:
         return bool(self.item_seconds) and self.jobs > 1 and not self._given
 
@@ -212,6 +217,7 @@ class _Run(Generic[T, R]):
         self.batch_seconds = batch_seconds
         self.stop = stop
         self.in_flight: dict[cf.Future[list[R]], list[T]] = {}
+        self.lost: dict[int, int] = {}  # id of a chunk: how often a given executor lost it
         self.taken = 0  # results taken since the last flush
         self.last_flush = time.monotonic()
 
@@ -256,13 +262,30 @@ class _Run(Generic[T, R]):
         for future in done:
             chunk = self.in_flight.pop(future)
             try:
-                self._accept(chunk, future.result())
+                results = future.result()
             except cf.BrokenExecutor:
                 suspects += chunk
+                continue
+            except Exception:
+                if self._submitted_again(chunk):
+                    continue
+                raise
+            self._accept(chunk, results)
         if suspects:
             self._isolate(suspects)
         if self.taken >= self.batch_size or time.monotonic() - self.last_flush >= self.batch_seconds:
             self._flush()
+
+    def _submitted_again(self, chunk: list[T]) -> bool:
+        """A chunk whose future an executor given to imgindex (a cluster's) failed: submitted
+        again, up to :data:`LOST_CHUNK_TRIES` times. A cluster can fail a future on its own
+        side (a worker killed as its result came back: Dask's executor then fails the future
+        with its own error); the reader never raises for an entry, so the chunk is not at fault."""
+        if not self.workers.given or self.lost.get(id(chunk), 0) >= LOST_CHUNK_TRIES:
+            return False
+        self.lost[id(chunk)] = self.lost.get(id(chunk), 0) + 1
+        self._submit(chunk)
+        return True
 
     def _isolate(self, suspects: list[T]) -> None:
         """After a worker died: each item of the chunks it took down, alone in a fresh pool."""
@@ -303,6 +326,9 @@ class _Run(Generic[T, R]):
                 return [self.crashed(item, deaths[-1])]
 
 
+#: How often a chunk whose future an executor given to imgindex failed is submitted again
+#: (:meth:`_Run._submitted_again`) before its error ends the run.
+LOST_CHUNK_TRIES = 3
 #: Why an item was blamed: it took its worker process down (a crash, or a kill such as the
 #: out-of-memory killer's), or kept it busy past the time limit.
 CRASH = "crash"

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from imgindex.errors import WorkerPoolError
-from imgindex.workers import CRASH, KILLED, TOO_SLOW, SerialExecutor, Workers
+from imgindex.workers import CRASH, KILLED, LOST_CHUNK_TRIES, TOO_SLOW, SerialExecutor, Workers
 
 POISON = 1013  # only ever given to worker processes
 
@@ -99,6 +99,36 @@ def test_a_given_executor_is_used_as_it_is_and_never_restarted() -> None:
         assert pool.submit(sum, [1, 2]).result() == 3  # not shut down by us
         with pytest.raises(cf.BrokenExecutor):
             workers.restart()
+
+
+class LosingExecutor(cf.ThreadPoolExecutor):
+    """A cluster's executor as it fails a future on its own side: the chunks holding ``lose``
+    come back ``times`` times as futures failed with the executor's own error (Dask's, when a
+    worker dies as its result comes back), then as results."""
+
+    def __init__(self, lose: int, times: int) -> None:
+        super().__init__(2)
+        self.lose, self.times, self.failed = lose, times, 0
+
+    def submit(self, fn, /, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if self.lose in args[0] and self.failed < self.times:
+            self.failed += 1
+            future: cf.Future[list[int]] = cf.Future()
+            future.set_exception(ValueError("too many values to unpack (expected 3)"))
+            return future
+        return super().submit(fn, *args, **kwargs)
+
+
+def test_a_chunk_a_given_executor_fails_on_its_own_side_is_submitted_again() -> None:
+    """Every item comes back once; past ``LOST_CHUNK_TRIES`` the executor's error ends the run."""
+    with LosingExecutor(lose=7, times=LOST_CHUNK_TRIES) as pool:
+        sink = Sink()
+        workers = Workers(executor=pool)
+        workers.run(square_or_die, range(20), take=sink.take, flush=sink.flush, crashed=crashed, chunk_size=3)
+        assert sink.taken == {i: i * i for i in range(20)}
+        assert pool.failed == LOST_CHUNK_TRIES
+    with LosingExecutor(lose=7, times=LOST_CHUNK_TRIES + 1) as pool, pytest.raises(ValueError, match="unpack"):
+        Workers(executor=pool).run(square_or_die, range(20), take=Sink().take, flush=lambda: None, crashed=crashed)
 
 
 FLAKY = 2013  # dies the first times it is read, then reads fine
