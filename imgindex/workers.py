@@ -270,6 +270,7 @@ class _Run(Generic[T, R]):
                 if self._submitted_again(chunk):
                     continue
                 raise
+            self.lost.pop(id(chunk), None)  # (its id may be another chunk's later)
             self._accept(chunk, results)
         if suspects:
             self._isolate(suspects)
