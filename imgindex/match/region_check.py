@@ -106,8 +106,9 @@ class RegionCheck:
         repeated += [plain & (targets[other, c] == targets[other, c - half]) for c in range(half, targets.shape[1])]
         for k in range(len(REGIONS)):
             ways, columns, gaps = [], [], []
+            mine = regions.hashes[owner, k]
             for column in range(targets.shape[1]):
-                gap = np.bitwise_count(regions.hashes[owner, k] ^ targets[other, column]).astype(np.uint8)
+                gap = np.bitwise_count(mine ^ targets[other, column]).astype(np.uint8)
                 at = np.flatnonzero(has & (gap <= threshold) & ~repeated[column])
                 ways.append(at)
                 columns.append(np.full(len(at), column, dtype=np.int64))

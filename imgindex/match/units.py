@@ -147,7 +147,7 @@ class UnitThumbnails:
     def framed_insides(self) -> tuple[I64, npt.NDArray[np.uint8]]:
         """The units with a border: their slots (rows in :attr:`descriptors`) and the raw
         descriptors of their insides (needs ``keep``)."""
-        framed = np.flatnonzero(self._inside_slot >= 0)
+        framed = np.flatnonzero(self.framed())
         return self.slot[framed], self._inside_descriptors[self._inside_slot[framed]]
 
     def framed(self) -> npt.NDArray[np.bool_]:
