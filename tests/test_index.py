@@ -238,7 +238,7 @@ def test_all_regions_of_ids_far_apart_costs_a_query_per_range_that_holds_one(db_
 
 def test_page_cache_is_raised_for_a_block_and_restored_after(db_path: Path) -> None:
     """``page_cache`` raises the connection's cache for its block only (restored after an error
-    too), never lowers it; storing more pairs than a batch runs with the bulk cache, and the
+    too), never lowers it; pairs stored inside ``bulk`` are stored with the bulk cache, and the
     pairs are all there."""
     with open_index(db_path) as idx:
         conn = idx.db.conn
@@ -273,7 +273,8 @@ def test_page_cache_is_raised_for_a_block_and_restored_after(db_path: Path) -> N
             rng = np.random.default_rng(5)
             a = np.sort(rng.choice(1 << 40, 50, replace=False)).astype(np.int64)
             b = a + 1
-            idx.pairs.add_pairs("dhash", a, b, np.full(50, 3, np.uint8), batch=20)
+            with idx.pairs.bulk():
+                idx.pairs.add_pairs("dhash", a, b, np.full(50, 3, np.uint8), batch=20)
             idx.pairs.add_pairs("dhash", a[:5], b[:5] + 1, np.full(5, 4, np.uint8), batch=20)
         finally:
             idx.db.conn = conn

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
 from typing import NamedTuple
 
 import numpy as np
@@ -136,21 +136,20 @@ class PairStore:
         batch: int = 200_000,
     ) -> None:
         """Store pairs (``a < b``), a batch per transaction; pairs already there are kept.
-        Past a batch, with a page cache of :data:`BULK_CACHE_KIB` (a rebuild of millions of
-        pairs inserts across both of the table's B-trees)."""
-        with self.bulk() if len(a) > batch else nullcontext():
-            for start in range(0, len(a), batch):
-                rows = zip(
-                    a[start : start + batch].tolist(),
-                    b[start : start + batch].tolist(),
-                    distance[start : start + batch].tolist(),
-                    strict=True,
+        Many of them (a rebuild inserts millions across both of the table's B-trees): inside
+        :meth:`bulk`."""
+        for start in range(0, len(a), batch):
+            rows = zip(
+                a[start : start + batch].tolist(),
+                b[start : start + batch].tolist(),
+                distance[start : start + batch].tolist(),
+                strict=True,
+            )
+            with self.db.write() as c:
+                c.executemany(
+                    "INSERT OR IGNORE INTO near_pairs (kind, a, b, distance) VALUES (?, ?, ?, ?)",
+                    ((kind, x, y, d) for x, y, d in rows),
                 )
-                with self.db.write() as c:
-                    c.executemany(
-                        "INSERT OR IGNORE INTO near_pairs (kind, a, b, distance) VALUES (?, ?, ?, ?)",
-                        ((kind, x, y, d) for x, y, d in rows),
-                    )
 
     def add_hashes(self, kind: str, hashes: npt.NDArray[np.int64], generation: int, batch: int = 200_000) -> bool:
         """Mark hashes as having all their pairs stored (call after :meth:`add_pairs`).
