@@ -160,6 +160,31 @@ CREATE TABLE IF NOT EXISTS regions (
     file_id     INTEGER PRIMARY KEY REFERENCES files(id) ON DELETE CASCADE,
     hashes      BLOB NOT NULL           -- 40 bytes
 );
+-- The regions' hashes kept as columns: a chunk of 65,536 file ids (file_id >> 16) a
+-- row, for the chunks whose ids are all below the highest file id (every update of the
+-- matches reads every region: a million rows cost half a second, their chunks' blobs a
+-- twentieth; imgindex/storage/region_table.py). Derived data: the triggers below drop a
+-- chunk in the same transaction as any write to one of its rows (cascades included), so
+-- a chunk here is never stale; each scan and watch makes the missing ones again, and the
+-- others are read row by row meanwhile.
+CREATE TABLE IF NOT EXISTS region_columns (
+    chunk       INTEGER PRIMARY KEY,    -- file ids chunk << 16 to (chunk << 16) + 65535
+    rows        INTEGER NOT NULL,       -- the files of the chunk with regions' hashes
+    ids         BLOB NOT NULL,          -- their ids, int64 (little-endian), ascending
+    hashes      BLOB NOT NULL           -- their regions.hashes, in the same order
+);
+CREATE TRIGGER IF NOT EXISTS regions_columns_insert AFTER INSERT ON regions
+BEGIN
+    DELETE FROM region_columns WHERE chunk = new.file_id >> 16;
+END;
+CREATE TRIGGER IF NOT EXISTS regions_columns_update AFTER UPDATE ON regions
+BEGIN
+    DELETE FROM region_columns WHERE chunk IN (old.file_id >> 16, new.file_id >> 16);
+END;
+CREATE TRIGGER IF NOT EXISTS regions_columns_delete AFTER DELETE ON regions
+BEGIN
+    DELETE FROM region_columns WHERE chunk = old.file_id >> 16;
+END;
 
 -- One row per scan: when it ran, on which roots, what it found.
 CREATE TABLE IF NOT EXISTS scans (

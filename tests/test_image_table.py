@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from imgindex.storage import Index, open_index
+from imgindex.storage import SCHEMA_VERSION, Index, open_index
 from imgindex.storage import table as table_module
 from imgindex.storage.table import CHUNK_IDS, ImageTable
 
@@ -189,7 +189,7 @@ def test_an_index_of_the_version_before_gains_the_kept_table(spread: Path) -> No
     conn.commit()
     conn.close()
     with open_index(spread) as index:
-        assert index.db.schema_version == 10 and kept(index) == set()
+        assert index.db.schema_version == SCHEMA_VERSION and kept(index) == set()
         table = index.images.table()
         assert index.images.keep_table() == 2
         assert rows(index.images.table()) == rows(table) == live(index)

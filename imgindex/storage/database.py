@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 from imgindex.errors import ImgindexError, IndexOpenError, NewerIndexError, NotAnIndexError
 
-SCHEMA_VERSION = 10
+SCHEMA_VERSION = 11
 #: ``PRAGMA application_id``: "imix" in ASCII.
 APPLICATION_ID = 0x696D6978
 BUSY_TIMEOUT_MS = 60_000
@@ -349,6 +349,14 @@ def _add_image_columns(conn: sqlite3.Connection) -> None:
     _create_objects(conn, {"image_columns", "files_columns_insert", "files_columns_update", "files_columns_delete"})
 
 
+def _add_region_columns(conn: sqlite3.Connection) -> None:
+    """Version 11 keeps the regions' hashes as columns (``region_columns`` and its triggers);
+    the next scan makes them."""
+    _create_objects(
+        conn, {"region_columns", "regions_columns_insert", "regions_columns_update", "regions_columns_delete"}
+    )
+
+
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     2: _add_near_pairs,
     3: _add_descriptors,
@@ -359,6 +367,7 @@ MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     8: _add_orientations,
     9: _add_regions,
     10: _add_image_columns,
+    11: _add_region_columns,
 }
 
 

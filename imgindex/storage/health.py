@@ -5,7 +5,7 @@ Found: damage SQLite itself sees (``PRAGMA integrity_check``), objects of
 hashes of the wrong length (which the readers pass over). Mended: the
 indexes (``REINDEX``), missing objects (made again from schema.sql, empty),
 orphan rows (deleted), and what is derived from the rest (the stored near
-pairs and the image table kept as columns are dropped and made again by the
+pairs and the image table and regions kept as columns are dropped and made again by the
 next scan, the table read row by row meanwhile; images whose thumbnails were
 lost or malformed are read again by it). Damage inside the tables themselves cannot be
 mended here: a new index (a scan into another ``--db``) can.
@@ -20,7 +20,15 @@ from .database import Database, schema_objects, schema_sql, split_sql
 from .shapes import BAD_DESCRIPTORS, BAD_ORIENTATIONS, BAD_REGIONS
 
 #: Tables whose rows are derived from the rest, so they can be dropped and made again.
-DERIVED = ("near_hashes", "near_pairs", "near_pictures", "near_matches", "near_orientations", "image_columns")
+DERIVED = (
+    "near_hashes",
+    "near_pairs",
+    "near_pictures",
+    "near_matches",
+    "near_orientations",
+    "image_columns",
+    "region_columns",
+)
 
 #: Rows that point at nothing: (what, the query counting them, the statement deleting them).
 _ORPHANS = (
@@ -156,7 +164,9 @@ def repair(db: Database) -> Health:
             for table in DERIVED:
                 c.execute(f"DELETE FROM {table}")
             c.execute("DELETE FROM meta WHERE key IN ('near_max_distance', 'near_params')")
-            done.append("dropped the stored near pairs and the kept image table (the next scan stores them again)")
+            done.append(
+                "dropped the stored near pairs and the kept image table and regions (the next scan stores them again)"
+            )
         if "descriptors" in before.missing or "regions" in before.missing:
             c.execute("UPDATE files SET params_id = NULL WHERE status = 'ok'")
             done.append("marked every image to be read again by the next scan (its thumbnails were lost)")

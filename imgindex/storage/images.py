@@ -14,9 +14,10 @@ import numpy.typing as npt
 
 from imgindex.arrays import digest_units, union
 from imgindex.errors import ImgindexError
-from imgindex.hashing import REGION_BYTES, REGIONS, region_rows
+from imgindex.hashing import REGIONS, region_rows
 
 from .database import Database, ints_of, record_array
+from .region_table import keep_regions, read_regions
 from .shapes import GOOD_DESCRIPTORS, GOOD_REGIONS
 from .table import CHUNK_BITS, ImageTable, file_chunks, keep_columns, read_table
 
@@ -79,8 +80,6 @@ def _starting_with(prefix: bytes) -> tuple[str, tuple[bytes, ...]]:
     return "sha256 >= ? AND sha256 < ?", (prefix, stem[:-1] + bytes([stem[-1] + 1]))
 
 
-#: :meth:`Images.all_regions` reads the regions of this many file ids at a time.
-_REGION_RANGE = 250_000
 #: Past this many ids, :meth:`Images.regions` reads the whole table rather than look each up.
 _SCAN_BEYOND = 20_000
 
@@ -99,8 +98,11 @@ class Images:
 
     def keep_table(self, stop: Callable[[], bool] | None = None) -> int:
         """Keep the image table as columns for the chunks of file ids that are all taken and
-        not kept yet (see :mod:`imgindex.storage.table`); how many chunks were made."""
-        return keep_columns(self.db, stop)
+        not kept yet (see :mod:`imgindex.storage.table`), and the regions' hashes likewise
+        (:mod:`imgindex.storage.region_table`); how many chunks of the image table were made."""
+        made = keep_columns(self.db, stop)
+        keep_regions(self.db, stop)  # (and the regions' hashes likewise: :mod:`.region_table`)
+        return made
 
     def hashes(self) -> npt.NDArray[np.int64]:
         """Every distinct perceptual hash of an indexed image (of the whole picture or of
@@ -218,31 +220,9 @@ class Images:
 
     def all_regions(self) -> tuple[I64, npt.NDArray[np.uint64]]:
         """Every file that has the hashes of its regions: file ids, and the hashes as rows of
-        ``len(REGIONS)``, in the same order. SQLite joins them (``group_concat``, which keeps a
-        blob's bytes, and the ids as one text), a range of ids at a time: a row and two Python
-        objects a file cost three times as much, and gigabytes at ten million files. Each range
-        starts at the next id there is (a seek), so ids far apart cost no query per empty range."""
-        ids, rows = [], []
-        next_id = "SELECT min(file_id) FROM regions WHERE file_id >= ?"
-        with self.db.snapshot():
-            (lo,) = self.db.execute(next_id, (0,)).fetchone()
-            while lo is not None:
-                hi = min(lo + _REGION_RANGE - 1, (1 << 63) - 1)
-                text, joined, count = self.db.execute(
-                    "SELECT group_concat(file_id, ' '), CAST(group_concat(hashes, '') AS BLOB), count(*)"
-                    f" FROM regions WHERE file_id BETWEEN ? AND ? AND {GOOD_REGIONS}",
-                    (lo, hi),
-                ).fetchone()
-                if count:
-                    what = f"the regions of files {lo} to {hi}"
-                    if len(joined) != count * REGION_BYTES:  # one row feeds both
-                        raise ImgindexError(f"{what} read out of step")
-                    ids.append(ints_of(text, count, what))
-                    rows.append(region_rows([joined]))
-                (lo,) = self.db.execute(next_id, (hi + 1,)).fetchone() if hi < (1 << 63) - 1 else (None,)
-        if not ids:
-            return np.empty(0, np.int64), np.empty((0, len(REGIONS)), np.uint64)
-        return np.concatenate(ids), np.concatenate(rows)
+        ``len(REGIONS)``, in the same order (kept as columns where they can be:
+        :mod:`.region_table`)."""
+        return read_regions(self.db)
 
     def grids(self, ids: Sequence[int]) -> dict[int, tuple[bytes, bytes]]:
         """By file id, the grey grid of a file's inside (``descriptors.grid``) and its inside's

@@ -1,0 +1,118 @@
+"""The regions' hashes of every file (``regions``), read as columns: kept chunks and live ones.
+
+Every update of the verified matches searches a new picture's hashes among every
+stored region's (and at ten million files, each pass of a full verification
+reads them all), and a million rows handed from SQLite cost half a second
+however they are read. So, as for the image table (:mod:`.table`), the rows are
+read a chunk of :data:`~.table.CHUNK_IDS` file ids at a time, two ways:
+
+- **kept**: ``region_columns`` holds a chunk's ids and hashes as two blobs, made
+  by :func:`keep_regions` (each scan and watch, at the end) for the chunks below
+  the one of the highest file id (new files take higher ids). Triggers on
+  ``regions`` drop a chunk in the same transaction as any write to one of its
+  rows, so a kept chunk is never stale;
+- **live**: any other chunk, SQLite joins its rows (``group_concat``: the ids as
+  one text, the hashes' bytes as one blob), a value costing a tenth of a row's.
+
+A kept chunk that does not hold what it says (damage) is read live instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import numpy.typing as npt
+
+from imgindex.errors import ImgindexError
+from imgindex.hashing import REGION_BYTES, REGIONS, region_rows
+
+from .database import Database, ints_of
+from .shapes import GOOD_REGIONS
+from .table import CHUNK_BITS
+
+I64 = npt.NDArray[np.int64]
+U64 = npt.NDArray[np.uint64]
+
+_NEXT_ID = "SELECT min(file_id) FROM regions WHERE file_id >= ?"
+_LAST_ID = (1 << 63) - 1
+
+
+def read_regions(db: Database) -> tuple[I64, U64]:
+    """Every file that has the hashes of its regions: file ids (ascending), and the hashes as
+    rows of ``len(REGIONS)``, in the same order. One read transaction; one query a chunk that
+    holds a file with regions (a seek of the ids), however far apart the ids lie."""
+    ids: list[I64] = []
+    rows: list[U64] = []
+    with db.snapshot():
+        kept = {
+            int(chunk): (int(count), bytes(id_blob), bytes(hash_blob))
+            for chunk, count, id_blob, hash_blob in db.execute("SELECT chunk, rows, ids, hashes FROM region_columns")
+        }
+        (lo,) = db.execute(_NEXT_ID, (0,)).fetchone()
+        while lo is not None:
+            chunk = lo >> CHUNK_BITS
+            hi = min(((chunk + 1) << CHUNK_BITS) - 1, _LAST_ID)
+            part = _kept(*kept[chunk]) if chunk in kept else None
+            if part is None:
+                part = _live(db, lo, hi)
+            ids.append(part[0])
+            rows.append(part[1])
+            (lo,) = db.execute(_NEXT_ID, (hi + 1,)).fetchone() if hi < _LAST_ID else (None,)
+    if not ids:
+        return np.empty(0, np.int64), np.empty((0, len(REGIONS)), np.uint64)
+    return np.concatenate(ids), np.concatenate(rows)
+
+
+def _kept(count: int, id_blob: bytes, hash_blob: bytes) -> tuple[I64, U64] | None:
+    """A kept chunk's columns, or None if its blobs do not hold ``count`` rows."""
+    if count < 0 or len(id_blob) != 8 * count or len(hash_blob) != REGION_BYTES * count:
+        return None
+    return np.frombuffer(id_blob, dtype="<i8").astype(np.int64), region_rows([hash_blob])
+
+
+def _live(db: Database, lo: int, hi: int) -> tuple[I64, U64]:
+    """The rows of file ids ``lo`` to ``hi`` (those of the right length), joined by SQLite."""
+    text, joined, count = db.execute(
+        "SELECT group_concat(file_id, ' '), CAST(group_concat(hashes, '') AS BLOB), count(*)"
+        f" FROM (SELECT file_id, hashes FROM regions WHERE file_id BETWEEN ? AND ? AND {GOOD_REGIONS}"
+        " ORDER BY file_id)",
+        (lo, hi),
+    ).fetchone()
+    what = f"the regions of files {lo} to {hi}"
+    if count and len(joined) != count * REGION_BYTES:  # one row feeds both
+        raise ImgindexError(f"{what} read out of step")
+    return ints_of(text, count, what), region_rows([joined or b""])
+
+
+def keep_regions(db: Database, stop: Callable[[], bool] | None = None) -> int:
+    """Make the kept chunks that are missing: those that hold a file with regions and whose
+    ids are all below the highest file id; each in a write transaction of its own (short:
+    another process's scan waits for one chunk at most). How many were made."""
+    with db.snapshot():
+        (highest,) = db.execute("SELECT max(id) FROM files").fetchone()
+        kept = {int(c) for (c,) in db.execute("SELECT chunk FROM region_columns")}
+        chunks = []
+        (lo,) = db.execute(_NEXT_ID, (0,)).fetchone()
+        while lo is not None:
+            chunks.append(lo >> CHUNK_BITS)
+            hi = min(((chunks[-1] + 1) << CHUNK_BITS) - 1, _LAST_ID)
+            (lo,) = db.execute(_NEXT_ID, (hi + 1,)).fetchone() if hi < _LAST_ID else (None,)
+    made = 0
+    for chunk in chunks:
+        if chunk in kept or highest is None or chunk >= highest >> CHUNK_BITS:
+            continue  # (the chunk of the highest id: new files join it)
+        if stop is not None and stop():
+            break
+        lo, hi = chunk << CHUNK_BITS, min(((chunk + 1) << CHUNK_BITS) - 1, _LAST_ID)
+        with db.write() as c:
+            try:
+                ids, hashes = _live(db, lo, hi)
+            except ImgindexError:  # a damaged row: left to be read live (and reported) by the reader
+                continue
+            c.execute(
+                "INSERT OR REPLACE INTO region_columns (chunk, rows, ids, hashes) VALUES (?, ?, ?, ?)",
+                (chunk, len(ids), ids.astype("<i8").tobytes(), hashes.astype(">u8").tobytes()),
+            )
+        made += 1
+    return made
