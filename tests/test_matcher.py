@@ -12,6 +12,7 @@ from PIL import Image, ImageEnhance
 
 from imgindex import kinds, pairs
 from imgindex.hashing import DESCRIPTOR_BYTES, GREY_SIDE
+from imgindex.match import candidate_check
 from imgindex.match import matcher as matcher_module
 from imgindex.match import units as units_module
 from imgindex.match.candidates import pairs_among
@@ -87,13 +88,14 @@ def test_thumbnails_read_by_parts_give_the_same_matches(
         read_in_shares = Matcher(index, units, 10)
         turned_in_shares = Matcher(index, units, 10, rotations=True)
         monkeypatch.setattr(matcher_module, "THUMBNAIL_UNITS", 6)  # parts of three units
-        monkeypatch.setattr(matcher_module, "VERIFY_CHUNK", 5)
+        monkeypatch.setattr(candidate_check, "VERIFY_CHUNK", 5)
         # What the verification by parts reads: of two parts, only the units candidates touch.
         touched: set[int] = set()
         read: list[set[int]] = []
-        by_parts_verify, thumbnails_made = Matcher._verify_by_parts, units_module.UnitThumbnails.__init__
+        by_parts_verify = candidate_check.CandidateCheck._verify_by_parts
+        thumbnails_made = units_module.UnitThumbnails.__init__
 
-        def verify_by_parts(self: Matcher, found: Any) -> Any:
+        def verify_by_parts(self: candidate_check.CandidateCheck, found: Any) -> Any:
             touched.update(found.u.tolist(), found.v.tolist())
             return by_parts_verify(self, found)
 
@@ -102,7 +104,7 @@ def test_thumbnails_read_by_parts_give_the_same_matches(
                 read.append(set(wanted.tolist()))
             thumbnails_made(self, index, units, wanted, keep=keep)
 
-        monkeypatch.setattr(Matcher, "_verify_by_parts", verify_by_parts)
+        monkeypatch.setattr(candidate_check.CandidateCheck, "_verify_by_parts", verify_by_parts)
         monkeypatch.setattr(units_module.UnitThumbnails, "__init__", thumbnails)
         by_parts = Matcher(index, units, 10)
     assert len(by_parts._parts) > 4 and not whole._parts and not read_in_shares._parts
@@ -110,7 +112,7 @@ def test_thumbnails_read_by_parts_give_the_same_matches(
     whole_parts = [set().union(*(p for p in parts if p & r)) for r in read]
     assert len(read) > 4 and all(r <= touched and r <= w for r, w in zip(read, whole_parts, strict=True))
     assert any(r < w for r, w in zip(read, whole_parts, strict=True))  # not both parts whole
-    assert whole.region_link >= 0 and len(whole.edges) >= 6 * 3 + 4 and len(turned.edges) > len(whole.edges)
+    assert whole.slots.region >= 0 and len(whole.edges) >= 6 * 3 + 4 and len(turned.edges) > len(whole.edges)
     for one, other in ((whole, read_in_shares), (whole, by_parts), (turned, turned_in_shares)):
         assert all(np.array_equal(x, y) for x, y in zip(one.sorts, other.sorts, strict=True))
         assert np.array_equal(one._described, other._described) and one.unconfirmed == other.unconfirmed

@@ -20,7 +20,7 @@ from imgindex.hashing import (
     region_box,
     region_rows,
 )
-from imgindex.match import matcher, region_check, regions, search, verify
+from imgindex.match import candidate_check, matcher, region_check, regions, search, verify
 from imgindex.match.links import NOT_NEAR
 from imgindex.match.regions import REGION_THRESHOLD, region_pairs
 from imgindex.match.search import _few_queries_plan, pairs_between
@@ -148,7 +148,7 @@ def test_a_copy_cut_on_one_side_matches_a_region_of_its_source(
     elif cut == "small blocks":  # blocks of three owners and two pairs: an owner's pairs in several
         monkeypatch.setattr(region_check, "REGION_BLOCK", 3)
         monkeypatch.setattr(region_check, "BLOCK_PAIRS", 2)
-        monkeypatch.setattr(matcher, "VERIFY_CHUNK", 2)
+        monkeypatch.setattr(candidate_check, "VERIFY_CHUNK", 2)
     elif cut == "thumbnails by parts":  # a few units' thumbnails and grids at a time, as for millions
         monkeypatch.setattr(matcher, "THUMBNAIL_UNITS", 4)
     sources = {s: picture(s, (160, 120)) for s in CUT_SEEDS}

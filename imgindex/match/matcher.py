@@ -13,7 +13,8 @@ region's hash of one (:data:`imgindex.hashing.REGIONS`: a copy cropped, cut
 on one side or given a bar) is within :data:`.regions.REGION_THRESHOLD` of
 the other's whole or inside hash. A candidate
 *matches* only if the thumbnails of the pictures (or insides) that matched
-confirm it (:func:`.verify.confirm`).
+confirm it (:func:`.verify.confirm`), as :class:`.candidate_check.CandidateCheck` judges
+every link's candidates.
 
 Candidate pairs of hash values come from the index's stored pairs where they
 can (:func:`.candidates.pairs_among`), thumbnails from its descriptors
@@ -27,7 +28,7 @@ Reports, exports, ``dedup`` and ``watch`` group with :meth:`Matcher.grouping`;
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -37,25 +38,22 @@ from imgindex.arrays import common, distinct, union
 from imgindex.hashing import ORIENTATIONS, REGIONS, HashSettings, orientation_hashes, region_rows
 from imgindex.storage import Index
 
+from .candidate_check import CandidateCheck, LinkSlots
 from .candidates import pairs_among
 from .grouping import Edges, Grouping, group_by_leaders
-from .links import NOT_NEAR, Candidates, CrossLink, FoundLink, Link, candidates, unit_degrees
-from .orientations import ROTATION_CORRELATION, ROTATION_THRESHOLD, turned_pairs_with_insides
-from .region_check import RegionCheck, Regions
-from .regions import REGION_CORRELATION, REGION_THRESHOLD
+from .links import NOT_NEAR, CrossLink, FoundLink, Link, candidates, unit_degrees
+from .orientations import ROTATION_THRESHOLD, turned_pairs_with_insides
+from .region_check import Regions
+from .regions import REGION_THRESHOLD
 from .search import I64, pairs_between
 from .stored_matches import Sorts, no_sorts, stored_matches
 from .units import Units, UnitThumbnails, detail_by_parts
-from .verify import LOW_DETAIL, Pictures, Thumbnails, confirm
+from .verify import LOW_DETAIL
 
-#: Candidate pairs verified at once (bounds the memory of the thumbnails' arrays).
-VERIFY_CHUNK = 1 << 15
-#: Region candidates checked at once before the passes (bounds the arrays of their rows).
-REGION_PAIRS = 1 << 22
 #: Candidate pairs of units made in one pass, counted by the units' degrees (bounds the candidates' arrays).
 CANDIDATE_BUDGET = 2_000_000
 #: Units whose thumbnails and grids are held at once (about 2 KB a unit: 1 GB). With more
-#: units to verify, they are read a part at a time (see :meth:`Matcher._verify_by_parts`).
+#: units to verify, they are read a part at a time (see :class:`.CandidateCheck`).
 THUMBNAIL_UNITS = 1 << 19
 #: The kind of hash the index holds (the settings' own).
 KIND = HashSettings().algorithm
@@ -94,13 +92,8 @@ class Matcher:
         self.unconfirmed = 0
         #: How many units' matches came from the index, not verified here.
         self.stored_units = 0
-        self.inside_link = self.rotation_link = self.inside_rotation_link = self.region_link = -1
-        #: With ``rotations``: a region of one against an orientation of the other.
-        self.region_rotation_link = -1
-        #: The links of one's inside with the other's whole picture (the lower unit's inside, the
-        #: higher's); with ``rotations``, the same of their orientations.
-        self.cross_links: tuple[int, int] = (-1, -1)
-        self.cross_rotation_links: tuple[int, int] = (-1, -1)
+        #: Where each sort of link sits in the list of links.
+        self.slots = LinkSlots()
         from_store = no_sorts()
         in_focus: npt.NDArray[np.bool_] | None = None
         if focus is not None:
@@ -127,17 +120,20 @@ class Matcher:
             return
         self._index, self._units = index, units
         links = self._links(index, units, in_focus, rotations)
-        # Region candidates are verified over the grids, by blocks of the regions' owners: all
-        # at once here when every unit's thumbnails and grids are held (each owner's cuts made
-        # once, not once a pass), else a pass's at a time as its parts are read.
-        self._region_check = RegionCheck(self.regions)
-        self._regions_checked = not self._parts
-        if self._regions_checked:
-            for region in self._region_links():
-                if region.link >= 0:
-                    by_regions = links[region.link]
-                    assert isinstance(by_regions, FoundLink)
-                    links[region.link] = self._checked(by_regions, region)
+        self._check = CandidateCheck(
+            index,
+            units,
+            self.thumbs,
+            self.regions,
+            self.slots,
+            threshold,
+            self._region_targets,
+            self._turned_of,
+            self._parts,
+            self._described,
+        )
+        # Region candidates are verified over the grids, by blocks of the regions' owners.
+        self._check.check_regions_first(links)
         searched = np.flatnonzero(has_hash if in_focus is None else in_focus & has_hash)
         self._set_edges(from_store, self._passes(links, searched))
 
@@ -214,15 +210,15 @@ class Matcher:
             framed_values = distinct(inside[framed])
             touch = np.isin(a, framed_values) | np.isin(b, framed_values)
             near = (a[touch], b[touch], d[touch])
-            self.inside_link = len(links)
+            self.slots.inside = len(links)
             links.append(Link(inside, usable_inside, threshold, near, framed))
             # One's inside against the other's whole picture, both with borders (a picture without
             # one is its own inside: the link of insides has those), from the same pairs.
-            self.cross_links = (len(links), len(links) + 1)
+            self.slots.cross = (len(links), len(links) + 1)
             links += CrossLink.both(inside, framed, whole, usable & has_trim, threshold, near)
         region_units = union(found_regions[0], found_regions[1])
         if len(found_regions[0]):
-            self.region_link = len(links)
+            self.slots.region = len(links)
             links.append(FoundLink(*found_regions))
         if rotations:
             turned_units = self._rotation_links(links, units, whole_detail, inside_detail, in_focus)
@@ -267,13 +263,13 @@ class Matcher:
             upright[described] = hashes[slot[described], 0]
             uprights.append((upright, described))
             if own is None:
-                self.rotation_link = len(links)
+                self.slots.rotation = len(links)
             else:  # only pairs with a framed picture on a side are new here
-                self.inside_rotation_link = len(links)
+                self.slots.inside_rotation = len(links)
             links.append(Link(upright, described, rotation_threshold, pairs, own))
         # One's inside turned against the other's whole picture (both with borders).
         (whole_up, whole_described), (inside_up, inside_described) = uprights
-        self.cross_rotation_links = (len(links), len(links) + 1)
+        self.slots.cross_rotation = (len(links), len(links) + 1)
         links += CrossLink.both(
             inside_up,
             inside_described & has_trim,
@@ -291,7 +287,7 @@ class Matcher:
         found_turned = self.regions.pairs(turned_of, has & has_hash, in_focus, rotation_threshold)
         if not len(found_turned[0]):
             return np.empty(0, np.int64)
-        self.region_rotation_link = len(links)
+        self.slots.region_rotation = len(links)
         links.append(FoundLink(*found_turned))
         return union(found_turned[0], found_turned[1])
 
@@ -314,14 +310,14 @@ class Matcher:
             mask[share] = True
             found = candidates(n, links, mask, exclude=done if done.any() else None)
             done[share] = True
-            verified = self._verify_by_parts(found) if self._parts else self._verify(found)
+            verified = self._check.verify(found)
             sorts = [np.where(verified[k], found.gaps[k], NOT_NEAR).astype(np.uint8) for k in range(len(links))]
             joined = np.minimum.reduce(sorts)
             keep = joined != NOT_NEAR
             apart = np.full(int(keep.sum()), NOT_NEAR, np.uint8)
-            turns = (self.rotation_link, self.inside_rotation_link, *self.cross_rotation_links)
-            both_turns = [sorts[k][keep] for k in (*turns, self.region_rotation_link) if k >= 0]
-            insides = [sorts[k][keep] for k in (self.inside_link, *self.cross_links) if k >= 0]
+            slots = self.slots
+            both_turns = [sorts[k][keep] for k in (*slots.turned, slots.region_rotation) if k >= 0]
+            insides = [sorts[k][keep] for k in (slots.inside, *slots.cross) if k >= 0]
             verified_parts.append(
                 Sorts(
                     found.u[keep],
@@ -329,7 +325,7 @@ class Matcher:
                     sorts[0][keep],
                     np.minimum.reduce(insides) if insides else apart,
                     np.minimum.reduce(both_turns) if both_turns else apart,
-                    sorts[self.region_link][keep] if self.region_link >= 0 else apart,
+                    sorts[slots.region][keep] if slots.region >= 0 else apart,
                     joined[keep],
                 )
             )
@@ -403,232 +399,6 @@ class Matcher:
         )
         found: list[int] = blind[gap <= self.threshold].tolist()
         return found
-
-    def _verify_by_parts(self, found: Candidates) -> npt.NDArray[np.bool_]:
-        """:meth:`_verify` with the thumbnails and grids of two parts of the units at a time
-        (``self._parts``): the candidates between parts ``a`` and ``b`` (``a <= b``) with
-        the units of those two parts that they touch read. Each part is read about as many
-        times as there are parts, each in the order of its files (the rows of one part lie near
-        each other in the index), for memory bounded by :data:`THUMBNAIL_UNITS`. Verdicts and
-        distances are those of :meth:`_verify` over all at once: a candidate is judged on its
-        two units alone."""
-        n, count = len(self._described), len(self._parts)
-        part_of = np.zeros(n, dtype=np.int64)
-        in_a_part = np.zeros(n, dtype=bool)
-        for k, part in enumerate(self._parts):
-            part_of[part] = k
-            in_a_part[part] = True
-        pu, pv = part_of[found.u], part_of[found.v]
-        low, high = np.minimum(pu, pv), np.maximum(pu, pv)
-        verified = np.zeros(found.gaps.shape, dtype=bool)
-        for a in range(count):
-            for b in range(a, count):
-                at = np.flatnonzero((low == a) & (high == b))
-                if not len(at):
-                    continue
-                # Only the units of parts a and b these candidates touch: a share's candidates
-                # between two parts may touch a third of their units, or less.
-                held = union(found.u[at], found.v[at])
-                held = held[in_a_part[held]]
-                del self.thumbs  # (before the next are read: two parts' at once, not four)
-                self.thumbs = UnitThumbnails(self._index, self._units, held, keep=False)
-                self.regions.read_grids(self._index, self._units, held)
-                some = Candidates(found.u[at], found.v[at], found.gaps[:, at])
-                verified[:, at] = self._verify(some)
-                found.gaps[:, at] = some.gaps  # (the region links' distances, set by their verification)
-        self.thumbs = UnitThumbnails(self._index, self._units, np.empty(0, np.int64), keep=False)
-        self.regions.read_grids(self._index, self._units, np.empty(0, np.int64))
-        return verified
-
-    def _verify(self, found: Candidates) -> npt.NDArray[np.bool_]:
-        """Which candidates' hash matches (per link) the thumbnails confirm: ``(links, pairs)``."""
-        slot, thumbs, gaps = self.thumbs.slot, self.thumbs, found.gaps
-        verified = np.zeros(gaps.shape, dtype=bool)
-        blind_u, blind_v = slot[found.u] < 0, slot[found.v] < 0
-        # Hashed before descriptors existed (an index not rescanned since): the hashes decide,
-        # between two such pictures only (newer pictures' hashes may be of another kind).
-        blind = np.flatnonzero(blind_u & blind_v)
-        verified[:, blind] = gaps[:, blind] != NOT_NEAR
-        for link in (self.rotation_link, self.inside_rotation_link, *self.cross_rotation_links):
-            if link >= 0:
-                verified[link, blind] = False
-        seen = np.flatnonzero(~blind_u & ~blind_v)
-        # Regions against the other's whole and inside, then (--rotations) against its
-        # orientations (column c: turn c % 7 + 1), all at once (RegionCheck takes them by blocks
-        # of the regions' owners). The distance of a region match is that of the nearest region
-        # that confirms it (not of the nearest region), so that a lower threshold keeps what it
-        # would find.
-        for region in self._region_links():
-            link = region.link
-            todo = seen[gaps[link, seen] != NOT_NEAR] if link >= 0 else np.empty(0, np.int64)
-            if not len(todo):
-                continue
-            if self._regions_checked:  # (checked before the passes: their distances are the confirmed ones)
-                verified[link, todo] = True
-                continue
-            best = self._region_distances(region, found.u[todo], found.v[todo])
-            gaps[link, todo] = best
-            verified[link, todo[best != NOT_NEAR]] = True
-        inside_link = self.inside_link
-        for start in range(0, len(seen), VERIFY_CHUNK):
-            at = seen[start : start + VERIFY_CHUNK]
-            mine, theirs = thumbs.pictures(found.u[at]), thumbs.pictures(found.v[at])
-            near_inside = gaps[inside_link, at] != NOT_NEAR if inside_link >= 0 else np.zeros(len(at), bool)
-            verified[0, at], inside_ok = confirm(mine, theirs, gaps[0, at] != NOT_NEAR, near_inside)
-            if inside_link >= 0:
-                verified[inside_link, at] = inside_ok
-            for link, lower in zip(self.cross_links, (True, False), strict=True):
-                todo = np.flatnonzero(gaps[link, at] != NOT_NEAR) if link >= 0 else np.empty(0, np.int64)
-                if len(todo):
-                    everywhere = np.ones(len(todo), bool)
-                    ok, _ = confirm(*_crossed(mine.rows(todo), theirs.rows(todo), lower), everywhere, ~everywhere)
-                    verified[link, at[todo[ok]]] = True
-            # Orientations: whole pictures, insides, then the lower's inside against the higher's
-            # whole picture and the other way round; the higher unit turned.
-            sides = ("whole", "inside", "lower inside", "higher inside")
-            rotation_links = (self.rotation_link, self.inside_rotation_link, *self.cross_rotation_links)
-            for link, side in zip(rotation_links, sides, strict=True):
-                if link < 0:
-                    continue
-                todo = np.flatnonzero(gaps[link, at] != NOT_NEAR)
-                for turn in range(1, ORIENTATIONS):
-                    if not len(todo):
-                        break
-                    everywhere = np.ones(len(todo), bool)
-                    first, second = mine.rows(todo), thumbs.turned(found.v[at[todo]], turn)
-                    # What the grids show (one's inside against the other's whole: on the insides).
-                    shown = _grids_show(first, second, side != "whole")
-                    if side in ("lower inside", "higher inside"):
-                        first, second = _crossed(first, second, side == "lower inside")
-                    wholes, within = confirm(
-                        first,
-                        second,
-                        everywhere & (side != "inside"),
-                        everywhere & (side == "inside"),
-                        ROTATION_CORRELATION,
-                    )
-                    ok = within if side == "inside" else wholes
-                    judged = np.flatnonzero(ok & shown)
-                    held = todo[judged]
-                    ok[judged] = ~self.regions.differ_in_one_place(found.u[at[held]], found.v[at[held]], turn)
-                    verified[link, at[todo[ok]]] = True
-                    todo = todo[~ok]
-            self._refuse_one_place_differences(found, at, mine, theirs, verified)
-        return verified
-
-    def _region_links(self) -> list[_RegionLink]:
-        """The region links (a region against the other's whole and inside; with rotations,
-        against its orientations: column c is turn c % 7 + 1), each with what
-        :meth:`.RegionCheck.distances` checks them by."""
-        thumbs = self.thumbs
-        framed = thumbs.framed()
-        return [
-            _RegionLink(
-                self.region_link,
-                self._region_targets,
-                thumbs.of_sort,
-                framed,
-                min(self.threshold, REGION_THRESHOLD),
-                REGION_CORRELATION,
-                0,
-            ),
-            _RegionLink(
-                self.region_rotation_link,
-                self._turned_of,
-                thumbs.of_turned_sort,
-                framed,
-                min(self.threshold, ROTATION_THRESHOLD),
-                ROTATION_CORRELATION,
-                ORIENTATIONS - 1,
-            ),
-        ]
-
-    def _region_distances(self, region: _RegionLink, u: I64, v: I64) -> npt.NDArray[np.uint8]:
-        """:meth:`.RegionCheck.distances` of these pairs by one region link."""
-        return self._region_check.distances(
-            u,
-            v,
-            region.targets,
-            region.thumbnail,
-            region.framed,
-            region.threshold,
-            region.correlation,
-            region.turns,
-        )
-
-    def _checked(self, found: FoundLink, region: _RegionLink) -> FoundLink:
-        """A region link's pairs checked all at once (:data:`REGION_PAIRS` at a time), each at the
-        distance of the nearest region that confirms it; those none confirms left out. Pairs of
-        two units without thumbnails stay as found (their hashes decide, as in :meth:`_verify`);
-        a pair of one with and one without can never be confirmed."""
-        slot = self.thumbs.slot
-        seen = (slot[found.u] >= 0) & (slot[found.v] >= 0)
-        blind = (slot[found.u] < 0) & (slot[found.v] < 0)
-        at = np.flatnonzero(seen)
-        best = np.full(len(at), NOT_NEAR, dtype=np.uint8)
-        for start in range(0, len(at), REGION_PAIRS):
-            part = at[start : start + REGION_PAIRS]
-            best[start : start + len(part)] = self._region_distances(region, found.u[part], found.v[part])
-        keep = np.zeros(len(found.u), dtype=bool)
-        keep[at[best != NOT_NEAR]] = True
-        keep |= blind
-        d = found.d.copy()
-        d[at] = best
-        return FoundLink(found.u[keep], found.v[keep], d[keep])
-
-    def _refuse_one_place_differences(
-        self, found: Candidates, at: I64, mine: Pictures, theirs: Pictures, verified: npt.NDArray[np.bool_]
-    ) -> None:
-        """Refuse the upright matches (of whole pictures, of insides, of one's inside against the
-        other's whole) among the candidates ``at`` (``mine``, ``theirs``: their thumbnails)
-        whose grids differ in one place (:func:`.verify.differ_in_one_place`): pictures on one
-        template. Only where the grids show what matched (:func:`_grids_show`). Turned matches
-        are judged as they are verified, on the grid turned, and region matches on the region
-        cut from the grid; pictures without a grid (under 16 px a side) are not judged."""
-        # One's inside against the other's whole (both with borders): the other's whole has no
-        # grid, so on the insides, as its own inside link would be.
-        links = ((0, False), (self.inside_link, True), *((link, True) for link in self.cross_links))
-        for link, insides in links:
-            if link < 0:
-                continue
-            held = np.flatnonzero(verified[link, at] & _grids_show(mine, theirs, insides))
-            refused = self.regions.differ_in_one_place(found.u[at[held]], found.v[at[held]])
-            verified[link, at[held[refused]]] = False
-
-
-def _grids_show(a: Pictures, b: Pictures, insides: bool) -> npt.NDArray[np.bool_]:
-    """Where two pictures' grids (of their insides) show what a match of their insides
-    (``insides``) or of their whole pictures compared: always for insides; for whole
-    pictures, where both or neither have a border. And not between a grey picture and a
-    colourful one: a grey copy may be made by another formula than the grids' luma, which
-    differs from it where one colour is (such pairs have their own closer rule,
-    :data:`.verify.GREY_COPY_CORRELATION`)."""
-    sides = (a.inside, b.inside) if insides else (a.whole, b.whole)
-    shown: npt.NDArray[np.bool_] = sides[0].colourful == sides[1].colourful
-    if not insides:
-        shown &= a.framed == b.framed
-    return shown
-
-
-def _crossed(lower: Pictures, higher: Pictures, lower_inside: bool) -> tuple[Pictures, Pictures]:
-    """The two sides of a cross link, each as pictures without borders: the lower unit's inside
-    and the higher's whole picture, or the lower's whole picture and the higher's inside."""
-    if lower_inside:
-        return lower.insides(), higher.wholes()
-    return lower.wholes(), higher.insides()
-
-
-class _RegionLink(NamedTuple):
-    """A region link of the matcher's (``link``: its place; -1 without one) and what its pairs
-    are checked by (:meth:`.RegionCheck.distances`)."""
-
-    link: int
-    targets: npt.NDArray[np.uint64]
-    thumbnail: Callable[[I64, int], Thumbnails]
-    framed: npt.NDArray[np.bool_]
-    threshold: int
-    correlation: float
-    turns: int
 
 
 class Orientations(NamedTuple):
