@@ -48,7 +48,7 @@ def candidate_plans(n: int, m: int, threshold: int, count: int = 5) -> list[sear
             pairs = [(w, a) for w, a in zip(widths, allowed, strict=True) if a >= 0]
             lookups = sum(search.flip_count(w, a) for w, a in pairs)
             chance = sum(search.flip_count(w, a) / 2**w for w, a in pairs)
-            setup = sum(2**w * search._BUCKET_NS + n * search._SORT_NS for w, _ in pairs)
+            setup = sum(2**w * search._BUCKET_NS + n * search._SORT_NS * search.radix_passes(w) for w, _ in pairs)
             cost = setup + m * (lookups * search._LOOKUP_NS + n * chance * search._CANDIDATE_NS)
             shifts = np.cumsum((0, *widths[:-1])).tolist()
             blocks = tuple(b for b in zip(shifts, widths, allowed, strict=True) if b[2] >= 0)

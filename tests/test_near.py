@@ -378,6 +378,30 @@ def test_stable_order_is_the_stable_argsort(width: int) -> None:
     assert np.array_equal(search.stable_order(keys, width), np.argsort(keys, kind="stable"))
 
 
+@pytest.mark.parametrize("width", [13, 16, 17, 22, 33])
+def test_radix_passes_count_the_sorts_of_stable_order(width: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    sorts: list[int] = []
+    argsort = np.argsort
+
+    def counted(*args: object, **kwargs: object) -> object:
+        sorts.append(1)
+        return argsort(*args, **kwargs)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(search.np, "argsort", counted)
+    search.stable_order(np.arange(100, dtype=np.intp), width)
+    assert len(sorts) == search.radix_passes(width)
+
+
+def test_few_queries_among_many_take_narrow_blocks() -> None:
+    """A wide block's sort takes two radix passes: for an update's few queries among a million
+    hashes the plan takes four 16-bit blocks (their tables sorted in one pass each), and for
+    every pair of the million still the 22-bit blocks, whose lookups are fewer."""
+    few = search.plan(824_339, 1_100, 10).blocks
+    assert [width for _, width, _ in few] == [16, 16, 16, 16]
+    every = search.plan(824_339, 824_339, 10).blocks
+    assert max(width for _, width, _ in every) >= 20
+
+
 def test_search_memory_is_bounded_by_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
     hashes = clustered(11, 4000)
     whole = search.pairs_within(hashes, 10)

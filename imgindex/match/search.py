@@ -120,7 +120,13 @@ def _sorted(i: I64, j: I64, d: U8) -> Pairs:
 LAYOUTS: tuple[tuple[int, ...], ...] = ((16, 16, 16, 16), (17, 17, 17, 13), (22, 21, 21), (22, 22, 20))
 #: Rough costs in nanoseconds, measured on one core: a bucket lookup per hash,
 #: a candidate checked, a pair compared by the all-pairs search; per block,
-#: a bucket of its table and a hash sorted into it.
+#: a bucket of its table, and a hash sorted into it by a pass of the radix sort
+#: (:func:`stable_order`: a pass per 16 bits of the block; at 824,000 hashes a
+#: 16-bit block's table took 31 ms, a 22-bit one's 102 ms, 30 of them its
+#: empty table). Without the second pass of wide blocks, the plan took 22-bit
+#: blocks for an update's few queries among many hashes where four 16-bit
+#: ones are faster (1,100 among 824,000: 539 → 350 ms; 1,100 among 8 million:
+#: 3.41 → 2.80 s; bench/plan_probe.py).
 _LOOKUP_NS, _CANDIDATE_NS, _COMPARE_NS = 5.0, 10.0, 0.6
 _BUCKET_NS, _SORT_NS = 2.0, 40.0
 
@@ -158,13 +164,19 @@ def plan(n: int, queries: int, threshold: int) -> Plan:
         for allowed in _allowance_choices(len(widths), threshold):
             lookups = sum(flip_count(w, a) for w, a in zip(widths, allowed, strict=True) if a >= 0)
             chance = sum(flip_count(w, a) / 2**w for w, a in zip(widths, allowed, strict=True) if a >= 0)
-            setup = sum(2**w * _BUCKET_NS + n * _SORT_NS for w, a in zip(widths, allowed, strict=True) if a >= 0)
+            used = [w for w, a in zip(widths, allowed, strict=True) if a >= 0]
+            setup = sum(2**w * _BUCKET_NS + n * _SORT_NS * radix_passes(w) for w in used)
             cost = setup + queries * (lookups * _LOOKUP_NS + n * chance * _CANDIDATE_NS)
             if cost < best.cost_ns:
                 shifts = np.cumsum((0, *widths[:-1])).tolist()
                 blocks = tuple(zip(shifts, widths, allowed, strict=True))
                 best = Plan(tuple(b for b in blocks if b[2] >= 0), cost)
     return best
+
+
+def radix_passes(width: int) -> int:
+    """The passes :func:`stable_order` makes to sort keys of ``width`` bits."""
+    return max(1, -(-width // 16))
 
 
 @cache
