@@ -118,7 +118,6 @@ class Matcher:
             self._whole_detail = np.full(n, np.inf, dtype=np.float32)
             self._set_edges(from_store, no_sorts())
             return
-        self._index, self._units = index, units
         links = self._links(index, units, in_focus, rotations)
         self._check = CandidateCheck(
             index,
