@@ -195,7 +195,7 @@ def test_int_rows_reads_every_row_by_ranges_of_its_first_column(db_path: Path, m
 def test_all_regions_reads_ids_and_blobs_in_step(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Files' region hashes (blobs with NUL and non-UTF-8 bytes) come back whole, each beside
     its file id, across ranges of ids; a blob of the wrong length is left out."""
-    monkeypatch.setattr("imgindex.storage.region_table.CHUNK_BITS", 3)  # chunks of 8 ids
+    monkeypatch.setattr("imgindex.storage.table.CHUNK_BITS", 3)  # chunks of 8 ids
     rng = np.random.default_rng(4)
     ids = sorted(set(rng.integers(1, 100, 40).tolist()))
     blobs = {i: bytes([0, 0xFF, 0xC3]) + rng.integers(0, 256, 37, dtype=np.uint8).tobytes() for i in ids}

@@ -27,38 +27,42 @@ import numpy.typing as npt
 from imgindex.errors import ImgindexError
 from imgindex.hashing import REGION_BYTES, REGIONS, region_rows
 
+from . import table
 from .database import Database, ints_of
 from .shapes import GOOD_REGIONS
-from .table import CHUNK_BITS
+from .table import file_chunks
 
 I64 = npt.NDArray[np.int64]
 U64 = npt.NDArray[np.uint64]
 
-_NEXT_ID = "SELECT min(file_id) FROM regions WHERE file_id >= ?"
 _LAST_ID = (1 << 63) - 1
+
+
+def _bounds(chunk: int) -> tuple[int, int]:
+    """The first and last file id of a chunk (of :data:`.table.CHUNK_BITS`, as
+    :func:`.table.file_chunks` counts them)."""
+    bits = table.CHUNK_BITS
+    return chunk << bits, min(((chunk + 1) << bits) - 1, _LAST_ID)
 
 
 def read_regions(db: Database) -> tuple[I64, U64]:
     """Every file that has the hashes of its regions: file ids (ascending), and the hashes as
-    rows of ``len(REGIONS)``, in the same order. One read transaction; one query a chunk that
-    holds a file with regions (a seek of the ids), however far apart the ids lie."""
+    rows of ``len(REGIONS)``, in the same order. One read transaction; a seek of the ids and
+    a read a chunk that holds a file with regions (:func:`.table.file_chunks`), however far
+    apart the ids lie."""
     ids: list[I64] = []
     rows: list[U64] = []
     with db.snapshot():
         kept = {int(c) for (c,) in db.execute("SELECT chunk FROM region_columns")}
-        (lo,) = db.execute(_NEXT_ID, (0,)).fetchone()
-        while lo is not None:
-            chunk = lo >> CHUNK_BITS
-            hi = min(((chunk + 1) << CHUNK_BITS) - 1, _LAST_ID)
+        for chunk in file_chunks(db, "regions", "file_id"):
             part = None
             if chunk in kept:  # (its blobs read as it comes: at ten million files, 500 MB in all)
                 found = db.execute("SELECT rows, ids, hashes FROM region_columns WHERE chunk = ?", (chunk,)).fetchone()
                 part = _kept(int(found[0]), bytes(found[1]), bytes(found[2]))
             if part is None:
-                part = _live(db, lo, hi)
+                part = _live(db, *_bounds(chunk))
             ids.append(part[0])
             rows.append(part[1])
-            (lo,) = db.execute(_NEXT_ID, (hi + 1,)).fetchone() if hi < _LAST_ID else (None,)
     if not ids:
         return np.empty(0, np.int64), np.empty((0, len(REGIONS)), np.uint64)
     return np.concatenate(ids), np.concatenate(rows)
@@ -92,22 +96,16 @@ def keep_regions(db: Database, stop: Callable[[], bool] | None = None) -> int:
     with db.snapshot():
         (highest,) = db.execute("SELECT max(id) FROM files").fetchone()
         kept = {int(c) for (c,) in db.execute("SELECT chunk FROM region_columns")}
-        chunks = []
-        (lo,) = db.execute(_NEXT_ID, (0,)).fetchone()
-        while lo is not None:
-            chunks.append(lo >> CHUNK_BITS)
-            hi = min(((chunks[-1] + 1) << CHUNK_BITS) - 1, _LAST_ID)
-            (lo,) = db.execute(_NEXT_ID, (hi + 1,)).fetchone() if hi < _LAST_ID else (None,)
+        chunks = file_chunks(db, "regions", "file_id")
     made = 0
     for chunk in chunks:
-        if chunk in kept or highest is None or chunk >= highest >> CHUNK_BITS:
+        if chunk in kept or highest is None or chunk >= highest >> table.CHUNK_BITS:
             continue  # (the chunk of the highest id: new files join it)
         if stop is not None and stop():
             break
-        lo, hi = chunk << CHUNK_BITS, min(((chunk + 1) << CHUNK_BITS) - 1, _LAST_ID)
         with db.write() as c:
             try:
-                ids, hashes = _live(db, lo, hi)
+                ids, hashes = _live(db, *_bounds(chunk))
             except ImgindexError:  # a damaged row: left to be read live (and reported) by the reader
                 continue
             c.execute(

@@ -221,17 +221,18 @@ def _unjoined(joined: bytes, lengths: bytes | None, count: int) -> list[bytes] |
     return values if len(values) == count else None
 
 
-def file_chunks(db: Database) -> list[int]:
-    """The chunks that hold a file, ascending: one query each (a seek of the ids), however
-    far apart the ids lie."""
+def file_chunks(db: Database, table: str = "files", column: str = "id") -> list[int]:
+    """The chunks of file ids that hold a row of ``table`` (its file ids in ``column``: a
+    file's row, or the regions' of a file), ascending: one query each (a seek of the ids),
+    however far apart the ids lie."""
     chunks: list[int] = []
-    found = db.execute("SELECT min(id) FROM files").fetchone()[0]
+    found = db.execute(f"SELECT min({column}) FROM {table}").fetchone()[0]
     while found is not None:
         chunks.append(found >> CHUNK_BITS)
         after = (chunks[-1] + 1) << CHUNK_BITS
         if after >= 1 << 63:  # the last chunk of SQLite's ids
             break
-        found = db.execute("SELECT min(id) FROM files WHERE id >= ?", (after,)).fetchone()[0]
+        found = db.execute(f"SELECT min({column}) FROM {table} WHERE {column} >= ?", (after,)).fetchone()[0]
     return chunks
 
 
