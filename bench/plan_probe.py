@@ -45,11 +45,7 @@ def candidate_plans(n: int, m: int, threshold: int, count: int = 5) -> list[sear
     best: dict[tuple[int, ...], search.Plan] = {}
     for widths in search.LAYOUTS:
         for allowed in search._allowance_choices(len(widths), threshold):
-            pairs = [(w, a) for w, a in zip(widths, allowed, strict=True) if a >= 0]
-            lookups = sum(search.flip_count(w, a) for w, a in pairs)
-            chance = sum(search.flip_count(w, a) / 2**w for w, a in pairs)
-            setup = sum(2**w * search._BUCKET_NS + n * search._SORT_NS * search.radix_passes(w) for w, _ in pairs)
-            cost = setup + m * (lookups * search._LOOKUP_NS + n * chance * search._CANDIDATE_NS)
+            cost = search.layout_cost(n, m, widths, allowed)
             shifts = np.cumsum((0, *widths[:-1])).tolist()
             blocks = tuple(b for b in zip(shifts, widths, allowed, strict=True) if b[2] >= 0)
             if widths not in best or cost < best[widths].cost_ns:

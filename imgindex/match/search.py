@@ -162,16 +162,22 @@ def plan(n: int, queries: int, threshold: int) -> Plan:
     best = Plan((), queries * float(n) * _COMPARE_NS)
     for widths in LAYOUTS:
         for allowed in _allowance_choices(len(widths), threshold):
-            lookups = sum(flip_count(w, a) for w, a in zip(widths, allowed, strict=True) if a >= 0)
-            chance = sum(flip_count(w, a) / 2**w for w, a in zip(widths, allowed, strict=True) if a >= 0)
-            used = [w for w, a in zip(widths, allowed, strict=True) if a >= 0]
-            setup = sum(2**w * _BUCKET_NS + n * _SORT_NS * radix_passes(w) for w in used)
-            cost = setup + queries * (lookups * _LOOKUP_NS + n * chance * _CANDIDATE_NS)
+            cost = layout_cost(n, queries, widths, allowed)
             if cost < best.cost_ns:
                 shifts = np.cumsum((0, *widths[:-1])).tolist()
                 blocks = tuple(zip(shifts, widths, allowed, strict=True))
                 best = Plan(tuple(b for b in blocks if b[2] >= 0), cost)
     return best
+
+
+def layout_cost(n: int, queries: int, widths: tuple[int, ...], allowed: tuple[int, ...]) -> float:
+    """The estimated cost (ns) of a search of ``queries`` among ``n`` hashes by blocks of
+    ``widths`` with the allowances ``allowed`` (-1: the block left out)."""
+    used = [(w, a) for w, a in zip(widths, allowed, strict=True) if a >= 0]
+    lookups = sum(flip_count(w, a) for w, a in used)
+    chance = sum(flip_count(w, a) / 2**w for w, a in used)
+    setup = sum(2**w * _BUCKET_NS + n * _SORT_NS * radix_passes(w) for w, _ in used)
+    return float(setup + queries * (lookups * _LOOKUP_NS + n * chance * _CANDIDATE_NS))
 
 
 def radix_passes(width: int) -> int:
