@@ -90,12 +90,11 @@ class CandidateCheck:
         region_targets: npt.NDArray[np.uint64],
         turned_of: npt.NDArray[np.uint64],
         parts: list[I64],
-        described: npt.NDArray[np.bool_],
     ) -> None:
         self._index, self._units = index, units
         self.thumbs, self.regions, self.slots, self.threshold = thumbs, regions, slots, threshold
         self._region_targets, self._turned_of = region_targets, turned_of
-        self._parts, self._described = parts, described
+        self._parts = parts
         self._region_check = RegionCheck(regions)
         self._regions_checked = False
 
@@ -126,7 +125,7 @@ class CandidateCheck:
         each other in the index), for memory bounded by :data:`.matcher.THUMBNAIL_UNITS`. Verdicts and
         distances are those of :meth:`_verify` over all at once: a candidate is judged on its
         two units alone."""
-        n, count = len(self._described), len(self._parts)
+        n, count = len(self._units), len(self._parts)
         part_of = np.zeros(n, dtype=np.int64)
         in_a_part = np.zeros(n, dtype=bool)
         for k, part in enumerate(self._parts):

@@ -129,7 +129,6 @@ class Matcher:
             self._region_targets,
             self._turned_of,
             self._parts,
-            self._described,
         )
         # Region candidates are verified over the grids, by blocks of the regions' owners.
         self._check.check_regions_first(links)
