@@ -59,9 +59,7 @@ def test_pinned_hashes_of_a_tall_picture_and_its_regions() -> None:
     again)."""
     y, x = np.mgrid[0:120, 0:30]
     pixels = ((x * 42 + y * 13 + (x * y * 6) % 29) % 256).astype(np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(pixels, "L").save(buffer, "PNG")
-    result = image_info(buffer.getvalue(), "PNG", SETTINGS)
+    result = image_info(encode(Image.fromarray(pixels, "L"), "PNG"), "PNG", SETTINGS)
     assert (hash_hex(result.phash), result.trim_hash, result.width, result.height) == (
         "d47445c95b3b15aa",
         None,
