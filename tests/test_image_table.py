@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from PIL import Image
 
 from imgindex.storage import SCHEMA_VERSION, Index, open_index
 from imgindex.storage import table as table_module
@@ -174,6 +175,41 @@ def test_names_and_urls_with_a_nul_and_a_damaged_chunk(spread: Path) -> None:
             index.db.execute("SAVEPOINT damage")
             index.db.execute(f"UPDATE image_columns SET {damage} WHERE chunk = 0")
             assert rows(index.images.table()) == good
+            index.db.execute("ROLLBACK TO damage")
+            index.db.execute("RELEASE damage")
+
+
+def sql_hashes(index: Index) -> list[int]:
+    """The images' whole and inside hashes as SQL finds them, row by row."""
+    found = index.db.execute(
+        "SELECT phash FROM files WHERE sha256 IS NOT NULL AND phash IS NOT NULL"
+        " UNION SELECT trim_hash FROM files WHERE sha256 IS NOT NULL AND trim_hash IS NOT NULL ORDER BY 1"
+    )
+    return [int(v) for (v,) in found]
+
+
+def test_the_hashes_are_the_same_read_from_kept_chunks_and_live(spread: Path, tree: Path) -> None:
+    # A picture with a white border (an inside hash) in the kept chunk 0, and a file with a
+    # hash but no exact hash (not an image): its hash is not one of the images'.
+    framed = Image.new("RGB", (120, 90), "white")
+    framed.paste(picture(70, (80, 60)), (20, 15))
+    write(tree / "m0" / "x.png", encode(framed, "PNG"))
+    os.utime(tree / "m0" / "x.png", ns=(1, 1))
+    with open_index(spread) as index:
+        run_scan(index, tree)
+        assert kept(index) == {0, 2}
+        index.db.execute("SAVEPOINT odd")
+        index.db.execute("UPDATE files SET sha256 = NULL, phash = 12345 WHERE name = ?", (b"note.txt",))
+        index.db.execute("RELEASE odd")
+        expected = sql_hashes(index)
+        assert len(expected) == 13 and 12345 not in expected
+        framed_ids = index.db.execute("SELECT id FROM files WHERE trim_hash IS NOT NULL").fetchall()
+        assert len(framed_ids) == 1 and framed_ids[0][0] < CHUNK_IDS  # (in the kept chunk 0)
+        assert index.images.hashes().tolist() == expected
+        for damage in ("DELETE FROM image_columns", "UPDATE image_columns SET numbers = substr(numbers, 9)"):
+            index.db.execute("SAVEPOINT damage")
+            index.db.execute(damage)
+            assert index.images.hashes().tolist() == expected
             index.db.execute("ROLLBACK TO damage")
             index.db.execute("RELEASE damage")
 

@@ -12,14 +12,14 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from imgindex.arrays import digest_units, union
+from imgindex.arrays import digest_units
 from imgindex.errors import ImgindexError
 from imgindex.hashing import REGIONS, region_rows
 
 from .database import Database, ints_of, record_array
 from .region_table import keep_regions, read_regions
 from .shapes import GOOD_DESCRIPTORS, GOOD_REGIONS
-from .table import CHUNK_BITS, ImageTable, file_chunks, keep_columns, read_table
+from .table import CHUNK_BITS, ImageTable, file_chunks, image_hashes, keep_columns, read_table
 
 I64 = npt.NDArray[np.int64]
 
@@ -105,19 +105,9 @@ class Images:
         return made
 
     def hashes(self) -> npt.NDArray[np.int64]:
-        """Every distinct perceptual hash of an indexed image (of the whole picture or of
-        what is inside its border), sorted (as signed integers)."""
-        # Each column's values in order along its index, merged here: an SQL UNION of the two
-        # builds a temporary B-tree of a million values, twice as slow.
-        with self.db.snapshot():
-            whole = self.db.sorted_ints(
-                "SELECT DISTINCT phash AS x FROM files WHERE phash IS NOT NULL AND phash BETWEEN {lo} AND {hi}"
-            )
-            inside = self.db.sorted_ints(
-                "SELECT DISTINCT trim_hash AS x FROM files"
-                " WHERE trim_hash IS NOT NULL AND trim_hash BETWEEN {lo} AND {hi}"
-            )
-        return union(whole, inside)
+        """Every distinct perceptual hash of an image (a file with an exact hash), of the whole
+        picture or of what is inside its border, sorted (as signed integers)."""
+        return image_hashes(self.db)
 
     def pictures(self, params_id: int, only: Sequence[bytes] | None = None) -> Pictures:
         """Every distinct picture (SHA-256) hashed under the settings ``params_id`` (of those

