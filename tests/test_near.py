@@ -370,6 +370,43 @@ def test_lookups_batched_over_flips_find_the_same_pairs(monkeypatch: pytest.Monk
     assert len(i) == len(expected) > 10
 
 
+def test_blocks_searched_side_by_side_find_what_one_after_another_finds(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Each way of searching (all pairs among hashes, a few queries among them, queries against
+    # targets bucketed, few queries against many targets), its blocks one after another and in
+    # threads: the same arrays, in the same order.
+    hashes = clustered(7, 5000)
+    queries = np.random.default_rng(8).choice(len(hashes), 3000, replace=False)
+    few = hashes[queries[:1000]] ^ np.uint64(0b1011)
+    blocks = search._few_queries_plan(2_000_000, len(few), 8)
+    assert blocks and search.plan(len(hashes), len(queries), 10).blocks and search.plan(len(hashes), len(few), 8).blocks
+
+    def searches() -> list[search.Pairs]:
+        return [
+            search.pairs_within(hashes, 10),
+            search.pairs_from(hashes, queries, 10),
+            search.pairs_between(hashes, few, 8),
+            search._few_queries(hashes, few, 8, blocks),
+        ]
+
+    monkeypatch.setattr(search, "_cores", lambda: 2)
+    threads: list[int] = []
+    real = search.ThreadPoolExecutor
+
+    def counted(workers: int) -> object:
+        threads.append(workers)
+        return real(workers)
+
+    monkeypatch.setattr(search, "ThreadPoolExecutor", counted)
+    side_by_side = searches()
+    assert threads == [2, 2, 2, 2]
+    monkeypatch.setattr(search, "SEARCH_THREADS", 1)
+    for together, alone in zip(side_by_side, searches(), strict=True):
+        assert len(together[0]) > 100
+        for a, b in zip(together, alone, strict=True):
+            assert np.array_equal(a, b)
+    assert threads == [2, 2, 2, 2]  # (none the second time)
+
+
 @pytest.mark.parametrize("width", [13, 16, 17, 22, 33])
 def test_stable_order_is_the_stable_argsort(width: int) -> None:
     rng = np.random.default_rng(width)

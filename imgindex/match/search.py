@@ -23,7 +23,9 @@ everything, use the all-pairs comparison instead.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache
 from itertools import combinations
@@ -251,8 +253,10 @@ def _indexed(hashes: U64, q: I64, threshold: int, blocks: tuple[tuple[int, int, 
     n = len(hashes)
     is_query = np.zeros(n, dtype=bool)
     is_query[q] = True
-    found: list[Pairs] = []
-    for number, (shift, width, allowance) in enumerate(blocks):
+
+    def block(number: int) -> list[Pairs]:
+        shift, width, allowance = blocks[number]
+        found: list[Pairs] = []
         keys = block_values(hashes, shift, width)
         table = BucketTable(keys, hashes, width)
         # The queries in the order of their block's value (see :func:`_by_block_value`).
@@ -274,7 +278,32 @@ def _indexed(hashes: U64, q: I64, threshold: int, blocks: tuple[tuple[int, int, 
                 keep = j > i if all_queries else (j != i) & (~is_query[j] | (j > i))
                 keep &= ~close_on_any(x, blocks[:number])  # found on that earlier block already
                 found.append((i[keep], j[keep], d[keep]))
+        return found
+
+    found = by_blocks(len(blocks), block)
     return _concat(found)
+
+
+#: Threads a search spreads its blocks over. A block's table and lookups are numpy's work,
+#: done without the interpreter's lock, so two blocks go side by side on two cores (the
+#: pairs each finds do not depend on the others': a pair close on an earlier block is left
+#: out by its distances on that block, not by what that block's search found). No more than
+#: two: each block's table is held while it is searched.
+SEARCH_THREADS = 2
+
+
+def by_blocks(count: int, block: Callable[[int], list[Pairs]]) -> list[Pairs]:
+    """What ``block(k)`` finds for each of ``count`` blocks, in block order; side by side in
+    :data:`SEARCH_THREADS` threads where this process may use as many cores."""
+    threads = min(SEARCH_THREADS, count, _cores())
+    if threads < 2:
+        return [pairs for k in range(count) for pairs in block(k)]
+    with ThreadPoolExecutor(threads) as pool:
+        return [pairs for found in pool.map(block, range(count)) for pairs in found]
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _by_block_value(keys: npt.NDArray[np.intp], width: int) -> npt.NDArray[np.intp]:
@@ -381,7 +410,11 @@ def pairs_between(targets: U64, queries: U64, threshold: int) -> Pairs:
         spread_targets = _spread_if_cheaper(targets, queries, how.blocks)
         if spread_targets is not targets:
             targets, queries = spread_targets, spread(queries)
-    for number, (shift, width, allowance) in enumerate(how.blocks):
+    blocks = how.blocks
+
+    def block(number: int) -> list[Pairs]:
+        shift, width, allowance = blocks[number]
+        found: list[Pairs] = []
         table = BucketTable(block_values(targets, shift, width), targets, width)
         qkeys = block_values(queries, shift, width)
         by_value = _by_block_value(qkeys, width)  # (see there)
@@ -392,8 +425,11 @@ def pairs_between(targets: U64, queries: U64, threshold: int) -> Pairs:
             batch = values[first : first + per_pass]
             keys = (qkeys[None, :] ^ batch[:, None]).reshape(-1)
             for owner, pos, x, d in table.matches(ordered, keys, threshold):
-                keep = ~close_on_any(x, how.blocks[:number])  # found on that earlier block already
+                keep = ~close_on_any(x, blocks[:number])  # found on that earlier block already
                 found.append((by_value[owner % m][keep], table.order[pos][keep].astype(np.int64), d[keep]))
+        return found
+
+    found.extend(by_blocks(len(blocks), block))
     return _sorted(*_concat(found))
 
 
@@ -426,9 +462,10 @@ def _few_queries(targets: U64, queries: U64, threshold: int, blocks: tuple[tuple
     gather over the targets, no sort of them), and each is checked against the queries of
     its value (where they start among the sorted probes: a second table, asked for the
     candidates only)."""
-    found: list[Pairs] = []
     m = len(queries)
-    for number, (shift, width, allowance) in enumerate(blocks):
+
+    def block(number: int) -> list[Pairs]:
+        shift, width, allowance = blocks[number]
         variants = np.array(flips(width, allowance), dtype=np.intp)
         probes = (block_values(queries, shift, width)[:, None] ^ variants[None, :]).reshape(-1)
         owners = np.repeat(np.arange(m, dtype=np.int64), len(variants))
@@ -443,7 +480,7 @@ def _few_queries(targets: U64, queries: U64, threshold: int, blocks: tuple[tuple
         keys = block_values(targets, shift, width)
         candidates = np.flatnonzero(probed[keys])
         if not len(candidates):
-            continue
+            return []
         keys = keys[candidates]
         lo, sizes = first[keys].astype(np.int64), (first[keys + 1] - first[keys]).astype(np.int64)
         target = np.repeat(candidates, sizes)
@@ -452,5 +489,7 @@ def _few_queries(targets: U64, queries: U64, threshold: int, blocks: tuple[tuple
         x = queries[query] ^ targets[target]
         d = np.bitwise_count(x)
         keep = (d <= threshold) & ~close_on_any(x, blocks[:number])  # found on that earlier block already
-        found.append((query[keep], target[keep].astype(np.int64), d[keep]))
+        return [(query[keep], target[keep].astype(np.int64), d[keep])]
+
+    found = by_blocks(len(blocks), block)
     return _sorted(*_concat(found))
