@@ -20,7 +20,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any, NamedTuple
 
@@ -373,30 +372,22 @@ def _with_region_neighbours(
     if kind != "dhash":
         return neighbours
     t = min(max_distance, REGION_THRESHOLD)
+    near_values: list[npt.NDArray[np.int64]] = []
     _, rows = index.images.regions(targets.file_id[chosen])
-    values = (index.images.hashes() if present is None else present) if len(rows) else None
-
-    def near_regions() -> npt.NDArray[np.int64]:  # the targets' regions against every whole and inside value
-        if values is None:
-            return np.empty(0, np.int64)
+    if len(rows):  # the targets' regions against every whole and inside value
+        values = index.images.hashes() if present is None else present
         _, j, _ = pairs_between(values.view(np.uint64), rows.reshape(-1), t)
-        return values[distinct(j)]
-
+        near_values.append(values[distinct(j)])
     mine = distinct(np.concatenate([targets.phash[chosen], targets.trim_hash[chosen & targets.has_trim]]))
+    ids, stored = index.images.all_regions()
     parts = [neighbours]
-    # The two searches, each over every picture of the index, side by side: numpy lets go of
-    # the interpreter while it works, so on two cores the one in the thread costs little.
-    with ThreadPoolExecutor(1) as pool:
-        found = pool.submit(near_regions)
-        ids, stored = index.images.all_regions()
-        if len(stored) and len(mine):  # the targets' whole and inside values against every stored region
-            _, j, _ = pairs_between(stored.reshape(-1), mine.view(np.uint64), t)
-            files = ids[distinct(j) // len(REGIONS)]
-            if len(files):
-                parts.append(index.images.pictures_of_files(params, files.tolist()))
-        near_values = found.result()
-    if len(near_values):
-        parts.append(index.images.pictures_near(params, near_values.tolist()))
+    if len(stored) and len(mine):  # the targets' whole and inside values against every stored region
+        _, j, _ = pairs_between(stored.reshape(-1), mine.view(np.uint64), t)
+        files = ids[distinct(j) // len(REGIONS)]
+        if len(files):
+            parts.append(index.images.pictures_of_files(params, files.tolist()))
+    if near_values and len(near_values[0]):
+        parts.append(index.images.pictures_near(params, near_values[0].tolist()))
     return _joined(parts)
 
 
