@@ -399,12 +399,17 @@ def test_blocks_searched_side_by_side_find_what_one_after_another_finds(monkeypa
     monkeypatch.setattr(search, "ThreadPoolExecutor", counted)
     side_by_side = searches()
     assert threads == [2, 2, 2, 2]
+    # One block after another: a search larger than THREADED_SIZE (memory), or one thread.
+    monkeypatch.setattr(search, "THREADED_SIZE", len(hashes))
+    large = searches()
+    monkeypatch.setattr(search, "THREADED_SIZE", 2 * len(hashes))
     monkeypatch.setattr(search, "SEARCH_THREADS", 1)
-    for together, alone in zip(side_by_side, searches(), strict=True):
-        assert len(together[0]) > 100
-        for a, b in zip(together, alone, strict=True):
-            assert np.array_equal(a, b)
-    assert threads == [2, 2, 2, 2]  # (none the second time)
+    for alone in (large, searches()):
+        for together, one in zip(side_by_side, alone, strict=True):
+            assert len(together[0]) > 100
+            for a, b in zip(together, one, strict=True):
+                assert np.array_equal(a, b)
+    assert threads == [2, 2, 2, 2]  # (none after the first)
 
 
 @pytest.mark.parametrize("width", [13, 16, 17, 22, 33])

@@ -280,7 +280,7 @@ def _indexed(hashes: U64, q: I64, threshold: int, blocks: tuple[tuple[int, int, 
                 found.append((i[keep], j[keep], d[keep]))
         return found
 
-    found = by_blocks(len(blocks), block)
+    found = by_blocks(len(blocks), block, n + len(q))
     return _concat(found)
 
 
@@ -288,14 +288,21 @@ def _indexed(hashes: U64, q: I64, threshold: int, blocks: tuple[tuple[int, int, 
 #: done without the interpreter's lock, so two blocks go side by side on two cores (the
 #: pairs each finds do not depend on the others': a pair close on an earlier block is left
 #: out by its distances on that block, not by what that block's search found). No more than
-#: two: each block's table is held while it is searched.
+#: two, and only for searches of at most :data:`THREADED_SIZE` targets and queries together:
+#: each block holds its table, its queries' keys and its candidates while it is searched. A
+#: full verification of a million pictures peaked at 1,059 MB one block at a time, 1,311 MB
+#: with its search of the 822,000 values among themselves in two threads, and 1,555 MB with
+#: the search of their five million regions' hashes too; the searches of an update's new
+#: pictures among a million are far smaller, and are what a scan or watch waits for.
 SEARCH_THREADS = 2
+THREADED_SIZE = 1 << 20
 
 
-def by_blocks(count: int, block: Callable[[int], list[Pairs]]) -> list[Pairs]:
-    """What ``block(k)`` finds for each of ``count`` blocks, in block order; side by side in
-    :data:`SEARCH_THREADS` threads where this process may use as many cores."""
-    threads = min(SEARCH_THREADS, count, _cores())
+def by_blocks(count: int, block: Callable[[int], list[Pairs]], size: int) -> list[Pairs]:
+    """What ``block(k)`` finds for each of ``count`` blocks of a search of ``size`` targets and
+    queries together, in block order; side by side in :data:`SEARCH_THREADS` threads where
+    this process may use as many cores and ``size`` is at most :data:`THREADED_SIZE`."""
+    threads = min(SEARCH_THREADS, count, _cores()) if size <= THREADED_SIZE else 1
     if threads < 2:
         return [pairs for k in range(count) for pairs in block(k)]
     with ThreadPoolExecutor(threads) as pool:
@@ -429,7 +436,7 @@ def pairs_between(targets: U64, queries: U64, threshold: int) -> Pairs:
                 found.append((by_value[owner % m][keep], table.order[pos][keep].astype(np.int64), d[keep]))
         return found
 
-    found.extend(by_blocks(len(blocks), block))
+    found.extend(by_blocks(len(blocks), block, n + m))
     return _sorted(*_concat(found))
 
 
@@ -491,5 +498,5 @@ def _few_queries(targets: U64, queries: U64, threshold: int, blocks: tuple[tuple
         keep = (d <= threshold) & ~close_on_any(x, blocks[:number])  # found on that earlier block already
         return [(query[keep], target[keep].astype(np.int64), d[keep])]
 
-    found = by_blocks(len(blocks), block)
+    found = by_blocks(len(blocks), block, len(targets) + m)
     return _sorted(*_concat(found))
