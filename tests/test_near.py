@@ -399,9 +399,11 @@ def test_blocks_searched_side_by_side_find_what_one_after_another_finds(monkeypa
     monkeypatch.setattr(search, "ThreadPoolExecutor", counted)
     side_by_side = searches()
     assert threads == [2, 2, 2, 2]
-    # One block after another: a search larger than THREADED_SIZE (memory), or one thread.
+    # One block after another: a search larger than THREADED_SIZE (memory; but not the few
+    # queries' search, which holds no table of the targets), or one thread.
     monkeypatch.setattr(search, "THREADED_SIZE", len(hashes))
     large = searches()
+    assert threads == [2, 2, 2, 2, 2]
     monkeypatch.setattr(search, "THREADED_SIZE", 2 * len(hashes))
     monkeypatch.setattr(search, "SEARCH_THREADS", 1)
     for alone in (large, searches()):
@@ -409,7 +411,7 @@ def test_blocks_searched_side_by_side_find_what_one_after_another_finds(monkeypa
             assert len(together[0]) > 100
             for a, b in zip(together, one, strict=True):
                 assert np.array_equal(a, b)
-    assert threads == [2, 2, 2, 2]  # (none after the first)
+    assert threads == [2, 2, 2, 2, 2]  # (none with one thread)
 
 
 @pytest.mark.parametrize("width", [13, 16, 17, 22, 33])

@@ -299,9 +299,10 @@ THREADED_SIZE = 1 << 20
 
 
 def by_blocks(count: int, block: Callable[[int], list[Pairs]], size: int) -> list[Pairs]:
-    """What ``block(k)`` finds for each of ``count`` blocks of a search of ``size`` targets and
-    queries together, in block order; side by side in :data:`SEARCH_THREADS` threads where
-    this process may use as many cores and ``size`` is at most :data:`THREADED_SIZE`."""
+    """What ``block(k)`` finds for each of ``count`` blocks of a search, in block order; side by
+    side in :data:`SEARCH_THREADS` threads where this process may use as many cores and the
+    search's ``size`` (its targets and queries together; 0 for one that holds no table) is at
+    most :data:`THREADED_SIZE`."""
     threads = min(SEARCH_THREADS, count, _cores()) if size <= THREADED_SIZE else 1
     if threads < 2:
         return [pairs for k in range(count) for pairs in block(k)]
@@ -498,5 +499,7 @@ def _few_queries(targets: U64, queries: U64, threshold: int, blocks: tuple[tuple
         keep = (d <= threshold) & ~close_on_any(x, blocks[:number])  # found on that earlier block already
         return [(query[keep], target[keep].astype(np.int64), d[keep])]
 
-    found = by_blocks(len(blocks), block, len(targets) + m)
+    # (No table of the targets: a block holds their block values and marks, 9 bytes a target
+    # of at most TARGET_PART, and tables of the block's values: side by side at any size.)
+    found = by_blocks(len(blocks), block, 0)
     return _sorted(*_concat(found))
