@@ -21,6 +21,7 @@ transaction.
 from __future__ import annotations
 
 import itertools
+import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -453,7 +454,11 @@ def image_hashes(db: Database) -> npt.NDArray[np.int64]:
 def _kept_columns(db: Database, chunk: int, rows: int, names: Sequence[str]) -> list[npt.NDArray[np.int64]] | None:
     """Columns of a kept chunk's ``numbers``, read from its blob by byte ranges (in the
     caller's read transaction); None when the blob is not as long as its rows say (damage)."""
-    with db.conn.blobopen("image_columns", "numbers", chunk, readonly=True) as blob:
+    try:
+        opened = db.conn.blobopen("image_columns", "numbers", chunk, readonly=True)
+    except sqlite3.OperationalError:  # not a blob (damage: a number written there, say)
+        return None
+    with opened as blob:
         if rows < 0 or len(blob) != 8 * len(_NUMBERS) * rows:
             return None
         columns = []
