@@ -171,7 +171,14 @@ def test_names_and_urls_with_a_nul_and_a_damaged_chunk(spread: Path) -> None:
         assert index.db.execute("SELECT count(*) FROM image_columns WHERE url_lengths IS NOT NULL").fetchone()[0]
         # A chunk that does not hold what it says is read live instead (and made again by a scan).
         good = rows(index.images.table())
-        damages = ("names = X'00'", "numbers = substr(numbers, 9)", "name_lengths = X'0100000000000000'", "numbers = 5")
+        damages = (
+            "names = X'00'",
+            "numbers = substr(numbers, 9)",
+            "name_lengths = X'0100000000000000'",
+            "numbers = 5",
+            "urls = 5",
+            "url_lengths = 5",
+        )
         for damage in damages:
             index.db.execute("SAVEPOINT damage")
             index.db.execute(f"UPDATE image_columns SET {damage} WHERE chunk = 0")

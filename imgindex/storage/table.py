@@ -191,7 +191,8 @@ def _kept(row: tuple[Any, ...]) -> _Chunk | None:
     urls, url_lengths); None when the row does not hold what it says (damaged: the chunk is
     read live instead, and made again by the next scan)."""
     n, numbers, digests, names, name_lengths, urls, url_lengths = row
-    if not all(isinstance(blob, bytes) for blob in (numbers, digests, names)):
+    blobs, lengths = (numbers, digests, names, urls), (name_lengths, url_lengths)
+    if not all(isinstance(b, bytes) for b in blobs) or not all(x is None or isinstance(x, bytes) for x in lengths):
         return None  # (a value of another type: damage)
     if len(numbers) != 8 * len(_NUMBERS) * n or len(digests) != 32 * n:
         return None
