@@ -140,6 +140,13 @@ class Workers:
         else killed (SIGKILL, from outside or from the out-of-memory killer), which is also
         what a death leaving no telling code counts as: no proof of a crash. (The pool ends
         the other workers with SIGTERM; a worker may also exit 1 as its queue closes.)"""
+        # The pool's own thread reaps its dead workers (and ends) once the pool breaks, while the
+        # failed futures have woken the caller already: read the exit codes after it, or a code
+        # may be read while that thread holds it (the wait of two threads on one child: the one
+        # that loses sees no code, and the death would count as a kill).
+        manager = getattr(self._pool, "_executor_manager_thread", None)
+        if getattr(self._pool, "_broken", False) and manager is not None and manager is not threading.current_thread():
+            manager.join(timeout=POOL_START_SECONDS)
         processes = (getattr(self._pool, "_processes", None) or {}).values()
         codes = {p.exitcode for p in processes} - {None, 0}
         if _TOO_SLOW_EXIT in codes:

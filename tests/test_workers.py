@@ -207,6 +207,43 @@ def test_a_file_that_keeps_a_worker_busy_past_the_limit_is_blamed_as_too_slow() 
     assert time.monotonic() - started < 30
 
 
+class _Exited:
+    """A worker process as the pool lists it: its exit code, None until it is reaped."""
+
+    exitcode: int | None = None
+
+
+class _BreakingPool:
+    """A pool that broke a moment ago: its own thread still reaping the worker that ended
+    itself past the time limit (exit code 3) while the caller already holds the failed future."""
+
+    def __init__(self, broken: bool, reaping: float) -> None:
+        self._broken = "A child process terminated abruptly" if broken else False
+        worker = _Exited()
+        self._processes = {1: worker}
+
+        def reap() -> None:
+            time.sleep(reaping)
+            worker.exitcode = 3
+
+        self._executor_manager_thread = threading.Thread(target=reap, daemon=True)
+        self._executor_manager_thread.start()
+
+
+def test_a_death_is_judged_after_the_pool_has_reaped_its_workers() -> None:
+    # Read at once, the code would be missing and the death count as a kill (CI saw an item
+    # stuck past the limit blamed as killed): the pool's thread is waited for, once it broke.
+    workers = Workers(jobs=2, item_seconds=0.5)
+    workers._pool = _BreakingPool(broken=True, reaping=0.3)  # type: ignore[assignment]
+    assert workers.cause_of_death() == TOO_SLOW
+    # A pool that has not broken is not waited for.
+    workers._pool = _BreakingPool(broken=False, reaping=5.0)  # type: ignore[assignment]
+    started = time.monotonic()
+    assert workers.cause_of_death() == KILLED
+    assert time.monotonic() - started < 1
+    workers._pool = None
+
+
 KILLED_THRICE, KILLED_ALWAYS = 4013, 5013
 
 
