@@ -178,6 +178,8 @@ def test_names_and_urls_with_a_nul_and_a_damaged_chunk(spread: Path) -> None:
             "numbers = 5",
             "urls = 5",
             "url_lengths = 5",
+            "rows = 'many'",
+            "rows = 1.5",
         )
         for damage in damages:
             index.db.execute("SAVEPOINT damage")
@@ -218,6 +220,8 @@ def test_the_hashes_are_the_same_read_from_kept_chunks_and_live(spread: Path, tr
             "DELETE FROM image_columns",
             "UPDATE image_columns SET numbers = substr(numbers, 9)",
             "UPDATE image_columns SET numbers = 5",
+            "UPDATE image_columns SET rows = 'many'",
+            "UPDATE image_columns SET rows = 1.5",
         )
         for damage in damages:
             index.db.execute("SAVEPOINT damage")

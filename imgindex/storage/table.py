@@ -462,7 +462,7 @@ def _kept_columns(db: Database, chunk: int, rows: int, names: Sequence[str]) -> 
     except sqlite3.OperationalError:  # not a blob (damage: a number written there, say)
         return None
     with opened as blob:
-        if rows < 0 or len(blob) != 8 * len(_NUMBERS) * rows:
+        if not isinstance(rows, int) or rows < 0 or len(blob) != 8 * len(_NUMBERS) * rows:
             return None
         columns = []
         for name in names:
