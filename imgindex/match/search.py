@@ -437,8 +437,7 @@ def pairs_between(targets: U64, queries: U64, threshold: int) -> Pairs:
                 found.append((by_value[owner % m][keep], table.order[pos][keep].astype(np.int64), d[keep]))
         return found
 
-    found.extend(by_blocks(len(blocks), block, n + m))
-    return _sorted(*_concat(found))
+    return _sorted(*_concat(by_blocks(len(blocks), block, n + m)))
 
 
 #: The blocks of the search for few queries among many targets: three, of 22, 21 and 21 bits;
