@@ -19,7 +19,7 @@ from imgindex.hashing import REGIONS, region_rows
 from .database import Database, ints_of, record_array
 from .region_table import keep_regions, read_regions
 from .shapes import GOOD_DESCRIPTORS, GOOD_REGIONS
-from .table import CHUNK_BITS, ImageTable, file_chunks, image_hashes, keep_columns, read_table
+from .table import ImageTable, chunk_bounds, file_chunks, image_hashes, keep_columns, read_table
 
 I64 = npt.NDArray[np.int64]
 
@@ -126,7 +126,7 @@ class Images:
         parts = []
         with self.db.snapshot():
             for chunk in file_chunks(self.db):
-                lo, hi = chunk << CHUNK_BITS, ((chunk + 1) << CHUNK_BITS) - 1
+                lo, hi = chunk_bounds(chunk)
                 n, *texts, digests = self.db.execute(_ALL_PICTURES, (lo, hi, params_id)).fetchone()
                 if n:
                     what = f"the pictures of files {lo} to {hi}"

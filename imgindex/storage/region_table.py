@@ -30,19 +30,10 @@ from imgindex.hashing import REGION_BYTES, REGIONS, region_rows
 from . import table
 from .database import Database, ints_of
 from .shapes import GOOD_REGIONS
-from .table import file_chunks
+from .table import chunk_bounds, file_chunks
 
 I64 = npt.NDArray[np.int64]
 U64 = npt.NDArray[np.uint64]
-
-_LAST_ID = (1 << 63) - 1
-
-
-def _bounds(chunk: int) -> tuple[int, int]:
-    """The first and last file id of a chunk (of :data:`.table.CHUNK_BITS`, as
-    :func:`.table.file_chunks` counts them)."""
-    bits = table.CHUNK_BITS
-    return chunk << bits, min(((chunk + 1) << bits) - 1, _LAST_ID)
 
 
 def read_regions(db: Database) -> tuple[I64, U64]:
@@ -60,7 +51,7 @@ def read_regions(db: Database) -> tuple[I64, U64]:
                 found = db.execute("SELECT rows, ids, hashes FROM region_columns WHERE chunk = ?", (chunk,)).fetchone()
                 part = _kept(int(found[0]), bytes(found[1]), bytes(found[2]))
             if part is None:
-                part = _live(db, *_bounds(chunk))
+                part = _live(db, *chunk_bounds(chunk))
             ids.append(part[0])
             rows.append(part[1])
     if not ids:
@@ -105,7 +96,7 @@ def keep_regions(db: Database, stop: Callable[[], bool] | None = None) -> int:
             break
         with db.write() as c:
             try:
-                ids, hashes = _live(db, *_bounds(chunk))
+                ids, hashes = _live(db, *chunk_bounds(chunk))
             except ImgindexError:  # a damaged row: left to be read live (and reported) by the reader
                 continue
             c.execute(

@@ -133,6 +133,12 @@ _LENGTHS = (
 )
 
 
+def chunk_bounds(chunk: int) -> tuple[int, int]:
+    """The first and last file id of a chunk (``id >> CHUNK_BITS``, as :func:`file_chunks`
+    counts them); the last chunk ends at SQLite's highest id."""
+    return chunk << CHUNK_BITS, min(((chunk + 1) << CHUNK_BITS) - 1, (1 << 63) - 1)
+
+
 @dataclass
 class _Chunk:
     """The rows of a chunk of file ids, in id order."""
@@ -149,7 +155,7 @@ class _Chunk:
 
 def _live(db: Database, chunk: int) -> _Chunk:
     """A chunk's rows as they are in the index."""
-    lo, hi = chunk << CHUNK_BITS, ((chunk + 1) << CHUNK_BITS) - 1
+    lo, hi = chunk_bounds(chunk)
     n, *texts, digests, names, urls = db.execute(_LIVE, (lo, hi)).fetchone()
     what = f"the image table of files {lo} to {hi}"
     numbers = np.stack([ints_of(text, n, what) for text in texts]) if n else np.empty((len(_NUMBERS), 0), np.int64)
@@ -444,7 +450,7 @@ def image_hashes(db: Database) -> npt.NDArray[np.int64]:
                 whole.append(phash[(packed & 1) != 0])
                 inside.append(trim_hash[(packed & 2) != 0])
                 continue
-            lo, hi = chunk << CHUNK_BITS, ((chunk + 1) << CHUNK_BITS) - 1
+            lo, hi = chunk_bounds(chunk)
             texts = db.execute(_LIVE_HASHES, (lo, hi)).fetchone()
             what = f"the hashes of files {lo} to {hi}"
             whole.append(ints_of(texts[0], -1, what))
