@@ -116,6 +116,7 @@ _NUMBERS = (
     ),
 )
 _HAS_URL = 1 << 9
+_HAS_HASH, _HAS_TRIM = 1, 2  # ``packed``'s bits: the whole picture's hash, the inside's
 #: The rows of a range of file ids, each column joined into one text or blob. NULLs are left
 #: out of a group_concat: a SHA-256 that is not 32 bytes shortens the digests (an error is
 #: raised), and only the URLs there are (marked in ``packed``) are joined.
@@ -370,9 +371,9 @@ def read_table(db: Database, under: Sequence[bytes] = (), prefer: Sequence[bytes
         id=ids[order],
         root_id=np.array(root, dtype=np.int64)[at],
         sha256=(np.concatenate([p.digests for p in parts]) if parts else np.empty((0, 32), np.uint8))[order],
-        has_hash=(packed & 1).astype(bool),
+        has_hash=(packed & _HAS_HASH).astype(bool),
         phash=columns["phash"][order],
-        has_trim=(packed & 2).astype(bool),
+        has_trim=(packed & _HAS_TRIM).astype(bool),
         trim_hash=columns["trim_hash"][order],
         width=width[order],
         height=height[order],
@@ -447,8 +448,8 @@ def image_hashes(db: Database) -> npt.NDArray[np.int64]:
             columns = _kept_columns(db, chunk, kept[chunk], ("phash", "trim_hash", "packed")) if chunk in kept else None
             if columns is not None:
                 phash, trim_hash, packed = columns
-                whole.append(phash[(packed & 1) != 0])
-                inside.append(trim_hash[(packed & 2) != 0])
+                whole.append(phash[(packed & _HAS_HASH) != 0])
+                inside.append(trim_hash[(packed & _HAS_TRIM) != 0])
                 continue
             lo, hi = chunk_bounds(chunk)
             texts = db.execute(_LIVE_HASHES, (lo, hi)).fetchone()
