@@ -129,6 +129,8 @@ def update(
             superseded = True
     else:
         added = added[:0]
+    if not (stop and stop()):
+        store.keep_hashes(kind)  # (for the next update to read: its blob made again when due)
     matches = _update_matches(index, kind, stop, present) if not (stop and stop()) else _Verified()
     return PairsUpdate(
         hashes=len(present),

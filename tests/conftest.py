@@ -132,7 +132,9 @@ def run_module(*args: str, check: bool = False, **kwargs: object) -> subprocess.
 #: SQL that takes an index of today's schema back to version 5 (before web archives and
 #: files.url, and the review's decisions), for tests of the migrations from older versions.
 BACK_TO_VERSION_5 = (
-    "DROP TABLE near_orientations; DROP TABLE review_decisions; DROP TABLE review_batches;"
+    "DROP TRIGGER near_hashes_log_insert; DROP TRIGGER near_hashes_log_delete; DROP TRIGGER near_hashes_log_update;"
+    " DROP TABLE near_hashes_kept; DROP TABLE near_hashes_log;"
+    " DROP TABLE near_orientations; DROP TABLE review_decisions; DROP TABLE review_batches;"
     " DROP VIEW file_paths; DROP TABLE archives; DROP TRIGGER files_url_insert; DROP VIEW provenance_urls;"
     " DROP TABLE provenance;"
     " DROP TABLE side_files;"

@@ -363,7 +363,7 @@ def test_a_version_5_index_gains_archives(tree: Path, db_path: Path) -> None:
     data, offsets = warc_bytes([Capture("http://example.com/a.jpg", jpeg(97))])
     warc = write(tree / "new.warc.gz", data)
     with open_index(db_path) as idx:
-        assert idx.schema_version == SCHEMA_VERSION == 11
+        assert idx.schema_version == SCHEMA_VERSION == 12
         assert list(rows(idx)) == [str(tree / "a.jpg").encode()]
         assert run_scan(idx, tree).hashed == 1
         assert rows(idx)[f"{warc}#{offsets[0]}".encode()][1] == "http://example.com/a.jpg"

@@ -166,6 +166,64 @@ def test_sorted_ints_reads_every_value_once_across_its_ranges(db_path: Path) -> 
         assert idx.pairs.hashes("dhash").tolist() == sorted(values)
 
 
+def _live_hashes(db_path: Path, kind: str) -> list[int]:
+    with sqlite3.connect(db_path) as raw:
+        return [r[0] for r in raw.execute("SELECT hash FROM near_hashes WHERE kind = ? ORDER BY hash", (kind,))]
+
+
+def test_kept_hashes_and_their_log_hold_what_near_hashes_holds_whoever_writes(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stored values read from their kept blob and the log of writes since are the table's,
+    after inserts and deletes by this index and by another connection (a value deleted and
+    inserted again, one inserted and deleted, a value already there inserted again); the log
+    is folded into a new blob once it is long, and a reset or a damaged blob leaves nothing
+    stale."""
+    monkeypatch.setattr(pairstore, "LOG_LEAST", 50)
+    rng = np.random.default_rng(12)
+    values = sorted(set(rng.integers(-(1 << 63), (1 << 63) - 1, 400, dtype=np.int64).tolist()))
+    with open_index(db_path) as idx:
+        store = idx.pairs
+        assert store.keep_hashes("dhash")  # none kept yet: kept now, empty
+        assert store.hashes("dhash").tolist() == []
+        assert store.add_hashes("dhash", np.array(values[:300], dtype=np.int64), store.state()[1])
+        assert store.add_hashes("other", np.array(values[:3], dtype=np.int64), store.state()[1])
+        assert store.hashes("dhash").tolist() == _live_hashes(db_path, "dhash") == values[:300]
+        assert store.keep_hashes("dhash")  # 300 logged writes: folded
+        assert idx.db.execute("SELECT count(*) FROM near_hashes_log WHERE kind = 'dhash'").fetchone()[0] == 0
+        assert not store.keep_hashes("dhash")
+        with sqlite3.connect(db_path) as other:
+            other.executemany("DELETE FROM near_hashes WHERE kind = 'dhash' AND hash = ?", [(v,) for v in values[:10]])
+            other.executemany("INSERT OR IGNORE INTO near_hashes VALUES ('dhash', ?)", [(v,) for v in values[5:20]])
+            other.executemany("INSERT INTO near_hashes VALUES ('dhash', ?)", [(v,) for v in values[300:310]])
+            other.executemany(
+                "DELETE FROM near_hashes WHERE kind = 'dhash' AND hash = ?", [(v,) for v in values[305:310]]
+            )
+        store.remove_hashes("dhash", np.array(values[100:120], dtype=np.int64))
+        expected = sorted(set(values[5:300]) - set(values[100:120]) | set(values[300:305]))
+        assert _live_hashes(db_path, "dhash") == expected
+        assert not store.keep_hashes("dhash")  # 45 logged writes: below the least
+        assert store.hashes("dhash").tolist() == expected
+        assert store.stored_among("dhash", np.array(values, dtype=np.int64)).tolist() == [v in expected for v in values]
+        assert store.hashes("other").tolist() == values[:3]
+
+        with idx.db.write() as c:  # a blob cut short, then one out of order: read row by row
+            c.execute("UPDATE near_hashes_kept SET hashes = substr(hashes, 4) WHERE kind = 'dhash'")
+        assert store.hashes("dhash").tolist() == expected
+        backwards = np.array(values[:290][::-1], dtype="<i8").tobytes()
+        with idx.db.write() as c:
+            c.execute("UPDATE near_hashes_kept SET count = 290, hashes = ? WHERE kind = 'dhash'", (backwards,))
+        assert store.hashes("dhash").tolist() == expected
+
+        generation = store.reset(8, store.state()[1])
+        assert generation is not None
+        assert idx.db.execute("SELECT count(*) FROM near_hashes_kept").fetchone()[0] == 0
+        assert store.hashes("dhash").tolist() == []
+        assert store.keep_hashes("dhash")
+        assert store.add_hashes("dhash", np.array(values[:7], dtype=np.int64), generation)
+        assert store.hashes("dhash").tolist() == _live_hashes(db_path, "dhash") == values[:7]
+
+
 def test_int_rows_reads_every_row_by_ranges_of_its_first_column(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Rows of integers (extremes included) come back as an (n, width) array, by ranges of the
     first column's values (ascending; each range in the query's order), however many ranges;

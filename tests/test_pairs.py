@@ -205,7 +205,7 @@ def test_a_version_1_index_gains_the_pair_tables(db_path: Path, tree: Path) -> N
     )
     raw.close()
     with open_index(db_path) as idx:
-        assert idx.schema_version == SCHEMA_VERSION == 11
+        assert idx.schema_version == SCHEMA_VERSION == 12
         assert stored(idx) == set()
         before = groups(idx)  # a report works before any update, matching by hash alone
         summary = run_scan(idx, tree)

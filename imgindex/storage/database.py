@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 from imgindex.errors import ImgindexError, IndexOpenError, NewerIndexError, NotAnIndexError
 
-SCHEMA_VERSION = 11
+SCHEMA_VERSION = 12
 #: ``PRAGMA application_id``: "imix" in ASCII.
 APPLICATION_ID = 0x696D6978
 BUSY_TIMEOUT_MS = 60_000
@@ -357,6 +357,23 @@ def _add_region_columns(conn: sqlite3.Connection) -> None:
     )
 
 
+def _add_kept_near_hashes(conn: sqlite3.Connection) -> None:
+    """Version 12 keeps the values of ``near_hashes`` as a blob and a log of the writes since
+    (``near_hashes_kept``, ``near_hashes_log`` and their triggers); the next update makes them."""
+    _create_objects(
+        conn,
+        {
+            "near_hashes_kept",
+            "near_hashes_log",
+            "near_hashes_log_insert",
+            "near_hashes_log_delete",
+            "near_hashes_log_update",
+        },
+    )
+    for table in ("near_hashes_kept", "near_hashes_log"):  # (nothing kept of an earlier near_hashes)
+        conn.execute(f"DELETE FROM {table}")
+
+
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     2: _add_near_pairs,
     3: _add_descriptors,
@@ -368,6 +385,7 @@ MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     9: _add_regions,
     10: _add_image_columns,
     11: _add_region_columns,
+    12: _add_kept_near_hashes,
 }
 
 

@@ -21,6 +21,8 @@ from .shapes import BAD_DESCRIPTORS, BAD_ORIENTATIONS, BAD_REGIONS
 
 #: Tables whose rows are derived from the rest, so they can be dropped and made again.
 DERIVED = (
+    "near_hashes_kept",  # (before near_hashes, so that its rows' deletion is not logged)
+    "near_hashes_log",
     "near_hashes",
     "near_pairs",
     "near_pictures",

@@ -2,9 +2,10 @@
 
 ``near_pairs`` holds every two distinct hash values of one kind within the
 stored maximum distance; ``near_hashes`` the values whose pairs are all
-stored. ``meta`` records the maximum and a generation that every reset
-changes, so that a process never marks a value stored after another process
-reset the pairs under it. ``near_matches`` holds the pairs of pictures (by
+stored (kept as one blob too, with a log of the writes since: ``near_hashes_kept``,
+``near_hashes_log``, so that an update reads them at once). ``meta`` records the
+maximum and a generation that every reset changes, so that a process never marks
+a value stored after another process reset the pairs under it. ``near_matches`` holds the pairs of pictures (by
 :func:`picture_keys`) whose thumbnails confirm a match, ``near_pictures`` the
 pictures whose matches are all stored, under the hash settings ``near_params`` and the
 version of the verification rule ``near_verification``.
@@ -27,6 +28,13 @@ import numpy.typing as npt
 
 from .database import Database
 from .shapes import GOOD_ORIENTATIONS
+
+#: The log of writes to ``near_hashes`` is folded into its kept blob once it holds more than
+#: this share of the blob's values, and more than :data:`LOG_LEAST` rows: a logged write
+#: costs a reader about as much as 5-10 kept values (a row read, against a blob's bytes),
+#: and making the blob again costs a write of every value.
+LOG_SHARE = 1 / 16
+LOG_LEAST = 4096
 
 #: A distance meaning "no match of this sort": NULL in ``near_matches``.
 NO_MATCH = 255
@@ -93,10 +101,63 @@ class PairStore:
         self.db = db
 
     def hashes(self, kind: str) -> npt.NDArray[np.int64]:
-        """The hashes whose near pairs are all stored, sorted."""
-        return self.db.sorted_ints(
-            "SELECT hash AS x FROM near_hashes WHERE kind = ? AND hash BETWEEN {lo} AND {hi}", (kind,)
-        )
+        """The hashes whose near pairs are all stored, sorted: from their kept blob and the
+        writes logged since (see :meth:`keep_hashes`), or else row by row."""
+        with self.db.snapshot():
+            kept = self._kept_hashes(kind)
+            if kept is not None:
+                return kept
+            return self.db.sorted_ints(
+                "SELECT hash AS x FROM near_hashes WHERE kind = ? AND hash BETWEEN {lo} AND {hi}", (kind,)
+            )
+
+    def keep_hashes(self, kind: str) -> bool:
+        """Make the blob of ``kind``'s stored hashes again (and clear its log) when there is
+        none, or when the writes logged since it was made are more than :data:`LOG_SHARE`
+        of its values (and :data:`LOG_LEAST`); whether it was made. The triggers of
+        ``near_hashes`` log every write to it while a blob is kept, whoever writes, so the
+        blob and its log always hold what the table holds."""
+        row = self.db.execute("SELECT count FROM near_hashes_kept WHERE kind = ?", (kind,)).fetchone()
+        if row is not None:
+            (logged,) = self.db.execute("SELECT count(*) FROM near_hashes_log WHERE kind = ?", (kind,)).fetchone()
+            if logged <= max(LOG_LEAST, LOG_SHARE * int(row[0])):
+                return False
+        with self.db.write() as c:
+            values = self.hashes(kind)  # (in the write transaction: what the table holds now)
+            c.execute("DELETE FROM near_hashes_log WHERE kind = ?", (kind,))
+            c.execute(
+                "INSERT OR REPLACE INTO near_hashes_kept (kind, count, hashes) VALUES (?, ?, ?)",
+                (kind, len(values), values.astype("<i8").tobytes()),
+            )
+        return True
+
+    def _kept_hashes(self, kind: str) -> npt.NDArray[np.int64] | None:
+        """The stored hashes from the kept blob and its log (None when there is none, or it
+        is damaged: not sorted, of another length or type)."""
+        row = self.db.execute("SELECT count, hashes FROM near_hashes_kept WHERE kind = ?", (kind,)).fetchone()
+        if row is None:
+            return None
+        count, blob = row
+        if not isinstance(count, int) or not isinstance(blob, bytes) or len(blob) != 8 * count:
+            return None
+        base = np.frombuffer(blob, dtype="<i8").astype(np.int64)
+        if not (base[1:] > base[:-1]).all():
+            return None
+        sql = "SELECT hash, present FROM near_hashes_log WHERE kind = ? ORDER BY seq"
+        log = self.db.execute(sql, (kind,)).fetchall()
+        if not log:
+            return base
+        if not all(type(h) is int and present in (0, 1) for h, present in log):
+            return None
+        logged = np.array([h for h, _ in log], dtype=np.int64)[::-1]
+        present = np.array([p for _, p in log], dtype=bool)[::-1]
+        values, last = np.unique(logged, return_index=True)  # each value's last write
+        at = np.searchsorted(base, values)
+        had = at < len(base)
+        had[had] = base[at[had]] == values[had]
+        base = np.delete(base, at[had])
+        added = values[present[last]]
+        return np.insert(base, np.searchsorted(base, added), added)
 
     def state(self) -> tuple[int | None, int]:
         """The distance up to which pairs are kept (None before the first update), and the
@@ -117,7 +178,8 @@ class PairStore:
             if self.state()[1] != generation:
                 return None
             c.execute("DELETE FROM near_pairs")
-            c.execute("DELETE FROM near_hashes")
+            for table in ("near_hashes_kept", "near_hashes_log", "near_hashes"):  # (none logged then)
+                c.execute(f"DELETE FROM {table}")
             _forget_matches(c)  # every picture to verify again
             _set_meta(c, near_max_distance=max_distance, near_generation=generation + 1)
         return generation + 1
