@@ -446,6 +446,25 @@ def test_few_queries_among_many_take_narrow_blocks() -> None:
     assert max(width for _, width, _ in every) >= 20
 
 
+def test_the_plan_is_the_cheapest_layout_by_layout_cost() -> None:
+    """The plan weighs every layout and allowances at once: it takes the first of the cheapest
+    by :func:`search.layout_cost`, one at a time in order, or the all-pairs comparison when
+    no layout is cheaper."""
+    for n, m, threshold in itertools.product(
+        (2, 900, 50_000, 824_339, 10_000_000), (1, 1_100, 50_000), range(0, 14, 3)
+    ):
+        best = search.Plan((), m * float(n) * search._COMPARE_NS)
+        for widths in search.LAYOUTS:
+            shifts = np.cumsum((0, *widths[:-1])).tolist()
+            for allowed in search._allowance_choices(len(widths), threshold):
+                cost = search.layout_cost(n, m, widths, allowed)
+                if cost < best.cost_ns:
+                    blocks = zip(shifts, widths, allowed, strict=True)
+                    best = search.Plan(tuple(b for b in blocks if b[2] >= 0), cost)
+        chosen = search.plan(n, m, threshold)
+        assert chosen.blocks == best.blocks and chosen.cost_ns == pytest.approx(best.cost_ns), (n, m, threshold)
+
+
 def test_search_memory_is_bounded_by_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
     hashes = clustered(11, 4000)
     whole = search.pairs_within(hashes, 10)

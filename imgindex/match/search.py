@@ -161,15 +161,45 @@ def plan(n: int, queries: int, threshold: int) -> Plan:
     For a layout, the allowances ``a`` must satisfy ``sum(a + 1) == threshold + 1``
     (pigeonhole); -1 leaves a block out.
     """
-    best = Plan((), queries * float(n) * _COMPARE_NS)
+    every = queries * float(n) * _COMPARE_NS
+    terms = _layout_terms(threshold)
+    if not len(terms.blocks):
+        return Plan((), every)
+    # layout_cost for every layout and allowances at once (a loop over them took 25 ms a plan)
+    costs = (
+        terms.buckets
+        + n * _SORT_NS * terms.passes
+        + queries * (terms.lookups * _LOOKUP_NS + n * terms.chance * _CANDIDATE_NS)
+    )
+    k = int(np.argmin(costs))  # (the first of equal ones, as a loop taking only lower ones would)
+    return Plan(terms.blocks[k], float(costs[k])) if costs[k] < every else Plan((), every)
+
+
+@dataclass(frozen=True)
+class _Terms:
+    """The parts of :func:`layout_cost` that do not depend on the input's size, for every
+    layout and allowances (in :data:`LAYOUTS`' order, then :func:`_allowance_choices`')."""
+
+    blocks: tuple[tuple[tuple[int, int, int], ...], ...]
+    lookups: npt.NDArray[np.float64]
+    chance: npt.NDArray[np.float64]
+    buckets: npt.NDArray[np.float64]
+    passes: npt.NDArray[np.float64]
+
+
+@cache
+def _layout_terms(threshold: int) -> _Terms:
+    blocks, lookups, chance, buckets, passes = [], [], [], [], []
     for widths in LAYOUTS:
+        shifts = np.cumsum((0, *widths[:-1])).tolist()
         for allowed in _allowance_choices(len(widths), threshold):
-            cost = layout_cost(n, queries, widths, allowed)
-            if cost < best.cost_ns:
-                shifts = np.cumsum((0, *widths[:-1])).tolist()
-                blocks = tuple(zip(shifts, widths, allowed, strict=True))
-                best = Plan(tuple(b for b in blocks if b[2] >= 0), cost)
-    return best
+            used = [(w, a) for w, a in zip(widths, allowed, strict=True) if a >= 0]
+            blocks.append(tuple(b for b in zip(shifts, widths, allowed, strict=True) if b[2] >= 0))
+            lookups.append(sum(flip_count(w, a) for w, a in used))
+            chance.append(sum(flip_count(w, a) / 2**w for w, a in used))
+            buckets.append(sum(2**w * _BUCKET_NS for w, _ in used))
+            passes.append(sum(radix_passes(w) for w, _ in used))
+    return _Terms(tuple(blocks), *(np.array(x, dtype=np.float64) for x in (lookups, chance, buckets, passes)))
 
 
 def layout_cost(n: int, queries: int, widths: tuple[int, ...], allowed: tuple[int, ...]) -> float:
