@@ -384,7 +384,8 @@ class BucketTable:
         #: buckets), and a test numpy makes fast.
         self.occupied = self.counts > 0
         # (32-bit where the entries allow: a 22-bit block's starts summed in 17 ms, not 38)
-        self.first = np.zeros(len(self.counts), dtype=np.int32 if len(keys) < 1 << 31 else np.int64)
+        starts = np.int32 if len(keys) < 1 << 31 else np.int64
+        self.first: npt.NDArray[np.signedinteger] = np.zeros(len(self.counts), dtype=starts)
         np.cumsum(self.counts[:-1], out=self.first[1:])
 
     def matches(self, qh: U64, target: npt.NDArray[np.intp], threshold: int) -> Iterator[tuple[I64, I64, U64, U8]]:
