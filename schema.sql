@@ -226,7 +226,7 @@ CREATE TABLE IF NOT EXISTS near_pairs (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS near_pairs_b ON near_pairs(kind, b);
 -- near_hashes of a kind kept as one blob (imgindex/storage/pairstore.py), which
--- every update reads instead of its rows (a million values: 15 ms against 230),
+-- every update reads instead of its rows (a million values: 8 ms against 230),
 -- and the writes to near_hashes since it was made, logged by the triggers below
 -- (whoever writes, so blob and log always hold what near_hashes holds). An update
 -- makes the blob again once the log is long. Derived data: dropped with the pairs.
