@@ -214,6 +214,11 @@ def test_kept_hashes_and_their_log_hold_what_near_hashes_holds_whoever_writes(
         with idx.db.write() as c:
             c.execute("UPDATE near_hashes_kept SET count = 290, hashes = ? WHERE kind = 'dhash'", (backwards,))
         assert store.hashes("dhash").tolist() == expected
+        with idx.db.write() as c:  # a count of another type: read row by row, and made again
+            c.execute("UPDATE near_hashes_kept SET count = 'many' WHERE kind = 'dhash'")
+        assert store.hashes("dhash").tolist() == expected
+        assert store.keep_hashes("dhash")
+        assert store.hashes("dhash").tolist() == expected
 
         generation = store.reset(8, store.state()[1])
         assert generation is not None

@@ -118,9 +118,9 @@ class PairStore:
         ``near_hashes`` log every write to it while a blob is kept, whoever writes, so the
         blob and its log always hold what the table holds."""
         row = self.db.execute("SELECT count FROM near_hashes_kept WHERE kind = ?", (kind,)).fetchone()
-        if row is not None:
+        if row is not None and isinstance(row[0], int):  # (a count of another type: made again)
             (logged,) = self.db.execute("SELECT count(*) FROM near_hashes_log WHERE kind = ?", (kind,)).fetchone()
-            if logged <= max(LOG_LEAST, LOG_SHARE * int(row[0])):
+            if logged <= max(LOG_LEAST, LOG_SHARE * row[0]):
                 return False
         with self.db.write() as c:
             values = self.hashes(kind)  # (in the write transaction: what the table holds now)
