@@ -5,10 +5,11 @@ stored maximum distance; ``near_hashes`` the values whose pairs are all
 stored (kept as one blob too, with a log of the writes since: ``near_hashes_kept``,
 ``near_hashes_log``, so that an update reads them at once). ``meta`` records the
 maximum and a generation that every reset changes, so that a process never marks
-a value stored after another process reset the pairs under it. ``near_matches`` holds the pairs of pictures (by
-:func:`picture_keys`) whose thumbnails confirm a match, ``near_pictures`` the
-pictures whose matches are all stored, under the hash settings ``near_params`` and the
-version of the verification rule ``near_verification``.
+a value stored after another process reset the pairs under it.
+``near_matches`` holds the pairs of pictures (by :func:`picture_keys`) whose
+thumbnails confirm a match, ``near_pictures`` the pictures whose matches are all
+stored, under the hash settings ``near_params`` and the version of the
+verification rule ``near_verification``.
 With ``near_rotations`` set, mirrored and turned copies' matches are stored too,
 under the kind :func:`turned_kind`, with each picture's orientation hashes
 (``near_orientations``).
