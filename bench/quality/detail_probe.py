@@ -34,6 +34,10 @@ unchanged, to the other parts (held out). A link above it is cut: the
 duplicate leaves the group. Recall and false pairs are then scored as
 score.py scores imgindex (every pair of a group).
 
+``--align`` judges each link at the best fit of one picture on the other (the insides, not
+normalised first): cut on one side or on all four (2-16 %), or turned by 2.5 degrees either
+way, both ways round: the moderate edits registered before they are compared.
+
 ``--stat`` sums the cells up otherwise (``ratio``: how much more the pictures differ in
 their most different cell than in the median one; ``excess``: the largest less the median);
 ``--stored`` judges on the 32x32 grids of the insides the run's index stores, as imgindex's
@@ -175,6 +179,51 @@ def detail_difference(a: np.ndarray, b: np.ndarray, grid: int, shift: int = 0) -
     return max(one_way(a, b), one_way(b, a))
 
 
+#: With --align: the other picture is also cut (one side alone, or all four by half as much;
+#: 2-16 % of its side in steps of 2) and turned by +-2.5 degrees, both ways round, and the
+#: figure taken at the best fit (the least mean difference): the moderate edits registered.
+ALIGN = False
+ALIGN_SHARES = (0.02, 0.04, 0.06, 0.08, 0.10, 0.12, 0.14, 0.16)
+ALIGN_TURNS = (-2.5, 2.5)
+
+
+def raw_inside(root: Path, rel: str, side: int) -> np.ndarray:
+    """The ``side`` x ``side`` grey picture of a file's inside (its whole where it has no border),
+    not normalised (see :func:`aligned_difference`)."""
+    picture, _, _ = decode((root / rel).read_bytes(), None, HashSettings())
+    grey = picture.convert("L")
+    box = trim_box(picture)
+    inside = grey.crop(box) if box else grey
+    return np.asarray(inside.resize((side, side), Image.Resampling.BOX), dtype=np.float32)
+
+
+def _fits(raw: np.ndarray) -> list[np.ndarray]:
+    """``raw`` as it is, cut (see :data:`ALIGN`) and turned, each back at its side, normalised."""
+    side = raw.shape[0]
+    image = Image.fromarray(raw, mode="F")
+    boxes: list[tuple[float, float, float, float]] = []
+    for share in ALIGN_SHARES:
+        c = side * share
+        boxes += [(0, 0, side, side - c), (0, c, side, side), (0, 0, side - c, side), (c, 0, side, side)]
+        boxes += [(c / 2, c / 2, side - c / 2, side - c / 2)]
+    fits = [raw] + [np.asarray(image.resize((side, side), Image.Resampling.BILINEAR, box=b)) for b in boxes]
+    fits += [
+        np.asarray(image.rotate(t, Image.Resampling.BILINEAR, fillcolor=float(np.median(raw)))) for t in ALIGN_TURNS
+    ]
+    return [_normal(f) for f in fits]
+
+
+def aligned_difference(a_raw: np.ndarray, b_raw: np.ndarray, grid: int) -> float:
+    """The figure (:func:`_summary` of the cells) at the best fit of one picture on the other."""
+    tries = [
+        np.abs(_normal(a_raw)[None] - np.stack(_fits(b_raw))),
+        np.abs(_normal(b_raw)[None] - np.stack(_fits(a_raw))),
+    ]
+    differences = np.concatenate(tries)
+    best = differences[int(np.argmin(differences.mean(axis=(1, 2))))]
+    return _summary(_cells(best, grid))
+
+
 #: With --stored: the grids averaged over POOL x POOL px before they are compared.
 POOL = 1
 
@@ -206,7 +255,10 @@ def probe_part(part: str, side: int, grid: int, shift: int = 0, stored: bool = F
 
     def get(rel: str) -> tuple[np.ndarray, np.ndarray, bool]:
         if rel not in cache:
-            if stored:
+            if ALIGN:
+                raw = raw_inside(labels.root, rel, side)
+                cache[rel] = (raw, raw, False)
+            elif stored:
                 g = grids.get(rel, np.zeros((32 // POOL, 32 // POOL), dtype=np.float32))
                 cache[rel] = (g, g, False)
             else:
@@ -218,7 +270,9 @@ def probe_part(part: str, side: int, grid: int, shift: int = 0, stored: bool = F
         kept = group[0]
         for dup in group[1:]:
             (wa, ia, _), (wb, ib, _) = get(kept), get(dup)
-            if STAT in ("relative", "relratio"):
+            if ALIGN:
+                d = aligned_difference(wa, wb, grid)
+            elif STAT in ("relative", "relratio"):
                 d = relative_difference(wa, wb, grid)
             elif stored and REGISTER:
                 d = registered_difference(wa, wb, grid)
@@ -283,11 +337,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stored", action="store_true", help="judge on the grids the run's index stores")
     parser.add_argument("--register", type=int, default=0, help="with --stored: also cut 1..N px a side")
     parser.add_argument("--pool", type=int, default=1, help="with --stored: average the grids over N x N px first")
+    parser.add_argument("--align", action="store_true", help="judge at the best fit of cuts and small turns")
     parser.add_argument("--threshold", type=float, help="use this threshold instead of the rule's")
     parser.add_argument("--json", type=Path, default=OUT / "quality-run" / "detail-probe.json")
     args = parser.parse_args(argv)
-    global STAT, POOL, REGISTER, QUANTILE
-    STAT, POOL, REGISTER, QUANTILE = args.stat, args.pool, args.register, args.quantile
+    global STAT, POOL, REGISTER, QUANTILE, ALIGN
+    STAT, POOL, REGISTER, QUANTILE, ALIGN = args.stat, args.pool, args.register, args.quantile, args.align
     parts = [p.strip() for p in args.parts.split(",") if p.strip()]
     threshold = args.threshold
     results: dict[str, Any] = {
