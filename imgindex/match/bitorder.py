@@ -22,6 +22,7 @@ drawn independently it is no better (the synthetic indexes of
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Final
 
 import numpy as np
@@ -47,26 +48,29 @@ def _spread_order() -> tuple[int, ...]:
 SPREAD: Final = _spread_order()
 
 
-def _byte_tables(order: tuple[int, ...]) -> npt.NDArray[np.uint64]:
-    """``(8, 256)``: for byte ``i`` of a stored hash and its value, the bits it sets in the new order."""
+@cache
+def _tables() -> npt.NDArray[np.uint64]:
+    """``(4, 65536)``: for each 16 bits of a stored hash (the lowest first) and their value, the
+    bits they set in the :data:`SPREAD` order (2 MB, made at the first use: 14 ms)."""
     target = np.empty(64, dtype=np.uint64)
-    target[list(order)] = np.arange(64, dtype=np.uint64)
-    values = np.arange(256, dtype=np.uint64)
-    tables = np.zeros((8, 256), dtype=np.uint64)
-    for byte in range(8):
-        for bit in range(8):
-            tables[byte] |= ((values >> np.uint64(bit)) & np.uint64(1)) << target[8 * byte + bit]
+    target[list(SPREAD)] = np.arange(64, dtype=np.uint64)
+    values = np.arange(1 << 16, dtype=np.uint64)
+    tables = np.zeros((4, 1 << 16), dtype=np.uint64)
+    for part in range(4):
+        for bit in range(16):
+            tables[part] |= ((values >> np.uint64(bit)) & np.uint64(1)) << target[16 * part + bit]
     return tables
 
 
-_TABLES: Final = _byte_tables(SPREAD)
-
-
 def spread(hashes: U64) -> U64:
-    """The hashes with their bits in the :data:`SPREAD` order (distances between them kept)."""
-    out = np.zeros(len(hashes), dtype=np.uint64)
-    for byte in range(8):
-        out |= _TABLES[byte][((hashes >> np.uint64(8 * byte)) & np.uint64(0xFF)).astype(np.intp)]
+    """The hashes with their bits in the :data:`SPREAD` order (distances between them kept): a
+    table lookup for each 16 bits (824,000 hashes: 30 ms, where one a byte, with shifts and
+    masks, took 90)."""
+    tables = _tables()
+    parts = np.ascontiguousarray(hashes, dtype="<u8").view("<u2").reshape(-1, 4)
+    out: U64 = tables[0][parts[:, 0]]
+    for part in range(1, 4):
+        out |= tables[part][parts[:, part]]
     return out
 
 
