@@ -160,6 +160,7 @@ def _near_matches(
         trim_hash=np.array([0 if t is None else t for t in trims], dtype=np.int64),
         given={u: (r.descriptor, r.trim_descriptor) for u, (_, r) in enumerate(probes) if r.descriptor},
         given_regions={u: (r.regions, r.grid) for u, (_, r) in enumerate(probes) if r.regions and r.grid},
+        given_sizes={u: (r.width, r.height) for u, (_, r) in enumerate(probes) if r.width and r.height},
     )
     matcher = Matcher(index, units, threshold, rotations=rotations, focus=np.arange(n))
     for unit, (number, _) in enumerate(probes):

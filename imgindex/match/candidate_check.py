@@ -29,7 +29,7 @@ from .region_check import RegionCheck, Regions
 from .regions import REGION_CORRELATION, REGION_THRESHOLD
 from .search import I64
 from .units import Units, UnitThumbnails
-from .verify import Pictures, Thumbnails, confirm
+from .verify import Pictures, Thumbnails, confirm, other_shapes
 
 #: Candidate pairs verified at once (bounds the memory of the thumbnails' arrays).
 VERIFY_CHUNK = 1 << 15
@@ -198,7 +198,22 @@ class CandidateCheck:
                     verified[link, at[todo[ok]]] = True
             self._verify_turned(found, at, mine, verified)
             self._refuse_one_place_differences(found, at, mine, theirs, verified)
+        self._refuse_other_shapes(found, seen, verified)
         return verified
+
+    def _refuse_other_shapes(self, found: Candidates, at: I64, verified: npt.NDArray[np.bool_]) -> None:
+        """Refuse the matches, by any link, among the candidates ``at`` whose pictures (both
+        without a border) have shapes too far apart (:func:`.verify.other_shapes`); by an
+        orientation link, the shapes are compared either way round."""
+        shape = self.thumbs.shape
+        u, v = found.u[at], found.v[at]
+        turned_links = {*self.slots.turned, self.slots.region_rotation} - {-1}
+        upright = other_shapes(shape[u], shape[v], turned=False)
+        if not upright.any():
+            return
+        turned = other_shapes(shape[u], shape[v], turned=True)
+        for link in range(verified.shape[0]):
+            verified[link, at[turned if link in turned_links else upright]] = False
 
     def _verify_turned(self, found: Candidates, at: I64, mine: Pictures, verified: npt.NDArray[np.bool_]) -> None:
         """The orientation links among the candidates ``at`` (``mine``: the lower units'

@@ -57,6 +57,8 @@ class Units:
     given: Mapping[int, Descriptors] = field(default_factory=dict)  # unit -> descriptors not in the index
     #: unit -> the hashes of its regions and its grid (hashing.regions), for units not in the index
     given_regions: Mapping[int, tuple[bytes, bytes]] = field(default_factory=dict)
+    #: unit -> the width and height of its picture, for units not in the index
+    given_sizes: Mapping[int, tuple[int, int]] = field(default_factory=dict)
     sha256: npt.NDArray[np.uint8] | None = None  # (n, 32)
     params_id: I64 | None = None
     #: The hashes of the units' regions (rows of ``len(REGIONS)``) and which units have them,
@@ -74,6 +76,9 @@ class UnitThumbnails:
         n = len(units)
         described: list[int] = []
         framed: list[int] = []
+        #: The natural logarithm of each unit's width over its height (:func:`.verify.other_shapes`);
+        #: NaN where it is not known or has a border (its whole picture's shape is not what matched).
+        self.shape = np.full(n, np.nan, dtype=np.float32)
         whole_parts: list[Thumbnails] = []
         inside_parts: list[Thumbnails] = []
         raw_wholes: list[npt.NDArray[np.uint8]] = []
@@ -85,8 +90,11 @@ class UnitThumbnails:
             from_index = [u for u in share.tolist() if u not in units.given]
             found = index.images.descriptors(units.file_id[from_index].tolist())
             wholes, insides = [], []
+            shapes: list[tuple[int, int, int]] = []
             for unit, file_id in zip(share.tolist(), units.file_id[share].tolist(), strict=True):
-                pair = units.given.get(unit) or found.pop(file_id, None)
+                given = units.given.get(unit)
+                read = None if given else found.pop(file_id, None)
+                pair = given or read
                 if pair is None:
                     continue  # indexed before descriptors existed
                 described.append(unit)
@@ -94,7 +102,17 @@ class UnitThumbnails:
                 if pair[1] is not None:
                     framed.append(unit)
                     insides.append(pair[1])
+                    continue
+                if read is None:
+                    width, height = units.given_sizes.get(unit, (0, 0))
+                else:
+                    width, height = read[2] or 0, read[3] or 0
+                if width > 0 and height > 0:
+                    shapes.append((unit, width, height))
             del found
+            if shapes:
+                at, widths, heights = np.array(shapes, dtype=np.int64).T
+                self.shape[at] = np.log(widths / heights)
             for texts, parts, raw in ((wholes, whole_parts, raw_wholes), (insides, inside_parts, raw_insides)):
                 rows = descriptor_rows(texts)
                 texts.clear()

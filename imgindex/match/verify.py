@@ -56,8 +56,16 @@ DETAIL_CONCENTRATION = 5.9
 #: turned copies are also matched on the insides of pictures with a border; 4: one's inside
 #: against the other's whole picture; 5: a region of one against the other's whole or inside;
 #: 6: where the pictures differ, DETAIL_CONCENTRATION; 7: colour compared where it is, the
-#: weighted colour residual; 8: a region also at its moved cuts, regions.moved_cuts.)
-VERIFICATION = 8
+#: weighted colour residual; 8: a region also at its moved cuts, regions.moved_cuts;
+#: 9: the pictures' shapes, SHAPE_FACTOR.)
+VERIFICATION = 9
+#: Two pictures without a border whose shapes (width over height) differ by more than this
+#: factor are not copies of each other, whatever their thumbnails (squeezed to squares) say:
+#: the edits a match is made to survive change a shape by at most a crop of 10 % off two
+#: opposite sides (1 / 0.8) with a bar of 18 % added the other way (1.18), 1.47 in all. (A
+#: banner of 880 x 200 and one of 336 x 280 on one gradient agree at 16 x 16.) With a border,
+#: what matched may be the inside, whose shape the index does not keep: not judged.
+SHAPE_FACTOR = 1.5
 #: Below this standard deviation (grey levels, in the 16x16 thumbnail) a picture is blank or
 #: one colour: its thumbnail cannot confirm a match, so it matches by its bytes only. (On the
 #: quality corpus, one-colour pictures are at 0 and the faintest real ones, low-contrast
@@ -442,6 +450,19 @@ def _same_luminance(
 def _contrast(a: Thumbnails, b: Thumbnails) -> npt.NDArray[np.floating[Any]]:
     """How many times one picture's detail is the other's (at least 1)."""
     return np.maximum(a.detail, b.detail) / np.maximum(np.minimum(a.detail, b.detail), np.float32(1e-6))
+
+
+def other_shapes(a: npt.NDArray[np.float32], b: npt.NDArray[np.float32], turned: bool) -> npt.NDArray[np.bool_]:
+    """Which pairs of pictures have shapes too far apart to be copies (:data:`SHAPE_FACTOR`):
+    ``a``, ``b``, the natural logarithm of each one's width over its height (NaN where it is
+    not judged: never too far). ``turned``: the pictures may be a quarter turn apart, so
+    either way round."""
+    gap = np.abs(a - b)
+    if turned:
+        gap = np.minimum(gap, np.abs(a + b))
+    with np.errstate(invalid="ignore"):
+        result: npt.NDArray[np.bool_] = gap > np.float32(np.log(SHAPE_FACTOR))
+    return result
 
 
 def normalised_grids(grids: npt.NDArray[np.uint8] | npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:

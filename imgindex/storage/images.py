@@ -186,11 +186,17 @@ class Images:
         sql = "SELECT id, sha256 FROM files WHERE sha256 IN ({marks})"
         return [(int(i), bytes(d)) for i, d in self.db.select_in(sql, digests)]
 
-    def descriptors(self, ids: Sequence[int]) -> dict[int, tuple[bytes, bytes | None]]:
+    def descriptors(self, ids: Sequence[int]) -> dict[int, tuple[bytes, bytes | None, int | None, int | None]]:
         """The descriptors of files by id (of the whole picture, and of its inside when
-        trimmed): files without (not hashed yet by this version) are left out."""
-        sql = f"SELECT file_id, picture, trimmed FROM descriptors WHERE {GOOD_DESCRIPTORS} AND file_id IN ({{marks}})"
-        return {int(i): (bytes(p), None if t is None else bytes(t)) for i, p, t in self.db.select_in(sql, ids)}
+        trimmed), with the picture's width and height: files without (not hashed yet by this
+        version) are left out."""
+        sql = (
+            "SELECT d.file_id, d.picture, d.trimmed, f.width, f.height FROM descriptors d"
+            f" JOIN files f ON f.id = d.file_id WHERE {GOOD_DESCRIPTORS} AND d.file_id IN ({{marks}})"
+        )
+        return {
+            int(i): (bytes(p), None if t is None else bytes(t), w, h) for i, p, t, w, h in self.db.select_in(sql, ids)
+        }
 
     def regions(self, ids: Sequence[int] | I64) -> tuple[I64, npt.NDArray[np.uint64]]:
         """The files of ``ids`` that have the hashes of their regions (``regions``), and those,
