@@ -234,7 +234,24 @@ def _cohesive_degree(density: float) -> Rule:
     return rule
 
 
+def lonely(order: Any, edges: Edges) -> Grouping:
+    """imgindex's rule, and a centre also takes a better-ranked match whose only match it is
+    (left to itself, that copy would stay alone)."""
+    saved = grouping._Matches.cohesive
+
+    def or_lonely(self: Any, centre: Any, other: Any) -> Any:
+        alone = self.start[other + 1] - self.start[other] == 1
+        return saved(self, centre, other) | alone
+
+    grouping._Matches.cohesive = or_lonely  # type: ignore[method-assign]
+    try:
+        return group_by_leaders(order, edges)
+    finally:
+        grouping._Matches.cohesive = saved  # type: ignore[method-assign]
+
+
 RULES: dict[str, Rule] = {
+    "lonely": lonely,
     "imgindex": group_by_leaders,
     "rank": rank_only,
     "nearest": nearest,
