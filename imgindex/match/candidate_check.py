@@ -211,7 +211,7 @@ class CandidateCheck:
         upright = other_shapes(shape[u], shape[v], turned=False)
         if not upright.any():
             return
-        turned = other_shapes(shape[u], shape[v], turned=True)
+        turned = other_shapes(shape[u], shape[v], turned=True) if turned_links else upright
         for link in range(verified.shape[0]):
             verified[link, at[turned if link in turned_links else upright]] = False
 
